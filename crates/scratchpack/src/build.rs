@@ -1,0 +1,285 @@
+//! The build path from a plan to images on disk: compile every binary, prove
+//! each static, assemble the images, and write the layout directory and the
+//! archive of each, skipping images whose inputs have not changed.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::compile::{CompileError, Compiler, Request};
+use crate::elf::{NotStatic, check_static};
+use crate::manifest::ImagePlan;
+use crate::oci::image::Contents;
+use crate::oci::layer::LayerError;
+use crate::oci::layout::{LayoutMeta, archive, layout_files};
+use crate::oci::{Digest, Image, ImageSet};
+use crate::output::{OutputLock, write_tree};
+use crate::platform::Platform;
+use crate::shell::Shell;
+use crate::cache;
+
+/// Where and how images are written.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub out_dir: PathBuf,
+    /// Seconds since the epoch for `created` and file mtimes
+    /// (`SOURCE_DATE_EPOCH`, else 0).
+    pub epoch: u64,
+}
+
+/// What was built for one image, as printed and recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BuiltImage {
+    pub name: String,
+    /// The digest a reference to the image resolves to: the index's when
+    /// there are several platforms, else the manifest's.
+    pub digest: String,
+    pub media_type: String,
+    pub tags: Vec<String>,
+    pub layout: PathBuf,
+    pub archive: PathBuf,
+    pub platforms: Vec<BuiltPlatform>,
+    /// sha256 of the layout's `index.json`, to notice outputs changed by hand.
+    pub index_json: String,
+    pub archive_size: u64,
+    /// True when nothing had to be packed.
+    #[serde(skip)]
+    pub fresh: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BuiltPlatform {
+    pub platform: String,
+    pub manifest: String,
+    pub config: String,
+    pub layer: String,
+    pub layer_size: u64,
+    /// Bytes of the layer once unpacked (the tar).
+    pub unpacked_size: u64,
+    /// Host path of the binary that went in.
+    pub binary: PathBuf,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error(transparent)]
+    Compile(#[from] CompileError),
+    #[error("refusing image `{image}` for {platform}: {path} is not a static executable: {reason}")]
+    NotStatic {
+        image: String,
+        platform: Platform,
+        path: PathBuf,
+        reason: NotStatic,
+    },
+    #[error("reading {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("assembling the layer of image `{image}`")]
+    Layer {
+        image: String,
+        #[source]
+        source: LayerError,
+    },
+    #[error("writing {path}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, BuildError> {
+    std::fs::read(path).map_err(|source| BuildError::Read {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// Builds `images` (all or some of a plan's). Every binary is compiled and
+/// checked before anything is written: one refused binary writes nothing.
+pub fn build(
+    images: &[&ImagePlan],
+    compiler: &dyn Compiler,
+    opts: &Options,
+    shell: Shell,
+) -> Result<Vec<BuiltImage>, BuildError> {
+    let requests: Vec<Request> = images
+        .iter()
+        .flat_map(|image| {
+            image.targets.iter().map(|t| Request {
+                package: image.package.clone(),
+                bin: image.bin.clone(),
+                triple: t.triple.clone(),
+                settings: image.build.clone(),
+            })
+        })
+        .collect();
+    let executables = compiler.compile(&requests)?;
+
+    // Read and prove every binary first.
+    let mut inputs = Vec::new();
+    let mut exes = executables.into_iter();
+    for image in images {
+        let mut binaries = Vec::new();
+        for target in &image.targets {
+            let path = exes.next().expect("one executable per request");
+            let bytes = read(&path)?;
+            check_static(&bytes, target.platform.elf_machine(), &target.platform.to_string())
+                .map_err(|reason| BuildError::NotStatic {
+                    image: image.name.clone(),
+                    platform: target.platform,
+                    path: path.clone(),
+                    reason,
+                })?;
+            binaries.push((target.platform, path, bytes));
+        }
+        let files = image
+            .files
+            .iter()
+            .map(|f| read(&f.src))
+            .collect::<Result<Vec<_>, _>>()?;
+        inputs.push((*image, binaries, files));
+    }
+
+    let lock = OutputLock::acquire(&opts.out_dir).map_err(|source| BuildError::Write {
+        path: opts.out_dir.clone(),
+        source,
+    })?;
+    let mut built = Vec::new();
+    for (image, binaries, files) in inputs {
+        built.push(write_image(&lock, image, &binaries, &files, opts, shell)?);
+    }
+    Ok(built)
+}
+
+#[derive(Serialize)]
+struct KeyInputs<'a> {
+    plan: &'a ImagePlan,
+    binaries: Vec<Digest>,
+    files: Vec<Digest>,
+    epoch: u64,
+    out_dir: &'a Path,
+}
+
+fn write_image(
+    lock: &OutputLock,
+    image: &ImagePlan,
+    binaries: &[(Platform, PathBuf, Vec<u8>)],
+    files: &[Vec<u8>],
+    opts: &Options,
+    shell: Shell,
+) -> Result<BuiltImage, BuildError> {
+    let key = cache::key(&KeyInputs {
+        plan: image,
+        binaries: binaries.iter().map(|(_, _, b)| Digest::of(b)).collect(),
+        files: files.iter().map(|f| Digest::of(f)).collect(),
+        epoch: opts.epoch,
+        out_dir: &opts.out_dir,
+    });
+    let record = cache::record_path(&opts.out_dir, "images", &image.name);
+    if let Some(mut done) = cache::lookup::<BuiltImage>(&record, &key)
+        && outputs_intact(&done)
+    {
+        done.fresh = true;
+        shell.status("Fresh", format!("{} ({})", image.name, short(&done.digest)));
+        return Ok(done);
+    }
+
+    shell.status(
+        "Packing",
+        format!(
+            "{} ({})",
+            image.name,
+            binaries
+                .iter()
+                .map(|(p, _, _)| p.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    );
+    let mut per_platform = Vec::new();
+    for (platform, _, bytes) in binaries {
+        let contents = Contents {
+            binary: bytes,
+            files,
+        };
+        let img = Image::assemble(image, *platform, &contents, opts.epoch).map_err(|source| {
+            BuildError::Layer {
+                image: image.name.clone(),
+                source,
+            }
+        })?;
+        per_platform.push(img);
+    }
+    let set = ImageSet::new(image, per_platform);
+
+    let layout = opts.out_dir.join(&image.name);
+    let archive_path = opts.out_dir.join(format!("{}.tar", image.name));
+    let meta = LayoutMeta::new(&set);
+    let tmp = lock.temp_path(&image.name);
+    let write_err = |path: &Path| {
+        let path = path.to_owned();
+        move |source| BuildError::Write { path, source }
+    };
+    write_tree(
+        &tmp,
+        layout_files(&set, &meta)
+            .iter()
+            .map(|f| (f.path.as_str(), f.bytes)),
+    )
+    .map_err(write_err(&layout))?;
+    lock.publish_dir(&tmp, &layout)
+        .map_err(write_err(&layout))?;
+    let tar = archive(&set, &image.name, opts.epoch);
+    lock.write_file(&archive_path, &tar)
+        .map_err(write_err(&archive_path))?;
+
+    let top = set.top();
+    let done = BuiltImage {
+        name: image.name.clone(),
+        digest: top.digest.to_string(),
+        media_type: top.media_type.clone(),
+        tags: image.tags.clone(),
+        layout,
+        archive: archive_path,
+        platforms: set
+            .images
+            .iter()
+            .zip(binaries)
+            .map(|(img, (_, path, _))| BuiltPlatform {
+                platform: img.platform.to_string(),
+                manifest: img.manifest.digest.to_string(),
+                config: img.config.digest.to_string(),
+                layer: img.layer.blob.digest.to_string(),
+                layer_size: img.layer.blob.bytes.len() as u64,
+                unpacked_size: img.layer.tar_size,
+                binary: path.clone(),
+            })
+            .collect(),
+        index_json: Digest::of(meta.index_json()).to_string(),
+        archive_size: tar.len() as u64,
+        fresh: false,
+    };
+    std::fs::create_dir_all(record.parent().expect("records live in a directory"))
+        .map_err(write_err(&record))?;
+    lock.write_file(&record, &cache::encode(&key, &done))
+        .map_err(write_err(&record))?;
+    Ok(done)
+}
+
+/// Whether the outputs a record describes are still on disk as written.
+fn outputs_intact(done: &BuiltImage) -> bool {
+    let index_ok = std::fs::read(done.layout.join("index.json"))
+        .is_ok_and(|b| Digest::of(&b).as_str() == done.index_json);
+    let archive_ok =
+        std::fs::metadata(&done.archive).is_ok_and(|m| m.len() == done.archive_size);
+    index_ok && archive_ok
+}
+
+/// `sha256:0123456789ab`, for status lines.
+pub fn short(digest: &str) -> &str {
+    &digest[..digest.len().min("sha256:".len() + 12)]
+}

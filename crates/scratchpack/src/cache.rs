@@ -1,0 +1,53 @@
+//! Skipping work whose result is already on disk: a result is recorded with a
+//! key over every input that shapes it (the image's plan, the bytes of its
+//! binaries and files, the timestamp, and this crate's version), the way
+//! Bazel keys actions. Same key, same outputs: nothing to pack.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+
+use crate::oci::canonical_json;
+use crate::output::STATE_DIR;
+
+/// A cache key: the sha256 of the canonical JSON of all inputs.
+pub fn key(inputs: &impl Serialize) -> String {
+    let mut h = Sha256::new();
+    h.update(env!("CARGO_PKG_VERSION").as_bytes());
+    h.update([0]);
+    h.update(canonical_json(inputs));
+    crate::oci::hex(&h.finalize())
+}
+
+/// Where the record for `name` lives.
+pub fn record_path(out_dir: &Path, kind: &str, name: &str) -> PathBuf {
+    out_dir
+        .join(STATE_DIR)
+        .join(kind)
+        .join(format!("{name}.json"))
+}
+
+#[derive(Serialize, Deserialize)]
+struct Record<T> {
+    key: String,
+    value: T,
+}
+
+/// The recorded value for `path` if it was stored under `key`.
+pub fn lookup<T: for<'de> Deserialize<'de>>(path: &Path, key: &str) -> Option<T> {
+    let bytes = std::fs::read(path).ok()?;
+    let record: Record<T> = serde_json::from_slice(&bytes).ok()?;
+    (record.key == key).then_some(record.value)
+}
+
+/// The bytes of a record, to be written atomically by the caller.
+pub fn encode<T: Serialize>(key: &str, value: &T) -> Vec<u8> {
+    let mut bytes = serde_json::to_vec_pretty(&Record {
+        key: key.to_owned(),
+        value,
+    })
+    .expect("records serialize");
+    bytes.push(b'\n');
+    bytes
+}

@@ -1,0 +1,157 @@
+//! `cargo xtask images [NAME…]`: build images and print what was built.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+
+use anyhow::anyhow;
+
+use super::{Common, Context, Failure};
+use crate::build::{self, BuiltImage, Options, short};
+use crate::compile::Cargo;
+use crate::manifest::ImagePlan;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Images to build [default: all in images.toml]
+    #[arg(value_name = "NAME")]
+    names: Vec<String>,
+    /// How to print results: a table, or one JSON object per image
+    #[arg(long, value_enum, default_value_t = MessageFormat::Human)]
+    message_format: MessageFormat,
+    #[command(flatten)]
+    common: Common,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum MessageFormat {
+    Human,
+    Json,
+}
+
+pub fn run(args: Args) -> Result<(), Failure> {
+    let ctx = args.common.load()?;
+    let built = build_selected(&ctx, &args.names)?;
+    let mut out = std::io::stdout().lock();
+    match args.message_format {
+        MessageFormat::Json => {
+            for b in &built {
+                let mut v = serde_json::to_value(b)?;
+                v["fresh"] = b.fresh.into();
+                writeln!(out, "{v}")?;
+            }
+        }
+        MessageFormat::Human => write!(out, "{}", table(&built))?,
+    }
+    Ok(())
+}
+
+/// Selects images by name (all when `names` is empty) and builds them; shared
+/// with the commands that need images built first.
+pub fn build_selected(ctx: &Context, names: &[String]) -> Result<Vec<BuiltImage>, Failure> {
+    let selected = select(&ctx.plan.images, names)?;
+    let manifests: BTreeMap<String, std::path::PathBuf> = ctx.workspace.manifests.clone();
+    let compiler = Cargo {
+        workspace_root: &ctx.workspace.root,
+        target_dir: &ctx.workspace.target_dir,
+        manifests: &manifests,
+        shell: ctx.shell,
+    };
+    let opts = Options {
+        out_dir: ctx.out_dir.clone(),
+        epoch: ctx.epoch,
+    };
+    let started = std::time::Instant::now();
+    let built = build::build(&selected, &compiler, &opts, ctx.shell)?;
+    ctx.shell.status(
+        "Finished",
+        format!(
+            "{} image{} in {:.2}s, in {}",
+            built.len(),
+            if built.len() == 1 { "" } else { "s" },
+            started.elapsed().as_secs_f64(),
+            ctx.out_dir.display()
+        ),
+    );
+    Ok(built)
+}
+
+fn select<'p>(images: &'p [ImagePlan], names: &[String]) -> Result<Vec<&'p ImagePlan>, Failure> {
+    if names.is_empty() {
+        return Ok(images.iter().collect());
+    }
+    names
+        .iter()
+        .map(|n| {
+            images.iter().find(|i| &i.name == n).ok_or_else(|| {
+                let known: Vec<&str> = images.iter().map(|i| i.name.as_str()).collect();
+                Failure::Usage(anyhow!(
+                    "no image named `{n}` in images.toml; images: {}",
+                    known.join(", ")
+                ))
+            })
+        })
+        .collect()
+}
+
+/// The closing table: image, platform, digest and compressed size.
+fn table(built: &[BuiltImage]) -> String {
+    let mut rows = vec![[
+        "IMAGE".to_owned(),
+        "PLATFORM".to_owned(),
+        "DIGEST".to_owned(),
+        "SIZE".to_owned(),
+    ]];
+    for b in built {
+        for p in &b.platforms {
+            rows.push([
+                b.name.clone(),
+                p.platform.clone(),
+                short(&p.manifest).to_owned(),
+                human_size(p.layer_size),
+            ]);
+        }
+        if b.platforms.len() > 1 {
+            rows.push([
+                b.name.clone(),
+                "(index)".to_owned(),
+                short(&b.digest).to_owned(),
+                String::new(),
+            ]);
+        }
+    }
+    let widths: Vec<usize> = (0..4)
+        .map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0))
+        .collect();
+    let mut s = String::new();
+    for r in rows {
+        let line = format!(
+            "{:w0$}  {:w1$}  {:w2$}  {:>w3$}",
+            r[0],
+            r[1],
+            r[2],
+            r[3],
+            w0 = widths[0],
+            w1 = widths[1],
+            w2 = widths[2],
+            w3 = widths[3]
+        );
+        s.push_str(line.trim_end());
+        s.push('\n');
+    }
+    s
+}
+
+fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}

@@ -1,0 +1,261 @@
+//! Compiling the binaries: one `cargo build` per target triple and build
+//! settings, for every image on it, with rustflags that keep the host's paths
+//! out of the binary. Behind the [`Compiler`] trait so image assembly can be
+//! tested without running cargo.
+
+use std::collections::BTreeMap;
+use std::io::BufReader;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use cargo_metadata::Message;
+
+use crate::manifest::BuildSettings;
+use crate::shell::Shell;
+
+/// One binary to compile.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Request {
+    pub package: String,
+    pub bin: String,
+    pub triple: String,
+    pub settings: BuildSettings,
+}
+
+/// Produces the executables for a list of requests.
+pub trait Compiler {
+    /// Returns one executable path per request, in the same order.
+    fn compile(&self, requests: &[Request]) -> Result<Vec<PathBuf>, CompileError>;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CompileError {
+    #[error("running `{command}`")]
+    Spawn {
+        command: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("`{command}` failed ({status}); cargo's messages are above")]
+    Failed { command: String, status: String },
+    #[error("cargo built no binary `{bin}` of package `{package}` for {triple}")]
+    Missing {
+        package: String,
+        bin: String,
+        triple: String,
+    },
+    #[error(
+        "the Rust target {triple} is not installed and `rustup target add {triple}` failed{hint}"
+    )]
+    TargetMissing { triple: String, hint: String },
+}
+
+/// The real compiler: cargo, run in the workspace.
+pub struct Cargo<'a> {
+    pub workspace_root: &'a Path,
+    pub target_dir: &'a Path,
+    /// Package name -> its `Cargo.toml`, to tell artifacts apart.
+    pub manifests: &'a BTreeMap<String, PathBuf>,
+    pub shell: Shell,
+}
+
+impl Compiler for Cargo<'_> {
+    fn compile(&self, requests: &[Request]) -> Result<Vec<PathBuf>, CompileError> {
+        // Group requests that can share one invocation.
+        let mut groups: BTreeMap<(&str, &BuildSettings), Vec<&Request>> = BTreeMap::new();
+        for r in requests {
+            groups.entry((&r.triple, &r.settings)).or_default().push(r);
+        }
+        let mut built: BTreeMap<(&str, &BuildSettings, &str, &str), PathBuf> = BTreeMap::new();
+        for ((triple, settings), group) in &groups {
+            self.ensure_target(triple)?;
+            let artifacts = self.build(triple, settings, group)?;
+            for r in group {
+                let manifest = self.manifests.get(&r.package);
+                let found = artifacts
+                    .iter()
+                    .find(|(path, bin, _)| Some(path) == manifest && bin == &r.bin)
+                    .map(|(_, _, exe)| exe.clone());
+                if let Some(exe) = found {
+                    built.insert((triple, settings, &r.package, &r.bin), exe);
+                }
+            }
+        }
+        requests
+            .iter()
+            .map(|r| {
+                built
+                    .get(&(r.triple.as_str(), &r.settings, r.package.as_str(), r.bin.as_str()))
+                    .cloned()
+                    .ok_or_else(|| CompileError::Missing {
+                        package: r.package.clone(),
+                        bin: r.bin.clone(),
+                        triple: r.triple.clone(),
+                    })
+            })
+            .collect()
+    }
+}
+
+impl Cargo<'_> {
+    fn cargo() -> PathBuf {
+        std::env::var_os("CARGO").map_or_else(|| PathBuf::from("cargo"), PathBuf::from)
+    }
+
+    /// Installs the target's standard library with rustup when it is missing.
+    fn ensure_target(&self, triple: &str) -> Result<(), CompileError> {
+        let sysroot = Command::new(std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into()))
+            .args(["--print", "sysroot"])
+            .current_dir(self.workspace_root)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
+        let installed = sysroot.is_some_and(|s| s.join("lib/rustlib").join(triple).is_dir());
+        if installed {
+            return Ok(());
+        }
+        self.shell.status(
+            "Installing",
+            format!("Rust target {triple} (rustup target add {triple})"),
+        );
+        let status = Command::new("rustup")
+            .args(["target", "add", triple])
+            .current_dir(self.workspace_root)
+            .stdout(Stdio::null())
+            .status();
+        match status {
+            Ok(s) if s.success() => Ok(()),
+            Ok(s) => Err(CompileError::TargetMissing {
+                triple: triple.to_owned(),
+                hint: format!(" ({s})"),
+            }),
+            Err(e) => Err(CompileError::TargetMissing {
+                triple: triple.to_owned(),
+                hint: format!(": {e}; install rustup, or add the target's standard library by hand"),
+            }),
+        }
+    }
+
+    /// Runs one cargo build; returns (manifest path, bin name, executable).
+    fn build(
+        &self,
+        triple: &str,
+        settings: &BuildSettings,
+        group: &[&Request],
+    ) -> Result<Vec<(PathBuf, String, PathBuf)>, CompileError> {
+        let mut cmd = Command::new(Self::cargo());
+        cmd.current_dir(self.workspace_root)
+            .args(["build", "--message-format=json-render-diagnostics"])
+            .args(["--target", triple, "--profile", &settings.profile]);
+        let mut packages: Vec<&str> = group.iter().map(|r| r.package.as_str()).collect();
+        packages.sort();
+        packages.dedup();
+        for p in &packages {
+            cmd.args(["--package", p]);
+        }
+        for r in group {
+            cmd.args(["--bin", &r.bin]);
+        }
+        if !settings.default_features {
+            cmd.arg("--no-default-features");
+        }
+        for f in &settings.features {
+            // A bare feature name belongs to every package built here.
+            if f.contains('/') {
+                cmd.args(["--features", f]);
+            } else {
+                for p in &packages {
+                    cmd.args(["--features", &format!("{p}/{f}")]);
+                }
+            }
+        }
+        cmd.env("CARGO_ENCODED_RUSTFLAGS", self.rustflags(settings).join("\x1f"));
+        if is_foreign(triple) {
+            // rust-lld ships with rustc and links musl's self-contained objects,
+            // so no C cross toolchain is needed for pure-Rust crates.
+            let var = format!(
+                "CARGO_TARGET_{}_LINKER",
+                triple.to_uppercase().replace(['-', '.'], "_")
+            );
+            if std::env::var_os(&var).is_none() {
+                cmd.env(var, "rust-lld");
+            }
+        }
+        cmd.stdout(Stdio::piped()).stderr(Stdio::inherit());
+        let command = format!("cargo build --target {triple} (for {})", packages.join(", "));
+        self.shell.status(
+            "Compiling",
+            format!("{} for {triple} ({} profile)", packages.join(", "), settings.profile),
+        );
+        let mut child = cmd.spawn().map_err(|source| CompileError::Spawn {
+            command: command.clone(),
+            source,
+        })?;
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let mut artifacts = Vec::new();
+        for message in Message::parse_stream(BufReader::new(stdout)) {
+            let Ok(message) = message else { continue };
+            if let Message::CompilerArtifact(a) = message
+                && a.target.is_bin()
+                && let Some(exe) = a.executable
+            {
+                artifacts.push((
+                    a.manifest_path.into_std_path_buf(),
+                    a.target.name,
+                    exe.into_std_path_buf(),
+                ));
+            }
+        }
+        let status = child.wait().map_err(|source| CompileError::Spawn {
+            command: command.clone(),
+            source,
+        })?;
+        if !status.success() {
+            return Err(CompileError::Failed {
+                command,
+                status: status.to_string(),
+            });
+        }
+        Ok(artifacts)
+    }
+
+    /// The flags every image build gets: the caller's own `RUSTFLAGS` (cargo
+    /// ignores them once the encoded form is set), the host paths remapped,
+    /// and the image's extra flags last so they win.
+    fn rustflags(&self, settings: &BuildSettings) -> Vec<String> {
+        let mut flags: Vec<String> = match std::env::var("CARGO_ENCODED_RUSTFLAGS") {
+            Ok(s) if !s.is_empty() => s.split('\x1f').map(str::to_owned).collect(),
+            _ => std::env::var("RUSTFLAGS")
+                .map(|s| s.split_whitespace().map(str::to_owned).collect())
+                .unwrap_or_default(),
+        };
+        // Where the checkout, the target directory and cargo's registry live
+        // must not show in the binary: panic locations and debug info would
+        // otherwise make two checkouts give different bytes.
+        let mut remaps = vec![(self.workspace_root.to_owned(), "/workspace")];
+        if !self.target_dir.starts_with(self.workspace_root) {
+            remaps.push((self.target_dir.to_owned(), "/target"));
+        }
+        if let Some(home) = cargo_home() {
+            remaps.push((home, "/cargo"));
+        }
+        for (from, to) in remaps {
+            flags.push(format!("--remap-path-prefix={}={to}", from.display()));
+        }
+        flags.extend(settings.rustflags.iter().cloned());
+        flags
+    }
+}
+
+fn cargo_home() -> Option<PathBuf> {
+    std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
+}
+
+/// Whether a triple's architecture differs from the host's.
+fn is_foreign(triple: &str) -> bool {
+    let arch = triple.split('-').next().unwrap_or_default();
+    arch != std::env::consts::ARCH
+}

@@ -1,0 +1,20 @@
+//! scratchpack: turns a workspace's binaries into minimal, reproducible
+//! `FROM scratch` OCI images, declared in `images.toml`.
+//!
+//! The engine behind `cargo xtask images`; a workspace's own xtask calls
+//! [`cli::main`] and gets every command.
+
+#![forbid(unsafe_code)]
+
+pub mod build;
+pub mod cache;
+pub mod cli;
+pub mod compile;
+pub mod diagnostic;
+pub mod elf;
+pub mod manifest;
+pub mod oci;
+pub mod output;
+pub mod platform;
+pub mod shell;
+pub mod workspace;

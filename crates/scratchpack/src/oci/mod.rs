@@ -1,0 +1,135 @@
+//! OCI images as values (image-spec v1.1): layers, configs, manifests and
+//! indexes are built once, immutable, and carry the exact bytes that are
+//! hashed, stored and pushed.
+
+pub mod image;
+pub mod layer;
+pub mod layout;
+mod tar;
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::Serialize;
+use sha2::{Digest as _, Sha256};
+
+pub use image::{Image, ImageSet};
+pub use layer::{Entry, EntryKind, Layer};
+
+pub const MEDIA_TYPE_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub const MEDIA_TYPE_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+pub const MEDIA_TYPE_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+pub const MEDIA_TYPE_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+pub const ANNOTATION_REF_NAME: &str = "org.opencontainers.image.ref.name";
+
+/// A sha256 content digest (image-spec "Digests").
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Digest(String);
+
+impl Digest {
+    pub fn of(bytes: &[u8]) -> Digest {
+        Digest::from_hasher(Sha256::new_with_prefix(bytes))
+    }
+
+    pub fn from_hasher(hasher: Sha256) -> Digest {
+        Digest(format!("sha256:{}", hex(&hasher.finalize())))
+    }
+
+    /// Parses `sha256:<64 lowercase hex>`.
+    pub fn parse(s: &str) -> Option<Digest> {
+        let hex = s.strip_prefix("sha256:")?;
+        (hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
+            .then(|| Digest(s.to_owned()))
+    }
+
+    /// The hex part, used as the blob's file name.
+    pub fn hex(&self) -> &str {
+        &self.0["sha256:".len()..]
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Serialize for Digest {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+/// A stored blob: its bytes and their digest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Blob {
+    pub media_type: &'static str,
+    pub digest: Digest,
+    pub bytes: Vec<u8>,
+}
+
+impl Blob {
+    pub fn new(media_type: &'static str, bytes: Vec<u8>) -> Blob {
+        Blob {
+            media_type,
+            digest: Digest::of(&bytes),
+            bytes,
+        }
+    }
+
+    /// A JSON blob in canonical form (see [`canonical_json`]).
+    pub fn json(media_type: &'static str, value: &impl Serialize) -> Blob {
+        Blob::new(media_type, canonical_json(value))
+    }
+
+    pub fn descriptor(&self) -> Descriptor {
+        Descriptor {
+            media_type: self.media_type.to_owned(),
+            digest: self.digest.clone(),
+            size: self.bytes.len() as u64,
+            platform: None,
+            annotations: BTreeMap::new(),
+        }
+    }
+}
+
+/// image-spec "Content Descriptors".
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Descriptor {
+    pub media_type: String,
+    pub digest: Digest,
+    pub size: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub platform: Option<PlatformSpec>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// image-spec index `platform` object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PlatformSpec {
+    pub architecture: String,
+    pub os: String,
+}
+
+/// JSON with object keys sorted and no insignificant whitespace: one value has
+/// one encoding, so its digest depends on nothing but its content. Going
+/// through `serde_json::Value` sorts keys, since serde_json's map is a BTreeMap
+/// (the `preserve_order` feature is never enabled in this workspace).
+pub fn canonical_json(value: &impl Serialize) -> Vec<u8> {
+    let value = serde_json::to_value(value).expect("image metadata always serializes to JSON");
+    serde_json::to_vec(&value).expect("a JSON value always serializes")
+}

@@ -1,0 +1,537 @@
+//! The distribution API calls a push makes (OCI distribution spec "Push": checking
+//! blobs, monolithic and chunked uploads, cross-repository mounts, manifests), with
+//! authentication on 401 and bounded, backed-off retries of transient failures.
+
+use std::fs::File;
+use std::io::Read;
+use std::time::Duration;
+
+use ureq::http::{HeaderMap, Method, Request};
+
+use super::auth::{AuthState, Challenge, parse_challenges, parse_token, push_scopes};
+use super::credentials::Credential;
+use super::error::{Failure, RegistryError};
+use super::layout::{BlobFile, ManifestBlob};
+use super::reference::Repository;
+use super::{ProgressEvent, PushOptions};
+
+const OCTET_STREAM: &str = "application/octet-stream";
+
+/// One answer from the registry, read in full (answers are small; blobs only go up).
+pub(crate) struct Answer {
+    pub status: u16,
+    headers: HeaderMap,
+    body: Vec<u8>,
+}
+
+impl Answer {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    fn failure(&self) -> Failure {
+        // `Retry-After` in seconds; the HTTP-date form is rare from registries and
+        // falls back to the client's own backoff.
+        let retry_after = self
+            .header("retry-after")
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        Failure::from_status(self.status, &self.body, retry_after)
+    }
+}
+
+/// How a blob reached the registry.
+pub(crate) enum BlobOutcome {
+    Mounted,
+    Uploaded,
+}
+
+/// Counters the push report is made from.
+#[derive(Debug, Default)]
+pub(crate) struct Stats {
+    pub requests: u32,
+    pub retries: u32,
+    pub bytes_uploaded: u64,
+}
+
+/// A session with one repository on one registry.
+pub(crate) struct Client<'o, 'p> {
+    agent: ureq::Agent,
+    /// `scheme://host[:port]`, the prefix of every API URL.
+    base: String,
+    repo: Repository,
+    credential: Option<Credential>,
+    auth: AuthState,
+    /// The scopes tokens are asked for: the push scope, the mount source's pull
+    /// scope, and any scope a challenge named.
+    scopes: Vec<String>,
+    opts: &'o PushOptions<'p>,
+    pub stats: Stats,
+}
+
+impl<'o, 'p> Client<'o, 'p> {
+    pub fn new(
+        repo: &Repository,
+        credential: Option<Credential>,
+        opts: &'o PushOptions<'p>,
+    ) -> Self {
+        let scheme = if opts.insecure { "http" } else { "https" };
+        let config = ureq::Agent::config_builder()
+            // Statuses are the protocol here: 202, 404 and 401 are all expected answers.
+            .http_status_as_error(false)
+            // Plain HTTP only when the caller asked for it.
+            .https_only(!opts.insecure)
+            // Push endpoints do not redirect; a redirect is reported, not followed
+            // (following one would re-send the body and the credentials elsewhere).
+            .max_redirects(0)
+            .max_redirects_will_error(false)
+            .timeout_connect(Some(opts.timeout))
+            .timeout_per_call(Some(opts.timeout))
+            .user_agent(concat!("scratchpack/", env!("CARGO_PKG_VERSION")))
+            .build();
+        Client {
+            agent: config.into(),
+            base: format!("{scheme}://{}", repo.api_host()),
+            scopes: push_scopes(repo.name(), opts.mount_from.as_deref()),
+            repo: repo.clone(),
+            credential,
+            auth: AuthState::default(),
+            opts,
+            stats: Stats::default(),
+        }
+    }
+
+    fn progress(&self, event: ProgressEvent<'_>) {
+        if let Some(report) = self.opts.progress {
+            report(&event);
+        }
+    }
+
+    /// Runs `op` until it succeeds, fails for good, or has been retried
+    /// `opts.retries` times, waiting longer after each transient failure.
+    pub fn retrying<T>(
+        &mut self,
+        action: &str,
+        mut op: impl FnMut(&mut Self) -> Result<T, Failure>,
+    ) -> Result<T, RegistryError> {
+        let mut tries = 0u32;
+        loop {
+            tries += 1;
+            match op(self) {
+                Ok(v) => return Ok(v),
+                Err(failure) if failure.is_transient() && tries <= self.opts.retries => {
+                    let exp = self
+                        .opts
+                        .backoff
+                        .saturating_mul(1u32 << (tries - 1).min(16));
+                    let delay = exp
+                        .max(failure.retry_after().unwrap_or_default())
+                        .min(self.opts.max_backoff);
+                    self.stats.retries += 1;
+                    let reason = failure.to_string();
+                    self.progress(ProgressEvent::Retrying {
+                        action,
+                        attempt: tries,
+                        delay,
+                        reason: &reason,
+                    });
+                    std::thread::sleep(delay);
+                }
+                Err(failure) => {
+                    return Err(RegistryError::Request {
+                        action: action.to_owned(),
+                        failure,
+                        tries,
+                    });
+                }
+            }
+        }
+    }
+
+    /// `GET /v2/`: checks the endpoint speaks the distribution API and learns how it
+    /// wants to be authenticated, before any blob is touched.
+    pub fn ping(&mut self) -> Result<(), Failure> {
+        let url = format!("{}/v2/", self.base);
+        let answer = self.request(Method::GET, &url, &[], None)?;
+        match answer.status {
+            200 => Ok(()),
+            _ => Err(answer.failure()),
+        }
+    }
+
+    pub fn blob_exists(&mut self, digest: &str) -> Result<bool, Failure> {
+        let url = format!("{}/v2/{}/blobs/{digest}", self.base, self.repo.name());
+        let answer = self.request(Method::HEAD, &url, &[], None)?;
+        match answer.status {
+            200 => Ok(true),
+            404 => Ok(false),
+            _ => Err(answer.failure()),
+        }
+    }
+
+    pub fn manifest_exists(&mut self, manifest: &ManifestBlob) -> Result<bool, Failure> {
+        let url = format!(
+            "{}/v2/{}/manifests/{}",
+            self.base,
+            self.repo.name(),
+            manifest.digest
+        );
+        let accept = [("accept", manifest.media_type.clone())];
+        let answer = self.request(Method::HEAD, &url, &accept, None)?;
+        match answer.status {
+            200 => Ok(true),
+            404 => Ok(false),
+            _ => Err(answer.failure()),
+        }
+    }
+
+    /// `PUT /v2/<name>/manifests/<reference>` with the exact local bytes.
+    pub fn put_manifest(
+        &mut self,
+        reference: &str,
+        manifest: &ManifestBlob,
+    ) -> Result<(), Failure> {
+        let url = format!(
+            "{}/v2/{}/manifests/{reference}",
+            self.base,
+            self.repo.name()
+        );
+        let headers = [("content-type", manifest.media_type.clone())];
+        let answer = self.request(Method::PUT, &url, &headers, Some(&manifest.bytes))?;
+        if answer.status != 201 {
+            return Err(answer.failure());
+        }
+        check_digest(&answer, &manifest.digest, "manifest")
+    }
+
+    /// Sends one blob: a mount when a source repository is set, else a new upload
+    /// session, monolithic up to the chunk size and chunked above it.
+    pub fn upload_blob(&mut self, blob: &BlobFile) -> Result<BlobOutcome, Failure> {
+        let uploads = format!("{}/v2/{}/blobs/uploads/", self.base, self.repo.name());
+        let url = match self
+            .opts
+            .mount_from
+            .as_deref()
+            .filter(|f| *f != self.repo.name())
+        {
+            Some(from) => format!(
+                "{uploads}?mount={}&from={}",
+                encode(&blob.digest),
+                encode(from)
+            ),
+            None => uploads,
+        };
+        let answer = self.request(Method::POST, &url, &[], Some(&[]))?;
+        match answer.status {
+            // The registry already had the blob in the source repository.
+            201 if self.opts.mount_from.is_some() => {
+                check_digest(&answer, &blob.digest, "blob")?;
+                return Ok(BlobOutcome::Mounted);
+            }
+            // An upload session: also the answer to a mount the registry declined.
+            202 => {}
+            _ => return Err(answer.failure()),
+        }
+        let mut location = self.location(&answer)?;
+        self.progress(ProgressEvent::BlobStarted {
+            digest: &blob.digest,
+            size: blob.size,
+        });
+        let fail_read = |e: std::io::Error| Failure::Protocol(format!("reading local blob: {e}"));
+        let mut file = File::open(&blob.path).map_err(fail_read)?;
+        let chunk_size = self.opts.chunk_size.max(1) as u64;
+        let final_body: Vec<u8> = if blob.size <= chunk_size {
+            let mut body = Vec::with_capacity(blob.size as usize);
+            file.read_to_end(&mut body).map_err(fail_read)?;
+            body
+        } else {
+            let mut buf = vec![0u8; chunk_size as usize];
+            let mut offset = 0u64;
+            while offset < blob.size {
+                let n = (blob.size - offset).min(chunk_size) as usize;
+                file.read_exact(&mut buf[..n]).map_err(fail_read)?;
+                let headers = [
+                    ("content-type", OCTET_STREAM.to_owned()),
+                    // Inclusive byte range, as the spec's chunked upload asks.
+                    (
+                        "content-range",
+                        format!("{offset}-{}", offset + n as u64 - 1),
+                    ),
+                ];
+                let answer = self.request(Method::PATCH, &location, &headers, Some(&buf[..n]))?;
+                self.stats.bytes_uploaded += n as u64;
+                if answer.status != 202 {
+                    return Err(answer.failure());
+                }
+                location = self.location(&answer)?;
+                offset += n as u64;
+                self.progress(ProgressEvent::BlobProgress {
+                    digest: &blob.digest,
+                    sent: offset,
+                    size: blob.size,
+                });
+            }
+            Vec::new()
+        };
+        let url = with_query(&location, "digest", &blob.digest);
+        let headers = [("content-type", OCTET_STREAM.to_owned())];
+        let answer = self.request(Method::PUT, &url, &headers, Some(&final_body))?;
+        self.stats.bytes_uploaded += final_body.len() as u64;
+        if answer.status != 201 {
+            return Err(answer.failure());
+        }
+        check_digest(&answer, &blob.digest, "blob")?;
+        self.progress(ProgressEvent::BlobProgress {
+            digest: &blob.digest,
+            sent: blob.size,
+            size: blob.size,
+        });
+        Ok(BlobOutcome::Uploaded)
+    }
+
+    /// The upload session URL from `Location`, which may be relative to the registry.
+    fn location(&self, answer: &Answer) -> Result<String, Failure> {
+        let loc = answer.header("location").ok_or_else(|| {
+            Failure::Protocol("registry started an upload without a Location header".into())
+        })?;
+        Ok(
+            if loc.starts_with("http://") || loc.starts_with("https://") {
+                loc.to_owned()
+            } else if loc.starts_with('/') {
+                format!("{}{loc}", self.base)
+            } else {
+                format!("{}/{loc}", self.base)
+            },
+        )
+    }
+
+    /// Sends a request, answering one authentication challenge if the registry
+    /// makes one. A second 401 means the credentials (or their absence) are refused.
+    fn request(
+        &mut self,
+        method: Method,
+        url: &str,
+        headers: &[(&str, String)],
+        body: Option<&[u8]>,
+    ) -> Result<Answer, Failure> {
+        let mut challenged = false;
+        loop {
+            let authorization = self.authorization()?;
+            let answer = self.send(method.clone(), url, headers, body, authorization.as_deref())?;
+            if answer.status != 401 {
+                return Ok(answer);
+            }
+            if challenged {
+                return Err(self.refused(&answer));
+            }
+            challenged = true;
+            self.learn(&answer)?;
+        }
+    }
+
+    fn refused(&self, answer: &Answer) -> Failure {
+        let registry = self.repo.registry();
+        let note = match &self.credential {
+            Some(c) => format!(
+                "credentials of {:?} for {registry} were refused",
+                c.username
+            ),
+            None => format!("no credentials found for {registry}"),
+        };
+        answer.failure().with_note(note)
+    }
+
+    /// Updates the auth state from a 401's `WWW-Authenticate` challenges.
+    fn learn(&mut self, answer: &Answer) -> Result<(), Failure> {
+        let challenges = answer
+            .header("www-authenticate")
+            .map(parse_challenges)
+            .unwrap_or_default();
+        let bearer = challenges.iter().find_map(|c| match c {
+            Challenge::Bearer {
+                realm,
+                service,
+                scope,
+            } => Some((realm, service, scope)),
+            Challenge::Basic => None,
+        });
+        if let Some((realm, service, scope)) = bearer {
+            // A challenge may name a scope the client did not think of.
+            for s in scope
+                .iter()
+                .flat_map(|s| s.split(' '))
+                .filter(|s| !s.is_empty())
+            {
+                if !self.scopes.iter().any(|have| have == s) {
+                    self.scopes.push(s.to_owned());
+                }
+            }
+            match &mut self.auth {
+                // Same realm: the cached token has expired or lacks a scope.
+                AuthState::Bearer {
+                    realm: r, tokens, ..
+                } if r == realm => {
+                    tokens.remove(&self.scopes);
+                }
+                _ => {
+                    self.auth = AuthState::Bearer {
+                        realm: realm.clone(),
+                        service: service.clone(),
+                        tokens: Default::default(),
+                    };
+                }
+            }
+            return Ok(());
+        }
+        if challenges.contains(&Challenge::Basic) {
+            if self.credential.is_none() {
+                return Err(self.refused(answer));
+            }
+            self.auth = AuthState::Basic;
+            return Ok(());
+        }
+        Err(answer
+            .failure()
+            .with_note("the registry sent no challenge this client can answer".into()))
+    }
+
+    /// The `Authorization` header for the next request, fetching a token if needed.
+    fn authorization(&mut self) -> Result<Option<String>, Failure> {
+        let (realm, service) = match &self.auth {
+            AuthState::Anonymous => return Ok(None),
+            AuthState::Basic => return Ok(self.credential.as_ref().map(Credential::basic_header)),
+            AuthState::Bearer { tokens, .. } if tokens.contains_key(&self.scopes) => {
+                return Ok(Some(format!("Bearer {}", tokens[&self.scopes])));
+            }
+            AuthState::Bearer { realm, service, .. } => (realm.clone(), service.clone()),
+        };
+        let token = self.fetch_token(&realm, service.as_deref())?;
+        if let AuthState::Bearer { tokens, .. } = &mut self.auth {
+            tokens.insert(self.scopes.clone(), token.clone());
+        }
+        Ok(Some(format!("Bearer {token}")))
+    }
+
+    /// `GET <realm>?service=…&scope=…`, with Basic credentials when there are some.
+    fn fetch_token(&mut self, realm: &str, service: Option<&str>) -> Result<String, Failure> {
+        let mut url = realm.to_owned();
+        if let Some(service) = service {
+            url = with_query(&url, "service", service);
+        }
+        for scope in &self.scopes {
+            url = with_query(&url, "scope", scope);
+        }
+        let basic = self.credential.as_ref().map(Credential::basic_header);
+        let answer = self.send(Method::GET, &url, &[], None, basic.as_deref())?;
+        if answer.status != 200 {
+            let note = match (&self.credential, answer.status) {
+                (Some(c), 401 | 403) => format!(
+                    "token service {realm} refused the credentials of {:?}",
+                    c.username
+                ),
+                _ => format!("while getting a token from {realm}"),
+            };
+            return Err(answer.failure().with_note(note));
+        }
+        parse_token(&answer.body)
+            .map_err(|e| Failure::Protocol(format!("getting a token from {realm}: {e}")))
+    }
+
+    fn send(
+        &mut self,
+        method: Method,
+        url: &str,
+        headers: &[(&str, String)],
+        body: Option<&[u8]>,
+        authorization: Option<&str>,
+    ) -> Result<Answer, Failure> {
+        let mut builder = Request::builder().method(method).uri(url);
+        for (name, value) in headers {
+            builder = builder.header(*name, value.as_str());
+        }
+        if let Some(auth) = authorization {
+            builder = builder.header("authorization", auth);
+        }
+        self.stats.requests += 1;
+        let result = match body {
+            Some(bytes) => builder.body(bytes).map(|r| self.agent.run(r)),
+            None => builder.body(()).map(|r| self.agent.run(r)),
+        };
+        let mut response = result
+            .map_err(|e| Failure::Protocol(format!("building a request for {url}: {e}")))?
+            .map_err(transport_failure)?;
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        // A connection cut while the answer's body is read is as transient as one
+        // cut while sending.
+        let body = response
+            .body_mut()
+            .read_to_vec()
+            .map_err(transport_failure)?;
+        Ok(Answer {
+            status,
+            headers,
+            body,
+        })
+    }
+}
+
+fn check_digest(answer: &Answer, expected: &str, what: &str) -> Result<(), Failure> {
+    match answer.header("docker-content-digest") {
+        Some(got) if got != expected => Err(Failure::Protocol(format!(
+            "registry stored the {what} as {got}, but its digest is {expected}"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// Connection trouble may pass; a bad URL or a TLS certificate problem will not.
+fn transport_failure(e: ureq::Error) -> Failure {
+    let transient = matches!(
+        e,
+        ureq::Error::Io(_)
+            | ureq::Error::Timeout(_)
+            | ureq::Error::ConnectionFailed
+            | ureq::Error::HostNotFound
+            | ureq::Error::Protocol(_)
+    );
+    Failure::Transport {
+        message: e.to_string(),
+        transient,
+    }
+}
+
+fn with_query(url: &str, key: &str, value: &str) -> String {
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}{key}={}", encode(value))
+}
+
+/// Percent-encodes a query value (RFC 3986 unreserved characters pass through).
+fn encode(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_building() {
+        assert_eq!(
+            with_query("http://r/v2/x/blobs/uploads/u", "digest", "sha256:ab"),
+            "http://r/v2/x/blobs/uploads/u?digest=sha256%3Aab"
+        );
+        assert_eq!(
+            with_query("http://r/u?_state=a", "scope", "repository:a/b:pull,push"),
+            "http://r/u?_state=a&scope=repository%3Aa%2Fb%3Apull%2Cpush"
+        );
+    }
+}

@@ -1,0 +1,236 @@
+//! A tiny HTTP/1.1 front on 127.0.0.1 that, per request, forwards to the real
+//! registry, answers by itself, or drops the connection. Used as a fault injector,
+//! as a Bearer-token gate in front of the registry, and (forwarding nowhere) as a
+//! token server.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// The parts of a request a policy decides on.
+#[derive(Debug, Clone)]
+pub struct Req {
+    /// 0 for the first request the front saw, counting every connection.
+    pub index: usize,
+    pub method: String,
+    pub target: String,
+    pub headers: Vec<(String, String)>,
+}
+
+impl Req {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+pub enum Action {
+    Forward,
+    Respond {
+        status: u16,
+        headers: Vec<(String, String)>,
+        body: String,
+    },
+    /// Close the connection without reading the body or answering: the client
+    /// sees a reset or an early end of stream.
+    Drop,
+}
+
+type Policy = dyn Fn(&Req) -> Action + Send + Sync;
+
+pub struct Front {
+    pub port: u16,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+    /// Every request seen, with what was done: the status sent, or 0 for a drop.
+    pub log: Arc<Mutex<Vec<(Req, u16)>>>,
+}
+
+impl Front {
+    /// Starts the front; `upstream` is the registry's port, for `Action::Forward`.
+    pub fn start(
+        upstream: Option<u16>,
+        policy: impl Fn(&Req) -> Action + Send + Sync + 'static,
+    ) -> Front {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let stop = Arc::new(AtomicBool::new(false));
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let policy: Arc<Policy> = Arc::new(policy);
+        let counter = Arc::new(AtomicUsize::new(0));
+        let thread = {
+            let (stop, log) = (stop.clone(), log.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    match listener.accept() {
+                        Ok((stream, _)) => {
+                            let (policy, log, counter) =
+                                (policy.clone(), log.clone(), counter.clone());
+                            std::thread::spawn(move || {
+                                let _ = serve(stream, upstream, &*policy, &log, &counter);
+                            });
+                        }
+                        Err(_) => std::thread::sleep(Duration::from_millis(2)),
+                    }
+                }
+            })
+        };
+        Front {
+            port,
+            stop,
+            thread: Some(thread),
+            log,
+        }
+    }
+
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// (method, path without query, status) of every request seen so far.
+    pub fn requests(&self) -> Vec<(String, String, u16)> {
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(r, s)| {
+                (
+                    r.method.clone(),
+                    r.target.split('?').next().unwrap().to_owned(),
+                    *s,
+                )
+            })
+            .collect()
+    }
+}
+
+impl Drop for Front {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Serves one or more requests on a client connection.
+fn serve(
+    stream: TcpStream,
+    upstream: Option<u16>,
+    policy: &Policy,
+    log: &Mutex<Vec<(Req, u16)>>,
+    counter: &AtomicUsize,
+) -> std::io::Result<()> {
+    stream.set_nonblocking(false)?;
+    stream.set_read_timeout(Some(Duration::from_secs(20)))?;
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut client = stream;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line)? == 0 {
+            return Ok(());
+        }
+        let mut parts = line.split_whitespace();
+        let (method, target) = (
+            parts.next().unwrap_or("").to_owned(),
+            parts.next().unwrap_or("").to_owned(),
+        );
+        let mut headers = Vec::new();
+        loop {
+            let mut h = String::new();
+            reader.read_line(&mut h)?;
+            let h = h.trim_end();
+            if h.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = h.split_once(':') {
+                headers.push((k.trim().to_owned(), v.trim().to_owned()));
+            }
+        }
+        let req = Req {
+            index: counter.fetch_add(1, Ordering::SeqCst),
+            method,
+            target,
+            headers,
+        };
+        let length: usize = req
+            .header("content-length")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        match policy(&req) {
+            Action::Drop => {
+                log.lock().unwrap().push((req, 0));
+                // Closing with unread bytes makes the kernel send a reset.
+                let _ = client.shutdown(Shutdown::Both);
+                return Ok(());
+            }
+            Action::Respond {
+                status,
+                headers,
+                body,
+            } => {
+                let mut body_in = vec![0u8; length];
+                reader.read_exact(&mut body_in)?;
+                let mut head = format!(
+                    "HTTP/1.1 {status} Status\r\nContent-Length: {}\r\n",
+                    body.len()
+                );
+                for (k, v) in headers {
+                    head.push_str(&format!("{k}: {v}\r\n"));
+                }
+                head.push_str("\r\n");
+                log.lock().unwrap().push((req.clone(), status));
+                client.write_all(head.as_bytes())?;
+                if req.method != "HEAD" {
+                    client.write_all(body.as_bytes())?;
+                }
+                client.flush()?;
+            }
+            Action::Forward => {
+                let mut body_in = vec![0u8; length];
+                reader.read_exact(&mut body_in)?;
+                let port = upstream.expect("a front without upstream cannot forward");
+                let mut up = TcpStream::connect(("127.0.0.1", port))?;
+                let mut head = format!("{} {} HTTP/1.1\r\n", req.method, req.target);
+                for (k, v) in &req.headers {
+                    if !k.eq_ignore_ascii_case("connection") {
+                        head.push_str(&format!("{k}: {v}\r\n"));
+                    }
+                }
+                // One request per upstream connection: the answer ends at EOF.
+                head.push_str("Connection: close\r\n\r\n");
+                up.write_all(head.as_bytes())?;
+                up.write_all(&body_in)?;
+                let mut answer = Vec::new();
+                up.read_to_end(&mut answer)?;
+                let status = std::str::from_utf8(&answer[..answer.len().min(12)])
+                    .ok()
+                    .and_then(|s| s.get(9..12))
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(0);
+                // Logged before answering, so a client that has its answer sees the entry.
+                log.lock().unwrap().push((req, status));
+                client.write_all(&answer)?;
+                client.flush()?;
+                // The registry's answer said `Connection: close`; so does this front.
+                let _ = client.shutdown(Shutdown::Both);
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// A distribution-style error answer.
+pub fn error_answer(status: u16, code: &str, message: &str) -> Action {
+    Action::Respond {
+        status,
+        headers: vec![("Content-Type".into(), "application/json".into())],
+        body: format!(r#"{{"errors":[{{"code":"{code}","message":"{message}"}}]}}"#),
+    }
+}

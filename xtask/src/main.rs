@@ -1,0 +1,5 @@
+//! This workspace's xtask: every command and flag belongs to scratchpack's CLI.
+
+fn main() -> std::process::ExitCode {
+    scratchpack::cli::main()
+}
