@@ -91,10 +91,8 @@ impl Registry {
             if let Ok(Some(_)) = self.child.try_wait() {
                 return false;
             }
-            if let Ok((status, _)) = http_get(self.port, "/v2/", None) {
-                if status == 200 || status == 401 {
-                    return true;
-                }
+            if let Ok((200 | 401, _)) = http_get(self.port, "/v2/", None) {
+                return true;
             }
             std::thread::sleep(Duration::from_millis(20));
         }

@@ -31,8 +31,7 @@ pub fn parse_challenges(header: &str) -> Vec<Challenge> {
         let mut params: HashMap<String, String> = HashMap::new();
         // Parameters are `key=value` or `key="quoted, value"`; a word not followed
         // by `=` starts the next challenge.
-        loop {
-            let Some(eq) = rest.find('=') else { break };
+        while let Some(eq) = rest.find('=') {
             let key = &rest[..eq];
             if key.is_empty() || key.contains(|c: char| c.is_whitespace() || c == ',') {
                 break;
