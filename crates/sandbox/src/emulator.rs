@@ -1,0 +1,84 @@
+//! Finding the host's static user-mode emulator (qemu-user-static) for an
+//! image built for another architecture.
+
+use std::path::{Path, PathBuf};
+
+use crate::Error;
+
+/// The qemu name of an architecture given the way OCI (`arm64`, `amd64`) or
+/// Rust (`aarch64`, `x86_64`) spells it.
+fn qemu_arch(arch: &str) -> Option<&'static str> {
+    Some(match arch {
+        "amd64" | "x86_64" => "x86_64",
+        "arm64" | "aarch64" => "aarch64",
+        "arm" | "armv7" => "arm",
+        "386" | "i386" | "i686" | "x86" => "i386",
+        "riscv64" => "riscv64",
+        "ppc64le" | "powerpc64le" => "ppc64le",
+        "s390x" => "s390x",
+        _ => return None,
+    })
+}
+
+/// The emulator to run programs for `arch` with: `None` when the host runs
+/// them natively, else the path of `qemu-<arch>-static`.
+pub fn emulator_for(arch: &str) -> Result<Option<PathBuf>, Error> {
+    emulator_in(arch, std::env::consts::ARCH, Path::new("/usr/bin"))
+}
+
+fn emulator_in(arch: &str, host: &str, dir: &Path) -> Result<Option<PathBuf>, Error> {
+    let wanted = qemu_arch(arch).ok_or_else(|| Error::UnknownArch(arch.to_string()))?;
+    let host = qemu_arch(host).unwrap_or(host);
+    // An x86_64 kernel runs i386 programs itself.
+    if wanted == host || (host == "x86_64" && wanted == "i386") {
+        return Ok(None);
+    }
+    let path = dir.join(format!("qemu-{wanted}-static"));
+    if path.is_file() {
+        Ok(Some(path))
+    } else {
+        Err(Error::EmulatorMissing {
+            arch: arch.to_string(),
+            path,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_host_architecture_needs_no_emulator() {
+        let dir = Path::new("/nonexistent");
+        assert_eq!(emulator_in("amd64", "x86_64", dir).unwrap(), None);
+        assert_eq!(emulator_in("arm64", "aarch64", dir).unwrap(), None);
+        assert_eq!(emulator_in("386", "x86_64", dir).unwrap(), None);
+    }
+
+    #[test]
+    fn a_foreign_architecture_names_the_package_when_missing() {
+        let err = emulator_in("arm64", "x86_64", Path::new("/nonexistent")).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("qemu-user-static"), "{msg}");
+        assert!(msg.contains("/nonexistent/qemu-aarch64-static"), "{msg}");
+    }
+
+    #[test]
+    fn a_foreign_architecture_finds_the_emulator() {
+        let dir = std::env::temp_dir().join(format!("emulator-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("qemu-aarch64-static"), b"").unwrap();
+        let found = emulator_in("arm64", "x86_64", &dir);
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(found.unwrap(), Some(dir.join("qemu-aarch64-static")));
+    }
+
+    #[test]
+    fn unknown_architectures_are_errors() {
+        assert!(matches!(
+            emulator_in("vax", "x86_64", Path::new("/usr/bin")),
+            Err(Error::UnknownArch(_))
+        ));
+    }
+}

@@ -1,0 +1,592 @@
+//! The helper process: a freshly executed, single-threaded program that creates
+//! the namespaces, supervises the sandbox, and reports back to the library.
+//!
+//! Three processes take part. The helper stays in the host's namespaces, writes
+//! the id maps and enforces the wall-time limit. Its child is pid 1 of the new
+//! pid namespace: it builds the root, starts the program and reaps orphans;
+//! when it exits the kernel kills everything left in the namespace. The
+//! program itself is pid 1's only child.
+//!
+//! The library talks to the helper over two inherited descriptors: the
+//! configuration arrives on `CONTROL_FD`, which stays open for the whole run
+//! (closing it asks the helper to kill the sandbox), and `REPORT_FD` carries
+//! tab-separated lines back (see `Report`).
+
+use std::ffi::{CString, OsStr, OsString};
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::config::Config;
+use crate::setup::{self, Entry, EntryKind, Plan, Step, StepError};
+use crate::sys::{self, Cloned, Linux, Syscalls};
+
+/// The first argument that turns a host program into the helper.
+pub const MARKER: &str = "--scratchpack-sandbox-helper";
+
+/// The descriptor the helper writes its report lines to.
+pub(crate) const REPORT_FD: RawFd = 3;
+/// The descriptor the configuration arrives on; its closing means "stop".
+pub(crate) const CONTROL_FD: RawFd = 4;
+
+/// Becomes the sandbox helper if this process was started as one, and never
+/// returns in that case; otherwise returns at once.
+///
+/// Call it first thing in `main`, before any thread is started: the helper
+/// forks into new namespaces, which is only sound in a single-threaded process.
+pub fn run_if_requested() {
+    let mut args = std::env::args_os().skip(1);
+    if args.next().as_deref() != Some(OsStr::new(MARKER)) {
+        return;
+    }
+    let parent = args
+        .next()
+        .and_then(|p| p.to_str().and_then(|p| p.parse::<libc::pid_t>().ok()));
+    std::process::exit(main(parent));
+}
+
+fn main(parent: Option<libc::pid_t>) -> i32 {
+    // SAFETY: REPORT_FD is inherited from the library and owned by this
+    // process from here on.
+    let mut report = unsafe { File::from_raw_fd(REPORT_FD) };
+    // SAFETY: as above, for CONTROL_FD.
+    let control = unsafe { File::from_raw_fd(CONTROL_FD) };
+    for fd in [REPORT_FD, CONTROL_FD] {
+        // SAFETY: integer arguments; marks an owned descriptor close-on-exec so
+        // the sandboxed program never inherits it.
+        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    }
+    match run(parent, control, &report) {
+        Ok(()) => 0,
+        Err(err) => {
+            let _ = writeln!(report, "error\t{}", one_line(&err.to_string()));
+            1
+        }
+    }
+}
+
+fn one_line(s: &str) -> String {
+    s.replace(['\n', '\t'], " ")
+}
+
+fn run(parent: Option<libc::pid_t>, mut control: File, report: &File) -> Result<(), StepError> {
+    // The helper dies with the library; checking the parent afterwards closes
+    // the window in which the library may have died before the request.
+    set_parent_death_signal().step(|| "setting the parent death signal".into())?;
+    // SAFETY: getppid cannot fail.
+    if parent.is_some_and(|p| p != unsafe { libc::getppid() }) {
+        return Err(StepError {
+            what: "checking the parent process".into(),
+            source: std::io::Error::other("the library process has exited"),
+        });
+    }
+    check_single_threaded()?;
+
+    let mut len = [0u8; 8];
+    control
+        .read_exact(&mut len)
+        .step(|| "reading the configuration".into())?;
+    let mut bytes = vec![0u8; u64::from_le_bytes(len) as usize];
+    control
+        .read_exact(&mut bytes)
+        .step(|| "reading the configuration".into())?;
+    let config = Config::decode(&bytes).map_err(|e| StepError {
+        what: "reading the configuration".into(),
+        source: std::io::Error::other(e),
+    })?;
+
+    let (go_read, go_write) = pipe().step(|| "creating the start pipe".into())?;
+    let sys = Linux;
+    match sys
+        .clone_namespaces(sys::NAMESPACES)
+        .step(|| "creating namespaces".into())?
+    {
+        Cloned::Child => {
+            drop(go_write);
+            drop(control);
+            let code = match init(&sys, &config, go_read, report) {
+                Ok(code) => code,
+                Err(err) => {
+                    let _ = writeln!(&*report, "error\t{}", one_line(&err.to_string()));
+                    1
+                }
+            };
+            // SAFETY: ends this process without running the parent's exit
+            // handlers a second time.
+            unsafe { libc::_exit(code) }
+        }
+        Cloned::Parent(child) => {
+            drop(go_read);
+            let result = start_child(&sys, child, go_write, &config);
+            if result.is_err() {
+                kill(child, libc::SIGKILL);
+            }
+            let stopped = supervise(child, &control, &config.limits, result.is_ok());
+            let maxrss = wait_child(child);
+            if let Some(reason) = stopped {
+                let _ = writeln!(&*report, "stopped\t{reason}");
+            }
+            if let Some(kib) = maxrss {
+                let _ = writeln!(&*report, "maxrss\t{kib}");
+            }
+            result
+        }
+    }
+}
+
+fn start_child(
+    sys: &Linux,
+    child: libc::pid_t,
+    go: OwnedFd,
+    config: &Config,
+) -> Result<(), StepError> {
+    // SAFETY: these never fail.
+    let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
+    let maps = setup::id_maps(uid, gid, config.uid, config.gid);
+    sys.write_id_maps(child, &maps)
+        .step(|| format!("writing the id maps of process {child}"))?;
+    File::from(go)
+        .write_all(b"g")
+        .step(|| "starting the sandbox's init".into())
+}
+
+fn set_parent_death_signal() -> std::io::Result<()> {
+    // SAFETY: integer arguments only.
+    if unsafe {
+        libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0,
+            0,
+            0,
+        )
+    } == -1
+    {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+fn check_single_threaded() -> Result<(), StepError> {
+    let status =
+        std::fs::read_to_string("/proc/self/status").step(|| "reading /proc/self/status".into())?;
+    let threads = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .map(|n| n.trim().to_string());
+    if threads.as_deref() != Some("1") {
+        return Err(StepError {
+            what: "checking the helper is single-threaded".into(),
+            source: std::io::Error::other(
+                "the helper runs threads; call sandbox::helper::run_if_requested first thing in main",
+            ),
+        });
+    }
+    Ok(())
+}
+
+fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: `fds` has room for the two descriptors pipe2 writes.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } == -1 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: pipe2 succeeded; both descriptors are new and owned here.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+fn kill(pid: libc::pid_t, signal: libc::c_int) {
+    // SAFETY: integer arguments only; a stale pid at worst gives ESRCH.
+    unsafe { libc::kill(pid, signal) };
+}
+
+/// Waits for the sandbox's init to exit, enforcing the wall time and the
+/// library's stop request. Returns why the sandbox was stopped, if it was.
+fn supervise(
+    child: libc::pid_t,
+    control: &File,
+    limits: &crate::Limits,
+    started: bool,
+) -> Option<&'static str> {
+    if !started {
+        return None;
+    }
+    // SAFETY: integer arguments; a pidfd becomes readable when the process exits.
+    let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, child, 0) };
+    let pidfd = (pidfd >= 0).then(|| {
+        // SAFETY: the syscall returned a new descriptor owned here.
+        unsafe { OwnedFd::from_raw_fd(pidfd as RawFd) }
+    });
+    let start = Instant::now();
+    let mut deadline = start + limits.wall_time;
+    let mut stopped = None;
+    let mut terminated = false;
+    let mut control_open = true;
+    loop {
+        if exited(child, pidfd.as_ref()) {
+            return stopped;
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            if terminated {
+                kill(child, libc::SIGKILL);
+                // Far in the future: only the child's exit ends the loop now.
+                deadline = now + Duration::from_secs(3600);
+            } else {
+                stopped.get_or_insert("timeout");
+                terminated = true;
+                // The init forwards SIGTERM to every process in the sandbox.
+                kill(child, libc::SIGTERM);
+                deadline = now + limits.kill_grace;
+            }
+            continue;
+        }
+        let mut fds = Vec::with_capacity(2);
+        if control_open {
+            fds.push(libc::pollfd {
+                fd: control.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            });
+        }
+        if let Some(fd) = &pidfd {
+            fds.push(libc::pollfd {
+                fd: fd.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            });
+        }
+        let mut wait = deadline - now;
+        if pidfd.is_none() {
+            wait = wait.min(Duration::from_millis(10));
+        }
+        let timeout = i32::try_from(wait.as_millis().max(1)).unwrap_or(i32::MAX);
+        // SAFETY: `fds` is a valid array of pollfd of the given length.
+        unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
+        if control_open && fds[0].revents != 0 {
+            // Any byte or the end of the stream: the library wants it stopped.
+            control_open = false;
+            stopped.get_or_insert("cancelled");
+            kill(child, libc::SIGKILL);
+        }
+    }
+}
+
+fn exited(child: libc::pid_t, pidfd: Option<&OwnedFd>) -> bool {
+    let mut info = std::mem::MaybeUninit::<libc::siginfo_t>::zeroed();
+    let (idtype, id) = match pidfd {
+        Some(fd) => (libc::P_PIDFD, fd.as_raw_fd() as libc::id_t),
+        None => (libc::P_PID, child as libc::id_t),
+    };
+    // SAFETY: `info` is a zeroed siginfo_t the kernel may fill; WNOWAIT leaves
+    // the child to be reaped by `wait_child`.
+    let ret = unsafe {
+        libc::waitid(
+            idtype,
+            id,
+            info.as_mut_ptr(),
+            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+        )
+    };
+    // SAFETY: zero-initialised and possibly filled by waitid.
+    let info = unsafe { info.assume_init() };
+    // SAFETY: reading the pid of a siginfo filled by waitid (zero if none).
+    ret == -1 || unsafe { info.si_pid() } != 0
+}
+
+/// Reaps the init and returns the peak resident size, in KiB, of it and of
+/// every process it reaped.
+fn wait_child(child: libc::pid_t) -> Option<i64> {
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is valid for the kernel to overwrite.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    loop {
+        // SAFETY: valid pointers to locals.
+        let ret = unsafe { libc::wait4(child, &mut status, 0, &mut usage) };
+        if ret == child {
+            return Some(usage.ru_maxrss);
+        }
+        if ret == -1 && std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+            return None;
+        }
+    }
+}
+
+// ---- inside the namespaces ------------------------------------------------
+
+/// The pid of the program, for the SIGTERM handler of the init.
+static TERM_FORWARDED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn forward_term(_: libc::c_int) {
+    TERM_FORWARDED.store(true, Ordering::Relaxed);
+    // SAFETY: kill is async-signal-safe. From pid 1, -1 means every other
+    // process in the pid namespace.
+    unsafe { libc::kill(-1, libc::SIGTERM) };
+}
+
+/// A descriptor opened before the root is rebuilt, named by a path that
+/// reaches it from inside this process's own mount namespace.
+fn open_path(path: &Path) -> std::io::Result<(OwnedFd, PathBuf)> {
+    let c = CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+    // SAFETY: NUL-terminated path, integer flags.
+    let fd = unsafe {
+        libc::open(
+            c.as_ptr(),
+            libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+        )
+    };
+    if fd == -1 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: open returned a new descriptor owned here.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let via = PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
+    Ok((fd, via))
+}
+
+/// Lists the image's top level and opens what will be bound, while this
+/// process still has the caller's view of the host file system.
+fn resolve(config: &Config) -> Result<(Plan, Vec<OwnedFd>), StepError> {
+    let mut fds = Vec::new();
+    let mut entries = Vec::new();
+    let rootfs = &config.rootfs;
+    let mut names: Vec<_> = std::fs::read_dir(rootfs)
+        .step(|| format!("listing the image root {}", rootfs.display()))?
+        .map(|e| e.map(|e| e.file_name()))
+        .collect::<Result<_, _>>()
+        .step(|| format!("listing the image root {}", rootfs.display()))?;
+    names.sort();
+    for name in names {
+        if setup::is_reserved(&name) {
+            continue;
+        }
+        let path = rootfs.join(&name);
+        let meta =
+            std::fs::symlink_metadata(&path).step(|| format!("inspecting {}", path.display()))?;
+        let kind = if meta.file_type().is_symlink() {
+            EntryKind::Symlink {
+                target: std::fs::read_link(&path)
+                    .step(|| format!("reading the link {}", path.display()))?,
+            }
+        } else if meta.is_dir() || meta.is_file() {
+            let (fd, source) = open_path(&path).step(|| format!("opening {}", path.display()))?;
+            fds.push(fd);
+            if meta.is_dir() {
+                EntryKind::Dir { source }
+            } else {
+                EntryKind::File { source }
+            }
+        } else {
+            // Sockets, pipes and device nodes have no place in an image root.
+            continue;
+        };
+        entries.push(Entry { name, kind });
+    }
+    let emulator = match &config.emulator {
+        Some(path) => {
+            let (fd, via) =
+                open_path(path).step(|| format!("opening the emulator {}", path.display()))?;
+            fds.push(fd);
+            Some(via)
+        }
+        None => None,
+    };
+    let devices = setup::DEVICES
+        .iter()
+        .map(|d| (d.to_string(), PathBuf::from(format!("/dev/{d}"))))
+        .collect();
+    let plan = Plan {
+        // Mounted over inside this mount namespace only; everything the new
+        // root needs from the host is already open.
+        staging: PathBuf::from("/tmp"),
+        entries,
+        devices,
+        emulator,
+        hostname: config.hostname.clone(),
+        tmp_bytes: config.limits.tmp_bytes,
+    };
+    Ok((plan, fds))
+}
+
+/// Pid 1 of the sandbox. Returns its exit code.
+fn init(sys: &Linux, config: &Config, go: OwnedFd, report: &File) -> Result<i32, StepError> {
+    set_parent_death_signal().step(|| "setting the parent death signal".into())?;
+    let (plan, fds) = resolve(config)?;
+    let mut byte = [0u8; 1];
+    if File::from(go).read(&mut byte).unwrap_or(0) == 0 {
+        // The helper died before writing the id maps.
+        return Ok(1);
+    }
+    sys.set_ids(config.uid, config.gid)
+        .step(|| format!("switching to {}:{}", config.uid, config.gid))?;
+    setup::build_root(sys, &plan)?;
+    drop(fds);
+
+    let exec = Exec::prepare(config)?;
+    // SAFETY: this process is single-threaded, so the child may run any code.
+    let pid = unsafe { libc::fork() };
+    if pid == -1 {
+        return Err(std::io::Error::last_os_error()).step(|| "starting the program".into());
+    }
+    if pid == 0 {
+        let err = exec.run(sys, config);
+        let _ = writeln!(&*report, "exec-error\t{}", one_line(&err.to_string()));
+        // SAFETY: ends the forked child without unwinding.
+        unsafe { libc::_exit(127) }
+    }
+
+    // The init keeps nothing the program could use: no capabilities, and not
+    // dumpable, so the program cannot inspect it through /proc.
+    sys.drop_privileges(&[])
+        .step(|| "dropping the init's privileges".into())?;
+    // SAFETY: integer arguments only.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    // SAFETY: installs a handler that only calls async-signal-safe functions.
+    unsafe {
+        libc::signal(
+            libc::SIGTERM,
+            forward_term as extern "C" fn(libc::c_int) as libc::sighandler_t,
+        )
+    };
+
+    loop {
+        let mut status = 0;
+        // SAFETY: valid pointer to a local.
+        let reaped = unsafe { libc::waitpid(-1, &mut status, 0) };
+        if reaped == -1 {
+            if std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+                continue;
+            }
+            return Ok(1);
+        }
+        if reaped == pid {
+            let line = if libc::WIFSIGNALED(status) {
+                format!("signal\t{}", libc::WTERMSIG(status))
+            } else {
+                format!("exit\t{}", libc::WEXITSTATUS(status))
+            };
+            let _ = writeln!(&*report, "{line}");
+            // Returning ends pid 1, and with it every process left behind.
+            return Ok(0);
+        }
+    }
+}
+
+/// The program's exec arguments, prepared before forking.
+struct Exec {
+    program: CString,
+    argv: Vec<CString>,
+    env: Vec<CString>,
+    workdir: PathBuf,
+}
+
+fn to_c(s: impl AsRef<OsStr>) -> Result<CString, StepError> {
+    CString::new(s.as_ref().as_bytes()).map_err(|_| StepError {
+        what: format!("passing {:?} to the program", s.as_ref()),
+        source: std::io::Error::other("contains a NUL byte"),
+    })
+}
+
+impl Exec {
+    fn prepare(config: &Config) -> Result<Exec, StepError> {
+        let program = resolve_program(config)?;
+        let emulated = config.emulator.is_some();
+        let argv = setup::exec_argv(&config.argv, &program, emulated);
+        let exec_path = if emulated {
+            PathBuf::from(setup::EMULATOR_PATH)
+        } else {
+            program
+        };
+        let env = config
+            .env
+            .iter()
+            .map(|(k, v)| {
+                let mut kv = k.clone();
+                kv.push("=");
+                kv.push(v);
+                to_c(kv)
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Exec {
+            program: to_c(&exec_path)?,
+            argv: argv.iter().map(to_c).collect::<Result<_, _>>()?,
+            env,
+            workdir: config.workdir.clone(),
+        })
+    }
+
+    /// Runs in the forked program process; returns only on failure.
+    fn run(self, sys: &Linux, config: &Config) -> StepError {
+        let err = (|| -> Result<(), StepError> {
+            set_parent_death_signal().step(|| "setting the parent death signal".into())?;
+            // SAFETY: no arguments; detaches from any controlling terminal.
+            unsafe { libc::setsid() };
+            reset_signals();
+            std::env::set_current_dir(&self.workdir).step(|| {
+                format!(
+                    "changing to the working directory {}",
+                    self.workdir.display()
+                )
+            })?;
+            sys.drop_privileges(&setup::rlimits(&config.limits))
+                .step(|| "dropping privileges".into())?;
+            let mut argv: Vec<*const libc::c_char> = self.argv.iter().map(|a| a.as_ptr()).collect();
+            argv.push(std::ptr::null());
+            let mut env: Vec<*const libc::c_char> = self.env.iter().map(|e| e.as_ptr()).collect();
+            env.push(std::ptr::null());
+            // SAFETY: NUL-terminated strings in NULL-terminated arrays, all alive
+            // until execve returns (it only returns on failure).
+            unsafe { libc::execve(self.program.as_ptr(), argv.as_ptr(), env.as_ptr()) };
+            Err(std::io::Error::last_os_error())
+                .step(|| format!("executing {}", config.argv[0].to_string_lossy()))
+        })();
+        err.expect_err("execve returned without an error")
+    }
+}
+
+/// Finds the program the way a shell would: a name with a slash is a path,
+/// any other is looked up in the sandbox's `PATH`.
+fn resolve_program(config: &Config) -> Result<PathBuf, StepError> {
+    let name = &config.argv[0];
+    if name.as_bytes().contains(&b'/') {
+        return Ok(PathBuf::from(name));
+    }
+    let path = config
+        .env
+        .iter()
+        .find(|(k, _)| k == "PATH")
+        .map(|(_, v)| v.clone())
+        .unwrap_or_else(|| OsString::from("/usr/local/bin:/usr/bin:/bin"));
+    for dir in path.as_bytes().split(|b| *b == b':') {
+        let candidate = PathBuf::from(OsString::from_vec(dir.to_vec())).join(name);
+        // Called after the pivot: paths are the sandbox's own.
+        if candidate.is_file() {
+            return Ok(candidate);
+        }
+    }
+    Err(StepError {
+        what: format!("finding {} in PATH", name.to_string_lossy()),
+        source: std::io::Error::from(std::io::ErrorKind::NotFound),
+    })
+}
+
+fn reset_signals() {
+    for signal in 1..libc::SIGRTMIN() {
+        if signal == libc::SIGKILL || signal == libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: restoring the default disposition is always valid.
+        unsafe { libc::signal(signal, libc::SIG_DFL) };
+    }
+    // SAFETY: an empty set, then unblocking everything.
+    unsafe {
+        let mut set = std::mem::zeroed::<libc::sigset_t>();
+        libc::sigemptyset(&mut set);
+        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+    }
+}

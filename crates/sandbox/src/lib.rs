@@ -1,0 +1,252 @@
+//! Runs a command inside an unpacked image root, isolated by fresh Linux
+//! namespaces in the manner of bubblewrap: no daemon, no root required.
+//!
+//! The caller hands over an already unpacked root directory; this crate knows
+//! nothing about images. Every privileged system call of the project lives in
+//! this crate, behind the [`sys::Syscalls`] trait.
+//!
+//! ```no_run
+//! fn main() {
+//!     // First thing: a host program may be re-executed as the helper.
+//!     sandbox::helper::run_if_requested();
+//!     let out = sandbox::Sandbox::new("/path/to/rootfs")
+//!         .args(["/hello", "world"])
+//!         .env([("K", "V")])
+//!         .user(65532, 65532)
+//!         .run()
+//!         .unwrap();
+//!     assert!(out.status.success());
+//! }
+//! ```
+
+#![cfg(target_os = "linux")]
+
+mod config;
+mod emulator;
+pub mod helper;
+mod run;
+pub mod setup;
+pub mod sys;
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use emulator::emulator_for;
+
+/// Resource limits for one run. `u64::MAX` means "no limit" for the byte and
+/// count limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// How long the program may run before it is stopped.
+    pub wall_time: Duration,
+    /// How long a program stopped at `wall_time` gets between SIGTERM and
+    /// SIGKILL.
+    pub kill_grace: Duration,
+    /// Address space of each process (RLIMIT_AS).
+    pub memory_bytes: u64,
+    /// Processes and threads of the sandbox's user (RLIMIT_NPROC).
+    pub max_processes: u64,
+    /// Open descriptors per process (RLIMIT_NOFILE).
+    pub max_open_files: u64,
+    /// Bytes of stdout and stderr together; the sandbox is stopped when its
+    /// output goes past this.
+    pub max_output_bytes: u64,
+    /// Size of any one file written (RLIMIT_FSIZE).
+    pub max_file_bytes: u64,
+    /// Size of the writable `/tmp`.
+    pub tmp_bytes: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            wall_time: Duration::from_secs(60),
+            kill_grace: Duration::from_millis(200),
+            memory_bytes: 1 << 30,
+            max_processes: 256,
+            max_open_files: 1024,
+            max_output_bytes: 16 << 20,
+            max_file_bytes: 64 << 20,
+            tmp_bytes: 64 << 20,
+        }
+    }
+}
+
+/// How the program ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Exit(i32),
+    Signal(i32),
+}
+
+impl Status {
+    pub fn success(self) -> bool {
+        self == Status::Exit(0)
+    }
+}
+
+/// Why the sandbox stopped the program before it ended on its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    /// It ran past `Limits::wall_time`.
+    Timeout,
+    /// It failed after its resident memory came within a quarter of
+    /// `Limits::memory_bytes`: it was refused memory by the limit.
+    Memory,
+    /// Its output went past `Limits::max_output_bytes`.
+    OutputLimit,
+}
+
+/// The result of a run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    pub status: Status,
+    /// At most `Limits::max_output_bytes` bytes, shared with `stderr`.
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+    pub duration: Duration,
+    pub stopped: Option<StopReason>,
+    /// The largest resident size any process in the sandbox reached.
+    pub peak_memory_bytes: u64,
+}
+
+/// A sandbox that could not be set up or run. Failures of the program itself
+/// are an [`Outcome`], not an error.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("the image root {0} is not a directory")]
+    NotADirectory(PathBuf),
+    #[error("no command given to run in the sandbox")]
+    NoCommand,
+    #[error("finding the sandbox helper executable")]
+    CurrentExe(#[source] std::io::Error),
+    #[error("starting the sandbox helper {path}")]
+    Spawn {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("talking to the sandbox helper")]
+    Io(#[source] std::io::Error),
+    #[error("setting up the sandbox: {0}")]
+    Setup(String),
+    #[error("starting the program in the sandbox: {0}")]
+    Exec(String),
+    #[error("the sandbox helper ended without a result ({0})")]
+    Helper(String),
+    #[error(
+        "no emulator for {arch}: {path} is missing; install the Debian package qemu-user-static"
+    )]
+    EmulatorMissing { arch: String, path: PathBuf },
+    #[error("unknown architecture {0}")]
+    UnknownArch(String),
+}
+
+/// One command to run in one image root.
+#[derive(Debug, Clone)]
+pub struct Sandbox {
+    rootfs: PathBuf,
+    argv: Vec<OsString>,
+    env: Vec<(OsString, OsString)>,
+    uid: u32,
+    gid: u32,
+    workdir: PathBuf,
+    hostname: String,
+    stdin: Option<Vec<u8>>,
+    limits: Limits,
+    emulator: Option<PathBuf>,
+    helper: Option<PathBuf>,
+}
+
+impl Sandbox {
+    /// A sandbox over the unpacked image root `rootfs`, which is never
+    /// modified. Defaults: no arguments, empty environment, uid and gid 0
+    /// inside, working directory `/`, host name `sandbox`, empty stdin,
+    /// `Limits::default()`, no emulator, this executable as the helper.
+    pub fn new(rootfs: impl Into<PathBuf>) -> Sandbox {
+        Sandbox {
+            rootfs: rootfs.into(),
+            argv: Vec::new(),
+            env: Vec::new(),
+            uid: 0,
+            gid: 0,
+            workdir: PathBuf::from("/"),
+            hostname: "sandbox".into(),
+            stdin: None,
+            limits: Limits::default(),
+            emulator: None,
+            helper: None,
+        }
+    }
+
+    /// The command line; `argv[0]` is a path inside the image, or a name
+    /// looked up in the `PATH` given with [`Sandbox::env`].
+    pub fn args<I, S>(mut self, argv: I) -> Sandbox
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<OsString>,
+    {
+        self.argv = argv.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// The program's entire environment; nothing is inherited from the host.
+    pub fn env<I, K, V>(mut self, env: I) -> Sandbox
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: Into<OsString>,
+        V: Into<OsString>,
+    {
+        self.env = env.into_iter().map(|(k, v)| (k.into(), v.into())).collect();
+        self
+    }
+
+    /// The uid and gid the program sees itself running as.
+    pub fn user(mut self, uid: u32, gid: u32) -> Sandbox {
+        self.uid = uid;
+        self.gid = gid;
+        self
+    }
+
+    pub fn workdir(mut self, dir: impl Into<PathBuf>) -> Sandbox {
+        self.workdir = dir.into();
+        self
+    }
+
+    pub fn hostname(mut self, name: impl Into<String>) -> Sandbox {
+        self.hostname = name.into();
+        self
+    }
+
+    /// Bytes fed to the program's stdin, which is then closed.
+    pub fn stdin(mut self, bytes: impl Into<Vec<u8>>) -> Sandbox {
+        self.stdin = Some(bytes.into());
+        self
+    }
+
+    pub fn limits(mut self, limits: Limits) -> Sandbox {
+        self.limits = limits;
+        self
+    }
+
+    /// A static user-mode emulator on the host (see [`emulator_for`]) to run a
+    /// foreign-architecture program with; it is bound into the sandbox.
+    pub fn emulator(mut self, emulator: Option<PathBuf>) -> Sandbox {
+        self.emulator = emulator;
+        self
+    }
+
+    /// The executable to run as the helper: either the `scratchpack-sandbox`
+    /// binary or any program that calls [`helper::run_if_requested`] first
+    /// thing in `main`. Defaults to the current executable.
+    pub fn helper(mut self, path: impl Into<PathBuf>) -> Sandbox {
+        self.helper = Some(path.into());
+        self
+    }
+
+    /// Runs the command and waits for it, its whole sandbox torn down.
+    pub fn run(&self) -> Result<Outcome, Error> {
+        run::run(self)
+    }
+}

@@ -1,0 +1,108 @@
+//! `scratchpack-sandbox`: the sandbox helper as a program of its own, with a
+//! small command line to run a command in an unpacked image root.
+//!
+//! ```text
+//! scratchpack-sandbox [--user UID:GID] [--env K=V]... [--workdir DIR]
+//!                     [--hostname NAME] [--timeout SECS] [--memory BYTES]
+//!                     [--processes N] [--output BYTES] [--emulator PATH]
+//!                     ROOTFS ARGV...
+//! ```
+//!
+//! The program's stdout and stderr are passed through; a last stderr line
+//! `scratchpack-sandbox: outcome status=<exit:N|signal:N> stopped=<reason|none>`
+//! describes the end, and the exit code is the program's (128 + signal).
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+fn main() -> ExitCode {
+    sandbox::helper::run_if_requested();
+    match run(std::env::args().skip(1).collect()) {
+        Ok(code) => code,
+        Err(message) => {
+            eprintln!("scratchpack-sandbox: {message}");
+            ExitCode::from(125)
+        }
+    }
+}
+
+fn parse<T: std::str::FromStr>(flag: &str, value: Option<String>) -> Result<T, String> {
+    let value = value.ok_or_else(|| format!("{flag} needs a value"))?;
+    value
+        .parse()
+        .map_err(|_| format!("{flag}: cannot parse {value:?}"))
+}
+
+fn run(args: Vec<String>) -> Result<ExitCode, String> {
+    let mut args = args.into_iter();
+    let mut limits = sandbox::Limits::default();
+    let mut env = Vec::new();
+    let (mut uid, mut gid) = (0, 0);
+    let mut workdir = "/".to_string();
+    let mut hostname = "sandbox".to_string();
+    let mut emulator = None;
+    let rootfs = loop {
+        let arg = args.next().ok_or("missing ROOTFS")?;
+        match arg.as_str() {
+            "--user" => {
+                let v: String = parse("--user", args.next())?;
+                let (u, g) = v.split_once(':').ok_or("--user wants UID:GID")?;
+                uid = parse("--user", Some(u.to_string()))?;
+                gid = parse("--user", Some(g.to_string()))?;
+            }
+            "--env" => {
+                let v: String = parse("--env", args.next())?;
+                let (k, val) = v.split_once('=').ok_or("--env wants K=V")?;
+                env.push((k.to_string(), val.to_string()));
+            }
+            "--workdir" => workdir = parse("--workdir", args.next())?,
+            "--hostname" => hostname = parse("--hostname", args.next())?,
+            "--timeout" => {
+                limits.wall_time = Duration::from_secs_f64(parse("--timeout", args.next())?)
+            }
+            "--memory" => limits.memory_bytes = parse("--memory", args.next())?,
+            "--processes" => limits.max_processes = parse("--processes", args.next())?,
+            "--output" => limits.max_output_bytes = parse("--output", args.next())?,
+            "--emulator" => emulator = Some(parse::<String>("--emulator", args.next())?.into()),
+            flag if flag.starts_with("--") => return Err(format!("unknown option {flag}")),
+            _ => break arg,
+        }
+    };
+    let argv: Vec<String> = args.collect();
+    let outcome = sandbox::Sandbox::new(rootfs)
+        .args(argv)
+        .env(env)
+        .user(uid, gid)
+        .workdir(workdir)
+        .hostname(hostname)
+        .limits(limits)
+        .emulator(emulator)
+        .run()
+        .map_err(|e| error_chain(&e))?;
+    use std::io::Write;
+    let _ = std::io::stdout().write_all(&outcome.stdout);
+    let _ = std::io::stderr().write_all(&outcome.stderr);
+    let (status, code) = match outcome.status {
+        sandbox::Status::Exit(n) => (format!("exit:{n}"), n),
+        sandbox::Status::Signal(n) => (format!("signal:{n}"), 128 + n),
+    };
+    let stopped = match outcome.stopped {
+        Some(sandbox::StopReason::Timeout) => "timeout",
+        Some(sandbox::StopReason::Memory) => "memory",
+        Some(sandbox::StopReason::OutputLimit) => "output",
+        None => "none",
+    };
+    eprintln!("scratchpack-sandbox: outcome status={status} stopped={stopped}");
+    Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
+}
+
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut message = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        message.push_str(": ");
+        message.push_str(&s.to_string());
+        source = s.source();
+    }
+    message
+}

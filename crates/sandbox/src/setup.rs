@@ -1,0 +1,478 @@
+//! The setup sequence: which id maps, mounts and privilege drops a sandbox gets,
+//! in which order, expressed against the `Syscalls` trait so it can be checked
+//! without making a single privileged call.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+use crate::Limits;
+use crate::sys::{IdMap, IdMaps, MountOp, Node, Resource, Rlimit, Syscalls};
+
+/// The uid (and gid) outside the sandbox that the image's user runs as when
+/// the caller is root: the conventional `nobody`, so a program that is root in
+/// its image is never real root, and process limits (which do not apply to
+/// real root) do apply.
+pub const ROOT_CALLER_OUTSIDE_ID: u32 = 65534;
+
+/// Where the emulator is bound inside the sandbox when one is used.
+pub const EMULATOR_PATH: &str = "/dev/.scratchpack-emulator";
+
+/// The device nodes bound from the host into the sandbox's `/dev`.
+pub const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
+
+/// A failed setup step: what was being done, and why it failed.
+#[derive(Debug, thiserror::Error)]
+#[error("{what}: {source}")]
+pub struct StepError {
+    pub what: String,
+    #[source]
+    pub source: std::io::Error,
+}
+
+pub(crate) trait Step<T> {
+    fn step(self, what: impl FnOnce() -> String) -> Result<T, StepError>;
+}
+
+impl<T> Step<T> for std::io::Result<T> {
+    fn step(self, what: impl FnOnce() -> String) -> Result<T, StepError> {
+        self.map_err(|source| StepError {
+            what: what(),
+            source,
+        })
+    }
+}
+
+/// Id maps for the sandbox: the caller's own ids become the image's ids. Root
+/// may map any id and maps onto an unprivileged one instead of itself.
+pub fn id_maps(caller_uid: u32, caller_gid: u32, uid: u32, gid: u32) -> IdMaps {
+    let root = caller_uid == 0;
+    let outside = |caller: u32| if root { ROOT_CALLER_OUTSIDE_ID } else { caller };
+    IdMaps {
+        uid: IdMap {
+            inside: uid,
+            outside: outside(caller_uid),
+        },
+        gid: IdMap {
+            inside: gid,
+            outside: outside(caller_gid),
+        },
+        // Root keeps `setgroups` allowed so the sandbox can clear the
+        // supplementary groups it inherited (root's own, e.g. gid 0).
+        deny_setgroups: !root,
+    }
+}
+
+/// One top-level entry of the image's root directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub name: OsString,
+    pub kind: EntryKind,
+}
+
+/// What an image entry is, and where to bind it from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EntryKind {
+    Dir { source: PathBuf },
+    File { source: PathBuf },
+    Symlink { target: PathBuf },
+}
+
+/// Everything the new root is built from, resolved before any mount is made.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// An existing directory the new root's tmpfs is mounted on. It is hidden
+    /// only inside the sandbox's own mount namespace.
+    pub staging: PathBuf,
+    pub entries: Vec<Entry>,
+    /// Host device nodes to bind, by name under `/dev`.
+    pub devices: Vec<(String, PathBuf)>,
+    /// The host emulator binary to bind at `EMULATOR_PATH`.
+    pub emulator: Option<PathBuf>,
+    pub hostname: String,
+    pub tmp_bytes: u64,
+}
+
+/// Names the image may contain at its top level that the sandbox provides
+/// itself; the image's own versions are not shown.
+pub fn is_reserved(name: &std::ffi::OsStr) -> bool {
+    name == "proc" || name == "dev" || name == "tmp"
+}
+
+/// Builds the new root and enters it: private mounts, a tmpfs root holding
+/// read-only binds of the image's entries, `/proc`, a minimal `/dev`, a
+/// writable `/tmp`; then `pivot_root`, a read-only `/`, host name and
+/// loopback. Runs in the sandbox's first process, after the id maps exist.
+pub fn build_root(sys: &dyn Syscalls, plan: &Plan) -> Result<(), StepError> {
+    let root = &plan.staging;
+    sys.mount(&MountOp::MakePrivate)
+        .step(|| "making mounts private".into())?;
+    sys.mount(&MountOp::Tmpfs {
+        target: root.clone(),
+        options: "mode=0755,size=1m".into(),
+        noexec: false,
+    })
+    .step(|| "mounting the new root tmpfs".into())?;
+
+    for entry in &plan.entries {
+        let target = root.join(&entry.name);
+        let show = || target.display().to_string();
+        match &entry.kind {
+            EntryKind::Symlink { target: link } => {
+                sys.create(&target, &Node::Symlink(link.clone()))
+                    .step(|| format!("creating symlink {}", show()))?;
+            }
+            EntryKind::Dir { source } | EntryKind::File { source } => {
+                let (node, recursive) = match entry.kind {
+                    EntryKind::Dir { .. } => (Node::Dir, true),
+                    _ => (Node::File, false),
+                };
+                sys.create(&target, &node)
+                    .step(|| format!("creating mount point {}", show()))?;
+                sys.mount(&MountOp::Bind {
+                    source: source.clone(),
+                    target: target.clone(),
+                    recursive,
+                })
+                .step(|| format!("binding image entry {}", entry.name.to_string_lossy()))?;
+                sys.mount(&MountOp::ReadOnly {
+                    target: target.clone(),
+                    recursive,
+                })
+                .step(|| format!("making {} read-only", show()))?;
+            }
+        }
+    }
+
+    let proc = root.join("proc");
+    sys.create(&proc, &Node::Dir)
+        .step(|| "creating /proc".into())?;
+    sys.mount(&MountOp::Proc {
+        target: proc.clone(),
+    })
+    .step(|| "mounting /proc".into())?;
+
+    let dev = root.join("dev");
+    sys.create(&dev, &Node::Dir)
+        .step(|| "creating /dev".into())?;
+    sys.mount(&MountOp::Tmpfs {
+        target: dev.clone(),
+        options: "mode=0755,size=64k".into(),
+        noexec: true,
+    })
+    .step(|| "mounting /dev".into())?;
+    for (name, source) in &plan.devices {
+        let target = dev.join(name);
+        sys.create(&target, &Node::File)
+            .step(|| format!("creating /dev/{name}"))?;
+        sys.mount(&MountOp::Bind {
+            source: source.clone(),
+            target,
+            recursive: false,
+        })
+        .step(|| format!("binding /dev/{name}"))?;
+    }
+    for (name, link) in [
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+    ] {
+        sys.create(&dev.join(name), &Node::Symlink(link.into()))
+            .step(|| format!("creating /dev/{name}"))?;
+    }
+    if let Some(emulator) = &plan.emulator {
+        let target = root.join(EMULATOR_PATH.trim_start_matches('/'));
+        sys.create(&target, &Node::File)
+            .step(|| "creating the emulator mount point".into())?;
+        sys.mount(&MountOp::Bind {
+            source: emulator.clone(),
+            target: target.clone(),
+            recursive: false,
+        })
+        .step(|| "binding the emulator".into())?;
+        sys.mount(&MountOp::ReadOnly {
+            target,
+            recursive: false,
+        })
+        .step(|| "making the emulator read-only".into())?;
+    }
+    sys.mount(&MountOp::ReadOnly {
+        target: dev,
+        recursive: false,
+    })
+    .step(|| "making /dev read-only".into())?;
+
+    let tmp = root.join("tmp");
+    sys.create(&tmp, &Node::Dir)
+        .step(|| "creating /tmp".into())?;
+    sys.mount(&MountOp::Tmpfs {
+        target: tmp,
+        options: format!("mode=1777,size={}", plan.tmp_bytes.max(4096)),
+        noexec: false,
+    })
+    .step(|| "mounting /tmp".into())?;
+
+    sys.pivot_root(root)
+        .step(|| "pivoting into the new root".into())?;
+    sys.mount(&MountOp::ReadOnly {
+        target: "/".into(),
+        recursive: false,
+    })
+    .step(|| "making / read-only".into())?;
+    sys.sethostname(&plan.hostname)
+        .step(|| format!("setting the host name to {}", plan.hostname))?;
+    sys.loopback_up()
+        .step(|| "bringing the loopback interface up".into())?;
+    Ok(())
+}
+
+/// The resource limits the sandboxed program runs under.
+pub fn rlimits(limits: &Limits) -> Vec<Rlimit> {
+    vec![
+        Rlimit {
+            resource: Resource::AddressSpace,
+            value: limits.memory_bytes,
+        },
+        Rlimit {
+            resource: Resource::Processes,
+            value: limits.max_processes,
+        },
+        Rlimit {
+            resource: Resource::OpenFiles,
+            value: limits.max_open_files,
+        },
+        Rlimit {
+            resource: Resource::FileSize,
+            value: limits.max_file_bytes,
+        },
+        // No core dumps: they would be written into the sandbox's cwd, and are
+        // of no use to a test report.
+        Rlimit {
+            resource: Resource::Core,
+            value: 0,
+        },
+    ]
+}
+
+/// The program and arguments to execute: the entrypoint itself, or the
+/// emulator with the entrypoint as its first argument.
+pub fn exec_argv(argv: &[OsString], program: &Path, emulated: bool) -> Vec<OsString> {
+    if !emulated {
+        let mut out = vec![argv[0].clone()];
+        out.extend(argv[1..].iter().cloned());
+        return out;
+    }
+    // `-0` keeps the program's own argv[0], as a native exec would.
+    let mut out = vec![
+        OsString::from(EMULATOR_PATH),
+        OsString::from("-0"),
+        argv[0].clone(),
+        program.as_os_str().to_owned(),
+    ];
+    out.extend(argv[1..].iter().cloned());
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sys::fake::Recorder;
+
+    fn plan() -> Plan {
+        Plan {
+            staging: "/tmp".into(),
+            entries: vec![
+                Entry {
+                    name: "hello".into(),
+                    kind: EntryKind::File {
+                        source: "/proc/self/fd/5".into(),
+                    },
+                },
+                Entry {
+                    name: "etc".into(),
+                    kind: EntryKind::Dir {
+                        source: "/proc/self/fd/6".into(),
+                    },
+                },
+                Entry {
+                    name: "lib".into(),
+                    kind: EntryKind::Symlink {
+                        target: "usr/lib".into(),
+                    },
+                },
+            ],
+            devices: vec![("null".into(), "/dev/null".into())],
+            emulator: None,
+            hostname: "sandbox".into(),
+            tmp_bytes: 1 << 20,
+        }
+    }
+
+    #[test]
+    fn builds_the_root_in_order() {
+        let sys = Recorder::default();
+        build_root(&sys, &plan()).unwrap();
+        let expected = [
+            "mount private /",
+            "mount tmpfs /tmp mode=0755,size=1m noexec=false",
+            "create /tmp/hello file",
+            "mount bind /proc/self/fd/5 /tmp/hello recursive=false",
+            "mount readonly /tmp/hello recursive=false",
+            "create /tmp/etc dir",
+            "mount bind /proc/self/fd/6 /tmp/etc recursive=true",
+            "mount readonly /tmp/etc recursive=true",
+            "create /tmp/lib symlink -> usr/lib",
+            "create /tmp/proc dir",
+            "mount proc /tmp/proc",
+            "create /tmp/dev dir",
+            "mount tmpfs /tmp/dev mode=0755,size=64k noexec=true",
+            "create /tmp/dev/null file",
+            "mount bind /dev/null /tmp/dev/null recursive=false",
+            "create /tmp/dev/fd symlink -> /proc/self/fd",
+            "create /tmp/dev/stdin symlink -> /proc/self/fd/0",
+            "create /tmp/dev/stdout symlink -> /proc/self/fd/1",
+            "create /tmp/dev/stderr symlink -> /proc/self/fd/2",
+            "mount readonly /tmp/dev recursive=false",
+            "create /tmp/tmp dir",
+            "mount tmpfs /tmp/tmp mode=1777,size=1048576 noexec=false",
+            "pivot_root /tmp",
+            "mount readonly / recursive=false",
+            "sethostname sandbox",
+            "loopback_up",
+        ];
+        assert_eq!(sys.calls(), expected);
+    }
+
+    #[test]
+    fn the_root_is_read_only_before_the_program_can_run() {
+        let sys = Recorder::default();
+        build_root(&sys, &plan()).unwrap();
+        let calls = sys.calls();
+        let pivot = calls
+            .iter()
+            .position(|c| c.starts_with("pivot_root"))
+            .unwrap();
+        let ro = calls
+            .iter()
+            .position(|c| c == "mount readonly / recursive=false")
+            .unwrap();
+        assert!(pivot < ro);
+        // Every bound image entry is made read-only right after its bind.
+        for (i, call) in calls.iter().enumerate() {
+            if call.starts_with("mount bind /proc/self/fd/") {
+                assert!(calls[i + 1].starts_with("mount readonly"), "after {call}");
+            }
+        }
+    }
+
+    #[test]
+    fn binds_the_emulator_read_only() {
+        let sys = Recorder::default();
+        let plan = Plan {
+            emulator: Some("/proc/self/fd/9".into()),
+            ..plan()
+        };
+        build_root(&sys, &plan).unwrap();
+        let calls = sys.calls();
+        let bind = calls
+            .iter()
+            .position(|c| {
+                c == "mount bind /proc/self/fd/9 /tmp/dev/.scratchpack-emulator recursive=false"
+            })
+            .unwrap();
+        assert_eq!(
+            calls[bind + 1],
+            "mount readonly /tmp/dev/.scratchpack-emulator recursive=false"
+        );
+    }
+
+    #[test]
+    fn stops_at_the_first_failure_and_says_what_it_was_doing() {
+        let sys = Recorder {
+            fail_on: Some("mount proc".into()),
+            ..Recorder::default()
+        };
+        let err = build_root(&sys, &plan()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "mounting /proc: Operation not permitted (os error 1)"
+        );
+        assert_eq!(sys.calls().last().unwrap(), "mount proc /tmp/proc");
+        assert!(!sys.calls().iter().any(|c| c.starts_with("pivot_root")));
+    }
+
+    #[test]
+    fn unprivileged_callers_map_themselves_and_deny_setgroups() {
+        let maps = id_maps(1000, 1001, 65532, 65533);
+        assert_eq!(
+            maps.uid,
+            IdMap {
+                inside: 65532,
+                outside: 1000
+            }
+        );
+        assert_eq!(
+            maps.gid,
+            IdMap {
+                inside: 65533,
+                outside: 1001
+            }
+        );
+        assert!(maps.deny_setgroups);
+    }
+
+    #[test]
+    fn root_is_never_root_inside() {
+        let maps = id_maps(0, 0, 0, 0);
+        assert_eq!(
+            maps.uid,
+            IdMap {
+                inside: 0,
+                outside: ROOT_CALLER_OUTSIDE_ID
+            }
+        );
+        assert_eq!(
+            maps.gid,
+            IdMap {
+                inside: 0,
+                outside: ROOT_CALLER_OUTSIDE_ID
+            }
+        );
+        assert!(!maps.deny_setgroups);
+    }
+
+    #[test]
+    fn limits_become_rlimits_with_no_core_dumps() {
+        let limits = Limits {
+            memory_bytes: 1 << 28,
+            max_processes: 16,
+            ..Limits::default()
+        };
+        let sys = Recorder::default();
+        sys.drop_privileges(&rlimits(&limits)).unwrap();
+        let call = sys.calls().pop().unwrap();
+        assert!(
+            call.starts_with("drop_privileges AddressSpace=268435456,Processes=16,"),
+            "{call}"
+        );
+        assert!(call.ends_with("Core=0"), "{call}");
+    }
+
+    #[test]
+    fn emulated_programs_run_under_the_emulator() {
+        let argv: Vec<OsString> = vec!["/probe".into(), "report".into()];
+        assert_eq!(exec_argv(&argv, Path::new("/probe"), false), argv);
+        let emulated = exec_argv(&argv, Path::new("/probe"), true);
+        assert_eq!(
+            emulated,
+            [
+                "/dev/.scratchpack-emulator",
+                "-0",
+                "/probe",
+                "/probe",
+                "report"
+            ]
+            .map(OsString::from)
+        );
+    }
+}
