@@ -679,17 +679,75 @@ fn refuses_plain_http_unless_asked_and_bad_layouts_before_any_request() {
         "{err}"
     );
 
+    // A plain-HTTP endpoint that would accept anything: without `insecure` the
+    // client speaks TLS to it, so no HTTP request ever arrives.
     let layout = image::single(9, 0);
+    let plain = Front::start(None, |_| Action::Respond {
+        status: 200,
+        headers: vec![],
+        body: String::new(),
+    });
     let secure = PushOptions {
         insecure: false,
         retries: 0,
         ..options()
     };
-    let err = push(&layout, &host, "x", &["1"], &Anonymous, &secure)
+    let err = push(&layout, &plain.host(), "x", &["1"], &Anonymous, &secure)
         .unwrap_err()
         .to_string();
     assert!(
-        err.starts_with(&format!("connecting to {host}: connection failed")),
+        err.starts_with(&format!(
+            "connecting to {}: connection failed",
+            plain.host()
+        )),
         "{err}"
     );
+    let http_requests = plain
+        .requests()
+        .into_iter()
+        .filter(|(m, _, _)| ["GET", "HEAD", "POST", "PUT", "PATCH"].contains(&m.as_str()))
+        .count();
+    assert_eq!(http_requests, 0, "nothing was sent in the clear");
+}
+
+#[test]
+fn lost_answer_to_a_finished_upload_is_not_uploaded_again() {
+    if !have_tools() {
+        return;
+    }
+    let registry = Registry::start();
+    let layout = image::single(10, 0);
+    // The first blob upload's closing PUT reaches the registry, but its answer is lost.
+    let cut = Mutex::new(false);
+    let front = Front::start(Some(registry.port), move |req| {
+        let mut cut = cut.lock().unwrap();
+        if req.method == "PUT" && req.target.contains("/blobs/uploads/") && !*cut {
+            *cut = true;
+            return Action::ForwardThenDrop;
+        }
+        Action::Forward
+    });
+    let report = push(
+        &layout,
+        &front.host(),
+        "lost",
+        &["1"],
+        &Anonymous,
+        &options(),
+    )
+    .unwrap();
+    assert_eq!(report.retries, 1);
+    assert_eq!(report.blobs_skipped, 1, "{report:?}");
+    assert_eq!(report.blobs_uploaded, layout.blobs.len() - 1);
+    let blob_puts = front
+        .requests()
+        .into_iter()
+        .filter(|(m, p, _)| m == "PUT" && p.contains("/blobs/uploads/"))
+        .count();
+    assert_eq!(
+        blob_puts,
+        layout.blobs.len(),
+        "one PUT per blob, none repeated"
+    );
+    assert_served(&layout, &format!("{}/lost:1", registry.host()), None);
 }

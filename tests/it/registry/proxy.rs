@@ -39,6 +39,9 @@ pub enum Action {
     /// Close the connection without reading the body or answering: the client
     /// sees a reset or an early end of stream.
     Drop,
+    /// Forward to the registry, then close without passing its answer on: the
+    /// registry did the work, the client never hears of it.
+    ForwardThenDrop,
 }
 
 type Policy = dyn Fn(&Req) -> Action + Send + Sync;
@@ -192,7 +195,7 @@ fn serve(
                 }
                 client.flush()?;
             }
-            Action::Forward => {
+            action @ (Action::Forward | Action::ForwardThenDrop) => {
                 let mut body_in = vec![0u8; length];
                 reader.read_exact(&mut body_in)?;
                 let port = upstream.expect("a front without upstream cannot forward");
@@ -216,6 +219,10 @@ fn serve(
                     .unwrap_or(0);
                 // Logged before answering, so a client that has its answer sees the entry.
                 log.lock().unwrap().push((req, status));
+                if matches!(action, Action::ForwardThenDrop) {
+                    let _ = client.shutdown(Shutdown::Both);
+                    return Ok(());
+                }
                 client.write_all(&answer)?;
                 client.flush()?;
                 // The registry's answer said `Connection: close`; so does this front.

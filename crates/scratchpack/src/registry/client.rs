@@ -164,6 +164,9 @@ impl<'o, 'p> Client<'o, 'p> {
         let answer = self.request(Method::HEAD, &url, &[], None)?;
         match answer.status {
             200 => Ok(true),
+            // Registries that keep blobs in object storage redirect to it, which
+            // they only do for a blob they have.
+            301 | 302 | 303 | 307 | 308 => Ok(true),
             404 => Ok(false),
             _ => Err(answer.failure()),
         }

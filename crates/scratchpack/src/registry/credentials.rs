@@ -251,13 +251,28 @@ impl DockerConfig {
             program: name.clone(),
             reason,
         };
-        let mut child = Command::new(&program)
-            .arg("get")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| fail(e.to_string()))?;
+        let spawn = || {
+            Command::new(&program)
+                .arg("get")
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+        };
+        // ETXTBSY: a helper installed a moment ago can still be open for writing in
+        // a child another thread forked; that passes within milliseconds.
+        const TEXT_FILE_BUSY: i32 = 26;
+        let mut spawned = spawn();
+        for _ in 0..10 {
+            match &spawned {
+                Err(e) if e.raw_os_error() == Some(TEXT_FILE_BUSY) => {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                    spawned = spawn();
+                }
+                _ => break,
+            }
+        }
+        let mut child = spawned.map_err(|e| fail(e.to_string()))?;
         // The protocol sends the server URL alone on stdin, then closes it.
         // A helper that answers without reading stdin closes the pipe early; its
         // exit status and output decide, not the write.

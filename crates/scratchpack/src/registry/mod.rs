@@ -182,10 +182,21 @@ pub fn push_layout(
             continue;
         }
         // The whole upload is the unit of retry: a session cut mid-way is
-        // abandoned and a new one started, which every registry supports.
+        // abandoned and a new one started, which every registry supports. A retry
+        // first asks again whether the blob is there, since the failure may have
+        // hit only the answer to a final PUT the registry did complete.
         let action = format!("uploading blob {} to {target}", blob.digest);
-        match client.retrying(&action, |c| c.upload_blob(blob))? {
-            BlobOutcome::Mounted => {
+        let mut attempt = 0;
+        let outcome = client.retrying(&action, |c| {
+            attempt += 1;
+            if attempt > 1 && c.blob_exists(&blob.digest)? {
+                return Ok(None);
+            }
+            c.upload_blob(blob).map(Some)
+        })?;
+        match outcome {
+            None => report.blobs_skipped += 1,
+            Some(BlobOutcome::Mounted) => {
                 report.blobs_mounted += 1;
                 progress(
                     opts,
@@ -195,7 +206,7 @@ pub fn push_layout(
                     },
                 );
             }
-            BlobOutcome::Uploaded => report.blobs_uploaded += 1,
+            Some(BlobOutcome::Uploaded) => report.blobs_uploaded += 1,
         }
     }
 
