@@ -342,8 +342,9 @@ struct BearerSetup {
     gate: Front,
 }
 
-fn bearer_setup(registry: &Registry, repo: &'static str) -> BearerSetup {
-    let issued: Arc<Mutex<Vec<String>>> = Arc::default();
+/// Each token is good for `max_uses` requests, then the gate refuses it as expired.
+fn bearer_setup(registry: &Registry, repo: &'static str, max_uses: usize) -> BearerSetup {
+    let issued: Arc<Mutex<Vec<(String, usize)>>> = Arc::default();
     let token_server = {
         let issued = issued.clone();
         let expected = format!("Basic {}", base64_encode(b"robot:t0ken-pw"));
@@ -360,7 +361,7 @@ fn bearer_setup(registry: &Registry, repo: &'static str) -> BearerSetup {
             }
             let mut issued = issued.lock().unwrap();
             let token = format!("token-{}", issued.len());
-            issued.push(token.clone());
+            issued.push((token.clone(), 0));
             // Alternate the two field names registries' token services use.
             let field = if issued.len() % 2 == 1 {
                 "token"
@@ -379,7 +380,14 @@ fn bearer_setup(registry: &Registry, repo: &'static str) -> BearerSetup {
         let ok = req
             .header("authorization")
             .and_then(|a| a.strip_prefix("Bearer "))
-            .is_some_and(|t| issued.lock().unwrap().iter().any(|i| i == t));
+            .is_some_and(|t| {
+                let mut issued = issued.lock().unwrap();
+                let found = issued.iter_mut().find(|(i, _)| i == t);
+                found.is_some_and(|(_, uses)| {
+                    *uses += 1;
+                    *uses <= max_uses
+                })
+            });
         if ok {
             return Action::Forward;
         }
@@ -405,7 +413,7 @@ fn bearer_tokens_are_fetched_once_and_reused() {
     }
     let registry = Registry::start();
     let layout = image::multi(4, BIG);
-    let setup = bearer_setup(&registry, "bear/hello");
+    let setup = bearer_setup(&registry, "bear/hello", usize::MAX);
     let creds = StaticCredential(Credential::new("robot", "t0ken-pw"));
     let report = push(
         &layout,
@@ -750,4 +758,37 @@ fn lost_answer_to_a_finished_upload_is_not_uploaded_again() {
         "one PUT per blob, none repeated"
     );
     assert_served(&layout, &format!("{}/lost:1", registry.host()), None);
+}
+
+#[test]
+fn expired_bearer_tokens_are_renewed_mid_push() {
+    if !have_tools() {
+        return;
+    }
+    let registry = Registry::start();
+    let layout = image::multi(11, BIG);
+    let setup = bearer_setup(&registry, "renew/app", 5);
+    let creds = StaticCredential(Credential::new("robot", "t0ken-pw"));
+    let report = push(
+        &layout,
+        &setup.gate.host(),
+        "renew/app",
+        &["t"],
+        &creds,
+        &options(),
+    )
+    .unwrap();
+    assert_eq!(report.retries, 0, "a renewed token is not a retry");
+    // Every 401 after the first came from an expired token and led to exactly
+    // one new token.
+    let challenged = setup
+        .gate
+        .requests()
+        .into_iter()
+        .filter(|(_, _, s)| *s == 401)
+        .count();
+    let tokens = setup.token_server.requests().len();
+    assert!(tokens > 2, "the push outlived several tokens: {tokens}");
+    assert_eq!(challenged, tokens);
+    assert_served(&layout, &format!("{}/renew/app:t", registry.host()), None);
 }
