@@ -235,6 +235,7 @@ fn report(args: &[String]) {
         let _ = write!(out, ",\"{key}\":{}", js_opt(&status_field(&status, field)));
     }
     let _ = write!(out, ",\"cwd\":{}", js_opt(&cwd));
+    let _ = write!(out, ",\"arch\":{}", js(std::env::consts::ARCH));
     out.push('}');
     println!("{out}");
 }

@@ -121,6 +121,8 @@ fn run(parent: Option<libc::pid_t>, mut control: File, report: &File) -> Result<
         }
         Cloned::Parent(child) => {
             drop(go_read);
+            // The init watches this pipe's write end to learn the helper is
+            // alive, so it stays open until the init is gone.
             let result = start_child(&sys, child, go_write, &config);
             if result.is_err() {
                 kill(child, libc::SIGKILL);
@@ -133,7 +135,7 @@ fn run(parent: Option<libc::pid_t>, mut control: File, report: &File) -> Result<
             if let Some(kib) = maxrss {
                 let _ = writeln!(&*report, "maxrss\t{kib}");
             }
-            result
+            result.map(drop)
         }
     }
 }
@@ -143,15 +145,16 @@ fn start_child(
     child: libc::pid_t,
     go: OwnedFd,
     config: &Config,
-) -> Result<(), StepError> {
+) -> Result<File, StepError> {
     // SAFETY: these never fail.
     let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
     let maps = setup::id_maps(uid, gid, config.uid, config.gid);
     sys.write_id_maps(child, &maps)
         .step(|| format!("writing the id maps of process {child}"))?;
-    File::from(go)
-        .write_all(b"g")
-        .step(|| "starting the sandbox's init".into())
+    let mut go = File::from(go);
+    go.write_all(b"g")
+        .step(|| "starting the sandbox's init".into())?;
+    Ok(go)
 }
 
 fn set_parent_death_signal() -> std::io::Result<()> {
@@ -417,13 +420,29 @@ fn resolve(config: &Config) -> Result<(Plan, Vec<OwnedFd>), StepError> {
 fn init(sys: &Linux, config: &Config, go: OwnedFd, report: &File) -> Result<i32, StepError> {
     set_parent_death_signal().step(|| "setting the parent death signal".into())?;
     let (plan, fds) = resolve(config)?;
+    let mut go = File::from(go);
     let mut byte = [0u8; 1];
-    if File::from(go).read(&mut byte).unwrap_or(0) == 0 {
+    if go.read(&mut byte).unwrap_or(0) == 0 {
         // The helper died before writing the id maps.
         return Ok(1);
     }
     sys.set_ids(config.uid, config.gid)
         .step(|| format!("switching to {}:{}", config.uid, config.gid))?;
+    // Changing credentials cleared the parent death signal: set it again, then
+    // make sure the helper did not die in between (it holds the pipe's write
+    // end open for as long as it lives).
+    set_parent_death_signal().step(|| "setting the parent death signal".into())?;
+    let mut pfd = libc::pollfd {
+        fd: go.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd; a zero timeout only samples its state.
+    unsafe { libc::poll(&mut pfd, 1, 0) };
+    if pfd.revents & libc::POLLHUP != 0 {
+        return Ok(1);
+    }
+    drop(go);
     setup::build_root(sys, &plan)?;
     drop(fds);
 

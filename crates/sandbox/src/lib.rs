@@ -6,17 +6,17 @@
 //! this crate, behind the [`sys::Syscalls`] trait.
 //!
 //! ```no_run
-//! fn main() {
-//!     // First thing: a host program may be re-executed as the helper.
-//!     sandbox::helper::run_if_requested();
-//!     let out = sandbox::Sandbox::new("/path/to/rootfs")
-//!         .args(["/hello", "world"])
-//!         .env([("K", "V")])
-//!         .user(65532, 65532)
-//!         .run()
-//!         .unwrap();
-//!     assert!(out.status.success());
-//! }
+//! // In the host program's `main`, before anything else: a host program may
+//! // be re-executed as the helper, and then never gets past this line.
+//! sandbox::helper::run_if_requested();
+//!
+//! let out = sandbox::Sandbox::new("/path/to/rootfs")
+//!     .args(["/hello", "world"])
+//!     .env([("K", "V")])
+//!     .user(65532, 65532)
+//!     .run()
+//!     .unwrap();
+//! assert!(out.status.success());
 //! ```
 
 #![cfg(target_os = "linux")]

@@ -1,0 +1,578 @@
+//! End-to-end checks of the sandbox: the probe binary, built static for musl,
+//! alone in an image root, reports what it sees from inside, and misbehaves
+//! to show that every limit stops it and nothing is left behind.
+//!
+//! Needs the Rust targets x86_64-unknown-linux-musl (added with rustup when
+//! missing) and aarch64-unknown-linux-musl, and the Debian packages
+//! util-linux (setpriv) and qemu-user-static. Under `CI=true` a missing tool
+//! fails the test that needs it.
+
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use sandbox::{Error, Limits, Outcome, Sandbox, Status, StopReason};
+use serde_json::Value;
+
+const HELPER: &str = env!("CARGO_BIN_EXE_scratchpack-sandbox");
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true")
+}
+
+/// Whether `tool` is on PATH. Missing under CI is a failure; elsewhere the
+/// caller skips, saying so.
+fn have_tool(tool: &str) -> bool {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        assert!(
+            !ci(),
+            "{tool} is required under CI=true but is not installed"
+        );
+        eprintln!("SKIPPING: {tool} is not installed");
+    }
+    found
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Builds the probe for a musl target, once per target, into a target
+/// directory of its own (the outer cargo holds the lock on the main one).
+fn build_probe(target: &str) -> PathBuf {
+    let root = workspace_root();
+    let target_dir = root.join("target/sandbox-tests");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let installed = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).contains(target))
+        .unwrap_or(false);
+    if !installed {
+        let status = Command::new("rustup")
+            .args(["target", "add", target])
+            .status()
+            .expect("running rustup");
+        assert!(status.success(), "rustup target add {target} failed");
+    }
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(&root)
+        .args(["build", "-p", "probe", "--release", "--target", target])
+        .env("CARGO_TARGET_DIR", &target_dir);
+    if target.starts_with("aarch64") {
+        // No C cross toolchain needed: the probe is pure Rust plus libc's
+        // bundled musl, linked by the linker rustup ships.
+        cmd.env("CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER", "rust-lld");
+    }
+    let status = cmd.status().expect("running cargo build for the probe");
+    assert!(status.success(), "building the probe for {target} failed");
+    let probe = target_dir.join(target).join("release/probe");
+    // Readable and executable by the unprivileged user the tests switch to.
+    for dir in probe
+        .ancestors()
+        .skip(1)
+        .take_while(|d| d.starts_with(&target_dir))
+    {
+        let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755));
+    }
+    probe
+}
+
+fn probe() -> &'static Path {
+    static PROBE: OnceLock<PathBuf> = OnceLock::new();
+    PROBE.get_or_init(|| build_probe("x86_64-unknown-linux-musl"))
+}
+
+fn unique(prefix: &str) -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!(
+        "{prefix}-{}-{}-{nanos}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// An image root holding nothing but the probe, readable by everyone.
+struct Rootfs {
+    dir: PathBuf,
+}
+
+impl Rootfs {
+    fn with(binary: &Path) -> Rootfs {
+        let dir = std::env::temp_dir().join(unique("sandbox-rootfs"));
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let dest = dir.join("probe");
+        std::fs::copy(binary, &dest).unwrap();
+        std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(0o755)).unwrap();
+        Rootfs { dir }
+    }
+
+    fn new() -> Rootfs {
+        Rootfs::with(probe())
+    }
+
+    /// Names, sizes and modes of everything in the root, to show it unchanged.
+    fn snapshot(&self) -> BTreeMap<String, (u64, u32)> {
+        std::fs::read_dir(&self.dir)
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                let m = e.metadata().unwrap();
+                (
+                    e.file_name().to_string_lossy().into_owned(),
+                    (m.len(), m.permissions().mode()),
+                )
+            })
+            .collect()
+    }
+}
+
+impl Drop for Rootfs {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Host processes whose command line contains `tag`.
+fn processes_tagged(tag: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !name.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        if let Ok(cmdline) = std::fs::read(entry.path().join("cmdline"))
+            && String::from_utf8_lossy(&cmdline).contains(tag)
+        {
+            found.push(name);
+        }
+    }
+    found
+}
+
+fn host_mounts() -> usize {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .count()
+}
+
+fn limits() -> Limits {
+    Limits {
+        wall_time: Duration::from_secs(10),
+        ..Limits::default()
+    }
+}
+
+/// Runs the probe with `args` plus a unique tag, then checks that nothing
+/// the run started is still alive, no mount leaked to the host and the image
+/// root is unchanged.
+fn run_probe(
+    rootfs: &Rootfs,
+    args: &[&str],
+    configure: impl FnOnce(Sandbox) -> Sandbox,
+) -> Outcome {
+    let tag = format!("--tag={}", unique("sandbox-test"));
+    let before = rootfs.snapshot();
+    let mounts = host_mounts();
+    let mut argv = vec!["/probe"];
+    argv.extend_from_slice(args);
+    argv.push(&tag);
+    let sandbox = Sandbox::new(&rootfs.dir)
+        .args(argv)
+        .user(65532, 65532)
+        .limits(limits())
+        .helper(HELPER);
+    let outcome = configure(sandbox).run().expect("running the probe");
+    assert_eq!(
+        processes_tagged(&tag),
+        Vec::<String>::new(),
+        "processes left behind"
+    );
+    assert_eq!(host_mounts(), mounts, "mounts leaked to the host");
+    assert_eq!(rootfs.snapshot(), before, "the image root was modified");
+    outcome
+}
+
+fn json(bytes: &[u8]) -> Value {
+    let text = String::from_utf8_lossy(bytes);
+    serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("probe output {text:?}: {e}"))
+}
+
+/// The isolation every sandbox must show, whoever runs it.
+fn assert_isolated(report: &Value, uid: u64, gid: u64, hostname: &str) {
+    let pid = report["pid"].as_u64().unwrap();
+    let pids: Vec<u64> = report["pids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_u64().unwrap())
+        .collect();
+    // The program is the only child of the sandbox's init, pid 1.
+    assert_eq!(pid, 2, "{report}");
+    assert_eq!(report["ppid"], 1, "{report}");
+    assert_eq!(pids, [1, 2], "host processes are visible: {report}");
+    assert_eq!(report["uid"], uid, "{report}");
+    assert_eq!(report["gid"], gid, "{report}");
+    assert_eq!(report["hostname"], hostname, "{report}");
+    assert_eq!(report["interfaces"], serde_json::json!(["lo"]), "{report}");
+    assert_eq!(report["loopback_works"], true, "{report}");
+    assert!(
+        report["root_write_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("Read-only")),
+        "/ is writable: {report}"
+    );
+    assert_eq!(report["tmp_write_error"], Value::Null, "{report}");
+    assert_eq!(
+        report["visible_host_paths"],
+        serde_json::json!([]),
+        "{report}"
+    );
+    assert_eq!(
+        report["root_entries"],
+        serde_json::json!(["dev", "probe", "proc", "tmp"]),
+        "{report}"
+    );
+    for cap in ["cap_eff", "cap_prm", "cap_inh", "cap_bnd", "cap_amb"] {
+        assert_eq!(report[cap], "0000000000000000", "{cap}: {report}");
+    }
+    assert_eq!(report["no_new_privs"], "1", "{report}");
+}
+
+#[test]
+fn isolation_as_the_calling_user() {
+    let rootfs = Rootfs::new();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port().to_string();
+    let out = run_probe(&rootfs, &["report", "--connect", &port], |s| {
+        s.hostname("isolated").workdir("/tmp")
+    });
+    assert_eq!(out.status, Status::Exit(0), "{out:?}");
+    assert_eq!(out.stopped, None);
+    let report = json(&out.stdout);
+    assert_isolated(&report, 65532, 65532, "isolated");
+    assert_eq!(report["cwd"], "/tmp");
+    assert_eq!(report["tcp_connect"]["connected"], false, "{report}");
+}
+
+#[test]
+fn image_root_is_not_host_root() {
+    let rootfs = Rootfs::new();
+    let out = run_probe(&rootfs, &["report"], |s| s.user(0, 0));
+    let report = json(&out.stdout);
+    assert_isolated(&report, 0, 0, "sandbox");
+
+    // Seen from the host, the program is an unprivileged user.
+    let tag = format!("--tag={}", unique("sandbox-hostuid"));
+    let dir = rootfs.dir.clone();
+    let tag_in = tag.clone();
+    let run = std::thread::spawn(move || {
+        Sandbox::new(dir)
+            .args(["/probe", "spin", &tag_in])
+            .user(0, 0)
+            .limits(Limits {
+                wall_time: Duration::from_secs(5),
+                ..Limits::default()
+            })
+            .helper(HELPER)
+            .run()
+    });
+    let mut host_uids = Vec::new();
+    for _ in 0..200 {
+        for pid in processes_tagged(&tag) {
+            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+            if let Some(uid) = status.lines().find_map(|l| l.strip_prefix("Uid:")) {
+                host_uids.push(uid.split_whitespace().next().unwrap().to_string());
+            }
+        }
+        if !host_uids.is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let out = run.join().unwrap().unwrap();
+    assert_eq!(out.stopped, Some(StopReason::Timeout));
+    assert!(
+        !host_uids.is_empty(),
+        "the spinning probe was never seen from the host"
+    );
+    // SAFETY: geteuid cannot fail.
+    let me = unsafe { libc::geteuid() }.to_string();
+    let expected = if is_root() { "65534".to_string() } else { me };
+    assert!(
+        host_uids.iter().all(|u| *u == expected),
+        "host uids {host_uids:?}"
+    );
+}
+
+/// Runs the command-line helper as `nobody` (when root) and parses the
+/// probe's report from its stdout.
+fn run_as_unprivileged(rootfs: &Rootfs, user: &str, tag: &str) -> Value {
+    let mut cmd = if is_root() {
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", HELPER]);
+        c
+    } else {
+        Command::new(HELPER)
+    };
+    let out = cmd
+        .args(["--user", user, "--hostname", "unpriv"])
+        .arg(&rootfs.dir)
+        .args(["/probe", "report", tag])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "helper failed: {stderr}");
+    assert!(
+        stderr
+            .trim_end()
+            .ends_with("outcome status=exit:0 stopped=none"),
+        "{stderr}"
+    );
+    json(&out.stdout)
+}
+
+#[test]
+fn isolation_as_an_unprivileged_user() {
+    if is_root() && !have_tool("setpriv") {
+        return;
+    }
+    let rootfs = Rootfs::new();
+    for (user, uid) in [("65532:65532", 65532), ("0:0", 0), ("1000:1000", 1000)] {
+        let tag = format!("--tag={}", unique("sandbox-unpriv"));
+        let report = run_as_unprivileged(&rootfs, user, &tag);
+        assert_isolated(&report, uid, uid, "unpriv");
+        assert_eq!(processes_tagged(&tag), Vec::<String>::new());
+    }
+}
+
+#[test]
+fn environment_stdin_and_exit_status_are_the_programs() {
+    let rootfs = Rootfs::new();
+    let out = run_probe(&rootfs, &["env"], |s| {
+        s.env([("ONLY", "this"), ("PATH", "/")])
+    });
+    let mut lines: Vec<&str> = std::str::from_utf8(&out.stdout).unwrap().lines().collect();
+    lines.sort();
+    assert_eq!(lines, ["ONLY=this", "PATH=/"]);
+
+    let input: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    let out = run_probe(&rootfs, &["cat"], |s| s.stdin(input.clone()));
+    assert_eq!(out.stdout, input);
+
+    let out = run_probe(&rootfs, &["exit", "7"], |s| s);
+    assert_eq!(out.status, Status::Exit(7));
+    assert_eq!(out.stopped, None);
+}
+
+#[test]
+fn setup_failures_are_errors() {
+    let rootfs = Rootfs::new();
+    let err = Sandbox::new(&rootfs.dir)
+        .args(["/missing"])
+        .helper(HELPER)
+        .run()
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Exec(ref m) if m.contains("/missing")),
+        "{err}"
+    );
+    let err = Sandbox::new(rootfs.dir.join("nope"))
+        .args(["/probe"])
+        .helper(HELPER)
+        .run()
+        .unwrap_err();
+    assert!(matches!(err, Error::NotADirectory(_)), "{err}");
+    let err = Sandbox::new(&rootfs.dir)
+        .args(["/probe"])
+        .workdir("/does-not-exist")
+        .helper(HELPER)
+        .run()
+        .unwrap_err();
+    assert!(err.to_string().contains("working directory"), "{err}");
+}
+
+fn short(wall: u64) -> Limits {
+    Limits {
+        wall_time: Duration::from_millis(wall),
+        kill_grace: Duration::from_millis(200),
+        ..Limits::default()
+    }
+}
+
+#[test]
+fn a_fork_bomb_hits_the_process_limit_and_is_stopped() {
+    let rootfs = Rootfs::new();
+    let out = run_probe(&rootfs, &["fork-bomb"], |s| {
+        s.limits(Limits {
+            max_processes: 24,
+            ..short(1000)
+        })
+    });
+    assert_eq!(out.stopped, Some(StopReason::Timeout), "{out:?}");
+    let report = json(&out.stdout);
+    assert!(
+        report["error"]
+            .as_str()
+            .unwrap()
+            .contains("Resource temporarily unavailable"),
+        "{report}"
+    );
+    assert!(report["forks"].as_u64().unwrap() < 24, "{report}");
+    assert!(out.duration < Duration::from_secs(5), "{:?}", out.duration);
+}
+
+#[test]
+fn a_memory_hog_is_refused_memory() {
+    let rootfs = Rootfs::new();
+    let limit = 64u64 << 20;
+    let out = run_probe(&rootfs, &["alloc", "1073741824"], |s| {
+        s.limits(Limits {
+            memory_bytes: limit,
+            ..limits()
+        })
+    });
+    assert_eq!(out.stopped, Some(StopReason::Memory), "{out:?}");
+    assert_eq!(out.status, Status::Signal(libc::SIGABRT));
+    assert!(
+        out.peak_memory_bytes <= limit,
+        "peak {}",
+        out.peak_memory_bytes
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("allocation refused"));
+}
+
+#[test]
+fn an_endless_loop_is_stopped_at_the_wall_time() {
+    let rootfs = Rootfs::new();
+    let out = run_probe(&rootfs, &["spin"], |s| s.limits(short(500)));
+    assert_eq!(out.stopped, Some(StopReason::Timeout));
+    assert_eq!(out.status, Status::Signal(libc::SIGTERM));
+    assert!(out.duration >= Duration::from_millis(500));
+}
+
+#[test]
+fn a_sigterm_ignorer_is_killed_after_the_grace_period() {
+    let rootfs = Rootfs::new();
+    let out = run_probe(&rootfs, &["ignore-term"], |s| s.limits(short(500)));
+    assert_eq!(out.stopped, Some(StopReason::Timeout));
+    assert_eq!(out.status, Status::Signal(libc::SIGKILL));
+    assert_eq!(out.stdout, b"ignoring SIGTERM\n");
+    assert!(
+        out.duration >= Duration::from_millis(700),
+        "{:?}",
+        out.duration
+    );
+}
+
+#[test]
+fn an_output_flood_is_capped_and_stopped() {
+    let rootfs = Rootfs::new();
+    let cap = 1 << 20;
+    let out = run_probe(&rootfs, &["flood"], |s| {
+        s.limits(Limits {
+            max_output_bytes: cap,
+            ..limits()
+        })
+    });
+    assert_eq!(out.stopped, Some(StopReason::OutputLimit));
+    assert_eq!(out.stdout.len() as u64, cap);
+    assert!(out.stdout.iter().all(|b| *b == b'x'));
+    assert!(out.duration < Duration::from_secs(5), "{:?}", out.duration);
+}
+
+#[test]
+fn writes_outside_tmp_are_refused() {
+    let rootfs = Rootfs::new();
+    for path in ["/probe", "/new-file", "/dev/new-file", "/proc/new-file"] {
+        let out = run_probe(&rootfs, &["write", path], |s| s);
+        let report = json(&out.stdout);
+        assert_eq!(report["ok"], false, "{path}: {report}");
+        assert_eq!(out.status, Status::Exit(1));
+    }
+    let out = run_probe(&rootfs, &["write", "/tmp/file"], |s| s);
+    assert_eq!(json(&out.stdout)["ok"], true);
+}
+
+#[test]
+fn processes_that_outlive_the_program_are_killed() {
+    let rootfs = Rootfs::new();
+    // `run_probe` checks that the tagged child is gone once the run returns.
+    let out = run_probe(&rootfs, &["sleep-child"], |s| s);
+    assert_eq!(out.status, Status::Exit(0));
+    assert!(json(&out.stdout)["child"].as_u64().unwrap() > 2);
+}
+
+#[test]
+fn a_dead_caller_takes_the_sandbox_with_it() {
+    let rootfs = Rootfs::new();
+    let tag = format!("--tag={}", unique("sandbox-orphan"));
+    // The command-line helper is the caller here; killing it must end the
+    // sandbox even though the wall time is far away.
+    let mut caller = Command::new(HELPER)
+        .args(["--timeout", "60"])
+        .arg(&rootfs.dir)
+        .args(["/probe", "ignore-term", &tag])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut seen = false;
+    for _ in 0..300 {
+        if !processes_tagged(&tag).is_empty() {
+            seen = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(seen, "the probe never started");
+    caller.kill().unwrap();
+    caller.wait().unwrap();
+    let mut left = processes_tagged(&tag);
+    for _ in 0..200 {
+        if left.is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+        left = processes_tagged(&tag);
+    }
+    assert_eq!(left, Vec::<String>::new(), "sandbox outlived its caller");
+}
+
+#[test]
+fn an_arm64_image_runs_under_the_emulator() {
+    if !have_tool("qemu-aarch64-static") {
+        return;
+    }
+    let emulator = sandbox::emulator_for("arm64").unwrap();
+    assert!(emulator.is_some());
+    let rootfs = Rootfs::with(&build_probe("aarch64-unknown-linux-musl"));
+    let out = run_probe(&rootfs, &["report"], |s| s.emulator(emulator));
+    assert_eq!(out.status, Status::Exit(0), "{out:?}");
+    let report = json(&out.stdout);
+    assert_eq!(report["arch"], "aarch64");
+    assert_eq!(report["uid"], 65532);
+    assert_eq!(report["interfaces"], serde_json::json!(["lo"]));
+    assert_eq!(report["visible_host_paths"], serde_json::json!([]));
+    assert_eq!(report["cap_eff"], "0000000000000000");
+}
