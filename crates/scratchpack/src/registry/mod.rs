@@ -125,6 +125,24 @@ pub struct PushReport {
 /// Pushes the image named `ref_name` in the layout's `index.json` (or its only
 /// image when `None`) to `target`, tagging it with each of `tags`. With no tags the
 /// image is pushed by digest only.
+///
+/// ```no_run
+/// use scratchpack::registry::{PushOptions, Repository, default_credentials, push_layout};
+///
+/// let target = Repository::parse("localhost:5000/team/hello")?;
+/// let opts = PushOptions { insecure: true, ..PushOptions::default() };
+/// let tags = vec!["1.0".to_owned()];
+/// let report = push_layout(
+///     "target/images/hello".as_ref(),
+///     None,
+///     &target,
+///     &tags,
+///     &default_credentials(),
+///     &opts,
+/// )?;
+/// println!("pushed {}@{}", report.repository, report.digest);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn push_layout(
     layout_dir: &Path,
     ref_name: Option<&str>,
