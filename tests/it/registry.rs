@@ -792,3 +792,50 @@ fn expired_bearer_tokens_are_renewed_mid_push() {
     assert_eq!(challenged, tokens);
     assert_served(&layout, &format!("{}/renew/app:t", registry.host()), None);
 }
+
+#[test]
+fn credential_helper_named_in_docker_config_supplies_the_login() {
+    if !have_tools() {
+        return;
+    }
+    let registry = Registry::start_with_auth(Some(("helped", "from-helper")));
+    let layout = image::single(12, 0);
+    let docker = tempfile::tempdir().unwrap();
+    // A helper that knows only this registry, as `docker-credential-<name> get` would.
+    let helper = docker.path().join("docker-credential-testvault");
+    std::fs::write(
+        &helper,
+        format!(
+            "#!/bin/sh\n[ \"$1\" = get ] || exit 2\nread -r server\n\
+             [ \"$server\" = \"{}\" ] || {{ echo 'credentials not found in native keychain'; exit 1; }}\n\
+             echo '{{\"ServerURL\":\"'$server'\",\"Username\":\"helped\",\"Secret\":\"from-helper\"}}'\n",
+            registry.host()
+        ),
+    )
+    .unwrap();
+    let mut perms = std::fs::metadata(&helper).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+    std::fs::set_permissions(&helper, perms).unwrap();
+    let config = docker.path().join("config.json");
+    std::fs::write(
+        &config,
+        format!(r#"{{"credHelpers":{{"{}":"testvault"}}}}"#, registry.host()),
+    )
+    .unwrap();
+    let creds = DockerConfig::new(&config).with_helper_dir(docker.path());
+    let report = push(
+        &layout,
+        &registry.host(),
+        "helped",
+        &["1"],
+        &creds,
+        &options(),
+    )
+    .unwrap();
+    assert_eq!(report.blobs_uploaded, layout.blobs.len());
+    assert_served(
+        &layout,
+        &format!("{}/helped:1", registry.host()),
+        Some("helped:from-helper"),
+    );
+}
