@@ -140,8 +140,10 @@ fn run(parent: Option<libc::pid_t>, mut control: File, report: &File) -> Result<
     }
 }
 
+/// Writes the init's id maps, then lets it go on. Returns the pipe whose
+/// write end tells the init the helper is still alive.
 fn start_child(
-    sys: &Linux,
+    sys: &dyn Syscalls,
     child: libc::pid_t,
     go: OwnedFd,
     config: &Config,
@@ -607,5 +609,76 @@ fn reset_signals() {
         let mut set = std::mem::zeroed::<libc::sigset_t>();
         libc::sigemptyset(&mut set);
         libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sys::fake::Recorder;
+
+    #[test]
+    fn the_init_starts_only_after_its_id_maps_are_written() {
+        let sys = Recorder::default();
+        let (read, write) = pipe().unwrap();
+        let config = Config::decode(
+            &Config {
+                rootfs: "/r".into(),
+                argv: vec!["/p".into()],
+                env: Vec::new(),
+                uid: 65532,
+                gid: 65533,
+                workdir: "/".into(),
+                hostname: "h".into(),
+                limits: crate::Limits::default(),
+                emulator: None,
+            }
+            .encode(),
+        )
+        .unwrap();
+        let _alive = start_child(&sys, 42, write, &config).unwrap();
+        let calls = sys.calls();
+        assert_eq!(calls.len(), 1);
+        assert!(
+            calls[0].starts_with("id_maps 42 uid 65532->") && calls[0].contains("gid 65533->"),
+            "{calls:?}"
+        );
+        let mut byte = [0u8; 1];
+        File::from(read).read_exact(&mut byte).unwrap();
+        assert_eq!(&byte, b"g");
+    }
+
+    #[test]
+    fn a_failed_id_map_never_starts_the_init() {
+        let sys = Recorder {
+            fail_on: Some("id_maps".into()),
+            ..Recorder::default()
+        };
+        let (read, write) = pipe().unwrap();
+        let config = Config::decode(
+            &Config {
+                rootfs: "/r".into(),
+                argv: vec!["/p".into()],
+                env: Vec::new(),
+                uid: 0,
+                gid: 0,
+                workdir: "/".into(),
+                hostname: "h".into(),
+                limits: crate::Limits::default(),
+                emulator: None,
+            }
+            .encode(),
+        )
+        .unwrap();
+        let err = start_child(&sys, 7, write, &config).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("writing the id maps of process 7"),
+            "{err}"
+        );
+        // The write end is gone without a byte: the init sees end of file.
+        let mut rest = Vec::new();
+        File::from(read).read_to_end(&mut rest).unwrap();
+        assert!(rest.is_empty());
     }
 }
