@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::cache;
 use crate::compile::{CompileError, Compiler, Request};
 use crate::elf::{NotStatic, check_static};
 use crate::manifest::ImagePlan;
@@ -16,7 +17,6 @@ use crate::oci::{Digest, Image, ImageSet};
 use crate::output::{OutputLock, write_tree};
 use crate::platform::Platform;
 use crate::shell::Shell;
-use crate::cache;
 
 /// Where and how images are written.
 #[derive(Debug, Clone)]
@@ -127,13 +127,17 @@ pub fn build(
         for target in &image.targets {
             let path = exes.next().expect("one executable per request");
             let bytes = read(&path)?;
-            check_static(&bytes, target.platform.elf_machine(), &target.platform.to_string())
-                .map_err(|reason| BuildError::NotStatic {
-                    image: image.name.clone(),
-                    platform: target.platform,
-                    path: path.clone(),
-                    reason,
-                })?;
+            check_static(
+                &bytes,
+                target.platform.elf_machine(),
+                &target.platform.to_string(),
+            )
+            .map_err(|reason| BuildError::NotStatic {
+                image: image.name.clone(),
+                platform: target.platform,
+                path: path.clone(),
+                reason,
+            })?;
             binaries.push((target.platform, path, bytes));
         }
         let files = image
@@ -274,8 +278,7 @@ fn write_image(
 fn outputs_intact(done: &BuiltImage) -> bool {
     let index_ok = std::fs::read(done.layout.join("index.json"))
         .is_ok_and(|b| Digest::of(&b).as_str() == done.index_json);
-    let archive_ok =
-        std::fs::metadata(&done.archive).is_ok_and(|m| m.len() == done.archive_size);
+    let archive_ok = std::fs::metadata(&done.archive).is_ok_and(|m| m.len() == done.archive_size);
     index_ok && archive_ok
 }
 

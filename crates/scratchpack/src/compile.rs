@@ -85,7 +85,12 @@ impl Compiler for Cargo<'_> {
             .iter()
             .map(|r| {
                 built
-                    .get(&(r.triple.as_str(), &r.settings, r.package.as_str(), r.bin.as_str()))
+                    .get(&(
+                        r.triple.as_str(),
+                        &r.settings,
+                        r.package.as_str(),
+                        r.bin.as_str(),
+                    ))
                     .cloned()
                     .ok_or_else(|| CompileError::Missing {
                         package: r.package.clone(),
@@ -132,7 +137,9 @@ impl Cargo<'_> {
             }),
             Err(e) => Err(CompileError::TargetMissing {
                 triple: triple.to_owned(),
-                hint: format!(": {e}; install rustup, or add the target's standard library by hand"),
+                hint: format!(
+                    ": {e}; install rustup, or add the target's standard library by hand"
+                ),
             }),
         }
     }
@@ -157,6 +164,9 @@ impl Cargo<'_> {
         for r in group {
             cmd.args(["--bin", &r.bin]);
         }
+        if self.shell.is_quiet() {
+            cmd.arg("--quiet");
+        }
         if !settings.default_features {
             cmd.arg("--no-default-features");
         }
@@ -170,7 +180,10 @@ impl Cargo<'_> {
                 }
             }
         }
-        cmd.env("CARGO_ENCODED_RUSTFLAGS", self.rustflags(settings).join("\x1f"));
+        cmd.env(
+            "CARGO_ENCODED_RUSTFLAGS",
+            self.rustflags(settings).join("\x1f"),
+        );
         if is_foreign(triple) {
             // rust-lld ships with rustc and links musl's self-contained objects,
             // so no C cross toolchain is needed for pure-Rust crates.
@@ -183,10 +196,17 @@ impl Cargo<'_> {
             }
         }
         cmd.stdout(Stdio::piped()).stderr(Stdio::inherit());
-        let command = format!("cargo build --target {triple} (for {})", packages.join(", "));
+        let command = format!(
+            "cargo build --target {triple} (for {})",
+            packages.join(", ")
+        );
         self.shell.status(
             "Compiling",
-            format!("{} for {triple} ({} profile)", packages.join(", "), settings.profile),
+            format!(
+                "{} for {triple} ({} profile)",
+                packages.join(", "),
+                settings.profile
+            ),
         );
         let mut child = cmd.spawn().map_err(|source| CompileError::Spawn {
             command: command.clone(),

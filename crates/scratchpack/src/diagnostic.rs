@@ -86,7 +86,9 @@ impl SourceErrors {
                 ),
             ];
             if let Some(help) = &d.help {
-                report.push(Group::with_title(Level::HELP.secondary_title(help.as_str())));
+                report.push(Group::with_title(
+                    Level::HELP.secondary_title(help.as_str()),
+                ));
             }
             out.push_str(&renderer.render(&report));
             out.push('\n');

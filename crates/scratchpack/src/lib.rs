@@ -16,5 +16,6 @@ pub mod manifest;
 pub mod oci;
 pub mod output;
 pub mod platform;
+pub mod registry;
 pub mod shell;
 pub mod workspace;

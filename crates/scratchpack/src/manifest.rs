@@ -254,9 +254,8 @@ pub fn parse(path: &Path, text: &str, workspace: &Workspace) -> Result<Plan, Sou
         let span = e.span().unwrap_or(0..0);
         let message = e.message().trim_end_matches('\n').to_owned();
         fail(vec![
-            Diagnostic::new(format!("invalid {FILE_NAME}: {message}"), span).help(
-                "see the images.toml reference in scratchpack's README for every key",
-            ),
+            Diagnostic::new(format!("invalid {FILE_NAME}: {message}"), span)
+                .help("see the images.toml reference in scratchpack's README for every key"),
         ])
     })?;
     let mut r = Resolver {
@@ -450,10 +449,9 @@ impl Resolver<'_> {
             None => targets.push(Platform::LinuxAmd64),
             Some(list) => {
                 if list.get_ref().is_empty() {
-                    self.error(
-                        Diagnostic::new("`platforms` is empty", span_of(list))
-                            .help(format!("supported platforms: {}", Platform::supported_list())),
-                    );
+                    self.error(Diagnostic::new("`platforms` is empty", span_of(list)).help(
+                        format!("supported platforms: {}", Platform::supported_list()),
+                    ));
                 }
                 for p in list.get_ref() {
                     match Platform::parse(p.get_ref()) {
@@ -471,7 +469,10 @@ impl Resolver<'_> {
                                 span_of(p),
                             )
                             .label("not supported")
-                            .help(format!("supported platforms: {}", Platform::supported_list())),
+                            .help(format!(
+                                "supported platforms: {}",
+                                Platform::supported_list()
+                            )),
                         ),
                     }
                 }
@@ -489,7 +490,10 @@ impl Resolver<'_> {
                             format!("unsupported platform `{}` in `targets`", platform.get_ref()),
                             span_of(platform),
                         )
-                        .help(format!("supported platforms: {}", Platform::supported_list())),
+                        .help(format!(
+                            "supported platforms: {}",
+                            Platform::supported_list()
+                        )),
                     );
                     continue;
                 };
@@ -532,8 +536,11 @@ impl Resolver<'_> {
                     .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'))
         {
             self.error(
-                Diagnostic::new(format!("invalid profile name `{}`", p.get_ref()), span_of(p))
-                    .help("use a cargo profile such as `release` or one from [profile.*]"),
+                Diagnostic::new(
+                    format!("invalid profile name `{}`", p.get_ref()),
+                    span_of(p),
+                )
+                .help("use a cargo profile such as `release` or one from [profile.*]"),
             );
         }
         let build = BuildSettings {
@@ -661,8 +668,11 @@ impl Resolver<'_> {
                 let k = key.get_ref();
                 if k.is_empty() || k.contains('=') || k.contains('\0') || value.contains('\0') {
                     self.error(
-                        Diagnostic::new(format!("invalid environment variable name `{k}`"), span_of(key))
-                            .help("names are non-empty and contain neither `=` nor NUL"),
+                        Diagnostic::new(
+                            format!("invalid environment variable name `{k}`"),
+                            span_of(key),
+                        )
+                        .help("names are non-empty and contain neither `=` nor NUL"),
                     );
                     continue;
                 }
@@ -763,7 +773,11 @@ impl Resolver<'_> {
             dirs,
             config: RunConfig {
                 entrypoint,
-                cmd: raw.cmd.clone().or_else(|| defaults.cmd.clone()).unwrap_or_default(),
+                cmd: raw
+                    .cmd
+                    .clone()
+                    .or_else(|| defaults.cmd.clone())
+                    .unwrap_or_default(),
                 env,
                 user,
                 workdir,
@@ -938,8 +952,7 @@ fn valid_tag(t: &str) -> bool {
 
 /// Signal names a runtime accepts in `StopSignal`.
 const SIGNALS: &[&str] = &[
-    "SIGHUP", "SIGINT", "SIGQUIT", "SIGKILL", "SIGUSR1", "SIGUSR2", "SIGTERM", "SIGPWR",
-    "SIGWINCH",
+    "SIGHUP", "SIGINT", "SIGQUIT", "SIGKILL", "SIGUSR1", "SIGUSR2", "SIGTERM", "SIGPWR", "SIGWINCH",
 ];
 
 #[cfg(test)]

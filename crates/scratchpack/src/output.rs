@@ -52,10 +52,9 @@ impl OutputLock {
 
     /// Writes `bytes` to `dest` atomically.
     pub fn write_file(&self, dest: &Path, bytes: &[u8]) -> std::io::Result<()> {
-        let name = dest.file_name().map_or_else(
-            || "file".to_owned(),
-            |n| n.to_string_lossy().into_owned(),
-        );
+        let name = dest
+            .file_name()
+            .map_or_else(|| "file".to_owned(), |n| n.to_string_lossy().into_owned());
         let tmp = self.temp_path(&name);
         let mut f = File::create(&tmp)?;
         f.write_all(bytes)?;
@@ -130,7 +129,10 @@ mod tests {
             let tmp = lock.temp_path("img");
             write_tree(&tmp, [("a/b", generation.as_bytes())]).unwrap();
             lock.publish_dir(&tmp, &dest).unwrap();
-            assert_eq!(std::fs::read(dest.join("a/b")).unwrap(), generation.as_bytes());
+            assert_eq!(
+                std::fs::read(dest.join("a/b")).unwrap(),
+                generation.as_bytes()
+            );
             assert!(!tmp.exists());
         }
         let left: Vec<_> = std::fs::read_dir(root.path().join(STATE_DIR).join("tmp"))

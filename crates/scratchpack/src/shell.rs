@@ -18,6 +18,10 @@ impl Shell {
         Shell { color, quiet }
     }
 
+    pub fn is_quiet(&self) -> bool {
+        self.quiet
+    }
+
     pub fn color(&self) -> bool {
         self.color
     }

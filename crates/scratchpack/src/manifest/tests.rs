@@ -1,1 +1,276 @@
+use std::collections::BTreeMap;
+use std::path::Path;
 
+use super::*;
+
+fn workspace(root: &Path) -> Workspace {
+    let mut packages = BTreeMap::new();
+    packages.insert("hello".to_owned(), vec!["hello".to_owned()]);
+    packages.insert(
+        "tools".to_owned(),
+        vec!["migrate".to_owned(), "serve".to_owned()],
+    );
+    packages.insert("lib-only".to_owned(), vec![]);
+    Workspace {
+        root: root.to_owned(),
+        target_dir: root.join("target"),
+        packages,
+        manifests: BTreeMap::new(),
+    }
+}
+
+fn fixture() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("assets")).unwrap();
+    std::fs::write(dir.path().join("assets/app.toml"), "x = 1\n").unwrap();
+    dir
+}
+
+fn plan(text: &str) -> Plan {
+    let dir = fixture();
+    parse(&dir.path().join("images.toml"), text, &workspace(dir.path()))
+        .unwrap_or_else(|e| panic!("{}", e.render(false)))
+}
+
+/// The errors as `line:column: message` lines, checked against the source.
+fn errors(text: &str) -> Vec<String> {
+    let dir = fixture();
+    let e = parse(Path::new("images.toml"), text, &workspace(dir.path()))
+        .expect_err("the manifest should be refused");
+    e.diagnostics
+        .iter()
+        .map(|d| {
+            let (line, col) = e.line_column(d.span.start);
+            format!("{line}:{col}: {}", d.message)
+        })
+        .collect()
+}
+
+#[test]
+fn minimal_image_gets_every_default() {
+    let p = plan("[images.hello]\npackage = \"hello\"\n");
+    let img = &p.images[0];
+    assert_eq!(img.name, "hello");
+    assert_eq!(img.bin, "hello");
+    assert_eq!(img.targets.len(), 1);
+    assert_eq!(img.targets[0].platform, Platform::LinuxAmd64);
+    assert_eq!(img.targets[0].triple, "x86_64-unknown-linux-musl");
+    assert_eq!(img.binary_path.as_str(), "/hello");
+    assert_eq!(img.config.entrypoint, vec!["/hello"]);
+    assert_eq!(img.config.user, DEFAULT_USER);
+    assert_eq!(img.config.workdir.as_str(), "/");
+    assert_eq!(img.build.profile, "release");
+    assert!(img.build.default_features);
+    assert_eq!(img.tags, vec!["latest"]);
+}
+
+#[test]
+fn every_key_resolves() {
+    let p = plan(
+        r#"
+[defaults]
+platforms = ["linux/arm64", "linux/amd64"]
+labels = { team = "core", tier = "1" }
+env = { RUST_LOG = "info" }
+tags = ["1.0", "latest"]
+
+[images.api]
+package = "tools"
+bin = "serve"
+targets = { "linux/arm64" = "aarch64-unknown-linux-musl" }
+rustflags = ["-C", "opt-level=s"]
+profile = "dist"
+features = ["tls"]
+default-features = false
+binary-path = "/usr/bin/serve"
+entrypoint = ["/usr/bin/serve", "--config", "/etc/app.toml"]
+cmd = ["--port", "8080"]
+env = { PORT = "8080" }
+user = "1000:2000"
+workdir = "/srv/./data/"
+labels = { tier = "2" }
+annotations = { "org.opencontainers.image.version" = "1.0" }
+ports = ["8080", "53/udp"]
+stop-signal = "SIGINT"
+files = [{ src = "assets/app.toml", dst = "/etc/app.toml", mode = 0o600 }]
+dirs = [{ path = "/tmp", mode = "1777" }]
+"#,
+    );
+    let img = &p.images[0];
+    assert_eq!(img.bin, "serve");
+    let platforms: Vec<_> = img.targets.iter().map(|t| t.platform).collect();
+    assert_eq!(platforms, vec![Platform::LinuxArm64, Platform::LinuxAmd64]);
+    assert_eq!(img.build.rustflags, vec!["-C", "opt-level=s"]);
+    assert_eq!(img.build.profile, "dist");
+    assert_eq!(img.build.features, vec!["tls"]);
+    assert!(!img.build.default_features);
+    assert_eq!(img.binary_path.as_str(), "/usr/bin/serve");
+    assert_eq!(img.config.cmd, vec!["--port", "8080"]);
+    assert_eq!(img.config.env.get("RUST_LOG").unwrap(), "info");
+    assert_eq!(img.config.env.get("PORT").unwrap(), "8080");
+    assert_eq!(img.config.user, User { uid: 1000, gid: 2000 });
+    assert_eq!(img.config.workdir.as_str(), "/srv/data");
+    assert_eq!(img.config.labels.get("team").unwrap(), "core");
+    assert_eq!(img.config.labels.get("tier").unwrap(), "2");
+    assert_eq!(
+        img.config.exposed_ports.iter().collect::<Vec<_>>(),
+        vec!["53/udp", "8080/tcp"]
+    );
+    assert_eq!(img.config.stop_signal.as_deref(), Some("SIGINT"));
+    assert_eq!(img.files[0].mode, 0o600);
+    assert_eq!(img.files[0].dst.as_str(), "/etc/app.toml");
+    assert_eq!(img.dirs[0].mode, 0o1777);
+    assert_eq!(img.tags, vec!["1.0", "latest"]);
+}
+
+#[test]
+fn unknown_keys_are_errors_with_position() {
+    let e = errors("[images.hello]\npackage = \"hello\"\nentry-point = [\"/x\"]\n");
+    assert_eq!(e.len(), 1);
+    assert!(e[0].starts_with("3:1: "), "{e:?}");
+    assert!(e[0].contains("entry-point"), "{e:?}");
+}
+
+#[test]
+fn duplicate_image_names_are_errors() {
+    let e = errors("[images.hello]\npackage = \"hello\"\n[images.hello]\npackage = \"hello\"\n");
+    assert!(e[0].starts_with("3:"), "{e:?}");
+    assert!(e[0].contains("duplicate"), "{e:?}");
+}
+
+#[test]
+fn unknown_package_lists_the_real_ones() {
+    let dir = fixture();
+    let err = parse(
+        Path::new("images.toml"),
+        "[images.x]\npackage = \"helo\"\n",
+        &workspace(dir.path()),
+    )
+    .unwrap_err();
+    let d = &err.diagnostics[0];
+    assert!(d.message.contains("`helo`"));
+    assert_eq!(err.line_column(d.span.start), (2, 11));
+    let help = d.help.as_deref().unwrap();
+    assert!(help.contains("`hello`") && help.contains("`tools`"), "{help}");
+    assert!(!help.contains("lib-only"), "{help}");
+    let rendered = err.render(false);
+    assert!(rendered.contains("images.toml:2:11"), "{rendered}");
+    assert!(rendered.contains("^^^^^^"), "{rendered}");
+}
+
+#[test]
+fn binary_choice_is_checked() {
+    let e = errors("[images.x]\npackage = \"tools\"\n");
+    assert!(e[0].contains("several binaries"), "{e:?}");
+    let e = errors("[images.x]\npackage = \"tools\"\nbin = \"srv\"\n");
+    assert!(e[0].starts_with("3:7:") && e[0].contains("no binary `srv`"), "{e:?}");
+    let e = errors("[images.x]\npackage = \"lib-only\"\n");
+    assert!(e[0].contains("no binary target"), "{e:?}");
+    let e = errors("[images.x]\nbin = \"hello\"\n");
+    assert!(e[0].contains("names no `package`"), "{e:?}");
+}
+
+#[test]
+fn unsupported_platform_names_the_supported() {
+    let dir = fixture();
+    let err = parse(
+        Path::new("images.toml"),
+        "[images.x]\npackage = \"hello\"\nplatforms = [\"linux/amd64\", \"linux/s390x\"]\n",
+        &workspace(dir.path()),
+    )
+    .unwrap_err();
+    let d = &err.diagnostics[0];
+    assert_eq!(err.line_column(d.span.start), (3, 29));
+    assert!(d.help.as_deref().unwrap().contains("`linux/arm64`"));
+}
+
+#[test]
+fn bad_destinations_are_errors() {
+    let base = "[images.x]\npackage = \"hello\"\n";
+    let e = errors(&format!(
+        "{base}files = [{{ src = \"assets/app.toml\", dst = \"etc/app.toml\" }}]\n"
+    ));
+    assert!(e[0].starts_with("3:") && e[0].contains("relative"), "{e:?}");
+    let e = errors(&format!(
+        "{base}files = [{{ src = \"assets/app.toml\", dst = \"/etc/../../app\" }}]\n"
+    ));
+    assert!(e[0].contains("`..`"), "{e:?}");
+    let e = errors(&format!(
+        "{base}files = [{{ src = \"assets/app.toml\", dst = \"/hello\" }}]\n"
+    ));
+    assert!(e[0].contains("collides with the binary"), "{e:?}");
+    let e = errors(&format!(
+        "{base}files = [{{ src = \"assets/app.toml\", dst = \"/hello/app.toml\" }}]\n"
+    ));
+    assert!(e[0].contains("which is a file"), "{e:?}");
+    let e = errors(&format!(
+        "{base}files = [{{ src = \"assets/missing.toml\", dst = \"/app.toml\" }}]\n"
+    ));
+    assert!(e[0].starts_with("3:18:") && e[0].contains("cannot be read"), "{e:?}");
+    let e = errors(&format!(
+        "{base}files = [{{ src = \"../outside\", dst = \"/app.toml\" }}]\n"
+    ));
+    assert!(e[0].contains("not inside the workspace"), "{e:?}");
+    let e = errors(&format!(
+        "{base}files = [{{ src = \"assets\", dst = \"/app\" }}]\n"
+    ));
+    assert!(e[0].contains("not a regular file"), "{e:?}");
+}
+
+#[test]
+fn malformed_values_are_errors() {
+    let base = "[images.x]\npackage = \"hello\"\n";
+    for (line, needle) in [
+        ("user = \"nobody\"", "invalid user"),
+        ("user = \"1000:\"", "invalid user"),
+        ("user = \"99999999999:1\"", "out of range"),
+        ("ports = [\"http\"]", "invalid port"),
+        ("ports = [\"70000\"]", "invalid port"),
+        ("ports = [\"80/icmp\"]", "invalid port"),
+        ("dirs = [{ path = \"/tmp\", mode = \"9777\" }]", "invalid mode"),
+        ("dirs = [{ path = \"/tmp\", mode = 0o17777 }]", "invalid mode"),
+        ("stop-signal = \"SIGFOO\"", "unknown signal"),
+        ("tags = [\"-bad\"]", "invalid tag"),
+        ("profile = \"re lease\"", "invalid profile"),
+        ("entrypoint = []", "`entrypoint` is empty"),
+        ("workdir = \"srv\"", "relative"),
+        ("platforms = []", "`platforms` is empty"),
+        ("targets = { \"linux/amd64\" = \"musl\" }", "not a target triple"),
+    ] {
+        let e = errors(&format!("{base}{line}\n"));
+        assert!(
+            e[0].starts_with("3:") && e[0].contains(needle),
+            "{line}: {e:?}"
+        );
+    }
+}
+
+#[test]
+fn defaults_cannot_name_a_package() {
+    let e = errors("[defaults]\npackage = \"hello\"\n[images.x]\npackage = \"hello\"\n");
+    assert!(e[0].starts_with("2:11:") && e[0].contains("[defaults]"), "{e:?}");
+}
+
+#[test]
+fn all_problems_are_reported_at_once() {
+    let e = errors(
+        "[images.a]\npackage = \"nope\"\n[images.b]\npackage = \"hello\"\nuser = \"x\"\n",
+    );
+    assert_eq!(e.len(), 2, "{e:?}");
+}
+
+#[test]
+fn invalid_image_names_are_errors() {
+    let e = errors("[images.Hello]\npackage = \"hello\"\n");
+    assert!(e[0].starts_with("1:9:") && e[0].contains("invalid image name"), "{e:?}");
+}
+
+#[test]
+fn image_paths_normalise() {
+    assert_eq!(ImagePath::parse("//a/./b/").unwrap().as_str(), "/a/b");
+    assert_eq!(ImagePath::parse("/").unwrap().relative(), "");
+    let p = ImagePath::parse("/a/b/c").unwrap();
+    assert_eq!(p.ancestors().collect::<Vec<_>>(), vec!["a", "a/b"]);
+    assert!(ImagePath::parse("a").is_err());
+    assert!(ImagePath::parse("/a/../b").is_err());
+}

@@ -199,7 +199,11 @@ impl<'a> From<&'a RunConfig> for ExecConfig<'a> {
     fn from(c: &'a RunConfig) -> Self {
         ExecConfig {
             user: c.user.to_string(),
-            exposed_ports: c.exposed_ports.iter().map(|p| (p.as_str(), Empty {})).collect(),
+            exposed_ports: c
+                .exposed_ports
+                .iter()
+                .map(|p| (p.as_str(), Empty {}))
+                .collect(),
             env: c.env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
             entrypoint: &c.entrypoint,
             cmd: &c.cmd,

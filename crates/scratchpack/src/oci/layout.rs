@@ -98,7 +98,10 @@ pub fn archive(set: &ImageSet, repository: &str, mtime: u64) -> Vec<u8> {
         .map(|(i, image)| DockerEntry {
             config: format!("blobs/sha256/{}", image.config.digest.hex()),
             repo_tags: if i == tagged {
-                set.tags.iter().map(|t| format!("{repository}:{t}")).collect()
+                set.tags
+                    .iter()
+                    .map(|t| format!("{repository}:{t}"))
+                    .collect()
             } else {
                 Vec::new()
             },

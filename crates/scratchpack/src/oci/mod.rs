@@ -66,10 +66,12 @@ impl Serialize for Digest {
 
 pub(crate) fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
 }
 
 /// A stored blob: its bytes and their digest.
@@ -133,3 +135,6 @@ pub fn canonical_json(value: &impl Serialize) -> Vec<u8> {
     let value = serde_json::to_value(value).expect("image metadata always serializes to JSON");
     serde_json::to_vec(&value).expect("a JSON value always serializes")
 }
+
+#[cfg(test)]
+mod tests;

@@ -90,7 +90,10 @@ fn put(field: &mut [u8], value: &[u8]) {
 fn octal(field: &mut [u8], value: u64) {
     let width = field.len() - 1;
     let s = format!("{value:0width$o}");
-    assert!(s.len() <= width, "value {value} does not fit a tar header field");
+    assert!(
+        s.len() <= width,
+        "value {value} does not fit a tar header field"
+    );
     field[..width].copy_from_slice(s.as_bytes());
     field[width] = 0;
 }
@@ -134,7 +137,7 @@ mod tests {
     #[test]
     fn pax_record_length_counts_itself() {
         let r = pax_record("path", "a");
-        assert_eq!(r, b"11 path=a\n");
+        assert_eq!(r, b"9 path=a\n");
         let long = "x".repeat(200);
         let r = String::from_utf8(pax_record("path", &long)).unwrap();
         let (len, _) = r.split_once(' ').unwrap();
@@ -188,7 +191,7 @@ mod tests {
             })
             .collect();
         assert_eq!(entries.len(), 3);
-        assert_eq!(entries[0].0, "etc");
+        assert_eq!(entries[0].0, "etc/");
         assert_eq!(entries[0].1, 0o755);
         assert_eq!(entries[1].0, "etc/greeting.txt");
         assert_eq!(entries[1].4, b"hi\n");
