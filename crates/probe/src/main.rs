@@ -236,8 +236,30 @@ fn report(args: &[String]) {
     }
     let _ = write!(out, ",\"cwd\":{}", js_opt(&cwd));
     let _ = write!(out, ",\"arch\":{}", js(std::env::consts::ARCH));
+    let _ = write!(out, ",\"open_fds\":{}", js_list(&open_fds()));
     out.push('}');
     println!("{out}");
+}
+
+/// The descriptors this process holds, as `N -> target`, leaving out the one
+/// used to list them.
+fn open_fds() -> Vec<String> {
+    let own = format!("/proc/{}/fd", std::process::id());
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
+        return Vec::new();
+    };
+    let mut fds: Vec<(u32, String)> = dir
+        .filter_map(|e| {
+            let e = e.ok()?;
+            let n: u32 = e.file_name().to_str()?.parse().ok()?;
+            let target = std::fs::read_link(e.path()).ok()?.display().to_string();
+            (target != own).then_some((n, target))
+        })
+        .collect();
+    fds.sort();
+    fds.into_iter()
+        .map(|(n, t)| format!("{n} -> {t}"))
+        .collect()
 }
 
 /// Whether a TCP connection to a listener of our own on 127.0.0.1 works,

@@ -55,6 +55,12 @@ fn main(parent: Option<libc::pid_t>) -> i32 {
     let mut report = unsafe { File::from_raw_fd(REPORT_FD) };
     // SAFETY: as above, for CONTROL_FD.
     let control = unsafe { File::from_raw_fd(CONTROL_FD) };
+    // Whatever else the library's process left inheritable (a directory
+    // opened without close-on-exec would be a way out of the new root) is
+    // closed before anything else happens.
+    // SAFETY: integer arguments; closes descriptors above CONTROL_FD, none of
+    // which this process has opened.
+    unsafe { libc::syscall(libc::SYS_close_range, CONTROL_FD + 1, libc::c_uint::MAX, 0) };
     for fd in [REPORT_FD, CONTROL_FD] {
         // SAFETY: integer arguments; marks an owned descriptor close-on-exec so
         // the sandboxed program never inherits it.

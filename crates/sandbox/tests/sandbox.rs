@@ -257,6 +257,17 @@ fn assert_isolated(report: &Value, uid: u64, gid: u64, hostname: &str) {
         assert_eq!(report[cap], "0000000000000000", "{cap}: {report}");
     }
     assert_eq!(report["no_new_privs"], "1", "{report}");
+    let fds: Vec<&str> = report["open_fds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f.as_str().unwrap())
+        .collect();
+    assert_eq!(fds.len(), 3, "descriptors leaked into the sandbox: {fds:?}");
+    assert!(
+        fds[0].starts_with("0 -> ") && fds[2].starts_with("2 -> "),
+        "{fds:?}"
+    );
 }
 
 #[test]
@@ -264,6 +275,11 @@ fn isolation_as_the_calling_user() {
     let rootfs = Rootfs::new();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port().to_string();
+    // A host directory left inheritable by the caller must not reach the
+    // program: it would be a way out of its root.
+    let leaky = std::fs::File::open("/").unwrap();
+    // SAFETY: clears close-on-exec on a descriptor this test owns.
+    unsafe { libc::fcntl(std::os::fd::AsRawFd::as_raw_fd(&leaky), libc::F_SETFD, 0) };
     let out = run_probe(&rootfs, &["report", "--connect", &port], |s| {
         s.hostname("isolated").workdir("/tmp")
     });
