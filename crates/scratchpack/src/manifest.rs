@@ -60,6 +60,60 @@ pub struct RawImage {
     pub files: Option<Vec<Spanned<RawFile>>>,
     pub dirs: Option<Vec<Spanned<RawDir>>>,
     pub tags: Option<Vec<Spanned<String>>>,
+    pub registry: Option<Spanned<String>>,
+    pub repository: Option<Spanned<String>>,
+    pub insecure: Option<bool>,
+    pub tests: Option<BTreeMap<Spanned<String>, Spanned<RawTest>>>,
+}
+
+/// One named image test: a command to run, structure to check, or both.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawTest {
+    pub args: Option<Vec<String>>,
+    pub env: Option<BTreeMap<Spanned<String>, String>>,
+    pub stdin: Option<String>,
+    /// Seconds; fractions allowed.
+    pub timeout: Option<Spanned<f64>>,
+    pub user: Option<Spanned<String>>,
+    pub workdir: Option<Spanned<String>>,
+    pub exit_code: Option<i32>,
+    pub stdout: Option<RawOutput>,
+    pub stderr: Option<RawOutput>,
+    pub files: Option<Vec<Spanned<RawFileCheck>>>,
+    pub absent: Option<Vec<Spanned<String>>>,
+    pub config: Option<RawConfigCheck>,
+}
+
+/// Expectations on one output stream.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawOutput {
+    pub equals: Option<String>,
+    pub contains: Option<Vec<String>>,
+    pub regex: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFileCheck {
+    pub path: Spanned<String>,
+    pub mode: Option<Spanned<RawMode>>,
+    #[serde(rename = "type")]
+    pub kind: Option<Spanned<String>>,
+}
+
+/// Expected values in the image config; keys left out are not checked.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawConfigCheck {
+    pub entrypoint: Option<Vec<String>>,
+    pub cmd: Option<Vec<String>>,
+    pub user: Option<Spanned<String>>,
+    pub workdir: Option<Spanned<String>>,
+    /// Variables that must be set to these values (others may be set too).
+    pub env: Option<BTreeMap<String, String>>,
+    pub ports: Option<Vec<Spanned<String>>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -109,6 +163,83 @@ pub struct ImagePlan {
     pub config: RunConfig,
     pub annotations: BTreeMap<String, String>,
     pub tags: Vec<String>,
+    /// Where `push` sends the image, when a registry is configured.
+    pub push: Option<PushTarget>,
+    pub tests: Vec<TestPlan>,
+}
+
+/// `registry/repository`, and whether plain HTTP is allowed for it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PushTarget {
+    pub registry: String,
+    pub repository: String,
+    pub insecure: bool,
+}
+
+/// One image test, validated.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TestPlan {
+    pub name: String,
+    pub command: Option<CommandTest>,
+    pub structure: Option<StructureTest>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CommandTest {
+    /// Replaces the image's `cmd` when given (appended to the entrypoint).
+    pub args: Option<Vec<String>>,
+    /// Added to (and overriding) the image's env.
+    pub env: BTreeMap<String, String>,
+    pub stdin: Option<String>,
+    pub timeout_ms: u64,
+    pub user: Option<User>,
+    pub workdir: Option<ImagePath>,
+    pub exit_code: i32,
+    pub stdout: OutputExpect,
+    pub stderr: OutputExpect,
+}
+
+/// Default wall-time limit of a command test, in milliseconds.
+pub const DEFAULT_TEST_TIMEOUT_MS: u64 = 10_000;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct OutputExpect {
+    pub equals: Option<String>,
+    pub contains: Vec<String>,
+    /// A pattern already checked to compile with `regex_lite`.
+    pub regex: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct StructureTest {
+    pub files: Vec<FileCheck>,
+    pub absent: Vec<ImagePath>,
+    pub config: ConfigCheck,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FileCheck {
+    pub path: ImagePath,
+    pub mode: Option<u32>,
+    pub kind: Option<FileKind>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FileKind {
+    File,
+    Dir,
+    Symlink,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ConfigCheck {
+    pub entrypoint: Option<Vec<String>>,
+    pub cmd: Option<Vec<String>>,
+    pub user: Option<User>,
+    pub workdir: Option<ImagePath>,
+    pub env: BTreeMap<String, String>,
+    pub ports: Option<BTreeSet<String>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -302,6 +433,11 @@ impl Resolver<'_> {
                     ("bin", d.bin.as_ref().map(span_of)),
                     ("binary-path", d.binary_path.as_ref().map(span_of)),
                     ("entrypoint", d.entrypoint.as_ref().map(span_of)),
+                    ("repository", d.repository.as_ref().map(span_of)),
+                    (
+                        "tests",
+                        d.tests.as_ref().and_then(|t| t.keys().next()).map(span_of),
+                    ),
                 ] {
                     if let Some(s) = set {
                         self.error(
@@ -679,23 +815,12 @@ impl Resolver<'_> {
                 env.insert(k.clone(), value.clone());
             }
         }
-        let user = match raw.user.as_ref().or(defaults.user.as_ref()) {
-            Some(u) => match parse_user(u.get_ref()) {
-                Ok(user) => user,
-                Err(problem) => {
-                    self.error(
-                        Diagnostic::new(
-                            format!("invalid user `{}`: {problem}", u.get_ref()),
-                            span_of(u),
-                        )
-                        .label("expected `uid:gid`")
-                        .help("give numeric ids, e.g. `65532:65532`; a scratch image has no /etc/passwd to look names up in"),
-                    );
-                    DEFAULT_USER
-                }
-            },
-            None => DEFAULT_USER,
-        };
+        let user = raw
+            .user
+            .as_ref()
+            .or(defaults.user.as_ref())
+            .and_then(|u| self.user(u))
+            .unwrap_or(DEFAULT_USER);
         let workdir = match raw.workdir.as_ref().or(defaults.workdir.as_ref()) {
             Some(w) => self
                 .image_path(w, "workdir")
@@ -708,18 +833,8 @@ impl Resolver<'_> {
             .flatten()
             .flatten()
         {
-            match parse_port(port.get_ref()) {
-                Ok(p) => {
-                    exposed_ports.insert(p);
-                }
-                Err(problem) => self.error(
-                    Diagnostic::new(
-                        format!("invalid port `{}`: {problem}", port.get_ref()),
-                        span_of(port),
-                    )
-                    .label("expected `port` or `port/tcp|udp|sctp`")
-                    .help("for example `8080`, `8080/tcp` or `53/udp`"),
-                ),
+            if let Some(p) = self.port(port) {
+                exposed_ports.insert(p);
             }
         }
         let stop_signal = match raw.stop_signal.as_ref().or(defaults.stop_signal.as_ref()) {
@@ -759,6 +874,47 @@ impl Resolver<'_> {
             tags.push("latest".to_owned());
         }
 
+        let push = match raw.registry.as_ref().or(defaults.registry.as_ref()) {
+            Some(registry) => {
+                let repository = raw
+                    .repository
+                    .as_ref()
+                    .map_or_else(|| name.to_owned(), |r| r.get_ref().clone());
+                let reference = format!("{}/{repository}", registry.get_ref());
+                match crate::registry::Repository::parse(&reference) {
+                    Ok(_) => Some(PushTarget {
+                        registry: registry.get_ref().clone(),
+                        repository,
+                        insecure: raw.insecure.or(defaults.insecure).unwrap_or(false),
+                    }),
+                    Err(e) => {
+                        let span = raw.repository.as_ref().map_or_else(|| span_of(registry), span_of);
+                        self.error(
+                            Diagnostic::new(format!("invalid image reference `{reference}`: {e}"), span)
+                                .help("write `registry = \"host[:port][/namespace]\"` and `repository = \"name\"`, e.g. `ghcr.io/acme` and `api`"),
+                        );
+                        None
+                    }
+                }
+            }
+            None => {
+                if let Some(r) = &raw.repository {
+                    self.error(
+                        Diagnostic::new("`repository` is set but no `registry` is", span_of(r))
+                            .help("add `registry = \"host/namespace\"` here or in [defaults]"),
+                    );
+                }
+                None
+            }
+        };
+
+        let mut tests = Vec::new();
+        for (test_name, test) in raw.tests.iter().flatten() {
+            if let Some(t) = self.test(test_name, test, &binary_path) {
+                tests.push(t);
+            }
+        }
+
         if self.diagnostics.len() > errors_before {
             return None;
         }
@@ -787,7 +943,189 @@ impl Resolver<'_> {
             },
             annotations,
             tags,
+            push,
+            tests,
         })
+    }
+
+    fn test(
+        &mut self,
+        name: &Spanned<String>,
+        raw: &Spanned<RawTest>,
+        binary_path: &ImagePath,
+    ) -> Option<TestPlan> {
+        let t = raw.get_ref();
+        let name_span = span_of(name);
+        if invalid_image_name(name.get_ref()).is_some() {
+            self.error(
+                Diagnostic::new(format!("invalid test name `{}`", name.get_ref()), name_span.clone())
+                    .help("test names use lowercase letters, digits, `.`, `_` and `-`"),
+            );
+        }
+        let is_command = t.args.is_some()
+            || t.env.is_some()
+            || t.stdin.is_some()
+            || t.timeout.is_some()
+            || t.user.is_some()
+            || t.workdir.is_some()
+            || t.exit_code.is_some()
+            || t.stdout.is_some()
+            || t.stderr.is_some();
+        let is_structure = t.files.is_some() || t.absent.is_some() || t.config.is_some();
+        if !is_command && !is_structure {
+            self.error(
+                Diagnostic::new(format!("test `{}` checks nothing", name.get_ref()), name_span)
+                    .help("give a command test `exit-code`, `stdout` or `args`, or a structure test `files`, `absent` or `config`"),
+            );
+            return None;
+        }
+        let command = is_command.then(|| {
+            let mut env = BTreeMap::new();
+            for (k, v) in t.env.iter().flatten() {
+                if k.get_ref().is_empty() || k.get_ref().contains('=') {
+                    self.error(Diagnostic::new(
+                        format!("invalid environment variable name `{}`", k.get_ref()),
+                        span_of(k),
+                    ));
+                }
+                env.insert(k.get_ref().clone(), v.clone());
+            }
+            let timeout_ms = match &t.timeout {
+                Some(s) if *s.get_ref() > 0.0 && *s.get_ref() <= 3600.0 => {
+                    (*s.get_ref() * 1000.0).ceil() as u64
+                }
+                Some(s) => {
+                    self.error(
+                        Diagnostic::new("invalid timeout", span_of(s))
+                            .label("seconds, more than 0 and at most 3600"),
+                    );
+                    DEFAULT_TEST_TIMEOUT_MS
+                }
+                None => DEFAULT_TEST_TIMEOUT_MS,
+            };
+            let user = t.user.as_ref().and_then(|u| self.user(u));
+            let workdir = t.workdir.as_ref().and_then(|w| self.image_path(w, "workdir"));
+            CommandTest {
+                args: t.args.clone(),
+                env,
+                stdin: t.stdin.clone(),
+                timeout_ms,
+                user,
+                workdir,
+                exit_code: t.exit_code.unwrap_or(0),
+                stdout: self.output(t.stdout.as_ref()),
+                stderr: self.output(t.stderr.as_ref()),
+            }
+        });
+        let structure = is_structure.then(|| {
+            let mut files = Vec::new();
+            for f in t.files.iter().flatten() {
+                let f = f.get_ref();
+                let Some(path) = self.image_path(&f.path, "path") else { continue };
+                let mode = f.mode.as_ref().map(|m| self.mode(Some(m), 0));
+                let kind = match f.kind.as_ref() {
+                    None => None,
+                    Some(k) => match k.get_ref().as_str() {
+                        "file" => Some(FileKind::File),
+                        "dir" => Some(FileKind::Dir),
+                        "symlink" => Some(FileKind::Symlink),
+                        other => {
+                            self.error(
+                                Diagnostic::new(format!("unknown file type `{other}`"), span_of(k))
+                                    .help("types: `file`, `dir`, `symlink`"),
+                            );
+                            None
+                        }
+                    },
+                };
+                files.push(FileCheck { path, mode, kind });
+            }
+            let mut absent = Vec::new();
+            for a in t.absent.iter().flatten() {
+                if let Some(p) = self.image_path(a, "absent") {
+                    if &p == binary_path {
+                        self.error(
+                            Diagnostic::new(format!("`{p}` is the image's binary"), span_of(a))
+                                .label("always present"),
+                        );
+                    }
+                    absent.push(p);
+                }
+            }
+            let config = match &t.config {
+                None => ConfigCheck::default(),
+                Some(c) => ConfigCheck {
+                    entrypoint: c.entrypoint.clone(),
+                    cmd: c.cmd.clone(),
+                    user: c.user.as_ref().and_then(|u| self.user(u)),
+                    workdir: c.workdir.as_ref().and_then(|w| self.image_path(w, "workdir")),
+                    env: c.env.clone().unwrap_or_default(),
+                    ports: c.ports.as_ref().map(|ports| {
+                        ports
+                            .iter()
+                            .filter_map(|p| self.port(p))
+                            .collect()
+                    }),
+                },
+            };
+            StructureTest {
+                files,
+                absent,
+                config,
+            }
+        });
+        Some(TestPlan {
+            name: name.get_ref().clone(),
+            command,
+            structure,
+        })
+    }
+
+    fn output(&mut self, raw: Option<&RawOutput>) -> OutputExpect {
+        let Some(raw) = raw else {
+            return OutputExpect::default();
+        };
+        if let Some(re) = &raw.regex
+            && let Err(e) = regex_lite::Regex::new(re.get_ref())
+        {
+            self.error(
+                Diagnostic::new(format!("invalid regex: {e}"), span_of(re))
+                    .label("does not compile"),
+            );
+        }
+        OutputExpect {
+            equals: raw.equals.clone(),
+            contains: raw.contains.clone().unwrap_or_default(),
+            regex: raw.regex.as_ref().map(|r| r.get_ref().clone()),
+        }
+    }
+
+    fn user(&mut self, u: &Spanned<String>) -> Option<User> {
+        match parse_user(u.get_ref()) {
+            Ok(user) => Some(user),
+            Err(problem) => {
+                self.error(
+                    Diagnostic::new(format!("invalid user `{}`: {problem}", u.get_ref()), span_of(u))
+                        .label("expected `uid:gid`")
+                        .help("give numeric ids, e.g. `65532:65532`; a scratch image has no /etc/passwd to look names up in"),
+                );
+                None
+            }
+        }
+    }
+
+    fn port(&mut self, port: &Spanned<String>) -> Option<String> {
+        match parse_port(port.get_ref()) {
+            Ok(p) => Some(p),
+            Err(problem) => {
+                self.error(
+                    Diagnostic::new(format!("invalid port `{}`: {problem}", port.get_ref()), span_of(port))
+                        .label("expected `port` or `port/tcp|udp|sctp`")
+                        .help("for example `8080`, `8080/tcp` or `53/udp`"),
+                );
+                None
+            }
+        }
     }
 
     fn packages_with_bins(&self) -> String {
