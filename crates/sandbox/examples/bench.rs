@@ -48,6 +48,7 @@ fn main() {
     for (name, tool) in &tools {
         if let Err(e) = tool.run(0) {
             eprintln!("{name}: {e}");
+            let _ = std::fs::remove_dir_all(&work);
             std::process::exit(1);
         }
     }
@@ -57,6 +58,7 @@ fn main() {
             let start = Instant::now();
             if let Err(e) = tool.run(i + 1) {
                 eprintln!("{name}: {e}");
+                let _ = std::fs::remove_dir_all(&work);
                 std::process::exit(1);
             }
             times[t].push(start.elapsed());
