@@ -1,1 +1,9 @@
+//! End-to-end tests: real builds, checked with tools nobody here wrote.
+
+mod errors;
+mod examples;
 mod registry;
+mod reproducible;
+mod static_check;
+mod support;
+mod validate;

@@ -163,8 +163,12 @@ pub struct ImagePlan {
     pub config: RunConfig,
     pub annotations: BTreeMap<String, String>,
     pub tags: Vec<String>,
-    /// Where `push` sends the image, when a registry is configured.
+    /// Where `push` sends the image, when a registry is configured. Not part
+    /// of what is built, so left out of the image's cache key.
+    #[serde(skip)]
     pub push: Option<PushTarget>,
+    /// Tests do not shape the image either; each has its own cache key.
+    #[serde(skip)]
     pub tests: Vec<TestPlan>,
 }
 

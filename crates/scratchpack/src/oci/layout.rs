@@ -82,32 +82,21 @@ struct DockerEntry {
 /// The archive: the layout plus docker's `manifest.json`, as a deterministic
 /// tar whose entries all carry `mtime`.
 ///
-/// docker and podman load one image per `manifest.json` entry; with several
-/// platforms, the tags go on the host's (or else the first) platform's entry
-/// so `docker load` tags the image that can run where it is loaded.
+/// docker's classic store holds one platform per tag, and tools reading a
+/// docker archive expect one entry, so `manifest.json` lists only the host's
+/// platform (else the first): the image that runs where it is loaded. The
+/// other platforms stay reachable through the OCI layout in the same tar.
 pub fn archive(set: &ImageSet, repository: &str, mtime: u64) -> Vec<u8> {
     let meta = LayoutMeta::new(set);
     let files = layout_files(set, &meta);
-    let tagged = crate::platform::Platform::host()
-        .and_then(|host| set.images.iter().position(|i| i.platform == host))
-        .unwrap_or(0);
-    let docker: Vec<DockerEntry> = set
-        .images
-        .iter()
-        .enumerate()
-        .map(|(i, image)| DockerEntry {
-            config: format!("blobs/sha256/{}", image.config.digest.hex()),
-            repo_tags: if i == tagged {
-                set.tags
-                    .iter()
-                    .map(|t| format!("{repository}:{t}"))
-                    .collect()
-            } else {
-                Vec::new()
-            },
-            layers: vec![format!("blobs/sha256/{}", image.layer.blob.digest.hex())],
-        })
-        .collect();
+    let loaded = crate::platform::Platform::host()
+        .and_then(|host| set.images.iter().find(|i| i.platform == host))
+        .unwrap_or(&set.images[0]);
+    let docker = [DockerEntry {
+        config: format!("blobs/sha256/{}", loaded.config.digest.hex()),
+        repo_tags: set.tags.iter().map(|t| format!("{repository}:{t}")).collect(),
+        layers: vec![format!("blobs/sha256/{}", loaded.layer.blob.digest.hex())],
+    }];
     let manifest_json = canonical_json(&docker);
 
     let mut out = Vec::new();

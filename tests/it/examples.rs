@@ -1,0 +1,271 @@
+//! The repository's own example images, built as a new user builds them and
+//! checked with tools nobody here wrote: skopeo, umoci, tar, and the kernel.
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::support::{self, examples, require_tool, run};
+use crate::validate;
+
+#[test]
+fn every_example_is_a_valid_layout_for_both_platforms() {
+    let ex = examples();
+    assert_eq!(ex.images.len(), 2);
+    for image in &ex.images {
+        let layout = Path::new(image["layout"].as_str().unwrap());
+        let v = validate::layout(layout);
+        assert_eq!(v.top_digest, image["digest"].as_str().unwrap());
+        let platforms: Vec<&str> = v.images.iter().map(|i| i.platform.as_str()).collect();
+        assert_eq!(platforms, ["linux/amd64", "linux/arm64"]);
+    }
+}
+
+#[test]
+fn skopeo_reads_the_index_and_each_platform() {
+    let Some(skopeo) = require_tool("skopeo", "skopeo") else {
+        return;
+    };
+    let ex = examples();
+    for image in &ex.images {
+        let layout = image["layout"].as_str().unwrap();
+        let raw = run(Command::new(&skopeo).args(["inspect", "--raw"]).arg(format!("oci:{layout}")));
+        assert!(raw.status.success());
+        let index: serde_json::Value = serde_json::from_slice(&raw.stdout).unwrap();
+        let archs: Vec<&str> = index["manifests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["platform"]["architecture"].as_str().unwrap())
+            .collect();
+        assert_eq!(archs, ["amd64", "arm64"]);
+        for arch in ["amd64", "arm64"] {
+            let out = run(Command::new(&skopeo)
+                .args(["inspect", "--override-arch", arch])
+                .arg(format!("oci:{layout}")));
+            assert!(out.status.success());
+            let info: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            assert_eq!(info["Architecture"], arch);
+            assert_eq!(info["Os"], "linux");
+        }
+    }
+}
+
+/// Unpacks `layout:tag` with umoci and runs `/hello` in it under
+/// `unshare -r chroot`, returning stdout.
+fn umoci_run(umoci: &Path, unshare: &Path, image: &str, argv: &[&str]) -> String {
+    let tmp = tempfile::tempdir().unwrap();
+    let bundle = tmp.path().join("bundle");
+    let out = run(Command::new(umoci)
+        .args(["unpack", "--rootless", "--image", image])
+        .arg(&bundle));
+    assert!(out.status.success(), "umoci unpack {image}");
+    let out = run(Command::new(unshare)
+        .args(["-r", "chroot"])
+        .arg(bundle.join("rootfs"))
+        .args(argv));
+    assert!(out.status.success());
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn umoci_unpacks_and_the_binary_runs_under_chroot() {
+    let (Some(umoci), Some(unshare), Some(skopeo)) = (
+        require_tool("umoci", "umoci"),
+        require_tool("unshare", "util-linux"),
+        require_tool("skopeo", "skopeo"),
+    ) else {
+        return;
+    };
+    // umoci reads one platform: pick amd64 from the index with skopeo, as a
+    // user of a multi-platform layout would.
+    let ex = examples();
+    let hello = ex.image("hello");
+    let tmp = tempfile::tempdir().unwrap();
+    let single = tmp.path().join("amd64");
+    let out = run(Command::new(&skopeo)
+        .args(["copy", "--preserve-digests", "--override-arch", "amd64"])
+        .arg(format!("oci:{}", hello["layout"].as_str().unwrap()))
+        .arg(format!("oci:{}:latest", single.display())));
+    assert!(out.status.success());
+    let stdout = umoci_run(
+        &umoci,
+        &unshare,
+        &format!("{}:latest", single.display()),
+        &["/hello", "from", "chroot"],
+    );
+    assert!(stdout.contains("Hello from a scratch image!"), "{stdout}");
+    assert!(stdout.contains("args: from chroot"), "{stdout}");
+
+    // A single-platform image's own layout goes to umoci as it is.
+    let fx = support::Fixture::new(
+        &[("app", support::HELLO_MAIN)],
+        "[images.app]\npackage = \"app\"\n",
+    );
+    assert!(fx.cli(&["images"]).status.success());
+    let layout = fx.path().join("target/images/app");
+    let stdout = umoci_run(
+        &umoci,
+        &unshare,
+        &format!("{}:latest", layout.display()),
+        &["/app"],
+    );
+    assert_eq!(stdout, "hello from a fixture\n");
+}
+
+#[test]
+fn layers_hold_exactly_the_declared_entries() {
+    let ex = examples();
+    let expected = [
+        (
+            "hello",
+            vec![("hello", 0o755, '-'), ("tmp/", 0o1777, 'd')],
+        ),
+        (
+            "greeter",
+            vec![
+                ("etc/", 0o755, 'd'),
+                ("etc/greeter/", 0o755, 'd'),
+                ("etc/greeter/greeting.txt", 0o444, '-'),
+                ("greeter", 0o755, '-'),
+            ],
+        ),
+    ];
+    for (name, entries) in expected {
+        let v = validate::layout(Path::new(ex.image(name)["layout"].as_str().unwrap()));
+        for image in &v.images {
+            assert_eq!(image.layers.len(), 1);
+            let listing = validate::tar_entries(&image.layers[0]);
+            let got: Vec<(&str, u32, char)> = listing
+                .iter()
+                .map(|e| (e.path.as_str(), e.mode, e.kind))
+                .collect();
+            assert_eq!(got, entries, "{name} {}", image.platform);
+            assert!(listing.iter().all(|e| e.uid == 0 && e.gid == 0 && e.mtime == 0));
+        }
+    }
+}
+
+#[test]
+fn layers_list_the_same_with_gnu_tar() {
+    let Some(tar) = require_tool("tar", "tar") else {
+        return;
+    };
+    let ex = examples();
+    let hello = ex.image("hello");
+    let layer = hello["platforms"][0]["layer"].as_str().unwrap();
+    let blob = Path::new(hello["layout"].as_str().unwrap())
+        .join("blobs/sha256")
+        .join(layer.strip_prefix("sha256:").unwrap());
+    let out = run(Command::new(tar)
+        .args(["--numeric-owner", "-tvzf"])
+        .arg(&blob)
+        .env("TZ", "UTC"));
+    assert!(out.status.success());
+    let listing = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = listing.lines().collect();
+    assert_eq!(lines.len(), 2, "{listing}");
+    assert!(lines[0].starts_with("-rwxr-xr-x 0/0") && lines[0].ends_with(" hello"), "{listing}");
+    assert!(lines[1].starts_with("drwxrwxrwt 0/0") && lines[1].ends_with(" tmp/"), "{listing}");
+    assert!(lines.iter().all(|l| l.contains("1970-01-01 00:00")), "{listing}");
+}
+
+#[test]
+fn binaries_are_static_elf_for_their_platform() {
+    let ex = examples();
+    for image in &ex.images {
+        for p in image["platforms"].as_array().unwrap() {
+            let bin = std::fs::read(p["binary"].as_str().unwrap()).unwrap();
+            assert_eq!(&bin[..4], b"\x7fELF");
+            assert_eq!(bin[4], 2, "64-bit");
+            let machine = u16::from_le_bytes([bin[18], bin[19]]);
+            match p["platform"].as_str().unwrap() {
+                "linux/amd64" => assert_eq!(machine, 62),
+                "linux/arm64" => assert_eq!(machine, 183),
+                other => panic!("unexpected platform {other}"),
+            }
+        }
+    }
+    // And with an independent reader, when there is one.
+    if let Some(file) = require_tool("file", "file") {
+        let hello = ex.image("hello");
+        for p in hello["platforms"].as_array().unwrap() {
+            let out = run(Command::new(&file).arg(p["binary"].as_str().unwrap()));
+            let desc = String::from_utf8_lossy(&out.stdout);
+            assert!(desc.contains("statically linked") || desc.contains("static-pie"), "{desc}");
+            let arch = if p["platform"] == "linux/arm64" { "aarch64" } else { "x86-64" };
+            assert!(desc.contains(arch), "{desc}");
+        }
+    }
+}
+
+#[test]
+fn docker_archive_loads_with_skopeo_and_keeps_digests() {
+    let Some(skopeo) = require_tool("skopeo", "skopeo") else {
+        return;
+    };
+    let ex = examples();
+    for image in &ex.images {
+        let name = image["name"].as_str().unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let dest = tmp.path().join("copy");
+        let out = run(Command::new(&skopeo)
+            .args(["copy", "--preserve-digests"])
+            .arg(format!("docker-archive:{}", image["archive"].as_str().unwrap()))
+            .arg(format!("oci:{}:{name}", dest.display())));
+        assert!(out.status.success());
+        // docker's image ID is the config digest; the copy keeps it, and its
+        // layers are ours (compressed or as their uncompressed diff_id).
+        let host = image["platforms"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["platform"] == "linux/amd64")
+            .unwrap();
+        let copied = validate::layout(&dest);
+        assert_eq!(copied.images.len(), 1);
+        let config_digest = {
+            let idx: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(dest.join("index.json")).unwrap()).unwrap();
+            let m = &idx["manifests"][0]["digest"];
+            let hex = m.as_str().unwrap().strip_prefix("sha256:").unwrap();
+            let manifest: serde_json::Value = serde_json::from_slice(
+                &std::fs::read(dest.join("blobs/sha256").join(hex)).unwrap(),
+            )
+            .unwrap();
+            manifest["config"]["digest"].as_str().unwrap().to_owned()
+        };
+        assert_eq!(config_digest, host["config"].as_str().unwrap(), "{name}");
+        let ours = validate::layout(Path::new(image["layout"].as_str().unwrap()));
+        let amd64 = ours.images.iter().find(|i| i.platform == "linux/amd64").unwrap();
+        assert_eq!(copied.images[0].layers, amd64.layers, "{name}");
+        // The archive is an OCI layout too.
+        let out = run(Command::new(&skopeo)
+            .args(["inspect", "--raw"])
+            .arg(format!("oci-archive:{}", image["archive"].as_str().unwrap())));
+        assert!(out.status.success());
+        let raw = out.stdout;
+        assert_eq!(
+            format!("sha256:{:x}", <sha2::Sha256 as sha2::Digest>::digest(&raw)),
+            image["digest"].as_str().unwrap()
+        );
+    }
+}
+
+#[test]
+fn a_second_run_packs_nothing() {
+    let ex = examples();
+    let out = run(support::cli()
+        .current_dir(support::repo_root())
+        .env("CARGO_TARGET_DIR", support::nested_target_dir())
+        .args(["images", "--message-format", "json", "--out"])
+        .arg(&ex.out_dir));
+    assert!(out.status.success());
+    let again = support::built_images(&out);
+    assert_eq!(again.len(), ex.images.len());
+    for (a, b) in again.iter().zip(&ex.images) {
+        assert_eq!(a["fresh"], true, "{}", a["name"]);
+        assert_eq!(a["digest"], b["digest"]);
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("Packing"), "{stderr}");
+}

@@ -1,0 +1,130 @@
+//! Reproducibility as a user sees it: two checkouts in different directories,
+//! built at different times, give the same digests; so does a rebuild after
+//! `cargo clean`; `SOURCE_DATE_EPOCH` changes timestamps and nothing else.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use crate::support::{self, built_images, run};
+use crate::validate;
+
+/// A copy of the repository's example workspace (the example crates, their
+/// images.toml and lock file) at a fresh path.
+fn checkout() -> tempfile::TempDir {
+    let root = support::repo_root();
+    let dir = tempfile::Builder::new()
+        .prefix("scratchpack-checkout-")
+        .tempdir()
+        .unwrap();
+    let cargo_toml = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
+    let members_line = cargo_toml
+        .lines()
+        .find(|l| l.starts_with("members"))
+        .unwrap();
+    let cargo_toml = cargo_toml.replace(
+        members_line,
+        "members = [\"crates/hello\", \"crates/greeter\"]",
+    );
+    std::fs::write(dir.path().join("Cargo.toml"), cargo_toml).unwrap();
+    for file in ["Cargo.lock", "images.toml"] {
+        std::fs::copy(root.join(file), dir.path().join(file)).unwrap();
+    }
+    for krate in ["hello", "greeter"] {
+        copy_tree(&root.join("crates").join(krate), &dir.path().join("crates").join(krate));
+    }
+    dir
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dest = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_tree(&e.path(), &dest);
+        } else {
+            std::fs::copy(e.path(), dest).unwrap();
+        }
+    }
+}
+
+/// Builds every image in `dir` and returns name -> (top digest, per-platform
+/// manifest digests), checking each layout on the way.
+fn build(dir: &Path, epoch: Option<&str>) -> BTreeMap<String, (String, Vec<String>)> {
+    let mut cmd = support::cli();
+    cmd.current_dir(dir)
+        .env_remove("CARGO_TARGET_DIR")
+        .args(["images", "--message-format", "json"]);
+    if let Some(e) = epoch {
+        cmd.env("SOURCE_DATE_EPOCH", e);
+    }
+    let out = run(&mut cmd);
+    assert!(out.status.success());
+    built_images(&out)
+        .into_iter()
+        .map(|i| {
+            let v = validate::layout(Path::new(i["layout"].as_str().unwrap()));
+            assert_eq!(v.top_digest, i["digest"].as_str().unwrap());
+            let manifests = v.images.iter().map(|m| m.manifest_digest.clone()).collect();
+            (i["name"].as_str().unwrap().to_owned(), (v.top_digest, manifests))
+        })
+        .collect()
+}
+
+#[test]
+fn two_checkouts_a_clean_rebuild_and_the_epoch() {
+    let a = checkout();
+    let first = build(a.path(), None);
+    assert_eq!(first.len(), 2);
+
+    // Another directory, later, with every file newer.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let b = checkout();
+    let second = build(b.path(), None);
+    assert_eq!(first, second, "checkouts at different paths differ");
+
+    // After `cargo clean` everything is compiled again.
+    let clean = run(std::process::Command::new(env!("CARGO"))
+        .arg("clean")
+        .current_dir(a.path())
+        .env_remove("CARGO_TARGET_DIR"));
+    assert!(clean.status.success());
+    let rebuilt = build(a.path(), None);
+    assert_eq!(first, rebuilt, "a clean rebuild differs");
+
+    // SOURCE_DATE_EPOCH: only `created` and mtimes change.
+    let layouts = |dir: &Path| {
+        let out = dir.join("target/images");
+        ["hello", "greeter"].map(|n| validate::layout(&out.join(n)))
+    };
+    let before = layouts(a.path());
+    let dated = build(a.path(), Some("1700000000"));
+    assert_ne!(first, dated);
+    let after = layouts(a.path());
+    for (x, y) in before.iter().zip(&after) {
+        for (ix, iy) in x.images.iter().zip(&y.images) {
+            let mut cx = ix.config.clone();
+            let cy = &iy.config;
+            assert_eq!(cy["created"], "2023-11-14T22:13:20Z");
+            for e in validate::tar_entries(&iy.layers[0]) {
+                assert_eq!(e.mtime, 1_700_000_000, "{}", e.path);
+            }
+            let strip = |entries: Vec<validate::TarEntry>| {
+                entries
+                    .into_iter()
+                    .map(|e| validate::TarEntry { mtime: 0, ..e })
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!(
+                strip(validate::tar_entries(&ix.layers[0])),
+                strip(validate::tar_entries(&iy.layers[0]))
+            );
+            // Apart from timestamps and the layer digest that follows from
+            // them, the configs are equal.
+            cx["created"] = cy["created"].clone();
+            cx["history"][0]["created"] = cy["history"][0]["created"].clone();
+            cx["rootfs"] = cy["rootfs"].clone();
+            assert_eq!(&cx, cy);
+        }
+    }
+}

@@ -1,0 +1,50 @@
+//! The static-linkage proof on real binaries: one that comes out dynamically
+//! linked is refused with its loader and libraries named, and nothing is
+//! written for the run.
+
+use crate::support::{Fixture, HELLO_MAIN};
+
+#[test]
+fn a_dynamic_binary_is_refused_and_nothing_is_written() {
+    // The glibc target links dynamically: the binary asks for ld-linux and
+    // libc.so.6, neither of which a scratch image has.
+    let fx = Fixture::new(
+        &[("fine", HELLO_MAIN), ("dynamic", HELLO_MAIN)],
+        "[images.fine]\npackage = \"fine\"\n\n\
+         [images.dynamic]\npackage = \"dynamic\"\n\
+         targets = { \"linux/amd64\" = \"x86_64-unknown-linux-gnu\" }\n",
+    );
+    let out = fx.cli(&["images"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("refusing image `dynamic` for linux/amd64"), "{stderr}");
+    assert!(stderr.contains("dynamically linked"), "{stderr}");
+    assert!(stderr.contains("ld-linux-x86-64.so.2"), "{stderr}");
+    assert!(stderr.contains("libc.so.6"), "{stderr}");
+    let out_dir = fx.path().join("target/images");
+    assert!(!out_dir.join("dynamic").exists());
+    assert!(!out_dir.join("dynamic.tar").exists());
+    assert!(!out_dir.join("fine").exists(), "a refused binary stops the whole run");
+
+    // The good image alone still builds.
+    let out = fx.cli(&["images", "fine"]);
+    assert!(out.status.success());
+    assert!(out_dir.join("fine/index.json").exists());
+}
+
+#[test]
+fn a_binary_for_the_wrong_machine_is_refused() {
+    let fx = Fixture::new(
+        &[("app", HELLO_MAIN)],
+        "[images.app]\npackage = \"app\"\n\
+         targets = { \"linux/arm64\" = \"x86_64-unknown-linux-musl\" }\n\
+         platforms = [\"linux/arm64\"]\n",
+    );
+    let out = fx.cli(&["images"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("built for x86_64 but the platform needs aarch64"),
+        "{stderr}"
+    );
+}
