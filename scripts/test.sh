@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it, on a fresh machine: installs what the
+# tests need (Rust targets, and Debian packages when run as root), checks
+# formatting and lints, runs every test, then tests the example images.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Oracles the tests check our output with, and the tools they run images with.
+debian_packages=(skopeo umoci crun bubblewrap docker-registry qemu-user-static util-linux file tar)
+missing=()
+for pkg in "${debian_packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    echo "installing Debian packages: ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  else
+    echo "error: the tests need these Debian packages: ${missing[*]}" >&2
+    echo "       install them with: sudo apt-get install ${missing[*]}" >&2
+    exit 1
+  fi
+fi
+
+rustup target add x86_64-unknown-linux-musl aarch64-unknown-linux-musl
+rustup component add rustfmt clippy
+
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo test --workspace --locked
