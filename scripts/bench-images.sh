@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Benchmark: `cargo xtask images` against cargo building the same binaries,
+# side by side in one run on a fresh clone, from a clean target directory and
+# as a no-op re-run. Prints times and ratios; asserts nothing.
+#
+#   scripts/bench-images.sh [RUNS]
+set -euo pipefail
+runs=${1:-10}
+src=$(cd "$(dirname "$0")/.." && pwd)
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+git clone -q "$src" "$work/ws"
+cd "$work/ws"
+
+targets=(--target x86_64-unknown-linux-musl --target aarch64-unknown-linux-musl)
+export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER=rust-lld
+cargo_build=(cargo build --quiet --release "${targets[@]}" -p hello -p greeter)
+
+now() { date +%s.%N; }
+elapsed() { echo "$2 - $1" | bc; }
+
+echo "== from a clean target directory (includes compiling the xtask) =="
+cargo clean -q
+t0=$(now); "${cargo_build[@]}"; t1=$(now)
+cargo clean -q
+t2=$(now); cargo xtask images -q >/dev/null; t3=$(now)
+build=$(elapsed "$t0" "$t1"); images=$(elapsed "$t2" "$t3")
+printf 'cargo build --release (2 targets)  %8.2f s\n' "$build"
+printf 'cargo xtask images                  %8.2f s   ratio %.2f\n' "$images" "$(echo "$images / $build" | bc -l)"
+
+echo "== no-op re-run, median of $runs =="
+median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+b=(); x=()
+for _ in $(seq "$runs"); do
+  t0=$(now); "${cargo_build[@]}"; t1=$(now)
+  t2=$(now); cargo xtask images -q >/dev/null; t3=$(now)
+  b+=("$(elapsed "$t0" "$t1")"); x+=("$(elapsed "$t2" "$t3")")
+done
+mb=$(printf '%s\n' "${b[@]}" | median); mx=$(printf '%s\n' "${x[@]}" | median)
+printf 'cargo build (no-op)                 %8.3f s\n' "$mb"
+printf 'cargo xtask images (no-op)          %8.3f s   ratio %.2f\n' "$mx" "$(echo "$mx / $mb" | bc -l)"
+
+echo "== images =="
+cargo xtask images -q
