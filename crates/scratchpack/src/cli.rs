@@ -2,6 +2,7 @@
 //! and friends. Exit codes: 0 success, 1 build failure, 2 bad manifest or usage.
 
 mod images;
+mod push;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -31,6 +32,8 @@ pub struct Cli {
 enum Command {
     /// Build the images declared in images.toml (all, or those named)
     Images(images::Args),
+    /// Build what is out of date, then push images to their registries
+    Push(push::Args),
 }
 
 /// Options every command shares.
@@ -120,6 +123,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Images(args) => images::run(args),
+        Command::Push(args) => push::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

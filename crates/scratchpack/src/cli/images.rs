@@ -18,6 +18,11 @@ pub struct Args {
     /// How to print results: a table, or one JSON object per image
     #[arg(long, value_enum, default_value_t = MessageFormat::Human)]
     message_format: MessageFormat,
+    /// Push the images after building them, printing what `push` prints
+    #[arg(long)]
+    push: bool,
+    #[command(flatten)]
+    push_target: super::push::Target,
     #[command(flatten)]
     common: Common,
 }
@@ -29,7 +34,12 @@ pub enum MessageFormat {
 }
 
 pub fn run(args: Args) -> Result<(), Failure> {
+    args.push_target.require_push(args.push)?;
     let ctx = args.common.load()?;
+    if args.push {
+        let format = args.message_format;
+        return super::push::build_and_push(&ctx, &args.names, &args.push_target, format);
+    }
     let built = build_selected(&ctx, &args.names)?;
     let mut out = std::io::stdout().lock();
     match args.message_format {
@@ -75,7 +85,10 @@ pub fn build_selected(ctx: &Context, names: &[String]) -> Result<Vec<BuiltImage>
     Ok(built)
 }
 
-fn select<'p>(images: &'p [ImagePlan], names: &[String]) -> Result<Vec<&'p ImagePlan>, Failure> {
+pub(super) fn select<'p>(
+    images: &'p [ImagePlan],
+    names: &[String],
+) -> Result<Vec<&'p ImagePlan>, Failure> {
     if names.is_empty() {
         return Ok(images.iter().collect());
     }
@@ -141,7 +154,7 @@ fn table(built: &[BuiltImage]) -> String {
     s
 }
 
-fn human_size(bytes: u64) -> String {
+pub(super) fn human_size(bytes: u64) -> String {
     const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
     let mut value = bytes as f64;
     let mut unit = 0;
