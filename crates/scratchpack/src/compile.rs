@@ -1,6 +1,6 @@
-//! Compiling the binaries: one `cargo build` per target triple and build
-//! settings, for every image on it, with rustflags that keep the host's paths
-//! out of the binary. Behind the [`Compiler`] trait so image assembly can be
+//! Compiling the binaries: one `cargo build` for every image and target
+//! triple that share build settings (cargo builds several `--target`s in one
+//! invocation), with rustflags that keep the host's paths out of the binary. Behind the [`Compiler`] trait so image assembly can be
 //! tested without running cargo.
 
 use std::collections::BTreeMap;
@@ -61,24 +61,26 @@ pub struct Cargo<'a> {
 
 impl Compiler for Cargo<'_> {
     fn compile(&self, requests: &[Request]) -> Result<Vec<PathBuf>, CompileError> {
-        // Group requests that can share one invocation.
-        let mut groups: BTreeMap<(&str, &BuildSettings), Vec<&Request>> = BTreeMap::new();
+        // Group requests that can share one invocation: same build settings.
+        let mut groups: BTreeMap<&BuildSettings, Vec<&Request>> = BTreeMap::new();
         for r in requests {
-            groups.entry((&r.triple, &r.settings)).or_default().push(r);
+            groups.entry(&r.settings).or_default().push(r);
         }
         let mut built: BTreeMap<(&str, &BuildSettings, &str, &str), PathBuf> = BTreeMap::new();
-        for ((triple, settings), group) in &groups {
-            self.ensure_target(triple)?;
-            let artifacts = self.build(triple, settings, group)?;
-            for r in group {
-                let manifest = self.manifests.get(&r.package);
-                let found = artifacts
-                    .iter()
-                    .find(|(path, bin, _)| Some(path) == manifest && bin == &r.bin)
-                    .map(|(_, _, exe)| exe.clone());
-                if let Some(exe) = found {
-                    built.insert((triple, settings, &r.package, &r.bin), exe);
-                }
+        for (settings, group) in &groups {
+            let mut triples: Vec<&str> = group.iter().map(|r| r.triple.as_str()).collect();
+            triples.sort();
+            triples.dedup();
+            self.ensure_targets(&triples)?;
+            for artifact in self.build(&triples, settings, group)? {
+                let Some(r) = group.iter().find(|r| {
+                    self.manifests.get(&r.package) == Some(&artifact.manifest)
+                        && r.bin == artifact.bin
+                        && artifact.exe.starts_with(self.target_dir.join(&r.triple))
+                }) else {
+                    continue;
+                };
+                built.insert((&r.triple, settings, &r.package, &r.bin), artifact.exe);
             }
         }
         requests
@@ -102,13 +104,21 @@ impl Compiler for Cargo<'_> {
     }
 }
 
+/// A binary cargo reported building.
+struct Artifact {
+    manifest: PathBuf,
+    bin: String,
+    exe: PathBuf,
+}
+
 impl Cargo<'_> {
     fn cargo() -> PathBuf {
         std::env::var_os("CARGO").map_or_else(|| PathBuf::from("cargo"), PathBuf::from)
     }
 
-    /// Installs the target's standard library with rustup when it is missing.
-    fn ensure_target(&self, triple: &str) -> Result<(), CompileError> {
+    /// Installs the standard library of each target with rustup when it is
+    /// missing.
+    fn ensure_targets(&self, triples: &[&str]) -> Result<(), CompileError> {
         let sysroot = Command::new(std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into()))
             .args(["--print", "sysroot"])
             .current_dir(self.workspace_root)
@@ -116,10 +126,18 @@ impl Cargo<'_> {
             .ok()
             .filter(|o| o.status.success())
             .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
-        let installed = sysroot.is_some_and(|s| s.join("lib/rustlib").join(triple).is_dir());
-        if installed {
-            return Ok(());
+        for triple in triples {
+            let installed = sysroot
+                .as_ref()
+                .is_some_and(|s| s.join("lib/rustlib").join(triple).is_dir());
+            if !installed {
+                self.install_target(triple)?;
+            }
         }
+        Ok(())
+    }
+
+    fn install_target(&self, triple: &str) -> Result<(), CompileError> {
         self.shell.status(
             "Installing",
             format!("Rust target {triple} (rustup target add {triple})"),
@@ -144,25 +162,31 @@ impl Cargo<'_> {
         }
     }
 
-    /// Runs one cargo build; returns (manifest path, bin name, executable).
+    /// Runs one cargo build for every triple of a group.
     fn build(
         &self,
-        triple: &str,
+        triples: &[&str],
         settings: &BuildSettings,
         group: &[&Request],
-    ) -> Result<Vec<(PathBuf, String, PathBuf)>, CompileError> {
+    ) -> Result<Vec<Artifact>, CompileError> {
         let mut cmd = Command::new(Self::cargo());
         cmd.current_dir(self.workspace_root)
             .args(["build", "--message-format=json-render-diagnostics"])
-            .args(["--target", triple, "--profile", &settings.profile]);
+            .args(["--profile", &settings.profile]);
+        for triple in triples {
+            cmd.args(["--target", triple]);
+        }
         let mut packages: Vec<&str> = group.iter().map(|r| r.package.as_str()).collect();
         packages.sort();
         packages.dedup();
         for p in &packages {
             cmd.args(["--package", p]);
         }
-        for r in group {
-            cmd.args(["--bin", &r.bin]);
+        let mut bins: Vec<&str> = group.iter().map(|r| r.bin.as_str()).collect();
+        bins.sort();
+        bins.dedup();
+        for bin in bins {
+            cmd.args(["--bin", bin]);
         }
         if self.shell.is_quiet() {
             cmd.arg("--quiet");
@@ -184,7 +208,7 @@ impl Cargo<'_> {
             "CARGO_ENCODED_RUSTFLAGS",
             self.rustflags(settings).join("\x1f"),
         );
-        if is_foreign(triple) {
+        for triple in triples.iter().filter(|t| is_foreign(t)) {
             // rust-lld ships with rustc and links musl's self-contained objects,
             // so no C cross toolchain is needed for pure-Rust crates.
             let var = format!(
@@ -197,14 +221,16 @@ impl Cargo<'_> {
         }
         cmd.stdout(Stdio::piped()).stderr(Stdio::inherit());
         let command = format!(
-            "cargo build --target {triple} (for {})",
+            "cargo build --target {} (for {})",
+            triples.join(" --target "),
             packages.join(", ")
         );
         self.shell.status(
             "Compiling",
             format!(
-                "{} for {triple} ({} profile)",
+                "{} for {} ({} profile)",
                 packages.join(", "),
+                triples.join(", "),
                 settings.profile
             ),
         );
@@ -220,11 +246,11 @@ impl Cargo<'_> {
                 && a.target.is_bin()
                 && let Some(exe) = a.executable
             {
-                artifacts.push((
-                    a.manifest_path.into_std_path_buf(),
-                    a.target.name,
-                    exe.into_std_path_buf(),
-                ));
+                artifacts.push(Artifact {
+                    manifest: a.manifest_path.into_std_path_buf(),
+                    bin: a.target.name,
+                    exe: exe.into_std_path_buf(),
+                });
             }
         }
         let status = child.wait().map_err(|source| CompileError::Spawn {
