@@ -17,16 +17,22 @@ export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER=rust-lld
 cargo_build=(cargo build --quiet --release "${targets[@]}" -p hello -p greeter)
 
 now() { date +%s.%N; }
-elapsed() { echo "$2 - $1" | bc; }
+elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.4f", b - a }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 
-echo "== from a clean target directory (includes compiling the xtask) =="
-cargo clean -q
+echo "== first build of the xtask itself (once per checkout) =="
+t0=$(now); cargo build -q -p xtask; t1=$(now)
+printf 'cargo build -p xtask                %8.2f s\n' "$(elapsed "$t0" "$t1")"
+
+echo "== the images' binaries from clean (both musl targets) =="
+clean_images() { rm -rf target/x86_64-unknown-linux-musl target/aarch64-unknown-linux-musl target/images; }
+clean_images
 t0=$(now); "${cargo_build[@]}"; t1=$(now)
-cargo clean -q
+clean_images
 t2=$(now); cargo xtask images -q >/dev/null; t3=$(now)
 build=$(elapsed "$t0" "$t1"); images=$(elapsed "$t2" "$t3")
-printf 'cargo build --release (2 targets)  %8.2f s\n' "$build"
-printf 'cargo xtask images                  %8.2f s   ratio %.2f\n' "$images" "$(echo "$images / $build" | bc -l)"
+printf 'cargo build --release (2 targets)   %8.2f s\n' "$build"
+printf 'cargo xtask images                  %8.2f s   ratio %s\n' "$images" "$(ratio "$images" "$build")"
 
 echo "== no-op re-run, median of $runs =="
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
@@ -38,7 +44,7 @@ for _ in $(seq "$runs"); do
 done
 mb=$(printf '%s\n' "${b[@]}" | median); mx=$(printf '%s\n' "${x[@]}" | median)
 printf 'cargo build (no-op)                 %8.3f s\n' "$mb"
-printf 'cargo xtask images (no-op)          %8.3f s   ratio %.2f\n' "$mx" "$(echo "$mx / $mb" | bc -l)"
+printf 'cargo xtask images (no-op)          %8.3f s   ratio %s\n' "$mx" "$(ratio "$mx" "$mb")"
 
 echo "== images =="
 cargo xtask images -q
