@@ -2,6 +2,7 @@
 
 mod errors;
 mod examples;
+mod push;
 mod registry;
 mod reproducible;
 mod static_check;

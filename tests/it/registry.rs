@@ -2,9 +2,9 @@
 //! single-manifest and multi-platform pushes, HEAD skips, chunked uploads, Basic and
 //! Bearer auth, credentials from a Docker config, mounts, and a fault-injecting front.
 
-mod image;
-mod proxy;
-mod server;
+pub(crate) mod image;
+pub(crate) mod proxy;
+pub(crate) mod server;
 
 use std::cell::RefCell;
 use std::path::Path;
