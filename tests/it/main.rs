@@ -2,6 +2,7 @@
 
 mod errors;
 mod examples;
+mod outputs;
 mod push;
 mod registry;
 mod reproducible;
