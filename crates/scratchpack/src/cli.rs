@@ -3,6 +3,7 @@
 
 mod images;
 mod push;
+mod test_images;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -34,6 +35,8 @@ enum Command {
     Images(images::Args),
     /// Build what is out of date, then push images to their registries
     Push(push::Args),
+    /// Build what is out of date, then run the tests images.toml declares, in a sandbox
+    TestImages(test_images::Args),
 }
 
 /// Options every command shares.
@@ -120,9 +123,13 @@ fn source_date_epoch() -> Result<u64, anyhow::Error> {
 
 /// Runs the command line and returns the process's exit code.
 pub fn main() -> ExitCode {
+    // Image tests re-execute this program as the sandbox helper; it must
+    // become the helper before anything else runs, threads above all.
+    sandbox::helper::run_if_requested();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Images(args) => images::run(args),
+        Command::TestImages(args) => test_images::run(args),
         Command::Push(args) => push::run(args),
     };
     match result {

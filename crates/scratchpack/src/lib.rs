@@ -18,4 +18,5 @@ pub mod output;
 pub mod platform;
 pub mod registry;
 pub mod shell;
+pub mod testing;
 pub mod workspace;

@@ -1,0 +1,128 @@
+//! `cargo xtask test-images [NAME…]`: build what is out of date, then run
+//! every test images.toml declares for the selected images, on every
+//! platform, in the namespace sandbox; report like `cargo test` does.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::{Context as _, anyhow};
+
+use super::{Common, Failure};
+use crate::output::OutputLock;
+use crate::testing::{self, Subject, TestReport, Verdict, junit, unpack};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Images to test [default: all in images.toml]
+    #[arg(value_name = "NAME")]
+    names: Vec<String>,
+    /// Also write the results as JUnit XML to this file
+    #[arg(long, value_name = "FILE")]
+    junit: Option<PathBuf>,
+    /// Run every test, even those that passed before with the same image
+    #[arg(long)]
+    no_cache: bool,
+    /// How many tests run at once [default: the number of CPUs]
+    #[arg(long, short, value_name = "N")]
+    jobs: Option<usize>,
+    #[command(flatten)]
+    common: Common,
+}
+
+pub fn run(args: Args) -> Result<(), Failure> {
+    let ctx = args.common.load()?;
+    let built = super::images::build_selected(&ctx, &args.names)?;
+    // Held while tests read the layouts, so another run cannot replace an
+    // image under them.
+    let _lock = OutputLock::acquire(&ctx.out_dir)
+        .with_context(|| format!("locking {}", ctx.out_dir.display()))?;
+
+    let mut subjects = Vec::new();
+    for b in &built {
+        let plan = ctx
+            .plan
+            .images
+            .iter()
+            .find(|i| i.name == b.name)
+            .ok_or_else(|| anyhow!("built image `{}` is not in the plan", b.name))?;
+        if plan.tests.is_empty() {
+            continue;
+        }
+        let images = unpack::read_layout(&b.layout)
+            .with_context(|| format!("reading the image layout {}", b.layout.display()))?;
+        for image in images {
+            subjects.push(Subject {
+                name: b.name.clone(),
+                layout: b.layout.clone(),
+                image,
+                tests: plan.tests.clone(),
+            });
+        }
+    }
+
+    let total: usize = subjects.iter().map(|s| s.tests.len()).sum();
+    let opts = testing::Options {
+        out_dir: ctx.out_dir.clone(),
+        use_cache: !args.no_cache,
+        jobs: args.jobs.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
+        }),
+        helper: None,
+    };
+    let mut stdout = std::io::stdout().lock();
+    writeln!(
+        stdout,
+        "\nrunning {total} image test{}",
+        if total == 1 { "" } else { "s" }
+    )?;
+    let reports = testing::run(&subjects, &opts, |r| {
+        let status = match r.verdict {
+            Verdict::Passed => ctx.shell.paint("ok", "32"),
+            Verdict::Failed => ctx.shell.paint("FAILED", "31"),
+            Verdict::Cached => ctx.shell.paint("cached", "36"),
+        };
+        let _ = writeln!(stdout, "test {} ... {status}", r.id);
+    });
+
+    let failed: Vec<&TestReport> = reports
+        .iter()
+        .filter(|r| r.verdict == Verdict::Failed)
+        .collect();
+    if !failed.is_empty() {
+        writeln!(stdout, "\nfailures:")?;
+        for r in &failed {
+            writeln!(stdout, "\n---- {} ----", r.id)?;
+            writeln!(stdout, "{}", r.failure.as_deref().unwrap_or("failed"))?;
+            if !r.output.is_empty() {
+                write!(stdout, "{}", r.output)?;
+            }
+        }
+        writeln!(stdout, "\nfailures:")?;
+        for r in &failed {
+            writeln!(stdout, "    {}", r.id)?;
+        }
+    }
+    if let Some(path) = &args.junit {
+        testing::write_atomic(path, junit::render(&reports).as_bytes())
+            .with_context(|| format!("writing the JUnit report {}", path.display()))?;
+    }
+    let count = |v: Verdict| reports.iter().filter(|r| r.verdict == v).count();
+    // CI reads this line: `N passed, N failed` alone on a line.
+    writeln!(
+        stdout,
+        "\n{} passed, {} failed, {} cached",
+        count(Verdict::Passed),
+        count(Verdict::Failed),
+        count(Verdict::Cached)
+    )?;
+    stdout.flush()?;
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(Failure::Build(anyhow!(
+            "{} image test{} failed",
+            failed.len(),
+            if failed.len() == 1 { "" } else { "s" }
+        )))
+    }
+}

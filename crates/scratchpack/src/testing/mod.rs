@@ -1,0 +1,305 @@
+//! Image tests, as images.toml declares them under
+//! `[images.<name>.tests.<test>]`: each image's layers are unpacked into a
+//! private root, command tests run in the namespace sandbox (the `sandbox`
+//! crate) and structure tests read the layers and config; results are cached
+//! per test like Bazel's test cache and reported per test and as JUnit XML.
+
+pub mod command;
+pub mod diff;
+pub mod junit;
+pub mod structure;
+pub mod unpack;
+
+use std::collections::VecDeque;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock, mpsc};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::cache;
+use crate::manifest::TestPlan;
+use unpack::{PlatformImage, Unpacked};
+
+/// Names one test on one platform: `hello/greets [linux/arm64]`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TestId {
+    pub image: String,
+    pub test: String,
+    pub platform: String,
+}
+
+impl std::fmt::Display for TestId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{} [{}]", self.image, self.test, self.platform)
+    }
+}
+
+/// How a test ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Passed,
+    Failed,
+    /// Passed before, with the same image and the same test definition.
+    Cached,
+}
+
+/// The result of one test.
+#[derive(Debug, Clone)]
+pub struct TestReport {
+    pub id: TestId,
+    pub verdict: Verdict,
+    pub duration: Duration,
+    /// What went wrong, for a failure: one paragraph per problem.
+    pub failure: Option<String>,
+    /// The program's stdout and stderr, for a failed command test.
+    pub output: String,
+}
+
+/// One platform image of a built image, and the tests to run on it.
+pub struct Subject {
+    pub name: String,
+    /// The image's OCI layout directory.
+    pub layout: PathBuf,
+    pub image: PlatformImage,
+    pub tests: Vec<TestPlan>,
+}
+
+/// How [`run`] runs tests.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The output directory whose `.scratchpack/tests/` holds cached passes.
+    pub out_dir: PathBuf,
+    /// Whether to skip tests that passed before.
+    pub use_cache: bool,
+    /// How many tests run at once.
+    pub jobs: usize,
+    /// The sandbox helper executable; `None` re-executes this program, which
+    /// must then call `sandbox::helper::run_if_requested` first in `main`.
+    pub helper: Option<PathBuf>,
+}
+
+/// The cache key inputs of one test: the image as it ships (its platform
+/// manifest digest covers config and layers) and everything the test says.
+#[derive(Serialize)]
+struct KeyInputs<'a> {
+    manifest: &'a str,
+    test: &'a TestPlan,
+}
+
+/// What a cached pass records.
+#[derive(Serialize, Deserialize)]
+struct CachedPass {
+    duration_ms: u64,
+}
+
+struct Job<'a> {
+    subject: usize,
+    test: &'a TestPlan,
+    id: TestId,
+    key: String,
+    record: PathBuf,
+}
+
+/// Runs every test of every subject, `opts.jobs` at a time, calling
+/// `on_report` for each result as it comes in (cached ones first), and
+/// returns all results in the order they came.
+pub fn run(
+    subjects: &[Subject],
+    opts: &Options,
+    mut on_report: impl FnMut(&TestReport),
+) -> Vec<TestReport> {
+    let mut reports = Vec::new();
+    let mut queue = VecDeque::new();
+    for (s, subject) in subjects.iter().enumerate() {
+        for test in &subject.tests {
+            let id = TestId {
+                image: subject.name.clone(),
+                test: test.name.clone(),
+                platform: subject.image.platform.clone(),
+            };
+            let key = cache::key(&KeyInputs {
+                manifest: subject.image.manifest.as_str(),
+                test,
+            });
+            let record = cache::record_path(&opts.out_dir, "tests", &record_name(&id));
+            if opts.use_cache
+                && let Some(pass) = cache::lookup::<CachedPass>(&record, &key)
+            {
+                let report = TestReport {
+                    id,
+                    verdict: Verdict::Cached,
+                    duration: Duration::from_millis(pass.duration_ms),
+                    failure: None,
+                    output: String::new(),
+                };
+                on_report(&report);
+                reports.push(report);
+                continue;
+            }
+            queue.push_back(Job {
+                subject: s,
+                test,
+                id,
+                key,
+                record,
+            });
+        }
+    }
+
+    let unpacked: Vec<OnceLock<Result<Unpacked, String>>> =
+        subjects.iter().map(|_| OnceLock::new()).collect();
+    let workers = opts.jobs.max(1).min(queue.len());
+    let queue = Mutex::new(queue);
+    let (tx, rx) = mpsc::channel::<(TestReport, String, PathBuf)>();
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            let tx = tx.clone();
+            let (queue, unpacked) = (&queue, &unpacked);
+            scope.spawn(move || {
+                loop {
+                    let job = queue.lock().expect("no worker panics").pop_front();
+                    let Some(job) = job else { break };
+                    let subject = &subjects[job.subject];
+                    // The first test of an image unpacks it; the others wait
+                    // for that and share it.
+                    let root = unpacked[job.subject].get_or_init(|| {
+                        unpack::unpack(&subject.layout, &subject.image).map_err(|e| chain(&e))
+                    });
+                    let report = run_one(subject, root.as_ref(), job.test, job.id, opts);
+                    if tx.send((report, job.key, job.record)).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        drop(tx);
+        for (report, key, record) in rx {
+            if report.verdict == Verdict::Passed {
+                let pass = CachedPass {
+                    duration_ms: u64::try_from(report.duration.as_millis()).unwrap_or(u64::MAX),
+                };
+                // A record that cannot be written only costs a re-run.
+                let _ = write_atomic(&record, &cache::encode(&key, &pass));
+            }
+            on_report(&report);
+            reports.push(report);
+        }
+    });
+    reports
+}
+
+/// The file name of a test's cache record: test and image names are
+/// restricted to `[a-z0-9._-]` by the manifest, the platform has a `/`.
+fn record_name(id: &TestId) -> String {
+    format!("{}.{}.{}", id.image, id.test, id.platform.replace('/', "-"))
+}
+
+fn run_one(
+    subject: &Subject,
+    root: Result<&Unpacked, &String>,
+    test: &TestPlan,
+    id: TestId,
+    opts: &Options,
+) -> TestReport {
+    let started = Instant::now();
+    let mut problems = Vec::new();
+    let mut output = String::new();
+    match root {
+        Err(e) => problems.push(format!("unpacking the image: {e}")),
+        Ok(root) => {
+            let config = &subject.image.config;
+            if let Some(s) = &test.structure {
+                problems.extend(structure::check(&root.tree, config, s));
+            }
+            if let Some(c) = &test.command {
+                match command::invocation(config, c) {
+                    Err(e) => problems.push(chain(&e)),
+                    Ok(inv) => {
+                        let arch = architecture(&subject.image);
+                        match command::run(root.root(), arch, &inv, opts.helper.as_deref()) {
+                            Err(e) => problems.push(format!("running {inv}: {}", chain(&e))),
+                            Ok(out) => {
+                                let p = command::check(c, &inv, &out);
+                                if !p.is_empty() {
+                                    problems.push(format!("command: {inv}"));
+                                    problems.extend(p);
+                                    output = captured(&out);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    TestReport {
+        id,
+        verdict: if problems.is_empty() {
+            Verdict::Passed
+        } else {
+            Verdict::Failed
+        },
+        duration: started.elapsed(),
+        failure: (!problems.is_empty()).then(|| problems.join("\n")),
+        output,
+    }
+}
+
+/// The image's architecture, from its config or else its platform name.
+fn architecture(image: &PlatformImage) -> &str {
+    if image.config.architecture.is_empty() {
+        image.platform.rsplit('/').next().unwrap_or("")
+    } else {
+        &image.config.architecture
+    }
+}
+
+fn captured(out: &sandbox::Outcome) -> String {
+    let mut s = String::new();
+    for (name, bytes) in [("stdout", &out.stdout), ("stderr", &out.stderr)] {
+        let text = String::from_utf8_lossy(bytes);
+        let _ = writeln!(s, "--- {name}");
+        s.push_str(&text);
+        if !text.is_empty() && !text.ends_with('\n') {
+            s.push('\n');
+        }
+    }
+    s
+}
+
+/// An error and its causes on one line.
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let _ = write!(s, ": {c}");
+        cause = c.source();
+    }
+    s
+}
+
+/// Writes `bytes` to `path` so readers see the old file or the whole new
+/// one: a temporary file beside it, synced, then renamed over it.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty());
+    if let Some(dir) = dir {
+        std::fs::create_dir_all(dir)?;
+    }
+    let name = path
+        .file_name()
+        .map_or_else(|| "out".into(), |n| n.to_string_lossy().into_owned());
+    let tmp = path.with_file_name(format!(".{name}.tmp.{}", std::process::id()));
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}

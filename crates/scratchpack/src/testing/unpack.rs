@@ -1,0 +1,706 @@
+//! Reading an image back from its OCI layout (image-spec `image-layout.md`,
+//! `image-index.md`, `manifest.md`, `config.md`) and unpacking its layers into
+//! a private root directory for the test sandbox, applying changesets and
+//! whiteouts as image-spec `layer.md` says, and refusing every entry that
+//! could reach outside that root.
+//!
+//! The unpacker writes each file itself rather than letting the `tar` crate
+//! do it: it checks every parent of every path is a real directory (never a
+//! symlink), so no entry can write through a link planted by an earlier one.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fs::{File, Permissions};
+use std::io::{ErrorKind, Read};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use sha2::{Digest as _, Sha256};
+
+use crate::manifest::FileKind;
+use crate::oci::{Digest, MEDIA_TYPE_INDEX, MEDIA_TYPE_MANIFEST};
+
+const MEDIA_TYPE_LAYER_TAR: &str = "application/vnd.oci.image.layer.v1.tar";
+const MEDIA_TYPE_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+const DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
+const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+
+/// Host mode of every directory the unpacker creates: the unpacking user must
+/// be able to add entries, and the sandbox's outside uid (which is not the
+/// owner when the caller is root) must be able to traverse it. The image's
+/// own mode is kept in the [`Tree`] for structure tests.
+const HOST_DIR_MODE: u32 = 0o755;
+
+/// A layout or layer that could not be read or unpacked.
+#[derive(Debug, thiserror::Error)]
+pub enum UnpackError {
+    #[error("reading {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("parsing {what} {path}")]
+    Json {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("`{0}` is not a sha256 digest")]
+    BadDigest(String),
+    #[error("blob {digest} is corrupt: its content hashes to {actual}")]
+    DigestMismatch { digest: String, actual: String },
+    #[error("blob {digest} is {actual} bytes, its descriptor says {expected}")]
+    SizeMismatch {
+        digest: String,
+        expected: u64,
+        actual: u64,
+    },
+    #[error("blob {digest} has media type {media_type}, which the unpacker does not read")]
+    MediaType { digest: String, media_type: String },
+    #[error("the layout {0} lists no image manifest")]
+    NoManifests(PathBuf),
+    #[error("the image lists {layers} layers but its config has {diff_ids} diff_ids")]
+    LayerCount { layers: usize, diff_ids: usize },
+    #[error("layer {layer} unpacks to {actual}, but the config's diff_id is {expected}")]
+    DiffId {
+        layer: String,
+        expected: String,
+        actual: String,
+    },
+    #[error("reading layer {layer}")]
+    Layer {
+        layer: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("layer {layer}, entry `{path}`: {problem}")]
+    Entry {
+        layer: String,
+        path: String,
+        problem: EntryProblem,
+    },
+    #[error("creating a directory to unpack into")]
+    TempDir(#[source] std::io::Error),
+}
+
+/// Why one layer entry was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum EntryProblem {
+    #[error("absolute paths are refused; layer paths are relative to the root")]
+    Absolute,
+    #[error("the path climbs out of the root with `..`")]
+    Climbs,
+    #[error("the path is not UTF-8")]
+    NotUtf8,
+    #[error("the symlink points to `{0}`, outside the image root")]
+    SymlinkEscape(String),
+    #[error("`{0}` is a symlink; the unpacker never writes through one")]
+    ThroughSymlink(String),
+    #[error("`{0}` is not a directory")]
+    ParentNotDir(String),
+    #[error("device nodes and fifos are refused in test images")]
+    Device,
+    #[error("the hard link target `{0}` is not a regular file unpacked before it")]
+    HardlinkTarget(String),
+    #[error("entries of type {0:?} are not supported")]
+    Unsupported(tar::EntryType),
+    #[error("{0}")]
+    Io(#[source] std::io::Error),
+}
+
+/// The parts of an image config (image-spec `config.md`) the tests look at.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct ImageConfig {
+    #[serde(default)]
+    pub architecture: String,
+    #[serde(default)]
+    pub os: String,
+    #[serde(default)]
+    pub config: ExecConfig,
+    #[serde(default)]
+    pub rootfs: RootFs,
+}
+
+/// The `config` object: how a runtime starts the image.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ExecConfig {
+    #[serde(default)]
+    pub user: Option<String>,
+    #[serde(default)]
+    pub env: Option<Vec<String>>,
+    #[serde(default)]
+    pub entrypoint: Option<Vec<String>>,
+    #[serde(default)]
+    pub cmd: Option<Vec<String>>,
+    #[serde(default)]
+    pub working_dir: Option<String>,
+    #[serde(default)]
+    pub exposed_ports: Option<BTreeMap<String, serde_json::Value>>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct RootFs {
+    #[serde(default)]
+    pub diff_ids: Vec<String>,
+}
+
+/// One platform's image as the layout holds it.
+#[derive(Debug, Clone)]
+pub struct PlatformImage {
+    /// `os/architecture`, e.g. `linux/arm64`.
+    pub platform: String,
+    pub manifest: Digest,
+    pub config: ImageConfig,
+    layers: Vec<Descriptor>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Descriptor {
+    #[serde(default)]
+    media_type: String,
+    digest: String,
+    size: u64,
+    #[serde(default)]
+    platform: Option<PlatformJson>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+struct PlatformJson {
+    architecture: String,
+    os: String,
+}
+
+#[derive(Deserialize)]
+struct IndexJson {
+    manifests: Vec<Descriptor>,
+}
+
+#[derive(Deserialize)]
+struct ManifestJson {
+    config: Descriptor,
+    layers: Vec<Descriptor>,
+}
+
+/// Every platform image the layout at `dir` holds, following `index.json`
+/// through any image index. Every blob read is checked against its digest.
+pub fn read_layout(dir: &Path) -> Result<Vec<PlatformImage>, UnpackError> {
+    let index_path = dir.join("index.json");
+    let bytes = read(&index_path)?;
+    let index: IndexJson = parse("index", &index_path, &bytes)?;
+    let mut images = Vec::new();
+    collect(dir, &index.manifests, &mut images)?;
+    if images.is_empty() {
+        return Err(UnpackError::NoManifests(dir.to_owned()));
+    }
+    Ok(images)
+}
+
+fn collect(
+    dir: &Path,
+    descriptors: &[Descriptor],
+    images: &mut Vec<PlatformImage>,
+) -> Result<(), UnpackError> {
+    for d in descriptors {
+        match d.media_type.as_str() {
+            MEDIA_TYPE_INDEX | DOCKER_LIST => {
+                let (path, bytes) = read_blob(dir, d)?;
+                let index: IndexJson = parse("image index", &path, &bytes)?;
+                collect(dir, &index.manifests, images)?;
+            }
+            MEDIA_TYPE_MANIFEST | DOCKER_MANIFEST => {
+                let (path, bytes) = read_blob(dir, d)?;
+                let manifest: ManifestJson = parse("image manifest", &path, &bytes)?;
+                let (config_path, config_bytes) = read_blob(dir, &manifest.config)?;
+                let config: ImageConfig = parse("image config", &config_path, &config_bytes)?;
+                let platform = match &d.platform {
+                    Some(p) => format!("{}/{}", p.os, p.architecture),
+                    None => format!("{}/{}", config.os, config.architecture),
+                };
+                images.push(PlatformImage {
+                    platform,
+                    manifest: Digest::of(&bytes),
+                    config,
+                    layers: manifest.layers,
+                });
+            }
+            other => {
+                return Err(UnpackError::MediaType {
+                    digest: d.digest.clone(),
+                    media_type: other.to_owned(),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, UnpackError> {
+    std::fs::read(path).map_err(|source| UnpackError::Read {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+fn parse<'a, T: Deserialize<'a>>(
+    what: &'static str,
+    path: &Path,
+    bytes: &'a [u8],
+) -> Result<T, UnpackError> {
+    serde_json::from_slice(bytes).map_err(|source| UnpackError::Json {
+        what,
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// The bytes of the blob `d` names, after checking its size and digest.
+fn read_blob(dir: &Path, d: &Descriptor) -> Result<(PathBuf, Vec<u8>), UnpackError> {
+    let digest =
+        Digest::parse(&d.digest).ok_or_else(|| UnpackError::BadDigest(d.digest.clone()))?;
+    let path = dir.join("blobs").join("sha256").join(digest.hex());
+    let bytes = read(&path)?;
+    if bytes.len() as u64 != d.size {
+        return Err(UnpackError::SizeMismatch {
+            digest: d.digest.clone(),
+            expected: d.size,
+            actual: bytes.len() as u64,
+        });
+    }
+    let actual = Digest::of(&bytes);
+    if actual != digest {
+        return Err(UnpackError::DigestMismatch {
+            digest: d.digest.clone(),
+            actual: actual.to_string(),
+        });
+    }
+    Ok((path, bytes))
+}
+
+/// What an unpacked path is, as the layer's tar header said: the mode is the
+/// image's (set-id bits included), not the host file's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Node {
+    pub kind: FileKind,
+    pub mode: u32,
+    /// The target, for a symlink.
+    pub link: Option<String>,
+}
+
+/// Every path of an unpacked image (`/`-rooted) and what it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Tree {
+    pub nodes: BTreeMap<String, Node>,
+}
+
+impl Tree {
+    fn new() -> Tree {
+        let mut nodes = BTreeMap::new();
+        nodes.insert(
+            "/".to_owned(),
+            Node {
+                kind: FileKind::Dir,
+                mode: HOST_DIR_MODE,
+                link: None,
+            },
+        );
+        Tree { nodes }
+    }
+
+    pub fn get(&self, path: &str) -> Option<&Node> {
+        self.nodes.get(path)
+    }
+
+    /// Forgets `path` and everything under it.
+    fn remove(&mut self, path: &str) {
+        self.nodes.remove(path);
+        let prefix = format!("{path}/");
+        self.nodes.retain(|p, _| !p.starts_with(&prefix));
+    }
+}
+
+/// An image unpacked into a private temporary directory, removed on drop.
+#[derive(Debug)]
+pub struct Unpacked {
+    dir: tempfile::TempDir,
+    pub tree: Tree,
+}
+
+impl Unpacked {
+    /// The root directory to hand to the sandbox.
+    pub fn root(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+/// Unpacks every layer of `image` (read from the layout at `layout`), in
+/// order, into a new temporary directory.
+pub fn unpack(layout: &Path, image: &PlatformImage) -> Result<Unpacked, UnpackError> {
+    let dir = tempfile::Builder::new()
+        .prefix("scratchpack-rootfs-")
+        .tempdir()
+        .map_err(UnpackError::TempDir)?;
+    std::fs::set_permissions(dir.path(), Permissions::from_mode(HOST_DIR_MODE))
+        .map_err(UnpackError::TempDir)?;
+    let diff_ids = &image.config.rootfs.diff_ids;
+    if diff_ids.len() != image.layers.len() {
+        return Err(UnpackError::LayerCount {
+            layers: image.layers.len(),
+            diff_ids: diff_ids.len(),
+        });
+    }
+    let mut tree = Tree::new();
+    for (layer, diff_id) in image.layers.iter().zip(diff_ids) {
+        let (_, blob) = read_blob(layout, layer)?;
+        let hashing = match layer.media_type.as_str() {
+            MEDIA_TYPE_LAYER_GZIP | DOCKER_LAYER_GZIP => {
+                HashingReader::new(Box::new(flate2::read::GzDecoder::new(&blob[..])))
+            }
+            MEDIA_TYPE_LAYER_TAR => HashingReader::new(Box::new(&blob[..])),
+            other => {
+                return Err(UnpackError::MediaType {
+                    digest: layer.digest.clone(),
+                    media_type: other.to_owned(),
+                });
+            }
+        };
+        let actual = unpack_layer(hashing, &layer.digest, dir.path(), &mut tree)?;
+        if actual.as_str() != diff_id {
+            return Err(UnpackError::DiffId {
+                layer: layer.digest.clone(),
+                expected: diff_id.clone(),
+                actual: actual.to_string(),
+            });
+        }
+    }
+    Ok(Unpacked { dir, tree })
+}
+
+/// Hashes what passes through, for the diff_id of an uncompressed layer.
+struct HashingReader<'a> {
+    inner: Box<dyn Read + 'a>,
+    hasher: Sha256,
+}
+
+impl<'a> HashingReader<'a> {
+    fn new(inner: Box<dyn Read + 'a>) -> HashingReader<'a> {
+        HashingReader {
+            inner,
+            hasher: Sha256::new(),
+        }
+    }
+}
+
+impl Read for HashingReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+/// Unpacks one uncompressed layer tar over `root`, recording what each path
+/// is in `tree`; returns the digest of the tar's bytes (its diff_id).
+/// `layer` names the layer in errors.
+fn unpack_layer(
+    reader: HashingReader<'_>,
+    layer: &str,
+    root: &Path,
+    tree: &mut Tree,
+) -> Result<Digest, UnpackError> {
+    let layer_err = |source| UnpackError::Layer {
+        layer: layer.to_owned(),
+        source,
+    };
+    let mut archive = tar::Archive::new(reader);
+    // Paths this layer added: an opaque whiteout hides lower layers only.
+    let mut added: HashSet<String> = HashSet::new();
+    for entry in archive.entries().map_err(layer_err)? {
+        let mut entry = entry.map_err(layer_err)?;
+        let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        let err = |problem| UnpackError::Entry {
+            layer: layer.to_owned(),
+            path: raw.clone(),
+            problem,
+        };
+        if std::str::from_utf8(&entry.path_bytes()).is_err() {
+            return Err(err(EntryProblem::NotUtf8));
+        }
+        let parts = entry_path(&raw).map_err(err)?;
+        let kind = entry.header().entry_type();
+        let mode = entry
+            .header()
+            .mode()
+            .map_err(|e| err(EntryProblem::Io(e)))?
+            & 0o7777;
+        let Some((name, parents)) = parts.split_last() else {
+            // `./` itself: the root's mode.
+            if kind.is_dir() {
+                tree.nodes.insert(
+                    "/".to_owned(),
+                    Node {
+                        kind: FileKind::Dir,
+                        mode,
+                        link: None,
+                    },
+                );
+            }
+            continue;
+        };
+        if name == ".wh..wh..opq" {
+            if let Some(dir) = existing_dir(root, parents).map_err(err)? {
+                clear_lower(&dir, &absolute(parents), &added, tree)
+                    .map_err(|e| err(EntryProblem::Io(e)))?;
+            }
+            continue;
+        }
+        if let Some(hidden) = name.strip_prefix(".wh.") {
+            if matches!(hidden, "" | "." | "..") {
+                return Err(err(EntryProblem::Climbs));
+            }
+            if let Some(dir) = existing_dir(root, parents).map_err(err)? {
+                remove_any(&dir.join(hidden)).map_err(|e| err(EntryProblem::Io(e)))?;
+            }
+            tree.remove(&absolute(&[parents, &[hidden.to_owned()]].concat()));
+            continue;
+        }
+        let dir = real_dir(root, parents, tree).map_err(err)?;
+        let abs = absolute(&parts);
+        let host = dir.join(name);
+
+        let node = match kind {
+            tar::EntryType::Directory => {
+                let is_dir = std::fs::symlink_metadata(&host).is_ok_and(|m| m.is_dir());
+                if !is_dir {
+                    replace(&host, &abs, tree).map_err(err)?;
+                    create_dir(&host).map_err(|e| err(EntryProblem::Io(e)))?;
+                }
+                Node {
+                    kind: FileKind::Dir,
+                    mode,
+                    link: None,
+                }
+            }
+            tar::EntryType::Regular | tar::EntryType::Continuous => {
+                replace(&host, &abs, tree).map_err(err)?;
+                // Set-id and sticky bits never reach the host file.
+                let host_mode = mode & 0o777;
+                let mut file = File::options()
+                    .write(true)
+                    .create_new(true)
+                    .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+                    .mode(host_mode)
+                    .open(&host)
+                    .map_err(|e| err(EntryProblem::Io(e)))?;
+                std::io::copy(&mut entry, &mut file).map_err(|e| err(EntryProblem::Io(e)))?;
+                // The mode given at creation was narrowed by the umask.
+                file.set_permissions(Permissions::from_mode(host_mode))
+                    .map_err(|e| err(EntryProblem::Io(e)))?;
+                Node {
+                    kind: FileKind::File,
+                    mode,
+                    link: None,
+                }
+            }
+            tar::EntryType::Symlink => {
+                let target = entry
+                    .link_name_bytes()
+                    .map(|t| String::from_utf8_lossy(&t).into_owned())
+                    .unwrap_or_default();
+                check_link_target(parents, &target).map_err(err)?;
+                replace(&host, &abs, tree).map_err(err)?;
+                std::os::unix::fs::symlink(&target, &host).map_err(|e| err(EntryProblem::Io(e)))?;
+                Node {
+                    kind: FileKind::Symlink,
+                    mode,
+                    link: Some(target),
+                }
+            }
+            tar::EntryType::Link => {
+                let target = entry
+                    .link_name_bytes()
+                    .map(|t| String::from_utf8_lossy(&t).into_owned())
+                    .unwrap_or_default();
+                let target_parts = entry_path(&target).map_err(err)?;
+                let target_abs = absolute(&target_parts);
+                let source = match tree.get(&target_abs) {
+                    Some(n) if n.kind == FileKind::File => n.clone(),
+                    _ => return Err(err(EntryProblem::HardlinkTarget(target))),
+                };
+                let (target_name, target_parents) =
+                    target_parts.split_last().expect("a file is never the root");
+                let target_host = real_dir(root, target_parents, tree)
+                    .map_err(err)?
+                    .join(target_name);
+                replace(&host, &abs, tree).map_err(err)?;
+                // linkat without AT_SYMLINK_FOLLOW: a symlink is never followed.
+                std::fs::hard_link(&target_host, &host).map_err(|e| err(EntryProblem::Io(e)))?;
+                source
+            }
+            tar::EntryType::Block | tar::EntryType::Char | tar::EntryType::Fifo => {
+                return Err(err(EntryProblem::Device));
+            }
+            tar::EntryType::XGlobalHeader | tar::EntryType::XHeader => continue,
+            other => return Err(err(EntryProblem::Unsupported(other))),
+        };
+        tree.nodes.insert(abs.clone(), node);
+        added.insert(abs);
+    }
+    // The diff_id covers the whole tar, padding after the last entry included.
+    let mut reader = archive.into_inner();
+    std::io::copy(&mut reader, &mut std::io::sink()).map_err(layer_err)?;
+    Ok(Digest::from_hasher(reader.hasher))
+}
+
+/// The components of a layer entry's path, refusing absolute paths and `..`.
+/// `./` prefixes and empty or `.` components are dropped.
+fn entry_path(raw: &str) -> Result<Vec<String>, EntryProblem> {
+    if raw.starts_with('/') {
+        return Err(EntryProblem::Absolute);
+    }
+    let mut parts = Vec::new();
+    for part in raw.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => return Err(EntryProblem::Climbs),
+            p => parts.push(p.to_owned()),
+        }
+    }
+    Ok(parts)
+}
+
+fn absolute(parts: &[String]) -> String {
+    format!("/{}", parts.join("/"))
+}
+
+/// The host path of the directory `parents` names under `root`, creating
+/// missing directories, and refusing any component that exists as anything
+/// but a real directory: the unpacker never follows a symlink.
+fn real_dir(root: &Path, parents: &[String], tree: &mut Tree) -> Result<PathBuf, EntryProblem> {
+    let mut host = root.to_path_buf();
+    for (i, part) in parents.iter().enumerate() {
+        host.push(part);
+        let abs = absolute(&parents[..=i]);
+        match std::fs::symlink_metadata(&host) {
+            Ok(m) if m.is_dir() => {}
+            Ok(m) if m.file_type().is_symlink() => return Err(EntryProblem::ThroughSymlink(abs)),
+            Ok(_) => return Err(EntryProblem::ParentNotDir(abs)),
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                create_dir(&host).map_err(EntryProblem::Io)?;
+                // A directory a layer implies without listing gets the
+                // conventional mode, as other unpackers give it.
+                tree.nodes.insert(
+                    abs,
+                    Node {
+                        kind: FileKind::Dir,
+                        mode: HOST_DIR_MODE,
+                        link: None,
+                    },
+                );
+            }
+            Err(e) => return Err(EntryProblem::Io(e)),
+        }
+    }
+    Ok(host)
+}
+
+/// Like [`real_dir`], without creating anything: `None` when a component
+/// is missing.
+fn existing_dir(root: &Path, parents: &[String]) -> Result<Option<PathBuf>, EntryProblem> {
+    let mut host = root.to_path_buf();
+    for (i, part) in parents.iter().enumerate() {
+        host.push(part);
+        match std::fs::symlink_metadata(&host) {
+            Ok(m) if m.is_dir() => {}
+            Ok(m) if m.file_type().is_symlink() => {
+                return Err(EntryProblem::ThroughSymlink(absolute(&parents[..=i])));
+            }
+            Ok(_) => return Err(EntryProblem::ParentNotDir(absolute(&parents[..=i]))),
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(EntryProblem::Io(e)),
+        }
+    }
+    Ok(Some(host))
+}
+
+fn create_dir(path: &Path) -> std::io::Result<()> {
+    std::fs::create_dir(path)?;
+    std::fs::set_permissions(path, Permissions::from_mode(HOST_DIR_MODE))
+}
+
+/// Removes whatever is at `host` (a later layer's entry replaces it).
+fn replace(host: &Path, abs: &str, tree: &mut Tree) -> Result<(), EntryProblem> {
+    remove_any(host).map_err(EntryProblem::Io)?;
+    tree.remove(abs);
+    Ok(())
+}
+
+/// Removes a file, symlink (never its target) or whole directory.
+fn remove_any(path: &Path) -> std::io::Result<()> {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => std::fs::remove_dir_all(path),
+        Ok(_) => std::fs::remove_file(path),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// An opaque whiteout: removes everything under `dir` that lower layers put
+/// there, keeping what this layer added.
+fn clear_lower(
+    dir: &Path,
+    abs: &str,
+    added: &HashSet<String>,
+    tree: &mut Tree,
+) -> std::io::Result<()> {
+    for child in std::fs::read_dir(dir)? {
+        let child = child?;
+        let name = child.file_name();
+        let child_abs = if abs == "/" {
+            format!("/{}", name.to_string_lossy())
+        } else {
+            format!("{abs}/{}", name.to_string_lossy())
+        };
+        if !added.contains(&child_abs) {
+            remove_any(&child.path())?;
+            tree.remove(&child_abs);
+        } else if child.file_type()?.is_dir() {
+            clear_lower(&child.path(), &child_abs, added, tree)?;
+        }
+    }
+    Ok(())
+}
+
+/// Refuses a symlink whose relative target climbs above the image root from
+/// the directory `parents` it is in. An absolute target stays inside the
+/// root once the sandbox has made it `/`, and the unpacker never follows
+/// links on the host, so it is allowed.
+fn check_link_target(parents: &[String], target: &str) -> Result<(), EntryProblem> {
+    if target.is_empty() || target.contains('\0') {
+        return Err(EntryProblem::SymlinkEscape(target.to_owned()));
+    }
+    if target.starts_with('/') {
+        return Ok(());
+    }
+    let mut depth = parents.len();
+    for part in target.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                depth = depth
+                    .checked_sub(1)
+                    .ok_or_else(|| EntryProblem::SymlinkEscape(target.to_owned()))?;
+            }
+            _ => depth += 1,
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+#[path = "unpack_tests.rs"]
+mod tests;
