@@ -258,7 +258,10 @@ fn a_registry_from_the_command_line_gets_plain_http_only_with_insecure() {
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
     assert!(
-        err.contains(&format!("error: pushing image `hello` to {target}/hello")),
+        err.contains(&format!(
+            "error: pushing image `hello` to {target}/hello over HTTPS (if it speaks plain HTTP, \
+             pass `--insecure`"
+        )),
         "{err}"
     );
     assert_eq!(registry.stored_blobs(), 0);

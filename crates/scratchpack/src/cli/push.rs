@@ -6,7 +6,7 @@ use std::cell::RefCell;
 use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, anyhow};
+use anyhow::anyhow;
 use serde::Serialize;
 
 use super::images::{MessageFormat, build_selected, human_size, select};
@@ -211,7 +211,18 @@ fn push_one(
     let ref_name = image.tags.first().map(String::as_str);
     let result = registry::push_layout(&image.layout, ref_name, repo, &image.tags, creds, &opts);
     progress.close_line();
-    let report = result.with_context(|| format!("pushing image `{}` to {repo}", image.name))?;
+    let report = result.map_err(|e| {
+        // A connection that fails over HTTPS is often a registry that only
+        // speaks plain HTTP, which the TLS error itself does not make plain.
+        let hint =
+            if !dest.insecure && matches!(e.failure(), Some(registry::Failure::Transport { .. })) {
+                " over HTTPS (if it speaks plain HTTP, pass `--insecure` or set `insecure = true` \
+             in images.toml)"
+            } else {
+                ""
+            };
+        anyhow::Error::new(e).context(format!("pushing image `{}` to {repo}{hint}", image.name))
+    })?;
     if report.digest != image.digest {
         anyhow::bail!(
             "pushing image `{}` to {repo}: the layout at {} holds {}, but the build made {}",
