@@ -477,3 +477,63 @@ fn a_refused_tag_fails_clearly_leaves_no_tag_and_a_clean_push_completes() {
     assert_tags_complete(&registry, "team/hello", &layout);
     assert_registry_has(&format!("{clean}/hello"), &layout, None);
 }
+
+#[test]
+fn a_large_layer_reports_its_upload_at_start_and_end_without_a_terminal() {
+    if !have_tools() {
+        return;
+    }
+    let registry = Registry::start();
+    let fx = Fixture::new(
+        &[("hello", HELLO_MAIN)],
+        &format!(
+            "[images.hello]\npackage = \"hello\"\nplatforms = [\"linux/amd64\"]\n\
+             registry = \"{}\"\ninsecure = true\n\
+             files = [{{ src = \"noise.bin\", dst = \"/noise.bin\" }}]\n",
+            registry.host()
+        ),
+    );
+    // Bytes that do not compress, so the layer stays above the 1 MiB at which
+    // uploads get a progress display.
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    let noise: Vec<u8> = (0..3 * 1024 * 1024)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect();
+    std::fs::write(fx.path().join("noise.bin"), noise).unwrap();
+
+    let out = cli(&fx, &["push", "--message-format", "json"], &[]);
+    assert!(out.status.success(), "push failed");
+    let report = pushed(&out);
+    let err = stderr(&out);
+    let layout = out_dir(&fx).join("hello");
+    let layer = blobs(&layout)
+        .into_iter()
+        .max_by_key(|(_, b)| b.len())
+        .unwrap();
+    let short = &layer.0[..19];
+    let size = format!("{:.1} MiB", layer.1.len() as f64 / (1024.0 * 1024.0));
+    let lines: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains(short) && l.contains("Upload"))
+        .collect();
+    assert_eq!(lines.len(), 2, "{err}");
+    assert!(
+        lines[0]
+            .trim_start()
+            .starts_with(&format!("Uploading {short} ({size})")),
+        "{err}"
+    );
+    assert!(
+        lines[1]
+            .trim_start()
+            .starts_with(&format!("Uploaded {short} ({size} in ")),
+        "{err}"
+    );
+    assert!(!err.contains('\r'), "redrawn in place without a terminal");
+    assert_eq!(report["digest"], local_digest(&layout).as_str());
+}
