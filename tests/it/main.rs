@@ -8,4 +8,5 @@ mod registry;
 mod reproducible;
 mod static_check;
 mod support;
+mod test_images;
 mod validate;

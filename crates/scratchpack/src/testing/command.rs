@@ -206,15 +206,32 @@ pub fn check(test: &CommandTest, inv: &Invocation, out: &Outcome) -> Vec<String>
     problems
 }
 
+/// Texts larger than this are compared by size and first difference rather
+/// than shown as a diff.
+const MAX_DIFF_BYTES: usize = 16 << 10;
+
 fn check_output(stream: &str, expect: &OutputExpect, actual: &[u8], problems: &mut Vec<String>) {
     let actual = String::from_utf8_lossy(actual);
     if let Some(equals) = &expect.equals
         && *equals != actual
     {
-        problems.push(format!(
-            "{stream} differs (- expected, + actual):\n{}",
-            indent(&diff::lines(equals, &actual))
-        ));
+        if equals.len().max(actual.len()) > MAX_DIFF_BYTES {
+            let at = equals
+                .bytes()
+                .zip(actual.bytes())
+                .take_while(|(a, b)| a == b)
+                .count();
+            problems.push(format!(
+                "{stream} differs: expected {} bytes, got {}, first difference at byte {at}",
+                equals.len(),
+                actual.len()
+            ));
+        } else {
+            problems.push(format!(
+                "{stream} differs (- expected, + actual):\n{}",
+                indent(&diff::lines(equals, &actual))
+            ));
+        }
     }
     for needle in &expect.contains {
         if !actual.contains(needle.as_str()) {
@@ -347,6 +364,26 @@ mod tests {
         assert!(text.contains("does not contain \"planet\""), "{text}");
         assert!(!text.contains("regex"), "{text}");
         assert!(check(&test(), &inv, &outcome(0, "anything")).is_empty());
+    }
+
+    #[test]
+    fn large_outputs_are_compared_without_a_diff() {
+        let big = "x".repeat(MAX_DIFF_BYTES * 2);
+        let t = CommandTest {
+            stdout: OutputExpect {
+                equals: Some(format!("{big}y")),
+                ..OutputExpect::default()
+            },
+            ..test()
+        };
+        let inv = invocation(&config(), &t).unwrap();
+        let text = check(&t, &inv, &outcome(0, &format!("{big}z"))).join("\n");
+        assert!(
+            text.contains(&format!("first difference at byte {}", big.len())),
+            "{}",
+            &text[..200.min(text.len())]
+        );
+        assert!(text.len() < 1000);
     }
 
     #[test]

@@ -256,14 +256,22 @@ fn architecture(image: &PlatformImage) -> &str {
     }
 }
 
+/// How much of each stream a failure report shows: enough to see what went
+/// wrong, not a megabyte of a program that flooded its output.
+const SHOWN_OUTPUT_BYTES: usize = 8 << 10;
+
 fn captured(out: &sandbox::Outcome) -> String {
     let mut s = String::new();
     for (name, bytes) in [("stdout", &out.stdout), ("stderr", &out.stderr)] {
-        let text = String::from_utf8_lossy(bytes);
+        let shown = &bytes[..bytes.len().min(SHOWN_OUTPUT_BYTES)];
+        let text = String::from_utf8_lossy(shown);
         let _ = writeln!(s, "--- {name}");
         s.push_str(&text);
         if !text.is_empty() && !text.ends_with('\n') {
             s.push('\n');
+        }
+        if bytes.len() > shown.len() {
+            let _ = writeln!(s, "[{} more bytes not shown]", bytes.len() - shown.len());
         }
     }
     s

@@ -1,0 +1,264 @@
+//! `test-images` end to end: the repository's examples pass on both
+//! platforms (arm64 under qemu) and are cached the second time; a fixture
+//! with a wrong expectation fails with a diff; the probe, unpacked from its
+//! image and run by the runner, finds itself isolated.
+
+use std::path::Path;
+use std::process::Output;
+use std::time::Instant;
+
+use crate::support::{self, Fixture, cli, nested_target_dir, repo_root, require_tool, run};
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The closing line, `N passed, N failed, N cached`, as numbers.
+fn summary(out: &Output) -> (usize, usize, usize) {
+    let text = stdout(out);
+    let line = text
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .expect("test-images printed nothing");
+    let numbers: Vec<usize> = line
+        .split(", ")
+        .map(|part| {
+            part.split(' ')
+                .next()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("not a summary line: {line}"))
+        })
+        .collect();
+    assert_eq!(numbers.len(), 3, "not a summary line: {line}");
+    assert!(
+        line.contains(" passed, ") && line.contains(" failed, ") && line.ends_with(" cached"),
+        "{line}"
+    );
+    (numbers[0], numbers[1], numbers[2])
+}
+
+/// The tests images.toml declares: `image/test` for each
+/// `[images.<image>.tests.<test>]` table.
+fn declared_tests() -> Vec<String> {
+    let toml = std::fs::read_to_string(repo_root().join("images.toml")).unwrap();
+    toml.lines()
+        .filter_map(|l| l.trim().strip_prefix("[images.")?.strip_suffix(']'))
+        .filter_map(|t| {
+            let (image, test) = t.split_once(".tests.")?;
+            Some(format!("{image}/{test}"))
+        })
+        .collect()
+}
+
+fn test_images_in_repo(out_dir: &Path, extra: &[&str]) -> Output {
+    run(cli()
+        .current_dir(repo_root())
+        .env("CARGO_TARGET_DIR", nested_target_dir())
+        .arg("test-images")
+        .arg("--out")
+        .arg(out_dir)
+        .args(extra))
+}
+
+#[test]
+fn the_examples_pass_on_both_platforms_then_come_from_the_cache() {
+    if require_tool("qemu-aarch64-static", "qemu-user-static").is_none() {
+        return;
+    }
+    std::fs::create_dir_all(nested_target_dir()).unwrap();
+    let out_dir = tempfile::tempdir_in(nested_target_dir()).unwrap();
+    let junit = out_dir.path().join("reports/junit.xml");
+    let declared = declared_tests();
+    assert!(
+        declared.len() >= 4,
+        "images.toml declares too few tests: {declared:?}"
+    );
+    let expected = declared.len() * 2;
+
+    let first = test_images_in_repo(out_dir.path(), &["--junit", junit.to_str().unwrap()]);
+    assert!(first.status.success(), "test-images failed on the examples");
+    let text = stdout(&first);
+    for test in &declared {
+        for platform in ["linux/amd64", "linux/arm64"] {
+            let line = format!("test {test} [{platform}] ... ok");
+            assert!(text.lines().any(|l| l == line), "no `{line}` in:\n{text}");
+        }
+    }
+    assert_eq!(summary(&first), (expected, 0, 0), "{text}");
+
+    // The JUnit report, read by an XML parser nobody here wrote.
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    let doc = roxmltree::Document::parse(&xml).unwrap_or_else(|e| panic!("{e}:\n{xml}"));
+    let root = doc.root_element();
+    assert_eq!(root.tag_name().name(), "testsuites");
+    assert_eq!(root.attribute("tests"), Some(expected.to_string().as_str()));
+    assert_eq!(root.attribute("failures"), Some("0"));
+    let suites: Vec<_> = root
+        .children()
+        .filter(|n| n.has_tag_name("testsuite"))
+        .collect();
+    assert_eq!(suites.len(), 4, "one suite per image and platform");
+    let cases = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("testcase"))
+        .count();
+    assert_eq!(cases, expected);
+    assert_eq!(
+        doc.descendants()
+            .filter(|n| n.has_tag_name("failure"))
+            .count(),
+        0
+    );
+
+    // Nothing changed: every test is cached, and the run is quick.
+    let started = Instant::now();
+    let second = test_images_in_repo(out_dir.path(), &[]);
+    let took = started.elapsed();
+    assert!(second.status.success());
+    let text = stdout(&second);
+    assert_eq!(summary(&second), (0, 0, expected), "{text}");
+    assert_eq!(
+        text.lines().filter(|l| l.ends_with(" ... cached")).count(),
+        expected
+    );
+    assert!(took.as_secs() < 30, "a cached run took {took:?}");
+
+    // --no-cache runs one image's tests again.
+    let third = test_images_in_repo(out_dir.path(), &["--no-cache", "hello"]);
+    assert!(third.status.success());
+    let hello = declared.iter().filter(|t| t.starts_with("hello/")).count();
+    assert_eq!(summary(&third), (hello * 2, 0, 0), "{}", stdout(&third));
+}
+
+/// A `main.rs` that greets; the fixture's image test expects other words.
+const FX_MAIN: &str =
+    "fn main() {\n    println!(\"hello from a fixture\");\n    println!(\"second line\");\n}\n";
+
+const FIXTURE_IMAGES: &str = r#"
+[defaults]
+platforms = ["linux/amd64"]
+
+[images.fx]
+package = "fx"
+
+[images.fx.tests.right]
+stdout = { contains = ["hello from a fixture"] }
+
+[images.fx.tests.wrong]
+stdout = { equals = "hello from a mixture\nsecond line\n" }
+
+[images.iso]
+package = "isoprobe"
+user = "4242:4243"
+
+[images.iso.tests.isolated]
+args = ["report"]
+stdout = { contains = [
+    '"uid":4242,',
+    '"gid":4243,',
+    '"ppid":1,',
+    '"pids":[1,2]',
+    '"interfaces":["lo"]',
+    '"visible_host_paths":[]',
+    '"cap_eff":"0000000000000000"',
+    '"no_new_privs":"1"',
+    '"cwd":"/"',
+], regex = '"root_write_error":"[^"]+"' }
+
+[images.iso.tests.structure]
+files = [{ path = "/isoprobe", mode = "0755", type = "file" }]
+absent = ["/etc/passwd", "/bin/sh"]
+config = { user = "4242:4243", entrypoint = ["/isoprobe"] }
+"#;
+
+/// A fixture workspace with a greeter and the probe, whose images carry one
+/// wrong expectation and an isolation check.
+fn fixture() -> Fixture {
+    let probe = std::fs::read_to_string(repo_root().join("crates/probe/src/main.rs")).unwrap();
+    let fx = Fixture::new(&[("fx", FX_MAIN), ("isoprobe", &probe)], FIXTURE_IMAGES);
+    // The probe needs libc; the repository's lock file pins the version the
+    // rest of the tests already fetched.
+    let manifest = fx.path().join("crates/isoprobe/Cargo.toml");
+    let mut toml = std::fs::read_to_string(&manifest).unwrap();
+    toml.push_str("\n[dependencies]\nlibc = \"0.2\"\n");
+    std::fs::write(&manifest, toml).unwrap();
+    std::fs::copy(repo_root().join("Cargo.lock"), fx.path().join("Cargo.lock")).unwrap();
+    fx
+}
+
+fn test_images_in(fx: &Fixture) -> Output {
+    run(cli()
+        .current_dir(fx.path())
+        .env("CARGO_TARGET_DIR", nested_target_dir())
+        .args(["test-images", "--out"])
+        .arg(fx.path().join("out")))
+}
+
+#[test]
+fn a_wrong_expectation_fails_with_a_diff_and_the_probe_finds_itself_isolated() {
+    let fx = fixture();
+    let first = test_images_in(&fx);
+    let text = stdout(&first);
+    assert_eq!(first.status.code(), Some(1), "{text}");
+    for line in [
+        "test fx/right [linux/amd64] ... ok",
+        "test fx/wrong [linux/amd64] ... FAILED",
+        "test iso/isolated [linux/amd64] ... ok",
+        "test iso/structure [linux/amd64] ... ok",
+    ] {
+        assert!(text.lines().any(|l| l == line), "no `{line}` in:\n{text}");
+    }
+    // The failure shows the command, and the expected and actual lines as a
+    // diff, and what the program printed.
+    let details = text
+        .split("---- fx/wrong [linux/amd64] ----")
+        .nth(1)
+        .expect(&text);
+    assert!(
+        details.contains("command: /fx (as 65532:65532 in /)"),
+        "{details}"
+    );
+    assert!(
+        details.contains("stdout differs (- expected, + actual)"),
+        "{details}"
+    );
+    assert!(details.contains("    -hello from a mixture"), "{details}");
+    assert!(details.contains("    +hello from a fixture"), "{details}");
+    assert!(details.contains("     second line"), "{details}");
+    assert!(
+        details.contains("--- stdout\nhello from a fixture\n"),
+        "{details}"
+    );
+    assert_eq!(summary(&first), (3, 1, 0), "{text}");
+    assert!(String::from_utf8_lossy(&first.stderr).contains("1 image test failed"));
+
+    // Passes are cached, failures never are.
+    let second = test_images_in(&fx);
+    assert_eq!(second.status.code(), Some(1));
+    let text = stdout(&second);
+    assert!(
+        text.contains("test fx/wrong [linux/amd64] ... FAILED"),
+        "{text}"
+    );
+    assert_eq!(summary(&second), (0, 1, 3), "{text}");
+
+    // Fixing the expectation changes the test's key: it runs, and passes.
+    let images = fx.path().join("images.toml");
+    let fixed = FIXTURE_IMAGES.replace("from a mixture", "from a fixture");
+    std::fs::write(&images, fixed).unwrap();
+    let third = test_images_in(&fx);
+    assert!(third.status.success(), "{}", stdout(&third));
+    assert_eq!(summary(&third), (1, 0, 3), "{}", stdout(&third));
+}
+
+#[test]
+fn an_unknown_image_name_is_a_usage_error() {
+    let out = run(cli()
+        .current_dir(repo_root())
+        .env("CARGO_TARGET_DIR", nested_target_dir())
+        .args(["test-images", "no-such-image", "--out"])
+        .arg(support::nested_target_dir().join("unused-out")));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no image named `no-such-image`"));
+}
