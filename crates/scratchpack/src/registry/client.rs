@@ -488,16 +488,18 @@ fn check_digest(answer: &Answer, expected: &str, what: &str) -> Result<(), Failu
     }
 }
 
-/// Connection trouble may pass; a bad URL or a TLS certificate problem will not.
+/// Connection trouble may pass; a bad URL or a TLS problem will not.
 fn transport_failure(e: ureq::Error) -> Failure {
-    let transient = matches!(
-        e,
-        ureq::Error::Io(_)
-            | ureq::Error::Timeout(_)
-            | ureq::Error::ConnectionFailed
-            | ureq::Error::HostNotFound
-            | ureq::Error::Protocol(_)
-    );
+    let transient = match &e {
+        // rustls reports a failed handshake (a plain-HTTP server answering,
+        // a certificate it rejects) as invalid data: trying again cannot help.
+        ureq::Error::Io(io) => io.kind() != std::io::ErrorKind::InvalidData,
+        ureq::Error::Timeout(_)
+        | ureq::Error::ConnectionFailed
+        | ureq::Error::HostNotFound
+        | ureq::Error::Protocol(_) => true,
+        _ => false,
+    };
     Failure::Transport {
         message: e.to_string(),
         transient,
