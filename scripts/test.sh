@@ -29,3 +29,5 @@ rustup component add rustfmt clippy
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked
+# The example images' own tests, as a user runs them.
+cargo xtask test-images

@@ -13,29 +13,29 @@ fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// The closing line, `N passed, N failed, N cached`, as numbers.
+/// The closing lines, `N cached (…)` then `N passed, N failed`, as
+/// (passed and run, failed, cached).
 fn summary(out: &Output) -> (usize, usize, usize) {
     let text = stdout(out);
-    let line = text
-        .lines()
-        .rev()
-        .find(|l| !l.trim().is_empty())
-        .expect("test-images printed nothing");
-    let numbers: Vec<usize> = line
-        .split(", ")
-        .map(|part| {
-            part.split(' ')
-                .next()
-                .and_then(|n| n.parse().ok())
-                .unwrap_or_else(|| panic!("not a summary line: {line}"))
-        })
-        .collect();
-    assert_eq!(numbers.len(), 3, "not a summary line: {line}");
+    let mut lines = text.lines().rev().filter(|l| !l.trim().is_empty());
+    let last = lines.next().expect("test-images printed nothing");
+    let cached_line = lines.next().expect("a cached count before the closing line");
+    let number = |s: &str| -> usize {
+        s.split(' ')
+            .next()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("not a count: {s}"))
+    };
+    let (passed, failed) = last
+        .split_once(", ")
+        .unwrap_or_else(|| panic!("not a summary line: {last}"));
     assert!(
-        line.contains(" passed, ") && line.contains(" failed, ") && line.ends_with(" cached"),
-        "{line}"
+        passed.ends_with(" passed") && failed.ends_with(" failed") && !failed.contains(','),
+        "{last}"
     );
-    (numbers[0], numbers[1], numbers[2])
+    assert!(cached_line.contains(" cached "), "{cached_line}");
+    let cached = number(cached_line);
+    (number(passed) - cached, number(failed), cached)
 }
 
 /// The tests images.toml declares: `image/test` for each

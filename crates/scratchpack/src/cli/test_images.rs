@@ -107,13 +107,15 @@ pub fn run(args: Args) -> Result<(), Failure> {
             .with_context(|| format!("writing the JUnit report {}", path.display()))?;
     }
     let count = |v: Verdict| reports.iter().filter(|r| r.verdict == v).count();
-    // CI reads this line: `N passed, N failed` alone on a line.
+    // A cached test is a pass whose image and definition have not changed;
+    // the closing line, `N passed, N failed` alone as test runners print it,
+    // counts it as passed.
     writeln!(
         stdout,
-        "\n{} passed, {} failed, {} cached",
-        count(Verdict::Passed),
+        "\n{} cached (image and test unchanged since they passed)\n{} passed, {} failed",
+        count(Verdict::Cached),
+        count(Verdict::Passed) + count(Verdict::Cached),
         count(Verdict::Failed),
-        count(Verdict::Cached)
     )?;
     stdout.flush()?;
     if failed.is_empty() {
