@@ -8,7 +8,8 @@ use sha2::{Digest, Sha256};
 
 use crate::support::{Fixture, HELLO_MAIN};
 
-const GOOD: &str = "[images.app]\npackage = \"app\"\ndirs = [{ path = \"/tmp\", mode = \"1777\" }]\n";
+const GOOD: &str =
+    "[images.app]\npackage = \"app\"\ndirs = [{ path = \"/tmp\", mode = \"1777\" }]\n";
 
 /// Every file under `dir` with the hash of its contents.
 fn snapshot(dir: &Path) -> BTreeMap<String, String> {
@@ -75,13 +76,21 @@ fn each_manifest_error_is_reported_with_its_place_and_exit_code_2() {
             "cannot be read",
         ),
         (format!("{base}user = \"root\"\n"), "3:8", "invalid user"),
-        (format!("{base}ports = [\"80/xyz\"]\n"), "3:10", "invalid port"),
+        (
+            format!("{base}ports = [\"80/xyz\"]\n"),
+            "3:10",
+            "invalid port",
+        ),
         (
             format!("{base}files = [{{ src = \"motd\", dst = \"/motd\", mode = \"888\" }}]\n"),
             "3:",
             "invalid mode",
         ),
-        (format!("{base}colour = \"blue\"\n"), "3:1", "unknown field `colour`"),
+        (
+            format!("{base}colour = \"blue\"\n"),
+            "3:1",
+            "unknown field `colour`",
+        ),
     ];
     for (manifest, place, message) in cases {
         std::fs::write(fx.path().join("images.toml"), &manifest).unwrap();
@@ -92,9 +101,19 @@ fn each_manifest_error_is_reported_with_its_place_and_exit_code_2() {
             stderr.contains(&format!("images.toml:{place}")),
             "expected images.toml:{place} in:\n{stderr}"
         );
-        assert!(stderr.contains(message), "expected {message:?} in:\n{stderr}");
-        assert!(stderr.contains('^'), "the offending text is underlined:\n{stderr}");
-        assert_eq!(snapshot(&out_dir), before, "the output changed for:\n{manifest}");
+        assert!(
+            stderr.contains(message),
+            "expected {message:?} in:\n{stderr}"
+        );
+        assert!(
+            stderr.contains('^'),
+            "the offending text is underlined:\n{stderr}"
+        );
+        assert_eq!(
+            snapshot(&out_dir),
+            before,
+            "the output changed for:\n{manifest}"
+        );
     }
 }
 

@@ -28,7 +28,9 @@ fn skopeo_reads_the_index_and_each_platform() {
     let ex = examples();
     for image in &ex.images {
         let layout = image["layout"].as_str().unwrap();
-        let raw = run(Command::new(&skopeo).args(["inspect", "--raw"]).arg(format!("oci:{layout}")));
+        let raw = run(Command::new(&skopeo)
+            .args(["inspect", "--raw"])
+            .arg(format!("oci:{layout}")));
         assert!(raw.status.success());
         let index: serde_json::Value = serde_json::from_slice(&raw.stdout).unwrap();
         let archs: Vec<&str> = index["manifests"]
@@ -116,10 +118,7 @@ fn umoci_unpacks_and_the_binary_runs_under_chroot() {
 fn layers_hold_exactly_the_declared_entries() {
     let ex = examples();
     let expected = [
-        (
-            "hello",
-            vec![("hello", 0o755, '-'), ("tmp/", 0o1777, 'd')],
-        ),
+        ("hello", vec![("hello", 0o755, '-'), ("tmp/", 0o1777, 'd')]),
         (
             "greeter",
             vec![
@@ -140,7 +139,11 @@ fn layers_hold_exactly_the_declared_entries() {
                 .map(|e| (e.path.as_str(), e.mode, e.kind))
                 .collect();
             assert_eq!(got, entries, "{name} {}", image.platform);
-            assert!(listing.iter().all(|e| e.uid == 0 && e.gid == 0 && e.mtime == 0));
+            assert!(
+                listing
+                    .iter()
+                    .all(|e| e.uid == 0 && e.gid == 0 && e.mtime == 0)
+            );
         }
     }
 }
@@ -164,9 +167,18 @@ fn layers_list_the_same_with_gnu_tar() {
     let listing = String::from_utf8_lossy(&out.stdout);
     let lines: Vec<&str> = listing.lines().collect();
     assert_eq!(lines.len(), 2, "{listing}");
-    assert!(lines[0].starts_with("-rwxr-xr-x 0/0") && lines[0].ends_with(" hello"), "{listing}");
-    assert!(lines[1].starts_with("drwxrwxrwt 0/0") && lines[1].ends_with(" tmp/"), "{listing}");
-    assert!(lines.iter().all(|l| l.contains("1970-01-01 00:00")), "{listing}");
+    assert!(
+        lines[0].starts_with("-rwxr-xr-x 0/0") && lines[0].ends_with(" hello"),
+        "{listing}"
+    );
+    assert!(
+        lines[1].starts_with("drwxrwxrwt 0/0") && lines[1].ends_with(" tmp/"),
+        "{listing}"
+    );
+    assert!(
+        lines.iter().all(|l| l.contains("1970-01-01 00:00")),
+        "{listing}"
+    );
 }
 
 #[test]
@@ -191,8 +203,15 @@ fn binaries_are_static_elf_for_their_platform() {
         for p in hello["platforms"].as_array().unwrap() {
             let out = run(Command::new(&file).arg(p["binary"].as_str().unwrap()));
             let desc = String::from_utf8_lossy(&out.stdout);
-            assert!(desc.contains("statically linked") || desc.contains("static-pie"), "{desc}");
-            let arch = if p["platform"] == "linux/arm64" { "aarch64" } else { "x86-64" };
+            assert!(
+                desc.contains("statically linked") || desc.contains("static-pie"),
+                "{desc}"
+            );
+            let arch = if p["platform"] == "linux/arm64" {
+                "aarch64"
+            } else {
+                "x86-64"
+            };
             assert!(desc.contains(arch), "{desc}");
         }
     }
@@ -210,7 +229,10 @@ fn docker_archive_loads_with_skopeo_and_keeps_digests() {
         let dest = tmp.path().join("copy");
         let out = run(Command::new(&skopeo)
             .args(["copy", "--preserve-digests"])
-            .arg(format!("docker-archive:{}", image["archive"].as_str().unwrap()))
+            .arg(format!(
+                "docker-archive:{}",
+                image["archive"].as_str().unwrap()
+            ))
             .arg(format!("oci:{}:{name}", dest.display())));
         assert!(out.status.success());
         // docker's image ID is the config digest; the copy keeps it, and its
@@ -236,12 +258,19 @@ fn docker_archive_loads_with_skopeo_and_keeps_digests() {
         };
         assert_eq!(config_digest, host["config"].as_str().unwrap(), "{name}");
         let ours = validate::layout(Path::new(image["layout"].as_str().unwrap()));
-        let amd64 = ours.images.iter().find(|i| i.platform == "linux/amd64").unwrap();
+        let amd64 = ours
+            .images
+            .iter()
+            .find(|i| i.platform == "linux/amd64")
+            .unwrap();
         assert_eq!(copied.images[0].layers, amd64.layers, "{name}");
         // The archive is an OCI layout too.
         let out = run(Command::new(&skopeo)
             .args(["inspect", "--raw"])
-            .arg(format!("oci-archive:{}", image["archive"].as_str().unwrap())));
+            .arg(format!(
+                "oci-archive:{}",
+                image["archive"].as_str().unwrap()
+            )));
         assert!(out.status.success());
         let raw = out.stdout;
         assert_eq!(

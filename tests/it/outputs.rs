@@ -28,7 +28,10 @@ fn a_failed_compile_keeps_the_last_good_output() {
     let out = fx.cli(&["images"]);
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("error"), "cargo's diagnostics reach the user:\n{stderr}");
+    assert!(
+        stderr.contains("error"),
+        "cargo's diagnostics reach the user:\n{stderr}"
+    );
     assert!(stderr.contains("cargo build"), "{stderr}");
 
     assert_eq!(index_json(fx.path()), before);
@@ -62,16 +65,19 @@ fn concurrent_runs_leave_valid_outputs() {
         .collect();
     for child in runs {
         let out = child.wait_with_output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert_eq!(built_images(&out).len(), 1);
     }
     let layout = fx.path().join("target/images/app");
     validate::layout(&layout);
     // The archive and layout agree with each other whoever wrote last.
     let tmp = tempfile::tempdir().unwrap();
-    let mut archive = tar::Archive::new(
-        std::fs::File::open(fx.path().join("target/images/app.tar")).unwrap(),
-    );
+    let mut archive =
+        tar::Archive::new(std::fs::File::open(fx.path().join("target/images/app.tar")).unwrap());
     archive.unpack(tmp.path()).unwrap();
     validate::layout(tmp.path());
     // Nothing temporary is left behind.

@@ -30,7 +30,10 @@ fn checkout() -> tempfile::TempDir {
         std::fs::copy(root.join(file), dir.path().join(file)).unwrap();
     }
     for krate in ["hello", "greeter"] {
-        copy_tree(&root.join("crates").join(krate), &dir.path().join("crates").join(krate));
+        copy_tree(
+            &root.join("crates").join(krate),
+            &dir.path().join("crates").join(krate),
+        );
     }
     dir
 }
@@ -52,9 +55,11 @@ fn copy_tree(from: &Path, to: &Path) {
 /// manifest digests), checking each layout on the way.
 fn build(dir: &Path, epoch: Option<&str>) -> BTreeMap<String, (String, Vec<String>)> {
     let mut cmd = support::cli();
-    cmd.current_dir(dir)
-        .env_remove("CARGO_TARGET_DIR")
-        .args(["images", "--message-format", "json"]);
+    cmd.current_dir(dir).env_remove("CARGO_TARGET_DIR").args([
+        "images",
+        "--message-format",
+        "json",
+    ]);
     if let Some(e) = epoch {
         cmd.env("SOURCE_DATE_EPOCH", e);
     }
@@ -66,7 +71,10 @@ fn build(dir: &Path, epoch: Option<&str>) -> BTreeMap<String, (String, Vec<Strin
             let v = validate::layout(Path::new(i["layout"].as_str().unwrap()));
             assert_eq!(v.top_digest, i["digest"].as_str().unwrap());
             let manifests = v.images.iter().map(|m| m.manifest_digest.clone()).collect();
-            (i["name"].as_str().unwrap().to_owned(), (v.top_digest, manifests))
+            (
+                i["name"].as_str().unwrap().to_owned(),
+                (v.top_digest, manifests),
+            )
         })
         .collect()
 }

@@ -17,14 +17,20 @@ fn a_dynamic_binary_is_refused_and_nothing_is_written() {
     let out = fx.cli(&["images"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("refusing image `dynamic` for linux/amd64"), "{stderr}");
+    assert!(
+        stderr.contains("refusing image `dynamic` for linux/amd64"),
+        "{stderr}"
+    );
     assert!(stderr.contains("dynamically linked"), "{stderr}");
     assert!(stderr.contains("ld-linux-x86-64.so.2"), "{stderr}");
     assert!(stderr.contains("libc.so.6"), "{stderr}");
     let out_dir = fx.path().join("target/images");
     assert!(!out_dir.join("dynamic").exists());
     assert!(!out_dir.join("dynamic.tar").exists());
-    assert!(!out_dir.join("fine").exists(), "a refused binary stops the whole run");
+    assert!(
+        !out_dir.join("fine").exists(),
+        "a refused binary stops the whole run"
+    );
 
     // The good image alone still builds.
     let out = fx.cli(&["images", "fine"]);

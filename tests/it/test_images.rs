@@ -19,7 +19,9 @@ fn summary(out: &Output) -> (usize, usize, usize) {
     let text = stdout(out);
     let mut lines = text.lines().rev().filter(|l| !l.trim().is_empty());
     let last = lines.next().expect("test-images printed nothing");
-    let cached_line = lines.next().expect("a cached count before the closing line");
+    let cached_line = lines
+        .next()
+        .expect("a cached count before the closing line");
     let number = |s: &str| -> usize {
         s.split(' ')
             .next()

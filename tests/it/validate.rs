@@ -18,7 +18,11 @@ fn blob(layout: &Path, desc: &Value) -> Vec<u8> {
     let hex = digest.strip_prefix("sha256:").expect("sha256 digest");
     let bytes = std::fs::read(layout.join("blobs/sha256").join(hex))
         .unwrap_or_else(|e| panic!("blob {digest} missing from {}: {e}", layout.display()));
-    assert_eq!(sha256(&bytes), digest, "blob {digest} does not hash to its name");
+    assert_eq!(
+        sha256(&bytes),
+        digest,
+        "blob {digest} does not hash to its name"
+    );
     assert_eq!(
         desc["size"].as_u64(),
         Some(bytes.len() as u64),
@@ -80,9 +84,13 @@ pub fn layout(layout: &Path) -> Validated {
     for (desc, manifest) in manifests {
         assert_eq!(manifest["schemaVersion"], 2);
         // A copy made by another tool may use docker's equivalent types.
-        let docker = manifest["mediaType"] == "application/vnd.docker.distribution.manifest.v2+json";
+        let docker =
+            manifest["mediaType"] == "application/vnd.docker.distribution.manifest.v2+json";
         if !docker {
-            assert_eq!(manifest["mediaType"], "application/vnd.oci.image.manifest.v1+json");
+            assert_eq!(
+                manifest["mediaType"],
+                "application/vnd.oci.image.manifest.v1+json"
+            );
         }
         assert_eq!(
             manifest["config"]["mediaType"],
@@ -100,7 +108,11 @@ pub fn layout(layout: &Path) -> Validated {
         );
         if let Some(p) = desc.get("platform") {
             assert_eq!(
-                format!("{}/{}", p["os"].as_str().unwrap(), p["architecture"].as_str().unwrap()),
+                format!(
+                    "{}/{}",
+                    p["os"].as_str().unwrap(),
+                    p["architecture"].as_str().unwrap()
+                ),
                 platform,
                 "descriptor platform matches the config"
             );
@@ -134,7 +146,11 @@ pub fn layout(layout: &Path) -> Validated {
                 | "application/vnd.docker.image.rootfs.diff.tar.gzip" => stored,
                 other => panic!("unexpected layer media type {other}"),
             };
-            assert_eq!(&sha256(&tar), diff_id, "diff_id is the uncompressed layer's digest");
+            assert_eq!(
+                &sha256(&tar),
+                diff_id,
+                "diff_id is the uncompressed layer's digest"
+            );
             layers.push(tar);
         }
         images.push(ValidatedImage {

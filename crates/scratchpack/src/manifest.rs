@@ -892,7 +892,10 @@ impl Resolver<'_> {
                         insecure: raw.insecure.or(defaults.insecure).unwrap_or(false),
                     }),
                     Err(e) => {
-                        let span = raw.repository.as_ref().map_or_else(|| span_of(registry), span_of);
+                        let span = raw
+                            .repository
+                            .as_ref()
+                            .map_or_else(|| span_of(registry), span_of);
                         self.error(
                             Diagnostic::new(format!("invalid image reference `{reference}`: {e}"), span)
                                 .help("write `registry = \"host[:port][/namespace]\"` and `repository = \"name\"`, e.g. `ghcr.io/acme` and `api`"),
@@ -962,8 +965,11 @@ impl Resolver<'_> {
         let name_span = span_of(name);
         if invalid_image_name(name.get_ref()).is_some() {
             self.error(
-                Diagnostic::new(format!("invalid test name `{}`", name.get_ref()), name_span.clone())
-                    .help("test names use lowercase letters, digits, `.`, `_` and `-`"),
+                Diagnostic::new(
+                    format!("invalid test name `{}`", name.get_ref()),
+                    name_span.clone(),
+                )
+                .help("test names use lowercase letters, digits, `.`, `_` and `-`"),
             );
         }
         let is_command = t.args.is_some()
@@ -1008,7 +1014,10 @@ impl Resolver<'_> {
                 None => DEFAULT_TEST_TIMEOUT_MS,
             };
             let user = t.user.as_ref().and_then(|u| self.user(u));
-            let workdir = t.workdir.as_ref().and_then(|w| self.image_path(w, "workdir"));
+            let workdir = t
+                .workdir
+                .as_ref()
+                .and_then(|w| self.image_path(w, "workdir"));
             CommandTest {
                 args: t.args.clone(),
                 env,
@@ -1025,7 +1034,9 @@ impl Resolver<'_> {
             let mut files = Vec::new();
             for f in t.files.iter().flatten() {
                 let f = f.get_ref();
-                let Some(path) = self.image_path(&f.path, "path") else { continue };
+                let Some(path) = self.image_path(&f.path, "path") else {
+                    continue;
+                };
                 let mode = f.mode.as_ref().map(|m| self.mode(Some(m), 0));
                 let kind = match f.kind.as_ref() {
                     None => None,
@@ -1062,14 +1073,15 @@ impl Resolver<'_> {
                     entrypoint: c.entrypoint.clone(),
                     cmd: c.cmd.clone(),
                     user: c.user.as_ref().and_then(|u| self.user(u)),
-                    workdir: c.workdir.as_ref().and_then(|w| self.image_path(w, "workdir")),
+                    workdir: c
+                        .workdir
+                        .as_ref()
+                        .and_then(|w| self.image_path(w, "workdir")),
                     env: c.env.clone().unwrap_or_default(),
-                    ports: c.ports.as_ref().map(|ports| {
-                        ports
-                            .iter()
-                            .filter_map(|p| self.port(p))
-                            .collect()
-                    }),
+                    ports: c
+                        .ports
+                        .as_ref()
+                        .map(|ports| ports.iter().filter_map(|p| self.port(p)).collect()),
                 },
             };
             StructureTest {
@@ -1123,9 +1135,12 @@ impl Resolver<'_> {
             Ok(p) => Some(p),
             Err(problem) => {
                 self.error(
-                    Diagnostic::new(format!("invalid port `{}`: {problem}", port.get_ref()), span_of(port))
-                        .label("expected `port` or `port/tcp|udp|sctp`")
-                        .help("for example `8080`, `8080/tcp` or `53/udp`"),
+                    Diagnostic::new(
+                        format!("invalid port `{}`: {problem}", port.get_ref()),
+                        span_of(port),
+                    )
+                    .label("expected `port` or `port/tcp|udp|sctp`")
+                    .help("for example `8080`, `8080/tcp` or `53/udp`"),
                 );
                 None
             }

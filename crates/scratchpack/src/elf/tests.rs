@@ -5,7 +5,13 @@ use super::*;
 /// A minimal little-endian ELF64 image: a header, program headers, and (when
 /// asked) an interpreter string and a dynamic section with needed libraries.
 /// One PT_LOAD maps the whole file at address 0x10000.
-fn elf64(e_type: u16, machine: u16, interp: Option<&str>, needed: &[&str], dynamic: bool) -> Vec<u8> {
+fn elf64(
+    e_type: u16,
+    machine: u16,
+    interp: Option<&str>,
+    needed: &[&str],
+    dynamic: bool,
+) -> Vec<u8> {
     const BASE: u64 = 0x10000;
     let mut phdrs: Vec<(u32, u64, u64)> = Vec::new(); // (type, offset, size)
     let mut tail = Vec::new();
@@ -106,7 +112,10 @@ fn dynamic_executable_names_loader_and_libraries() {
         }
     );
     let msg = err.to_string();
-    assert!(msg.contains("/lib/ld-musl-x86_64.so.1") && msg.contains("libz.so.1"), "{msg}");
+    assert!(
+        msg.contains("/lib/ld-musl-x86_64.so.1") && msg.contains("libz.so.1"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -116,7 +125,10 @@ fn needed_library_without_loader_is_refused() {
     let bin = elf64(ET_DYN.0, EM_X86_64.0, None, &["libssl.so.3"], true);
     let err = check_static(&bin, EM_X86_64, "linux/amd64").unwrap_err();
     let msg = err.to_string();
-    assert!(msg.contains("libssl.so.3") && msg.contains("crash"), "{msg}");
+    assert!(
+        msg.contains("libssl.so.3") && msg.contains("crash"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -153,7 +165,10 @@ fn the_host_test_binary_is_dynamic() {
     let host = crate::platform::Platform::host().unwrap();
     match check_static(&me, host.elf_machine(), &host.to_string()) {
         Err(NotStatic::Dynamic { needed, .. }) => {
-            assert!(needed.iter().any(|n| n.starts_with("libc.so")), "{needed:?}")
+            assert!(
+                needed.iter().any(|n| n.starts_with("libc.so")),
+                "{needed:?}"
+            )
         }
         other => panic!("expected a dynamic binary, got {other:?}"),
     }

@@ -28,8 +28,12 @@ fn fixture() -> tempfile::TempDir {
 
 fn plan(text: &str) -> Plan {
     let dir = fixture();
-    parse(&dir.path().join("images.toml"), text, &workspace(dir.path()))
-        .unwrap_or_else(|e| panic!("{}", e.render(false)))
+    parse(
+        &dir.path().join("images.toml"),
+        text,
+        &workspace(dir.path()),
+    )
+    .unwrap_or_else(|e| panic!("{}", e.render(false)))
 }
 
 /// The errors as `line:column: message` lines, checked against the source.
@@ -108,7 +112,13 @@ dirs = [{ path = "/tmp", mode = "1777" }]
     assert_eq!(img.config.cmd, vec!["--port", "8080"]);
     assert_eq!(img.config.env.get("RUST_LOG").unwrap(), "info");
     assert_eq!(img.config.env.get("PORT").unwrap(), "8080");
-    assert_eq!(img.config.user, User { uid: 1000, gid: 2000 });
+    assert_eq!(
+        img.config.user,
+        User {
+            uid: 1000,
+            gid: 2000
+        }
+    );
     assert_eq!(img.config.workdir.as_str(), "/srv/data");
     assert_eq!(img.config.labels.get("team").unwrap(), "core");
     assert_eq!(img.config.labels.get("tier").unwrap(), "2");
@@ -151,7 +161,10 @@ fn unknown_package_lists_the_real_ones() {
     assert!(d.message.contains("`helo`"));
     assert_eq!(err.line_column(d.span.start), (2, 11));
     let help = d.help.as_deref().unwrap();
-    assert!(help.contains("`hello`") && help.contains("`tools`"), "{help}");
+    assert!(
+        help.contains("`hello`") && help.contains("`tools`"),
+        "{help}"
+    );
     assert!(!help.contains("lib-only"), "{help}");
     let rendered = err.render(false);
     assert!(rendered.contains("images.toml:2:11"), "{rendered}");
@@ -163,7 +176,10 @@ fn binary_choice_is_checked() {
     let e = errors("[images.x]\npackage = \"tools\"\n");
     assert!(e[0].contains("several binaries"), "{e:?}");
     let e = errors("[images.x]\npackage = \"tools\"\nbin = \"srv\"\n");
-    assert!(e[0].starts_with("3:7:") && e[0].contains("no binary `srv`"), "{e:?}");
+    assert!(
+        e[0].starts_with("3:7:") && e[0].contains("no binary `srv`"),
+        "{e:?}"
+    );
     let e = errors("[images.x]\npackage = \"lib-only\"\n");
     assert!(e[0].contains("no binary target"), "{e:?}");
     let e = errors("[images.x]\nbin = \"hello\"\n");
@@ -206,7 +222,10 @@ fn bad_destinations_are_errors() {
     let e = errors(&format!(
         "{base}files = [{{ src = \"assets/missing.toml\", dst = \"/app.toml\" }}]\n"
     ));
-    assert!(e[0].starts_with("3:18:") && e[0].contains("cannot be read"), "{e:?}");
+    assert!(
+        e[0].starts_with("3:18:") && e[0].contains("cannot be read"),
+        "{e:?}"
+    );
     let e = errors(&format!(
         "{base}files = [{{ src = \"../outside\", dst = \"/app.toml\" }}]\n"
     ));
@@ -227,15 +246,24 @@ fn malformed_values_are_errors() {
         ("ports = [\"http\"]", "invalid port"),
         ("ports = [\"70000\"]", "invalid port"),
         ("ports = [\"80/icmp\"]", "invalid port"),
-        ("dirs = [{ path = \"/tmp\", mode = \"9777\" }]", "invalid mode"),
-        ("dirs = [{ path = \"/tmp\", mode = 0o17777 }]", "invalid mode"),
+        (
+            "dirs = [{ path = \"/tmp\", mode = \"9777\" }]",
+            "invalid mode",
+        ),
+        (
+            "dirs = [{ path = \"/tmp\", mode = 0o17777 }]",
+            "invalid mode",
+        ),
         ("stop-signal = \"SIGFOO\"", "unknown signal"),
         ("tags = [\"-bad\"]", "invalid tag"),
         ("profile = \"re lease\"", "invalid profile"),
         ("entrypoint = []", "`entrypoint` is empty"),
         ("workdir = \"srv\"", "relative"),
         ("platforms = []", "`platforms` is empty"),
-        ("targets = { \"linux/amd64\" = \"musl\" }", "not a target triple"),
+        (
+            "targets = { \"linux/amd64\" = \"musl\" }",
+            "not a target triple",
+        ),
     ] {
         let e = errors(&format!("{base}{line}\n"));
         assert!(
@@ -248,21 +276,26 @@ fn malformed_values_are_errors() {
 #[test]
 fn defaults_cannot_name_a_package() {
     let e = errors("[defaults]\npackage = \"hello\"\n[images.x]\npackage = \"hello\"\n");
-    assert!(e[0].starts_with("2:11:") && e[0].contains("[defaults]"), "{e:?}");
+    assert!(
+        e[0].starts_with("2:11:") && e[0].contains("[defaults]"),
+        "{e:?}"
+    );
 }
 
 #[test]
 fn all_problems_are_reported_at_once() {
-    let e = errors(
-        "[images.a]\npackage = \"nope\"\n[images.b]\npackage = \"hello\"\nuser = \"x\"\n",
-    );
+    let e =
+        errors("[images.a]\npackage = \"nope\"\n[images.b]\npackage = \"hello\"\nuser = \"x\"\n");
     assert_eq!(e.len(), 2, "{e:?}");
 }
 
 #[test]
 fn invalid_image_names_are_errors() {
     let e = errors("[images.Hello]\npackage = \"hello\"\n");
-    assert!(e[0].starts_with("1:9:") && e[0].contains("invalid image name"), "{e:?}");
+    assert!(
+        e[0].starts_with("1:9:") && e[0].contains("invalid image name"),
+        "{e:?}"
+    );
 }
 
 #[test]

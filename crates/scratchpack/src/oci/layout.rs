@@ -94,7 +94,11 @@ pub fn archive(set: &ImageSet, repository: &str, mtime: u64) -> Vec<u8> {
         .unwrap_or(&set.images[0]);
     let docker = [DockerEntry {
         config: format!("blobs/sha256/{}", loaded.config.digest.hex()),
-        repo_tags: set.tags.iter().map(|t| format!("{repository}:{t}")).collect(),
+        repo_tags: set
+            .tags
+            .iter()
+            .map(|t| format!("{repository}:{t}"))
+            .collect(),
         layers: vec![format!("blobs/sha256/{}", loaded.layer.blob.digest.hex())],
     }];
     let manifest_json = canonical_json(&docker);

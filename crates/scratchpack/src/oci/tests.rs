@@ -104,7 +104,10 @@ fn layer_holds_exactly_the_declared_entries_and_parents() {
     let set = assemble(0);
     let listing = tar_listing(&set.images[0].layer);
     let names: Vec<&str> = listing.iter().map(|e| e.0.as_str()).collect();
-    assert_eq!(names, ["etc/", "etc/motd/", "etc/motd/today", "hello", "tmp/"]);
+    assert_eq!(
+        names,
+        ["etc/", "etc/motd/", "etc/motd/today", "hello", "tmp/"]
+    );
     let modes: Vec<u32> = listing.iter().map(|e| e.1).collect();
     assert_eq!(modes, [0o755, 0o755, 0o444, 0o755, 0o1777]);
     assert!(listing.iter().all(|e| e.2 == 0 && e.3 == 0 && e.4 == 0));
@@ -173,7 +176,10 @@ fn archive_is_a_layout_plus_docker_manifest() {
     let docker: serde_json::Value = serde_json::from_str(&docker.unwrap()).unwrap();
     let tagged = docker.as_array().unwrap();
     assert_eq!(tagged.len(), 1, "one image for docker load");
-    assert_eq!(tagged[0]["RepoTags"], serde_json::json!(["hello:1.0", "hello:latest"]));
+    assert_eq!(
+        tagged[0]["RepoTags"],
+        serde_json::json!(["hello:1.0", "hello:latest"])
+    );
     let host = Platform::host().unwrap();
     let host_image = set.images.iter().find(|i| i.platform == host).unwrap();
     assert_eq!(
