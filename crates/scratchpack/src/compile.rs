@@ -4,7 +4,7 @@
 //! tested without running cargo.
 
 use std::collections::BTreeMap;
-use std::io::BufReader;
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -36,8 +36,13 @@ pub enum CompileError {
         #[source]
         source: std::io::Error,
     },
-    #[error("`{command}` failed ({status}); cargo's messages are above")]
-    Failed { command: String, status: String },
+    #[error("`{command}` failed ({status}); cargo's messages are above{hint}")]
+    Failed {
+        command: String,
+        status: String,
+        /// What to do about a failure scratchpack recognised, or empty.
+        hint: String,
+    },
     #[error("cargo built no binary `{bin}` of package `{package}` for {triple}")]
     Missing {
         package: String,
@@ -219,7 +224,12 @@ impl Cargo<'_> {
                 cmd.env(var, "rust-lld");
             }
         }
-        cmd.stdout(Stdio::piped()).stderr(Stdio::inherit());
+        // cargo's messages are passed through line by line, and watched for
+        // a C compiler that a build script could not find.
+        if self.shell.color() {
+            cmd.arg("--color=always");
+        }
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
         let command = format!(
             "cargo build --target {} (for {})",
             triples.join(" --target "),
@@ -238,6 +248,8 @@ impl Cargo<'_> {
             command: command.clone(),
             source,
         })?;
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let watcher = std::thread::spawn(move || relay_stderr(BufReader::new(stderr)));
         let stdout = child.stdout.take().expect("stdout is piped");
         let mut artifacts = Vec::new();
         for message in Message::parse_stream(BufReader::new(stdout)) {
@@ -257,10 +269,14 @@ impl Cargo<'_> {
             command: command.clone(),
             source,
         })?;
+        let missing_tool = watcher.join().unwrap_or(None);
         if !status.success() {
             return Err(CompileError::Failed {
                 command,
                 status: status.to_string(),
+                hint: missing_tool
+                    .map(|tool| c_compiler_hint(&tool, triples))
+                    .unwrap_or_default(),
             });
         }
         Ok(artifacts)
@@ -294,6 +310,50 @@ impl Cargo<'_> {
     }
 }
 
+/// Copies cargo's stderr to ours, returning the first C compiler or linker a
+/// build reported missing (cc-rs says `failed to find tool "<name>"`, rustc
+/// says ``linker `<name>` not found``).
+fn relay_stderr(reader: impl BufRead) -> Option<String> {
+    let mut missing = None;
+    let mut out = std::io::stderr();
+    for line in reader.split(b'\n') {
+        let Ok(mut line) = line else { break };
+        if missing.is_none() {
+            missing = missing_tool(&String::from_utf8_lossy(&line));
+        }
+        line.push(b'\n');
+        let _ = out.write_all(&line);
+    }
+    missing
+}
+
+fn missing_tool(line: &str) -> Option<String> {
+    let between = |start: &str, end: char| {
+        let rest = &line[line.find(start)? + start.len()..];
+        Some(rest[..rest.find(end)?].to_owned())
+    };
+    between("failed to find tool \"", '"').or_else(|| {
+        line.contains("` not found")
+            .then(|| between("linker `", '`'))
+            .flatten()
+    })
+}
+
+fn c_compiler_hint(tool: &str, triples: &[&str]) -> String {
+    let foreign: Vec<&str> = triples.iter().copied().filter(|t| is_foreign(t)).collect();
+    let Some(triple) = foreign.first() else {
+        return format!("\nhelp: a build script needs `{tool}`, which is not installed");
+    };
+    let var = format!("CC_{}", triple.replace(['-', '.'], "_"));
+    format!(
+        "\nhelp: a crate compiles C code for {triple}, which needs the C cross compiler \
+         `{tool}`: install one (a musl cross toolchain that provides `{tool}`), or point \
+         {var} at a C compiler for that target (for example `clang --target={}`); \
+         pure-Rust crates need none, rust-lld links them",
+        triple.replace("-unknown-", "-")
+    )
+}
+
 fn cargo_home() -> Option<PathBuf> {
     std::env::var_os("CARGO_HOME")
         .map(PathBuf::from)
@@ -304,4 +364,35 @@ fn cargo_home() -> Option<PathBuf> {
 fn is_foreign(triple: &str) -> bool {
     let arch = triple.split('-').next().unwrap_or_default();
     arch != std::env::consts::ARCH
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recognises_missing_c_tools() {
+        assert_eq!(
+            missing_tool(
+                "  error occurred in cc-rs: failed to find tool \"aarch64-linux-musl-gcc\": No such file or directory (os error 2)"
+            )
+            .as_deref(),
+            Some("aarch64-linux-musl-gcc")
+        );
+        assert_eq!(
+            missing_tool("error: linker `aarch64-linux-musl-gcc` not found").as_deref(),
+            Some("aarch64-linux-musl-gcc")
+        );
+        assert_eq!(missing_tool("error[E0425]: cannot find value `x`"), None);
+        let hint = c_compiler_hint("aarch64-linux-musl-gcc", &["aarch64-unknown-linux-musl"]);
+        assert!(hint.contains("CC_aarch64_unknown_linux_musl"), "{hint}");
+        assert!(hint.contains("clang --target=aarch64-linux-musl"), "{hint}");
+    }
+
+    #[test]
+    fn foreign_triples_are_told_apart() {
+        let host = std::env::consts::ARCH;
+        assert!(!is_foreign(&format!("{host}-unknown-linux-musl")));
+        assert!(is_foreign("riscv64gc-unknown-linux-musl"));
+    }
 }
