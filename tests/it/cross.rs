@@ -22,7 +22,11 @@ fn a_crate_with_c_code_names_the_cross_compiler_it_needs() {
         "fn main() { cc::Build::new().file(\"add.c\").compile(\"add\"); }\n",
     )
     .unwrap();
-    std::fs::write(krate.join("add.c"), "int add(int a, int b) { return a + b; }\n").unwrap();
+    std::fs::write(
+        krate.join("add.c"),
+        "int add(int a, int b) { return a + b; }\n",
+    )
+    .unwrap();
 
     let out = crate::support::run(
         crate::support::cli()

@@ -3,6 +3,7 @@
 
 mod images;
 mod push;
+mod table;
 mod test_images;
 
 use std::path::{Path, PathBuf};

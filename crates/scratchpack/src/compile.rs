@@ -236,7 +236,7 @@ impl Cargo<'_> {
             packages.join(", ")
         );
         self.shell.status(
-            "Compiling",
+            "Building",
             format!(
                 "{} for {} ({} profile)",
                 packages.join(", "),

@@ -9,18 +9,10 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
-/// Whether `tool` is on `PATH`. Missing tools skip a test locally, but under
-/// `CI=true` the test fails, so a broken CI machine never passes silently.
+/// Whether `tool` is on `PATH` (see `support::require_tool`: missing fails
+/// under `CI=true`, skips elsewhere).
 pub fn have_tool(tool: &str, package: &str) -> bool {
-    let found = std::env::var_os("PATH")
-        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(tool).is_file()));
-    if !found {
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!("{tool} is not installed (Debian package {package}); CI must have it");
-        }
-        eprintln!("skipping: {tool} is not installed (apt-get install {package})");
-    }
-    found
+    crate::support::require_tool(tool, package).is_some()
 }
 
 /// Both oracles the registry tests need.

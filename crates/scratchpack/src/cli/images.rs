@@ -5,6 +5,7 @@ use std::io::Write;
 
 use anyhow::anyhow;
 
+use super::table::human_size;
 use super::{Common, Context, Failure};
 use crate::build::{self, BuiltImage, Options, short};
 use crate::compile::Cargo;
@@ -108,7 +109,7 @@ pub(super) fn select<'p>(
 
 /// The closing table: image, platform, digest and compressed size.
 fn table(built: &[BuiltImage]) -> String {
-    let mut rows = vec![[
+    let mut rows = vec![vec![
         "IMAGE".to_owned(),
         "PLATFORM".to_owned(),
         "DIGEST".to_owned(),
@@ -116,7 +117,7 @@ fn table(built: &[BuiltImage]) -> String {
     ]];
     for b in built {
         for p in &b.platforms {
-            rows.push([
+            rows.push(vec![
                 b.name.clone(),
                 p.platform.clone(),
                 short(&p.manifest).to_owned(),
@@ -124,7 +125,7 @@ fn table(built: &[BuiltImage]) -> String {
             ]);
         }
         if b.platforms.len() > 1 {
-            rows.push([
+            rows.push(vec![
                 b.name.clone(),
                 "(index)".to_owned(),
                 short(&b.digest).to_owned(),
@@ -132,39 +133,5 @@ fn table(built: &[BuiltImage]) -> String {
             ]);
         }
     }
-    let widths: Vec<usize> = (0..4)
-        .map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0))
-        .collect();
-    let mut s = String::new();
-    for r in rows {
-        let line = format!(
-            "{:w0$}  {:w1$}  {:w2$}  {:>w3$}",
-            r[0],
-            r[1],
-            r[2],
-            r[3],
-            w0 = widths[0],
-            w1 = widths[1],
-            w2 = widths[2],
-            w3 = widths[3]
-        );
-        s.push_str(line.trim_end());
-        s.push('\n');
-    }
-    s
-}
-
-pub(super) fn human_size(bytes: u64) -> String {
-    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
+    super::table::render(&rows, 3)
 }

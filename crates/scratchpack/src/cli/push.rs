@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use anyhow::anyhow;
 use serde::Serialize;
 
-use super::images::{MessageFormat, build_selected, human_size, select};
+use super::images::{MessageFormat, build_selected, select};
+use super::table::human_size;
 use super::{Common, Context, Failure};
 use crate::build::{BuiltImage, short};
 use crate::manifest::ImagePlan;
@@ -297,7 +298,7 @@ fn announce(shell: Shell, name: &str, report: &PushReport) {
 
 /// The closing table: image, where it went, digest, and what was sent.
 fn table(pushed: &[Pushed]) -> String {
-    let mut rows = vec![[
+    let mut rows = vec![vec![
         "IMAGE".to_owned(),
         "PUSHED TO".to_owned(),
         "DIGEST".to_owned(),
@@ -310,7 +311,7 @@ fn table(pushed: &[Pushed]) -> String {
             [] => p.repository.clone(),
             tags => format!("{}:{}", p.repository, tags.join(",")),
         };
-        rows.push([
+        rows.push(vec![
             p.name.clone(),
             to,
             short(&p.digest).to_owned(),
@@ -319,30 +320,7 @@ fn table(pushed: &[Pushed]) -> String {
             human_size(p.bytes_uploaded),
         ]);
     }
-    let widths: Vec<usize> = (0..6)
-        .map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0))
-        .collect();
-    let mut s = String::new();
-    for r in rows {
-        let line = format!(
-            "{:w0$}  {:w1$}  {:w2$}  {:>w3$}  {:>w4$}  {:>w5$}",
-            r[0],
-            r[1],
-            r[2],
-            r[3],
-            r[4],
-            r[5],
-            w0 = widths[0],
-            w1 = widths[1],
-            w2 = widths[2],
-            w3 = widths[3],
-            w4 = widths[4],
-            w5 = widths[5],
-        );
-        s.push_str(line.trim_end());
-        s.push('\n');
-    }
-    s
+    super::table::render(&rows, 3)
 }
 
 /// Blobs at least this big get a progress display; smaller ones go up in a
