@@ -11,10 +11,12 @@ fn a_crate_with_c_code_names_the_cross_compiler_it_needs() {
         "[images.native]\npackage = \"native\"\nplatforms = [\"linux/arm64\"]\n",
     );
     let krate = fx.path().join("crates/native");
+    // cc pinned to the version this workspace locks, whose message about a
+    // missing compiler the assertion below reads.
     std::fs::write(
         krate.join("Cargo.toml"),
         "[package]\nname = \"native\"\nversion = \"0.1.0\"\nedition = \"2024\"\n\n\
-         [build-dependencies]\ncc = \"1\"\n",
+         [build-dependencies]\ncc = \"=1.11.1\"\n",
     )
     .unwrap();
     std::fs::write(

@@ -52,8 +52,8 @@ fn copy_tree(from: &Path, to: &Path) {
 }
 
 /// Builds every image in `dir` and returns name -> (top digest, per-platform
-/// manifest digests), checking each layout on the way.
-fn build(dir: &Path, epoch: Option<&str>) -> BTreeMap<String, (String, Vec<String>)> {
+/// manifest digests, archive digest), checking each layout on the way.
+fn build(dir: &Path, epoch: Option<&str>) -> BTreeMap<String, (String, Vec<String>, String)> {
     let mut cmd = support::cli();
     cmd.current_dir(dir).env_remove("CARGO_TARGET_DIR").args([
         "images",
@@ -71,9 +71,11 @@ fn build(dir: &Path, epoch: Option<&str>) -> BTreeMap<String, (String, Vec<Strin
             let v = validate::layout(Path::new(i["layout"].as_str().unwrap()));
             assert_eq!(v.top_digest, i["digest"].as_str().unwrap());
             let manifests = v.images.iter().map(|m| m.manifest_digest.clone()).collect();
+            let archive = std::fs::read(i["archive"].as_str().unwrap()).unwrap();
+            let archive = format!("{:x}", <sha2::Sha256 as sha2::Digest>::digest(&archive));
             (
                 i["name"].as_str().unwrap().to_owned(),
-                (v.top_digest, manifests),
+                (v.top_digest, manifests, archive),
             )
         })
         .collect()

@@ -14,7 +14,7 @@ use crate::oci::image::Contents;
 use crate::oci::layer::LayerError;
 use crate::oci::layout::{LayoutMeta, archive, layout_files};
 use crate::oci::{Digest, Image, ImageSet};
-use crate::output::{OutputLock, write_tree};
+use crate::output::{OutputLock, write_synced, write_tree};
 use crate::platform::Platform;
 use crate::shell::Shell;
 
@@ -235,11 +235,14 @@ fn write_image(
             .map(|f| (f.path.as_str(), f.bytes)),
     )
     .map_err(write_err(&layout))?;
+    let tar = archive(&set, &meta, &image.name, opts.epoch);
+    let tmp_tar = lock.temp_path(&format!("{}.tar", image.name));
+    write_synced(&tmp_tar, &tar).map_err(write_err(&archive_path))?;
+    // Both outputs are complete on disk before either is replaced, so a
+    // failure up to here leaves the previous pair untouched.
     lock.publish_dir(&tmp, &layout)
         .map_err(write_err(&layout))?;
-    let tar = archive(&set, &image.name, opts.epoch);
-    lock.write_file(&archive_path, &tar)
-        .map_err(write_err(&archive_path))?;
+    std::fs::rename(&tmp_tar, &archive_path).map_err(write_err(&archive_path))?;
 
     let top = set.top();
     let done = BuiltImage {
@@ -274,12 +277,24 @@ fn write_image(
     Ok(done)
 }
 
-/// Whether the outputs a record describes are still on disk as written.
+/// Whether the outputs a record describes are still on disk as written: the
+/// layout's `index.json` unchanged, every manifest, config and layer blob
+/// there with its size, and the archive with its size. Blobs are not hashed
+/// again; that is what keeps a no-op run cheap.
 fn outputs_intact(done: &BuiltImage) -> bool {
+    let blob = |digest: &str| {
+        let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
+        done.layout.join("blobs/sha256").join(hex)
+    };
     let index_ok = std::fs::read(done.layout.join("index.json"))
         .is_ok_and(|b| Digest::of(&b).as_str() == done.index_json);
+    let blobs_ok = done.platforms.iter().all(|p| {
+        blob(&p.manifest).is_file()
+            && blob(&p.config).is_file()
+            && std::fs::metadata(blob(&p.layer)).is_ok_and(|m| m.len() == p.layer_size)
+    }) && blob(&done.digest).is_file();
     let archive_ok = std::fs::metadata(&done.archive).is_ok_and(|m| m.len() == done.archive_size);
-    index_ok && archive_ok
+    index_ok && blobs_ok && archive_ok
 }
 
 /// `sha256:0123456789ab`, for status lines.

@@ -114,10 +114,18 @@ impl Common {
 
 /// `SOURCE_DATE_EPOCH` (reproducible-builds.org), else 0.
 fn source_date_epoch() -> Result<u64, anyhow::Error> {
+    // The latest time a ustar header's 11 octal digits hold (in 2242).
+    const LATEST: u64 = 0o77_777_777_777;
     match std::env::var("SOURCE_DATE_EPOCH") {
-        Ok(v) if !v.trim().is_empty() => v.trim().parse::<u64>().map_err(|_| {
-            anyhow::anyhow!("SOURCE_DATE_EPOCH is `{v}`, not a number of seconds since 1970")
-        }),
+        Ok(v) if !v.trim().is_empty() => match v.trim().parse::<u64>() {
+            Ok(epoch) if epoch <= LATEST => Ok(epoch),
+            Ok(_) => Err(anyhow::anyhow!(
+                "SOURCE_DATE_EPOCH is `{v}`, later than a layer's tar headers can record ({LATEST})"
+            )),
+            Err(_) => Err(anyhow::anyhow!(
+                "SOURCE_DATE_EPOCH is `{v}`, not a number of seconds since 1970"
+            )),
+        },
         _ => Ok(0),
     }
 }

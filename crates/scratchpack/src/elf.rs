@@ -133,8 +133,11 @@ fn check<H: FileHeader<Endian = Endianness>>(
                 let vaddr: u64 = s.p_vaddr(endian).into();
                 let filesz: u64 = s.p_filesz(endian).into();
                 let offset: u64 = s.p_offset(endian).into();
-                (s.p_type(endian) == elf::PT_LOAD && addr >= vaddr && addr < vaddr + filesz)
-                    .then(|| data.get(usize::try_from(offset + (addr - vaddr)).ok()?..))
+                // Checked arithmetic: a hostile header must not overflow.
+                let end = vaddr.checked_add(filesz)?;
+                let at = offset.checked_add(addr.checked_sub(vaddr)?)?;
+                (s.p_type(endian) == elf::PT_LOAD && addr >= vaddr && addr < end)
+                    .then(|| data.get(usize::try_from(at).ok()?..))
                     .flatten()
             })
         });

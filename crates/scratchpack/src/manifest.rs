@@ -49,7 +49,7 @@ pub struct RawImage {
     pub default_features: Option<bool>,
     pub entrypoint: Option<Spanned<Vec<String>>>,
     pub binary_path: Option<Spanned<String>>,
-    pub cmd: Option<Vec<String>>,
+    pub cmd: Option<Spanned<Vec<String>>>,
     pub env: Option<BTreeMap<Spanned<String>, String>>,
     pub user: Option<Spanned<String>>,
     pub workdir: Option<Spanned<String>>,
@@ -77,7 +77,7 @@ pub struct RawTest {
     pub timeout: Option<Spanned<f64>>,
     pub user: Option<Spanned<String>>,
     pub workdir: Option<Spanned<String>>,
-    pub exit_code: Option<i32>,
+    pub exit_code: Option<Spanned<i32>>,
     pub stdout: Option<RawOutput>,
     pub stderr: Option<RawOutput>,
     pub files: Option<Vec<Spanned<RawFileCheck>>>,
@@ -753,6 +753,13 @@ impl Resolver<'_> {
             let Some(path) = self.image_path(&d.path, "path") else {
                 continue;
             };
+            if path.is_root() {
+                self.error(
+                    Diagnostic::new("`path` cannot be `/`", span_of(&d.path))
+                        .label("the root is always there"),
+                );
+                continue;
+            }
             if let Some(what) = taken.get(&path) {
                 self.error(
                     Diagnostic::new(format!("`{path}` collides with {what}"), span_of(&d.path))
@@ -796,27 +803,26 @@ impl Resolver<'_> {
                 );
                 Vec::new()
             }
-            Some(e) => e.get_ref().clone(),
+            Some(e) => {
+                self.no_nul(span_of(e), "`entrypoint`", e.get_ref());
+                e.get_ref().clone()
+            }
             None => vec![binary_path.as_str().to_owned()],
         };
+        let cmd = raw.cmd.as_ref().or(defaults.cmd.as_ref());
+        if let Some(c) = cmd {
+            self.no_nul(span_of(c), "`cmd`", c.get_ref());
+        }
+        let cmd = cmd.map(|c| c.get_ref().clone()).unwrap_or_default();
         let mut env = BTreeMap::new();
         for table in [defaults.env.as_ref(), raw.env.as_ref()]
             .into_iter()
             .flatten()
         {
             for (key, value) in table {
-                let k = key.get_ref();
-                if k.is_empty() || k.contains('=') || k.contains('\0') || value.contains('\0') {
-                    self.error(
-                        Diagnostic::new(
-                            format!("invalid environment variable name `{k}`"),
-                            span_of(key),
-                        )
-                        .help("names are non-empty and contain neither `=` nor NUL"),
-                    );
-                    continue;
+                if self.env_var(key, value) {
+                    env.insert(key.get_ref().clone(), value.clone());
                 }
-                env.insert(k.clone(), value.clone());
             }
         }
         let user = raw
@@ -856,6 +862,17 @@ impl Resolver<'_> {
         labels.extend(raw.labels.clone().unwrap_or_default());
         let mut annotations = defaults.annotations.clone().unwrap_or_default();
         annotations.extend(raw.annotations.clone().unwrap_or_default());
+        for (what, table) in [("labels", &labels), ("annotations", &annotations)] {
+            let strings: Vec<String> = table
+                .iter()
+                .flat_map(|(k, v)| [k.clone(), v.clone()])
+                .collect();
+            self.no_nul(
+                name_span.clone(),
+                &format!("`{what}` of image `{name}`"),
+                &strings,
+            );
+        }
 
         let mut tags = Vec::new();
         for tag in raw
@@ -936,11 +953,7 @@ impl Resolver<'_> {
             dirs,
             config: RunConfig {
                 entrypoint,
-                cmd: raw
-                    .cmd
-                    .clone()
-                    .or_else(|| defaults.cmd.clone())
-                    .unwrap_or_default(),
+                cmd,
                 env,
                 user,
                 workdir,
@@ -990,15 +1003,18 @@ impl Resolver<'_> {
             return None;
         }
         let command = is_command.then(|| {
+            if let Some(args) = &t.args {
+                self.no_nul(
+                    name_span.clone(),
+                    &format!("`args` of test `{}`", name.get_ref()),
+                    args,
+                );
+            }
             let mut env = BTreeMap::new();
             for (k, v) in t.env.iter().flatten() {
-                if k.get_ref().is_empty() || k.get_ref().contains('=') {
-                    self.error(Diagnostic::new(
-                        format!("invalid environment variable name `{}`", k.get_ref()),
-                        span_of(k),
-                    ));
+                if self.env_var(k, v) {
+                    env.insert(k.get_ref().clone(), v.clone());
                 }
-                env.insert(k.get_ref().clone(), v.clone());
             }
             let timeout_ms = match &t.timeout {
                 Some(s) if *s.get_ref() > 0.0 && *s.get_ref() <= 3600.0 => {
@@ -1025,7 +1041,20 @@ impl Resolver<'_> {
                 timeout_ms,
                 user,
                 workdir,
-                exit_code: t.exit_code.unwrap_or(0),
+                exit_code: match &t.exit_code {
+                    Some(code) if (0..=255).contains(code.get_ref()) => *code.get_ref(),
+                    Some(code) => {
+                        self.error(
+                            Diagnostic::new(
+                                format!("exit code {} can never happen", code.get_ref()),
+                                span_of(code),
+                            )
+                            .label("exit codes are 0 to 255"),
+                        );
+                        0
+                    }
+                    None => 0,
+                },
                 stdout: self.output(t.stdout.as_ref()),
                 stderr: self.output(t.stderr.as_ref()),
             }
@@ -1095,6 +1124,29 @@ impl Resolver<'_> {
             command,
             structure,
         })
+    }
+
+    /// Whether an environment variable can be passed to a process.
+    fn env_var(&mut self, key: &Spanned<String>, value: &str) -> bool {
+        let k = key.get_ref();
+        let ok = !k.is_empty() && !k.contains(['=', '\0']) && !value.contains('\0');
+        if !ok {
+            self.error(
+                Diagnostic::new(format!("invalid environment variable `{k}`"), span_of(key))
+                    .help("names are non-empty without `=`; neither names nor values hold NUL"),
+            );
+        }
+        ok
+    }
+
+    /// Strings handed to `execve` cannot hold a NUL byte.
+    fn no_nul(&mut self, span: Range<usize>, what: &str, strings: &[String]) {
+        if strings.iter().any(|s| s.contains('\0')) {
+            self.error(
+                Diagnostic::new(format!("{what} contains a NUL byte"), span)
+                    .label("not representable in an image"),
+            );
+        }
     }
 
     fn output(&mut self, raw: Option<&RawOutput>) -> OutputExpect {
@@ -1261,6 +1313,10 @@ fn invalid_image_name(name: &str) -> Option<&'static str> {
     if !name.starts_with(|c: char| c.is_ascii_alphanumeric()) {
         return Some("names start with a letter or digit");
     }
+    if name.ends_with(".tar") {
+        // `<out>/<name>.tar` is the archive of the image called `<name>`.
+        return Some("names cannot end in `.tar`, the archives' suffix");
+    }
     None
 }
 
@@ -1271,7 +1327,8 @@ fn invalid_triple(t: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
-fn parse_user(s: &str) -> Result<User, &'static str> {
+/// `uid:gid` or `uid`, numeric only (a scratch image has no passwd file).
+pub(crate) fn parse_user(s: &str) -> Result<User, &'static str> {
     let (uid, gid) = s.split_once(':').unwrap_or((s, s));
     let id = |v: &str| {
         if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {

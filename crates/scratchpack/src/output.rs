@@ -80,7 +80,9 @@ impl OutputLock {
             // A filesystem without RENAME_EXCHANGE: move the old one aside
             // first. The window without `dest` is as short as two renames.
             Err(rustix::io::Errno::INVAL) | Err(rustix::io::Errno::NOSYS) => {
-                let old = self.temp_path("old");
+                // Image names start with a letter or digit, so this
+                // cannot be another image's staging directory.
+                let old = self.temp_path(".old");
                 std::fs::rename(dest, &old)?;
                 std::fs::rename(tmp, dest)?;
                 remove_any(&old)
@@ -98,6 +100,31 @@ fn remove_any(path: &Path) -> std::io::Result<()> {
     }
 }
 
+/// Creates `path` with `bytes` and flushes it to disk, so a rename that
+/// follows never exposes a file whose data a crash could lose.
+pub fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut f = File::create(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
+}
+
+/// Writes `bytes` to `path` through a temporary file beside it, for outputs
+/// outside an output directory (a report the user named).
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let name = path
+        .file_name()
+        .map_or_else(|| "out".into(), |n| n.to_string_lossy().into_owned());
+    let tmp = path.with_file_name(format!(".{name}.tmp.{}", std::process::id()));
+    let result = write_synced(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, path));
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
 /// Writes every file under a new directory `dir` (which must not exist).
 pub fn write_tree<'a>(
     dir: &Path,
@@ -109,10 +136,8 @@ pub fn write_tree<'a>(
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent)?;
         }
-        std::fs::write(&path, bytes)?;
+        write_synced(&path, bytes)?;
     }
-    // One sync of the directory tree's files is enough for the rename that
-    // follows to expose complete data after a crash.
     File::open(dir)?.sync_all()
 }
 

@@ -307,3 +307,27 @@ fn image_paths_normalise() {
     assert!(ImagePath::parse("a").is_err());
     assert!(ImagePath::parse("/a/../b").is_err());
 }
+
+#[test]
+fn values_a_process_cannot_receive_are_errors() {
+    let base = "[images.x]\npackage = \"hello\"\n";
+    for (line, needle) in [
+        ("entrypoint = [\"/hello\\u0000x\"]", "NUL"),
+        ("cmd = [\"a\\u0000\"]", "NUL"),
+        ("env = { A = \"b\\u0000\" }", "invalid environment variable"),
+        ("labels = { a = \"\\u0000\" }", "NUL"),
+        ("dirs = [{ path = \"/\" }]", "cannot be `/`"),
+    ] {
+        let e = errors(&format!("{base}{line}\n"));
+        assert!(e[0].contains(needle), "{line}: {e:?}");
+    }
+    let e = errors(&format!("{base}[images.x.tests.t]\nexit-code = 256\n"));
+    assert!(
+        e[0].starts_with("4:13:") && e[0].contains("can never happen"),
+        "{e:?}"
+    );
+    let e = errors(&format!("{base}[images.x.tests.t]\nargs = [\"\\u0000\"]\n"));
+    assert!(e[0].contains("NUL"), "{e:?}");
+    let e = errors("[images.\"x.tar\"]\npackage = \"hello\"\n");
+    assert!(e[0].contains("`.tar`"), "{e:?}");
+}

@@ -3,9 +3,7 @@
 //! settings, with its `diff_id` and digest.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 
-use flate2::{Compression, GzBuilder};
 use sha2::{Digest as _, Sha256};
 
 use super::{Blob, Digest, MEDIA_TYPE_LAYER_GZIP, tar};
@@ -109,16 +107,18 @@ impl Layer {
     }
 }
 
-/// gzip with every header byte pinned: mtime 0, no file name or comment, OS
-/// byte 255 ("unknown", so the build host's OS does not show), and the one
-/// deflate implementation this crate links (miniz_oxide) at its best level.
+/// gzip (RFC 1952) with every header byte pinned: no flags (so no file name
+/// or comment), mtime 0, XFL 2 ("maximum compression"), OS 255 ("unknown",
+/// so the build host's OS does not show); then raw deflate from the one
+/// pinned implementation at its best level, and the CRC-32 and length.
 fn gzip(data: &[u8]) -> Vec<u8> {
-    let mut encoder = GzBuilder::new()
-        .mtime(0)
-        .operating_system(255)
-        .write(Vec::with_capacity(data.len() / 2), Compression::best());
-    encoder
-        .write_all(data)
-        .expect("writing to a Vec cannot fail");
-    encoder.finish().expect("writing to a Vec cannot fail")
+    const HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 2, 255];
+    let deflated = miniz_oxide::deflate::compress_to_vec(data, 9);
+    let mut out = Vec::with_capacity(HEADER.len() + deflated.len() + 8);
+    out.extend_from_slice(&HEADER);
+    out.extend_from_slice(&deflated);
+    out.extend_from_slice(&crc32fast::hash(data).to_le_bytes());
+    // ISIZE is the length modulo 2^32, as the format defines it.
+    out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    out
 }

@@ -83,15 +83,13 @@ struct DockerEntry {
 /// tar whose entries all carry `mtime`.
 ///
 /// docker's classic store holds one platform per tag, and tools reading a
-/// docker archive expect one entry, so `manifest.json` lists only the host's
-/// platform (else the first): the image that runs where it is loaded. The
-/// other platforms stay reachable through the OCI layout in the same tar.
-pub fn archive(set: &ImageSet, repository: &str, mtime: u64) -> Vec<u8> {
-    let meta = LayoutMeta::new(set);
-    let files = layout_files(set, &meta);
-    let loaded = crate::platform::Platform::host()
-        .and_then(|host| set.images.iter().find(|i| i.platform == host))
-        .unwrap_or(&set.images[0]);
+/// docker archive expect one entry, so `manifest.json` lists only the first
+/// platform images.toml names: the same on every build host, so the archive
+/// is as reproducible as the layout. The other platforms stay reachable
+/// through the OCI layout in the same tar.
+pub fn archive(set: &ImageSet, meta: &LayoutMeta, repository: &str, mtime: u64) -> Vec<u8> {
+    let files = layout_files(set, meta);
+    let loaded = &set.images[0];
     let docker = [DockerEntry {
         config: format!("blobs/sha256/{}", loaded.config.digest.hex()),
         repo_tags: set

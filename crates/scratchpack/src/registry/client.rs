@@ -319,7 +319,13 @@ impl<'o, 'p> Client<'o, 'p> {
     ) -> Result<Answer, Failure> {
         let mut challenged = false;
         loop {
-            let authorization = self.authorization()?;
+            // Credentials go to the registry only: an upload URL the registry
+            // hands out may point at another host (storage, a CDN).
+            let authorization = if same_origin(url, &self.base) {
+                self.authorization()?
+            } else {
+                None
+            };
             let answer = self.send(method.clone(), url, headers, body, authorization.as_deref())?;
             if answer.status != 401 {
                 return Ok(answer);
@@ -506,6 +512,12 @@ fn transport_failure(e: ureq::Error) -> Failure {
     }
 }
 
+/// Whether `url` is on the registry at `base` (scheme, host and port).
+fn same_origin(url: &str, base: &str) -> bool {
+    url.strip_prefix(base)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with(['/', '?']))
+}
+
 fn with_query(url: &str, key: &str, value: &str) -> String {
     let sep = if url.contains('?') { '&' } else { '?' };
     format!("{url}{sep}{key}={}", encode(value))
@@ -527,6 +539,19 @@ fn encode(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credentials_stay_with_the_registry() {
+        let base = "http://127.0.0.1:5000";
+        assert!(same_origin(
+            "http://127.0.0.1:5000/v2/x/blobs/uploads/1",
+            base
+        ));
+        assert!(same_origin("http://127.0.0.1:5000", base));
+        assert!(!same_origin("http://127.0.0.1:50001/v2/", base));
+        assert!(!same_origin("https://storage.example/upload?x=1", base));
+        assert!(!same_origin("http://127.0.0.1:5000.evil.example/v2/", base));
+    }
 
     #[test]
     fn query_building() {

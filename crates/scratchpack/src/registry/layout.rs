@@ -13,11 +13,11 @@ use sha2::{Digest as _, Sha256};
 use super::error::RegistryError;
 use super::reference::validate_digest;
 
-pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
-pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
-pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
-const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+pub use crate::oci::{
+    ANNOTATION_REF_NAME as REF_NAME, MEDIA_TYPE_INDEX as OCI_INDEX,
+    MEDIA_TYPE_MANIFEST as OCI_MANIFEST,
+};
+use crate::oci::{DOCKER_MANIFEST, DOCKER_MANIFEST_LIST as DOCKER_LIST};
 
 /// Indexes nest; this bounds a malicious or broken cycle.
 const MAX_DEPTH: usize = 8;
@@ -241,7 +241,7 @@ fn check_file(dir: &Path, path: &Path, desc: &Descriptor) -> Result<(), Registry
         size += n as u64;
         hasher.update(&buf[..n]);
     }
-    let actual = format!("sha256:{}", hex(&hasher.finalize()));
+    let actual = format!("sha256:{}", crate::oci::hex(&hasher.finalize()));
     if size != desc.size || actual != desc.digest {
         return Err(layout_error(
             dir,
@@ -265,11 +265,7 @@ fn read_json<T: serde::de::DeserializeOwned>(dir: &Path, path: &Path) -> Result<
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex(&Sha256::digest(bytes))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    crate::oci::hex(&Sha256::digest(bytes))
 }
 
 #[cfg(test)]

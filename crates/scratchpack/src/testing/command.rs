@@ -71,20 +71,11 @@ impl std::fmt::Display for Invocation {
 /// Parses an image config's `User`: `uid` or `uid:gid`, numeric. An empty
 /// user is root, as runtimes read it.
 pub fn parse_user(user: &str) -> Result<User, CommandError> {
-    let bad = || CommandError::User(user.to_owned());
+    // An empty `User` means root (image-spec `config.User`).
     if user.is_empty() {
         return Ok(User { uid: 0, gid: 0 });
     }
-    let (uid, gid) = match user.split_once(':') {
-        Some((u, g)) => (u, Some(g)),
-        None => (user, None),
-    };
-    let uid: u32 = uid.parse().map_err(|_| bad())?;
-    let gid: u32 = match gid {
-        Some(g) => g.parse().map_err(|_| bad())?,
-        None => uid,
-    };
-    Ok(User { uid, gid })
+    crate::manifest::parse_user(user).map_err(|_| CommandError::User(user.to_owned()))
 }
 
 /// The config's `Env` (`KEY=VALUE` strings) as a map.

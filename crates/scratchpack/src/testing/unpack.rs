@@ -18,13 +18,10 @@ use serde::Deserialize;
 use sha2::{Digest as _, Sha256};
 
 use crate::manifest::FileKind;
-use crate::oci::{Digest, MEDIA_TYPE_INDEX, MEDIA_TYPE_MANIFEST};
-
-const MEDIA_TYPE_LAYER_TAR: &str = "application/vnd.oci.image.layer.v1.tar";
-const MEDIA_TYPE_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
-const DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
-const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
-const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+use crate::oci::{
+    DOCKER_LAYER_GZIP, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST as DOCKER_LIST, Digest,
+    MEDIA_TYPE_INDEX, MEDIA_TYPE_LAYER_GZIP, MEDIA_TYPE_LAYER_TAR, MEDIA_TYPE_MANIFEST,
+};
 
 /// Host mode of every directory the unpacker creates: the unpacking user must
 /// be able to add entries, and the sandbox's outside uid (which is not the
