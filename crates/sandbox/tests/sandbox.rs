@@ -346,7 +346,8 @@ fn image_root_is_not_host_root() {
 fn run_as_unprivileged(rootfs: &Rootfs, user: &str, tag: &str) -> Value {
     let mut cmd = if is_root() {
         let mut c = Command::new("setpriv");
-        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", HELPER]);
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(helper_for_everyone());
         c
     } else {
         Command::new(HELPER)
@@ -366,6 +367,21 @@ fn run_as_unprivileged(rootfs: &Rootfs, user: &str, tag: &str) -> Value {
         "{stderr}"
     );
     json(&out.stdout)
+}
+
+/// A copy of the helper that any user can run: the checkout (and so the
+/// target directory) may sit below a directory only root can enter.
+fn helper_for_everyone() -> &'static Path {
+    static COPY: OnceLock<PathBuf> = OnceLock::new();
+    COPY.get_or_init(|| {
+        let dir = std::env::temp_dir().join(unique("sandbox-helper"));
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let dest = dir.join("scratchpack-sandbox");
+        std::fs::copy(HELPER, &dest).unwrap();
+        std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(0o755)).unwrap();
+        dest
+    })
 }
 
 #[test]
