@@ -13,7 +13,9 @@ use crate::manifest::{FileKind, StructureTest};
 pub fn check(tree: &Tree, config: &ImageConfig, test: &StructureTest) -> Vec<String> {
     let mut problems = Vec::new();
     for f in &test.files {
-        let Some(node) = tree.get(f.path.as_str()) else {
+        // Parents resolve through symlinks, as the kernel would; the path
+        // itself is checked as it is, so `type = "symlink"` can be asked for.
+        let Some((_, node)) = tree.lookup(f.path.as_str(), false) else {
             problems.push(format!("{} is missing", f.path.as_str()));
             continue;
         };
@@ -38,11 +40,20 @@ pub fn check(tree: &Tree, config: &ImageConfig, test: &StructureTest) -> Vec<Str
         }
     }
     for path in &test.absent {
-        if let Some(node) = tree.get(path.as_str()) {
+        // Absent means no entry at all, and nothing reachable through links:
+        // `/bin/sh` is present when `/bin` links to a `usr/bin` holding `sh`.
+        let entry = tree.lookup(path.as_str(), false).map(|(p, n)| (p, n.kind));
+        let reached = tree.lookup(path.as_str(), true).map(|(p, n)| (p, n.kind));
+        if let Some((found, kind)) = entry.or(reached) {
+            let via = if found == path.as_str() {
+                String::new()
+            } else {
+                format!(" as {found}")
+            };
             problems.push(format!(
-                "{} should be absent, but the image has it (a {})",
+                "{} should be absent, but the image has it{via} (a {})",
                 path.as_str(),
-                kind_name(node.kind)
+                kind_name(kind)
             ));
         }
     }
@@ -153,6 +164,50 @@ mod tests {
 
     fn path(p: &str) -> ImagePath {
         ImagePath::parse(p).unwrap()
+    }
+
+    #[test]
+    fn absent_paths_are_looked_up_through_symlinks() {
+        let mut t = tree();
+        for (p, kind, link) in [
+            ("/usr", FileKind::Dir, None),
+            ("/usr/bin", FileKind::Dir, None),
+            ("/usr/bin/busybox", FileKind::File, None),
+            ("/usr/bin/sh", FileKind::Symlink, Some("busybox")),
+            ("/bin", FileKind::Symlink, Some("usr/bin")),
+            ("/loop", FileKind::Symlink, Some("/loop")),
+        ] {
+            t.nodes.insert(
+                p.to_owned(),
+                Node {
+                    kind,
+                    mode: 0o755,
+                    link: link.map(str::to_owned),
+                },
+            );
+        }
+        let test = StructureTest {
+            absent: vec![path("/bin/sh"), path("/bin/bash"), path("/loop/x")],
+            ..StructureTest::default()
+        };
+        let problems = check(&t, &config(), &test);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].contains("/bin/sh") && problems[0].contains("as /usr/bin/sh"));
+        let (resolved, node) = t.lookup("/bin/sh", true).unwrap();
+        assert_eq!(
+            (resolved.as_str(), node.kind),
+            ("/usr/bin/busybox", FileKind::File)
+        );
+        assert!(t.lookup("/loop/x", true).is_none(), "link loops end");
+        let symlink = StructureTest {
+            files: vec![FileCheck {
+                path: path("/bin/sh"),
+                mode: None,
+                kind: Some(FileKind::Symlink),
+            }],
+            ..StructureTest::default()
+        };
+        assert_eq!(check(&t, &config(), &symlink), Vec::<String>::new());
     }
 
     #[test]

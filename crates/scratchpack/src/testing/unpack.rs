@@ -8,7 +8,7 @@
 //! do it: it checks every parent of every path is a real directory (never a
 //! symlink), so no entry can write through a link planted by an earlier one.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::fs::{File, Permissions};
 use std::io::{ErrorKind, Read};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -310,6 +310,52 @@ impl Tree {
 
     pub fn get(&self, path: &str) -> Option<&Node> {
         self.nodes.get(path)
+    }
+
+    /// The entry `path` names as a process inside the image finds it, and
+    /// its resolved path: symlinks among the parents are followed (a relative
+    /// target from its directory, an absolute one from the image's root, and
+    /// `..` stops at the root), the last component too when `follow_last`.
+    /// At most 40 links are followed, as Linux allows.
+    pub fn lookup(&self, path: &str, follow_last: bool) -> Option<(String, &Node)> {
+        fn parts(p: &str) -> VecDeque<String> {
+            p.split('/')
+                .filter(|c| !c.is_empty())
+                .map(str::to_owned)
+                .collect()
+        }
+        let mut pending = parts(path);
+        let mut resolved: Vec<String> = Vec::new();
+        let mut links = 0;
+        while let Some(part) = pending.pop_front() {
+            match part.as_str() {
+                "." => continue,
+                ".." => {
+                    resolved.pop();
+                    continue;
+                }
+                _ => resolved.push(part),
+            }
+            let here = format!("/{}", resolved.join("/"));
+            let node = self.nodes.get(&here)?;
+            if node.kind == FileKind::Symlink && (follow_last || !pending.is_empty()) {
+                links += 1;
+                if links > 40 {
+                    return None;
+                }
+                let target = node.link.as_deref()?;
+                resolved.pop();
+                if target.starts_with('/') {
+                    resolved.clear();
+                }
+                let mut next = parts(target);
+                next.extend(pending);
+                pending = next;
+            }
+        }
+        let here = format!("/{}", resolved.join("/"));
+        let node = self.nodes.get(&here)?;
+        Some((here, node))
     }
 
     /// Forgets `path` and everything under it.
