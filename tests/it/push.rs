@@ -537,3 +537,39 @@ fn a_large_layer_reports_its_upload_at_start_and_end_without_a_terminal() {
     assert!(!err.contains('\r'), "redrawn in place without a terminal");
     assert_eq!(report["digest"], local_digest(&layout).as_str());
 }
+
+#[test]
+fn images_sharing_a_binary_mount_it_instead_of_uploading_it_again() {
+    if !have_tools() {
+        return;
+    }
+    let registry = Registry::start();
+    let host = registry.host();
+    // Two images of one binary: the same layer, different configs.
+    let fx = Fixture::new(
+        &[("hello", HELLO_MAIN)],
+        &format!(
+            "[defaults]\nregistry = \"{host}/team\"\ninsecure = true\ntags = [\"latest\", \"1.0\"]\n\n\
+             [images.api]\npackage = \"hello\"\n\n\
+             [images.api-debug]\npackage = \"hello\"\nenv = {{ RUST_LOG = \"debug\" }}\n"
+        ),
+    );
+    let out = cli(&fx, &["push", "--message-format", "json"], &[]);
+    assert!(out.status.success(), "push failed");
+    let reports = support::built_images(&out);
+    assert_eq!(reports.len(), 2);
+    let (api, debug) = (&reports[0], &reports[1]);
+    assert_eq!(api["name"], "api");
+    assert_eq!(
+        (&api["blobs_uploaded"], &api["blobs_mounted"]),
+        (&2.into(), &0.into())
+    );
+    // The layer comes from team/api; only the config is uploaded.
+    assert_eq!(debug["name"], "api-debug");
+    assert_eq!(debug["blobs_mounted"], 1, "{debug}");
+    assert_eq!(debug["blobs_uploaded"], 1, "{debug}");
+    for name in ["api", "api-debug"] {
+        let layout = out_dir(&fx).join(name);
+        assert_registry_has(&format!("{host}/team/{name}"), &layout, None);
+    }
+}

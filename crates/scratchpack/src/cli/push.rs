@@ -3,6 +3,7 @@
 //! [`crate::registry::push_layout`] (the OCI distribution spec's push flow).
 
 use std::cell::RefCell;
+use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 
@@ -86,11 +87,22 @@ pub fn build_and_push(
     let mut stdout = std::io::stdout().lock();
     let mut pushed = Vec::new();
     let mut failure = None;
+    // The first repository pushed to on each registry: later images there
+    // ask to mount their blobs from it (shared binaries or files cost one
+    // request, not an upload), and upload as usual when the registry declines.
+    let mut first_on_registry: BTreeMap<String, String> = BTreeMap::new();
     for (image, dest) in built.iter().zip(&destinations) {
         // `build_selected` keeps the order of the names it is given.
         debug_assert_eq!(image.name, dest.image.name);
-        match push_one(ctx.shell, image, dest, &creds) {
+        let mount_from = first_on_registry
+            .get(dest.repository.registry())
+            .filter(|repo| repo.as_str() != dest.repository.name())
+            .cloned();
+        match push_one(ctx.shell, image, dest, &creds, mount_from) {
             Ok(p) => {
+                first_on_registry
+                    .entry(dest.repository.registry().to_owned())
+                    .or_insert_with(|| dest.repository.name().to_owned());
                 if format == MessageFormat::Json {
                     writeln!(stdout, "{}", serde_json::to_string(&p)?)?;
                 }
@@ -195,6 +207,7 @@ fn push_one(
     image: &BuiltImage,
     dest: &Destination<'_>,
     creds: &dyn CredentialSource,
+    mount_from: Option<String>,
 ) -> anyhow::Result<Pushed> {
     let repo = &dest.repository;
     shell.status(
@@ -206,6 +219,7 @@ fn push_one(
     let opts = PushOptions {
         insecure: dest.insecure,
         progress: Some(&on_event),
+        mount_from,
         ..PushOptions::default()
     };
     // The layout's index.json names its one entry by the first tag.
