@@ -48,6 +48,17 @@ pub fn run(args: Args) -> Result<(), Failure> {
         if plan.tests.is_empty() {
             continue;
         }
+        // Another run may have replaced the layout between this run's build
+        // and its taking the lock: test only what this run built.
+        let index = std::fs::read(b.layout.join("index.json"))
+            .with_context(|| format!("reading the image layout {}", b.layout.display()))?;
+        if crate::oci::Digest::of(&index).as_str() != b.index_json {
+            return Err(Failure::Build(anyhow!(
+                "image `{}` at {} was replaced by another run after this one built it; run again",
+                b.name,
+                b.layout.display()
+            )));
+        }
         let images = unpack::read_layout(&b.layout)
             .with_context(|| format!("reading the image layout {}", b.layout.display()))?;
         for image in images {
