@@ -623,17 +623,15 @@ mod tests {
     use super::*;
     use crate::sys::fake::Recorder;
 
-    #[test]
-    fn the_init_starts_only_after_its_id_maps_are_written() {
-        let sys = Recorder::default();
-        let (read, write) = pipe().unwrap();
-        let config = Config::decode(
+    /// A minimal configuration for `uid`:`gid`, through its encoding.
+    fn round_tripped(uid: u32, gid: u32) -> Config {
+        Config::decode(
             &Config {
                 rootfs: "/r".into(),
                 argv: vec!["/p".into()],
                 env: Vec::new(),
-                uid: 65532,
-                gid: 65533,
+                uid,
+                gid,
                 workdir: "/".into(),
                 hostname: "h".into(),
                 limits: crate::Limits::default(),
@@ -641,7 +639,14 @@ mod tests {
             }
             .encode(),
         )
-        .unwrap();
+        .unwrap()
+    }
+
+    #[test]
+    fn the_init_starts_only_after_its_id_maps_are_written() {
+        let sys = Recorder::default();
+        let (read, write) = pipe().unwrap();
+        let config = round_tripped(65532, 65533);
         let _alive = start_child(&sys, 42, write, &config).unwrap();
         let calls = sys.calls();
         assert_eq!(calls.len(), 1);
@@ -661,21 +666,7 @@ mod tests {
             ..Recorder::default()
         };
         let (read, write) = pipe().unwrap();
-        let config = Config::decode(
-            &Config {
-                rootfs: "/r".into(),
-                argv: vec!["/p".into()],
-                env: Vec::new(),
-                uid: 0,
-                gid: 0,
-                workdir: "/".into(),
-                hostname: "h".into(),
-                limits: crate::Limits::default(),
-                emulator: None,
-            }
-            .encode(),
-        )
-        .unwrap();
+        let config = round_tripped(0, 0);
         let err = start_child(&sys, 7, write, &config).unwrap_err();
         assert!(
             err.to_string()
