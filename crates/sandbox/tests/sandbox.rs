@@ -117,13 +117,10 @@ struct Rootfs {
 
 impl Rootfs {
     fn with(binary: &Path) -> Rootfs {
-        let dir = std::env::temp_dir().join(unique("sandbox-rootfs"));
-        std::fs::create_dir(&dir).unwrap();
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let dest = dir.join("probe");
-        std::fs::copy(binary, &dest).unwrap();
-        std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(0o755)).unwrap();
-        Rootfs { dir }
+        let probe = copy_for_everyone(binary, "sandbox-rootfs", "probe");
+        Rootfs {
+            dir: probe.parent().unwrap().to_owned(),
+        }
     }
 
     fn new() -> Rootfs {
@@ -374,14 +371,20 @@ fn run_as_unprivileged(rootfs: &Rootfs, user: &str, tag: &str) -> Value {
 fn helper_for_everyone() -> &'static Path {
     static COPY: OnceLock<PathBuf> = OnceLock::new();
     COPY.get_or_init(|| {
-        let dir = std::env::temp_dir().join(unique("sandbox-helper"));
-        std::fs::create_dir(&dir).unwrap();
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let dest = dir.join("scratchpack-sandbox");
-        std::fs::copy(HELPER, &dest).unwrap();
-        std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(0o755)).unwrap();
-        dest
+        copy_for_everyone(Path::new(HELPER), "sandbox-helper", "scratchpack-sandbox")
     })
+}
+
+/// Copies `binary` as `name` into a new temporary directory (named after
+/// `prefix`), both mode 0755 so the sandbox's unprivileged ids can reach it.
+fn copy_for_everyone(binary: &Path, prefix: &str, name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(unique(prefix));
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let dest = dir.join(name);
+    std::fs::copy(binary, &dest).unwrap();
+    std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(0o755)).unwrap();
+    dest
 }
 
 #[test]

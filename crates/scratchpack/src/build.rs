@@ -301,3 +301,94 @@ fn outputs_intact(done: &BuiltImage) -> bool {
 pub fn short(digest: &str) -> &str {
     &digest[..digest.len().min("sha256:".len() + 12)]
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use object::elf::{EM_X86_64, ET_DYN};
+
+    use super::*;
+    use crate::elf::tests::elf64;
+    use crate::manifest::parse;
+    use crate::workspace::Workspace;
+
+    /// Hands out a prepared file for every request, and counts the calls: the
+    /// test seam that lets assembly and writing run without cargo.
+    struct Prebuilt(PathBuf, std::cell::Cell<usize>);
+
+    impl Compiler for Prebuilt {
+        fn compile(&self, requests: &[Request]) -> Result<Vec<PathBuf>, CompileError> {
+            self.1.set(self.1.get() + 1);
+            Ok(requests.iter().map(|_| self.0.clone()).collect())
+        }
+    }
+
+    fn plan(root: &Path) -> ImagePlan {
+        let mut packages = BTreeMap::new();
+        packages.insert("app".to_owned(), vec!["app".to_owned()]);
+        let ws = Workspace {
+            root: root.to_owned(),
+            target_dir: root.join("target"),
+            packages,
+            manifests: BTreeMap::new(),
+        };
+        parse(
+            &root.join("images.toml"),
+            "[images.app]\npackage = \"app\"\n",
+            &ws,
+        )
+        .unwrap()
+        .images
+        .remove(0)
+    }
+
+    fn options(root: &Path) -> Options {
+        Options {
+            out_dir: root.join("out"),
+            epoch: 0,
+        }
+    }
+
+    #[test]
+    fn builds_then_finds_the_result_fresh() {
+        let dir = tempfile::tempdir().unwrap();
+        let bin = dir.path().join("app");
+        std::fs::write(&bin, elf64(ET_DYN.0, EM_X86_64.0, None, &[], true)).unwrap();
+        let compiler = Prebuilt(bin, Default::default());
+        let image = plan(dir.path());
+        let first = build(&[&image], &compiler, &options(dir.path()), Shell::new(true)).unwrap();
+        assert!(!first[0].fresh);
+        assert!(first[0].layout.join("index.json").is_file());
+        assert!(first[0].archive.is_file());
+        let again = build(&[&image], &compiler, &options(dir.path()), Shell::new(true)).unwrap();
+        assert!(again[0].fresh);
+        assert_eq!(again[0].digest, first[0].digest);
+        // A removed blob is noticed, and the image is written again.
+        let layer = &first[0].platforms[0].layer;
+        std::fs::remove_file(crate::oci::blob::path(&first[0].layout, layer).unwrap()).unwrap();
+        let third = build(&[&image], &compiler, &options(dir.path()), Shell::new(true)).unwrap();
+        assert!(!third[0].fresh);
+        assert_eq!(third[0].digest, first[0].digest);
+        assert_eq!(compiler.1.get(), 3);
+    }
+
+    #[test]
+    fn a_dynamic_binary_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let bin = dir.path().join("app");
+        let dynamic = elf64(
+            ET_DYN.0,
+            EM_X86_64.0,
+            Some("/lib/ld.so"),
+            &["libc.so"],
+            true,
+        );
+        std::fs::write(&bin, dynamic).unwrap();
+        let compiler = Prebuilt(bin, Default::default());
+        let image = plan(dir.path());
+        let err = build(&[&image], &compiler, &options(dir.path()), Shell::new(true)).unwrap_err();
+        assert!(matches!(err, BuildError::NotStatic { .. }), "{err}");
+        assert!(!dir.path().join("out").exists(), "nothing is written");
+    }
+}

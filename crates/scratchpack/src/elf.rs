@@ -175,4 +175,4 @@ fn machine_name(machine: elf::Machine) -> String {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -1,6 +1,5 @@
 //! `cargo xtask images [NAME…]`: build images and print what was built.
 
-use std::collections::BTreeMap;
 use std::io::Write;
 
 use anyhow::anyhow;
@@ -60,11 +59,10 @@ pub fn run(args: Args) -> Result<(), Failure> {
 /// with the commands that need images built first.
 pub fn build_selected(ctx: &Context, names: &[String]) -> Result<Vec<BuiltImage>, Failure> {
     let selected = select(&ctx.plan.images, names)?;
-    let manifests: BTreeMap<String, std::path::PathBuf> = ctx.workspace.manifests.clone();
     let compiler = Cargo {
         workspace_root: &ctx.workspace.root,
         target_dir: &ctx.workspace.target_dir,
-        manifests: &manifests,
+        manifests: &ctx.workspace.manifests,
         shell: ctx.shell,
     };
     let opts = Options {

@@ -5,7 +5,7 @@ use super::*;
 /// A minimal little-endian ELF64 image: a header, program headers, and (when
 /// asked) an interpreter string and a dynamic section with needed libraries.
 /// One PT_LOAD maps the whole file at address 0x10000.
-fn elf64(
+pub(crate) fn elf64(
     e_type: u16,
     machine: u16,
     interp: Option<&str>,

@@ -2,6 +2,7 @@
 //! indexes are built once, immutable, and carry the exact bytes that are
 //! hashed, stored and pushed.
 
+pub mod blob;
 pub mod image;
 pub mod layer;
 pub mod layout;

@@ -4,15 +4,13 @@
 //! against its digest and size before anything is sent.
 
 use std::collections::BTreeSet;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
-use sha2::{Digest as _, Sha256};
 
 use super::error::RegistryError;
-use super::reference::validate_digest;
 
+use crate::oci::blob::{self, BlobError};
 pub use crate::oci::{
     ANNOTATION_REF_NAME as REF_NAME, MEDIA_TYPE_INDEX as OCI_INDEX,
     MEDIA_TYPE_MANIFEST as OCI_MANIFEST,
@@ -172,12 +170,12 @@ impl Gather<'_> {
                 let config = doc.config.as_ref().ok_or_else(|| {
                     layout_error(self.dir, format!("manifest {} has no config", desc.digest))
                 })?;
-                for blob in std::iter::once(config).chain(&doc.layers) {
-                    let path = self.blob_path(blob)?;
-                    check_file(self.dir, &path, blob)?;
+                for b in std::iter::once(config).chain(&doc.layers) {
+                    let path = blob::check_file(self.dir, &b.digest, b.size)
+                        .map_err(|e| self.blob_error(e))?;
                     self.blobs.insert(BlobFile {
-                        digest: blob.digest.clone(),
-                        size: blob.size,
+                        digest: b.digest.clone(),
+                        size: b.size,
                         path,
                     });
                 }
@@ -199,59 +197,24 @@ impl Gather<'_> {
         })
     }
 
-    fn blob_path(&self, desc: &Descriptor) -> Result<PathBuf, RegistryError> {
-        validate_digest(&desc.digest, &desc.digest)
-            .map_err(|e| layout_error(self.dir, e.to_string()))?;
-        let hex = &desc.digest["sha256:".len()..];
-        Ok(self.dir.join("blobs").join("sha256").join(hex))
+    fn read_blob(&self, desc: &Descriptor) -> Result<Vec<u8>, RegistryError> {
+        blob::read(self.dir, &desc.digest, desc.size).map_err(|e| self.blob_error(e))
     }
 
-    fn read_blob(&self, desc: &Descriptor) -> Result<Vec<u8>, RegistryError> {
-        let path = self.blob_path(desc)?;
-        let bytes = std::fs::read(&path)
-            .map_err(|e| layout_error(self.dir, format!("reading blob {}: {e}", desc.digest)))?;
-        let actual = sha256_hex(&bytes);
-        if bytes.len() as u64 != desc.size || format!("sha256:{actual}") != desc.digest {
-            return Err(layout_error(
-                self.dir,
-                format!(
-                    "blob {} is {} bytes with digest sha256:{actual}, but its descriptor says {} bytes",
-                    desc.digest,
-                    bytes.len(),
-                    desc.size
-                ),
-            ));
-        }
-        Ok(bytes)
+    fn blob_error(&self, e: BlobError) -> RegistryError {
+        layout_error(self.dir, error_chain(&e))
     }
 }
 
-/// Hashes a blob file in a streaming pass, so large layers are never held in memory.
-fn check_file(dir: &Path, path: &Path, desc: &Descriptor) -> Result<(), RegistryError> {
-    let fail = |e: std::io::Error| layout_error(dir, format!("reading blob {}: {e}", desc.digest));
-    let mut file = std::fs::File::open(path).map_err(fail)?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut size = 0u64;
-    loop {
-        let n = file.read(&mut buf).map_err(fail)?;
-        if n == 0 {
-            break;
-        }
-        size += n as u64;
-        hasher.update(&buf[..n]);
+/// An error and its causes on one line, for a layout error's message.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        s.push_str(&format!(": {c}"));
+        cause = c.source();
     }
-    let actual = format!("sha256:{}", crate::oci::hex(&hasher.finalize()));
-    if size != desc.size || actual != desc.digest {
-        return Err(layout_error(
-            dir,
-            format!(
-                "blob {} is {size} bytes with digest {actual}, but its descriptor says {} bytes",
-                desc.digest, desc.size
-            ),
-        ));
-    }
-    Ok(())
+    s
 }
 
 fn read_json<T: serde::de::DeserializeOwned>(dir: &Path, path: &Path) -> Result<T, RegistryError> {
@@ -264,16 +227,12 @@ fn read_json<T: serde::de::DeserializeOwned>(dir: &Path, path: &Path) -> Result<
     serde_json::from_slice(&bytes).map_err(|e| layout_error(dir, format!("parsing {name}: {e}")))
 }
 
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    crate::oci::hex(&Sha256::digest(bytes))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn put(dir: &Path, bytes: &[u8]) -> String {
-        let hex = sha256_hex(bytes);
+        let hex = crate::oci::Digest::of(bytes).hex().to_owned();
         std::fs::create_dir_all(dir.join("blobs/sha256")).unwrap();
         std::fs::write(dir.join("blobs/sha256").join(&hex), bytes).unwrap();
         format!("sha256:{hex}")

@@ -18,6 +18,7 @@ use serde::Deserialize;
 use sha2::{Digest as _, Sha256};
 
 use crate::manifest::FileKind;
+use crate::oci::blob::{self, BlobError};
 use crate::oci::{
     DOCKER_LAYER_GZIP, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST as DOCKER_LIST, Digest,
     MEDIA_TYPE_INDEX, MEDIA_TYPE_LAYER_GZIP, MEDIA_TYPE_LAYER_TAR, MEDIA_TYPE_MANIFEST,
@@ -45,16 +46,8 @@ pub enum UnpackError {
         #[source]
         source: serde_json::Error,
     },
-    #[error("`{0}` is not a sha256 digest")]
-    BadDigest(String),
-    #[error("blob {digest} is corrupt: its content hashes to {actual}")]
-    DigestMismatch { digest: String, actual: String },
-    #[error("blob {digest} is {actual} bytes, its descriptor says {expected}")]
-    SizeMismatch {
-        digest: String,
-        expected: u64,
-        actual: u64,
-    },
+    #[error(transparent)]
+    Blob(#[from] BlobError),
     #[error("blob {digest} has media type {media_type}, which the unpacker does not read")]
     MediaType { digest: String, media_type: String },
     #[error("the layout {0} lists no image manifest")]
@@ -257,25 +250,8 @@ fn parse<'a, T: Deserialize<'a>>(
 
 /// The bytes of the blob `d` names, after checking its size and digest.
 fn read_blob(dir: &Path, d: &Descriptor) -> Result<(PathBuf, Vec<u8>), UnpackError> {
-    let digest =
-        Digest::parse(&d.digest).ok_or_else(|| UnpackError::BadDigest(d.digest.clone()))?;
-    let path = dir.join("blobs").join("sha256").join(digest.hex());
-    let bytes = read(&path)?;
-    if bytes.len() as u64 != d.size {
-        return Err(UnpackError::SizeMismatch {
-            digest: d.digest.clone(),
-            expected: d.size,
-            actual: bytes.len() as u64,
-        });
-    }
-    let actual = Digest::of(&bytes);
-    if actual != digest {
-        return Err(UnpackError::DigestMismatch {
-            digest: d.digest.clone(),
-            actual: actual.to_string(),
-        });
-    }
-    Ok((path, bytes))
+    let bytes = blob::read(dir, &d.digest, d.size)?;
+    Ok((blob::path(dir, &d.digest)?, bytes))
 }
 
 /// What an unpacked path is, as the layer's tar header said: the mode is the

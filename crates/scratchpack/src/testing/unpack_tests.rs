@@ -348,6 +348,9 @@ fn corrupt_blobs_and_wrong_diff_ids_are_refused() {
     bytes[last] ^= 1;
     std::fs::write(&path, bytes).unwrap();
     let err = unpack(dir.path(), &images[0]).unwrap_err();
-    assert!(matches!(err, UnpackError::DigestMismatch { .. }), "{err}");
+    assert!(
+        matches!(err, UnpackError::Blob(BlobError::Mismatch { .. })),
+        "{err}"
+    );
     assert!(err.to_string().contains(&layer.digest), "{err}");
 }
