@@ -31,7 +31,7 @@ pub struct Args {
 
 pub fn run(args: Args) -> Result<(), Failure> {
     let ctx = args.common.load()?;
-    let built = super::images::build_selected(&ctx, &args.names)?;
+    let built = super::build_selected(&ctx, &args.names)?;
     // Held while tests read the layouts, so another run cannot replace an
     // image under them.
     let _lock = OutputLock::acquire(&ctx.out_dir)
