@@ -111,6 +111,11 @@ pub fn build(
     opts: &Options,
     shell: Shell,
 ) -> Result<Vec<BuiltImage>, BuildError> {
+    // A collision with the user's own files is reported before compiling;
+    // it is checked again under the lock before anything is written.
+    for image in images {
+        crate::output::check_replaceable(&opts.out_dir, &image.name)?;
+    }
     let requests: Vec<Request> = images
         .iter()
         .flat_map(|image| {

@@ -104,7 +104,12 @@ impl Common {
         };
         let epoch = source_date_epoch().map_err(Failure::Usage)?;
         let out_dir = match &self.out {
-            Some(out) => cwd.join(out),
+            // `.` components say nothing, and would show in every message.
+            Some(out) => cwd
+                .join(out)
+                .components()
+                .filter(|c| *c != std::path::Component::CurDir)
+                .collect(),
             None => workspace.target_dir.join("images"),
         };
         crate::output::check_out_dir(&out_dir, &workspace.root)

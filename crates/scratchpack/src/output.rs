@@ -70,6 +70,29 @@ pub fn check_out_dir(out_dir: &Path, workspace_root: &Path) -> Result<(), Output
     }
 }
 
+/// Whether `<out>/<name>` and `<out>/<name>.tar` may be replaced: each is
+/// absent, or was written by this tool (claimed, and a plain directory or
+/// file, not a link). Only reads, so a run can ask before compiling.
+pub fn check_replaceable(out_dir: &Path, name: &str) -> Result<(), OutputError> {
+    let state = out_dir.join(STATE_DIR);
+    let is_file = |p: PathBuf| std::fs::symlink_metadata(p).is_ok_and(|m| m.is_file());
+    let claimed = is_file(state.join("owned").join(name))
+        // Outputs of versions before claims existed have a build record.
+        || is_file(state.join("images").join(format!("{name}.json")));
+    for (path, want_dir) in [
+        (out_dir.join(name), true),
+        (out_dir.join(format!("{name}.tar")), false),
+    ] {
+        match std::fs::symlink_metadata(&path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err(&path)(e)),
+            Ok(m) if claimed && !m.file_type().is_symlink() && m.is_dir() == want_dir => {}
+            Ok(_) => return Err(OutputError::NotOurs(path)),
+        }
+    }
+    Ok(())
+}
+
 /// Creates `dir` unless it is there; refuses it when it is a link.
 fn real_dir(dir: &Path) -> Result<(), OutputError> {
     match std::fs::symlink_metadata(dir) {
@@ -174,26 +197,9 @@ impl OutputLock {
         self.state("owned").join(name)
     }
 
-    /// Whether `<out>/<name>` and `<out>/<name>.tar` may be replaced: each
-    /// is absent, or was written by this tool (claimed, and a plain
-    /// directory or file, not a link).
+    /// See [`check_replaceable`]; under the lock, right before writing.
     pub fn check_replaceable(&self, name: &str) -> Result<(), OutputError> {
-        let claimed = std::fs::symlink_metadata(self.claim_path(name)).is_ok_and(|m| m.is_file())
-            // Outputs of versions before claims existed have a build record.
-            || std::fs::symlink_metadata(self.state("images").join(format!("{name}.json")))
-                .is_ok_and(|m| m.is_file());
-        for (path, want_dir) in [
-            (self.dir.join(name), true),
-            (self.dir.join(format!("{name}.tar")), false),
-        ] {
-            match std::fs::symlink_metadata(&path) {
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(io_err(&path)(e)),
-                Ok(m) if claimed && !m.file_type().is_symlink() && m.is_dir() == want_dir => {}
-                Ok(_) => return Err(OutputError::NotOurs(path)),
-            }
-        }
-        Ok(())
+        check_replaceable(&self.dir, name)
     }
 
     /// Records that `name`'s outputs are this tool's to replace.
