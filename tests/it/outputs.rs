@@ -146,7 +146,10 @@ fn a_users_own_directory_or_file_with_an_images_name_is_never_replaced() {
     assert!(fx.cli(&["images"]).status.success());
     assert!(fx.cli(&["images"]).status.success());
     std::fs::remove_file(out_dir.join("app/index.json")).unwrap();
-    assert!(fx.cli(&["images"]).status.success(), "a damaged output of ours is rebuilt");
+    assert!(
+        fx.cli(&["images"]).status.success(),
+        "a damaged output of ours is rebuilt"
+    );
     validate::layout(&mine);
 }
 
@@ -159,10 +162,16 @@ fn out_to_a_source_directory_the_workspace_root_or_slash_is_refused() {
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains(&format!("refusing to replace {}", fx.path().join("crates/app").display())),
+        stderr.contains(&format!(
+            "refusing to replace {}",
+            fx.path().join("crates/app").display()
+        )),
         "{stderr}"
     );
-    assert!(!stderr.contains("Compiling"), "refused before compiling: {stderr}");
+    assert!(
+        !stderr.contains("Compiling"),
+        "refused before compiling: {stderr}"
+    );
     let mut after = snapshot(fx.path());
     // The build itself may have left cargo's target directory; nothing else changed.
     after.retain(|k, _| !k.starts_with("target/") && k != "Cargo.lock");
@@ -208,7 +217,11 @@ fn a_state_directory_that_is_a_link_is_refused_not_followed() {
         stderr.contains(".scratchpack") && stderr.contains("is a symlink"),
         "{stderr}"
     );
-    assert_eq!(snapshot(&victim), before, "nothing deleted through the link");
+    assert_eq!(
+        snapshot(&victim),
+        before,
+        "nothing deleted through the link"
+    );
 
     // The same for a link inside the state directory.
     std::fs::remove_file(out_dir.join(".scratchpack")).unwrap();
@@ -217,7 +230,11 @@ fn a_state_directory_that_is_a_link_is_refused_not_followed() {
     let out = fx.cli(&["images"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("is a symlink"));
-    assert_eq!(snapshot(&victim), before, "nothing deleted through the link");
+    assert_eq!(
+        snapshot(&victim),
+        before,
+        "nothing deleted through the link"
+    );
 }
 
 /// A small tmpfs, unmounted when dropped.

@@ -10,9 +10,9 @@ use crate::cache;
 use crate::compile::{CompileError, Compiler, Request};
 use crate::elf::{NotStatic, check_static};
 use crate::manifest::ImagePlan;
+use crate::oci::archive::archive;
 use crate::oci::image::Contents;
 use crate::oci::layer::LayerError;
-use crate::oci::archive::archive;
 use crate::oci::layout::{LayoutMeta, layout_files};
 use crate::oci::{Digest, Image, ImageSet, LayoutDir};
 use crate::output::{OutputError, OutputLock, write_synced, write_tree};
@@ -332,8 +332,7 @@ impl BuiltImage {
             let mut c = p.components();
             matches!(c.next(), Some(std::path::Component::Normal(_))) && c.next().is_none()
         };
-        if !plain(&self.layout) || !plain(&self.archive) || self.platforms.len() != binaries.len()
-        {
+        if !plain(&self.layout) || !plain(&self.archive) || self.platforms.len() != binaries.len() {
             return None;
         }
         self.layout = out_dir.join(&self.layout);

@@ -231,16 +231,14 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         // `images --push` is `push` with the same selection and format.
-        Command::Images(args) if args.push => {
-            args.push_target.require_push(true).and_then(|()| {
-                push::run(push::Args {
-                    names: args.names,
-                    target: args.push_target,
-                    message_format: args.message_format,
-                    common: args.common,
-                })
+        Command::Images(args) if args.push => args.push_target.require_push(true).and_then(|()| {
+            push::run(push::Args {
+                names: args.names,
+                target: args.push_target,
+                message_format: args.message_format,
+                common: args.common,
             })
-        }
+        }),
         Command::Images(args) => images::run(args),
         Command::TestImages(args) => test_images::run(args),
         Command::Push(args) => push::run(args),

@@ -30,9 +30,13 @@ pub enum OutputError {
         "refusing to replace {0}: scratchpack did not write it (it has no claim in the output directory's {STATE_DIR}/owned); move or remove it, or choose another --out"
     )]
     NotOurs(PathBuf),
-    #[error("refusing to use {0}: it is a symlink, and scratchpack never follows or deletes through links in its state")]
+    #[error(
+        "refusing to use {0}: it is a symlink, and scratchpack never follows or deletes through links in its state"
+    )]
     StateLink(PathBuf),
-    #[error("refusing to write images into {path}: it is {what}; choose a dedicated directory with --out")]
+    #[error(
+        "refusing to write images into {path}: it is {what}; choose a dedicated directory with --out"
+    )]
     BadOutDir { path: PathBuf, what: &'static str },
     #[error("preparing the output directory {path}")]
     Io {
@@ -121,7 +125,9 @@ pub struct Temp(Option<PathBuf>);
 
 impl Temp {
     pub fn path(&self) -> &Path {
-        self.0.as_deref().expect("a temporary is used only before publishing")
+        self.0
+            .as_deref()
+            .expect("a temporary is used only before publishing")
     }
 
     fn take(mut self) -> PathBuf {

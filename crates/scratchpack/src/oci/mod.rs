@@ -139,7 +139,11 @@ impl Blob {
     }
 
     pub fn descriptor(&self) -> Descriptor {
-        Descriptor::new(self.media_type, self.digest.clone(), self.bytes.len() as u64)
+        Descriptor::new(
+            self.media_type,
+            self.digest.clone(),
+            self.bytes.len() as u64,
+        )
     }
 }
 

@@ -188,7 +188,8 @@ impl LayoutDir {
     /// The size of the blob `digest` as the file system says, without reading
     /// it: enough to notice a blob deleted or truncated by hand.
     pub fn blob_size(&self, digest: &Digest) -> Result<u64, ReadError> {
-        self.open_file(&blob_path(digest), MAX_BLOB).map(|(_, size)| size)
+        self.open_file(&blob_path(digest), MAX_BLOB)
+            .map(|(_, size)| size)
     }
 
     /// The blob `d` names, opened and verified in one streaming pass, so a

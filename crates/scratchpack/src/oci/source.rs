@@ -131,7 +131,8 @@ pub fn resolve(src: &dyn Source, top: &Descriptor) -> Result<Resolved, ReadError
     walk.children
         .retain(|m| seen.insert(m.descriptor.digest.clone()));
     let mut seen = BTreeSet::new();
-    walk.images.retain(|i| seen.insert(i.manifest_digest.clone()));
+    walk.images
+        .retain(|i| seen.insert(i.manifest_digest.clone()));
     Ok(Resolved {
         top,
         children: walk.children,

@@ -195,9 +195,18 @@ fn archive_is_one_platform_as_a_layout_plus_docker_manifest() {
     );
     // index.json names the same manifest once per tag, by full reference.
     let index: Index = serde_json::from_slice(&files["index.json"]).unwrap();
-    let refs: Vec<_> = index.manifests.iter().map(|d| d.ref_name().unwrap()).collect();
+    let refs: Vec<_> = index
+        .manifests
+        .iter()
+        .map(|d| d.ref_name().unwrap())
+        .collect();
     assert_eq!(refs, ["hello:1.0", "hello:latest"]);
-    assert!(index.manifests.iter().all(|d| d.digest == first.manifest.digest));
+    assert!(
+        index
+            .manifests
+            .iter()
+            .all(|d| d.digest == first.manifest.digest)
+    );
 }
 
 #[test]
@@ -242,7 +251,11 @@ fn memory_layout_and_archive_read_alike() {
     let on_disk = LayoutDir::open(&root).unwrap();
     on_disk.check_marker().unwrap();
     let (_, index) = source::index(&on_disk).unwrap();
-    let refs: Vec<_> = index.manifests.iter().map(|d| d.ref_name().unwrap()).collect();
+    let refs: Vec<_> = index
+        .manifests
+        .iter()
+        .map(|d| d.ref_name().unwrap())
+        .collect();
     assert_eq!(refs, ["1.0", "latest"], "every tag is addressable");
     for (tag, src) in [("1.0", &memory as &dyn Source), ("latest", &on_disk)] {
         let (_, index) = source::index(src).unwrap();
@@ -250,7 +263,11 @@ fn memory_layout_and_archive_read_alike() {
         let resolved = source::resolve(src, top).unwrap();
         assert_eq!(resolved.top.descriptor.digest, set.top().digest);
         assert_eq!(resolved.top.bytes, set.index.as_ref().unwrap().bytes);
-        let platforms: Vec<_> = resolved.images.iter().map(|i| i.platform.as_str()).collect();
+        let platforms: Vec<_> = resolved
+            .images
+            .iter()
+            .map(|i| i.platform.as_str())
+            .collect();
         assert_eq!(platforms, ["linux/amd64", "linux/arm64"]);
         for (r, built) in resolved.images.iter().zip(&set.images) {
             assert_eq!(r.manifest_digest, built.manifest.digest);
@@ -264,7 +281,10 @@ fn memory_layout_and_archive_read_alike() {
     }
     // Without a name, the one image all tags name.
     let (_, index) = source::index(&on_disk).unwrap();
-    assert_eq!(source::select(&index, None).unwrap().digest, set.top().digest);
+    assert_eq!(
+        source::select(&index, None).unwrap().digest,
+        set.top().digest
+    );
     assert_eq!(source::resolve_all(&on_disk).unwrap().len(), 2);
 
     let archive = archive::ArchiveFile::open(&tar).unwrap();
@@ -333,7 +353,10 @@ mod hostile {
         std::fs::remove_file(&index).unwrap();
         symlink("/dev/zero", &index).unwrap();
         let e = resolve(dir.path()).unwrap_err();
-        assert!(matches!(&e, ReadError::Symlink(p) if p == "index.json"), "{e}");
+        assert!(
+            matches!(&e, ReadError::Symlink(p) if p == "index.json"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -401,14 +424,22 @@ mod hostile {
             .open(blob(dir.path(), &layer.digest))
             .unwrap();
         f.set_len(1 << 40).unwrap();
-        let e = layout.blob(&layer.descriptor(), read::MAX_BLOB_IN_MEMORY).unwrap_err();
+        let e = layout
+            .blob(&layer.descriptor(), read::MAX_BLOB_IN_MEMORY)
+            .unwrap_err();
         assert!(
-            matches!(&e, ReadError::TooLarge { .. } | ReadError::Mismatch { actual: None, .. }),
+            matches!(
+                &e,
+                ReadError::TooLarge { .. } | ReadError::Mismatch { actual: None, .. }
+            ),
             "{e}"
         );
         let e = layout.blob_file(&layer.descriptor()).unwrap_err();
         assert!(
-            matches!(&e, ReadError::TooLarge { .. } | ReadError::Mismatch { actual: None, .. }),
+            matches!(
+                &e,
+                ReadError::TooLarge { .. } | ReadError::Mismatch { actual: None, .. }
+            ),
             "{e}"
         );
     }
@@ -421,7 +452,9 @@ mod hostile {
         std::fs::remove_file(&path).unwrap();
         std::fs::create_dir(&path).unwrap();
         let layout = LayoutDir::open(&dir.path().join("hello")).unwrap();
-        let e = layout.blob(&config.descriptor(), source::MAX_JSON).unwrap_err();
+        let e = layout
+            .blob(&config.descriptor(), source::MAX_JSON)
+            .unwrap_err();
         assert!(matches!(&e, ReadError::NotRegular { .. }), "{e}");
     }
 
