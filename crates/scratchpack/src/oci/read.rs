@@ -61,8 +61,6 @@ pub enum ReadError {
     Ambiguous(usize),
     #[error("image indexes nest deeper than {0} levels")]
     TooDeep(usize),
-    #[error("manifest {0} has no config")]
-    NoConfig(Digest),
     #[error("the archive has no file `{0}`")]
     Missing(String),
     #[error("the archive has more than {0} entries")]

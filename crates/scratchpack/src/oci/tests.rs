@@ -271,7 +271,10 @@ fn memory_layout_and_archive_read_alike() {
         assert_eq!(platforms, ["linux/amd64", "linux/arm64"]);
         for (r, built) in resolved.images.iter().zip(&set.images) {
             assert_eq!(r.manifest_digest, built.manifest.digest);
-            assert_eq!(r.config.rootfs.diff_ids, [built.layer.diff_id.clone()]);
+            assert_eq!(
+                r.config.rootfs.diff_ids,
+                std::slice::from_ref(&built.layer.diff_id)
+            );
             // What was read parses back to exactly the bytes written.
             assert_eq!(canonical_json(&r.config), built.config.bytes);
             assert_eq!(canonical_json(&r.manifest), built.manifest.bytes);
