@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Oracles the tests check our output with, and the tools they run images with.
-debian_packages=(skopeo umoci crun bubblewrap docker-registry qemu-user-static util-linux file tar)
+debian_packages=(skopeo umoci crun bubblewrap docker-registry qemu-user-static util-linux file tar podman diffutils)
 missing=()
 for pkg in "${debian_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

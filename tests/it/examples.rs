@@ -264,18 +264,152 @@ fn docker_archive_loads_with_skopeo_and_keeps_digests() {
             .find(|i| i.platform == "linux/amd64")
             .unwrap();
         assert_eq!(copied.images[0].layers, amd64.layers, "{name}");
-        // The archive is an OCI layout too.
+        // The archive is an OCI layout too, of the same one platform,
+        // named by its full reference.
         let out = run(Command::new(&skopeo)
             .args(["inspect", "--raw"])
             .arg(format!(
-                "oci-archive:{}",
+                "oci-archive:{}:{name}:latest",
                 image["archive"].as_str().unwrap()
             )));
         assert!(out.status.success());
         let raw = out.stdout;
         assert_eq!(
             format!("sha256:{:x}", <sha2::Sha256 as sha2::Digest>::digest(&raw)),
-            image["digest"].as_str().unwrap()
+            host["manifest"].as_str().unwrap()
+        );
+    }
+}
+
+/// A private podman store under a temporary directory.
+struct Podman {
+    bin: std::path::PathBuf,
+    store: tempfile::TempDir,
+}
+
+impl Podman {
+    fn new() -> Option<Podman> {
+        let bin = require_tool("podman", "podman")?;
+        Some(Podman {
+            bin,
+            store: tempfile::tempdir().unwrap(),
+        })
+    }
+
+    fn cmd(&self) -> Command {
+        let mut cmd = Command::new(&self.bin);
+        cmd.arg("--root")
+            .arg(self.store.path().join("root"))
+            .arg("--runroot")
+            .arg(self.store.path().join("run"))
+            .args([
+                "--storage-driver",
+                "vfs",
+                "--cgroup-manager",
+                "cgroupfs",
+                "--events-backend",
+                "file",
+            ]);
+        cmd
+    }
+
+    fn load(&self, archive: &str) {
+        let out = run(self.cmd().args(["load", "-i", archive]));
+        assert!(out.status.success(), "podman load -i {archive}");
+    }
+
+    /// `os/architecture` and image ID of what `name` names in the store.
+    fn inspect(&self, name: &str) -> (String, String) {
+        let out = run(self.cmd().args([
+            "image",
+            "inspect",
+            "--format",
+            "{{.Os}}/{{.Architecture}} {{.Id}}",
+            name,
+        ]));
+        assert!(out.status.success(), "podman has no image `{name}`");
+        let text = String::from_utf8(out.stdout).unwrap();
+        let (platform, id) = text.trim().split_once(' ').unwrap();
+        (platform.to_owned(), id.to_owned())
+    }
+}
+
+/// The examples loaded one after the other into one store keep their own
+/// names, and each is the first platform images.toml lists, whatever the host.
+#[test]
+fn podman_loads_every_example_under_its_own_name() {
+    let Some(podman) = Podman::new() else {
+        return;
+    };
+    let ex = examples();
+    for image in &ex.images {
+        podman.load(image["archive"].as_str().unwrap());
+    }
+    for image in &ex.images {
+        let first = &image["platforms"][0];
+        assert_eq!(first["platform"], "linux/amd64");
+        for tag in image["tags"].as_array().unwrap() {
+            let name = format!(
+                "localhost/{}:{}",
+                image["name"].as_str().unwrap(),
+                tag.as_str().unwrap()
+            );
+            let (platform, id) = podman.inspect(&name);
+            assert_eq!(platform, "linux/amd64", "{name}");
+            // podman's image ID is the config digest.
+            assert_eq!(
+                format!("sha256:{id}"),
+                first["config"].as_str().unwrap(),
+                "{name}"
+            );
+        }
+    }
+    let out = run(podman
+        .cmd()
+        .args(["images", "--format", "{{.Repository}}:{{.Tag}}"]));
+    let names = String::from_utf8(out.stdout).unwrap();
+    assert!(!names.contains("localhost/latest"), "{names}");
+}
+
+/// Several tags and a registry: every tag is in the layout's index.json, and
+/// podman names the image `registry/repository:tag` for each.
+#[test]
+fn every_tag_is_addressable_and_loads_under_its_full_reference() {
+    let fx = support::Fixture::new(
+        &[("app", support::HELLO_MAIN)],
+        "[images.app]\npackage = \"app\"\nplatforms = [\"linux/amd64\", \"linux/arm64\"]\n\
+         tags = [\"v1\", \"latest\"]\nregistry = \"registry.example/acme\"\nrepository = \"tool\"\n",
+    );
+    let out = fx.cli(&["images", "--message-format", "json"]);
+    assert!(out.status.success());
+    let built = &support::built_images(&out)[0];
+    let layout = built["layout"].as_str().unwrap();
+    validate::layout(Path::new(layout));
+    if let Some(skopeo) = require_tool("skopeo", "skopeo") {
+        for tag in ["v1", "latest"] {
+            let out = run(Command::new(&skopeo)
+                .args(["inspect", "--raw"])
+                .arg(format!("oci:{layout}:{tag}")));
+            assert!(out.status.success(), "oci:{layout}:{tag}");
+            assert_eq!(
+                format!(
+                    "sha256:{:x}",
+                    <sha2::Sha256 as sha2::Digest>::digest(&out.stdout)
+                ),
+                built["digest"].as_str().unwrap()
+            );
+        }
+    }
+    let Some(podman) = Podman::new() else {
+        return;
+    };
+    podman.load(built["archive"].as_str().unwrap());
+    for tag in ["v1", "latest"] {
+        let (platform, id) = podman.inspect(&format!("registry.example/acme/tool:{tag}"));
+        assert_eq!(platform, "linux/amd64");
+        assert_eq!(
+            format!("sha256:{id}"),
+            built["platforms"][0]["config"].as_str().unwrap()
         );
     }
 }

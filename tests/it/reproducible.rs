@@ -92,6 +92,17 @@ fn two_checkouts_a_clean_rebuild_and_the_epoch() {
     let b = checkout();
     let second = build(b.path(), None);
     assert_eq!(first, second, "checkouts at different paths differ");
+    // The whole output directories, records and all, are byte-identical:
+    // either checkout can be published.
+    let diff = run(std::process::Command::new("diff")
+        .arg("-r")
+        .arg(a.path().join("target/images"))
+        .arg(b.path().join("target/images")));
+    assert!(
+        diff.status.success(),
+        "output directories differ:\n{}",
+        String::from_utf8_lossy(&diff.stdout)
+    );
 
     // After `cargo clean` everything is compiled again.
     let clean = run(std::process::Command::new(env!("CARGO"))

@@ -57,9 +57,19 @@ pub fn layout(layout: &Path) -> Validated {
         serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
     assert_eq!(index["schemaVersion"], 2);
     let entries = index["manifests"].as_array().unwrap();
-    assert_eq!(entries.len(), 1, "one named entry in index.json");
+    assert!(!entries.is_empty(), "index.json names the image");
+    // One entry per tag, each named, all the same image.
     let top = &entries[0];
-    assert!(top["annotations"]["org.opencontainers.image.ref.name"].is_string());
+    let mut names = std::collections::BTreeSet::new();
+    for e in entries {
+        let name = e["annotations"]["org.opencontainers.image.ref.name"]
+            .as_str()
+            .expect("every index.json entry is named");
+        assert!(names.insert(name.to_owned()), "`{name}` named twice");
+        assert_eq!(e["digest"], top["digest"], "entries name one image");
+        assert_eq!(e["size"], top["size"]);
+        assert_eq!(e["mediaType"], top["mediaType"]);
+    }
     let top_bytes = blob(layout, top);
     let top_json: Value = serde_json::from_slice(&top_bytes).unwrap();
     assert_eq!(top_json["mediaType"], top["mediaType"]);

@@ -10,11 +10,12 @@ use crate::cache;
 use crate::compile::{CompileError, Compiler, Request};
 use crate::elf::{NotStatic, check_static};
 use crate::manifest::ImagePlan;
+use crate::oci::archive::archive;
 use crate::oci::image::Contents;
 use crate::oci::layer::LayerError;
-use crate::oci::layout::{LayoutMeta, archive, layout_files};
-use crate::oci::{Digest, Image, ImageSet};
-use crate::output::{OutputLock, write_synced, write_tree};
+use crate::oci::layout::{LayoutMeta, layout_files};
+use crate::oci::{Digest, Image, ImageSet, LayoutDir};
+use crate::output::{OutputError, OutputLock, write_synced, write_tree};
 use crate::platform::Platform;
 use crate::shell::Shell;
 
@@ -27,7 +28,9 @@ pub struct Options {
     pub epoch: u64,
 }
 
-/// What was built for one image, as printed and recorded.
+/// What was built for one image, as printed and recorded. The record holds
+/// no host path: `layout` and `archive` are recorded relative to the output
+/// directory and `binary` empty, so two checkouts record the same bytes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BuiltImage {
     pub name: String,
@@ -83,6 +86,8 @@ pub enum BuildError {
         #[source]
         source: LayerError,
     },
+    #[error(transparent)]
+    Output(#[from] OutputError),
     #[error("writing {path}")]
     Write {
         path: PathBuf,
@@ -106,6 +111,11 @@ pub fn build(
     opts: &Options,
     shell: Shell,
 ) -> Result<Vec<BuiltImage>, BuildError> {
+    // A collision with the user's own files is reported before compiling;
+    // it is checked again under the lock before anything is written.
+    for image in images {
+        crate::output::check_replaceable(&opts.out_dir, &image.name)?;
+    }
     let requests: Vec<Request> = images
         .iter()
         .flat_map(|image| {
@@ -148,10 +158,11 @@ pub fn build(
         inputs.push((*image, binaries, files));
     }
 
-    let lock = OutputLock::acquire(&opts.out_dir).map_err(|source| BuildError::Write {
-        path: opts.out_dir.clone(),
-        source,
-    })?;
+    let lock = OutputLock::acquire(&opts.out_dir)?;
+    // Nothing is written while any image would replace what the user owns.
+    for (image, _, _) in &inputs {
+        lock.check_replaceable(&image.name)?;
+    }
     let mut built = Vec::new();
     for (image, binaries, files) in inputs {
         built.push(write_image(&lock, image, &binaries, &files, opts, shell)?);
@@ -159,13 +170,28 @@ pub fn build(
     Ok(built)
 }
 
+/// Everything that shapes an image's outputs, and nothing about where they
+/// or the workspace are: a file's host path is left out (its bytes and its
+/// place in the image are in), so checkouts at different paths share keys.
 #[derive(Serialize)]
-struct KeyInputs<'a> {
-    plan: &'a ImagePlan,
+struct KeyInputs {
+    plan: serde_json::Value,
+    repository: String,
     binaries: Vec<Digest>,
     files: Vec<Digest>,
     epoch: u64,
-    out_dir: &'a Path,
+}
+
+fn key_plan(image: &ImagePlan) -> serde_json::Value {
+    let mut plan = serde_json::to_value(image).expect("plans serialize");
+    if let Some(files) = plan.get_mut("files").and_then(|f| f.as_array_mut()) {
+        for f in files {
+            if let Some(f) = f.as_object_mut() {
+                f.remove("src");
+            }
+        }
+    }
+    plan
 }
 
 fn write_image(
@@ -177,14 +203,15 @@ fn write_image(
     shell: Shell,
 ) -> Result<BuiltImage, BuildError> {
     let key = cache::key(&KeyInputs {
-        plan: image,
+        plan: key_plan(image),
+        repository: crate::oci::image::repository(image),
         binaries: binaries.iter().map(|(_, _, b)| Digest::of(b)).collect(),
         files: files.iter().map(|f| Digest::of(f)).collect(),
         epoch: opts.epoch,
-        out_dir: &opts.out_dir,
     });
     let record = cache::record_path(&opts.out_dir, "images", &image.name);
-    if let Some(mut done) = cache::lookup::<BuiltImage>(&record, &key)
+    if let Some(recorded) = cache::lookup::<BuiltImage>(&record, &key)
+        && let Some(mut done) = recorded.located(&opts.out_dir, binaries)
         && outputs_intact(&done)
     {
         done.fresh = true;
@@ -223,26 +250,30 @@ fn write_image(
     let layout = opts.out_dir.join(&image.name);
     let archive_path = opts.out_dir.join(format!("{}.tar", image.name));
     let meta = LayoutMeta::new(&set);
-    let tmp = lock.temp_path(&image.name);
     let write_err = |path: &Path| {
         let path = path.to_owned();
         move |source| BuildError::Write { path, source }
     };
+    // Both temporaries are removed on every failure (a full disk included)
+    // when their guards drop.
+    let tmp = lock.temp(&image.name);
     write_tree(
-        &tmp,
+        tmp.path(),
         layout_files(&set, &meta)
             .iter()
             .map(|f| (f.path.as_str(), f.bytes)),
     )
     .map_err(write_err(&layout))?;
-    let tar = archive(&set, &meta, &image.name, opts.epoch);
-    let tmp_tar = lock.temp_path(&format!("{}.tar", image.name));
-    write_synced(&tmp_tar, &tar).map_err(write_err(&archive_path))?;
+    let tar = archive(&set, opts.epoch);
+    let tmp_tar = lock.temp(&format!("{}.tar", image.name));
+    write_synced(tmp_tar.path(), &tar).map_err(write_err(&archive_path))?;
     // Both outputs are complete on disk before either is replaced, so a
-    // failure up to here leaves the previous pair untouched.
-    lock.publish_dir(&tmp, &layout)
-        .map_err(write_err(&layout))?;
-    std::fs::rename(&tmp_tar, &archive_path).map_err(write_err(&archive_path))?;
+    // failure up to here leaves the previous pair untouched. The claim comes
+    // first: a crash after it claims a name whose old output was ours anyway.
+    lock.claim(&image.name).map_err(write_err(&layout))?;
+    lock.publish_dir(tmp, &layout).map_err(write_err(&layout))?;
+    lock.publish_file(tmp_tar, &archive_path)
+        .map_err(write_err(&archive_path))?;
 
     let top = set.top();
     let done = BuiltImage {
@@ -270,30 +301,72 @@ fn write_image(
         archive_size: tar.len() as u64,
         fresh: false,
     };
-    std::fs::create_dir_all(record.parent().expect("records live in a directory"))
-        .map_err(write_err(&record))?;
-    lock.write_file(&record, &cache::encode(&key, &done))
+    lock.write_state(&record, &cache::encode(&key, &done.recorded()))
         .map_err(write_err(&record))?;
     Ok(done)
 }
 
+impl BuiltImage {
+    /// The record's form: paths relative to the output directory, no
+    /// binary paths.
+    fn recorded(&self) -> BuiltImage {
+        let name = |p: &Path| PathBuf::from(p.file_name().unwrap_or_default());
+        let mut r = self.clone();
+        r.layout = name(&self.layout);
+        r.archive = name(&self.archive);
+        for p in &mut r.platforms {
+            p.binary = PathBuf::new();
+        }
+        r
+    }
+
+    /// A record read back, placed in `out_dir` with this run's binaries;
+    /// `None` when the record does not fit them (a record is a cache, and
+    /// is never trusted further than that).
+    fn located(
+        mut self,
+        out_dir: &Path,
+        binaries: &[(Platform, PathBuf, Vec<u8>)],
+    ) -> Option<BuiltImage> {
+        let plain = |p: &Path| {
+            let mut c = p.components();
+            matches!(c.next(), Some(std::path::Component::Normal(_))) && c.next().is_none()
+        };
+        if !plain(&self.layout) || !plain(&self.archive) || self.platforms.len() != binaries.len() {
+            return None;
+        }
+        self.layout = out_dir.join(&self.layout);
+        self.archive = out_dir.join(&self.archive);
+        for (p, (platform, path, _)) in self.platforms.iter_mut().zip(binaries) {
+            if p.platform != platform.to_string() {
+                return None;
+            }
+            p.binary = path.clone();
+        }
+        Some(self)
+    }
+}
+
 /// Whether the outputs a record describes are still on disk as written: the
 /// layout's `index.json` unchanged, every manifest, config and layer blob
-/// there with its size, and the archive with its size. Blobs are not hashed
-/// again; that is what keeps a no-op run cheap.
+/// there with its size, and the archive with its size. The layout is read
+/// through [`LayoutDir`] like any untrusted layout (no links followed, only
+/// regular files); blobs are not hashed again, which keeps a no-op run cheap.
 fn outputs_intact(done: &BuiltImage) -> bool {
-    let blob = |digest: &str| {
-        let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
-        done.layout.join("blobs/sha256").join(hex)
+    let Ok(layout) = LayoutDir::open(&done.layout) else {
+        return false;
     };
-    let index_ok = std::fs::read(done.layout.join("index.json"))
+    let index_ok = layout
+        .read_small("index.json")
         .is_ok_and(|b| Digest::of(&b).as_str() == done.index_json);
+    let size = |digest: &str| Digest::parse(digest).and_then(|d| layout.blob_size(&d).ok());
     let blobs_ok = done.platforms.iter().all(|p| {
-        blob(&p.manifest).is_file()
-            && blob(&p.config).is_file()
-            && std::fs::metadata(blob(&p.layer)).is_ok_and(|m| m.len() == p.layer_size)
-    }) && blob(&done.digest).is_file();
-    let archive_ok = std::fs::metadata(&done.archive).is_ok_and(|m| m.len() == done.archive_size);
+        size(&p.manifest).is_some()
+            && size(&p.config).is_some()
+            && size(&p.layer) == Some(p.layer_size)
+    }) && size(&done.digest).is_some();
+    let archive_ok = std::fs::symlink_metadata(&done.archive)
+        .is_ok_and(|m| m.is_file() && m.len() == done.archive_size);
     index_ok && blobs_ok && archive_ok
 }
 
@@ -366,7 +439,8 @@ mod tests {
         assert_eq!(again[0].digest, first[0].digest);
         // A removed blob is noticed, and the image is written again.
         let layer = &first[0].platforms[0].layer;
-        std::fs::remove_file(crate::oci::blob::path(&first[0].layout, layer).unwrap()).unwrap();
+        let hex = layer.strip_prefix("sha256:").unwrap();
+        std::fs::remove_file(first[0].layout.join("blobs/sha256").join(hex)).unwrap();
         let third = build(&[&image], &compiler, &options(dir.path()), Shell::new(true)).unwrap();
         assert!(!third[0].fresh);
         assert_eq!(third[0].digest, first[0].digest);

@@ -2,6 +2,10 @@
 //! key over every input that shapes it (the image's plan, the bytes of its
 //! binaries and files, the timestamp, and this crate's version), the way
 //! Bazel keys actions. Same key, same outputs: nothing to pack.
+//!
+//! Records are a cache, never a source of trust: one that is a link, not a
+//! regular file, too large or unreadable counts as absent. Keys and records
+//! hold no host paths, so checkouts at different paths write the same bytes.
 
 use std::path::{Path, PathBuf};
 
@@ -34,9 +38,24 @@ struct Record<T> {
     value: T,
 }
 
+/// The most bytes a record may have; real ones are about a KiB.
+const MAX_RECORD: u64 = 1 << 20;
+
 /// The recorded value for `path` if it was stored under `key`.
 pub fn lookup<T: for<'de> Deserialize<'de>>(path: &Path, key: &str) -> Option<T> {
-    let bytes = std::fs::read(path).ok()?;
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::File::options()
+        .read(true)
+        .custom_flags((rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK).bits() as i32)
+        .open(path)
+        .ok()?;
+    let meta = file.metadata().ok()?;
+    if !meta.is_file() || meta.len() > MAX_RECORD {
+        return None;
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_RECORD).read_to_end(&mut bytes).ok()?;
     let record: Record<T> = serde_json::from_slice(&bytes).ok()?;
     (record.key == key).then_some(record.value)
 }

@@ -9,7 +9,12 @@ mod test_images;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use anyhow::anyhow;
 use clap::{Parser, Subcommand};
+
+use crate::build::{self, BuiltImage, Options};
+use crate::compile::Cargo;
+use crate::manifest::ImagePlan;
 
 use crate::diagnostic::SourceErrors;
 use crate::manifest::{self, LoadError, Plan};
@@ -99,9 +104,16 @@ impl Common {
         };
         let epoch = source_date_epoch().map_err(Failure::Usage)?;
         let out_dir = match &self.out {
-            Some(out) => cwd.join(out),
+            // `.` components say nothing, and would show in every message.
+            Some(out) => cwd
+                .join(out)
+                .components()
+                .filter(|c| *c != std::path::Component::CurDir)
+                .collect(),
             None => workspace.target_dir.join("images"),
         };
+        crate::output::check_out_dir(&out_dir, &workspace.root)
+            .map_err(|e| Failure::Usage(e.into()))?;
         Ok(Context {
             workspace,
             plan,
@@ -110,6 +122,87 @@ impl Common {
             epoch,
         })
     }
+}
+
+/// How `images` and `push` print results: a table, or one JSON object per image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum MessageFormat {
+    Human,
+    Json,
+}
+
+/// Where images go when the command line overrides images.toml; shared by
+/// `push` and `images --push`.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct Target {
+    /// Push every selected image to this registry instead of the one images.toml names
+    #[arg(long, value_name = "HOST[/NAMESPACE]")]
+    registry: Option<String>,
+    /// Allow plain HTTP to the registry (images.toml's `insecure = true` allows it per image)
+    #[arg(long)]
+    insecure: bool,
+}
+
+impl Target {
+    /// `images` takes these flags only together with `--push`.
+    pub fn require_push(&self, push: bool) -> Result<(), Failure> {
+        if !push && (self.registry.is_some() || self.insecure) {
+            return Err(Failure::Usage(anyhow!(
+                "--registry and --insecure only apply with --push"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Selects images by name (all when `names` is empty) and builds them; shared
+/// with the commands that need images built first.
+pub fn build_selected(ctx: &Context, names: &[String]) -> Result<Vec<BuiltImage>, Failure> {
+    let selected = select(&ctx.plan.images, names)?;
+    let compiler = Cargo {
+        workspace_root: &ctx.workspace.root,
+        target_dir: &ctx.workspace.target_dir,
+        manifests: &ctx.workspace.manifests,
+        shell: ctx.shell,
+    };
+    let opts = Options {
+        out_dir: ctx.out_dir.clone(),
+        epoch: ctx.epoch,
+    };
+    let started = std::time::Instant::now();
+    let built = build::build(&selected, &compiler, &opts, ctx.shell)?;
+    ctx.shell.status(
+        "Finished",
+        format!(
+            "{} image{} in {:.2}s, in {}",
+            built.len(),
+            if built.len() == 1 { "" } else { "s" },
+            started.elapsed().as_secs_f64(),
+            ctx.out_dir.display()
+        ),
+    );
+    Ok(built)
+}
+
+pub fn select<'p>(
+    images: &'p [ImagePlan],
+    names: &[String],
+) -> Result<Vec<&'p ImagePlan>, Failure> {
+    if names.is_empty() {
+        return Ok(images.iter().collect());
+    }
+    names
+        .iter()
+        .map(|n| {
+            images.iter().find(|i| &i.name == n).ok_or_else(|| {
+                let known: Vec<&str> = images.iter().map(|i| i.name.as_str()).collect();
+                Failure::Usage(anyhow!(
+                    "no image named `{n}` in images.toml; images: {}",
+                    known.join(", ")
+                ))
+            })
+        })
+        .collect()
 }
 
 /// `SOURCE_DATE_EPOCH` (reproducible-builds.org), else 0.
@@ -137,6 +230,15 @@ pub fn main() -> ExitCode {
     sandbox::helper::run_if_requested();
     let cli = Cli::parse();
     let result = match cli.command {
+        // `images --push` is `push` with the same selection and format.
+        Command::Images(args) if args.push => args.push_target.require_push(true).and_then(|()| {
+            push::run(push::Args {
+                names: args.names,
+                target: args.push_target,
+                message_format: args.message_format,
+                common: args.common,
+            })
+        }),
         Command::Images(args) => images::run(args),
         Command::TestImages(args) => test_images::run(args),
         Command::Push(args) => push::run(args),

@@ -10,9 +10,8 @@ use std::time::{Duration, Instant};
 use anyhow::anyhow;
 use serde::Serialize;
 
-use super::images::{MessageFormat, build_selected, select};
 use super::table::human_size;
-use super::{Common, Context, Failure};
+use super::{Common, Context, Failure, MessageFormat, Target, build_selected, select};
 use crate::build::{BuiltImage, short};
 use crate::manifest::ImagePlan;
 use crate::registry::{self, CredentialSource, ProgressEvent, PushOptions, PushReport, Repository};
@@ -22,38 +21,14 @@ use crate::shell::Shell;
 pub struct Args {
     /// Images to push [default: all in images.toml that name a registry]
     #[arg(value_name = "NAME")]
-    names: Vec<String>,
+    pub(super) names: Vec<String>,
     #[command(flatten)]
-    target: Target,
+    pub(super) target: Target,
     /// How to print results: a table, or one JSON object per image
     #[arg(long, value_enum, default_value_t = MessageFormat::Human)]
-    message_format: MessageFormat,
+    pub(super) message_format: MessageFormat,
     #[command(flatten)]
-    common: Common,
-}
-
-/// Where images go when the command line overrides images.toml; shared by
-/// `push` and `images --push`.
-#[derive(Debug, Clone, Default, clap::Args)]
-pub struct Target {
-    /// Push every selected image to this registry instead of the one images.toml names
-    #[arg(long, value_name = "HOST[/NAMESPACE]")]
-    registry: Option<String>,
-    /// Allow plain HTTP to the registry (images.toml's `insecure = true` allows it per image)
-    #[arg(long)]
-    insecure: bool,
-}
-
-impl Target {
-    /// `images` takes these flags only together with `--push`.
-    pub fn require_push(&self, push: bool) -> Result<(), Failure> {
-        if !push && (self.registry.is_some() || self.insecure) {
-            return Err(Failure::Usage(anyhow!(
-                "--registry and --insecure only apply with --push"
-            )));
-        }
-        Ok(())
-    }
+    pub(super) common: Common,
 }
 
 pub fn run(args: Args) -> Result<(), Failure> {
@@ -72,7 +47,7 @@ struct Destination<'p> {
 /// somewhere to go, pushes them one after the other and prints the results.
 /// The first failed push stops the run; what was pushed before it is still
 /// printed.
-pub fn build_and_push(
+fn build_and_push(
     ctx: &Context,
     names: &[String],
     target: &Target,
@@ -222,7 +197,8 @@ fn push_one(
         mount_from,
         ..PushOptions::default()
     };
-    // The layout's index.json names its one entry by the first tag.
+    // The layout's index.json names an entry by each tag; all point at the
+    // same image.
     let ref_name = image.tags.first().map(String::as_str);
     let result = registry::push_layout(&image.layout, ref_name, repo, &image.tags, creds, &opts);
     progress.close_line();

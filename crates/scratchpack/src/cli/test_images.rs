@@ -31,7 +31,7 @@ pub struct Args {
 
 pub fn run(args: Args) -> Result<(), Failure> {
     let ctx = args.common.load()?;
-    let built = super::images::build_selected(&ctx, &args.names)?;
+    let built = super::build_selected(&ctx, &args.names)?;
     // Held while tests read the layouts, so another run cannot replace an
     // image under them.
     let _lock = OutputLock::acquire(&ctx.out_dir)
@@ -50,7 +50,8 @@ pub fn run(args: Args) -> Result<(), Failure> {
         }
         // Another run may have replaced the layout between this run's build
         // and its taking the lock: test only what this run built.
-        let index = std::fs::read(b.layout.join("index.json"))
+        let index = crate::oci::LayoutDir::open(&b.layout)
+            .and_then(|l| l.read_small("index.json"))
             .with_context(|| format!("reading the image layout {}", b.layout.display()))?;
         if crate::oci::Digest::of(&index).as_str() != b.index_json {
             return Err(Failure::Build(anyhow!(

@@ -2,11 +2,8 @@
 //! `manifest.md`, `image-index.md`), assembled from a plan and the bytes that
 //! go into the layer.
 
-use std::collections::BTreeMap;
-
-use serde::Serialize;
-
 use super::layer::{Entry, EntryKind, Layer, LayerError};
+use super::spec::{Config, ExecConfig, History, Index, Manifest, RootFs};
 use super::{
     Blob, Descriptor, MEDIA_TYPE_CONFIG, MEDIA_TYPE_INDEX, MEDIA_TYPE_MANIFEST, PlatformSpec,
 };
@@ -28,6 +25,9 @@ pub struct Image {
 pub struct ImageSet {
     pub name: String,
     pub tags: Vec<String>,
+    /// The repository loaders name the image by: `registry/repository` when
+    /// images.toml gives a registry, else the image's name.
+    pub repository: String,
     pub images: Vec<Image>,
     pub index: Option<Blob>,
 }
@@ -74,30 +74,33 @@ impl Image {
         let created = rfc3339(epoch);
         let config = Blob::json(
             MEDIA_TYPE_CONFIG,
-            &ConfigJson {
-                architecture: platform.architecture(),
-                os: platform.os(),
-                created: &created,
-                config: ExecConfig::from(&plan.config),
+            &Config {
+                architecture: platform.architecture().to_owned(),
+                os: platform.os().to_owned(),
+                variant: None,
+                created: Some(created.clone()),
+                config: exec_config(&plan.config),
                 rootfs: RootFs {
-                    kind: "layers",
-                    diff_ids: vec![layer.diff_id.as_str()],
+                    kind: "layers".to_owned(),
+                    diff_ids: vec![layer.diff_id.clone()],
                 },
                 history: vec![History {
-                    created: &created,
-                    created_by: "scratchpack",
-                    comment: format!("{} binary `{}`", plan.package, plan.bin),
+                    created: Some(created),
+                    created_by: Some("scratchpack".to_owned()),
+                    comment: Some(format!("{} binary `{}`", plan.package, plan.bin)),
                 }],
             },
         );
         let manifest = Blob::json(
             MEDIA_TYPE_MANIFEST,
-            &ManifestJson {
+            &Manifest {
                 schema_version: 2,
-                media_type: MEDIA_TYPE_MANIFEST,
+                media_type: Some(MEDIA_TYPE_MANIFEST.to_owned()),
+                artifact_type: None,
                 config: config.descriptor(),
                 layers: vec![layer.blob.descriptor()],
-                annotations: &plan.annotations,
+                subject: None,
+                annotations: plan.annotations.clone(),
             },
         );
         Ok(Image {
@@ -114,6 +117,7 @@ impl Image {
             platform: Some(PlatformSpec {
                 architecture: self.platform.architecture().to_owned(),
                 os: self.platform.os().to_owned(),
+                variant: None,
             }),
             ..self.manifest.descriptor()
         }
@@ -126,20 +130,30 @@ impl ImageSet {
         let index = (images.len() > 1).then(|| {
             Blob::json(
                 MEDIA_TYPE_INDEX,
-                &IndexJson {
+                &Index {
                     schema_version: 2,
-                    media_type: MEDIA_TYPE_INDEX,
+                    media_type: Some(MEDIA_TYPE_INDEX.to_owned()),
                     manifests: images.iter().map(Image::descriptor).collect(),
-                    annotations: &plan.annotations,
+                    subject: None,
+                    annotations: plan.annotations.clone(),
                 },
             )
         });
         ImageSet {
             name: plan.name.clone(),
             tags: plan.tags.clone(),
+            repository: repository(plan),
             images,
             index,
         }
+    }
+
+    /// `repository:tag` for every tag, in order: the names loaders give it.
+    pub fn references(&self) -> Vec<String> {
+        self.tags
+            .iter()
+            .map(|t| format!("{}:{t}", self.repository))
+            .collect()
     }
 
     /// The descriptor a reference resolves to: the index when there is one,
@@ -167,89 +181,34 @@ impl ImageSet {
     }
 }
 
-#[derive(Serialize)]
-struct ConfigJson<'a> {
-    architecture: &'a str,
-    os: &'a str,
-    created: &'a str,
-    config: ExecConfig<'a>,
-    rootfs: RootFs<'a>,
-    history: Vec<History<'a>>,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "PascalCase")]
-struct ExecConfig<'a> {
-    user: String,
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    exposed_ports: BTreeMap<&'a str, Empty>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    env: Vec<String>,
-    entrypoint: &'a [String],
-    #[serde(skip_serializing_if = "<[String]>::is_empty")]
-    cmd: &'a [String],
-    working_dir: &'a str,
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    labels: &'a BTreeMap<String, String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    stop_signal: Option<&'a str>,
-}
-
-impl<'a> From<&'a RunConfig> for ExecConfig<'a> {
-    fn from(c: &'a RunConfig) -> Self {
-        ExecConfig {
-            user: c.user.to_string(),
-            exposed_ports: c
-                .exposed_ports
-                .iter()
-                .map(|p| (p.as_str(), Empty {}))
-                .collect(),
-            env: c.env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
-            entrypoint: &c.entrypoint,
-            cmd: &c.cmd,
-            working_dir: c.workdir.as_str(),
-            labels: &c.labels,
-            stop_signal: c.stop_signal.as_deref(),
-        }
+/// The repository an image is loaded under (see [`ImageSet::repository`]).
+pub fn repository(plan: &ImagePlan) -> String {
+    match &plan.push {
+        Some(p) => format!("{}/{}", p.registry, p.repository),
+        None => plan.name.clone(),
     }
 }
 
-#[derive(Serialize)]
-struct Empty {}
-
-#[derive(Serialize)]
-struct RootFs<'a> {
-    #[serde(rename = "type")]
-    kind: &'a str,
-    diff_ids: Vec<&'a str>,
-}
-
-#[derive(Serialize)]
-struct History<'a> {
-    created: &'a str,
-    created_by: &'a str,
-    comment: String,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct ManifestJson<'a> {
-    schema_version: u32,
-    media_type: &'a str,
-    config: Descriptor,
-    layers: Vec<Descriptor>,
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    annotations: &'a BTreeMap<String, String>,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct IndexJson<'a> {
-    schema_version: u32,
-    media_type: &'a str,
-    manifests: Vec<Descriptor>,
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    annotations: &'a BTreeMap<String, String>,
+/// The config's `config` object for a plan: fields the image always sets are
+/// always written (`User`, `Entrypoint`, `WorkingDir`), the rest only when
+/// non-empty, as the image's bytes have always had them.
+fn exec_config(c: &RunConfig) -> ExecConfig {
+    let some = |v: Vec<String>| (!v.is_empty()).then_some(v);
+    ExecConfig {
+        user: Some(c.user.to_string()),
+        exposed_ports: (!c.exposed_ports.is_empty()).then(|| {
+            c.exposed_ports
+                .iter()
+                .map(|p| (p.as_str().to_owned(), serde_json::json!({})))
+                .collect()
+        }),
+        env: some(c.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+        entrypoint: Some(c.entrypoint.clone()),
+        cmd: some(c.cmd.clone()),
+        working_dir: Some(c.workdir.as_str().to_owned()),
+        labels: (!c.labels.is_empty()).then(|| c.labels.clone()),
+        stop_signal: c.stop_signal.clone(),
+    }
 }
 
 /// `YYYY-MM-DDTHH:MM:SSZ` for seconds since the Unix epoch (UTC, proleptic

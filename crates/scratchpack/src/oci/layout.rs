@@ -1,14 +1,15 @@
-//! The two on-disk forms of an image set: an OCI image layout
-//! (image-spec `image-layout.md`) and one tar that is both that layout and a
-//! `docker load` / `podman load` archive (a `manifest.json` with `RepoTags`,
-//! whose paths point into `blobs/sha256/`).
-//!
-//! Both are built from one list of files, so they cannot disagree.
-
-use serde::Serialize;
+//! The on-disk OCI image layout of an image set (image-spec
+//! `image-layout.md`): `oci-layout`, `index.json` with one entry per tag
+//! (each named by `org.opencontainers.image.ref.name`, so `oci:DIR:TAG`
+//! reaches every tag), and `blobs/sha256/`. The set in memory is also a
+//! [`Source`], so what is about to be written reads exactly as what was
+//! written.
 
 use super::image::ImageSet;
-use super::{ANNOTATION_REF_NAME, Blob, MEDIA_TYPE_INDEX, canonical_json, tar};
+use super::read::ReadError;
+use super::source::Source;
+use super::spec::Index;
+use super::{ANNOTATION_REF_NAME, Blob, Descriptor, MEDIA_TYPE_INDEX, canonical_json};
 
 /// One file of a layout: its relative path and bytes.
 pub struct LayoutFile<'a> {
@@ -18,30 +19,51 @@ pub struct LayoutFile<'a> {
 
 /// The layout's small metadata files, owned so the file list can borrow them.
 pub struct LayoutMeta {
-    oci_layout: Vec<u8>,
+    pub(crate) oci_layout: Vec<u8>,
     index_json: Vec<u8>,
 }
 
+/// `index.json` listing `target` once per name, in the order given.
+pub(crate) fn index_json<'a>(
+    target: &Descriptor,
+    names: impl IntoIterator<Item = &'a str>,
+) -> Vec<u8> {
+    let manifests = names
+        .into_iter()
+        .map(|name| {
+            let mut d = target.clone();
+            d.annotations
+                .insert(ANNOTATION_REF_NAME.to_owned(), name.to_owned());
+            d
+        })
+        .collect();
+    canonical_json(&Index {
+        schema_version: 2,
+        media_type: Some(MEDIA_TYPE_INDEX.to_owned()),
+        manifests,
+        subject: None,
+        annotations: Default::default(),
+    })
+}
+
+/// `oci-layout`, the layout's version marker.
+pub(crate) fn oci_layout() -> Vec<u8> {
+    canonical_json(&serde_json::json!({ "imageLayoutVersion": "1.0.0" }))
+}
+
 impl LayoutMeta {
-    /// `index.json` lists one entry, the set's top descriptor, named by the
-    /// first tag: tools then open the layout without being told which image
-    /// (`skopeo inspect oci:DIR`) or by that tag (`oci:DIR:TAG`).
+    /// `index.json` lists the set's top descriptor once per tag, in the order
+    /// images.toml gives them, each named by its tag: `skopeo inspect
+    /// oci:DIR:TAG` finds any of them, and a set with one tag opens without
+    /// one (`oci:DIR`).
     pub fn new(set: &ImageSet) -> LayoutMeta {
-        let mut top = set.top();
-        top.annotations
-            .insert(ANNOTATION_REF_NAME.to_owned(), set.tags[0].clone());
         LayoutMeta {
-            oci_layout: canonical_json(&serde_json::json!({ "imageLayoutVersion": "1.0.0" })),
-            index_json: canonical_json(&serde_json::json!({
-                "schemaVersion": 2,
-                "mediaType": MEDIA_TYPE_INDEX,
-                "manifests": [top],
-            })),
+            oci_layout: oci_layout(),
+            index_json: index_json(&set.top(), set.tags.iter().map(String::as_str)),
         }
     }
 
-    /// The digest of `index.json` as written, which changes whenever anything
-    /// in the layout does.
+    /// The bytes of `index.json` as written.
     pub fn index_json(&self) -> &[u8] {
         &self.index_json
     }
@@ -63,75 +85,38 @@ pub fn layout_files<'a>(set: &'a ImageSet, meta: &'a LayoutMeta) -> Vec<LayoutFi
     files
 }
 
-fn blob_file(blob: &Blob) -> LayoutFile<'_> {
+pub(crate) fn blob_file(blob: &Blob) -> LayoutFile<'_> {
     LayoutFile {
         path: format!("blobs/sha256/{}", blob.digest.hex()),
         bytes: &blob.bytes,
     }
 }
 
-/// docker's `manifest.json` entry (docker image spec, "save" format).
-#[derive(Serialize)]
-#[serde(rename_all = "PascalCase")]
-struct DockerEntry {
-    config: String,
-    repo_tags: Vec<String>,
-    layers: Vec<String>,
+/// A layout not yet written: the set and its metadata, read like one on disk.
+pub struct InMemory<'a> {
+    pub set: &'a ImageSet,
+    pub meta: &'a LayoutMeta,
 }
 
-/// The archive: the layout plus docker's `manifest.json`, as a deterministic
-/// tar whose entries all carry `mtime`.
-///
-/// docker's classic store holds one platform per tag, and tools reading a
-/// docker archive expect one entry, so `manifest.json` lists only the first
-/// platform images.toml names: the same on every build host, so the archive
-/// is as reproducible as the layout. The other platforms stay reachable
-/// through the OCI layout in the same tar.
-pub fn archive(set: &ImageSet, meta: &LayoutMeta, repository: &str, mtime: u64) -> Vec<u8> {
-    let files = layout_files(set, meta);
-    let loaded = &set.images[0];
-    let docker = [DockerEntry {
-        config: format!("blobs/sha256/{}", loaded.config.digest.hex()),
-        repo_tags: set
-            .tags
-            .iter()
-            .map(|t| format!("{repository}:{t}"))
-            .collect(),
-        layers: vec![format!("blobs/sha256/{}", loaded.layer.blob.digest.hex())],
-    }];
-    let manifest_json = canonical_json(&docker);
-
-    let mut out = Vec::new();
-    let mut dirs_written = std::collections::BTreeSet::new();
-    let mut entries: Vec<(&str, &[u8])> = files
-        .iter()
-        .map(|f| (f.path.as_str(), f.bytes))
-        .chain(std::iter::once(("manifest.json", manifest_json.as_slice())))
-        .collect();
-    entries.sort_by(|a, b| a.0.cmp(b.0));
-    for (path, bytes) in entries {
-        for (i, _) in path.match_indices('/') {
-            let dir = &path[..i];
-            if dirs_written.insert(dir.to_owned()) {
-                let header = tar::Header {
-                    path: dir,
-                    mode: 0o755,
-                    size: 0,
-                    mtime,
-                    is_dir: true,
-                };
-                tar::append(&mut out, &header, &[]);
-            }
-        }
-        let header = tar::Header {
-            path,
-            mode: 0o644,
-            size: bytes.len() as u64,
-            mtime,
-            is_dir: false,
-        };
-        tar::append(&mut out, &header, bytes);
+impl Source for InMemory<'_> {
+    fn index_bytes(&self) -> Result<Vec<u8>, ReadError> {
+        Ok(self.meta.index_json.clone())
     }
-    tar::finish(&mut out);
-    out
+
+    fn blob(&self, d: &Descriptor, limit: u64) -> Result<Vec<u8>, ReadError> {
+        let path = super::read::blob_path(&d.digest);
+        let blob = self
+            .set
+            .blobs()
+            .into_iter()
+            .find(|b| b.digest == d.digest)
+            .ok_or_else(|| ReadError::Missing(path.clone()))?;
+        let size = blob.bytes.len() as u64;
+        if size > limit {
+            return Err(ReadError::TooLarge { path, size, limit });
+        }
+        // The digest was computed from these bytes when the blob was made.
+        super::read::verify(d, size, blob.digest.clone())?;
+        Ok(blob.bytes.clone())
+    }
 }

@@ -2,20 +2,25 @@
 //! indexes are built once, immutable, and carry the exact bytes that are
 //! hashed, stored and pushed.
 
-pub mod blob;
+pub mod archive;
 pub mod image;
 pub mod layer;
 pub mod layout;
+pub mod read;
+pub mod source;
+pub mod spec;
 mod tar;
 
-use std::collections::BTreeMap;
 use std::fmt;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
 pub use image::{Image, ImageSet};
 pub use layer::{Entry, EntryKind, Layer};
+pub use read::{LayoutDir, ReadError};
+pub use source::{ResolvedImage, Source};
+pub use spec::{Config, Descriptor, Index, Manifest, PlatformSpec};
 
 pub const MEDIA_TYPE_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const MEDIA_TYPE_INDEX: &str = "application/vnd.oci.image.index.v1+json";
@@ -70,6 +75,37 @@ impl Serialize for Digest {
     }
 }
 
+/// Only sha256 digests are read: a descriptor naming another algorithm is a
+/// parse error where it is read, not a surprise later.
+impl<'de> Deserialize<'de> for Digest {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Digest::parse(&s).ok_or_else(|| {
+            serde::de::Error::custom(format!("`{s}` is not a sha256 digest (sha256:<64 hex>)"))
+        })
+    }
+}
+
+/// A digest reads as its text wherever text is expected (messages, paths).
+impl std::ops::Deref for Digest {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl PartialEq<str> for Digest {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other
+    }
+}
+
+impl PartialEq<&Digest> for &str {
+    fn eq(&self, other: &&Digest) -> bool {
+        *self == other.0
+    }
+}
+
 pub(crate) fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
     bytes
@@ -103,34 +139,12 @@ impl Blob {
     }
 
     pub fn descriptor(&self) -> Descriptor {
-        Descriptor {
-            media_type: self.media_type.to_owned(),
-            digest: self.digest.clone(),
-            size: self.bytes.len() as u64,
-            platform: None,
-            annotations: BTreeMap::new(),
-        }
+        Descriptor::new(
+            self.media_type,
+            self.digest.clone(),
+            self.bytes.len() as u64,
+        )
     }
-}
-
-/// image-spec "Content Descriptors".
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Descriptor {
-    pub media_type: String,
-    pub digest: Digest,
-    pub size: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub platform: Option<PlatformSpec>,
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    pub annotations: BTreeMap<String, String>,
-}
-
-/// image-spec index `platform` object.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct PlatformSpec {
-    pub architecture: String,
-    pub os: String,
 }
 
 /// JSON with object keys sorted and no insignificant whitespace: one value has

@@ -149,42 +149,341 @@ fn epoch_changes_only_created_and_mtimes() {
 }
 
 #[test]
-fn archive_is_a_layout_plus_docker_manifest() {
+fn archive_is_one_platform_as_a_layout_plus_docker_manifest() {
     let set = assemble(0);
-    let meta = layout::LayoutMeta::new(&set);
-    let tar = layout::archive(&set, &meta, "hello", 0);
+    let tar = archive::archive(&set, 0);
     let mut archive = ::tar::Archive::new(tar.as_slice());
     let mut names = Vec::new();
-    let mut docker = None;
+    let mut files = BTreeMap::new();
     for e in archive.entries().unwrap() {
         let mut e = e.unwrap();
         let name = e.path().unwrap().to_string_lossy().into_owned();
-        if name == "manifest.json" {
-            let mut s = String::new();
-            e.read_to_string(&mut s).unwrap();
-            docker = Some(s);
-        }
+        let mut bytes = Vec::new();
+        e.read_to_end(&mut bytes).unwrap();
+        files.insert(name.clone(), bytes);
         names.push(name);
     }
+    // Only the first platform's blobs: the one image every loader loads.
+    let first = &set.images[0];
+    assert_eq!(first.platform, Platform::LinuxAmd64);
     for blob in set.blobs() {
-        assert!(names.contains(&format!("blobs/sha256/{}", blob.digest.hex())));
+        let path = format!("blobs/sha256/{}", blob.digest.hex());
+        let wanted = [&first.layer.blob, &first.config, &first.manifest]
+            .iter()
+            .any(|b| b.digest == blob.digest);
+        assert_eq!(names.contains(&path), wanted, "{path}");
     }
-    assert!(names.contains(&"oci-layout".to_owned()));
-    assert!(names.contains(&"index.json".to_owned()));
     let mut sorted = names.clone();
     sorted.sort();
     assert_eq!(names, sorted, "entries are byte-sorted");
-    let docker: serde_json::Value = serde_json::from_str(&docker.unwrap()).unwrap();
-    let tagged = docker.as_array().unwrap();
-    assert_eq!(tagged.len(), 1, "one image for docker load");
+    insta::assert_snapshot!(
+        "archive_manifest_json",
+        String::from_utf8(files["manifest.json"].clone()).unwrap()
+    );
+    insta::assert_snapshot!(
+        "archive_index_json",
+        String::from_utf8(files["index.json"].clone()).unwrap()
+    );
+    let docker: serde_json::Value = serde_json::from_slice(&files["manifest.json"]).unwrap();
     assert_eq!(
-        tagged[0]["RepoTags"],
+        docker[0]["RepoTags"],
         serde_json::json!(["hello:1.0", "hello:latest"])
     );
-    // The first platform images.toml names, whatever the build host.
-    assert_eq!(set.images[0].platform, Platform::LinuxAmd64);
     assert_eq!(
-        tagged[0]["Config"],
-        format!("blobs/sha256/{}", set.images[0].config.digest.hex())
+        docker[0]["Config"],
+        format!("blobs/sha256/{}", first.config.digest.hex())
     );
+    // index.json names the same manifest once per tag, by full reference.
+    let index: Index = serde_json::from_slice(&files["index.json"]).unwrap();
+    let refs: Vec<_> = index
+        .manifests
+        .iter()
+        .map(|d| d.ref_name().unwrap())
+        .collect();
+    assert_eq!(refs, ["hello:1.0", "hello:latest"]);
+    assert!(
+        index
+            .manifests
+            .iter()
+            .all(|d| d.digest == first.manifest.digest)
+    );
+}
+
+#[test]
+fn repository_and_registry_name_the_archive() {
+    let mut set = assemble(0);
+    set.repository = "registry.example:5000/acme/hello".to_owned();
+    assert_eq!(
+        set.references(),
+        [
+            "registry.example:5000/acme/hello:1.0",
+            "registry.example:5000/acme/hello:latest"
+        ]
+    );
+}
+
+/// Writes the set's layout under `dir` and its archive beside it.
+fn write_out(set: &ImageSet, dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let meta = layout::LayoutMeta::new(set);
+    let root = dir.join("hello");
+    for f in layout::layout_files(set, &meta) {
+        let path = root.join(&f.path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, f.bytes).unwrap();
+    }
+    let tar = dir.join("hello.tar");
+    std::fs::write(&tar, archive::archive(set, 0)).unwrap();
+    (root, tar)
+}
+
+/// One reader: the set in memory, its layout on disk and its archive resolve
+/// to the same images, each verified.
+#[test]
+fn memory_layout_and_archive_read_alike() {
+    let set = assemble(0);
+    let meta = layout::LayoutMeta::new(&set);
+    let dir = tempfile::tempdir().unwrap();
+    let (root, tar) = write_out(&set, dir.path());
+    let memory = layout::InMemory {
+        set: &set,
+        meta: &meta,
+    };
+    let on_disk = LayoutDir::open(&root).unwrap();
+    on_disk.check_marker().unwrap();
+    let (_, index) = source::index(&on_disk).unwrap();
+    let refs: Vec<_> = index
+        .manifests
+        .iter()
+        .map(|d| d.ref_name().unwrap())
+        .collect();
+    assert_eq!(refs, ["1.0", "latest"], "every tag is addressable");
+    for (tag, src) in [("1.0", &memory as &dyn Source), ("latest", &on_disk)] {
+        let (_, index) = source::index(src).unwrap();
+        let top = source::select(&index, Some(tag)).unwrap();
+        let resolved = source::resolve(src, top).unwrap();
+        assert_eq!(resolved.top.descriptor.digest, set.top().digest);
+        assert_eq!(resolved.top.bytes, set.index.as_ref().unwrap().bytes);
+        let platforms: Vec<_> = resolved
+            .images
+            .iter()
+            .map(|i| i.platform.as_str())
+            .collect();
+        assert_eq!(platforms, ["linux/amd64", "linux/arm64"]);
+        for (r, built) in resolved.images.iter().zip(&set.images) {
+            assert_eq!(r.manifest_digest, built.manifest.digest);
+            assert_eq!(
+                r.config.rootfs.diff_ids,
+                std::slice::from_ref(&built.layer.diff_id)
+            );
+            // What was read parses back to exactly the bytes written.
+            assert_eq!(canonical_json(&r.config), built.config.bytes);
+            assert_eq!(canonical_json(&r.manifest), built.manifest.bytes);
+        }
+        // Both platforms got the same bytes here, so they share one layer.
+        assert_eq!(resolved.blobs().len(), 3, "one layer and two configs");
+    }
+    // Without a name, the one image all tags name.
+    let (_, index) = source::index(&on_disk).unwrap();
+    assert_eq!(
+        source::select(&index, None).unwrap().digest,
+        set.top().digest
+    );
+    assert_eq!(source::resolve_all(&on_disk).unwrap().len(), 2);
+
+    let archive = archive::ArchiveFile::open(&tar).unwrap();
+    let images = source::resolve_all(&archive).unwrap();
+    assert_eq!(images.len(), 1);
+    assert_eq!(images[0].platform, "linux/amd64");
+    let docker = archive.docker_manifest().unwrap();
+    assert_eq!(
+        docker[0].config,
+        read::blob_path(&images[0].manifest.config.digest)
+    );
+    for d in images[0].layers() {
+        archive.blob(d, u64::MAX).unwrap();
+    }
+}
+
+mod hostile {
+    //! Layouts written by someone else: each case is refused, quickly, and
+    //! nothing outside the layout is read.
+
+    use std::os::unix::fs::symlink;
+    use std::path::Path;
+
+    use super::*;
+
+    fn layout() -> (tempfile::TempDir, ImageSet) {
+        let set = assemble(0);
+        let dir = tempfile::tempdir().unwrap();
+        write_out(&set, dir.path());
+        (dir, set)
+    }
+
+    fn blob(dir: &Path, digest: &Digest) -> std::path::PathBuf {
+        dir.join("hello/blobs/sha256").join(digest.hex())
+    }
+
+    fn resolve(dir: &Path) -> Result<Vec<ResolvedImage>, ReadError> {
+        let layout = LayoutDir::open(&dir.join("hello"))?;
+        source::resolve_all(&layout)
+    }
+
+    #[test]
+    fn an_index_json_that_is_a_fifo_is_refused_without_waiting() {
+        let (dir, _) = layout();
+        let index = dir.path().join("hello/index.json");
+        std::fs::remove_file(&index).unwrap();
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &index,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o644),
+            0,
+        )
+        .unwrap();
+        let e = resolve(dir.path()).unwrap_err();
+        assert!(
+            matches!(&e, ReadError::NotRegular { path, kind } if path == "index.json" && *kind == "a FIFO"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn an_index_json_linked_to_dev_zero_is_not_followed() {
+        let (dir, _) = layout();
+        let index = dir.path().join("hello/index.json");
+        std::fs::remove_file(&index).unwrap();
+        symlink("/dev/zero", &index).unwrap();
+        let e = resolve(dir.path()).unwrap_err();
+        assert!(
+            matches!(&e, ReadError::Symlink(p) if p == "index.json"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_layer_linked_to_a_host_file_is_not_read() {
+        let (dir, set) = layout();
+        let layer = &set.images[0].layer.blob;
+        let path = blob(dir.path(), &layer.digest);
+        std::fs::remove_file(&path).unwrap();
+        let secret = dir.path().join("secret");
+        std::fs::write(&secret, b"host secret").unwrap();
+        symlink(&secret, &path).unwrap();
+        let layout = LayoutDir::open(&dir.path().join("hello")).unwrap();
+        let e = layout.blob(&layer.descriptor(), u64::MAX).unwrap_err();
+        assert!(matches!(&e, ReadError::Symlink(_)), "{e}");
+        let e = layout.blob_file(&layer.descriptor()).unwrap_err();
+        assert!(matches!(&e, ReadError::Symlink(_)), "{e}");
+        assert!(layout.blob_size(&layer.digest).is_err());
+        // Nothing about the host file (its size or hash) is in the message.
+        assert!(!e.to_string().contains("11"), "{e}");
+    }
+
+    #[test]
+    fn linked_directories_in_the_layout_are_not_followed() {
+        let (dir, set) = layout();
+        let blobs = dir.path().join("hello/blobs");
+        std::fs::rename(&blobs, dir.path().join("elsewhere")).unwrap();
+        symlink(dir.path().join("elsewhere"), &blobs).unwrap();
+        let e = resolve(dir.path()).unwrap_err();
+        assert!(matches!(&e, ReadError::Symlink(p) if p == "blobs"), "{e}");
+        drop(set);
+        // The layout itself, named by the caller, must not be a link either.
+        let (dir, _) = layout();
+        symlink(dir.path().join("hello"), dir.path().join("link")).unwrap();
+        let e = LayoutDir::open(&dir.path().join("link")).err().unwrap();
+        assert!(matches!(&e, ReadError::Symlink(_)), "{e}");
+    }
+
+    #[test]
+    fn oversized_documents_are_refused_before_reading() {
+        let (dir, set) = layout();
+        // A sparse 1 TiB index.json: refused by its size, not read.
+        let index = std::fs::OpenOptions::new()
+            .write(true)
+            .open(dir.path().join("hello/index.json"))
+            .unwrap();
+        index.set_len(1 << 40).unwrap();
+        let e = resolve(dir.path()).unwrap_err();
+        assert!(
+            matches!(&e, ReadError::TooLarge { path, .. } if path == "index.json"),
+            "{e}"
+        );
+
+        // A descriptor claiming a huge manifest is refused by its size.
+        let layout = LayoutDir::open(&dir.path().join("hello")).unwrap();
+        let mut d = set.images[0].manifest.descriptor();
+        d.size = 8 << 30;
+        let e = layout.blob(&d, source::MAX_JSON).unwrap_err();
+        assert!(matches!(&e, ReadError::TooLarge { .. }), "{e}");
+
+        // A blob whose file is larger than its descriptor: refused by the
+        // file's size, before a byte is read.
+        let layer = &set.images[0].layer.blob;
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(blob(dir.path(), &layer.digest))
+            .unwrap();
+        f.set_len(1 << 40).unwrap();
+        let e = layout
+            .blob(&layer.descriptor(), read::MAX_BLOB_IN_MEMORY)
+            .unwrap_err();
+        assert!(
+            matches!(
+                &e,
+                ReadError::TooLarge { .. } | ReadError::Mismatch { actual: None, .. }
+            ),
+            "{e}"
+        );
+        let e = layout.blob_file(&layer.descriptor()).unwrap_err();
+        assert!(
+            matches!(
+                &e,
+                ReadError::TooLarge { .. } | ReadError::Mismatch { actual: None, .. }
+            ),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_device_as_a_blob_is_refused() {
+        let (dir, set) = layout();
+        let config = &set.images[0].config;
+        let path = blob(dir.path(), &config.digest);
+        std::fs::remove_file(&path).unwrap();
+        std::fs::create_dir(&path).unwrap();
+        let layout = LayoutDir::open(&dir.path().join("hello")).unwrap();
+        let e = layout
+            .blob(&config.descriptor(), source::MAX_JSON)
+            .unwrap_err();
+        assert!(matches!(&e, ReadError::NotRegular { .. }), "{e}");
+    }
+
+    #[test]
+    fn a_corrupt_blob_is_refused_with_its_digest() {
+        let (dir, set) = layout();
+        let manifest = &set.images[1].manifest;
+        let path = blob(dir.path(), &manifest.digest);
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[0] ^= 1;
+        std::fs::write(&path, bytes).unwrap();
+        let e = resolve(dir.path()).unwrap_err();
+        assert!(
+            matches!(&e, ReadError::Mismatch { digest, actual: Some(_), .. } if *digest == manifest.digest),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_digest_that_is_not_sha256_is_a_parse_error() {
+        let (dir, _) = layout();
+        let index = dir.path().join("hello/index.json");
+        let text = std::fs::read_to_string(&index).unwrap();
+        let text = text.replacen("sha256:", "sha256:../../", 1);
+        std::fs::write(&index, text).unwrap();
+        let e = resolve(dir.path()).unwrap_err();
+        assert!(matches!(&e, ReadError::Json { .. }), "{e}");
+    }
 }

@@ -1,46 +1,15 @@
-//! Reads what a push needs from an OCI image layout (image-spec "Image Layout":
-//! `oci-layout`, `index.json`, `blobs/<alg>/<hex>`): the chosen top-level manifest
-//! or index, its child manifests and every blob they reference, each checked
+//! What a push sends from an OCI image layout (image-spec "Image Layout"): the
+//! chosen top-level manifest or index, its child manifests and every blob
+//! they reference, read through [`LayoutDir`] (hostile input: no links
+//! followed, only regular files, every size bounded) and each checked
 //! against its digest and size before anything is sent.
 
-use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-
-use serde::Deserialize;
 
 use super::error::RegistryError;
 
-use crate::oci::blob::{self, BlobError};
-pub use crate::oci::{
-    ANNOTATION_REF_NAME as REF_NAME, MEDIA_TYPE_INDEX as OCI_INDEX,
-    MEDIA_TYPE_MANIFEST as OCI_MANIFEST,
-};
-use crate::oci::{DOCKER_MANIFEST, DOCKER_MANIFEST_LIST as DOCKER_LIST};
-
-/// Indexes nest; this bounds a malicious or broken cycle.
-const MAX_DEPTH: usize = 8;
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct Descriptor {
-    #[serde(rename = "mediaType", default)]
-    pub media_type: String,
-    pub digest: String,
-    pub size: u64,
-    #[serde(default)]
-    pub annotations: std::collections::BTreeMap<String, String>,
-}
-
-#[derive(Deserialize)]
-struct Document {
-    #[serde(rename = "mediaType", default)]
-    media_type: Option<String>,
-    #[serde(default)]
-    config: Option<Descriptor>,
-    #[serde(default)]
-    layers: Vec<Descriptor>,
-    #[serde(default)]
-    manifests: Vec<Descriptor>,
-}
+use crate::oci::source::{self, Document};
+use crate::oci::{LayoutDir, ReadError};
 
 /// A manifest or index, with the exact bytes that are pushed.
 #[derive(Debug, Clone)]
@@ -48,6 +17,16 @@ pub struct ManifestBlob {
     pub digest: String,
     pub media_type: String,
     pub bytes: Vec<u8>,
+}
+
+impl From<Document> for ManifestBlob {
+    fn from(d: Document) -> Self {
+        ManifestBlob {
+            digest: d.descriptor.digest.to_string(),
+            media_type: d.media_type,
+            bytes: d.bytes,
+        }
+    }
 }
 
 /// A config or layer blob in the layout.
@@ -69,141 +48,37 @@ pub struct PushPlan {
     pub top: ManifestBlob,
 }
 
-fn layout_error(dir: &Path, message: impl Into<String>) -> RegistryError {
+fn layout_error(dir: &Path, e: &ReadError) -> RegistryError {
     RegistryError::Layout {
         path: dir.to_path_buf(),
-        message: message.into(),
+        message: error_chain(e),
     }
 }
 
-/// Picks the `index.json` entry named `ref_name` (or the only entry) and gathers
-/// everything under it.
+/// Picks the `index.json` entry named `ref_name` (or the one image all
+/// entries name) and gathers everything under it.
 pub fn read_plan(dir: &Path, ref_name: Option<&str>) -> Result<PushPlan, RegistryError> {
-    let layout_file = dir.join("oci-layout");
-    let layout: serde_json::Value = read_json(dir, &layout_file)?;
-    if layout
-        .get("imageLayoutVersion")
-        .and_then(|v| v.as_str())
-        .is_none()
-    {
-        return Err(layout_error(dir, "oci-layout has no imageLayoutVersion"));
+    let fail = |e: ReadError| layout_error(dir, &e);
+    let layout = LayoutDir::open(dir).map_err(fail)?;
+    layout.check_marker().map_err(fail)?;
+    let (_, index) = source::index(&layout).map_err(fail)?;
+    let entry = source::select(&index, ref_name).map_err(fail)?;
+    let resolved = source::resolve(&layout, entry).map_err(fail)?;
+    let mut blobs = Vec::new();
+    for d in resolved.blobs() {
+        // Hashed once here, in one streaming pass.
+        let (_, path) = layout.blob_file(d).map_err(fail)?;
+        blobs.push(BlobFile {
+            digest: d.digest.to_string(),
+            size: d.size,
+            path,
+        });
     }
-    let index: Document = read_json(dir, &dir.join("index.json"))?;
-    let entry = match ref_name {
-        Some(name) => index
-            .manifests
-            .iter()
-            .find(|d| d.annotations.get(REF_NAME).map(String::as_str) == Some(name))
-            .ok_or_else(|| {
-                let names: Vec<&str> = index
-                    .manifests
-                    .iter()
-                    .filter_map(|d| d.annotations.get(REF_NAME).map(String::as_str))
-                    .collect();
-                layout_error(
-                    dir,
-                    format!("index.json has no image named {name:?} (it has {names:?})"),
-                )
-            })?,
-        None => match index.manifests.as_slice() {
-            [only] => only,
-            [] => return Err(layout_error(dir, "index.json lists no image")),
-            _ => {
-                return Err(layout_error(
-                    dir,
-                    format!(
-                        "index.json lists {} images; name the one to push",
-                        index.manifests.len()
-                    ),
-                ));
-            }
-        },
-    };
-    let mut plan = Gather {
-        dir,
-        blobs: BTreeSet::new(),
-        children: Vec::new(),
-    };
-    let top = plan.manifest(entry, 0)?;
-    let mut seen = BTreeSet::new();
-    // A manifest shared by two parents is pushed once.
-    plan.children.retain(|m| seen.insert(m.digest.clone()));
     Ok(PushPlan {
-        blobs: plan.blobs.into_iter().collect(),
-        children: plan.children,
-        top,
+        blobs,
+        children: resolved.children.into_iter().map(Into::into).collect(),
+        top: resolved.top.into(),
     })
-}
-
-struct Gather<'a> {
-    dir: &'a Path,
-    blobs: BTreeSet<BlobFile>,
-    children: Vec<ManifestBlob>,
-}
-
-impl Gather<'_> {
-    fn manifest(&mut self, desc: &Descriptor, depth: usize) -> Result<ManifestBlob, RegistryError> {
-        if depth > MAX_DEPTH {
-            return Err(layout_error(
-                self.dir,
-                format!("indexes nest deeper than {MAX_DEPTH} levels"),
-            ));
-        }
-        let bytes = self.read_blob(desc)?;
-        let doc: Document = serde_json::from_slice(&bytes).map_err(|e| {
-            layout_error(self.dir, format!("parsing manifest {}: {e}", desc.digest))
-        })?;
-        // The descriptor names the type; a manifest's own field backs it up.
-        let media_type = if desc.media_type.is_empty() {
-            doc.media_type.clone().unwrap_or_default()
-        } else {
-            desc.media_type.clone()
-        };
-        match media_type.as_str() {
-            OCI_INDEX | DOCKER_LIST => {
-                for child in &doc.manifests {
-                    let m = self.manifest(child, depth + 1)?;
-                    self.children.push(m);
-                }
-            }
-            OCI_MANIFEST | DOCKER_MANIFEST => {
-                let config = doc.config.as_ref().ok_or_else(|| {
-                    layout_error(self.dir, format!("manifest {} has no config", desc.digest))
-                })?;
-                for b in std::iter::once(config).chain(&doc.layers) {
-                    let path = blob::check_file(self.dir, &b.digest, b.size)
-                        .map_err(|e| self.blob_error(e))?;
-                    self.blobs.insert(BlobFile {
-                        digest: b.digest.clone(),
-                        size: b.size,
-                        path,
-                    });
-                }
-            }
-            other => {
-                return Err(layout_error(
-                    self.dir,
-                    format!(
-                        "{} has media type {other:?}, not an image manifest or index",
-                        desc.digest
-                    ),
-                ));
-            }
-        }
-        Ok(ManifestBlob {
-            digest: desc.digest.clone(),
-            media_type,
-            bytes,
-        })
-    }
-
-    fn read_blob(&self, desc: &Descriptor) -> Result<Vec<u8>, RegistryError> {
-        blob::read(self.dir, &desc.digest, desc.size).map_err(|e| self.blob_error(e))
-    }
-
-    fn blob_error(&self, e: BlobError) -> RegistryError {
-        layout_error(self.dir, error_chain(&e))
-    }
 }
 
 /// An error and its causes on one line, for a layout error's message.
@@ -217,19 +92,13 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     s
 }
 
-fn read_json<T: serde::de::DeserializeOwned>(dir: &Path, path: &Path) -> Result<T, RegistryError> {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let bytes =
-        std::fs::read(path).map_err(|e| layout_error(dir, format!("reading {name}: {e}")))?;
-    serde_json::from_slice(&bytes).map_err(|e| layout_error(dir, format!("parsing {name}: {e}")))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::oci::{
+        ANNOTATION_REF_NAME as REF_NAME, MEDIA_TYPE_INDEX as OCI_INDEX,
+        MEDIA_TYPE_MANIFEST as OCI_MANIFEST,
+    };
 
     fn put(dir: &Path, bytes: &[u8]) -> String {
         let hex = crate::oci::Digest::of(bytes).hex().to_owned();
@@ -300,7 +169,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            e.contains("no image named \"other\"") && e.contains("hello"),
+            e.contains("no image named `other`") && e.contains("hello"),
             "{e}"
         );
         std::fs::write(

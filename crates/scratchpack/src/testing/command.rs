@@ -263,9 +263,9 @@ mod tests {
                 entrypoint: Some(vec!["/hello".into()]),
                 cmd: Some(vec!["world".into()]),
                 working_dir: Some("/srv".into()),
-                exposed_ports: None,
+                ..Default::default()
             },
-            rootfs: Default::default(),
+            ..Default::default()
         }
     }
 

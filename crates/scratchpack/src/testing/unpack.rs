@@ -1,5 +1,5 @@
-//! Reading an image back from its OCI layout (image-spec `image-layout.md`,
-//! `image-index.md`, `manifest.md`, `config.md`) and unpacking its layers into
+//! Unpacking an image's layers, read from its OCI layout through
+//! [`crate::oci::LayoutDir`] (which treats the layout as hostile), into
 //! a private root directory for the test sandbox, applying changesets and
 //! whiteouts as image-spec `layer.md` says, and refusing every entry that
 //! could reach outside that root.
@@ -14,14 +14,14 @@ use std::io::{ErrorKind, Read};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
 use sha2::{Digest as _, Sha256};
 
 use crate::manifest::FileKind;
-use crate::oci::blob::{self, BlobError};
+use crate::oci::read::MAX_BLOB_IN_MEMORY;
+pub use crate::oci::spec::{Config as ImageConfig, ExecConfig, RootFs};
 use crate::oci::{
-    DOCKER_LAYER_GZIP, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST as DOCKER_LIST, Digest,
-    MEDIA_TYPE_INDEX, MEDIA_TYPE_LAYER_GZIP, MEDIA_TYPE_LAYER_TAR, MEDIA_TYPE_MANIFEST,
+    DOCKER_LAYER_GZIP, Descriptor, Digest, LayoutDir, MEDIA_TYPE_LAYER_GZIP, MEDIA_TYPE_LAYER_TAR,
+    ReadError, Source,
 };
 
 /// Host mode of every directory the unpacker creates: the unpacking user must
@@ -33,31 +33,20 @@ const HOST_DIR_MODE: u32 = 0o755;
 /// A layout or layer that could not be read or unpacked.
 #[derive(Debug, thiserror::Error)]
 pub enum UnpackError {
-    #[error("reading {path}")]
-    Read {
+    #[error("reading the image layout {path}")]
+    Layout {
         path: PathBuf,
         #[source]
-        source: std::io::Error,
+        source: ReadError,
     },
-    #[error("parsing {what} {path}")]
-    Json {
-        what: &'static str,
-        path: PathBuf,
-        #[source]
-        source: serde_json::Error,
-    },
-    #[error(transparent)]
-    Blob(#[from] BlobError),
     #[error("blob {digest} has media type {media_type}, which the unpacker does not read")]
-    MediaType { digest: String, media_type: String },
-    #[error("the layout {0} lists no image manifest")]
-    NoManifests(PathBuf),
+    MediaType { digest: Digest, media_type: String },
     #[error("the image lists {layers} layers but its config has {diff_ids} diff_ids")]
     LayerCount { layers: usize, diff_ids: usize },
     #[error("layer {layer} unpacks to {actual}, but the config's diff_id is {expected}")]
     DiffId {
-        layer: String,
-        expected: String,
+        layer: Digest,
+        expected: Digest,
         actual: String,
     },
     #[error("reading layer {layer}")]
@@ -101,43 +90,6 @@ pub enum EntryProblem {
     Io(#[source] std::io::Error),
 }
 
-/// The parts of an image config (image-spec `config.md`) the tests look at.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-pub struct ImageConfig {
-    #[serde(default)]
-    pub architecture: String,
-    #[serde(default)]
-    pub os: String,
-    #[serde(default)]
-    pub config: ExecConfig,
-    #[serde(default)]
-    pub rootfs: RootFs,
-}
-
-/// The `config` object: how a runtime starts the image.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct ExecConfig {
-    #[serde(default)]
-    pub user: Option<String>,
-    #[serde(default)]
-    pub env: Option<Vec<String>>,
-    #[serde(default)]
-    pub entrypoint: Option<Vec<String>>,
-    #[serde(default)]
-    pub cmd: Option<Vec<String>>,
-    #[serde(default)]
-    pub working_dir: Option<String>,
-    #[serde(default)]
-    pub exposed_ports: Option<BTreeMap<String, serde_json::Value>>,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-pub struct RootFs {
-    #[serde(default)]
-    pub diff_ids: Vec<String>,
-}
-
 /// One platform's image as the layout holds it.
 #[derive(Debug, Clone)]
 pub struct PlatformImage {
@@ -148,110 +100,42 @@ pub struct PlatformImage {
     layers: Vec<Descriptor>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Descriptor {
-    #[serde(default)]
-    media_type: String,
-    digest: String,
-    size: u64,
-    #[serde(default)]
-    platform: Option<PlatformJson>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-struct PlatformJson {
-    architecture: String,
-    os: String,
-}
-
-#[derive(Deserialize)]
-struct IndexJson {
-    manifests: Vec<Descriptor>,
-}
-
-#[derive(Deserialize)]
-struct ManifestJson {
-    config: Descriptor,
-    layers: Vec<Descriptor>,
-}
-
 /// Every platform image the layout at `dir` holds, following `index.json`
-/// through any image index. Every blob read is checked against its digest.
+/// through any image index, each once however many tags name it. The layout
+/// is read as hostile input by [`LayoutDir`]: every document is bounded and
+/// checked against its digest.
 pub fn read_layout(dir: &Path) -> Result<Vec<PlatformImage>, UnpackError> {
-    let index_path = dir.join("index.json");
-    let bytes = read(&index_path)?;
-    let index: IndexJson = parse("index", &index_path, &bytes)?;
-    let mut images = Vec::new();
-    collect(dir, &index.manifests, &mut images)?;
-    if images.is_empty() {
-        return Err(UnpackError::NoManifests(dir.to_owned()));
-    }
-    Ok(images)
+    let layout = open(dir)?;
+    let images = crate::oci::source::resolve_all(&layout).map_err(layout_error(dir))?;
+    Ok(images
+        .into_iter()
+        .map(|i| PlatformImage {
+            platform: i.platform,
+            manifest: i.manifest_digest,
+            layers: i.manifest.layers,
+            config: i.config,
+        })
+        .collect())
 }
 
-fn collect(
-    dir: &Path,
-    descriptors: &[Descriptor],
-    images: &mut Vec<PlatformImage>,
-) -> Result<(), UnpackError> {
-    for d in descriptors {
-        match d.media_type.as_str() {
-            MEDIA_TYPE_INDEX | DOCKER_LIST => {
-                let (path, bytes) = read_blob(dir, d)?;
-                let index: IndexJson = parse("image index", &path, &bytes)?;
-                collect(dir, &index.manifests, images)?;
-            }
-            MEDIA_TYPE_MANIFEST | DOCKER_MANIFEST => {
-                let (path, bytes) = read_blob(dir, d)?;
-                let manifest: ManifestJson = parse("image manifest", &path, &bytes)?;
-                let (config_path, config_bytes) = read_blob(dir, &manifest.config)?;
-                let config: ImageConfig = parse("image config", &config_path, &config_bytes)?;
-                let platform = match &d.platform {
-                    Some(p) => format!("{}/{}", p.os, p.architecture),
-                    None => format!("{}/{}", config.os, config.architecture),
-                };
-                images.push(PlatformImage {
-                    platform,
-                    manifest: Digest::of(&bytes),
-                    config,
-                    layers: manifest.layers,
-                });
-            }
-            other => {
-                return Err(UnpackError::MediaType {
-                    digest: d.digest.clone(),
-                    media_type: other.to_owned(),
-                });
-            }
-        }
-    }
-    Ok(())
+fn open(dir: &Path) -> Result<LayoutDir, UnpackError> {
+    LayoutDir::open(dir).map_err(layout_error(dir))
 }
 
-fn read(path: &Path) -> Result<Vec<u8>, UnpackError> {
-    std::fs::read(path).map_err(|source| UnpackError::Read {
-        path: path.to_owned(),
+fn layout_error(dir: &Path) -> impl FnOnce(ReadError) -> UnpackError + '_ {
+    move |source| UnpackError::Layout {
+        path: dir.to_owned(),
         source,
-    })
+    }
 }
 
-fn parse<'a, T: Deserialize<'a>>(
-    what: &'static str,
-    path: &Path,
-    bytes: &'a [u8],
-) -> Result<T, UnpackError> {
-    serde_json::from_slice(bytes).map_err(|source| UnpackError::Json {
-        what,
-        path: path.to_owned(),
-        source,
-    })
-}
-
-/// The bytes of the blob `d` names, after checking its size and digest.
+/// The bytes of the layer blob `d`, after checking its size (before reading,
+/// and at most [`MAX_BLOB_IN_MEMORY`]) and digest.
 fn read_blob(dir: &Path, d: &Descriptor) -> Result<(PathBuf, Vec<u8>), UnpackError> {
-    let bytes = blob::read(dir, &d.digest, d.size)?;
-    Ok((blob::path(dir, &d.digest)?, bytes))
+    let bytes = open(dir)?
+        .blob(d, MAX_BLOB_IN_MEMORY)
+        .map_err(layout_error(dir))?;
+    Ok((dir.join(crate::oci::read::blob_path(&d.digest)), bytes))
 }
 
 /// What an unpacked path is, as the layer's tar header said: the mode is the

@@ -1,0 +1,247 @@
+//! Images wherever they are: one small trait over the places an image set's
+//! blobs live (in memory as just built, a layout directory, the archive, and
+//! later a registry), and the one walk from `index.json` down through image
+//! indexes to each platform's manifest and config (image-spec
+//! `image-layout.md`, `image-index.md`, `manifest.md`), verifying every
+//! document it reads. Build freshness, test unpacking and push all read
+//! images through here, as go-containerregistry's `v1.ImageIndex` and
+//! `v1.Image` are read the same way from any backing store.
+
+use std::collections::BTreeSet;
+
+use serde::Deserialize;
+
+use super::read::ReadError;
+use super::spec::{Config, Index, Manifest};
+use super::{
+    DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, Descriptor, Digest, MEDIA_TYPE_INDEX,
+    MEDIA_TYPE_MANIFEST,
+};
+
+/// The most bytes a JSON document (index, manifest, config, `oci-layout`)
+/// may have. Real ones are a few KiB; this only stops a hostile one.
+pub const MAX_JSON: u64 = 4 << 20;
+
+/// Image indexes nest; this bounds a broken or hostile chain.
+pub const MAX_DEPTH: usize = 8;
+
+/// Where an image set's files live.
+pub trait Source {
+    /// The bytes of the top-level index (a layout's `index.json`).
+    fn index_bytes(&self) -> Result<Vec<u8>, ReadError>;
+    /// The bytes of the blob `d` names, at most `limit` of them, checked
+    /// against the descriptor's size and digest.
+    fn blob(&self, d: &Descriptor, limit: u64) -> Result<Vec<u8>, ReadError>;
+}
+
+/// A manifest or index as stored: its descriptor, its type and the exact
+/// bytes that hash to its digest.
+#[derive(Debug, Clone)]
+pub struct Document {
+    pub descriptor: Descriptor,
+    pub media_type: String,
+    pub bytes: Vec<u8>,
+}
+
+/// One platform's image, read and verified down to its config.
+#[derive(Debug, Clone)]
+pub struct ResolvedImage {
+    /// `os/architecture[/variant]`: the index's platform, else the config's.
+    pub platform: String,
+    pub manifest_digest: Digest,
+    pub manifest: Manifest,
+    pub config: Config,
+}
+
+impl ResolvedImage {
+    pub fn layers(&self) -> &[Descriptor] {
+        &self.manifest.layers
+    }
+}
+
+/// Everything under one top-level descriptor.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    /// The manifest or index a reference resolves to.
+    pub top: Document,
+    /// Manifests under the top index, children before parents, each once.
+    pub children: Vec<Document>,
+    /// Each platform image, in index order, each once.
+    pub images: Vec<ResolvedImage>,
+}
+
+impl Resolved {
+    /// Every config and layer descriptor, each once, in digest order.
+    pub fn blobs(&self) -> Vec<&Descriptor> {
+        let mut seen = BTreeSet::new();
+        let mut all: Vec<&Descriptor> = self
+            .images
+            .iter()
+            .flat_map(|i| std::iter::once(&i.manifest.config).chain(&i.manifest.layers))
+            .filter(|d| seen.insert(d.digest.clone()))
+            .collect();
+        all.sort_by(|a, b| a.digest.cmp(&b.digest));
+        all
+    }
+}
+
+/// The parsed top-level index, and its exact bytes.
+pub fn index(src: &dyn Source) -> Result<(Vec<u8>, Index), ReadError> {
+    let bytes = src.index_bytes()?;
+    let index = parse("index", "index.json", &bytes)?;
+    Ok((bytes, index))
+}
+
+/// The entry of `index` named `ref_name`, or, without a name, the one image
+/// every entry names (one entry per tag all pointing at one digest).
+pub fn select<'a>(index: &'a Index, ref_name: Option<&str>) -> Result<&'a Descriptor, ReadError> {
+    match ref_name {
+        Some(name) => index
+            .manifests
+            .iter()
+            .find(|d| d.ref_name() == Some(name))
+            .ok_or_else(|| ReadError::NoSuchRef {
+                name: name.to_owned(),
+                names: index
+                    .manifests
+                    .iter()
+                    .filter_map(|d| d.ref_name().map(str::to_owned))
+                    .collect(),
+            }),
+        None => {
+            let first = index.manifests.first().ok_or(ReadError::Empty)?;
+            let distinct: BTreeSet<&Digest> = index.manifests.iter().map(|d| &d.digest).collect();
+            match distinct.len() {
+                1 => Ok(first),
+                n => Err(ReadError::Ambiguous(n)),
+            }
+        }
+    }
+}
+
+/// Reads everything under `top`, verifying each document.
+pub fn resolve(src: &dyn Source, top: &Descriptor) -> Result<Resolved, ReadError> {
+    let mut walk = Walk {
+        src,
+        children: Vec::new(),
+        images: Vec::new(),
+    };
+    let top = walk.document(top, 0)?;
+    let mut seen = BTreeSet::new();
+    walk.children
+        .retain(|m| seen.insert(m.descriptor.digest.clone()));
+    let mut seen = BTreeSet::new();
+    walk.images
+        .retain(|i| seen.insert(i.manifest_digest.clone()));
+    Ok(Resolved {
+        top,
+        children: walk.children,
+        images: walk.images,
+    })
+}
+
+/// Every platform image that any entry of the top-level index reaches, each
+/// once (entries for several tags of one image share it).
+pub fn resolve_all(src: &dyn Source) -> Result<Vec<ResolvedImage>, ReadError> {
+    let (_, index) = index(src)?;
+    let mut seen = BTreeSet::new();
+    let mut images = Vec::new();
+    for d in &index.manifests {
+        if !seen.insert(d.digest.clone()) {
+            continue;
+        }
+        for image in resolve(src, d)?.images {
+            if !images
+                .iter()
+                .any(|i: &ResolvedImage| i.manifest_digest == image.manifest_digest)
+            {
+                images.push(image);
+            }
+        }
+    }
+    if images.is_empty() {
+        return Err(ReadError::Empty);
+    }
+    Ok(images)
+}
+
+struct Walk<'a> {
+    src: &'a dyn Source,
+    children: Vec<Document>,
+    images: Vec<ResolvedImage>,
+}
+
+impl Walk<'_> {
+    fn document(&mut self, d: &Descriptor, depth: usize) -> Result<Document, ReadError> {
+        if depth > MAX_DEPTH {
+            return Err(ReadError::TooDeep(MAX_DEPTH));
+        }
+        let bytes = self.src.blob(d, MAX_JSON)?;
+        let path = super::read::blob_path(&d.digest);
+        // The descriptor names the type; a document's own field backs it up.
+        let media_type = if d.media_type.is_empty() {
+            #[derive(Deserialize)]
+            struct Typed {
+                #[serde(rename = "mediaType", default)]
+                media_type: String,
+            }
+            parse::<Typed>("document", &path, &bytes)?.media_type
+        } else {
+            d.media_type.clone()
+        };
+        match media_type.as_str() {
+            MEDIA_TYPE_INDEX | DOCKER_MANIFEST_LIST => {
+                let index: Index = parse("image index", &path, &bytes)?;
+                for child in &index.manifests {
+                    let doc = self.document(child, depth + 1)?;
+                    self.children.push(doc);
+                }
+            }
+            MEDIA_TYPE_MANIFEST | DOCKER_MANIFEST => {
+                let manifest: Manifest = parse("image manifest", &path, &bytes)?;
+                let config_bytes = self.src.blob(&manifest.config, MAX_JSON)?;
+                let config: Config = parse(
+                    "image config",
+                    &super::read::blob_path(&manifest.config.digest),
+                    &config_bytes,
+                )?;
+                let platform = match &d.platform {
+                    Some(p) => p.name(),
+                    None => match &config.variant {
+                        Some(v) => format!("{}/{}/{v}", config.os, config.architecture),
+                        None => format!("{}/{}", config.os, config.architecture),
+                    },
+                };
+                self.images.push(ResolvedImage {
+                    platform,
+                    manifest_digest: d.digest.clone(),
+                    manifest,
+                    config,
+                });
+            }
+            other => {
+                return Err(ReadError::MediaType {
+                    digest: d.digest.clone(),
+                    media_type: other.to_owned(),
+                });
+            }
+        }
+        Ok(Document {
+            descriptor: d.clone(),
+            media_type,
+            bytes,
+        })
+    }
+}
+
+fn parse<'a, T: Deserialize<'a>>(
+    what: &'static str,
+    path: &str,
+    bytes: &'a [u8],
+) -> Result<T, ReadError> {
+    serde_json::from_slice(bytes).map_err(|source| ReadError::Json {
+        what,
+        path: path.to_owned(),
+        source,
+    })
+}
