@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::cache;
 use crate::compile::{CompileError, Compiler, Request};
 use crate::elf::{NotStatic, check_static};
-use crate::manifest::ImagePlan;
+use crate::manifest::{FileSource, ImagePlan};
 use crate::oci::image::Contents;
 use crate::oci::layer::LayerError;
 use crate::oci::layout::{LayoutMeta, archive, layout_files};
@@ -143,7 +143,10 @@ pub fn build(
         let files = image
             .files
             .iter()
-            .map(|f| read(&f.src))
+            .map(|f| match &f.src {
+                FileSource::Host(path) => read(path),
+                FileSource::Generated(bytes) => Ok(bytes.clone()),
+            })
             .collect::<Result<Vec<_>, _>>()?;
         inputs.push((*image, binaries, files));
     }
@@ -332,6 +335,7 @@ mod tests {
             target_dir: root.join("target"),
             packages,
             manifests: BTreeMap::new(),
+            ..Workspace::default()
         };
         parse(
             &root.join("images.toml"),

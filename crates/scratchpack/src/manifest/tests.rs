@@ -1,7 +1,9 @@
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use super::*;
+use crate::platform::Platform;
+use crate::workspace::Workspace;
 
 fn workspace(root: &Path) -> Workspace {
     let mut packages = BTreeMap::new();
@@ -11,12 +13,37 @@ fn workspace(root: &Path) -> Workspace {
         vec!["migrate".to_owned(), "serve".to_owned()],
     );
     packages.insert("lib-only".to_owned(), vec![]);
-    Workspace {
+    let mut features = BTreeMap::new();
+    features.insert("hello".to_owned(), BTreeSet::from(["loud".to_owned()]));
+    features.insert(
+        "tools".to_owned(),
+        BTreeSet::from(["tls".to_owned(), "serde".to_owned()]),
+    );
+    let mut dependencies = BTreeMap::new();
+    dependencies.insert("tools".to_owned(), BTreeSet::from(["serde".to_owned()]));
+    let ws = Workspace {
         root: root.to_owned(),
         target_dir: root.join("target"),
         packages,
-        manifests: BTreeMap::new(),
-    }
+        features,
+        dependencies,
+        profiles: BTreeSet::from(["dist".to_owned()]),
+        ..Workspace::default()
+    };
+    // The targets rustc knows, as far as these tests need them.
+    ws.target_list
+        .set(Some(
+            [
+                "x86_64-unknown-linux-musl",
+                "x86_64-unknown-linux-gnu",
+                "aarch64-unknown-linux-musl",
+                "aarch64-unknown-linux-gnu",
+            ]
+            .map(str::to_owned)
+            .into(),
+        ))
+        .unwrap();
+    ws
 }
 
 fn fixture() -> tempfile::TempDir {
@@ -277,7 +304,7 @@ fn malformed_values_are_errors() {
 fn defaults_cannot_name_a_package() {
     let e = errors("[defaults]\npackage = \"hello\"\n[images.x]\npackage = \"hello\"\n");
     assert!(
-        e[0].starts_with("2:11:") && e[0].contains("[defaults]"),
+        e[0].starts_with("2:1:") && e[0].contains("[defaults]"),
         "{e:?}"
     );
 }

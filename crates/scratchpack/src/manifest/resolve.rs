@@ -1,0 +1,1270 @@
+//! Resolution of the raw manifest against the workspace into a [`Plan`]:
+//! defaults applied, every value parsed into its type, every problem collected
+//! with the place it was written (README's images.toml reference).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Range;
+use std::path::{Component, Path, PathBuf};
+
+use super::os_files;
+use super::plan::*;
+use super::raw::{
+    DEFAULTS_ONLY_KEYS, IMAGE_ONLY_KEYS, RawEpoch, RawImage, RawManifest, RawMode, RawOutput,
+    RawTest, S,
+};
+use crate::diagnostic::Diagnostic;
+use crate::platform::Platform;
+use crate::workspace::Workspace;
+
+/// Profiles every cargo has, whatever Cargo.toml says.
+const BUILTIN_PROFILES: &[&str] = &["dev", "release", "test", "bench"];
+
+/// The latest time a ustar header's 11 octal digits hold (in 2242).
+pub const LATEST_EPOCH: u64 = 0o77_777_777_777;
+
+pub(crate) fn resolve(
+    raw: RawManifest,
+    text_len: usize,
+    workspace: &Workspace,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> Plan {
+    let mut r = Resolver {
+        workspace,
+        canonical_root: workspace.root.canonicalize().ok(),
+        diagnostics,
+    };
+    r.resolve(raw, text_len)
+}
+
+struct Resolver<'w> {
+    workspace: &'w Workspace,
+    /// The workspace root with its own symlinks resolved, which every `src`
+    /// must stay under once its symlinks are resolved too.
+    canonical_root: Option<PathBuf>,
+    diagnostics: &'w mut Vec<Diagnostic>,
+}
+
+fn span_of<T>(s: &S<T>) -> Range<usize> {
+    s.span()
+}
+
+fn quoted_list<'a>(items: impl IntoIterator<Item = &'a String>) -> String {
+    let list: Vec<String> = items.into_iter().map(|s| format!("`{s}`")).collect();
+    if list.is_empty() {
+        "none".to_owned()
+    } else {
+        list.join(", ")
+    }
+}
+
+fn strings(v: &S<Vec<S<String>>>) -> Vec<String> {
+    v.get_ref().iter().map(|s| s.get_ref().clone()).collect()
+}
+
+impl Resolver<'_> {
+    fn error(&mut self, d: Diagnostic) {
+        self.diagnostics.push(d);
+    }
+
+    fn resolve(&mut self, raw: RawManifest, text_len: usize) -> Plan {
+        let defaults = raw.defaults.unwrap_or_default();
+        for (key, span) in &defaults.keys {
+            if IMAGE_ONLY_KEYS.contains(key) {
+                self.error(
+                    Diagnostic::new(format!("`{key}` cannot be set in [defaults]"), span.clone())
+                        .label("set it per image")
+                        .help(format!("move `{key}` into each [images.<name>] table")),
+                );
+            }
+        }
+        let source_date_epoch = defaults
+            .source_date_epoch
+            .as_ref()
+            .and_then(|e| self.epoch(e));
+        if raw.images.is_empty() {
+            self.error(
+                Diagnostic::new("no images are declared", 0..text_len.min(1))
+                    .help("declare one with an `[images.<name>]` table naming a `package`"),
+            );
+        }
+        let mut images = Vec::new();
+        for (name, image) in &raw.images {
+            for (key, span) in &image.keys {
+                if DEFAULTS_ONLY_KEYS.contains(key) {
+                    self.error(
+                        Diagnostic::new(format!("`{key}` can only be set in [defaults]"), span.clone())
+                            .label("one setting for every image")
+                            .help(format!("move `{key}` into [defaults]")),
+                    );
+                }
+            }
+            if let Some(problem) = invalid_image_name(name.get_ref()) {
+                self.error(
+                    Diagnostic::new(
+                        format!("invalid image name `{}`: {problem}", name.get_ref()),
+                        span_of(name),
+                    )
+                    .help("image names use lowercase letters, digits, `.`, `_` and `-`"),
+                );
+                continue;
+            }
+            if let Some(plan) = self.image(name.get_ref(), span_of(name), image, &defaults) {
+                images.push(plan);
+            }
+        }
+        Plan {
+            workspace_root: self.workspace.root.clone(),
+            target_dir: self.workspace.target_dir.clone(),
+            images,
+            source_date_epoch,
+        }
+    }
+
+    fn epoch(&mut self, e: &S<RawEpoch>) -> Option<ManifestEpoch> {
+        match e.get_ref() {
+            RawEpoch::Word(w) if w == "git" => Some(ManifestEpoch::Git),
+            RawEpoch::Seconds(s) if (0..=LATEST_EPOCH as i64).contains(s) => {
+                Some(ManifestEpoch::Seconds(*s as u64))
+            }
+            RawEpoch::Seconds(_) => {
+                self.error(
+                    Diagnostic::new("`source-date-epoch` is out of range", span_of(e))
+                        .label(format!("seconds from 0 to {LATEST_EPOCH}"))
+                        .help("a layer's tar headers record times up to the year 2242"),
+                );
+                None
+            }
+            RawEpoch::Word(w) => {
+                self.error(
+                    Diagnostic::new(
+                        format!("`source-date-epoch` is `{w}`, neither `\"git\"` nor a number"),
+                        span_of(e),
+                    )
+                    .label("expected `\"git\"` or a number of seconds")
+                    .help("`\"git\"` takes the time of the workspace's last commit"),
+                );
+                None
+            }
+        }
+    }
+
+    fn image(
+        &mut self,
+        name: &str,
+        name_span: Range<usize>,
+        raw: &RawImage,
+        defaults: &RawImage,
+    ) -> Option<ImagePlan> {
+        let errors_before = self.diagnostics.len();
+
+        // Package and binary.
+        let Some(package) = &raw.package else {
+            self.error(
+                Diagnostic::new(format!("image `{name}` names no `package`"), name_span)
+                    .label("missing `package`")
+                    .help(format!(
+                        "workspace packages with binaries: {}",
+                        self.packages_with_bins()
+                    )),
+            );
+            return None;
+        };
+        let Some(bins) = self.workspace.packages.get(package.get_ref()) else {
+            self.error(
+                Diagnostic::new(
+                    format!(
+                        "package `{}` is not a member of the workspace",
+                        package.get_ref()
+                    ),
+                    span_of(package),
+                )
+                .label("no such package")
+                .help(format!(
+                    "workspace packages with binaries: {}",
+                    self.packages_with_bins()
+                )),
+            );
+            return None;
+        };
+        let bin = match &raw.bin {
+            Some(bin) if bins.contains(bin.get_ref()) => bin.get_ref().clone(),
+            Some(bin) => {
+                self.error(
+                    Diagnostic::new(
+                        format!(
+                            "package `{}` has no binary `{}`",
+                            package.get_ref(),
+                            bin.get_ref()
+                        ),
+                        span_of(bin),
+                    )
+                    .label("no such binary")
+                    .help(format!(
+                        "binaries of `{}`: {}",
+                        package.get_ref(),
+                        quoted_list(bins)
+                    )),
+                );
+                return None;
+            }
+            None => match bins.as_slice() {
+                [only] => only.clone(),
+                [] => {
+                    self.error(
+                        Diagnostic::new(
+                            format!("package `{}` has no binary target", package.get_ref()),
+                            span_of(package),
+                        )
+                        .label("nothing to put in an image")
+                        .help(format!(
+                            "workspace packages with binaries: {}",
+                            self.packages_with_bins()
+                        )),
+                    );
+                    return None;
+                }
+                _ => {
+                    self.error(
+                        Diagnostic::new(
+                            format!(
+                                "package `{}` has several binaries; name one with `bin`",
+                                package.get_ref()
+                            ),
+                            span_of(package),
+                        )
+                        .label("which binary?")
+                        .help(format!(
+                            "binaries of `{}`: {}",
+                            package.get_ref(),
+                            quoted_list(bins)
+                        )),
+                    );
+                    return None;
+                }
+            },
+        };
+
+        let targets = self.targets(raw, defaults);
+        let build = self.build_settings(package, raw, defaults);
+
+        // Paths in the image.
+        let binary_path = match &raw.binary_path {
+            Some(p) => self.image_path(p, "binary-path")?,
+            None => ImagePath::parse(&format!("/{bin}")).expect("a binary name is one component"),
+        };
+        if binary_path.is_root() {
+            let p = raw.binary_path.as_ref().map_or(name_span.clone(), span_of);
+            self.error(Diagnostic::new("`binary-path` cannot be `/`", p).label("not a file path"));
+        }
+        let mut taken: BTreeMap<ImagePath, String> = BTreeMap::new();
+        taken.insert(binary_path.clone(), "the binary".to_owned());
+
+        // Run configuration (the user is needed by `passwd`).
+        let user = raw
+            .user
+            .as_ref()
+            .or(defaults.user.as_ref())
+            .and_then(|u| self.user(u))
+            .unwrap_or(DEFAULT_USER);
+
+        // Files scratchpack writes itself come first, so a `files` entry
+        // with the same destination is named as the one that collides.
+        let mut files = Vec::new();
+        let mut labels = BTreeMap::new();
+        let ca = raw.ca_certificates.as_ref().or(defaults.ca_certificates.as_ref());
+        if ca.is_some_and(|c| *c.get_ref()) {
+            let dst = ImagePath::parse(os_files::CA_BUNDLE_PATH).expect("a valid constant path");
+            taken.insert(dst.clone(), "the bundle `ca-certificates = true` writes".to_owned());
+            files.push(FileEntry {
+                src: FileSource::Generated(os_files::ca_bundle()),
+                dst,
+                mode: 0o444,
+            });
+            labels.insert(
+                os_files::CA_VERSION_LABEL.to_owned(),
+                os_files::CA_VERSION.to_owned(),
+            );
+        }
+        let passwd = raw.passwd.as_ref().or(defaults.passwd.as_ref());
+        if passwd.is_some_and(|p| *p.get_ref()) {
+            let (passwd, group) = os_files::passwd(user);
+            for (path, bytes) in [(os_files::PASSWD_PATH, passwd), (os_files::GROUP_PATH, group)] {
+                let dst = ImagePath::parse(path).expect("a valid constant path");
+                taken.insert(dst.clone(), format!("the `{path}` that `passwd = true` writes"));
+                files.push(FileEntry {
+                    src: FileSource::Generated(bytes),
+                    dst,
+                    mode: 0o444,
+                });
+            }
+        }
+
+        let mut file_spans = Vec::new();
+        for f in [defaults.files.as_ref(), raw.files.as_ref()]
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let Some(dst) = self.image_path(&f.dst, "dst") else {
+                continue;
+            };
+            if dst.is_root() {
+                self.error(Diagnostic::new("`dst` cannot be `/`", span_of(&f.dst)));
+                continue;
+            }
+            if let Some(what) = taken.get(&dst) {
+                self.error(
+                    Diagnostic::new(format!("`{dst}` collides with {what}"), span_of(&f.dst))
+                        .label("already in the image")
+                        .help("give every file its own path in the image"),
+                );
+                continue;
+            }
+            let Some(src) = self.source_file(&f.src) else {
+                continue;
+            };
+            let mode = self.mode(f.mode.as_ref(), 0o644);
+            taken.insert(dst.clone(), "a file from `files`".to_owned());
+            file_spans.push((dst.clone(), span_of(&f.dst)));
+            files.push(FileEntry {
+                src: FileSource::Host(src),
+                dst,
+                mode,
+            });
+        }
+
+        let mut dirs = Vec::new();
+        for d in [defaults.dirs.as_ref(), raw.dirs.as_ref()]
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let Some(path) = self.image_path(&d.path, "path") else {
+                continue;
+            };
+            if path.is_root() {
+                self.error(
+                    Diagnostic::new("`path` cannot be `/`", span_of(&d.path))
+                        .label("the root is always there"),
+                );
+                continue;
+            }
+            if let Some(what) = taken.get(&path) {
+                self.error(
+                    Diagnostic::new(format!("`{path}` collides with {what}"), span_of(&d.path))
+                        .label("already in the image"),
+                );
+                continue;
+            }
+            let mode = self.mode(d.mode.as_ref(), 0o755);
+            taken.insert(path.clone(), "a directory from `dirs`".to_owned());
+            file_spans.push((path.clone(), span_of(&d.path)));
+            dirs.push(DirEntry { path, mode });
+        }
+        // A file cannot also be the parent of another entry.
+        let file_paths: BTreeSet<&str> = std::iter::once(binary_path.relative())
+            .chain(files.iter().map(|f| f.dst.relative()))
+            .collect();
+        for path in taken.keys() {
+            if let Some(parent) = path.ancestors().find(|a| file_paths.contains(a)) {
+                let span = file_spans
+                    .iter()
+                    .find(|(p, _)| p == path)
+                    .map_or(name_span.clone(), |(_, s)| s.clone());
+                self.error(
+                    Diagnostic::new(
+                        format!("`{path}` would be inside `/{parent}`, which is a file"),
+                        span,
+                    )
+                    .label("parent is a file"),
+                );
+            }
+        }
+
+        let entrypoint = match &raw.entrypoint {
+            Some(e) if e.get_ref().is_empty() => {
+                self.error(
+                    Diagnostic::new("`entrypoint` is empty", span_of(e))
+                        .help(format!("leave it out to run `{binary_path}`")),
+                );
+                Vec::new()
+            }
+            Some(e) => {
+                self.no_nul("`entrypoint`", e.get_ref());
+                strings(e)
+            }
+            None => vec![binary_path.as_str().to_owned()],
+        };
+        let cmd = raw.cmd.as_ref().or(defaults.cmd.as_ref());
+        if let Some(c) = cmd {
+            self.no_nul("`cmd`", c.get_ref());
+        }
+        let cmd = cmd.map(strings).unwrap_or_default();
+        let mut env = BTreeMap::new();
+        for (key, value) in [defaults.env.as_ref(), raw.env.as_ref()]
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            if self.env_var(key, value) {
+                env.insert(key.get_ref().clone(), value.get_ref().clone());
+            }
+        }
+        let workdir = match raw.workdir.as_ref().or(defaults.workdir.as_ref()) {
+            Some(w) => self.image_path(w, "workdir").unwrap_or(ImagePath::root()),
+            None => ImagePath::root(),
+        };
+        let mut exposed_ports = BTreeSet::new();
+        for port in [defaults.ports.as_ref(), raw.ports.as_ref()]
+            .into_iter()
+            .flatten()
+            .flat_map(|p| p.get_ref())
+        {
+            if let Some(p) = self.port(port) {
+                exposed_ports.insert(p);
+            }
+        }
+        let stop_signal = match raw.stop_signal.as_ref().or(defaults.stop_signal.as_ref()) {
+            Some(s) if SIGNALS.contains(&s.get_ref().as_str()) => Some(s.get_ref().clone()),
+            Some(s) => {
+                self.error(
+                    Diagnostic::new(format!("unknown signal `{}`", s.get_ref()), span_of(s))
+                        .help(format!("signals: {}", SIGNALS.join(", "))),
+                );
+                None
+            }
+            None => None,
+        };
+        let mut user_labels = BTreeMap::new();
+        let mut annotations = BTreeMap::new();
+        for (what, out, tables) in [
+            (
+                "label",
+                &mut user_labels,
+                [defaults.labels.as_ref(), raw.labels.as_ref()],
+            ),
+            (
+                "annotation",
+                &mut annotations,
+                [defaults.annotations.as_ref(), raw.annotations.as_ref()],
+            ),
+        ] {
+            for (k, v) in tables.into_iter().flatten().flatten() {
+                let mut ok = true;
+                for s in [k, v] {
+                    if s.get_ref().contains('\0') {
+                        ok = false;
+                        self.error(
+                            Diagnostic::new(format!("{what} `{}` contains a NUL byte", k.get_ref().escape_debug()), span_of(s))
+                                .label("not representable in an image"),
+                        );
+                    }
+                }
+                if ok {
+                    out.insert(k.get_ref().clone(), v.get_ref().clone());
+                }
+            }
+        }
+        // The labels scratchpack sets itself win over a user's, so what they
+        // say about the image stays true.
+        user_labels.extend(labels);
+        let labels = user_labels;
+
+        let tags = self.tags(raw.tags.as_ref().or(defaults.tags.as_ref()));
+        let push = self.push(name, raw, defaults);
+
+        let mut tests = Vec::new();
+        for (test_name, test) in raw.tests.iter().flatten() {
+            if let Some(t) = self.test(test_name, test, &binary_path) {
+                tests.push(t);
+            }
+        }
+
+        if self.diagnostics.len() > errors_before {
+            return None;
+        }
+        Some(ImagePlan {
+            name: name.to_owned(),
+            package: package.get_ref().clone(),
+            bin,
+            targets,
+            build,
+            binary_path,
+            files,
+            dirs,
+            config: RunConfig {
+                entrypoint,
+                cmd,
+                env,
+                user,
+                workdir,
+                labels,
+                exposed_ports,
+                stop_signal,
+            },
+            annotations,
+            tags,
+            push,
+            tests,
+        })
+    }
+
+    fn targets(&mut self, raw: &RawImage, defaults: &RawImage) -> Vec<PlatformTarget> {
+        let platforms = raw.platforms.as_ref().or(defaults.platforms.as_ref());
+        let mut chosen = Vec::new();
+        match platforms {
+            None => chosen.push(Platform::LinuxAmd64),
+            Some(list) => {
+                if list.get_ref().is_empty() {
+                    self.error(Diagnostic::new("`platforms` is empty", span_of(list)).help(
+                        format!("supported platforms: {}", Platform::supported_list()),
+                    ));
+                }
+                for p in list.get_ref() {
+                    match Platform::parse(p.get_ref()) {
+                        Some(platform) if chosen.contains(&platform) => self.error(
+                            Diagnostic::new(
+                                format!("platform `{platform}` is listed twice"),
+                                span_of(p),
+                            )
+                            .label("duplicate"),
+                        ),
+                        Some(platform) => chosen.push(platform),
+                        None => self.error(
+                            Diagnostic::new(
+                                format!("unsupported platform `{}`", p.get_ref()),
+                                span_of(p),
+                            )
+                            .label("not supported")
+                            .help(format!(
+                                "supported platforms: {}",
+                                Platform::supported_list()
+                            )),
+                        ),
+                    }
+                }
+            }
+        }
+        let mut overrides: BTreeMap<Platform, String> = BTreeMap::new();
+        for (platform, triple) in [defaults.targets.as_ref(), raw.targets.as_ref()]
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let Some(p) = Platform::parse(platform.get_ref()) else {
+                self.error(
+                    Diagnostic::new(
+                        format!("unsupported platform `{}` in `targets`", platform.get_ref()),
+                        span_of(platform),
+                    )
+                    .help(format!(
+                        "supported platforms: {}",
+                        Platform::supported_list()
+                    )),
+                );
+                continue;
+            };
+            if self.triple(p, triple) {
+                overrides.insert(p, triple.get_ref().clone());
+            }
+        }
+        chosen
+            .into_iter()
+            .map(|platform| PlatformTarget {
+                platform,
+                triple: overrides
+                    .get(&platform)
+                    .cloned()
+                    .unwrap_or_else(|| platform.default_triple().to_owned()),
+            })
+            .collect()
+    }
+
+    /// Whether `triple` is a target rustc knows that builds for `platform`.
+    fn triple(&mut self, platform: Platform, triple: &S<String>) -> bool {
+        let t = triple.get_ref();
+        if invalid_triple(t) {
+            self.error(
+                Diagnostic::new(format!("`{t}` is not a target triple"), span_of(triple))
+                    .help(format!("for example `{}`", platform.default_triple())),
+            );
+            return false;
+        }
+        if let Some(known) = self.workspace.target_list()
+            && !known.contains(t)
+        {
+            self.error(
+                Diagnostic::new(format!("rustc knows no target `{t}`"), span_of(triple))
+                    .label("unknown target")
+                    .help(format!(
+                        "`rustc --print target-list` lists the targets; for {platform}, `{}`",
+                        platform.default_triple()
+                    )),
+            );
+            return false;
+        }
+        if let Some((arch, machine)) = triple_machine(t)
+            && machine != platform.elf_machine()
+        {
+            self.error(
+                Diagnostic::new(
+                    format!("target `{t}` builds for {arch}, not for {platform}"),
+                    span_of(triple),
+                )
+                .label("wrong architecture")
+                .help(format!("for {platform}, use e.g. `{}`", platform.default_triple())),
+            );
+            return false;
+        }
+        true
+    }
+
+    fn build_settings(
+        &mut self,
+        package: &S<String>,
+        raw: &RawImage,
+        defaults: &RawImage,
+    ) -> BuildSettings {
+        let profile = raw.profile.as_ref().or(defaults.profile.as_ref());
+        if let Some(p) = profile {
+            let name = p.get_ref();
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                self.error(
+                    Diagnostic::new(format!("invalid profile name `{name}`"), span_of(p))
+                        .help("use a cargo profile such as `release` or one from [profile.*]"),
+                );
+            } else if !BUILTIN_PROFILES.contains(&name.as_str())
+                && !self.workspace.profiles.contains(name)
+            {
+                let mut known: Vec<String> =
+                    BUILTIN_PROFILES.iter().map(|s| (*s).to_owned()).collect();
+                known.extend(self.workspace.profiles.iter().cloned());
+                self.error(
+                    Diagnostic::new(format!("profile `{name}` does not exist"), span_of(p))
+                        .label("no such profile")
+                        .help(format!(
+                            "profiles: {}; add others as [profile.{name}] with `inherits` in the workspace's Cargo.toml",
+                            quoted_list(&known)
+                        )),
+                );
+            }
+        }
+        let features = raw.features.as_ref().or(defaults.features.as_ref());
+        for f in features.iter().flat_map(|f| f.get_ref()) {
+            self.feature(package.get_ref(), f);
+        }
+        BuildSettings {
+            profile: profile.map_or_else(|| "release".to_owned(), |p| p.get_ref().clone()),
+            rustflags: raw
+                .rustflags
+                .as_ref()
+                .or(defaults.rustflags.as_ref())
+                .map(strings)
+                .unwrap_or_default(),
+            features: features.map(strings).unwrap_or_default(),
+            default_features: raw
+                .default_features
+                .as_ref()
+                .or(defaults.default_features.as_ref())
+                .is_none_or(|d| *d.get_ref()),
+        }
+    }
+
+    /// Checks one `features` entry as cargo's `--features` would read it.
+    fn feature(&mut self, package: &str, raw: &S<String>) {
+        let Some(known) = self.workspace.features.get(package) else {
+            return;
+        };
+        let deps = self.workspace.dependencies.get(package);
+        for f in raw
+            .get_ref()
+            .split([',', ' '])
+            .filter(|f| !f.is_empty())
+        {
+            let problem = if f.starts_with("dep:") {
+                Some((
+                    format!("feature `{f}` uses `dep:`, which cargo accepts only inside Cargo.toml"),
+                    format!("name the feature of `{package}` that enables the dependency"),
+                ))
+            } else if let Some((dep, _)) = f.split_once('/') {
+                let dep = dep.trim_end_matches('?');
+                let is_dep = dep == package || deps.is_some_and(|d| d.contains(dep));
+                (!is_dep).then(|| {
+                    (
+                        format!("feature `{f}` names `{dep}`, which is not a dependency of `{package}`"),
+                        format!(
+                            "dependencies of `{package}`: {}",
+                            quoted_list(deps.into_iter().flatten())
+                        ),
+                    )
+                })
+            } else {
+                (!known.contains(f)).then(|| {
+                    (
+                        format!("package `{package}` has no feature `{f}`"),
+                        format!("features of `{package}`: {}", quoted_list(known)),
+                    )
+                })
+            };
+            if let Some((message, help)) = problem {
+                self.error(
+                    Diagnostic::new(message, span_of(raw))
+                        .label("no such feature")
+                        .help(help),
+                );
+            }
+        }
+    }
+
+    fn tags(&mut self, raw: Option<&S<Vec<S<String>>>>) -> Vec<String> {
+        let Some(raw) = raw else {
+            return vec!["latest".to_owned()];
+        };
+        if raw.get_ref().is_empty() {
+            self.error(
+                Diagnostic::new("`tags` is empty", span_of(raw))
+                    .label("an image needs at least one tag")
+                    .help("leave `tags` out for `latest`, or list the tags to give the image"),
+            );
+        }
+        let mut tags: Vec<String> = Vec::new();
+        for tag in raw.get_ref() {
+            if !valid_tag(tag.get_ref()) {
+                self.error(
+                    Diagnostic::new(format!("invalid tag `{}`", tag.get_ref()), span_of(tag))
+                        .help("tags match [A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"),
+                );
+            } else if tags.contains(tag.get_ref()) {
+                self.error(
+                    Diagnostic::new(format!("tag `{}` is listed twice", tag.get_ref()), span_of(tag))
+                        .label("duplicate"),
+                );
+            } else {
+                tags.push(tag.get_ref().clone());
+            }
+        }
+        tags
+    }
+
+    fn push(&mut self, name: &str, raw: &RawImage, defaults: &RawImage) -> Option<PushTarget> {
+        let Some(registry) = raw.registry.as_ref().or(defaults.registry.as_ref()) else {
+            if let Some(r) = &raw.repository {
+                self.error(
+                    Diagnostic::new("`repository` is set but no `registry` is", span_of(r))
+                        .help("add `registry = \"host/namespace\"` here or in [defaults]"),
+                );
+            }
+            return None;
+        };
+        let repository = raw
+            .repository
+            .as_ref()
+            .map_or_else(|| name.to_owned(), |r| r.get_ref().clone());
+        let reference = format!("{}/{repository}", registry.get_ref());
+        match crate::registry::Repository::parse(&reference) {
+            Ok(_) => Some(PushTarget {
+                registry: registry.get_ref().clone(),
+                repository,
+                insecure: raw
+                    .insecure
+                    .as_ref()
+                    .or(defaults.insecure.as_ref())
+                    .is_some_and(|i| *i.get_ref()),
+            }),
+            Err(e) => {
+                let span = raw
+                    .repository
+                    .as_ref()
+                    .map_or_else(|| span_of(registry), span_of);
+                self.error(
+                    Diagnostic::new(format!("invalid image reference `{reference}`: {e}"), span)
+                        .help("write `registry = \"host[:port][/namespace]\"` and `repository = \"name\"`, e.g. `ghcr.io/acme` and `api`"),
+                );
+                None
+            }
+        }
+    }
+
+    fn test(
+        &mut self,
+        name: &S<String>,
+        t: &RawTest,
+        binary_path: &ImagePath,
+    ) -> Option<TestPlan> {
+        let name_span = span_of(name);
+        if invalid_image_name(name.get_ref()).is_some() {
+            self.error(
+                Diagnostic::new(
+                    format!("invalid test name `{}`", name.get_ref()),
+                    name_span.clone(),
+                )
+                .help("test names use lowercase letters, digits, `.`, `_` and `-`"),
+            );
+        }
+        let is_command = t.args.is_some()
+            || t.env.is_some()
+            || t.stdin.is_some()
+            || t.timeout.is_some()
+            || t.user.is_some()
+            || t.workdir.is_some()
+            || t.exit_code.is_some()
+            || t.stdout.is_some()
+            || t.stderr.is_some();
+        let is_structure = t.files.is_some() || t.absent.is_some() || t.config.is_some();
+        if !is_command && !is_structure {
+            self.error(
+                Diagnostic::new(format!("test `{}` checks nothing", name.get_ref()), name_span)
+                    .help("give a command test `exit-code`, `stdout` or `args`, or a structure test `files`, `absent` or `config`"),
+            );
+            return None;
+        }
+        let command = is_command.then(|| {
+            if let Some(args) = &t.args {
+                self.no_nul(&format!("`args` of test `{}`", name.get_ref()), args.get_ref());
+            }
+            let mut env = BTreeMap::new();
+            for (k, v) in t.env.iter().flatten() {
+                if self.env_var(k, v) {
+                    env.insert(k.get_ref().clone(), v.get_ref().clone());
+                }
+            }
+            let timeout_ms = match &t.timeout {
+                Some(s) if *s.get_ref() > 0.0 && *s.get_ref() <= 3600.0 => {
+                    (*s.get_ref() * 1000.0).ceil() as u64
+                }
+                Some(s) => {
+                    self.error(
+                        Diagnostic::new("invalid timeout", span_of(s))
+                            .label("seconds, more than 0 and at most 3600"),
+                    );
+                    DEFAULT_TEST_TIMEOUT_MS
+                }
+                None => DEFAULT_TEST_TIMEOUT_MS,
+            };
+            let user = t.user.as_ref().and_then(|u| self.user(u));
+            let workdir = t
+                .workdir
+                .as_ref()
+                .and_then(|w| self.image_path(w, "workdir"));
+            let exit_code = match &t.exit_code {
+                Some(code) if (0..=255).contains(code.get_ref()) => *code.get_ref() as i32,
+                Some(code) => {
+                    self.error(
+                        Diagnostic::new(
+                            format!("exit code {} can never happen", code.get_ref()),
+                            span_of(code),
+                        )
+                        .label("exit codes are 0 to 255"),
+                    );
+                    0
+                }
+                None => 0,
+            };
+            CommandTest {
+                args: t.args.as_ref().map(strings),
+                env,
+                stdin: t.stdin.as_ref().map(|s| s.get_ref().clone()),
+                timeout_ms,
+                user,
+                workdir,
+                exit_code,
+                stdout: self.output(t.stdout.as_ref()),
+                stderr: self.output(t.stderr.as_ref()),
+            }
+        });
+        let structure = is_structure.then(|| {
+            let mut files = Vec::new();
+            for f in t.files.iter().flatten() {
+                let Some(path) = self.image_path(&f.path, "path") else {
+                    continue;
+                };
+                let mode = f.mode.as_ref().map(|m| self.mode(Some(m), 0));
+                let kind = match f.kind.as_ref() {
+                    None => None,
+                    Some(k) => match k.get_ref().as_str() {
+                        "file" => Some(FileKind::File),
+                        "dir" => Some(FileKind::Dir),
+                        "symlink" => Some(FileKind::Symlink),
+                        other => {
+                            self.error(
+                                Diagnostic::new(format!("unknown file type `{other}`"), span_of(k))
+                                    .help("types: `file`, `dir`, `symlink`"),
+                            );
+                            None
+                        }
+                    },
+                };
+                files.push(FileCheck { path, mode, kind });
+            }
+            let mut absent = Vec::new();
+            for a in t.absent.iter().flat_map(|a| a.get_ref()) {
+                if let Some(p) = self.image_path(a, "absent") {
+                    if &p == binary_path {
+                        self.error(
+                            Diagnostic::new(format!("`{p}` is the image's binary"), span_of(a))
+                                .label("always present"),
+                        );
+                    }
+                    absent.push(p);
+                }
+            }
+            let config = match &t.config {
+                None => ConfigCheck::default(),
+                Some(c) => {
+                    let mut env = BTreeMap::new();
+                    for (k, v) in c.env.iter().flatten() {
+                        env.insert(k.get_ref().clone(), v.get_ref().clone());
+                    }
+                    ConfigCheck {
+                        entrypoint: c.entrypoint.as_ref().map(strings),
+                        cmd: c.cmd.as_ref().map(strings),
+                        user: c.user.as_ref().and_then(|u| self.user(u)),
+                        workdir: c
+                            .workdir
+                            .as_ref()
+                            .and_then(|w| self.image_path(w, "workdir")),
+                        env,
+                        ports: c.ports.as_ref().map(|ports| {
+                            ports.get_ref().iter().filter_map(|p| self.port(p)).collect()
+                        }),
+                    }
+                }
+            };
+            StructureTest {
+                files,
+                absent,
+                config,
+            }
+        });
+        Some(TestPlan {
+            name: name.get_ref().clone(),
+            command,
+            structure,
+        })
+    }
+
+    /// Whether an environment variable can be passed to a process.
+    fn env_var(&mut self, key: &S<String>, value: &S<String>) -> bool {
+        let k = key.get_ref();
+        if k.is_empty() || k.contains(['=', '\0']) {
+            self.error(
+                Diagnostic::new(
+                    format!("invalid environment variable `{}`", k.escape_debug()),
+                    span_of(key),
+                )
+                .help("names are non-empty, without `=` or NUL"),
+            );
+            return false;
+        }
+        if value.get_ref().contains('\0') {
+            self.error(
+                Diagnostic::new(
+                    format!("invalid environment variable `{k}`: its value contains a NUL byte"),
+                    span_of(value),
+                )
+                .label("not representable in a process's environment"),
+            );
+            return false;
+        }
+        true
+    }
+
+    /// Strings handed to `execve` cannot hold a NUL byte.
+    fn no_nul(&mut self, what: &str, strings: &[S<String>]) {
+        for s in strings {
+            if s.get_ref().contains('\0') {
+                self.error(
+                    Diagnostic::new(format!("{what} contains a NUL byte"), span_of(s))
+                        .label("not representable in an image"),
+                );
+            }
+        }
+    }
+
+    fn output(&mut self, raw: Option<&RawOutput>) -> OutputExpect {
+        let Some(raw) = raw else {
+            return OutputExpect::default();
+        };
+        if let Some(re) = &raw.regex
+            && let Err(e) = regex_lite::Regex::new(re.get_ref())
+        {
+            self.error(
+                Diagnostic::new(format!("invalid regex: {e}"), span_of(re))
+                    .label("does not compile"),
+            );
+        }
+        OutputExpect {
+            equals: raw.equals.as_ref().map(|s| s.get_ref().clone()),
+            contains: raw.contains.as_ref().map(strings).unwrap_or_default(),
+            regex: raw.regex.as_ref().map(|r| r.get_ref().clone()),
+        }
+    }
+
+    fn user(&mut self, u: &S<String>) -> Option<User> {
+        match parse_user(u.get_ref()) {
+            Ok(user) => Some(user),
+            Err(problem) => {
+                self.error(
+                    Diagnostic::new(format!("invalid user `{}`: {problem}", u.get_ref()), span_of(u))
+                        .label("expected `uid:gid`")
+                        .help("give numeric ids, e.g. `65532:65532`; a scratch image has no /etc/passwd to look names up in"),
+                );
+                None
+            }
+        }
+    }
+
+    fn port(&mut self, port: &S<String>) -> Option<String> {
+        match parse_port(port.get_ref()) {
+            Ok(p) => Some(p),
+            Err(problem) => {
+                self.error(
+                    Diagnostic::new(
+                        format!("invalid port `{}`: {problem}", port.get_ref()),
+                        span_of(port),
+                    )
+                    .label("expected `port` or `port/tcp|udp|sctp`")
+                    .help("for example `8080`, `8080/tcp` or `53/udp`"),
+                );
+                None
+            }
+        }
+    }
+
+    fn packages_with_bins(&self) -> String {
+        quoted_list(
+            self.workspace
+                .packages
+                .iter()
+                .filter(|(_, bins)| !bins.is_empty())
+                .map(|(name, _)| name),
+        )
+    }
+
+    fn image_path(&mut self, raw: &S<String>, key: &str) -> Option<ImagePath> {
+        match ImagePath::parse(raw.get_ref()) {
+            Ok(p) => Some(p),
+            Err(problem) => {
+                self.error(
+                    Diagnostic::new(
+                        format!("`{key}` `{}` {problem}", raw.get_ref().escape_debug()),
+                        span_of(raw),
+                    )
+                    .label("invalid path in the image")
+                    .help("write an absolute path such as `/etc/app/config.toml`"),
+                );
+                None
+            }
+        }
+    }
+
+    /// The host file a `src` names, with every symlink resolved; it must be a
+    /// regular file inside the workspace.
+    fn source_file(&mut self, raw: &S<String>) -> Option<PathBuf> {
+        let text = raw.get_ref();
+        let rel = Path::new(text);
+        let escapes = rel.is_absolute()
+            || rel
+                .components()
+                .any(|c| matches!(c, Component::ParentDir | Component::Prefix(_)));
+        if escapes || text.is_empty() || text.contains('\0') {
+            self.error(
+                Diagnostic::new(
+                    format!("`src` `{}` is not inside the workspace", text.escape_debug()),
+                    span_of(raw),
+                )
+                .label("must be relative to the workspace root, without `..`"),
+            );
+            return None;
+        }
+        let path = self.workspace.root.join(rel);
+        let real = match path.canonicalize() {
+            Ok(real) => real,
+            Err(e) => {
+                self.error(
+                    Diagnostic::new(format!("`src` `{text}` cannot be read: {e}"), span_of(raw))
+                        .label("missing file")
+                        .help(format!(
+                            "paths are relative to the workspace root, {}",
+                            self.workspace.root.display()
+                        )),
+                );
+                return None;
+            }
+        };
+        if let Some(root) = &self.canonical_root
+            && !real.starts_with(root)
+        {
+            let (link, target) = self.escaping_link(rel, root);
+            self.error(
+                Diagnostic::new(
+                    format!(
+                        "`src` `{text}` leaves the workspace: `{link}` is a symlink to `{target}`"
+                    ),
+                    span_of(raw),
+                )
+                .label(format!("resolves to {}", real.display()))
+                .help("only files inside the workspace go into images; copy the file into the workspace instead"),
+            );
+            return None;
+        }
+        match std::fs::metadata(&real) {
+            Ok(m) if m.is_file() => Some(real),
+            Ok(_) => {
+                self.error(
+                    Diagnostic::new(
+                        format!("`src` `{text}` is not a regular file"),
+                        span_of(raw),
+                    )
+                    .label("not a file")
+                    .help("list each file of a directory as its own entry"),
+                );
+                None
+            }
+            Err(e) => {
+                self.error(
+                    Diagnostic::new(format!("`src` `{text}` cannot be read: {e}"), span_of(raw))
+                        .label("unreadable file"),
+                );
+                None
+            }
+        }
+    }
+
+    /// The first symlink along `rel` that leads out of `root`, and what it
+    /// points to as written in the link.
+    fn escaping_link(&self, rel: &Path, root: &Path) -> (String, String) {
+        let mut walked = PathBuf::new();
+        for part in rel.components() {
+            walked.push(part);
+            let path = self.workspace.root.join(&walked);
+            let Ok(target) = std::fs::read_link(&path) else {
+                continue;
+            };
+            if path.canonicalize().is_ok_and(|r| !r.starts_with(root)) {
+                return (
+                    walked.display().to_string(),
+                    target.display().to_string(),
+                );
+            }
+        }
+        (rel.display().to_string(), "outside the workspace".to_owned())
+    }
+
+    fn mode(&mut self, raw: Option<&S<RawMode>>, default: u32) -> u32 {
+        let Some(raw) = raw else { return default };
+        let parsed = match raw.get_ref() {
+            RawMode::Int(i) => u32::try_from(*i).ok(),
+            RawMode::Str(s) => {
+                let digits = s.strip_prefix("0o").unwrap_or(s);
+                if digits.is_empty() || digits.len() > 4 {
+                    None
+                } else {
+                    u32::from_str_radix(digits, 8).ok()
+                }
+            }
+        };
+        match parsed {
+            Some(m) if m <= 0o7777 => m,
+            _ => {
+                self.error(
+                    Diagnostic::new("invalid mode", span_of(raw))
+                        .label("expected an octal mode up to 7777")
+                        .help("write it as `0o644` or `\"0644\"`"),
+                );
+                default
+            }
+        }
+    }
+}
+
+fn invalid_image_name(name: &str) -> Option<&'static str> {
+    if name.is_empty() || name.len() > 128 {
+        return Some("names are 1 to 128 characters long");
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-'))
+    {
+        return Some("it has a character other than a-z, 0-9, `.`, `_` or `-`");
+    }
+    if !name.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+        return Some("names start with a letter or digit");
+    }
+    if name.ends_with(".tar") {
+        // `<out>/<name>.tar` is the archive of the image called `<name>`.
+        return Some("names cannot end in `.tar`, the archives' suffix");
+    }
+    None
+}
+
+fn invalid_triple(t: &str) -> bool {
+    t.split('-').count() < 2
+        || !t
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+/// The architecture a target triple names and the ELF machine its binaries
+/// carry, for the architectures whose machine is known here.
+fn triple_machine(triple: &str) -> Option<(&str, object::elf::Machine)> {
+    use object::elf;
+    let arch = triple.split('-').next()?;
+    let machine = match arch {
+        "x86_64" => elf::EM_X86_64,
+        "aarch64" => elf::EM_AARCH64,
+        "i386" | "i586" | "i686" => elf::EM_386,
+        "riscv64gc" | "riscv64" | "riscv64imac" => elf::EM_RISCV,
+        "powerpc64le" | "powerpc64" => elf::EM_PPC64,
+        "s390x" => elf::EM_S390,
+        a if a.starts_with("arm") || a.starts_with("thumb") => elf::EM_ARM,
+        _ => return None,
+    };
+    Some((arch, machine))
+}
+
+/// `uid:gid` or `uid`, numeric only (a scratch image has no passwd file).
+pub(crate) fn parse_user(s: &str) -> Result<User, &'static str> {
+    let (uid, gid) = s.split_once(':').unwrap_or((s, s));
+    let id = |v: &str| {
+        if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+            return Err("ids are numbers");
+        }
+        v.parse::<u32>().map_err(|_| "id is out of range")
+    };
+    Ok(User {
+        uid: id(uid)?,
+        gid: id(gid)?,
+    })
+}
+
+fn parse_port(s: &str) -> Result<String, &'static str> {
+    let (port, proto) = s.split_once('/').unwrap_or((s, "tcp"));
+    if !matches!(proto, "tcp" | "udp" | "sctp") {
+        return Err("the protocol is tcp, udp or sctp");
+    }
+    if port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) {
+        return Err("the port is a number");
+    }
+    match port.parse::<u16>() {
+        Ok(p) if p > 0 => Ok(format!("{p}/{proto}")),
+        _ => Err("the port is between 1 and 65535"),
+    }
+}
+
+/// The distribution spec's tag grammar.
+fn valid_tag(t: &str) -> bool {
+    let mut chars = t.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphanumeric() || c == '_')
+        && t.len() <= 128
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+}
+
+/// Signal names a runtime accepts in `StopSignal`.
+const SIGNALS: &[&str] = &[
+    "SIGHUP", "SIGINT", "SIGQUIT", "SIGKILL", "SIGUSR1", "SIGUSR2", "SIGTERM", "SIGPWR", "SIGWINCH",
+];
