@@ -157,8 +157,9 @@ fn source_date_epoch(
     }
     match manifest {
         Some(manifest::ManifestEpoch::Seconds(s)) => Ok(s),
-        Some(manifest::ManifestEpoch::Git) => git_epoch(root)
-            .map_err(|e| e.context("images.toml sets `source-date-epoch = \"git\"`")),
+        Some(manifest::ManifestEpoch::Git) => {
+            git_epoch(root).map_err(|e| e.context("images.toml sets `source-date-epoch = \"git\"`"))
+        }
         None => Ok(0),
     }
 }
@@ -239,7 +240,10 @@ mod tests {
     fn a_bad_value_names_its_source() {
         let root = Path::new("/");
         let e = source_date_epoch(Some("soon"), None, None, root).unwrap_err();
-        assert!(e.to_string().contains("--source-date-epoch is `soon`"), "{e}");
+        assert!(
+            e.to_string().contains("--source-date-epoch is `soon`"),
+            "{e}"
+        );
         let e = source_date_epoch(None, Some("-1"), None, root).unwrap_err();
         assert!(e.to_string().contains("SOURCE_DATE_EPOCH is `-1`"), "{e}");
         let e = source_date_epoch(None, Some("99999999999999"), None, root).unwrap_err();

@@ -11,8 +11,8 @@ mod resolve;
 use std::path::{Path, PathBuf};
 
 pub use plan::*;
-pub(crate) use resolve::parse_user;
 pub use resolve::LATEST_EPOCH;
+pub(crate) use resolve::parse_user;
 
 use crate::diagnostic::{Diagnostic, SourceErrors};
 use crate::workspace::Workspace;
@@ -69,7 +69,10 @@ pub fn parse(path: &Path, text: &str, workspace: &Workspace) -> Result<Plan, Sou
     let raw = raw::read(text, &mut diagnostics);
     // A file TOML cannot read may have lost tables to the parser's recovery;
     // resolving what is left would report keys as missing that are there.
-    if !diagnostics.iter().any(|d| d.message.starts_with(raw::SYNTAX)) {
+    if !diagnostics
+        .iter()
+        .any(|d| d.message.starts_with(raw::SYNTAX))
+    {
         let plan = resolve::resolve(raw, text.len(), workspace, &mut diagnostics);
         if diagnostics.is_empty() {
             return Ok(plan);

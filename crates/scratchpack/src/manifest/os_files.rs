@@ -101,7 +101,10 @@ mod tests {
             String::from_utf8(p).unwrap(),
             "root:x:0:0:root:/:/sbin/nologin\nnonroot:x:65532:1000:nonroot:/:/sbin/nologin\n"
         );
-        assert_eq!(String::from_utf8(g).unwrap(), "root:x:0:\nnonroot:x:1000:\n");
+        assert_eq!(
+            String::from_utf8(g).unwrap(),
+            "root:x:0:\nnonroot:x:1000:\n"
+        );
         let (p, g) = passwd(User { uid: 0, gid: 0 });
         assert_eq!(p.iter().filter(|b| **b == b'\n').count(), 1);
         assert_eq!(g, b"root:x:0:\n");

@@ -268,4 +268,3 @@ impl std::fmt::Display for ImagePath {
         f.write_str(&self.0)
     }
 }
-

@@ -17,6 +17,9 @@ pub(crate) type S<T> = Spanned<T>;
 pub(crate) struct RawManifest {
     pub defaults: Option<RawImage>,
     pub images: Vec<(S<String>, RawImage)>,
+    /// Whether `images` has any entry at all, readable or not, so a file whose
+    /// only image is mistyped is not also told it declares none.
+    pub declares_images: bool,
 }
 
 /// One image table, or the `[defaults]` table.
@@ -77,6 +80,9 @@ pub(crate) struct RawTest {
     pub files: Option<Vec<RawFileCheck>>,
     pub absent: Option<S<Vec<S<String>>>>,
     pub config: Option<RawConfigCheck>,
+    /// The known keys the test sets, read or not: what kind of test it is
+    /// does not depend on whether its values were well typed.
+    pub keys: Vec<&'static str>,
 }
 
 #[derive(Debug, Default)]
@@ -167,7 +173,7 @@ pub(crate) const IMAGE_ONLY_KEYS: &[&str] = &[
     "tests",
 ];
 
-const TEST_KEYS: &[&str] = &[
+pub(crate) const TEST_KEYS: &[&str] = &[
     "args",
     "env",
     "stdin",
@@ -181,6 +187,8 @@ const TEST_KEYS: &[&str] = &[
     "absent",
     "config",
 ];
+/// Test keys that make a test a structure test; the others make it a command test.
+pub(crate) const STRUCTURE_KEYS: &[&str] = &["files", "absent", "config"];
 const OUTPUT_KEYS: &[&str] = &["equals", "contains", "regex"];
 const FILE_CHECK_KEYS: &[&str] = &["path", "mode", "type"];
 const CONFIG_CHECK_KEYS: &[&str] = &["entrypoint", "cmd", "user", "workdir", "env", "ports"];
@@ -200,11 +208,7 @@ pub(crate) fn read(text: &str, diagnostics: &mut Vec<Diagnostic>) -> RawManifest
     for e in syntax {
         let message = e.message().trim_end_matches('\n').to_owned();
         diagnostics.push(
-            Diagnostic::new(
-                format!("{SYNTAX}: {message}"),
-                e.span().unwrap_or(0..0),
-            )
-            .label("here"),
+            Diagnostic::new(format!("{SYNTAX}: {message}"), e.span().unwrap_or(0..0)).label("here"),
         );
     }
     let mut w = Walker { diagnostics };
@@ -308,8 +312,7 @@ impl Walker<'_> {
         let parsed = i64::from_str_radix(i.as_str(), i.radix()).ok();
         if parsed.is_none() {
             self.diagnostics.push(
-                Diagnostic::new("integer out of range", v.span())
-                    .label("does not fit in 64 bits"),
+                Diagnostic::new("integer out of range", v.span()).label("does not fit in 64 bits"),
             );
         }
         parsed
@@ -380,6 +383,7 @@ impl Walker<'_> {
                     let Some(t) = self.table("`images`", value) else {
                         continue;
                     };
+                    out.declares_images |= !t.is_empty();
                     for (name, image) in t.iter() {
                         let place = format!("image `{}`", name.get_ref());
                         if let Some(t) = self.table(&place, image) {
@@ -558,15 +562,18 @@ impl Walker<'_> {
             let k = key.get_ref().as_ref();
             let what = format!("`{k}` in {place}");
             let what = what.as_str();
+            if let Some(known) = TEST_KEYS.iter().find(|known| **known == k) {
+                r.keys.push(known);
+            }
             match k {
                 "args" => r.args = self.strings(what, v),
                 "env" => r.env = self.string_table(what, v),
                 "stdin" => r.stdin = self.string(what, v),
                 "timeout" => {
                     r.timeout = match v.get_ref() {
-                        DeValue::Integer(_) => self
-                            .integer(v)
-                            .map(|i| Spanned::new(v.span(), i as f64)),
+                        DeValue::Integer(_) => {
+                            self.integer(v).map(|i| Spanned::new(v.span(), i as f64))
+                        }
                         DeValue::Float(f) => f
                             .as_str()
                             .replace('_', "")

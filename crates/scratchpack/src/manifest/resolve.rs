@@ -10,7 +10,7 @@ use super::os_files;
 use super::plan::*;
 use super::raw::{
     DEFAULTS_ONLY_KEYS, IMAGE_ONLY_KEYS, RawEpoch, RawImage, RawManifest, RawMode, RawOutput,
-    RawTest, S,
+    RawTest, S, STRUCTURE_KEYS,
 };
 use crate::diagnostic::Diagnostic;
 use crate::platform::Platform;
@@ -81,7 +81,7 @@ impl Resolver<'_> {
             .source_date_epoch
             .as_ref()
             .and_then(|e| self.epoch(e));
-        if raw.images.is_empty() {
+        if !raw.declares_images {
             self.error(
                 Diagnostic::new("no images are declared", 0..text_len.min(1))
                     .help("declare one with an `[images.<name>]` table naming a `package`"),
@@ -92,9 +92,12 @@ impl Resolver<'_> {
             for (key, span) in &image.keys {
                 if DEFAULTS_ONLY_KEYS.contains(key) {
                     self.error(
-                        Diagnostic::new(format!("`{key}` can only be set in [defaults]"), span.clone())
-                            .label("one setting for every image")
-                            .help(format!("move `{key}` into [defaults]")),
+                        Diagnostic::new(
+                            format!("`{key}` can only be set in [defaults]"),
+                            span.clone(),
+                        )
+                        .label("one setting for every image")
+                        .help(format!("move `{key}` into [defaults]")),
                     );
                 }
             }
@@ -271,10 +274,17 @@ impl Resolver<'_> {
         // with the same destination is named as the one that collides.
         let mut files = Vec::new();
         let mut labels = BTreeMap::new();
-        let ca = raw.ca_certificates.as_ref().or(defaults.ca_certificates.as_ref());
-        if ca.is_some_and(|c| *c.get_ref()) {
+        let ca = raw
+            .ca_certificates
+            .as_ref()
+            .or(defaults.ca_certificates.as_ref());
+        if let Some(ca) = ca.filter(|c| *c.get_ref()) {
             let dst = ImagePath::parse(os_files::CA_BUNDLE_PATH).expect("a valid constant path");
-            taken.insert(dst.clone(), "the bundle `ca-certificates = true` writes".to_owned());
+            self.generated_collides(&taken, &dst, "ca-certificates", span_of(ca));
+            taken.insert(
+                dst.clone(),
+                "the bundle `ca-certificates = true` writes".to_owned(),
+            );
             files.push(FileEntry {
                 src: FileSource::Generated(os_files::ca_bundle()),
                 dst,
@@ -286,11 +296,18 @@ impl Resolver<'_> {
             );
         }
         let passwd = raw.passwd.as_ref().or(defaults.passwd.as_ref());
-        if passwd.is_some_and(|p| *p.get_ref()) {
+        if let Some(span) = passwd.filter(|p| *p.get_ref()).map(span_of) {
             let (passwd, group) = os_files::passwd(user);
-            for (path, bytes) in [(os_files::PASSWD_PATH, passwd), (os_files::GROUP_PATH, group)] {
+            for (path, bytes) in [
+                (os_files::PASSWD_PATH, passwd),
+                (os_files::GROUP_PATH, group),
+            ] {
                 let dst = ImagePath::parse(path).expect("a valid constant path");
-                taken.insert(dst.clone(), format!("the `{path}` that `passwd = true` writes"));
+                self.generated_collides(&taken, &dst, "passwd", span.clone());
+                taken.insert(
+                    dst.clone(),
+                    format!("the `{path}` that `passwd = true` writes"),
+                );
                 files.push(FileEntry {
                     src: FileSource::Generated(bytes),
                     dst,
@@ -455,8 +472,14 @@ impl Resolver<'_> {
                     if s.get_ref().contains('\0') {
                         ok = false;
                         self.error(
-                            Diagnostic::new(format!("{what} `{}` contains a NUL byte", k.get_ref().escape_debug()), span_of(s))
-                                .label("not representable in an image"),
+                            Diagnostic::new(
+                                format!(
+                                    "{what} `{}` contains a NUL byte",
+                                    k.get_ref().escape_debug()
+                                ),
+                                span_of(s),
+                            )
+                            .label("not representable in an image"),
                         );
                     }
                 }
@@ -507,6 +530,26 @@ impl Resolver<'_> {
             push,
             tests,
         })
+    }
+
+    /// A file scratchpack writes cannot take the place of the binary.
+    fn generated_collides(
+        &mut self,
+        taken: &BTreeMap<ImagePath, String>,
+        dst: &ImagePath,
+        key: &str,
+        span: Range<usize>,
+    ) {
+        if let Some(what) = taken.get(dst) {
+            self.error(
+                Diagnostic::new(
+                    format!("`{key} = true` writes `{dst}`, which collides with {what}"),
+                    span,
+                )
+                .label("already in the image")
+                .help("give the binary another `binary-path`"),
+            );
+        }
     }
 
     fn targets(&mut self, raw: &RawImage, defaults: &RawImage) -> Vec<PlatformTarget> {
@@ -612,7 +655,10 @@ impl Resolver<'_> {
                     span_of(triple),
                 )
                 .label("wrong architecture")
-                .help(format!("for {platform}, use e.g. `{}`", platform.default_triple())),
+                .help(format!(
+                    "for {platform}, use e.g. `{}`",
+                    platform.default_triple()
+                )),
             );
             return false;
         }
@@ -680,14 +726,12 @@ impl Resolver<'_> {
             return;
         };
         let deps = self.workspace.dependencies.get(package);
-        for f in raw
-            .get_ref()
-            .split([',', ' '])
-            .filter(|f| !f.is_empty())
-        {
+        for f in raw.get_ref().split([',', ' ']).filter(|f| !f.is_empty()) {
             let problem = if f.starts_with("dep:") {
                 Some((
-                    format!("feature `{f}` uses `dep:`, which cargo accepts only inside Cargo.toml"),
+                    format!(
+                        "feature `{f}` uses `dep:`, which cargo accepts only inside Cargo.toml"
+                    ),
                     format!("name the feature of `{package}` that enables the dependency"),
                 ))
             } else if let Some((dep, _)) = f.split_once('/') {
@@ -695,7 +739,9 @@ impl Resolver<'_> {
                 let is_dep = dep == package || deps.is_some_and(|d| d.contains(dep));
                 (!is_dep).then(|| {
                     (
-                        format!("feature `{f}` names `{dep}`, which is not a dependency of `{package}`"),
+                        format!(
+                            "feature `{f}` names `{dep}`, which is not a dependency of `{package}`"
+                        ),
                         format!(
                             "dependencies of `{package}`: {}",
                             quoted_list(deps.into_iter().flatten())
@@ -740,8 +786,11 @@ impl Resolver<'_> {
                 );
             } else if tags.contains(tag.get_ref()) {
                 self.error(
-                    Diagnostic::new(format!("tag `{}` is listed twice", tag.get_ref()), span_of(tag))
-                        .label("duplicate"),
+                    Diagnostic::new(
+                        format!("tag `{}` is listed twice", tag.get_ref()),
+                        span_of(tag),
+                    )
+                    .label("duplicate"),
                 );
             } else {
                 tags.push(tag.get_ref().clone());
@@ -789,12 +838,7 @@ impl Resolver<'_> {
         }
     }
 
-    fn test(
-        &mut self,
-        name: &S<String>,
-        t: &RawTest,
-        binary_path: &ImagePath,
-    ) -> Option<TestPlan> {
+    fn test(&mut self, name: &S<String>, t: &RawTest, binary_path: &ImagePath) -> Option<TestPlan> {
         let name_span = span_of(name);
         if invalid_image_name(name.get_ref()).is_some() {
             self.error(
@@ -805,17 +849,9 @@ impl Resolver<'_> {
                 .help("test names use lowercase letters, digits, `.`, `_` and `-`"),
             );
         }
-        let is_command = t.args.is_some()
-            || t.env.is_some()
-            || t.stdin.is_some()
-            || t.timeout.is_some()
-            || t.user.is_some()
-            || t.workdir.is_some()
-            || t.exit_code.is_some()
-            || t.stdout.is_some()
-            || t.stderr.is_some();
-        let is_structure = t.files.is_some() || t.absent.is_some() || t.config.is_some();
-        if !is_command && !is_structure {
+        let is_structure = t.keys.iter().any(|k| STRUCTURE_KEYS.contains(k));
+        let is_command = t.keys.iter().any(|k| !STRUCTURE_KEYS.contains(k));
+        if t.keys.is_empty() {
             self.error(
                 Diagnostic::new(format!("test `{}` checks nothing", name.get_ref()), name_span)
                     .help("give a command test `exit-code`, `stdout` or `args`, or a structure test `files`, `absent` or `config`"),
@@ -824,7 +860,10 @@ impl Resolver<'_> {
         }
         let command = is_command.then(|| {
             if let Some(args) = &t.args {
-                self.no_nul(&format!("`args` of test `{}`", name.get_ref()), args.get_ref());
+                self.no_nul(
+                    &format!("`args` of test `{}`", name.get_ref()),
+                    args.get_ref(),
+                );
             }
             let mut env = BTreeMap::new();
             for (k, v) in t.env.iter().flatten() {
@@ -929,7 +968,11 @@ impl Resolver<'_> {
                             .and_then(|w| self.image_path(w, "workdir")),
                         env,
                         ports: c.ports.as_ref().map(|ports| {
-                            ports.get_ref().iter().filter_map(|p| self.port(p)).collect()
+                            ports
+                                .get_ref()
+                                .iter()
+                                .filter_map(|p| self.port(p))
+                                .collect()
                         }),
                     }
                 }
@@ -1074,7 +1117,10 @@ impl Resolver<'_> {
         if escapes || text.is_empty() || text.contains('\0') {
             self.error(
                 Diagnostic::new(
-                    format!("`src` `{}` is not inside the workspace", text.escape_debug()),
+                    format!(
+                        "`src` `{}` is not inside the workspace",
+                        text.escape_debug()
+                    ),
                     span_of(raw),
                 )
                 .label("must be relative to the workspace root, without `..`"),
@@ -1146,13 +1192,13 @@ impl Resolver<'_> {
                 continue;
             };
             if path.canonicalize().is_ok_and(|r| !r.starts_with(root)) {
-                return (
-                    walked.display().to_string(),
-                    target.display().to_string(),
-                );
+                return (walked.display().to_string(), target.display().to_string());
             }
         }
-        (rel.display().to_string(), "outside the workspace".to_owned())
+        (
+            rel.display().to_string(),
+            "outside the workspace".to_owned(),
+        )
     }
 
     fn mode(&mut self, raw: Option<&S<RawMode>>, default: u32) -> u32 {

@@ -5,7 +5,7 @@ use super::*;
 use crate::platform::Platform;
 use crate::workspace::Workspace;
 
-fn workspace(root: &Path) -> Workspace {
+pub(super) fn workspace(root: &Path) -> Workspace {
     let mut packages = BTreeMap::new();
     packages.insert("hello".to_owned(), vec!["hello".to_owned()]);
     packages.insert(
@@ -46,7 +46,7 @@ fn workspace(root: &Path) -> Workspace {
     ws
 }
 
-fn fixture() -> tempfile::TempDir {
+pub(super) fn fixture() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("assets")).unwrap();
     std::fs::write(dir.path().join("assets/app.toml"), "x = 1\n").unwrap();
