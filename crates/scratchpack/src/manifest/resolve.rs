@@ -1054,7 +1054,7 @@ impl Resolver<'_> {
                 self.error(
                     Diagnostic::new(format!("invalid user `{}`: {problem}", u.get_ref()), span_of(u))
                         .label("expected `uid:gid`")
-                        .help("give numeric ids, e.g. `65532:65532`; a scratch image has no /etc/passwd to look names up in"),
+                        .help("give numeric ids, e.g. `65532:65532`; names are never looked up, not even with `passwd = true`"),
                 );
                 None
             }
