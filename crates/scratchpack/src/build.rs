@@ -252,7 +252,7 @@ fn write_image(
         name: image.name.clone(),
         digest: top.digest.to_string(),
         media_type: top.media_type.clone(),
-        tags: image.tags.clone(),
+        tags: image.tags.iter().map(ToString::to_string).collect(),
         layout,
         archive: archive_path,
         platforms: set

@@ -22,8 +22,9 @@ pub struct Workspace {
     /// Member package name -> the names its dependencies go by in its
     /// `Cargo.toml` (renames applied).
     pub dependencies: BTreeMap<String, BTreeSet<String>>,
-    /// The `[profile.*]` tables of the workspace's `Cargo.toml`.
-    pub profiles: BTreeSet<String>,
+    /// The `[profile.*]` tables of the workspace's `Cargo.toml`, each with
+    /// whether it says which profile it `inherits` (custom ones must).
+    pub profiles: BTreeMap<String, bool>,
     /// The targets `rustc --print target-list` names; `None` inside when rustc
     /// could not be asked, so nothing is refused for want of an answer.
     pub target_list: OnceLock<Option<BTreeSet<String>>>,
@@ -126,15 +127,20 @@ impl Workspace {
     }
 }
 
-/// The names of the `[profile.*]` tables of a workspace's `Cargo.toml`.
+/// The `[profile.*]` tables of a workspace's `Cargo.toml`, each with whether
+/// it has an `inherits` key.
 fn read_profiles(
     cargo_toml: &Path,
-) -> Result<BTreeSet<String>, Box<dyn std::error::Error + Send + Sync>> {
+) -> Result<BTreeMap<String, bool>, Box<dyn std::error::Error + Send + Sync>> {
     let text = std::fs::read_to_string(cargo_toml)?;
     let table: toml::Table = toml::from_str(&text)?;
     Ok(table
         .get("profile")
         .and_then(|p| p.as_table())
-        .map(|p| p.keys().cloned().collect())
+        .map(|p| {
+            p.iter()
+                .map(|(name, t)| (name.clone(), t.get("inherits").is_some()))
+                .collect()
+        })
         .unwrap_or_default())
 }

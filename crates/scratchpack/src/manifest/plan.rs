@@ -47,7 +47,7 @@ pub struct ImagePlan {
     pub dirs: Vec<DirEntry>,
     pub config: RunConfig,
     pub annotations: BTreeMap<String, String>,
-    pub tags: Vec<String>,
+    pub tags: Vec<Tag>,
     /// Where `push` sends the image, when a registry is configured. Not part
     /// of what is built, so left out of the image's cache key.
     #[serde(skip)]
@@ -58,10 +58,14 @@ pub struct ImagePlan {
 }
 
 /// `registry/repository`, and whether plain HTTP is allowed for it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PushTarget {
+    /// `registry` as images.toml writes it: a host and maybe a namespace.
     pub registry: String,
+    /// `repository` (else the image name) as written, under `registry`.
     pub repository: String,
+    /// The two together, parsed once.
+    pub reference: crate::registry::Repository,
     pub insecure: bool,
 }
 
@@ -210,6 +214,38 @@ pub struct User {
 impl std::fmt::Display for User {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}:{}", self.uid, self.gid)
+    }
+}
+
+/// An image tag, valid under the distribution spec's grammar
+/// `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(transparent)]
+pub struct Tag(String);
+
+impl Tag {
+    pub fn parse(s: &str) -> Option<Tag> {
+        let mut chars = s.chars();
+        let valid = matches!(chars.next(), Some(c) if c.is_ascii_alphanumeric() || c == '_')
+            && s.len() <= 128
+            && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+        valid.then(|| Tag(s.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for Tag {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl PartialEq<&str> for Tag {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
     }
 }
 

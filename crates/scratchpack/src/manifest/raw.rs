@@ -236,6 +236,35 @@ fn found(v: &V<'_>) -> &'static str {
     article(v.get_ref().type_str())
 }
 
+/// The allowed key a mistyped one most likely meant: the same once case, `_`
+/// and `-` are ignored, or at most two edits away.
+fn nearest<'a>(key: &str, allowed: &[&'a str]) -> Option<&'a str> {
+    let fold = |s: &str| s.to_ascii_lowercase().replace('_', "-");
+    let key = fold(key);
+    allowed
+        .iter()
+        .map(|a| (edit_distance(&key, &fold(a)), *a))
+        .filter(|(d, _)| *d <= 2)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, a)| a)
+}
+
+/// Levenshtein distance over characters.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
 fn quoted(keys: &[&str]) -> String {
     keys.iter()
         .map(|k| format!("`{k}`"))
@@ -255,17 +284,19 @@ impl Walker<'_> {
     }
 
     fn unknown_key(&mut self, key: &S<std::borrow::Cow<'_, str>>, place: &str, allowed: &[&str]) {
-        self.diagnostics.push(
-            Diagnostic::new(
-                format!(
-                    "unknown key `{}` in {place}; expected one of {}",
-                    key.get_ref(),
-                    quoted(allowed)
-                ),
-                key.span(),
-            )
-            .label("unknown key"),
-        );
+        let mut d = Diagnostic::new(
+            format!(
+                "unknown key `{}` in {place}; expected one of {}",
+                key.get_ref(),
+                quoted(allowed)
+            ),
+            key.span(),
+        )
+        .label("unknown key");
+        if let Some(near) = nearest(key.get_ref(), allowed) {
+            d = d.help(format!("did you mean `{near}`?"));
+        }
+        self.diagnostics.push(d);
     }
 
     fn missing_key(&mut self, key: &str, place: &str, span: Range<usize>) {
@@ -668,5 +699,23 @@ impl Walker<'_> {
             }
         }
         Some(o)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn near_misses_are_suggested() {
+        assert_eq!(nearest("entry-point", IMAGE_KEYS), Some("entrypoint"));
+        assert_eq!(
+            nearest("default_features", IMAGE_KEYS),
+            Some("default-features")
+        );
+        assert_eq!(nearest("User", IMAGE_KEYS), Some("user"));
+        assert_eq!(nearest("platform", IMAGE_KEYS), Some("platforms"));
+        assert_eq!(nearest("colour", IMAGE_KEYS), None);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
     }
 }

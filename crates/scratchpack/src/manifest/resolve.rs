@@ -280,7 +280,7 @@ impl Resolver<'_> {
             .or(defaults.ca_certificates.as_ref());
         if let Some(ca) = ca.filter(|c| *c.get_ref()) {
             let dst = ImagePath::parse(os_files::CA_BUNDLE_PATH).expect("a valid constant path");
-            self.generated_collides(&taken, &dst, "ca-certificates", span_of(ca));
+            self.generated_collides(name, &taken, &dst, "ca-certificates", span_of(ca));
             taken.insert(
                 dst.clone(),
                 "the bundle `ca-certificates = true` writes".to_owned(),
@@ -303,7 +303,7 @@ impl Resolver<'_> {
                 (os_files::GROUP_PATH, group),
             ] {
                 let dst = ImagePath::parse(path).expect("a valid constant path");
-                self.generated_collides(&taken, &dst, "passwd", span.clone());
+                self.generated_collides(name, &taken, &dst, "passwd", span.clone());
                 taken.insert(
                     dst.clone(),
                     format!("the `{path}` that `passwd = true` writes"),
@@ -331,9 +331,12 @@ impl Resolver<'_> {
             }
             if let Some(what) = taken.get(&dst) {
                 self.error(
-                    Diagnostic::new(format!("`{dst}` collides with {what}"), span_of(&f.dst))
-                        .label("already in the image")
-                        .help("give every file its own path in the image"),
+                    Diagnostic::new(
+                        format!("`{dst}` collides with {what} in image `{name}`"),
+                        span_of(&f.dst),
+                    )
+                    .label("already in the image")
+                    .help("give every file its own path in the image"),
                 );
                 continue;
             }
@@ -368,8 +371,11 @@ impl Resolver<'_> {
             }
             if let Some(what) = taken.get(&path) {
                 self.error(
-                    Diagnostic::new(format!("`{path}` collides with {what}"), span_of(&d.path))
-                        .label("already in the image"),
+                    Diagnostic::new(
+                        format!("`{path}` collides with {what} in image `{name}`"),
+                        span_of(&d.path),
+                    )
+                    .label("already in the image"),
                 );
                 continue;
             }
@@ -390,7 +396,7 @@ impl Resolver<'_> {
                     .map_or(name_span.clone(), |(_, s)| s.clone());
                 self.error(
                     Diagnostic::new(
-                        format!("`{path}` would be inside `/{parent}`, which is a file"),
+                        format!("`{path}` would be inside `/{parent}`, which is a file in image `{name}`"),
                         span,
                     )
                     .label("parent is a file"),
@@ -535,6 +541,7 @@ impl Resolver<'_> {
     /// A file scratchpack writes cannot take the place of the binary.
     fn generated_collides(
         &mut self,
+        name: &str,
         taken: &BTreeMap<ImagePath, String>,
         dst: &ImagePath,
         key: &str,
@@ -543,7 +550,7 @@ impl Resolver<'_> {
         if let Some(what) = taken.get(dst) {
             self.error(
                 Diagnostic::new(
-                    format!("`{key} = true` writes `{dst}`, which collides with {what}"),
+                    format!("`{key} = true` writes `{dst}`, which collides with {what} in image `{name}`"),
                     span,
                 )
                 .label("already in the image")
@@ -683,12 +690,25 @@ impl Resolver<'_> {
                     Diagnostic::new(format!("invalid profile name `{name}`"), span_of(p))
                         .help("use a cargo profile such as `release` or one from [profile.*]"),
                 );
+            } else if self.workspace.profiles.get(name) == Some(&false)
+                && !BUILTIN_PROFILES.contains(&name.as_str())
+            {
+                self.error(
+                    Diagnostic::new(
+                        format!("profile `{name}` has no `inherits` in the workspace's Cargo.toml"),
+                        span_of(p),
+                    )
+                    .label("cargo cannot build with it")
+                    .help(format!(
+                        "add `inherits = \"release\"` (or another profile) to [profile.{name}]"
+                    )),
+                );
             } else if !BUILTIN_PROFILES.contains(&name.as_str())
-                && !self.workspace.profiles.contains(name)
+                && !self.workspace.profiles.contains_key(name)
             {
                 let mut known: Vec<String> =
                     BUILTIN_PROFILES.iter().map(|s| (*s).to_owned()).collect();
-                known.extend(self.workspace.profiles.iter().cloned());
+                known.extend(self.workspace.profiles.keys().cloned());
                 self.error(
                     Diagnostic::new(format!("profile `{name}` does not exist"), span_of(p))
                         .label("no such profile")
@@ -766,9 +786,9 @@ impl Resolver<'_> {
         }
     }
 
-    fn tags(&mut self, raw: Option<&S<Vec<S<String>>>>) -> Vec<String> {
+    fn tags(&mut self, raw: Option<&S<Vec<S<String>>>>) -> Vec<Tag> {
         let Some(raw) = raw else {
-            return vec!["latest".to_owned()];
+            return vec![Tag::parse("latest").expect("a valid tag")];
         };
         if raw.get_ref().is_empty() {
             self.error(
@@ -777,14 +797,16 @@ impl Resolver<'_> {
                     .help("leave `tags` out for `latest`, or list the tags to give the image"),
             );
         }
-        let mut tags: Vec<String> = Vec::new();
+        let mut tags: Vec<Tag> = Vec::new();
         for tag in raw.get_ref() {
-            if !valid_tag(tag.get_ref()) {
+            let Some(parsed) = Tag::parse(tag.get_ref()) else {
                 self.error(
                     Diagnostic::new(format!("invalid tag `{}`", tag.get_ref()), span_of(tag))
                         .help("tags match [A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"),
                 );
-            } else if tags.contains(tag.get_ref()) {
+                continue;
+            };
+            if tags.contains(&parsed) {
                 self.error(
                     Diagnostic::new(
                         format!("tag `{}` is listed twice", tag.get_ref()),
@@ -793,7 +815,7 @@ impl Resolver<'_> {
                     .label("duplicate"),
                 );
             } else {
-                tags.push(tag.get_ref().clone());
+                tags.push(parsed);
             }
         }
         tags
@@ -815,9 +837,10 @@ impl Resolver<'_> {
             .map_or_else(|| name.to_owned(), |r| r.get_ref().clone());
         let reference = format!("{}/{repository}", registry.get_ref());
         match crate::registry::Repository::parse(&reference) {
-            Ok(_) => Some(PushTarget {
+            Ok(reference) => Some(PushTarget {
                 registry: registry.get_ref().clone(),
                 repository,
+                reference,
                 insecure: raw
                     .insecure
                     .as_ref()
@@ -1300,14 +1323,6 @@ fn parse_port(s: &str) -> Result<String, &'static str> {
         Ok(p) if p > 0 => Ok(format!("{p}/{proto}")),
         _ => Err("the port is between 1 and 65535"),
     }
-}
-
-/// The distribution spec's tag grammar.
-fn valid_tag(t: &str) -> bool {
-    let mut chars = t.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphanumeric() || c == '_')
-        && t.len() <= 128
-        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
 }
 
 /// Signal names a runtime accepts in `StopSignal`.

@@ -27,7 +27,7 @@ pub(super) fn workspace(root: &Path) -> Workspace {
         packages,
         features,
         dependencies,
-        profiles: BTreeSet::from(["dist".to_owned()]),
+        profiles: BTreeMap::from([("dist".to_owned(), true), ("half".to_owned(), false)]),
         ..Workspace::default()
     };
     // The targets rustc knows, as far as these tests need them.
@@ -357,4 +357,64 @@ fn values_a_process_cannot_receive_are_errors() {
     assert!(e[0].contains("NUL"), "{e:?}");
     let e = errors("[images.\"x.tar\"]\npackage = \"hello\"\n");
     assert!(e[0].contains("`.tar`"), "{e:?}");
+}
+
+#[test]
+fn a_near_miss_key_gets_a_suggestion() {
+    let dir = fixture();
+    let err = parse(
+        Path::new("images.toml"),
+        "[images.x]\npackage = \"hello\"\nstop_signal = \"SIGINT\"\n",
+        &workspace(dir.path()),
+    )
+    .unwrap_err();
+    assert_eq!(err.diagnostics.len(), 1);
+    assert_eq!(
+        err.diagnostics[0].help.as_deref(),
+        Some("did you mean `stop-signal`?")
+    );
+}
+
+#[test]
+fn opted_in_files_and_their_label_are_in_the_plan() {
+    let p = plan(
+        "[defaults]\nca-certificates = true\n[images.x]\npackage = \"hello\"\nuser = \"10:20\"\npasswd = true\n",
+    );
+    let img = &p.images[0];
+    let dsts: Vec<&str> = img.files.iter().map(|f| f.dst.as_str()).collect();
+    assert_eq!(
+        dsts,
+        [
+            "/etc/ssl/certs/ca-certificates.crt",
+            "/etc/passwd",
+            "/etc/group"
+        ]
+    );
+    let FileSource::Generated(passwd) = &img.files[1].src else {
+        panic!("passwd is generated");
+    };
+    assert!(String::from_utf8_lossy(passwd).contains("nonroot:x:10:20:"));
+    assert_eq!(
+        img.config.labels["dev.scratchpack.ca-certificates.version"],
+        "webpki-root-certs 1.0.11"
+    );
+    let none = plan("[images.x]\npackage = \"hello\"\npasswd = false\n");
+    assert!(none.images[0].files.is_empty());
+    assert!(none.images[0].config.labels.is_empty());
+}
+
+#[test]
+fn a_symlink_inside_the_workspace_is_followed_to_its_file() {
+    let dir = fixture();
+    std::os::unix::fs::symlink("assets/app.toml", dir.path().join("link.toml")).unwrap();
+    let p = parse(
+        &dir.path().join("images.toml"),
+        "[images.x]\npackage = \"hello\"\nfiles = [{ src = \"link.toml\", dst = \"/app.toml\" }]\n",
+        &workspace(dir.path()),
+    )
+    .unwrap();
+    let FileSource::Host(src) = &p.images[0].files[0].src else {
+        panic!("a host file");
+    };
+    assert!(src.ends_with("assets/app.toml"), "{}", src.display());
 }

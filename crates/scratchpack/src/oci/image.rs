@@ -136,7 +136,7 @@ impl ImageSet {
         });
         ImageSet {
             name: plan.name.clone(),
-            tags: plan.tags.clone(),
+            tags: plan.tags.iter().map(ToString::to_string).collect(),
             images,
             index,
         }
