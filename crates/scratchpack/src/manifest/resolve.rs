@@ -151,16 +151,13 @@ impl Resolver<'_> {
         }
     }
 
-    fn image(
+    /// The package and binary an image ships, when both are known.
+    fn package_and_bin(
         &mut self,
         name: &str,
         name_span: Range<usize>,
         raw: &RawImage,
-        defaults: &RawImage,
-    ) -> Option<ImagePlan> {
-        let errors_before = self.diagnostics.len();
-
-        // Package and binary.
+    ) -> Option<(S<String>, String)> {
         let Some(package) = &raw.package else {
             self.error(
                 Diagnostic::new(format!("image `{name}` names no `package`"), name_span)
@@ -246,21 +243,44 @@ impl Resolver<'_> {
                 }
             },
         };
+        Some((package.clone(), bin))
+    }
+
+    fn image(
+        &mut self,
+        name: &str,
+        name_span: Range<usize>,
+        raw: &RawImage,
+        defaults: &RawImage,
+    ) -> Option<ImagePlan> {
+        let errors_before = self.diagnostics.len();
+
+        // Package and binary. Without them the rest is still checked, so
+        // that every problem of the image is reported in this run.
+        let chosen = self.package_and_bin(name, name_span.clone(), raw);
 
         let targets = self.targets(raw, defaults);
-        let build = self.build_settings(package, raw, defaults);
+        let member = raw
+            .package
+            .as_ref()
+            .filter(|p| self.workspace.packages.contains_key(p.get_ref()));
+        let build = self.build_settings(member, raw, defaults);
 
         // Paths in the image.
         let binary_path = match &raw.binary_path {
-            Some(p) => self.image_path(p, "binary-path")?,
-            None => ImagePath::parse(&format!("/{bin}")).expect("a binary name is one component"),
+            Some(p) => self.image_path(p, "binary-path"),
+            None => chosen.as_ref().map(|(_, bin)| {
+                ImagePath::parse(&format!("/{bin}")).expect("a binary name is one component")
+            }),
         };
-        if binary_path.is_root() {
+        if binary_path.as_ref().is_some_and(ImagePath::is_root) {
             let p = raw.binary_path.as_ref().map_or(name_span.clone(), span_of);
             self.error(Diagnostic::new("`binary-path` cannot be `/`", p).label("not a file path"));
         }
         let mut taken: BTreeMap<ImagePath, String> = BTreeMap::new();
-        taken.insert(binary_path.clone(), "the binary".to_owned());
+        if let Some(b) = &binary_path {
+            taken.insert(b.clone(), "the binary".to_owned());
+        }
 
         // Run configuration (the user is needed by `passwd`).
         let user = raw
@@ -385,7 +405,9 @@ impl Resolver<'_> {
             dirs.push(DirEntry { path, mode });
         }
         // A file cannot also be the parent of another entry.
-        let file_paths: BTreeSet<&str> = std::iter::once(binary_path.relative())
+        let file_paths: BTreeSet<&str> = binary_path
+            .iter()
+            .map(ImagePath::relative)
             .chain(files.iter().map(|f| f.dst.relative()))
             .collect();
         for path in taken.keys() {
@@ -408,7 +430,7 @@ impl Resolver<'_> {
             Some(e) if e.get_ref().is_empty() => {
                 self.error(
                     Diagnostic::new("`entrypoint` is empty", span_of(e))
-                        .help(format!("leave it out to run `{binary_path}`")),
+                        .help("leave it out to run the binary"),
                 );
                 Vec::new()
             }
@@ -416,7 +438,7 @@ impl Resolver<'_> {
                 self.no_nul("`entrypoint`", e.get_ref());
                 strings(e)
             }
-            None => vec![binary_path.as_str().to_owned()],
+            None => binary_path.iter().map(|b| b.as_str().to_owned()).collect(),
         };
         let cmd = raw.cmd.as_ref().or(defaults.cmd.as_ref());
         if let Some(c) = cmd {
@@ -504,7 +526,7 @@ impl Resolver<'_> {
 
         let mut tests = Vec::new();
         for (test_name, test) in raw.tests.iter().flatten() {
-            if let Some(t) = self.test(test_name, test, &binary_path) {
+            if let Some(t) = self.test(test_name, test, binary_path.as_ref()) {
                 tests.push(t);
             }
         }
@@ -512,6 +534,7 @@ impl Resolver<'_> {
         if self.diagnostics.len() > errors_before {
             return None;
         }
+        let ((package, bin), binary_path) = chosen.zip(binary_path)?;
         Some(ImagePlan {
             name: name.to_owned(),
             package: package.get_ref().clone(),
@@ -674,7 +697,7 @@ impl Resolver<'_> {
 
     fn build_settings(
         &mut self,
-        package: &S<String>,
+        package: Option<&S<String>>,
         raw: &RawImage,
         defaults: &RawImage,
     ) -> BuildSettings {
@@ -720,8 +743,10 @@ impl Resolver<'_> {
             }
         }
         let features = raw.features.as_ref().or(defaults.features.as_ref());
-        for f in features.iter().flat_map(|f| f.get_ref()) {
-            self.feature(package.get_ref(), f);
+        if let Some(package) = package {
+            for f in features.iter().flat_map(|f| f.get_ref()) {
+                self.feature(package.get_ref(), f);
+            }
         }
         BuildSettings {
             profile: profile.map_or_else(|| "release".to_owned(), |p| p.get_ref().clone()),
@@ -861,7 +886,12 @@ impl Resolver<'_> {
         }
     }
 
-    fn test(&mut self, name: &S<String>, t: &RawTest, binary_path: &ImagePath) -> Option<TestPlan> {
+    fn test(
+        &mut self,
+        name: &S<String>,
+        t: &RawTest,
+        binary_path: Option<&ImagePath>,
+    ) -> Option<TestPlan> {
         let name_span = span_of(name);
         if invalid_image_name(name.get_ref()).is_some() {
             self.error(
@@ -965,7 +995,7 @@ impl Resolver<'_> {
             let mut absent = Vec::new();
             for a in t.absent.iter().flat_map(|a| a.get_ref()) {
                 if let Some(p) = self.image_path(a, "absent") {
-                    if &p == binary_path {
+                    if Some(&p) == binary_path {
                         self.error(
                             Diagnostic::new(format!("`{p}` is the image's binary"), span_of(a))
                                 .label("always present"),
