@@ -737,7 +737,13 @@ impl Resolver<'_> {
             {
                 let mut known: Vec<String> =
                     BUILTIN_PROFILES.iter().map(|s| (*s).to_owned()).collect();
-                known.extend(self.workspace.profiles.keys().cloned());
+                known.extend(
+                    self.workspace
+                        .profiles
+                        .keys()
+                        .filter(|p| !BUILTIN_PROFILES.contains(&p.as_str()))
+                        .cloned(),
+                );
                 self.error(
                     Diagnostic::new(format!("profile `{name}` does not exist"), span_of(p))
                         .label("no such profile")

@@ -27,7 +27,12 @@ pub(super) fn workspace(root: &Path) -> Workspace {
         packages,
         features,
         dependencies,
-        profiles: BTreeMap::from([("dist".to_owned(), true), ("half".to_owned(), false)]),
+        profiles: BTreeMap::from([
+            ("dist".to_owned(), true),
+            ("half".to_owned(), false),
+            // Built-in profiles need no `inherits`.
+            ("release".to_owned(), false),
+        ]),
         ..Workspace::default()
     };
     // The targets rustc knows, as far as these tests need them.
@@ -417,4 +422,22 @@ fn a_symlink_inside_the_workspace_is_followed_to_its_file() {
         panic!("a host file");
     };
     assert!(src.ends_with("assets/app.toml"), "{}", src.display());
+}
+
+#[test]
+fn profiles_are_listed_once_and_built_ins_need_no_inherits() {
+    let p = plan("[images.x]\npackage = \"hello\"\nprofile = \"release\"\n");
+    assert_eq!(p.images[0].build.profile, "release");
+    let dir = fixture();
+    let err = parse(
+        Path::new("images.toml"),
+        "[images.x]\npackage = \"hello\"\nprofile = \"fast\"\n",
+        &workspace(dir.path()),
+    )
+    .unwrap_err();
+    let help = err.diagnostics[0].help.as_deref().unwrap();
+    assert!(
+        help.starts_with("profiles: `dev`, `release`, `test`, `bench`, `dist`, `half`;"),
+        "{help}"
+    );
 }
