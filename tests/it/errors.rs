@@ -8,8 +8,7 @@ use sha2::{Digest, Sha256};
 
 use crate::support::{Fixture, HELLO_MAIN};
 
-const GOOD: &str =
-    "[images.app]\npackage = \"app\"\ndirs = [{ path = \"/tmp\", mode = \"1777\" }]\n";
+const GOOD: &str = "[images.app]\npackage = \"app\"\n";
 
 /// Every file under `dir` with the hash of its contents.
 fn snapshot(dir: &Path) -> BTreeMap<String, String> {
@@ -31,90 +30,152 @@ fn snapshot(dir: &Path) -> BTreeMap<String, String> {
     out
 }
 
+/// The bad-manifest corpus, shared with the parser's unit tests.
+fn corpus() -> Vec<(String, String)> {
+    let dir = crate::support::repo_root().join("tests/fixtures/bad-manifests");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    files
+        .into_iter()
+        .map(|p| {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            (name, std::fs::read_to_string(&p).unwrap())
+        })
+        .collect()
+}
+
+/// `(line:column, words)` for each `# L:C words` line of a corpus file.
+fn expectations(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .take_while(|l| l.starts_with('#'))
+        .filter_map(|l| {
+            let (place, words) = l.strip_prefix("# ")?.split_once(' ')?;
+            let (line, col) = place.split_once(':')?;
+            (line.parse::<u32>().is_ok() && col.parse::<u32>().is_ok())
+                .then(|| (place.to_owned(), words.to_owned()))
+        })
+        .collect()
+}
+
+/// A workspace like the one the corpus is written against: a `hello` binary
+/// with a `loud` feature, a `dist` profile, a file to ship, and symlinks that
+/// lead out of the workspace.
+fn corpus_fixture() -> Fixture {
+    let fx = Fixture::new(
+        &[("hello", HELLO_MAIN)],
+        "[images.hello]\npackage = \"hello\"\n",
+    );
+    let root = fx.path();
+    let append = |path: &str, text: &str| {
+        let mut s = std::fs::read_to_string(root.join(path)).unwrap();
+        s.push_str(text);
+        std::fs::write(root.join(path), s).unwrap();
+    };
+    append("crates/hello/Cargo.toml", "\n[features]\nloud = []\n");
+    append("Cargo.toml", "\n[profile.dist]\ninherits = \"release\"\n");
+    std::fs::create_dir_all(root.join("assets")).unwrap();
+    std::fs::write(root.join("assets/app.toml"), "x = 1\n").unwrap();
+    std::fs::create_dir_all(root.join("deploy")).unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", root.join("deploy/link")).unwrap();
+    std::os::unix::fs::symlink("/etc", root.join("outside-dir")).unwrap();
+    std::os::unix::fs::symlink("nowhere", root.join("deploy/dangling")).unwrap();
+    std::os::unix::fs::symlink("../assets", root.join("deploy/to-dir")).unwrap();
+    fx
+}
+
+/// Runs one corpus manifest and checks exit code 2, every place and wording,
+/// and the underline.
+fn assert_refused(fx: &Fixture, name: &str, text: &str) {
+    std::fs::write(fx.path().join("images.toml"), text).unwrap();
+    let out = fx.cli(&["images"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{name}\n{stderr}");
+    let want = expectations(text);
+    assert!(!want.is_empty(), "{name} expects nothing");
+    assert_eq!(
+        stderr.matches("\nerror: ").count() + usize::from(stderr.starts_with("error: ")),
+        want.len(),
+        "{name}: one error per problem:\n{stderr}"
+    );
+    for (place, words) in &want {
+        assert!(
+            stderr.contains(&format!("images.toml:{place}")),
+            "{name}: expected images.toml:{place} in:\n{stderr}"
+        );
+        assert!(
+            stderr.contains(words.as_str()),
+            "{name}: expected {words:?} in:\n{stderr}"
+        );
+    }
+    assert!(
+        stderr.contains('^'),
+        "{name}: the offending text is underlined:\n{stderr}"
+    );
+}
+
 #[test]
-fn each_manifest_error_is_reported_with_its_place_and_exit_code_2() {
-    let fx = Fixture::new(&[("app", HELLO_MAIN)], GOOD);
-    std::fs::write(fx.path().join("motd"), "hi\n").unwrap();
+fn the_corpus_marked_for_the_command_line_exits_2_and_leaves_the_output_as_it_was() {
+    let fx = corpus_fixture();
     let ok = fx.cli(&["images"]);
     assert!(ok.status.success(), "the good manifest builds");
     let out_dir = fx.path().join("target/images");
     let before = snapshot(&out_dir);
-    assert!(before.contains_key("app/index.json"));
+    assert!(before.contains_key("hello/index.json"));
 
-    let base = "[images.app]\npackage = \"app\"\n";
-    let cases: Vec<(String, &str, &str)> = vec![
-        (
-            format!("{base}[images.app]\npackage = \"app\"\n"),
-            "3:",
-            "duplicate",
-        ),
-        ("[images.app]\npackage = \"ap\"\n".into(), "2:11", "`ap`"),
-        (format!("{base}bin = \"nope\"\n"), "3:7", "no binary `nope`"),
-        (
-            format!("{base}platforms = [\"linux/mips\"]\n"),
-            "3:14",
-            "unsupported platform",
-        ),
-        (
-            format!("{base}files = [{{ src = \"motd\", dst = \"etc/motd\" }}]\n"),
-            "3:",
-            "relative",
-        ),
-        (
-            format!("{base}files = [{{ src = \"motd\", dst = \"/etc/../../motd\" }}]\n"),
-            "3:",
-            "`..`",
-        ),
-        (
-            format!("{base}files = [{{ src = \"motd\", dst = \"/app\" }}]\n"),
-            "3:",
-            "collides with the binary",
-        ),
-        (
-            format!("{base}files = [{{ src = \"nope.txt\", dst = \"/motd\" }}]\n"),
-            "3:18",
-            "cannot be read",
-        ),
-        (format!("{base}user = \"root\"\n"), "3:8", "invalid user"),
-        (
-            format!("{base}ports = [\"80/xyz\"]\n"),
-            "3:10",
-            "invalid port",
-        ),
-        (
-            format!("{base}files = [{{ src = \"motd\", dst = \"/motd\", mode = \"888\" }}]\n"),
-            "3:",
-            "invalid mode",
-        ),
-        (
-            format!("{base}colour = \"blue\"\n"),
-            "3:1",
-            "unknown field `colour`",
-        ),
-    ];
-    for (manifest, place, message) in cases {
-        std::fs::write(fx.path().join("images.toml"), &manifest).unwrap();
-        let out = fx.cli(&["images"]);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{manifest}\n{stderr}");
+    let sample: Vec<_> = corpus()
+        .into_iter()
+        .filter(|(_, text)| text.lines().any(|l| l == "# cli"))
+        .collect();
+    assert!(sample.len() >= 50, "{} command-line cases", sample.len());
+    for (name, text) in sample {
+        assert_refused(&fx, &name, &text);
+        assert_eq!(snapshot(&out_dir), before, "the output changed for {name}");
+    }
+}
+
+/// Problems cargo, rustup or the ELF check used to find after other images
+/// had compiled are manifest errors now: nothing is compiled at all.
+#[test]
+fn profile_feature_triple_symlink_and_empty_tags_are_refused_before_anything_compiles() {
+    let fx = corpus_fixture();
+    let corpus = corpus();
+    for wanted in [
+        "value-profile-fast-does-not-exist",
+        "value-package-hello-has-no-feature-nope",
+        "value-rustc-knows-no-target",
+        "value-target-aarch64-unknown-linux-musl-builds-for",
+        "escape-src-deploy-link-leaves-the-workspace",
+        "escape-src-outside-dir-passwd-leaves-the-workspace",
+        "value-tags-is-empty",
+    ] {
+        let (name, text) = corpus
+            .iter()
+            .find(|(name, _)| name.contains(wanted))
+            .unwrap_or_else(|| panic!("no corpus file for {wanted}"));
+        // A second, valid image that would compile first if checks came late.
+        let text = format!("{text}\n[images.second]\npackage = \"hello\"\n");
+        assert_refused(&fx, name, &text);
         assert!(
-            stderr.contains(&format!("images.toml:{place}")),
-            "expected images.toml:{place} in:\n{stderr}"
-        );
-        assert!(
-            stderr.contains(message),
-            "expected {message:?} in:\n{stderr}"
-        );
-        assert!(
-            stderr.contains('^'),
-            "the offending text is underlined:\n{stderr}"
-        );
-        assert_eq!(
-            snapshot(&out_dir),
-            before,
-            "the output changed for:\n{manifest}"
+            !fx.path().join("target").exists(),
+            "{name}: something was compiled"
         );
     }
+}
+
+#[test]
+fn a_file_that_is_not_utf8_points_at_the_first_bad_byte() {
+    let fx = corpus_fixture();
+    let mut bytes = b"[images.hello]\npackage = \"hello\"\nuser = \"caf".to_vec();
+    bytes.extend([0xe9, b'"', b'\n']);
+    std::fs::write(fx.path().join("images.toml"), bytes).unwrap();
+    let out = fx.cli(&["images"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("images.toml:3:12"), "{stderr}");
+    assert!(stderr.contains("not UTF-8: byte 0xe9"), "{stderr}");
 }
 
 #[test]

@@ -3,6 +3,7 @@
 mod cross;
 mod errors;
 mod examples;
+mod os_files;
 mod outputs;
 mod push;
 mod registry;

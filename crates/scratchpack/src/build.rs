@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::cache;
 use crate::compile::{CompileError, Compiler, Request};
 use crate::elf::{NotStatic, check_static};
-use crate::manifest::ImagePlan;
+use crate::manifest::{FileSource, ImagePlan};
 use crate::oci::archive::archive;
 use crate::oci::image::Contents;
 use crate::oci::layer::LayerError;
@@ -153,7 +153,10 @@ pub fn build(
         let files = image
             .files
             .iter()
-            .map(|f| read(&f.src))
+            .map(|f| match &f.src {
+                FileSource::Host(path) => read(path),
+                FileSource::Generated(bytes) => Ok(bytes.clone()),
+            })
             .collect::<Result<Vec<_>, _>>()?;
         inputs.push((*image, binaries, files));
     }
@@ -280,7 +283,7 @@ fn write_image(
         name: image.name.clone(),
         digest: top.digest.to_string(),
         media_type: top.media_type.clone(),
-        tags: image.tags.clone(),
+        tags: image.tags.iter().map(ToString::to_string).collect(),
         layout,
         archive: archive_path,
         platforms: set
@@ -405,6 +408,7 @@ mod tests {
             target_dir: root.join("target"),
             packages,
             manifests: BTreeMap::new(),
+            ..Workspace::default()
         };
         parse(
             &root.join("images.toml"),

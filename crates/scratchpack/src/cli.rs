@@ -57,6 +57,10 @@ pub struct Common {
     /// Print no status lines
     #[arg(long, short, global = true)]
     quiet: bool,
+    /// Image timestamp in seconds since 1970, or `git` for the last commit's
+    /// time; beats SOURCE_DATE_EPOCH and images.toml's `source-date-epoch`
+    #[arg(long, value_name = "SECONDS|git", global = true)]
+    source_date_epoch: Option<String>,
 }
 
 /// The loaded context of a command: workspace, plan and settings.
@@ -102,7 +106,13 @@ impl Common {
             Err(LoadError::Invalid(errors)) => return Err(Failure::Usage(errors.into())),
             Err(e) => return Err(Failure::Usage(e.into())),
         };
-        let epoch = source_date_epoch().map_err(Failure::Usage)?;
+        let epoch = source_date_epoch(
+            self.source_date_epoch.as_deref(),
+            std::env::var("SOURCE_DATE_EPOCH").ok().as_deref(),
+            plan.source_date_epoch,
+            &workspace.root,
+        )
+        .map_err(Failure::Usage)?;
         let out_dir = match &self.out {
             // `.` components say nothing, and would show in every message.
             Some(out) => cwd
@@ -205,22 +215,66 @@ pub fn select<'p>(
         .collect()
 }
 
-/// `SOURCE_DATE_EPOCH` (reproducible-builds.org), else 0.
-fn source_date_epoch() -> Result<u64, anyhow::Error> {
-    // The latest time a ustar header's 11 octal digits hold (in 2242).
-    const LATEST: u64 = 0o77_777_777_777;
-    match std::env::var("SOURCE_DATE_EPOCH") {
-        Ok(v) if !v.trim().is_empty() => match v.trim().parse::<u64>() {
-            Ok(epoch) if epoch <= LATEST => Ok(epoch),
+/// The image timestamp, from the first of: `--source-date-epoch`, the
+/// `SOURCE_DATE_EPOCH` variable (reproducible-builds.org), `source-date-epoch`
+/// in images.toml; else 0. The flag comes first because a release pipeline
+/// that changes an environment variable on every commit also reruns the
+/// build scripts of the xtask's dependencies that watch it.
+fn source_date_epoch(
+    flag: Option<&str>,
+    env: Option<&str>,
+    manifest: Option<manifest::ManifestEpoch>,
+    root: &Path,
+) -> Result<u64, anyhow::Error> {
+    let given = |value: &str, source: &str| -> Result<u64, anyhow::Error> {
+        let v = value.trim();
+        if v == "git" {
+            return git_epoch(root).map_err(|e| e.context(format!("{source} is `git`")));
+        }
+        match v.parse::<u64>() {
+            Ok(epoch) if epoch <= manifest::LATEST_EPOCH => Ok(epoch),
             Ok(_) => Err(anyhow::anyhow!(
-                "SOURCE_DATE_EPOCH is `{v}`, later than a layer's tar headers can record ({LATEST})"
+                "{source} is `{value}`, later than a layer's tar headers can record ({})",
+                manifest::LATEST_EPOCH
             )),
             Err(_) => Err(anyhow::anyhow!(
-                "SOURCE_DATE_EPOCH is `{v}`, not a number of seconds since 1970"
+                "{source} is `{value}`, not a number of seconds since 1970 or `git`"
             )),
-        },
-        _ => Ok(0),
+        }
+    };
+    if let Some(v) = flag {
+        return given(v, "--source-date-epoch");
     }
+    if let Some(v) = env.filter(|v| !v.trim().is_empty()) {
+        return given(v, "SOURCE_DATE_EPOCH");
+    }
+    match manifest {
+        Some(manifest::ManifestEpoch::Seconds(s)) => Ok(s),
+        Some(manifest::ManifestEpoch::Git) => {
+            git_epoch(root).map_err(|e| e.context("images.toml sets `source-date-epoch = \"git\"`"))
+        }
+        None => Ok(0),
+    }
+}
+
+/// The committer time of the workspace's last commit.
+fn git_epoch(root: &Path) -> Result<u64, anyhow::Error> {
+    let out = std::process::Command::new("git")
+        .args(["log", "-1", "--format=%ct"])
+        .current_dir(root)
+        .output()
+        .map_err(|e| anyhow::anyhow!("running `git log` in {}: {e}", root.display()))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() || text.trim().is_empty() {
+        return Err(anyhow::anyhow!(
+            "`git log -1 --format=%ct` in {} found no commit: {}",
+            root.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    text.trim()
+        .parse::<u64>()
+        .map_err(|_| anyhow::anyhow!("`git log` printed `{}`, not a time", text.trim()))
 }
 
 /// Runs the command line and returns the process's exit code.
@@ -266,5 +320,70 @@ fn report(e: &anyhow::Error) {
     eprintln!("{label}: {e}");
     for cause in e.chain().skip(1) {
         eprintln!("\nCaused by:\n    {cause}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::ManifestEpoch;
+
+    #[test]
+    fn the_flag_beats_the_variable_which_beats_the_manifest() {
+        let root = Path::new("/");
+        let m = Some(ManifestEpoch::Seconds(3));
+        assert_eq!(source_date_epoch(Some("1"), Some("2"), m, root).unwrap(), 1);
+        assert_eq!(source_date_epoch(None, Some("2"), m, root).unwrap(), 2);
+        assert_eq!(source_date_epoch(None, Some(" "), m, root).unwrap(), 3);
+        assert_eq!(source_date_epoch(None, None, None, root).unwrap(), 0);
+    }
+
+    #[test]
+    fn a_bad_value_names_its_source() {
+        let root = Path::new("/");
+        let e = source_date_epoch(Some("soon"), None, None, root).unwrap_err();
+        assert!(
+            e.to_string().contains("--source-date-epoch is `soon`"),
+            "{e}"
+        );
+        let e = source_date_epoch(None, Some("-1"), None, root).unwrap_err();
+        assert!(e.to_string().contains("SOURCE_DATE_EPOCH is `-1`"), "{e}");
+        let e = source_date_epoch(None, Some("99999999999999"), None, root).unwrap_err();
+        assert!(e.to_string().contains("later than"), "{e}");
+    }
+
+    #[test]
+    fn git_takes_the_last_commit_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let git = |args: &[&str]| {
+            let ok = std::process::Command::new("git")
+                .args(args)
+                .current_dir(dir.path())
+                .env("GIT_COMMITTER_DATE", "@1700000000 +0000")
+                .env("GIT_AUTHOR_DATE", "@1700000000 +0000")
+                .output()
+                .unwrap()
+                .status
+                .success();
+            assert!(ok, "git {args:?}");
+        };
+        let e = source_date_epoch(None, None, Some(ManifestEpoch::Git), dir.path()).unwrap_err();
+        assert!(format!("{e:#}").contains("source-date-epoch"), "{e:#}");
+        git(&["init", "-q"]);
+        git(&[
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@t",
+            "commit",
+            "-q",
+            "--allow-empty",
+            "-m",
+            "t",
+        ]);
+        let got = source_date_epoch(None, None, Some(ManifestEpoch::Git), dir.path()).unwrap();
+        assert_eq!(got, 1_700_000_000);
+        let got = source_date_epoch(Some("git"), Some("5"), None, dir.path()).unwrap();
+        assert_eq!(got, 1_700_000_000);
     }
 }

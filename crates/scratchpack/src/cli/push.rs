@@ -132,12 +132,17 @@ fn destinations<'p>(
                 continue;
             }
         };
-        let repository = Repository::parse(&format!("{registry}/{repository}")).map_err(|e| {
-            Failure::Usage(anyhow!(
-                "resolving where to push image `{}`: {e}",
-                image.name
-            ))
-        })?;
+        // images.toml's own registry was parsed with the manifest; one from
+        // the command line is parsed here.
+        let repository = match (&target.registry, &image.push) {
+            (None, Some(p)) => p.reference.clone(),
+            _ => Repository::parse(&format!("{registry}/{repository}")).map_err(|e| {
+                Failure::Usage(anyhow!(
+                    "resolving where to push image `{}`: {e}",
+                    image.name
+                ))
+            })?,
+        };
         found.push(Destination {
             image,
             repository,

@@ -1,9 +1,11 @@
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use super::*;
+use crate::platform::Platform;
+use crate::workspace::Workspace;
 
-fn workspace(root: &Path) -> Workspace {
+pub(super) fn workspace(root: &Path) -> Workspace {
     let mut packages = BTreeMap::new();
     packages.insert("hello".to_owned(), vec!["hello".to_owned()]);
     packages.insert(
@@ -11,15 +13,45 @@ fn workspace(root: &Path) -> Workspace {
         vec!["migrate".to_owned(), "serve".to_owned()],
     );
     packages.insert("lib-only".to_owned(), vec![]);
-    Workspace {
+    let mut features = BTreeMap::new();
+    features.insert("hello".to_owned(), BTreeSet::from(["loud".to_owned()]));
+    features.insert(
+        "tools".to_owned(),
+        BTreeSet::from(["tls".to_owned(), "serde".to_owned()]),
+    );
+    let mut dependencies = BTreeMap::new();
+    dependencies.insert("tools".to_owned(), BTreeSet::from(["serde".to_owned()]));
+    let ws = Workspace {
         root: root.to_owned(),
         target_dir: root.join("target"),
         packages,
-        manifests: BTreeMap::new(),
-    }
+        features,
+        dependencies,
+        profiles: BTreeMap::from([
+            ("dist".to_owned(), true),
+            ("half".to_owned(), false),
+            // Built-in profiles need no `inherits`.
+            ("release".to_owned(), false),
+        ]),
+        ..Workspace::default()
+    };
+    // The targets rustc knows, as far as these tests need them.
+    ws.target_list
+        .set(Some(
+            [
+                "x86_64-unknown-linux-musl",
+                "x86_64-unknown-linux-gnu",
+                "aarch64-unknown-linux-musl",
+                "aarch64-unknown-linux-gnu",
+            ]
+            .map(str::to_owned)
+            .into(),
+        ))
+        .unwrap();
+    ws
 }
 
-fn fixture() -> tempfile::TempDir {
+pub(super) fn fixture() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("assets")).unwrap();
     std::fs::write(dir.path().join("assets/app.toml"), "x = 1\n").unwrap();
@@ -277,7 +309,7 @@ fn malformed_values_are_errors() {
 fn defaults_cannot_name_a_package() {
     let e = errors("[defaults]\npackage = \"hello\"\n[images.x]\npackage = \"hello\"\n");
     assert!(
-        e[0].starts_with("2:11:") && e[0].contains("[defaults]"),
+        e[0].starts_with("2:1:") && e[0].contains("[defaults]"),
         "{e:?}"
     );
 }
@@ -330,4 +362,82 @@ fn values_a_process_cannot_receive_are_errors() {
     assert!(e[0].contains("NUL"), "{e:?}");
     let e = errors("[images.\"x.tar\"]\npackage = \"hello\"\n");
     assert!(e[0].contains("`.tar`"), "{e:?}");
+}
+
+#[test]
+fn a_near_miss_key_gets_a_suggestion() {
+    let dir = fixture();
+    let err = parse(
+        Path::new("images.toml"),
+        "[images.x]\npackage = \"hello\"\nstop_signal = \"SIGINT\"\n",
+        &workspace(dir.path()),
+    )
+    .unwrap_err();
+    assert_eq!(err.diagnostics.len(), 1);
+    assert_eq!(
+        err.diagnostics[0].help.as_deref(),
+        Some("did you mean `stop-signal`?")
+    );
+}
+
+#[test]
+fn opted_in_files_and_their_label_are_in_the_plan() {
+    let p = plan(
+        "[defaults]\nca-certificates = true\n[images.x]\npackage = \"hello\"\nuser = \"10:20\"\npasswd = true\n",
+    );
+    let img = &p.images[0];
+    let dsts: Vec<&str> = img.files.iter().map(|f| f.dst.as_str()).collect();
+    assert_eq!(
+        dsts,
+        [
+            "/etc/ssl/certs/ca-certificates.crt",
+            "/etc/passwd",
+            "/etc/group"
+        ]
+    );
+    let FileSource::Generated(passwd) = &img.files[1].src else {
+        panic!("passwd is generated");
+    };
+    assert!(String::from_utf8_lossy(passwd).contains("nonroot:x:10:20:"));
+    assert_eq!(
+        img.config.labels["dev.scratchpack.ca-certificates.version"],
+        "webpki-root-certs 1.0.11"
+    );
+    let none = plan("[images.x]\npackage = \"hello\"\npasswd = false\n");
+    assert!(none.images[0].files.is_empty());
+    assert!(none.images[0].config.labels.is_empty());
+}
+
+#[test]
+fn a_symlink_inside_the_workspace_is_followed_to_its_file() {
+    let dir = fixture();
+    std::os::unix::fs::symlink("assets/app.toml", dir.path().join("link.toml")).unwrap();
+    let p = parse(
+        &dir.path().join("images.toml"),
+        "[images.x]\npackage = \"hello\"\nfiles = [{ src = \"link.toml\", dst = \"/app.toml\" }]\n",
+        &workspace(dir.path()),
+    )
+    .unwrap();
+    let FileSource::Host(src) = &p.images[0].files[0].src else {
+        panic!("a host file");
+    };
+    assert!(src.ends_with("assets/app.toml"), "{}", src.display());
+}
+
+#[test]
+fn profiles_are_listed_once_and_built_ins_need_no_inherits() {
+    let p = plan("[images.x]\npackage = \"hello\"\nprofile = \"release\"\n");
+    assert_eq!(p.images[0].build.profile, "release");
+    let dir = fixture();
+    let err = parse(
+        Path::new("images.toml"),
+        "[images.x]\npackage = \"hello\"\nprofile = \"fast\"\n",
+        &workspace(dir.path()),
+    )
+    .unwrap_err();
+    let help = err.diagnostics[0].help.as_deref().unwrap();
+    assert!(
+        help.starts_with("profiles: `dev`, `release`, `test`, `bench`, `dist`, `half`;"),
+        "{help}"
+    );
 }

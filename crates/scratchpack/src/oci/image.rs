@@ -141,7 +141,7 @@ impl ImageSet {
         });
         ImageSet {
             name: plan.name.clone(),
-            tags: plan.tags.clone(),
+            tags: plan.tags.iter().map(ToString::to_string).collect(),
             repository: repository(plan),
             images,
             index,

@@ -19,6 +19,7 @@ fn plan() -> ImagePlan {
         target_dir: dir.path().join("target"),
         packages,
         manifests: BTreeMap::new(),
+        ..Workspace::default()
     };
     let text = r#"
 [images.hello]

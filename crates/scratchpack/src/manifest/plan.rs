@@ -1,0 +1,306 @@
+//! The validated plan an `images.toml` resolves to: every value parsed into
+//! its type and defaulted, so nothing downstream re-checks or re-parses it.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use crate::platform::Platform;
+
+/// The default user: a non-root uid and gid, as distroless's `nonroot`.
+pub const DEFAULT_USER: User = User {
+    uid: 65532,
+    gid: 65532,
+};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Plan {
+    pub workspace_root: PathBuf,
+    pub target_dir: PathBuf,
+    pub images: Vec<ImagePlan>,
+    /// The image timestamp `[defaults]` asks for, if it asks for one; the
+    /// command line and `SOURCE_DATE_EPOCH` take precedence over it.
+    #[serde(skip)]
+    pub source_date_epoch: Option<ManifestEpoch>,
+}
+
+/// `source-date-epoch` in `[defaults]`, checked but not yet looked up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ManifestEpoch {
+    /// A number of seconds since 1970.
+    Seconds(u64),
+    /// `"git"`: the time of the workspace's last commit.
+    Git,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ImagePlan {
+    pub name: String,
+    pub package: String,
+    pub bin: String,
+    /// One entry per platform, in the order images.toml lists them.
+    pub targets: Vec<PlatformTarget>,
+    pub build: BuildSettings,
+    pub binary_path: ImagePath,
+    pub files: Vec<FileEntry>,
+    pub dirs: Vec<DirEntry>,
+    pub config: RunConfig,
+    pub annotations: BTreeMap<String, String>,
+    pub tags: Vec<Tag>,
+    /// Where `push` sends the image, when a registry is configured. Not part
+    /// of what is built, so left out of the image's cache key.
+    #[serde(skip)]
+    pub push: Option<PushTarget>,
+    /// Tests do not shape the image either; each has its own cache key.
+    #[serde(skip)]
+    pub tests: Vec<TestPlan>,
+}
+
+/// `registry/repository`, and whether plain HTTP is allowed for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushTarget {
+    /// `registry` as images.toml writes it: a host and maybe a namespace.
+    pub registry: String,
+    /// `repository` (else the image name) as written, under `registry`.
+    pub repository: String,
+    /// The two together, parsed once.
+    pub reference: crate::registry::Repository,
+    pub insecure: bool,
+}
+
+/// One image test, validated.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TestPlan {
+    pub name: String,
+    pub command: Option<CommandTest>,
+    pub structure: Option<StructureTest>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CommandTest {
+    /// Replaces the image's `cmd` when given (appended to the entrypoint).
+    pub args: Option<Vec<String>>,
+    /// Added to (and overriding) the image's env.
+    pub env: BTreeMap<String, String>,
+    pub stdin: Option<String>,
+    pub timeout_ms: u64,
+    pub user: Option<User>,
+    pub workdir: Option<ImagePath>,
+    pub exit_code: i32,
+    pub stdout: OutputExpect,
+    pub stderr: OutputExpect,
+}
+
+/// Default wall-time limit of a command test, in milliseconds.
+pub const DEFAULT_TEST_TIMEOUT_MS: u64 = 10_000;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct OutputExpect {
+    pub equals: Option<String>,
+    pub contains: Vec<String>,
+    /// A pattern already checked to compile with `regex_lite`.
+    pub regex: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct StructureTest {
+    pub files: Vec<FileCheck>,
+    pub absent: Vec<ImagePath>,
+    pub config: ConfigCheck,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FileCheck {
+    pub path: ImagePath,
+    pub mode: Option<u32>,
+    pub kind: Option<FileKind>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FileKind {
+    File,
+    Dir,
+    Symlink,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ConfigCheck {
+    pub entrypoint: Option<Vec<String>>,
+    pub cmd: Option<Vec<String>>,
+    pub user: Option<User>,
+    pub workdir: Option<ImagePath>,
+    pub env: BTreeMap<String, String>,
+    pub ports: Option<BTreeSet<String>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PlatformTarget {
+    pub platform: Platform,
+    pub triple: String,
+}
+
+/// How the binary is compiled; images that share these and a triple share one
+/// cargo invocation.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct BuildSettings {
+    pub profile: String,
+    pub rustflags: Vec<String>,
+    pub features: Vec<String>,
+    pub default_features: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FileEntry {
+    pub src: FileSource,
+    pub dst: ImagePath,
+    pub mode: u32,
+}
+
+/// Where the bytes of a file in the image come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileSource {
+    /// A regular file on the host, inside the workspace (symlinks resolved).
+    Host(PathBuf),
+    /// Bytes scratchpack writes itself, such as `/etc/passwd`.
+    Generated(Vec<u8>),
+}
+
+impl Serialize for FileSource {
+    /// A host file is named by its path; generated bytes by their sha256, so a
+    /// cache key over the plan stays small while still changing with them.
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use sha2::Digest as _;
+        match self {
+            FileSource::Host(path) => path.serialize(s),
+            FileSource::Generated(bytes) => {
+                let hex: String = sha2::Sha256::digest(bytes)
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect();
+                s.collect_str(&format_args!("generated:sha256:{hex}"))
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DirEntry {
+    pub path: ImagePath,
+    pub mode: u32,
+}
+
+/// What the image config tells a runtime (image-spec `config` object).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RunConfig {
+    pub entrypoint: Vec<String>,
+    pub cmd: Vec<String>,
+    pub env: BTreeMap<String, String>,
+    pub user: User,
+    pub workdir: ImagePath,
+    pub labels: BTreeMap<String, String>,
+    /// `port/proto`, e.g. `8080/tcp`.
+    pub exposed_ports: BTreeSet<String>,
+    pub stop_signal: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct User {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+impl std::fmt::Display for User {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.uid, self.gid)
+    }
+}
+
+/// An image tag, valid under the distribution spec's grammar
+/// `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(transparent)]
+pub struct Tag(String);
+
+impl Tag {
+    pub fn parse(s: &str) -> Option<Tag> {
+        let mut chars = s.chars();
+        let valid = matches!(chars.next(), Some(c) if c.is_ascii_alphanumeric() || c == '_')
+            && s.len() <= 128
+            && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+        valid.then(|| Tag(s.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for Tag {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl PartialEq<&str> for Tag {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
+    }
+}
+
+/// An absolute, normalised path inside an image: starts with `/`, has no `.`,
+/// `..` or empty components, no trailing slash (except the root itself).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(transparent)]
+pub struct ImagePath(String);
+
+impl ImagePath {
+    /// The root directory.
+    pub fn root() -> ImagePath {
+        ImagePath("/".to_owned())
+    }
+
+    pub fn parse(s: &str) -> Result<ImagePath, &'static str> {
+        if !s.starts_with('/') {
+            return Err("is relative; paths in the image are absolute");
+        }
+        if s.contains('\0') {
+            return Err("contains a NUL byte");
+        }
+        let mut parts = Vec::new();
+        for part in s.split('/').filter(|p| !p.is_empty()) {
+            match part {
+                "." => {}
+                ".." => return Err("contains `..`; paths may not climb out of their parent"),
+                _ => parts.push(part),
+            }
+        }
+        Ok(ImagePath(format!("/{}", parts.join("/"))))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The form used inside a layer tar: no leading slash.
+    pub fn relative(&self) -> &str {
+        &self.0[1..]
+    }
+
+    pub fn is_root(&self) -> bool {
+        self.0 == "/"
+    }
+
+    /// Proper ancestors, nearest last, excluding the root.
+    pub fn ancestors(&self) -> impl Iterator<Item = &str> {
+        let rel = self.relative();
+        rel.match_indices('/').map(move |(i, _)| &rel[..i])
+    }
+}
+
+impl std::fmt::Display for ImagePath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
