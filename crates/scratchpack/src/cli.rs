@@ -2,6 +2,7 @@
 //! and friends. Exit codes: 0 success, 1 build failure, 2 bad manifest or usage.
 
 mod images;
+mod keygen;
 mod push;
 mod table;
 mod test_images;
@@ -34,6 +35,8 @@ pub struct Cli {
 enum Command {
     /// Build the images declared in images.toml (all, or those named)
     Images(images::Args),
+    /// Write a new signing key pair (cosign.key, cosign.pub) in cosign's formats
+    Keygen(keygen::Args),
     /// Build what is out of date, then push images to their registries
     Push(push::Args),
     /// Build what is out of date, then run the tests images.toml declares, in a sandbox
@@ -140,6 +143,7 @@ pub fn main() -> ExitCode {
         Command::Images(args) => images::run(args),
         Command::TestImages(args) => test_images::run(args),
         Command::Push(args) => push::run(args),
+        Command::Keygen(args) => keygen::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

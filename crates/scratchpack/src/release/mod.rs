@@ -1,0 +1,11 @@
+//! Release artefacts for built images: signing keys in cosign's formats,
+//! signatures (cosign's `.sig` tag and Sigstore bundles), DSSE attestations
+//! with in-toto statements, SBOMs and SLSA provenance. Everything here is
+//! made from values and bytes; pushing them is the registry's business.
+
+pub mod bundle;
+pub mod dsse;
+pub mod keys;
+pub mod sign;
+
+pub use keys::{KeyError, PrivateKey, PublicKey};
