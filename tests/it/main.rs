@@ -6,6 +6,8 @@ mod examples;
 mod outputs;
 mod push;
 mod registry;
+mod release;
+mod release_oracles;
 mod reproducible;
 mod static_check;
 mod support;
