@@ -6,6 +6,7 @@
 pub mod bundle;
 pub mod dsse;
 pub mod keys;
+pub mod provenance;
 pub mod sbom;
 pub mod sign;
 
