@@ -64,6 +64,12 @@ pub struct RawImage {
     pub repository: Option<Spanned<String>>,
     pub insecure: Option<bool>,
     pub tests: Option<BTreeMap<Spanned<String>, Spanned<RawTest>>>,
+    /// Release keys, accepted here and read by `release::settings`: they
+    /// shape what `sign` attaches, not the image.
+    pub sbom: Option<toml::Value>,
+    pub provenance: Option<toml::Value>,
+    pub signature_format: Option<toml::Value>,
+    pub builder_id: Option<toml::Value>,
 }
 
 /// One named image test: a command to run, structure to check, or both.
