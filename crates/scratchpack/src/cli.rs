@@ -4,8 +4,10 @@
 mod images;
 mod keygen;
 mod push;
+mod sign;
 mod table;
 mod test_images;
+mod verify;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -39,8 +41,12 @@ enum Command {
     Keygen(keygen::Args),
     /// Build what is out of date, then push images to their registries
     Push(push::Args),
+    /// Sign pushed images and attach their SBOMs and provenance (cosign's formats)
+    Sign(sign::Args),
     /// Build what is out of date, then run the tests images.toml declares, in a sandbox
     TestImages(test_images::Args),
+    /// Check the signatures and attestations of pushed images against a public key
+    Verify(verify::Args),
 }
 
 /// Options every command shares.
@@ -144,6 +150,8 @@ pub fn main() -> ExitCode {
         Command::TestImages(args) => test_images::run(args),
         Command::Push(args) => push::run(args),
         Command::Keygen(args) => keygen::run(args),
+        Command::Sign(args) => sign::run(args),
+        Command::Verify(args) => verify::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -7,7 +7,10 @@ pub mod bundle;
 pub mod dsse;
 pub mod keys;
 pub mod provenance;
+pub mod publish;
 pub mod sbom;
+pub mod settings;
 pub mod sign;
+pub mod verify;
 
 pub use keys::{KeyError, PrivateKey, PublicKey};
