@@ -248,11 +248,12 @@ fn check_bundles(
 ) -> Result<Result<(), String>, PublishError> {
     let referrers = session.referrers(digest)?;
     let mut results = Vec::new();
-    for descriptor in referrers
-        .descriptors
-        .iter()
-        .filter(|d| d["artifactType"].as_str() == Some(MEDIA_TYPE_BUNDLE))
-    {
+    // A descriptor without `artifactType` is looked at too: copiers that
+    // predate OCI 1.1 (skopeo 1.9) rewrite a referrers tag index without it,
+    // and the referrer manifest's own `artifactType` decides.
+    for descriptor in referrers.descriptors.iter().filter(|d| {
+        d["artifactType"].is_null() || d["artifactType"].as_str() == Some(MEDIA_TYPE_BUNDLE)
+    }) {
         let Some(manifest_digest) = descriptor["digest"].as_str().and_then(Digest::parse) else {
             continue;
         };
@@ -263,6 +264,9 @@ fn check_bundles(
             continue;
         };
         let value: Value = serde_json::from_slice(&manifest.bytes).unwrap_or_default();
+        if value["artifactType"].as_str() != Some(MEDIA_TYPE_BUNDLE) {
+            continue;
+        }
         if value["subject"]["digest"].as_str() != Some(digest.as_str()) {
             results.push(Err(format!(
                 "referrer {manifest_digest} is about another subject"
