@@ -8,6 +8,7 @@ mod push;
 mod registry;
 mod release;
 mod release_oracles;
+mod release_publish;
 mod release_sbom;
 mod reproducible;
 mod static_check;

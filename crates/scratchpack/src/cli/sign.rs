@@ -80,7 +80,11 @@ pub fn locate<'p>(
         ctx.plan
             .images
             .iter()
-            .filter(|i| publish::last_push(&ctx.out_dir, &i.name).is_some())
+            // `verify` without a record checks what the tags point at.
+            .filter(|i| {
+                publish::last_push(&ctx.out_dir, &i.name).is_some()
+                    || (!digest_required && i.push.is_some())
+            })
             .collect()
     } else {
         let mut out = Vec::new();

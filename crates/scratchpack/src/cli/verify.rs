@@ -17,7 +17,7 @@ use crate::release::verify::{Check, Expected, verify_image};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Images to verify [default: every image with a recorded push]
+    /// Images to verify [default: every image with a recorded push or a registry]
     #[arg(value_name = "NAME")]
     names: Vec<String>,
     /// The public key (PEM) signatures must verify with
