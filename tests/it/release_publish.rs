@@ -378,3 +378,77 @@ fn settings_choose_formats_and_sign_needs_a_recorded_push_or_a_digest() {
     // 2 tags + 3 signatures + 2 platforms × 2 SBOMs.
     assert!(text.contains("9 verified, 0 failed"), "{text}");
 }
+
+/// Pushes a small artifact manifest (empty config, no layers) and returns
+/// its descriptor, as a referrers index lists it.
+fn artifact(s: &mut Session<'_, '_>, kind: &str) -> serde_json::Value {
+    let config = s.put_blob(b"{}").unwrap();
+    let manifest = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": MEDIA_TYPE_MANIFEST,
+        "artifactType": kind,
+        "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": config, "size": 2},
+        "layers": [],
+    }))
+    .unwrap();
+    let stored = s
+        .put_manifest(
+            Digest::of(&manifest).as_str(),
+            MEDIA_TYPE_MANIFEST,
+            &manifest,
+        )
+        .unwrap();
+    serde_json::json!({
+        "mediaType": MEDIA_TYPE_MANIFEST,
+        "digest": stored.digest,
+        "size": manifest.len(),
+        "artifactType": kind,
+    })
+}
+
+#[test]
+fn the_referrers_tag_index_is_read_modified_and_written_keeping_other_entries() {
+    if !have_tools() {
+        return;
+    }
+    let registry = Registry::start();
+    let opts = insecure();
+    let mut s = session(&registry.host(), &opts);
+    let subject = Digest::of(b"any subject: the tag schema does not need it to exist");
+
+    // The CNCF registry 2.8 has no referrers API: the list comes from the tag.
+    let listed = s.referrers(&subject).unwrap();
+    assert!(!listed.from_api && listed.descriptors.is_empty());
+
+    // Someone else's referrer already in the tag's index.
+    let foreign = artifact(&mut s, "application/example");
+    let index = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": scratchpack::oci::MEDIA_TYPE_INDEX,
+        "manifests": [foreign],
+    }))
+    .unwrap();
+    let tag = scratchpack::registry::remote::fallback_tag(&subject);
+    s.put_manifest(&tag, scratchpack::oci::MEDIA_TYPE_INDEX, &index)
+        .unwrap();
+
+    let ours = artifact(&mut s, "application/ours");
+    let stored = scratchpack::registry::Stored {
+        digest: Digest::parse(ours["digest"].as_str().unwrap()).unwrap(),
+        subject_indexed: false,
+    };
+    s.add_referrer(&subject, &ours, &stored).unwrap();
+    // Adding it twice lists it once.
+    s.add_referrer(&subject, &ours, &stored).unwrap();
+    let listed = s.referrers(&subject).unwrap();
+    assert_eq!(listed.descriptors, vec![foreign, ours]);
+
+    // A registry that indexed the subject on PUT is left alone.
+    let other = artifact(&mut s, "application/other");
+    let indexed = scratchpack::registry::Stored {
+        digest: Digest::parse(other["digest"].as_str().unwrap()).unwrap(),
+        subject_indexed: true,
+    };
+    s.add_referrer(&subject, &other, &indexed).unwrap();
+    assert_eq!(s.referrers(&subject).unwrap().descriptors.len(), 2);
+}
