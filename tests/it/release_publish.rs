@@ -9,11 +9,15 @@ use std::process::Output;
 use base64::Engine as _;
 use scratchpack::oci::{Digest, MEDIA_TYPE_MANIFEST};
 use scratchpack::registry::{Anonymous, PushOptions, Repository, Session};
+use scratchpack::release::bundle::{ANNOTATION_BUNDLE_PREDICATE, PREDICATE_COSIGN_SIGN};
 use scratchpack::release::dsse::Envelope;
 use scratchpack::release::publish::{ANNOTATION_PREDICATE_TYPE, read_layers};
-use scratchpack::release::sign::{SignatureImage, attestation_tag, signature_tag};
+use scratchpack::release::sign::{
+    ANNOTATION_SIGNATURE, SignatureImage, attestation_tag, signature_tag,
+};
 
 use crate::registry::server::{Registry, have_tools, skopeo};
+use crate::release_oracles::{assert_accepted, oracles};
 use crate::support::{self, Fixture, HELLO_MAIN};
 
 const PASSWORD: &str = "release-test";
@@ -188,6 +192,71 @@ fn tamper_with_sbom(registry: &str, platform: &Digest) {
         .unwrap();
 }
 
+/// What `sign` stored, read back from the registry and checked by
+/// implementations nobody here wrote: the `.sig` payload with Python
+/// `cryptography`, the bundle referrer with `@sigstore/verify`, the `.att`
+/// envelope with `securesystemslib` and its statement with
+/// `in-toto-attestation`.
+fn check_with_oracles(registry: &str, public: &std::path::Path, index: &Digest, platform: &Digest) {
+    let Some(oracles) = oracles() else { return };
+    let work = tempfile::tempdir().unwrap();
+    let write = |name: &str, bytes: &[u8]| {
+        let path = work.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        path
+    };
+    let opts = insecure();
+    let mut s = session(registry, &opts);
+
+    let layers = read_layers(&mut s, &signature_tag(index)).unwrap().unwrap();
+    let payload = write("payload.json", &layers[0].payload.bytes);
+    let sig = &layers[0].annotations[ANNOTATION_SIGNATURE];
+    assert_accepted(
+        &oracles.check(&[&"sig", &public, &payload, sig, &index.as_str()]),
+        "the .sig signature in the registry",
+    );
+
+    let referrers = s.referrers(index).unwrap();
+    let descriptor = referrers
+        .descriptors
+        .iter()
+        .find(|d| d["annotations"][ANNOTATION_BUNDLE_PREDICATE] == PREDICATE_COSIGN_SIGN)
+        .expect("a signature bundle referrer");
+    let manifest = s
+        .get_manifest(descriptor["digest"].as_str().unwrap())
+        .unwrap()
+        .unwrap();
+    let layer = manifest.json().unwrap()["layers"][0]["digest"]
+        .as_str()
+        .and_then(Digest::parse)
+        .unwrap();
+    let bundle = write("bundle.json", &s.get_blob(&layer, 1 << 20).unwrap());
+    assert_accepted(
+        &oracles.verify_bundle(&bundle, public, index.hex()),
+        "the bundle referrer in the registry",
+    );
+
+    let layers = read_layers(&mut s, &attestation_tag(platform))
+        .unwrap()
+        .unwrap();
+    for (i, layer) in layers.iter().enumerate() {
+        let envelope_path = write(&format!("envelope-{i}.json"), &layer.payload.bytes);
+        assert_accepted(
+            &oracles.check(&[&"dsse", &public, &envelope_path]),
+            "an .att envelope in the registry",
+        );
+        let envelope: Envelope = serde_json::from_slice(&layer.payload.bytes).unwrap();
+        let statement = base64::engine::general_purpose::STANDARD
+            .decode(&envelope.payload)
+            .unwrap();
+        let statement_path = write(&format!("statement-{i}.json"), &statement);
+        assert_accepted(
+            &oracles.check(&[&"statement", &statement_path]),
+            "an attested statement",
+        );
+    }
+}
+
 #[test]
 fn a_signed_push_verifies_and_every_forgery_is_named() {
     if !have_tools() {
@@ -234,6 +303,8 @@ fn a_signed_push_verifies_and_every_forgery_is_named() {
             "{what}\n{text}"
         );
     }
+
+    check_with_oracles(&registry.host(), &public, &index, &platforms[0]);
 
     // Signing again adds nothing.
     let before = registry.stored_blobs();
