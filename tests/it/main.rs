@@ -7,6 +7,7 @@ mod outputs;
 mod push;
 mod registry;
 mod release;
+mod release_auditable;
 mod release_oracles;
 mod release_publish;
 mod release_sbom;

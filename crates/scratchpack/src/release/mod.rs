@@ -3,6 +3,7 @@
 //! with in-toto statements, SBOMs and SLSA provenance. Everything here is
 //! made from values and bytes; pushing them is the registry's business.
 
+pub mod auditable;
 pub mod bundle;
 pub mod dsse;
 pub mod keys;
