@@ -6,7 +6,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Oracles the tests check our output with, and the tools they run images with.
-debian_packages=(skopeo umoci crun bubblewrap docker-registry qemu-user-static util-linux file tar podman diffutils)
+debian_packages=(skopeo umoci crun bubblewrap docker-registry qemu-user-static util-linux file tar podman diffutils python3-venv)
+# The release tests install their Python and npm checkers themselves (into
+# target/oracles); they need python3-venv, and node with npm. A node from
+# elsewhere that already brings npm is kept.
+command -v npm >/dev/null 2>&1 || debian_packages+=(nodejs npm)
 missing=()
 for pkg in "${debian_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

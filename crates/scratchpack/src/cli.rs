@@ -2,9 +2,12 @@
 //! and friends. Exit codes: 0 success, 1 build failure, 2 bad manifest or usage.
 
 mod images;
+mod keygen;
 mod push;
+mod sign;
 mod table;
 mod test_images;
+mod verify;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -39,10 +42,16 @@ pub struct Cli {
 enum Command {
     /// Build the images declared in images.toml (all, or those named)
     Images(images::Args),
+    /// Write a new signing key pair (cosign.key, cosign.pub) in cosign's formats
+    Keygen(keygen::Args),
     /// Build what is out of date, then push images to their registries
     Push(push::Args),
+    /// Sign pushed images and attach their SBOMs and provenance (cosign's formats)
+    Sign(sign::Args),
     /// Build what is out of date, then run the tests images.toml declares, in a sandbox
     TestImages(test_images::Args),
+    /// Check the signatures and attestations of pushed images against a public key
+    Verify(verify::Args),
 }
 
 /// Options every command shares.
@@ -290,12 +299,16 @@ pub fn main() -> ExitCode {
                 names: args.names,
                 target: args.push_target,
                 message_format: args.message_format,
+                sign: Default::default(),
                 common: args.common,
             })
         }),
         Command::Images(args) => images::run(args),
         Command::TestImages(args) => test_images::run(args),
         Command::Push(args) => push::run(args),
+        Command::Keygen(args) => keygen::run(args),
+        Command::Sign(args) => sign::run(args),
+        Command::Verify(args) => verify::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

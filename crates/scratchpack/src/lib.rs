@@ -17,6 +17,7 @@ pub mod oci;
 pub mod output;
 pub mod platform;
 pub mod registry;
+pub mod release;
 pub mod shell;
 pub mod testing;
 pub mod workspace;

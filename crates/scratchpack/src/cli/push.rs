@@ -28,12 +28,16 @@ pub struct Args {
     #[arg(long, value_enum, default_value_t = MessageFormat::Human)]
     pub(super) message_format: MessageFormat,
     #[command(flatten)]
+    pub(super) sign: super::sign::SignFlags,
+    #[command(flatten)]
     pub(super) common: Common,
 }
 
 pub fn run(args: Args) -> Result<(), Failure> {
     let ctx = args.common.load()?;
-    build_and_push(&ctx, &args.names, &args.target, args.message_format)
+    let signer = args.sign.signer()?;
+    build_and_push(&ctx, &args.names, &args.target, args.message_format)?;
+    super::sign::sign_recorded(&ctx, &args.common, &args.names, signer.as_ref())
 }
 
 /// An image to push and where it goes.
@@ -75,6 +79,14 @@ fn build_and_push(
             .cloned();
         match push_one(ctx.shell, image, dest, &creds, mount_from) {
             Ok(p) => {
+                let (repo, insecure) = (&dest.repository, dest.insecure);
+                crate::release::publish::record_push(
+                    &ctx.out_dir,
+                    &p.name,
+                    repo,
+                    &p.digest,
+                    insecure,
+                )?;
                 first_on_registry
                     .entry(dest.repository.registry().to_owned())
                     .or_insert_with(|| dest.repository.name().to_owned());

@@ -157,6 +157,10 @@ pub(crate) const IMAGE_KEYS: &[&str] = &[
     "registry",
     "repository",
     "insecure",
+    "sbom",
+    "provenance",
+    "signature-format",
+    "builder-id",
     "tests",
 ];
 
@@ -470,6 +474,8 @@ impl Walker<'_> {
                 "insecure" => r.insecure = self.boolean(what, v),
                 "ca-certificates" => r.ca_certificates = self.boolean(what, v),
                 "passwd" => r.passwd = self.boolean(what, v),
+                // Release keys: read by `release::settings`.
+                "sbom" | "provenance" | "signature-format" | "builder-id" => {}
                 "source-date-epoch" => {
                     r.source_date_epoch = match v.get_ref() {
                         DeValue::String(s) => {

@@ -20,16 +20,16 @@ const OCTET_STREAM: &str = "application/octet-stream";
 /// One answer from the registry, read in full (answers are small; blobs only go up).
 pub(crate) struct Answer {
     pub status: u16,
-    headers: HeaderMap,
-    body: Vec<u8>,
+    pub(super) headers: HeaderMap,
+    pub(super) body: Vec<u8>,
 }
 
 impl Answer {
-    fn header(&self, name: &str) -> Option<&str> {
+    pub(super) fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
 
-    fn failure(&self) -> Failure {
+    pub(super) fn failure(&self) -> Failure {
         // `Retry-After` in seconds; the HTTP-date form is rare from registries and
         // falls back to the client's own backoff.
         let retry_after = self
@@ -58,8 +58,8 @@ pub(crate) struct Stats {
 pub(crate) struct Client<'o, 'p> {
     agent: ureq::Agent,
     /// `scheme://host[:port]`, the prefix of every API URL.
-    base: String,
-    repo: Repository,
+    pub(super) base: String,
+    pub(super) repo: Repository,
     credential: Option<Credential>,
     auth: AuthState,
     /// The scopes tokens are asked for: the push scope, the mount source's pull
@@ -310,7 +310,7 @@ impl<'o, 'p> Client<'o, 'p> {
 
     /// Sends a request, answering one authentication challenge if the registry
     /// makes one. A second 401 means the credentials (or their absence) are refused.
-    fn request(
+    pub(super) fn request(
         &mut self,
         method: Method,
         url: &str,
@@ -485,7 +485,7 @@ impl<'o, 'p> Client<'o, 'p> {
     }
 }
 
-fn check_digest(answer: &Answer, expected: &str, what: &str) -> Result<(), Failure> {
+pub(super) fn check_digest(answer: &Answer, expected: &str, what: &str) -> Result<(), Failure> {
     match answer.header("docker-content-digest") {
         Some(got) if got != expected => Err(Failure::Protocol(format!(
             "registry stored the {what} as {got}, but its digest is {expected}"
@@ -518,7 +518,7 @@ fn same_origin(url: &str, base: &str) -> bool {
         .is_some_and(|rest| rest.is_empty() || rest.starts_with(['/', '?']))
 }
 
-fn with_query(url: &str, key: &str, value: &str) -> String {
+pub(super) fn with_query(url: &str, key: &str, value: &str) -> String {
     let sep = if url.contains('?') { '&' } else { '?' };
     format!("{url}{sep}{key}={}", encode(value))
 }

@@ -9,6 +9,7 @@ pub mod credentials;
 mod error;
 mod layout;
 pub mod reference;
+pub mod remote;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -19,6 +20,7 @@ pub use credentials::{
 };
 pub use error::{Failure, RegistryError, RemoteError};
 pub use reference::{Reference, ReferenceError, Repository};
+pub use remote::{Manifest, Referrers, Session, Stored};
 
 use client::{BlobOutcome, Client};
 

@@ -1,0 +1,221 @@
+//! SLSA v1 provenance (slsa.dev `provenance/v1`) for an image, as the
+//! predicate of an in-toto Statement v1: what was built (external
+//! parameters: manifest, image, platform), from what (the workspace's git
+//! commit, Cargo.lock's digest, the rustc and cargo that built it, the target
+//! triple) and by whom (a builder id the CI system names). Nothing in it
+//! depends on the time or the machine, so two builds give the same bytes.
+
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::{Value, json};
+
+use super::dsse::{Statement, Subject};
+use crate::oci::Digest;
+
+pub const PREDICATE_SLSA: &str = "https://slsa.dev/provenance/v1";
+/// What the external parameters mean: an image of images.toml built for one
+/// platform by scratchpack.
+pub const BUILD_TYPE: &str = "urn:scratchpack:build-type:image:v1";
+/// The builder id when the CI system names none.
+pub const DEFAULT_BUILDER_ID: &str = "urn:scratchpack:builder:local";
+
+/// Everything the provenance records about one platform's build.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Build {
+    /// images.toml's path relative to the workspace root.
+    pub manifest_path: String,
+    pub image: String,
+    /// `os/architecture`.
+    pub platform: String,
+    pub package: String,
+    pub target: String,
+    pub profile: String,
+    pub features: Vec<String>,
+    pub default_features: bool,
+    pub source: Option<GitSource>,
+    pub cargo_lock: Digest,
+    pub toolchain: Toolchain,
+    pub builder_id: String,
+}
+
+/// The commit the workspace was checked out at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GitSource {
+    /// The `origin` remote, when there is one.
+    pub uri: Option<String>,
+    pub commit: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Toolchain {
+    /// `rustc -V` output, e.g. `rustc 1.85.0 (4d91de4e4 2025-02-17)`.
+    pub rustc: String,
+    /// `cargo -V` output.
+    pub cargo: String,
+}
+
+/// The statement about `subjects` (the image's manifest and index digests).
+pub fn statement(subjects: Vec<Subject>, build: &Build) -> Statement {
+    Statement::new(subjects, PREDICATE_SLSA, predicate(build))
+}
+
+fn predicate(build: &Build) -> Value {
+    let version = |full: &str| {
+        full.split_whitespace()
+            .nth(1)
+            .unwrap_or("unknown")
+            .to_owned()
+    };
+    let mut dependencies = Vec::new();
+    if let Some(source) = &build.source {
+        let mut dep = json!({"digest": {"gitCommit": source.commit}});
+        if let Some(uri) = &source.uri {
+            dep["uri"] = format!("git+{uri}@{}", source.commit).into();
+        }
+        dependencies.push(dep);
+    }
+    dependencies.push(json!({"name": "Cargo.lock", "digest": {"sha256": build.cargo_lock.hex()}}));
+    dependencies.push(json!({
+        "name": "rustc",
+        "uri": format!("pkg:generic/rustc@{}?target={}", version(&build.toolchain.rustc), build.target),
+        "annotations": {"version": build.toolchain.rustc},
+    }));
+    dependencies.push(json!({
+        "name": "cargo",
+        "uri": format!("pkg:generic/cargo@{}", version(&build.toolchain.cargo)),
+        "annotations": {"version": build.toolchain.cargo},
+    }));
+    json!({
+        "buildDefinition": {
+            "buildType": BUILD_TYPE,
+            "externalParameters": {
+                "manifest": build.manifest_path,
+                "image": build.image,
+                "platform": build.platform,
+            },
+            "internalParameters": {
+                "package": build.package,
+                "target": build.target,
+                "profile": build.profile,
+                "features": build.features,
+                "defaultFeatures": build.default_features,
+            },
+            "resolvedDependencies": dependencies,
+        },
+        "runDetails": {
+            "builder": {"id": build.builder_id},
+        },
+    })
+}
+
+/// The workspace's git commit and origin, when it is a git checkout with a
+/// commit; `None` otherwise (a source tarball has no commit to record).
+pub fn git_source(workspace_root: &Path) -> Option<GitSource> {
+    let git = |args: &[&str]| {
+        let out = Command::new("git")
+            .arg("-C")
+            .arg(workspace_root)
+            .args(args)
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+            .filter(|s| !s.is_empty())
+    };
+    let commit = git(&["rev-parse", "--verify", "HEAD"])?;
+    Some(GitSource {
+        uri: git(&["remote", "get-url", "origin"]),
+        commit,
+    })
+}
+
+/// `rustc -V` and `cargo -V` as run in the workspace (so a
+/// `rust-toolchain.toml` there is honoured).
+pub fn toolchain(workspace_root: &Path) -> std::io::Result<Toolchain> {
+    let version = |tool: &str| -> std::io::Result<String> {
+        let out = Command::new(tool)
+            .arg("-V")
+            .current_dir(workspace_root)
+            .output()?;
+        if !out.status.success() {
+            return Err(std::io::Error::other(format!(
+                "`{tool} -V` failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    };
+    Ok(Toolchain {
+        rustc: version("rustc")?,
+        cargo: version("cargo")?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn sample() -> Build {
+        Build {
+            manifest_path: "images.toml".into(),
+            image: "hello".into(),
+            platform: "linux/amd64".into(),
+            package: "hello".into(),
+            target: "x86_64-unknown-linux-musl".into(),
+            profile: "release".into(),
+            features: vec![],
+            default_features: true,
+            source: Some(GitSource {
+                uri: Some("https://example.invalid/ws.git".into()),
+                commit: "0123456789abcdef0123456789abcdef01234567".into(),
+            }),
+            cargo_lock: Digest::of(b"lock"),
+            toolchain: Toolchain {
+                rustc: "rustc 1.85.0 (4d91de4e4 2025-02-17)".into(),
+                cargo: "cargo 1.85.0 (d73d2caf9 2024-12-31)".into(),
+            },
+            builder_id: DEFAULT_BUILDER_ID.into(),
+        }
+    }
+
+    #[test]
+    fn records_commit_lock_toolchain_and_builder() {
+        let s = statement(vec![Subject::new("hello", &Digest::of(b"m"))], &sample());
+        let v: Value = serde_json::from_slice(&s.to_json()).unwrap();
+        let p = &v["predicate"];
+        assert_eq!(v["predicateType"], PREDICATE_SLSA);
+        assert_eq!(
+            p["buildDefinition"]["externalParameters"]["platform"],
+            "linux/amd64"
+        );
+        let deps = p["buildDefinition"]["resolvedDependencies"]
+            .as_array()
+            .unwrap();
+        assert_eq!(
+            deps[0]["uri"],
+            "git+https://example.invalid/ws.git@0123456789abcdef0123456789abcdef01234567"
+        );
+        assert_eq!(deps[1]["digest"]["sha256"], Digest::of(b"lock").hex());
+        assert_eq!(
+            deps[2]["uri"],
+            "pkg:generic/rustc@1.85.0?target=x86_64-unknown-linux-musl"
+        );
+        assert_eq!(p["runDetails"]["builder"]["id"], DEFAULT_BUILDER_ID);
+        // The same build, the same bytes.
+        assert_eq!(
+            s.to_json(),
+            statement(vec![Subject::new("hello", &Digest::of(b"m"))], &sample()).to_json()
+        );
+    }
+
+    #[test]
+    fn the_workspace_s_own_commit_is_found() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        if let Some(source) = git_source(&root) {
+            assert_eq!(source.commit.len(), 40);
+        }
+        assert!(git_source(&std::env::temp_dir().join("no-such-dir")).is_none());
+    }
+}

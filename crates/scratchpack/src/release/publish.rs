@@ -1,0 +1,488 @@
+//! Signing what was pushed: for an image's digest in a registry, signatures of
+//! the index and of every platform manifest in cosign's `.sig` tag and as
+//! Sigstore bundle referrers, and per platform the SBOMs and SLSA provenance
+//! as DSSE-signed in-toto attestations, stored as cosign's `.att` tag and as
+//! bundle referrers (cosign's storage conventions; OCI distribution v1.1
+//! referrers, with the referrers tag schema where the API is missing). Also
+//! the record of what `push` sent, which `sign` and `verify` start from.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::bundle::{Bundle, PREDICATE_COSIGN_SIGN, Referrer};
+use super::dsse::{Envelope, MEDIA_TYPE_DSSE, Statement, Subject};
+use super::settings::{SbomFormat, Settings};
+use super::sign::{
+    ANNOTATION_SIGNATURE, MEDIA_TYPE_SIMPLE_SIGNING, SignatureImage, SignedLayer, Signer,
+    attestation_tag, signature_tag,
+};
+use super::{provenance, sbom};
+use crate::manifest::ImagePlan;
+use crate::oci::image::rfc3339;
+use crate::oci::{Blob, Descriptor, Digest, MEDIA_TYPE_MANIFEST};
+use crate::registry::{CredentialSource, PushOptions, RegistryError, Repository, Session};
+
+/// The layer annotation cosign gives an attestation's predicate type.
+pub const ANNOTATION_PREDICATE_TYPE: &str = "predicateType";
+/// The largest signature, attestation or config blob read back.
+pub const MAX_SMALL_BLOB: usize = 16 * 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error("{0}")]
+    Image(String),
+    #[error(transparent)]
+    Sbom(#[from] sbom::SbomError),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
+}
+
+fn image_error(message: impl Into<String>) -> PublishError {
+    PublishError::Image(message.into())
+}
+
+/// What `push` recorded about one image, in
+/// `<out>/.scratchpack/pushed/<name>.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PushRecord {
+    pub repository: String,
+    pub digest: String,
+    pub insecure: bool,
+}
+
+fn record_path(out_dir: &Path, name: &str) -> PathBuf {
+    crate::cache::record_path(out_dir, "pushed", name)
+}
+
+/// Notes that `name` was pushed to `repository` as `digest`.
+pub fn record_push(
+    out_dir: &Path,
+    name: &str,
+    repository: &Repository,
+    digest: &str,
+    insecure: bool,
+) -> Result<(), PublishError> {
+    let path = record_path(out_dir, name);
+    let record = PushRecord {
+        repository: repository.to_string(),
+        digest: digest.to_owned(),
+        insecure,
+    };
+    let io = |source| PublishError::Io {
+        what: format!("recording the push of `{name}` in {}", path.display()),
+        source,
+    };
+    std::fs::create_dir_all(path.parent().expect("records live in a directory")).map_err(io)?;
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(&tmp, crate::cache::encode(digest, &record)).map_err(io)?;
+    std::fs::rename(&tmp, &path).map_err(io)
+}
+
+/// The last push of `name` recorded in `out_dir`, if any.
+pub fn last_push(out_dir: &Path, name: &str) -> Option<PushRecord> {
+    #[derive(Deserialize)]
+    struct Raw {
+        value: PushRecord,
+    }
+    let bytes = std::fs::read(record_path(out_dir, name)).ok()?;
+    serde_json::from_slice::<Raw>(&bytes).ok().map(|r| r.value)
+}
+
+/// What signing needs beyond the image: the workspace, the key, settings.
+pub struct Publisher<'a> {
+    pub workspace_root: PathBuf,
+    /// images.toml relative to the workspace root, as provenance records it.
+    pub manifest_path: String,
+    /// `SOURCE_DATE_EPOCH`: the `created` time of the referrer manifests.
+    pub epoch: u64,
+    pub settings: BTreeMap<String, Settings>,
+    pub signer: &'a dyn Signer,
+    pub creds: &'a dyn CredentialSource,
+}
+
+/// One platform manifest of a pushed image.
+#[derive(Debug, Clone)]
+pub struct PlatformManifest {
+    pub descriptor: Descriptor,
+    pub os: String,
+    pub architecture: String,
+}
+
+/// A pushed image as the registry holds it.
+#[derive(Debug, Clone)]
+pub struct Pushed {
+    pub top: Descriptor,
+    /// The platform manifests: the index's children, or the top manifest.
+    pub platforms: Vec<PlatformManifest>,
+}
+
+impl Pushed {
+    /// Every digest that is signed: the top one, then each platform's.
+    pub fn signed_digests(&self) -> Vec<&Descriptor> {
+        let mut out = vec![&self.top];
+        for p in &self.platforms {
+            if p.descriptor.digest != self.top.digest {
+                out.push(&p.descriptor);
+            }
+        }
+        out
+    }
+}
+
+/// Reads `digest` and its platform manifests back from the registry.
+pub fn read_pushed(session: &mut Session<'_, '_>, digest: &Digest) -> Result<Pushed, PublishError> {
+    let repo = session.repository().clone();
+    let top = session
+        .get_manifest(digest.as_str())?
+        .ok_or_else(|| image_error(format!("{repo} has no manifest {digest}")))?;
+    let value = top.json().map_err(image_error)?;
+    let top_descriptor = Descriptor {
+        media_type: top.media_type.clone(),
+        digest: top.digest.clone(),
+        size: top.bytes.len() as u64,
+        platform: None,
+        annotations: BTreeMap::new(),
+        artifact_type: None,
+    };
+    let mut platforms = Vec::new();
+    if top.is_index() {
+        for child in value["manifests"].as_array().into_iter().flatten() {
+            let (Some(d), Some(os), Some(arch)) = (
+                child["digest"].as_str().and_then(Digest::parse),
+                child["platform"]["os"].as_str(),
+                child["platform"]["architecture"].as_str(),
+            ) else {
+                return Err(image_error(format!(
+                    "index {digest} in {repo} lists a manifest without digest or platform"
+                )));
+            };
+            let manifest = session.get_manifest(d.as_str())?.ok_or_else(|| {
+                image_error(format!(
+                    "{repo} lacks manifest {d} that index {digest} lists"
+                ))
+            })?;
+            platforms.push(PlatformManifest {
+                descriptor: Descriptor {
+                    media_type: manifest.media_type.clone(),
+                    digest: d,
+                    size: manifest.bytes.len() as u64,
+                    platform: None,
+                    annotations: BTreeMap::new(),
+                    artifact_type: None,
+                },
+                os: os.to_owned(),
+                architecture: arch.to_owned(),
+            });
+        }
+    } else {
+        let config = value["config"]["digest"]
+            .as_str()
+            .and_then(Digest::parse)
+            .ok_or_else(|| image_error(format!("manifest {digest} in {repo} has no config")))?;
+        let bytes = session.get_blob(&config, MAX_SMALL_BLOB)?;
+        let config: Value = serde_json::from_slice(&bytes)
+            .map_err(|e| image_error(format!("config of {digest} in {repo}: {e}")))?;
+        platforms.push(PlatformManifest {
+            descriptor: top_descriptor.clone(),
+            os: config["os"].as_str().unwrap_or_default().to_owned(),
+            architecture: config["architecture"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+        });
+    }
+    Ok(Pushed {
+        top: top_descriptor,
+        platforms,
+    })
+}
+
+/// What a signing run attached.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SignReport {
+    /// Digests signed.
+    pub signed: Vec<String>,
+    /// `(platform digest, predicate type)` of each attestation.
+    pub attested: Vec<(String, String)>,
+}
+
+impl Publisher<'_> {
+    /// Signs the image `image` pushed to `repository` as `digest`: the top
+    /// digest and every platform manifest's, then attaches each platform's
+    /// SBOMs and provenance, in the formats its settings ask for. Running it
+    /// again adds nothing: signatures are deterministic and already-present
+    /// layers and referrers are kept, not repeated.
+    pub fn sign_pushed(
+        &self,
+        image: &ImagePlan,
+        repository: &Repository,
+        digest: &str,
+        insecure: bool,
+    ) -> Result<SignReport, PublishError> {
+        let digest = Digest::parse(digest)
+            .ok_or_else(|| image_error(format!("`{digest}` is not a sha256 digest")))?;
+        let settings = self.settings.get(&image.name).cloned().unwrap_or_default();
+        let opts = PushOptions {
+            insecure,
+            ..PushOptions::default()
+        };
+        let mut session = Session::open(repository, self.creds, &opts)?;
+        let pushed = read_pushed(&mut session, &digest)?;
+        let created = rfc3339(self.epoch);
+        let reference = repository.to_string();
+        let mut report = SignReport::default();
+        for subject in pushed.signed_digests() {
+            if settings.signature_format.tags() {
+                let layer = SignedLayer::simple_signing(
+                    self.signer,
+                    &reference,
+                    &subject.digest,
+                    &BTreeMap::new(),
+                );
+                append_layers(&mut session, &signature_tag(&subject.digest), vec![layer])?;
+            }
+            if settings.signature_format.bundles() {
+                let bundle = Bundle::sign_image(self.signer, &reference, &subject.digest);
+                attach_bundle(
+                    &mut session,
+                    &bundle,
+                    subject,
+                    PREDICATE_COSIGN_SIGN,
+                    &created,
+                )?;
+            }
+            report.signed.push(subject.digest.to_string());
+        }
+
+        let needs_provenance_inputs = settings.provenance;
+        let (source, toolchain, lock) = if needs_provenance_inputs {
+            let lock_path = self.workspace_root.join("Cargo.lock");
+            let lock = std::fs::read(&lock_path).map_err(|source| PublishError::Io {
+                what: format!("reading {}", lock_path.display()),
+                source,
+            })?;
+            let toolchain =
+                provenance::toolchain(&self.workspace_root).map_err(|source| PublishError::Io {
+                    what: "asking rustc and cargo for their versions".into(),
+                    source,
+                })?;
+            (
+                provenance::git_source(&self.workspace_root),
+                Some(toolchain),
+                Some(Digest::of(&lock)),
+            )
+        } else {
+            (None, None, None)
+        };
+        for platform in &pushed.platforms {
+            let name = format!("{}/{}", platform.os, platform.architecture);
+            let target = image
+                .targets
+                .iter()
+                .find(|t| t.platform.to_string() == name)
+                .ok_or_else(|| {
+                    image_error(format!(
+                        "{repository}@{digest} holds {name}, which image `{}` does not build",
+                        image.name
+                    ))
+                })?;
+            let subject = vec![Subject::new(&reference, &platform.descriptor.digest)];
+            let mut statements = Vec::new();
+            if !settings.sbom.is_empty() {
+                let crates = sbom::load(
+                    &self.workspace_root,
+                    &image.package,
+                    &target.triple,
+                    &image.build.features,
+                    image.build.default_features,
+                )?;
+                let info = sbom::ImageInfo {
+                    name: image.name.clone(),
+                    repository: Some(reference.clone()),
+                    digest: platform.descriptor.digest.clone(),
+                    os: platform.os.clone(),
+                    architecture: platform.architecture.clone(),
+                    epoch: self.epoch,
+                };
+                for format in &settings.sbom {
+                    let bytes = match format {
+                        SbomFormat::Spdx => sbom::spdx(&crates, &info),
+                        SbomFormat::CycloneDx => sbom::cyclonedx(&crates, &info),
+                    };
+                    let document: Value =
+                        serde_json::from_slice(&bytes).expect("SBOMs are written as JSON");
+                    statements.push(Statement::new(
+                        subject.clone(),
+                        format.predicate_type(),
+                        document,
+                    ));
+                }
+            }
+            if let (Some(toolchain), Some(lock)) = (&toolchain, &lock) {
+                let build = provenance::Build {
+                    manifest_path: self.manifest_path.clone(),
+                    image: image.name.clone(),
+                    platform: name.clone(),
+                    package: image.package.clone(),
+                    target: target.triple.clone(),
+                    profile: image.build.profile.clone(),
+                    features: image.build.features.clone(),
+                    default_features: image.build.default_features,
+                    source: source.clone(),
+                    cargo_lock: lock.clone(),
+                    toolchain: toolchain.clone(),
+                    builder_id: settings.builder_id.clone(),
+                };
+                statements.push(provenance::statement(subject.clone(), &build));
+            }
+            let mut layers = Vec::new();
+            for statement in &statements {
+                // One envelope for both stores: the bundle wraps the very
+                // envelope the `.att` layer holds.
+                let bundle = Bundle::sign(self.signer, statement);
+                if settings.signature_format.tags() {
+                    layers.push(attestation_layer(
+                        &bundle.dsse_envelope,
+                        &statement.predicate_type,
+                    ));
+                }
+                if settings.signature_format.bundles() {
+                    attach_bundle(
+                        &mut session,
+                        &bundle,
+                        &platform.descriptor,
+                        &statement.predicate_type,
+                        &created,
+                    )?;
+                }
+                report.attested.push((
+                    platform.descriptor.digest.to_string(),
+                    statement.predicate_type.clone(),
+                ));
+            }
+            if !layers.is_empty() {
+                append_layers(
+                    &mut session,
+                    &attestation_tag(&platform.descriptor.digest),
+                    layers,
+                )?;
+            }
+        }
+        Ok(report)
+    }
+}
+
+/// An `.att` layer: the DSSE envelope, with cosign's annotations (an empty
+/// signature annotation, since the signature is inside the envelope).
+pub fn attestation_layer(envelope: &Envelope, predicate_type: &str) -> SignedLayer {
+    SignedLayer {
+        payload: Blob::new(MEDIA_TYPE_DSSE, envelope.to_json()),
+        annotations: BTreeMap::from([
+            (ANNOTATION_SIGNATURE.to_owned(), String::new()),
+            (
+                ANNOTATION_PREDICATE_TYPE.to_owned(),
+                predicate_type.to_owned(),
+            ),
+        ]),
+    }
+}
+
+/// The layers of the cosign signature or attestation image under `tag`, with
+/// their payloads read back.
+pub fn read_layers(
+    session: &mut Session<'_, '_>,
+    tag: &str,
+) -> Result<Option<Vec<SignedLayer>>, PublishError> {
+    let Some(manifest) = session.get_manifest(tag)? else {
+        return Ok(None);
+    };
+    let repo = session.repository().clone();
+    let value = manifest.json().map_err(image_error)?;
+    let mut layers = Vec::new();
+    for layer in value["layers"].as_array().into_iter().flatten() {
+        let media_type = match layer["mediaType"].as_str() {
+            Some(MEDIA_TYPE_SIMPLE_SIGNING) => MEDIA_TYPE_SIMPLE_SIGNING,
+            Some(MEDIA_TYPE_DSSE) => MEDIA_TYPE_DSSE,
+            other => {
+                return Err(image_error(format!(
+                    "{repo}:{tag} has a layer of media type {other:?}, neither a \
+                     simple-signing payload nor a DSSE envelope"
+                )));
+            }
+        };
+        let digest = layer["digest"]
+            .as_str()
+            .and_then(Digest::parse)
+            .ok_or_else(|| image_error(format!("{repo}:{tag} has a layer without a digest")))?;
+        let bytes = session.get_blob(&digest, MAX_SMALL_BLOB)?;
+        let annotations = layer["annotations"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
+            .collect();
+        layers.push(SignedLayer {
+            payload: Blob::new(media_type, bytes),
+            annotations,
+        });
+    }
+    Ok(Some(layers))
+}
+
+/// Adds `new` to the cosign image under `tag` (created if missing), after
+/// its existing layers, skipping any layer already there.
+fn append_layers(
+    session: &mut Session<'_, '_>,
+    tag: &str,
+    new: Vec<SignedLayer>,
+) -> Result<(), PublishError> {
+    let mut layers = read_layers(session, tag)?.unwrap_or_default();
+    let before = layers.len();
+    for layer in new {
+        if !layers.contains(&layer) {
+            layers.push(layer);
+        }
+    }
+    if layers.len() == before && before > 0 {
+        return Ok(());
+    }
+    let image = SignatureImage::new(&layers);
+    session.put_blob(&image.config.bytes)?;
+    for layer in &image.layers {
+        session.put_blob(&layer.bytes)?;
+    }
+    session.put_manifest(tag, MEDIA_TYPE_MANIFEST, &image.manifest.bytes)?;
+    Ok(())
+}
+
+/// Pushes `bundle` as a referrer of `subject` and makes it findable.
+fn attach_bundle(
+    session: &mut Session<'_, '_>,
+    bundle: &Bundle,
+    subject: &Descriptor,
+    predicate_type: &str,
+    created: &str,
+) -> Result<(), PublishError> {
+    let referrer = Referrer::new(bundle, subject, predicate_type, created);
+    session.put_blob(&referrer.config.bytes)?;
+    session.put_blob(&referrer.bundle.bytes)?;
+    let stored = session.put_manifest(
+        referrer.manifest.digest.as_str(),
+        MEDIA_TYPE_MANIFEST,
+        &referrer.manifest.bytes,
+    )?;
+    session.add_referrer(
+        &subject.digest,
+        &referrer.index_descriptor(predicate_type),
+        &stored,
+    )?;
+    Ok(())
+}

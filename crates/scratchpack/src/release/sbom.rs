@@ -1,0 +1,437 @@
+//! SBOMs for one platform of an image, from the build's own resolve: the
+//! crates reached from the image's package through normal dependencies for
+//! the image's target triple and features (cargo's own resolver), written as
+//! SPDX 2.3 JSON (spdx-spec v2.3) and CycloneDX 1.6 JSON (ECMA-424), with
+//! `pkg:cargo` purls (purl-spec), Cargo.lock checksums and the image itself
+//! as the described package (`pkg:oci`). The bytes depend on nothing but the
+//! inputs: keys and lists sorted, time from the image's epoch, document
+//! namespace and serial number derived from the image digest.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use cargo_metadata::{Metadata, MetadataCommand, Package};
+use serde_json::{Value, json};
+use sha2::{Digest as _, Sha256};
+
+use crate::oci::Digest;
+use crate::oci::image::rfc3339;
+
+pub const PREDICATE_SPDX: &str = "https://spdx.dev/Document";
+pub const PREDICATE_CYCLONEDX: &str = "https://cyclonedx.org/bom";
+const TOOL: &str = concat!("scratchpack-", env!("CARGO_PKG_VERSION"));
+
+#[derive(Debug, thiserror::Error)]
+pub enum SbomError {
+    #[error("running cargo metadata for {triple}: {source}")]
+    Metadata {
+        triple: String,
+        source: cargo_metadata::Error,
+    },
+    #[error("resolving the crates of `{package}` for {triple} (cargo tree): {message}")]
+    Tree {
+        package: String,
+        triple: String,
+        message: String,
+    },
+    #[error("reading {}: {source}", path.display())]
+    Lock {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("Cargo.lock is not valid TOML: {0}")]
+    LockSyntax(String),
+}
+
+/// One crate linked into the binary.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Crate {
+    pub name: String,
+    pub version: String,
+    /// The SPDX license expression from `Cargo.toml`, old `/` separators
+    /// read as `OR`.
+    pub license: Option<String>,
+    /// Where cargo got it: `registry+https://...`, `git+...`, or none for a
+    /// path dependency.
+    pub source: Option<String>,
+    /// The sha256 Cargo.lock records for a registry crate.
+    pub checksum: Option<String>,
+}
+
+impl Crate {
+    pub fn purl(&self) -> String {
+        format!("pkg:cargo/{}@{}", self.name, self.version)
+    }
+
+    fn is_from_crates_io(&self) -> bool {
+        self.source.as_deref().is_some_and(|s| {
+            s == "registry+https://github.com/rust-lang/crates.io-index"
+                || s == "sparse+https://index.crates.io/"
+        })
+    }
+}
+
+/// The crates of one binary and how they depend on each other.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkedCrates {
+    /// `name@version` of the image's package.
+    pub root: String,
+    /// By `name@version`.
+    pub crates: BTreeMap<String, Crate>,
+    /// `name@version` → the `name@version`s it depends on.
+    pub edges: BTreeMap<String, BTreeSet<String>>,
+}
+
+/// The crates `package` links for `triple` with the image's feature
+/// selection. Cargo's own feature resolver decides, through `cargo tree -e
+/// normal` (the dependency graph, per package and target, with features as
+/// that package's build activates them); `cargo metadata` resolves features
+/// for the whole workspace at once, so a feature only a test or another
+/// member enables would add crates this binary never links. Licenses and
+/// sources come from `cargo metadata`, checksums from Cargo.lock.
+pub fn load(
+    workspace_root: &Path,
+    package: &str,
+    triple: &str,
+    features: &[String],
+    default_features: bool,
+) -> Result<LinkedCrates, SbomError> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = std::process::Command::new(cargo);
+    cmd.current_dir(workspace_root).args([
+        "tree",
+        "-e",
+        "normal",
+        "--prefix",
+        "depth",
+        "-f",
+        "{p}",
+        "--charset",
+        "ascii",
+        "--target",
+        triple,
+        "-p",
+        package,
+    ]);
+    if !features.is_empty() {
+        cmd.arg("--features").arg(features.join(","));
+    }
+    if !default_features {
+        cmd.arg("--no-default-features");
+    }
+    let tree_err = |message: String| SbomError::Tree {
+        package: package.to_owned(),
+        triple: triple.to_owned(),
+        message,
+    };
+    let out = cmd.output().map_err(|e| tree_err(e.to_string()))?;
+    if !out.status.success() {
+        return Err(tree_err(
+            String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        ));
+    }
+    let tree = String::from_utf8(out.stdout).map_err(|e| tree_err(e.to_string()))?;
+    let metadata = MetadataCommand::new()
+        .current_dir(workspace_root)
+        .exec()
+        .map_err(|source| SbomError::Metadata {
+            triple: triple.to_owned(),
+            source,
+        })?;
+    let lock_path = metadata.workspace_root.as_std_path().join("Cargo.lock");
+    let lock = std::fs::read_to_string(&lock_path).map_err(|source| SbomError::Lock {
+        path: lock_path,
+        source,
+    })?;
+    from_tree(&tree, &metadata, &lock).map_err(tree_err)
+}
+
+/// Reads `cargo tree --prefix depth -f {p}` output: each line is a depth,
+/// a name and a `v`-prefixed version; a line's parent is the closest line
+/// above it one level shallower.
+pub fn from_tree(tree: &str, metadata: &Metadata, lock: &str) -> Result<LinkedCrates, String> {
+    let checksums = lock_checksums(lock).map_err(|e| e.to_string())?;
+    let packages: BTreeMap<(String, String), &Package> = metadata
+        .packages
+        .iter()
+        .map(|p| ((p.name.to_string(), p.version.to_string()), p))
+        .collect();
+    let mut crates = BTreeMap::new();
+    let mut edges: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut stack: Vec<String> = Vec::new();
+    let mut root = None;
+    for line in tree.lines().filter(|l| !l.trim().is_empty()) {
+        let digits = line.bytes().take_while(u8::is_ascii_digit).count();
+        let depth: usize = line[..digits]
+            .parse()
+            .map_err(|_| format!("unexpected cargo tree line `{line}`"))?;
+        let mut words = line[digits..].split_whitespace();
+        let (Some(name), Some(version)) = (words.next(), words.next()) else {
+            return Err(format!("unexpected cargo tree line `{line}`"));
+        };
+        let version = version.trim_start_matches('v');
+        let key = format!("{name}@{version}");
+        if depth > stack.len() {
+            return Err(format!("cargo tree line `{line}` skips a level"));
+        }
+        stack.truncate(depth);
+        match stack.last() {
+            Some(parent) => {
+                edges.entry(parent.clone()).or_default().insert(key.clone());
+            }
+            None => root = Some(key.clone()),
+        }
+        edges.entry(key.clone()).or_default();
+        stack.push(key.clone());
+        let p = packages
+            .get(&(name.to_owned(), version.to_owned()))
+            .ok_or_else(|| format!("cargo tree names {key}, which cargo metadata does not know"))?;
+        crates.entry(key).or_insert_with(|| Crate {
+            checksum: checksums
+                .get(&(name.to_owned(), version.to_owned()))
+                .cloned(),
+            name: name.to_owned(),
+            version: version.to_owned(),
+            license: p.license.as_deref().map(normalise_license),
+            source: p.source.as_ref().map(|s| s.repr.clone()),
+        });
+    }
+    Ok(LinkedCrates {
+        root: root.ok_or("cargo tree printed nothing")?,
+        crates,
+        edges,
+    })
+}
+
+/// `(name, version)` → checksum for every registry package in Cargo.lock.
+fn lock_checksums(lock: &str) -> Result<BTreeMap<(String, String), String>, SbomError> {
+    #[derive(serde::Deserialize)]
+    struct Lock {
+        #[serde(default)]
+        package: Vec<LockPackage>,
+    }
+    #[derive(serde::Deserialize)]
+    struct LockPackage {
+        name: String,
+        version: String,
+        checksum: Option<String>,
+    }
+    let lock: Lock = toml::from_str(lock).map_err(|e| SbomError::LockSyntax(e.to_string()))?;
+    Ok(lock
+        .package
+        .into_iter()
+        .filter_map(|p| Some(((p.name, p.version), p.checksum?)))
+        .collect())
+}
+
+/// Cargo once allowed `MIT/Apache-2.0`; SPDX spells it `MIT OR Apache-2.0`.
+fn normalise_license(license: &str) -> String {
+    license
+        .split('/')
+        .map(str::trim)
+        .collect::<Vec<_>>()
+        .join(" OR ")
+}
+
+/// The image platform an SBOM describes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageInfo {
+    /// The image's name in images.toml.
+    pub name: String,
+    /// `registry/repository` when the image is pushed somewhere.
+    pub repository: Option<String>,
+    /// The platform manifest's digest.
+    pub digest: Digest,
+    pub os: String,
+    pub architecture: String,
+    /// `SOURCE_DATE_EPOCH`, the time the image records.
+    pub epoch: u64,
+}
+
+impl ImageInfo {
+    /// `pkg:oci/<name>@sha256%3A<hex>?arch=<arch>[&repository_url=<repo>]`.
+    pub fn purl(&self) -> String {
+        let name = self
+            .repository
+            .as_deref()
+            .and_then(|r| r.rsplit('/').next())
+            .unwrap_or(&self.name)
+            .to_lowercase();
+        let mut purl = format!(
+            "pkg:oci/{name}@sha256%3A{}?arch={}",
+            self.digest.hex(),
+            self.architecture
+        );
+        if let Some(repo) = &self.repository {
+            purl.push_str("&repository_url=");
+            purl.push_str(&repo.replace('/', "%2F").replace(':', "%3A"));
+        }
+        purl
+    }
+}
+
+fn spdx_id(c: &Crate) -> String {
+    // SPDX ids allow letters, digits, `.` and `-`; crate names never contain
+    // `.`, so mapping `_` and `+` to `.` keeps ids distinct.
+    let clean = |s: &str| s.replace(['_', '+'], ".");
+    format!("SPDXRef-Crate-{}-{}", clean(&c.name), clean(&c.version))
+}
+
+/// SPDX 2.3 JSON, canonical bytes.
+pub fn spdx(crates: &LinkedCrates, image: &ImageInfo) -> Vec<u8> {
+    let noassertion = "NOASSERTION";
+    let mut packages = vec![json!({
+        "SPDXID": "SPDXRef-Image",
+        "name": image.name,
+        "versionInfo": image.digest.as_str(),
+        "downloadLocation": noassertion,
+        "filesAnalyzed": false,
+        "primaryPackagePurpose": "CONTAINER",
+        "checksums": [{"algorithm": "SHA256", "checksumValue": image.digest.hex()}],
+        "externalRefs": [{
+            "referenceCategory": "PACKAGE-MANAGER",
+            "referenceType": "purl",
+            "referenceLocator": image.purl(),
+        }],
+        "licenseConcluded": noassertion,
+        "licenseDeclared": noassertion,
+        "copyrightText": noassertion,
+    })];
+    for (key, c) in &crates.crates {
+        let mut p = json!({
+            "SPDXID": spdx_id(c),
+            "name": c.name,
+            "versionInfo": c.version,
+            "downloadLocation": if c.is_from_crates_io() {
+                format!("https://crates.io/api/v1/crates/{}/{}/download", c.name, c.version)
+            } else {
+                noassertion.to_owned()
+            },
+            "filesAnalyzed": false,
+            "primaryPackagePurpose": if *key == crates.root { "APPLICATION" } else { "LIBRARY" },
+            "externalRefs": [{
+                "referenceCategory": "PACKAGE-MANAGER",
+                "referenceType": "purl",
+                "referenceLocator": c.purl(),
+            }],
+            "licenseConcluded": noassertion,
+            "licenseDeclared": c.license.as_deref().unwrap_or(noassertion),
+            "copyrightText": noassertion,
+        });
+        if let Some(sum) = &c.checksum {
+            p["checksums"] = json!([{"algorithm": "SHA256", "checksumValue": sum}]);
+        }
+        packages.push(p);
+    }
+    let mut relationships = vec![
+        json!({"spdxElementId": "SPDXRef-DOCUMENT", "relationshipType": "DESCRIBES", "relatedSpdxElement": "SPDXRef-Image"}),
+        json!({"spdxElementId": "SPDXRef-Image", "relationshipType": "CONTAINS", "relatedSpdxElement": spdx_id(&crates.crates[&crates.root])}),
+    ];
+    for (from, tos) in &crates.edges {
+        for to in tos {
+            relationships.push(json!({
+                "spdxElementId": spdx_id(&crates.crates[from]),
+                "relationshipType": "DEPENDS_ON",
+                "relatedSpdxElement": spdx_id(&crates.crates[to]),
+            }));
+        }
+    }
+    crate::oci::canonical_json(&json!({
+        "spdxVersion": "SPDX-2.3",
+        "dataLicense": "CC0-1.0",
+        "SPDXID": "SPDXRef-DOCUMENT",
+        "name": format!("{}-{}", image.name, image.architecture),
+        // Unique per image digest, as the spec asks, and the same on every
+        // build of that digest.
+        "documentNamespace": format!(
+            "https://spdx.org/spdxdocs/scratchpack/{}-{}",
+            image.name,
+            image.digest.hex()
+        ),
+        "creationInfo": {
+            "created": rfc3339(image.epoch),
+            "creators": [format!("Tool: {TOOL}")],
+        },
+        "documentDescribes": ["SPDXRef-Image"],
+        "packages": packages,
+        "relationships": relationships,
+    }))
+}
+
+/// CycloneDX 1.6 JSON, canonical bytes.
+pub fn cyclonedx(crates: &LinkedCrates, image: &ImageInfo) -> Vec<u8> {
+    let image_ref = image.purl();
+    let components: Vec<Value> = crates
+        .crates
+        .iter()
+        .map(|(key, c)| {
+            let mut v = json!({
+                "type": if *key == crates.root { "application" } else { "library" },
+                "bom-ref": c.purl(),
+                "name": c.name,
+                "version": c.version,
+                "purl": c.purl(),
+            });
+            if let Some(sum) = &c.checksum {
+                v["hashes"] = json!([{"alg": "SHA-256", "content": sum}]);
+            }
+            if let Some(license) = &c.license {
+                v["licenses"] = json!([{"expression": license}]);
+            }
+            v
+        })
+        .collect();
+    let mut dependencies = vec![json!({
+        "ref": image_ref,
+        "dependsOn": [crates.crates[&crates.root].purl()],
+    })];
+    for (from, tos) in &crates.edges {
+        dependencies.push(json!({
+            "ref": crates.crates[from].purl(),
+            "dependsOn": tos.iter().map(|t| crates.crates[t].purl()).collect::<Vec<_>>(),
+        }));
+    }
+    crate::oci::canonical_json(&json!({
+        "bomFormat": "CycloneDX",
+        "specVersion": "1.6",
+        "serialNumber": serial_number(&image.digest),
+        "version": 1,
+        "metadata": {
+            "timestamp": rfc3339(image.epoch),
+            "tools": {"components": [{"type": "application", "name": "scratchpack", "version": env!("CARGO_PKG_VERSION")}]},
+            "component": {
+                "type": "container",
+                "bom-ref": image_ref,
+                "name": image.name,
+                "version": image.digest.as_str(),
+                "purl": image.purl(),
+                "hashes": [{"alg": "SHA-256", "content": image.digest.hex()}],
+            },
+        },
+        "components": components,
+        "dependencies": dependencies,
+    }))
+}
+
+/// A version 5-style UUID URN from the digest: the same image always gets
+/// the same serial number, and different images different ones.
+fn serial_number(digest: &Digest) -> String {
+    let h = Sha256::digest(format!("scratchpack-cyclonedx:{digest}"));
+    let mut b = [0u8; 16];
+    b.copy_from_slice(&h[..16]);
+    b[6] = (b[6] & 0x0f) | 0x50;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let hex = crate::oci::hex(&b);
+    format!(
+        "urn:uuid:{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
+}
+
+#[cfg(test)]
+#[path = "sbom_tests.rs"]
+mod tests;
