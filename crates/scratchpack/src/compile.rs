@@ -107,7 +107,8 @@ pub fn invocations(requests: &[Request]) -> Vec<Invocation<'_>> {
             .or_default()
             .push(&r.triple);
     }
-    let mut calls: BTreeMap<(&BuildSettings, Vec<&str>), Vec<(&str, &str)>> = BTreeMap::new();
+    type Binaries<'r> = Vec<(&'r str, &'r str)>;
+    let mut calls: BTreeMap<(&BuildSettings, Vec<&str>), Binaries<'_>> = BTreeMap::new();
     for ((settings, package, bin), mut triples) in wanted {
         triples.sort_unstable();
         triples.dedup();

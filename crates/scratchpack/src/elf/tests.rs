@@ -119,7 +119,7 @@ pub(crate) fn build(spec: &Spec<'_>) -> Vec<u8> {
             tail.out.extend_from_slice(n.as_bytes());
             tail.out.push(0);
         }
-        while tail.out.len() % 8 != 0 {
+        while !tail.out.len().is_multiple_of(8) {
             tail.out.push(0);
         }
         let dyn_off = data_start + tail.out.len() as u64;
