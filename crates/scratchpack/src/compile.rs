@@ -72,6 +72,10 @@ pub struct Cargo<'a> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Invocation<'r> {
     pub settings: &'r BuildSettings,
+    /// Flags every triple of the call needs (see [`triple_rustflags`]);
+    /// cargo takes one set of rustflags per call, so triples that need
+    /// different ones go to different calls.
+    pub triple_flags: &'static [&'static str],
     /// Sorted and without duplicates.
     pub triples: Vec<&'r str>,
     /// `(package, bin)`, sorted and without duplicates.
@@ -107,24 +111,50 @@ pub fn invocations(requests: &[Request]) -> Vec<Invocation<'_>> {
             .or_default()
             .push(&r.triple);
     }
-    type Binaries<'r> = Vec<(&'r str, &'r str)>;
-    let mut calls: BTreeMap<(&BuildSettings, Vec<&str>), Binaries<'_>> = BTreeMap::new();
+    let mut calls: BTreeMap<(&BuildSettings, Flags, Vec<&str>), Binaries<'_>> = BTreeMap::new();
     for ((settings, package, bin), mut triples) in wanted {
         triples.sort_unstable();
         triples.dedup();
-        calls
-            .entry((settings, triples))
-            .or_default()
-            .push((package, bin));
+        let mut by_flags: BTreeMap<Flags, Vec<&str>> = BTreeMap::new();
+        for triple in triples {
+            by_flags
+                .entry(triple_rustflags(triple))
+                .or_default()
+                .push(triple);
+        }
+        for (flags, triples) in by_flags {
+            calls
+                .entry((settings, flags, triples))
+                .or_default()
+                .push((package, bin));
+        }
     }
     calls
         .into_iter()
-        .map(|((settings, triples), binaries)| Invocation {
+        .map(|((settings, triple_flags, triples), binaries)| Invocation {
             settings,
+            triple_flags,
             triples,
             binaries,
         })
         .collect()
+}
+
+type Flags = &'static [&'static str];
+type Binaries<'r> = Vec<(&'r str, &'r str)>;
+
+/// The musl targets whose rustc default is dynamic linking (newer targets
+/// follow the host convention): scratch images need them static.
+const DYNAMIC_BY_DEFAULT: &[&str] = &["riscv64gc-unknown-linux-musl"];
+
+/// Flags a triple needs for a static executable beyond its defaults. An
+/// image's own rustflags come after them, so they can still say otherwise.
+pub fn triple_rustflags(triple: &str) -> &'static [&'static str] {
+    if DYNAMIC_BY_DEFAULT.contains(&triple) {
+        &["-Ctarget-feature=+crt-static"]
+    } else {
+        &[]
+    }
 }
 
 impl Compiler for Cargo<'_> {
@@ -267,7 +297,7 @@ impl Cargo<'_> {
         }
         cmd.env(
             "CARGO_ENCODED_RUSTFLAGS",
-            self.rustflags(settings).join("\x1f"),
+            self.rustflags(settings, call.triple_flags).join("\x1f"),
         );
         for triple in triples.iter().filter(|t| is_foreign(t)) {
             // rust-lld ships with rustc and links musl's self-contained objects,
@@ -340,8 +370,9 @@ impl Cargo<'_> {
 
     /// The flags every image build gets: the caller's own `RUSTFLAGS` (cargo
     /// ignores them once the encoded form is set), the host paths remapped,
-    /// and the image's extra flags last so they win.
-    fn rustflags(&self, settings: &BuildSettings) -> Vec<String> {
+    /// what the triples need to link statically, and the image's extra flags
+    /// last so they win.
+    fn rustflags(&self, settings: &BuildSettings, triple_flags: &[&str]) -> Vec<String> {
         let mut flags: Vec<String> = match std::env::var("CARGO_ENCODED_RUSTFLAGS") {
             Ok(s) if !s.is_empty() => s.split('\x1f').map(str::to_owned).collect(),
             _ => std::env::var("RUSTFLAGS")
@@ -361,6 +392,7 @@ impl Cargo<'_> {
         for (from, to) in remaps {
             flags.push(format!("--remap-path-prefix={}={to}", from.display()));
         }
+        flags.extend(triple_flags.iter().map(|f| (*f).to_owned()));
         flags.extend(settings.rustflags.iter().cloned());
         flags
     }
@@ -557,6 +589,22 @@ mod tests {
                 && c.triples.contains(&r.triple.as_str())
                 && c.binaries.contains(&(r.package.as_str(), r.bin.as_str()))));
         }
+    }
+
+    #[test]
+    fn a_triple_that_links_dynamically_by_default_gets_its_own_static_call() {
+        const RISCV64: &str = "riscv64gc-unknown-linux-musl";
+        let release = settings("release");
+        let requests = vec![
+            request("hello", "hello", AMD64, &release),
+            request("hello", "hello", RISCV64, &release),
+        ];
+        let calls = invocations(&requests);
+        assert_eq!(calls.len(), 2, "{calls:?}");
+        let riscv = calls.iter().find(|c| c.triples == [RISCV64]).unwrap();
+        assert_eq!(riscv.triple_flags, ["-Ctarget-feature=+crt-static"]);
+        let amd64 = calls.iter().find(|c| c.triples == [AMD64]).unwrap();
+        assert!(amd64.triple_flags.is_empty());
     }
 
     #[test]
