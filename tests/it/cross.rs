@@ -1,8 +1,214 @@
 //! Cross-compiling for a foreign platform: pure-Rust crates link with
-//! rust-lld alone; a crate that compiles C code gets a clear error naming the
-//! C cross compiler it needs.
+//! rust-lld alone, for every platform, and run under qemu-user-static (or
+//! natively, for 386 on amd64); a binary that asks for a loader is refused on
+//! each; a crate that compiles C code gets a clear error naming the C cross
+//! compiler it needs.
 
-use crate::support::{Fixture, HELLO_MAIN};
+use std::path::Path;
+use std::process::Command;
+
+use crate::support::{Fixture, HELLO_MAIN, cli, nested_target_dir, repo_root, require_tool, run};
+use crate::validate;
+
+/// The platforms beyond amd64 and arm64: name, default triple, the qemu
+/// that runs them on an amd64 host (none: the kernel runs 386 itself), the
+/// loader musl would name, and what `std::env::consts::ARCH` says there.
+const NEW_PLATFORMS: [(&str, &str, Option<&str>, &str, &str); 4] = [
+    (
+        "linux/arm/v7",
+        "armv7-unknown-linux-musleabihf",
+        Some("qemu-arm-static"),
+        "/lib/ld-musl-armhf.so.1",
+        "arm",
+    ),
+    (
+        "linux/386",
+        "i686-unknown-linux-musl",
+        None,
+        "/lib/ld-musl-i386.so.1",
+        "x86",
+    ),
+    (
+        "linux/riscv64",
+        "riscv64gc-unknown-linux-musl",
+        Some("qemu-riscv64-static"),
+        "/lib/ld-musl-riscv64.so.1",
+        "riscv64",
+    ),
+    (
+        "linux/ppc64le",
+        "powerpc64le-unknown-linux-musl",
+        Some("qemu-ppc64le-static"),
+        "/lib/ld-musl-powerpc64le.so.1",
+        "powerpc64",
+    ),
+];
+
+fn qemus_present() -> bool {
+    NEW_PLATFORMS
+        .iter()
+        .filter_map(|p| p.2)
+        .all(|q| require_tool(q, "qemu-user-static").is_some())
+}
+
+/// Prints its architecture, then unwinds through a caught panic: the
+/// unwinder of every target is linked in and works.
+const ARCH_MAIN: &str = "fn main() {\n    \
+println!(\"arch: {}\", std::env::consts::ARCH);\n    \
+std::panic::set_hook(Box::new(|_| {}));\n    \
+let caught = std::panic::catch_unwind(|| panic!(\"boom\")).unwrap_err();\n    \
+println!(\"caught: {}\", caught.downcast_ref::<&str>().unwrap());\n}\n";
+
+#[test]
+fn a_binary_for_every_new_platform_links_statically_and_runs() {
+    if !qemus_present() {
+        return;
+    }
+    let platforms: Vec<String> = NEW_PLATFORMS
+        .iter()
+        .map(|p| format!("\"{}\"", p.0))
+        .collect();
+    let fx = Fixture::new(
+        &[("arch", ARCH_MAIN)],
+        &format!(
+            "[images.arch]\npackage = \"arch\"\nplatforms = [{}]\n\n\
+             [images.arch.tests.runs]\n\
+             stdout = {{ regex = \"^arch: (arm|x86|riscv64|powerpc64)\\ncaught: boom\\n$\" }}\n",
+            platforms.join(", ")
+        ),
+    );
+    let out = fx.cli(&["test-images"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    for (platform, triple, qemu, _, arch) in NEW_PLATFORMS {
+        let line = format!("test arch/runs [{platform}] ... ok");
+        assert!(
+            stdout.lines().any(|l| l == line),
+            "no `{line}` in:\n{stdout}"
+        );
+        // The binary itself, run outside the sandbox, names its own
+        // architecture: each platform got its own triple.
+        let bin = fx.path().join("target").join(triple).join("release/arch");
+        let mut cmd = match qemu {
+            Some(q) => {
+                let mut c = Command::new(q);
+                c.arg(&bin);
+                c
+            }
+            None => Command::new(&bin),
+        };
+        let ran = run(&mut cmd);
+        assert_eq!(
+            String::from_utf8_lossy(&ran.stdout),
+            format!("arch: {arch}\ncaught: boom\n"),
+            "{platform}"
+        );
+    }
+    let v = validate::layout(&fx.path().join("target/images/arch"));
+    let built: Vec<&str> = v.images.iter().map(|i| i.platform.as_str()).collect();
+    let wanted: Vec<&str> = NEW_PLATFORMS.iter().map(|p| p.0).collect();
+    assert_eq!(built, wanted);
+}
+
+/// The repository's images.toml with every image on the new platforms.
+fn examples_on_new_platforms(dir: &Path) -> std::path::PathBuf {
+    let toml = std::fs::read_to_string(repo_root().join("images.toml")).unwrap();
+    let platforms: Vec<String> = NEW_PLATFORMS
+        .iter()
+        .map(|p| format!("\"{}\"", p.0))
+        .collect();
+    let line = format!("platforms = [{}]", platforms.join(", "));
+    let mut replaced = 0;
+    let toml: Vec<String> = toml
+        .lines()
+        .map(|l| {
+            if l.starts_with("platforms = ") {
+                replaced += 1;
+                line.clone()
+            } else {
+                l.to_owned()
+            }
+        })
+        .collect();
+    assert_eq!(
+        replaced, 1,
+        "images.toml sets platforms once, in [defaults]"
+    );
+    let path = dir.join("images.toml");
+    std::fs::write(&path, toml.join("\n")).unwrap();
+    path
+}
+
+#[test]
+fn the_examples_pass_their_tests_on_every_new_platform() {
+    if !qemus_present() {
+        return;
+    }
+    std::fs::create_dir_all(nested_target_dir()).unwrap();
+    let tmp = tempfile::tempdir_in(nested_target_dir()).unwrap();
+    let manifest = examples_on_new_platforms(tmp.path());
+    let out_dir = tmp.path().join("images");
+    let out = run(cli()
+        .current_dir(repo_root())
+        .env("CARGO_TARGET_DIR", nested_target_dir())
+        .arg("test-images")
+        .arg("--manifest-path")
+        .arg(&manifest)
+        .arg("--out")
+        .arg(&out_dir));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    let mut passed = 0;
+    for (platform, ..) in NEW_PLATFORMS {
+        for image in ["hello", "greeter"] {
+            let ok: Vec<&str> = stdout
+                .lines()
+                .filter(|l| l.starts_with(&format!("test {image}/")))
+                .filter(|l| l.ends_with(&format!(" [{platform}] ... ok")))
+                .collect();
+            assert!(ok.len() >= 3, "{image} on {platform}:\n{stdout}");
+            passed += ok.len();
+        }
+    }
+    assert!(!stdout.contains("FAILED"), "{stdout}");
+    assert!(passed >= 24, "{stdout}");
+    for image in ["hello", "greeter"] {
+        let v = validate::layout(&out_dir.join(image));
+        assert_eq!(v.images.len(), NEW_PLATFORMS.len(), "{image}");
+    }
+}
+
+#[test]
+fn a_binary_asking_for_a_loader_is_refused_on_every_new_platform() {
+    // rust-lld links a static binary that still names a dynamic loader when
+    // told to: the kernel would look for that loader, which a scratch image
+    // does not have. (A binary with DT_NEEDED entries would need a shared
+    // C library for the target, which a machine without a cross toolchain
+    // does not have; the unit tests build those byte by byte.)
+    let mut toml = String::new();
+    for (i, (platform, _, _, loader, _)) in NEW_PLATFORMS.iter().enumerate() {
+        toml.push_str(&format!(
+            "[images.dyn{i}]\npackage = \"app\"\nplatforms = [\"{platform}\"]\n\
+             rustflags = [\"-Clink-arg=--dynamic-linker={loader}\"]\n\n"
+        ));
+    }
+    let fx = Fixture::new(&[("app", HELLO_MAIN)], &toml);
+    for (i, (platform, _, _, loader, _)) in NEW_PLATFORMS.iter().enumerate() {
+        let name = format!("dyn{i}");
+        let out = fx.cli(&["images", &name]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{platform}: {stderr}");
+        assert!(
+            stderr.contains(&format!("refusing image `{name}` for {platform}")),
+            "{stderr}"
+        );
+        assert!(
+            stderr.contains(&format!("it asks for the dynamic loader {loader}")),
+            "{stderr}"
+        );
+        assert!(!fx.path().join("target/images").join(&name).exists());
+    }
+}
 
 #[test]
 fn a_crate_with_c_code_names_the_cross_compiler_it_needs() {
