@@ -309,3 +309,46 @@ fn a_crate_with_c_code_names_the_cross_compiler_it_needs() {
     assert!(stderr.contains("CC_aarch64_unknown_linux_musl"), "{stderr}");
     assert!(!fx.path().join("target/images/native").exists());
 }
+
+#[test]
+fn the_probe_finds_itself_isolated_on_every_sandboxed_new_platform() {
+    if !qemus_present() {
+        return;
+    }
+    // The probe uses the libc crate's bindings, whose layouts differ per
+    // architecture (32-bit 386, big structs on ppc64le): it builds for
+    // every new platform and, where the sandbox runs it, sees itself
+    // isolated there as on amd64.
+    let probe = std::fs::read_to_string(repo_root().join("crates/probe/src/main.rs")).unwrap();
+    let fx = Fixture::new(
+        &[("isoprobe", &probe)],
+        &format!(
+            "[images.built]\npackage = \"isoprobe\"\nplatforms = {}\n\n\
+             [images.iso]\npackage = \"isoprobe\"\nuser = \"4242:4243\"\nplatforms = {}\n\n\
+             [images.iso.tests.isolated]\nargs = [\"report\"]\n\
+             stdout = {{ contains = ['\"uid\":4242,', '\"gid\":4243,', '\"interfaces\":[\"lo\"]', \
+             '\"visible_host_paths\":[]', '\"no_new_privs\":\"1\"'], \
+             regex = '\"root_write_error\":\"[^\"]+\"' }}\n",
+            platforms_toml(false),
+            platforms_toml(true)
+        ),
+    );
+    let manifest = fx.path().join("crates/isoprobe/Cargo.toml");
+    let mut toml = std::fs::read_to_string(&manifest).unwrap();
+    toml.push_str("\n[dependencies]\nlibc = \"0.2\"\n");
+    std::fs::write(&manifest, toml).unwrap();
+    std::fs::copy(repo_root().join("Cargo.lock"), fx.path().join("Cargo.lock")).unwrap();
+
+    let out = fx.cli(&["images", "built"]);
+    assert!(out.status.success());
+    let out = fx.cli(&["test-images", "iso"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    for (platform, ..) in NEW_PLATFORMS.iter().filter(|p| sandboxed(p.0)) {
+        let line = format!("test iso/isolated [{}] ... ok", listed(platform));
+        assert!(
+            stdout.lines().any(|l| l == line),
+            "no `{line}` in:\n{stdout}"
+        );
+    }
+}
