@@ -15,7 +15,6 @@ case "$triple" in
   armv7-unknown-linux-musleabihf) deb_arch=armhf musl_dir=arm-linux-musleabihf gcc_dir=arm-linux-gnueabihf ;;
   riscv64gc-unknown-linux-musl) deb_arch=riscv64 musl_dir=riscv64-linux-musl gcc_dir=riscv64-linux-gnu ;;
   powerpc64le-unknown-linux-musl) deb_arch=ppc64el musl_dir=powerpc64le-linux-musl gcc_dir=powerpc64le-linux-gnu ;;
-  i686-unknown-linux-musl) deb_arch=i386 musl_dir=i386-linux-musl gcc_dir=i686-linux-gnu ;;
   *) echo "error: no recipe for $triple; install it with rustup target add $triple" >&2; exit 1 ;;
 esac
 # Debian 13 ships musl 1.2.5, the release Rust's own musl targets carry, and
