@@ -75,6 +75,34 @@ mod tests {
     }
 
     #[test]
+    fn every_platform_architecture_has_its_qemu() {
+        // The OCI architecture names scratchpack writes, and the qemu each
+        // needs on an x86_64 host (386 runs natively there).
+        let dir = std::env::temp_dir().join(format!("emulator-names-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let wanted = [
+            ("arm64", "qemu-aarch64-static"),
+            ("arm", "qemu-arm-static"),
+            ("riscv64", "qemu-riscv64-static"),
+            ("ppc64le", "qemu-ppc64le-static"),
+        ];
+        for (_, qemu) in wanted {
+            std::fs::write(dir.join(qemu), b"").unwrap();
+        }
+        let found: Vec<_> = wanted
+            .iter()
+            .map(|(arch, _)| emulator_in(arch, "x86_64", &dir))
+            .collect();
+        std::fs::remove_dir_all(&dir).unwrap();
+        for ((arch, qemu), found) in wanted.iter().zip(found) {
+            assert_eq!(found.unwrap(), Some(dir.join(qemu)), "{arch}");
+        }
+        // And from an arm64 host, amd64 and 386 need their own.
+        let err = emulator_in("386", "aarch64", Path::new("/nonexistent")).unwrap_err();
+        assert!(err.to_string().contains("qemu-i386-static"), "{err}");
+    }
+
+    #[test]
     fn unknown_architectures_are_errors() {
         assert!(matches!(
             emulator_in("vax", "x86_64", Path::new("/usr/bin")),

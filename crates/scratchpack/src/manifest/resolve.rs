@@ -683,7 +683,7 @@ impl Resolver<'_> {
             return false;
         }
         if let Some((arch, machine)) = triple_machine(t)
-            && machine != platform.elf_machine()
+            && machine != platform.elf_machine().machine
         {
             self.error(
                 Diagnostic::new(
