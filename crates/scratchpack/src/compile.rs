@@ -164,9 +164,10 @@ impl Compiler for Cargo<'_> {
         let mut triples: Vec<&str> = calls.iter().flat_map(|c| c.triples.clone()).collect();
         triples.sort_unstable();
         triples.dedup();
-        self.ensure_targets(&triples)?;
+        let sysroot = self.ensure_targets(&triples)?;
+        let toolchain_remap = sysroot.as_deref().and_then(rust_src_remap);
         for call in &calls {
-            for artifact in self.build(call)? {
+            for artifact in self.build(call, toolchain_remap.as_deref())? {
                 let Some(&(package, bin)) = call.binaries.iter().find(|(package, bin)| {
                     self.manifests.get(*package) == Some(&artifact.manifest) && *bin == artifact.bin
                 }) else {
@@ -203,6 +204,33 @@ impl Compiler for Cargo<'_> {
     }
 }
 
+fn rustc() -> std::ffi::OsString {
+    std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into())
+}
+
+/// The flag that maps the toolchain's `rust-src` copy of the standard
+/// library to `/rustc/<commit>`, the path the prebuilt standard library
+/// already records. With the `rust-src` component installed, rustc points
+/// the panic locations of generic standard-library code it instantiates at
+/// that local copy, which would put the toolchain's host path (and whether
+/// `rust-src` happens to be installed) into the binary.
+fn rust_src_remap(sysroot: &Path) -> Option<String> {
+    let out = Command::new(rustc()).arg("-vV").output().ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let commit = text
+        .lines()
+        .find_map(|l| l.strip_prefix("commit-hash: "))?
+        .trim();
+    if !out.status.success() || commit.is_empty() || commit == "unknown" {
+        return None;
+    }
+    let src = sysroot.join("lib/rustlib/src/rust");
+    Some(format!(
+        "--remap-path-prefix={}=/rustc/{commit}",
+        src.display()
+    ))
+}
+
 /// A binary cargo reported building.
 struct Artifact {
     manifest: PathBuf,
@@ -216,9 +244,9 @@ impl Cargo<'_> {
     }
 
     /// Installs the standard library of each target with rustup when it is
-    /// missing.
-    fn ensure_targets(&self, triples: &[&str]) -> Result<(), CompileError> {
-        let sysroot = Command::new(std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into()))
+    /// missing; returns the toolchain's sysroot when rustc names it.
+    fn ensure_targets(&self, triples: &[&str]) -> Result<Option<PathBuf>, CompileError> {
+        let sysroot = Command::new(rustc())
             .args(["--print", "sysroot"])
             .current_dir(self.workspace_root)
             .output()
@@ -233,7 +261,7 @@ impl Cargo<'_> {
                 self.install_target(triple)?;
             }
         }
-        Ok(())
+        Ok(sysroot)
     }
 
     fn install_target(&self, triple: &str) -> Result<(), CompileError> {
@@ -262,7 +290,11 @@ impl Cargo<'_> {
     }
 
     /// Runs one cargo build: every binary of `call` for every triple of it.
-    fn build(&self, call: &Invocation<'_>) -> Result<Vec<Artifact>, CompileError> {
+    fn build(
+        &self,
+        call: &Invocation<'_>,
+        toolchain_remap: Option<&str>,
+    ) -> Result<Vec<Artifact>, CompileError> {
         let settings = call.settings;
         let triples = &call.triples;
         let mut cmd = Command::new(Self::cargo());
@@ -297,7 +329,8 @@ impl Cargo<'_> {
         }
         cmd.env(
             "CARGO_ENCODED_RUSTFLAGS",
-            self.rustflags(settings, call.triple_flags).join("\x1f"),
+            self.rustflags(settings, call.triple_flags, toolchain_remap)
+                .join("\x1f"),
         );
         for triple in triples.iter().filter(|t| is_foreign(t)) {
             // rust-lld ships with rustc and links musl's self-contained objects,
@@ -372,7 +405,12 @@ impl Cargo<'_> {
     /// ignores them once the encoded form is set), the host paths remapped,
     /// what the triples need to link statically, and the image's extra flags
     /// last so they win.
-    fn rustflags(&self, settings: &BuildSettings, triple_flags: &[&str]) -> Vec<String> {
+    fn rustflags(
+        &self,
+        settings: &BuildSettings,
+        triple_flags: &[&str],
+        toolchain_remap: Option<&str>,
+    ) -> Vec<String> {
         let mut flags: Vec<String> = match std::env::var("CARGO_ENCODED_RUSTFLAGS") {
             Ok(s) if !s.is_empty() => s.split('\x1f').map(str::to_owned).collect(),
             _ => std::env::var("RUSTFLAGS")
@@ -392,6 +430,7 @@ impl Cargo<'_> {
         for (from, to) in remaps {
             flags.push(format!("--remap-path-prefix={}={to}", from.display()));
         }
+        flags.extend(toolchain_remap.map(str::to_owned));
         flags.extend(triple_flags.iter().map(|f| (*f).to_owned()));
         flags.extend(settings.rustflags.iter().cloned());
         flags
