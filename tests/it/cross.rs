@@ -44,13 +44,6 @@ const NEW_PLATFORMS: [(&str, &str, Option<&str>, &str, &str); 4] = [
     ),
 ];
 
-/// How layouts and `test-images` name a platform today: `os/architecture`
-/// from the image's platform object, which does not carry arm's `variant`
-/// yet. When it does, this is the identity.
-fn listed(platform: &str) -> &str {
-    platform.strip_suffix("/v7").unwrap_or(platform)
-}
-
 /// Whether `test-images` can run a platform's binaries in the sandbox.
 /// qemu-arm reserves the whole 4 GiB guest address space up front, which
 /// the sandbox's address-space limit (256 MiB by default) refuses, so
@@ -120,7 +113,7 @@ fn a_binary_for_every_new_platform_links_statically_and_runs() {
     assert!(out.status.success());
     let v = validate::layout(&fx.path().join("target/images/arch"));
     let built: Vec<&str> = v.images.iter().map(|i| i.platform.as_str()).collect();
-    let wanted: Vec<&str> = NEW_PLATFORMS.iter().map(|p| listed(p.0)).collect();
+    let wanted: Vec<&str> = NEW_PLATFORMS.iter().map(|p| p.0).collect();
     assert_eq!(built, wanted);
 
     let out = fx.cli(&["test-images", "sandboxed"]);
@@ -128,7 +121,7 @@ fn a_binary_for_every_new_platform_links_statically_and_runs() {
     assert!(out.status.success(), "{stdout}");
     for (platform, triple, qemu, _, arch) in NEW_PLATFORMS {
         if sandboxed(platform) {
-            let line = format!("test sandboxed/runs [{}] ... ok", listed(platform));
+            let line = format!("test sandboxed/runs [{}] ... ok", platform);
             assert!(
                 stdout.lines().any(|l| l == line),
                 "no `{line}` in:\n{stdout}"
@@ -196,7 +189,7 @@ fn the_examples_build_for_every_new_platform_and_pass_their_tests() {
     let out_dir = all.join("images");
     let out = cli_in_repo("images", &examples_on_new_platforms(&all, false), &out_dir);
     assert!(out.status.success());
-    let wanted: Vec<&str> = NEW_PLATFORMS.iter().map(|p| listed(p.0)).collect();
+    let wanted: Vec<&str> = NEW_PLATFORMS.iter().map(|p| p.0).collect();
     for image in ["hello", "greeter"] {
         let v = validate::layout(&out_dir.join(image));
         let built: Vec<&str> = v.images.iter().map(|i| i.platform.as_str()).collect();
@@ -226,7 +219,7 @@ fn the_examples_build_for_every_new_platform_and_pass_their_tests() {
             let ok = stdout
                 .lines()
                 .filter(|l| l.starts_with(&format!("test {image}/")))
-                .filter(|l| l.ends_with(&format!(" [{}] ... ok", listed(platform))))
+                .filter(|l| l.ends_with(&format!(" [{}] ... ok", platform)))
                 .count();
             assert!(ok >= 3, "{image} on {platform}:\n{stdout}");
         }
@@ -345,7 +338,7 @@ fn the_probe_finds_itself_isolated_on_every_sandboxed_new_platform() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}");
     for (platform, ..) in NEW_PLATFORMS.iter().filter(|p| sandboxed(p.0)) {
-        let line = format!("test iso/isolated [{}] ... ok", listed(platform));
+        let line = format!("test iso/isolated [{}] ... ok", platform);
         assert!(
             stdout.lines().any(|l| l == line),
             "no `{line}` in:\n{stdout}"
