@@ -107,8 +107,13 @@ fn run(parent: Option<libc::pid_t>, mut control: File, report: &File) -> Result<
 
     let (go_read, go_write) = pipe().step(|| "creating the start pipe".into())?;
     let sys = Linux;
+    let namespaces = if config.host_network {
+        sys::NAMESPACES & !libc::CLONE_NEWNET
+    } else {
+        sys::NAMESPACES
+    };
     match sys
-        .clone_namespaces(sys::NAMESPACES)
+        .clone_namespaces(namespaces)
         .step(|| "creating namespaces".into())?
     {
         Cloned::Child => {
@@ -420,6 +425,8 @@ fn resolve(config: &Config) -> Result<(Plan, Vec<OwnedFd>), StepError> {
         emulator,
         hostname: config.hostname.clone(),
         tmp_bytes: config.limits.tmp_bytes,
+        tmp_inodes: config.limits.tmp_inodes,
+        host_network: config.host_network,
     };
     Ok((plan, fds))
 }
@@ -427,6 +434,7 @@ fn resolve(config: &Config) -> Result<(Plan, Vec<OwnedFd>), StepError> {
 /// Pid 1 of the sandbox. Returns its exit code.
 fn init(sys: &Linux, config: &Config, go: OwnedFd, report: &File) -> Result<i32, StepError> {
     set_parent_death_signal().step(|| "setting the parent death signal".into())?;
+    hide_command_line().step(|| "renaming the sandbox's init".into())?;
     let (plan, fds) = resolve(config)?;
     let mut go = File::from(go);
     let mut byte = [0u8; 1];
@@ -469,7 +477,7 @@ fn init(sys: &Linux, config: &Config, go: OwnedFd, report: &File) -> Result<i32,
 
     // The init keeps nothing the program could use: no capabilities, and not
     // dumpable, so the program cannot inspect it through /proc.
-    sys.drop_privileges(&[])
+    sys.drop_privileges(&[], &[])
         .step(|| "dropping the init's privileges".into())?;
     // SAFETY: integer arguments only.
     unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
@@ -502,6 +510,44 @@ fn init(sys: &Linux, config: &Config, go: OwnedFd, report: &File) -> Result<i32,
             return Ok(0);
         }
     }
+}
+
+/// What the program sees of its init in `/proc/1/cmdline` and `/proc/1/comm`.
+pub(crate) const INIT_NAME: &str = "sandbox-init";
+
+/// Overwrites this process's command line (the host executable's path and
+/// the library's pid) and name, which the program could otherwise read from
+/// `/proc/1`, with `INIT_NAME`. The command line lives in this process's own
+/// memory, between the addresses `/proc/self/stat` gives; writing it through
+/// `/proc/self/mem` needs no privilege.
+fn hide_command_line() -> std::io::Result<()> {
+    let stat = std::fs::read_to_string("/proc/self/stat")?;
+    // Fields after the parenthesised name, which may itself hold spaces;
+    // arg_start and arg_end are fields 48 and 49 (proc_pid_stat(5)).
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let field = |n: usize| -> std::io::Result<u64> {
+        fields
+            .get(n - 3)
+            .and_then(|f| f.parse().ok())
+            .ok_or_else(|| std::io::Error::other("unexpected /proc/self/stat"))
+    };
+    let (start, end) = (field(48)?, field(49)?);
+    let len = usize::try_from(end.saturating_sub(start)).unwrap_or(0);
+    let mut bytes = vec![0u8; len];
+    let name = INIT_NAME.as_bytes();
+    let shown = name.len().min(len.saturating_sub(1));
+    bytes[..shown].copy_from_slice(&name[..shown]);
+    let mem = File::options().write(true).open("/proc/self/mem")?;
+    std::os::unix::fs::FileExt::write_all_at(&mem, &bytes, start)?;
+    let comm = CString::new(INIT_NAME).expect("no NUL in the name");
+    // SAFETY: a NUL-terminated name; the kernel copies at most 16 bytes.
+    if unsafe { libc::prctl(libc::PR_SET_NAME, comm.as_ptr(), 0, 0, 0) } == -1 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// The program's exec arguments, prepared before forking.
@@ -560,7 +606,13 @@ impl Exec {
                     self.workdir.display()
                 )
             })?;
-            sys.drop_privileges(&setup::rlimits(&config.limits))
+            // The filter goes on last: nothing after it but execve.
+            let filter = if config.seccomp {
+                crate::seccomp::default_filter()
+            } else {
+                Vec::new()
+            };
+            sys.drop_privileges(&setup::rlimits(&config.limits), &filter)
                 .step(|| "dropping privileges".into())?;
             let mut argv: Vec<*const libc::c_char> = self.argv.iter().map(|a| a.as_ptr()).collect();
             argv.push(std::ptr::null());
@@ -636,6 +688,8 @@ mod tests {
                 hostname: "h".into(),
                 limits: crate::Limits::default(),
                 emulator: None,
+                seccomp: true,
+                host_network: false,
             }
             .encode(),
         )

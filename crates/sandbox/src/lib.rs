@@ -25,6 +25,7 @@ mod config;
 mod emulator;
 pub mod helper;
 mod run;
+pub mod seccomp;
 pub mod setup;
 pub mod sys;
 
@@ -56,6 +57,12 @@ pub struct Limits {
     pub max_file_bytes: u64,
     /// Size of the writable `/tmp`.
     pub tmp_bytes: u64,
+    /// Files and directories `/tmp` can hold: each costs kernel memory even
+    /// when empty.
+    pub tmp_inodes: u64,
+    /// CPU time per wall-clock second, in thousandths of a CPU, where a
+    /// cgroup can enforce it.
+    pub cpu_millis: u64,
 }
 
 impl Default for Limits {
@@ -69,6 +76,8 @@ impl Default for Limits {
             max_output_bytes: 16 << 20,
             max_file_bytes: 64 << 20,
             tmp_bytes: 64 << 20,
+            tmp_inodes: 16 << 10,
+            cpu_millis: 1000,
         }
     }
 }
@@ -157,6 +166,8 @@ pub struct Sandbox {
     limits: Limits,
     emulator: Option<PathBuf>,
     helper: Option<PathBuf>,
+    seccomp: bool,
+    host_network: bool,
 }
 
 impl Sandbox {
@@ -177,6 +188,8 @@ impl Sandbox {
             limits: Limits::default(),
             emulator: None,
             helper: None,
+            seccomp: true,
+            host_network: false,
         }
     }
 
@@ -242,6 +255,20 @@ impl Sandbox {
     /// thing in `main`. Defaults to the current executable.
     pub fn helper(mut self, path: impl Into<PathBuf>) -> Sandbox {
         self.helper = Some(path.into());
+        self
+    }
+
+    /// Whether the default seccomp filter (see [`seccomp::denied`]) is
+    /// installed before the program starts; on unless turned off.
+    pub fn seccomp(mut self, on: bool) -> Sandbox {
+        self.seccomp = on;
+        self
+    }
+
+    /// Shares the host's network namespace instead of a private one with
+    /// only a loopback interface, as `docker run --network host` does.
+    pub fn host_network(mut self, on: bool) -> Sandbox {
+        self.host_network = on;
         self
     }
 

@@ -86,6 +86,8 @@ pub fn run(sandbox: &Sandbox) -> Result<Outcome, Error> {
         hostname: sandbox.hostname.clone(),
         limits: sandbox.limits,
         emulator: sandbox.emulator.clone(),
+        seccomp: sandbox.seccomp,
+        host_network: sandbox.host_network,
     };
     let helper = match &sandbox.helper {
         Some(path) => path.clone(),

@@ -90,6 +90,9 @@ pub struct Plan {
     pub emulator: Option<PathBuf>,
     pub hostname: String,
     pub tmp_bytes: u64,
+    pub tmp_inodes: u64,
+    /// The host's network namespace is shared: no loopback of its own.
+    pub host_network: bool,
 }
 
 /// Names the image may contain at its top level that the sandbox provides
@@ -207,7 +210,11 @@ pub fn build_root(sys: &dyn Syscalls, plan: &Plan) -> Result<(), StepError> {
         .step(|| "creating /tmp".into())?;
     sys.mount(&MountOp::Tmpfs {
         target: tmp,
-        options: format!("mode=1777,size={}", plan.tmp_bytes.max(4096)),
+        options: format!(
+            "mode=1777,size={},nr_inodes={}",
+            plan.tmp_bytes.max(4096),
+            plan.tmp_inodes.clamp(16, u64::from(u32::MAX))
+        ),
         noexec: false,
     })
     .step(|| "mounting /tmp".into())?;
@@ -221,8 +228,10 @@ pub fn build_root(sys: &dyn Syscalls, plan: &Plan) -> Result<(), StepError> {
     .step(|| "making / read-only".into())?;
     sys.sethostname(&plan.hostname)
         .step(|| format!("setting the host name to {}", plan.hostname))?;
-    sys.loopback_up()
-        .step(|| "bringing the loopback interface up".into())?;
+    if !plan.host_network {
+        sys.loopback_up()
+            .step(|| "bringing the loopback interface up".into())?;
+    }
     Ok(())
 }
 
@@ -305,6 +314,8 @@ mod tests {
             emulator: None,
             hostname: "sandbox".into(),
             tmp_bytes: 1 << 20,
+            tmp_inodes: 100,
+            host_network: false,
         }
     }
 
@@ -334,7 +345,7 @@ mod tests {
             "create /tmp/dev/stderr symlink -> /proc/self/fd/2",
             "mount readonly /tmp/dev recursive=false",
             "create /tmp/tmp dir",
-            "mount tmpfs /tmp/tmp mode=1777,size=1048576 noexec=false",
+            "mount tmpfs /tmp/tmp mode=1777,size=1048576,nr_inodes=100 noexec=false",
             "pivot_root /tmp",
             "mount readonly / recursive=false",
             "sethostname sandbox",
@@ -449,13 +460,13 @@ mod tests {
             ..Limits::default()
         };
         let sys = Recorder::default();
-        sys.drop_privileges(&rlimits(&limits)).unwrap();
+        sys.drop_privileges(&rlimits(&limits), &[]).unwrap();
         let call = sys.calls().pop().unwrap();
         assert!(
             call.starts_with("drop_privileges AddressSpace=268435456,Processes=16,"),
             "{call}"
         );
-        assert!(call.ends_with("Core=0"), "{call}");
+        assert!(call.ends_with("Core=0 filter=0"), "{call}");
     }
 
     #[test]

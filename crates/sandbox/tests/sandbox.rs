@@ -602,6 +602,16 @@ fn an_arm64_image_runs_under_the_emulator() {
     let emulator = sandbox::emulator_for("arm64").unwrap();
     assert!(emulator.is_some());
     let rootfs = Rootfs::with(&build_probe("aarch64-unknown-linux-musl"));
+    // The filter holds for the host calls qemu makes on the guest's behalf.
+    let out = run_probe(
+        &rootfs,
+        &["hostile", "socket-vsock", "unshare-user", "keyctl"],
+        |s| s.emulator(emulator.clone()),
+    );
+    let report = json(&out.stdout);
+    for name in ["socket-vsock", "unshare-user", "keyctl"] {
+        assert_ne!(report[name], 0, "{name} under qemu: {report}");
+    }
     let out = run_probe(&rootfs, &["report"], |s| s.emulator(emulator));
     assert_eq!(out.status, Status::Exit(0), "{out:?}");
     let report = json(&out.stdout);
@@ -610,4 +620,153 @@ fn an_arm64_image_runs_under_the_emulator() {
     assert_eq!(report["interfaces"], serde_json::json!(["lo"]));
     assert_eq!(report["visible_host_paths"], serde_json::json!([]));
     assert_eq!(report["cap_eff"], "0000000000000000");
+}
+
+/// Runs `f` on a thread of its own whose session keyring is a new one
+/// holding the key `scratchpack-probe-secret`: the test process's own
+/// keyring (and the user's) is left alone. Returns `f`'s result and the
+/// new keyring's serial.
+fn with_secret_in_session_keyring<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> (T, i64) {
+    std::thread::spawn(move || {
+        // SAFETY (both calls): NUL-terminated strings that outlive the call.
+        let keyring =
+            unsafe { libc::syscall(libc::SYS_keyctl, 1, c"scratchpack-sandbox-test".as_ptr()) };
+        assert!(keyring > 0, "joining a session keyring failed");
+        let key = unsafe {
+            libc::syscall(
+                libc::SYS_add_key,
+                c"user".as_ptr(),
+                c"scratchpack-probe-secret".as_ptr(),
+                c"hunter2".as_ptr(),
+                7usize,
+                -3, // KEY_SPEC_SESSION_KEYRING
+            )
+        };
+        assert!(key > 0, "adding the test key failed");
+        (f(), keyring)
+    })
+    .join()
+    .unwrap()
+}
+
+#[test]
+fn the_program_gets_a_fresh_session_keyring() {
+    let rootfs = Rootfs::new();
+    let dir = rootfs.dir.clone();
+    let ((without_filter, with_filter), host_keyring) = with_secret_in_session_keyring(move || {
+        let run = |seccomp: bool| {
+            Sandbox::new(&dir)
+                .args(["/probe", "keys"])
+                .user(65532, 65532)
+                .limits(limits())
+                .seccomp(seccomp)
+                .helper(HELPER)
+                .run()
+                .unwrap()
+        };
+        (run(false), run(true))
+    });
+    let report = json(&without_filter.stdout);
+    // Not the caller's keyring, and the caller's key cannot be found.
+    let session = report["session"].as_i64().unwrap();
+    assert!(session > 0, "{report}");
+    assert_ne!(session, host_keyring, "{report}");
+    assert_eq!(report["found"], -i64::from(libc::ENOKEY), "{report}");
+    // With the default filter the keyring calls are refused outright.
+    let report = json(&with_filter.stdout);
+    assert_eq!(report["session"], -i64::from(libc::EPERM), "{report}");
+    assert_eq!(report["found"], -i64::from(libc::EPERM), "{report}");
+}
+
+#[test]
+fn every_call_the_filter_lists_is_refused() {
+    let rootfs = Rootfs::new();
+    let denied = sandbox::seccomp::denied();
+    let mut args: Vec<String> = vec!["syscalls".into()];
+    args.extend(denied.iter().map(|(_, nr)| nr.to_string()));
+    args.push(libc::SYS_clone3.to_string());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = run_probe(&rootfs, &args, |s| s);
+    let report = json(&out.stdout);
+    for (name, nr) in &denied {
+        assert_eq!(report[nr.to_string()], libc::EPERM, "{name}: {report}");
+    }
+    // clone3 says it does not exist, so the C library falls back to clone.
+    assert_eq!(
+        report[libc::SYS_clone3.to_string()],
+        libc::ENOSYS,
+        "{report}"
+    );
+}
+
+const HOSTILE: [&str; 9] = [
+    "socket-vsock",
+    "socket-packet",
+    "unshare-user",
+    "keyctl",
+    "add-key",
+    "io-uring",
+    "userfaultfd",
+    "bpf",
+    "perf-event-open",
+];
+
+#[test]
+fn hostile_calls_are_refused_by_the_filter() {
+    let rootfs = Rootfs::new();
+    let mut args = vec!["hostile", "socket-inet"];
+    args.extend(HOSTILE);
+    let out = run_probe(&rootfs, &args, |s| s);
+    let report = json(&out.stdout);
+    for name in HOSTILE {
+        assert_eq!(report[name], libc::EPERM, "{name}: {report}");
+    }
+    assert_eq!(report["socket-inet"], 0, "{report}");
+    // Without the filter the same calls reach the kernel: nested user
+    // namespaces, keyrings, io_uring and userfaultfd all work.
+    let out = run_probe(&rootfs, &args, |s| s.seccomp(false));
+    let report = json(&out.stdout);
+    for name in [
+        "unshare-user",
+        "keyctl",
+        "add-key",
+        "io-uring",
+        "userfaultfd",
+    ] {
+        assert_eq!(report[name], 0, "{name} without the filter: {report}");
+    }
+}
+
+#[test]
+fn tmp_has_an_inode_limit() {
+    let rootfs = Rootfs::new();
+    let out = run_probe(&rootfs, &["inode-bomb", "20000"], |s| {
+        s.limits(Limits {
+            tmp_inodes: 1000,
+            ..limits()
+        })
+    });
+    let report = json(&out.stdout);
+    let created = report["created"].as_u64().unwrap();
+    assert!(created < 1000, "{report}");
+    assert!(
+        report["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("No space left")),
+        "{report}"
+    );
+}
+
+#[test]
+fn the_init_shows_nothing_of_the_host() {
+    let rootfs = Rootfs::new();
+    let out = run_probe(&rootfs, &["proc1"], |s| s);
+    let report = json(&out.stdout);
+    let cmdline = report["cmdline"].as_str().unwrap();
+    assert_eq!(cmdline.trim_end_matches('\0'), "sandbox-init", "{report}");
+    assert_eq!(report["comm"], "sandbox-init", "{report}");
+    let helper_name = Path::new(HELPER).file_name().unwrap().to_str().unwrap();
+    assert!(!cmdline.contains(helper_name), "{report}");
 }

@@ -26,6 +26,8 @@ pub const LIMITS: Limits = Limits {
     max_output_bytes: 1 << 20,
     max_file_bytes: 64 << 20,
     tmp_bytes: 64 << 20,
+    tmp_inodes: 16 << 10,
+    cpu_millis: 1000,
 };
 
 /// qemu-user maps the guest's address space and its own translation cache
