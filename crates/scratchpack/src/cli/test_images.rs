@@ -79,6 +79,7 @@ pub fn run(args: Args) -> Result<(), Failure> {
             std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
         }),
         helper: None,
+        unpack_limits: unpack::UnpackLimits::default(),
     };
     let mut stdout = std::io::stdout().lock();
     writeln!(

@@ -78,6 +78,8 @@ pub struct Options {
     /// The sandbox helper executable; `None` re-executes this program, which
     /// must then call `sandbox::helper::run_if_requested` first in `main`.
     pub helper: Option<PathBuf>,
+    /// What unpacking any one image may cost.
+    pub unpack_limits: unpack::UnpackLimits,
 }
 
 /// The cache key inputs of one test: the image as it ships (its platform
@@ -165,7 +167,8 @@ pub fn run(
                     // The first test of an image unpacks it; the others wait
                     // for that and share it.
                     let root = unpacked[job.subject].get_or_init(|| {
-                        unpack::unpack(&subject.layout, &subject.image).map_err(|e| chain(&e))
+                        unpack::unpack(&subject.layout, &subject.image, &opts.unpack_limits)
+                            .map_err(|e| chain(&e))
                     });
                     let report = run_one(subject, root.as_ref(), job.test, job.id, opts);
                     if tx.send((report, job.key, job.record)).is_err() {
