@@ -510,11 +510,14 @@ fn shown(name: &[u8]) -> String {
     )
 }
 
+/// A path and a link target a PAX header gives the entry after it.
+type PaxNames = (Option<Vec<u8>>, Option<Vec<u8>>);
+
 /// The `path` and `linkpath` records of a PAX extended header (POSIX
 /// `pax` "extended header"): `"%d %s=%s\n"`, the length counting the whole
 /// record. Other keys are ignored, except `size`, which the unpacker does not
 /// honour and so refuses.
-fn pax_records(data: &[u8]) -> Result<(Option<Vec<u8>>, Option<Vec<u8>>), EntryProblem> {
+fn pax_records(data: &[u8]) -> Result<PaxNames, EntryProblem> {
     let bad = || EntryProblem::Limit("malformed PAX extended header".to_owned());
     let (mut path, mut link) = (None, None);
     let mut rest = data;
