@@ -33,7 +33,7 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use emulator::emulator_for;
+pub use emulator::{emulator_for, emulator_in_dir};
 
 /// Resource limits for one run. `u64::MAX` means "no limit" for the byte and
 /// count limits.

@@ -25,6 +25,10 @@ pub struct Args {
     /// How many tests run at once [default: the number of CPUs]
     #[arg(long, short, value_name = "N")]
     jobs: Option<usize>,
+    /// Fail when a test is skipped because this host cannot run its platform
+    /// (no qemu-user-static for it)
+    #[arg(long)]
+    require_all_platforms: bool,
     #[command(flatten)]
     common: Common,
 }
@@ -80,6 +84,7 @@ pub fn run(args: Args) -> Result<(), Failure> {
         }),
         helper: None,
         unpack_limits: unpack::UnpackLimits::default(),
+        emulator_dir: emulator_dir(),
     };
     let mut stdout = std::io::stdout().lock();
     writeln!(
@@ -92,8 +97,13 @@ pub fn run(args: Args) -> Result<(), Failure> {
             Verdict::Passed => ctx.shell.paint("ok", "32"),
             Verdict::Failed => ctx.shell.paint("FAILED", "31"),
             Verdict::Cached => ctx.shell.paint("cached", "36"),
+            Verdict::Skipped => ctx.shell.paint("skipped", "33"),
         };
         let _ = writeln!(stdout, "test {} ... {status}", r.id);
+        if r.verdict == Verdict::Skipped {
+            let reason = r.failure.as_deref().unwrap_or("skipped");
+            let _ = writeln!(stdout, "    skipped: {}", testing::printable(reason));
+        }
     });
 
     let failed: Vec<&TestReport> = reports
@@ -104,9 +114,12 @@ pub fn run(args: Args) -> Result<(), Failure> {
         writeln!(stdout, "\nfailures:")?;
         for r in &failed {
             writeln!(stdout, "\n---- {} ----", r.id)?;
-            writeln!(stdout, "{}", r.failure.as_deref().unwrap_or("failed"))?;
+            // Failures quote what the program printed: escaped, so it cannot
+            // rewrite the lines around it on a terminal.
+            let failure = r.failure.as_deref().unwrap_or("failed");
+            writeln!(stdout, "{}", testing::printable(failure))?;
             if !r.output.is_empty() {
-                write!(stdout, "{}", r.output)?;
+                write!(stdout, "{}", testing::printable(&r.output))?;
             }
         }
         writeln!(stdout, "\nfailures:")?;
@@ -119,24 +132,52 @@ pub fn run(args: Args) -> Result<(), Failure> {
             .with_context(|| format!("writing the JUnit report {}", path.display()))?;
     }
     let count = |v: Verdict| reports.iter().filter(|r| r.verdict == v).count();
+    let skipped = count(Verdict::Skipped);
+    if skipped > 0 {
+        // Said loudly, once, at the end: which platforms did not run and why.
+        let mut reasons: Vec<&str> = reports
+            .iter()
+            .filter(|r| r.verdict == Verdict::Skipped)
+            .filter_map(|r| r.failure.as_deref())
+            .collect();
+        reasons.sort_unstable();
+        reasons.dedup();
+        ctx.shell.warn(format!(
+            "{skipped} image test{} skipped: {}",
+            if skipped == 1 { " was" } else { "s were" },
+            reasons.join("; ")
+        ));
+    }
     // A cached test is a pass whose image and definition have not changed;
-    // the closing line, `N passed, N failed` alone as test runners print it,
-    // counts it as passed.
+    // the closing line, as test runners print it, counts it as passed.
     writeln!(
         stdout,
-        "\n{} cached (image and test unchanged since they passed)\n{} passed, {} failed",
+        "\n{} cached (image and test unchanged since they passed)\n{} passed, {} failed, {skipped} skipped",
         count(Verdict::Cached),
         count(Verdict::Passed) + count(Verdict::Cached),
         count(Verdict::Failed),
     )?;
     stdout.flush()?;
-    if failed.is_empty() {
-        Ok(())
-    } else {
-        Err(Failure::Build(anyhow!(
+    if !failed.is_empty() {
+        return Err(Failure::Build(anyhow!(
             "{} image test{} failed",
             failed.len(),
             if failed.len() == 1 { "" } else { "s" }
-        )))
+        )));
     }
+    if skipped > 0 && args.require_all_platforms {
+        return Err(Failure::Build(anyhow!(
+            "{skipped} image test{} skipped and --require-all-platforms was given",
+            if skipped == 1 { " was" } else { "s were" }
+        )));
+    }
+    Ok(())
+}
+
+/// Where to look for `qemu-<arch>-static`: `SCRATCHPACK_EMULATOR_DIR`, else
+/// `/usr/bin`, where Debian's qemu-user-static installs them.
+pub(crate) fn emulator_dir() -> PathBuf {
+    std::env::var_os("SCRATCHPACK_EMULATOR_DIR")
+        .filter(|d| !d.is_empty())
+        .map_or_else(|| PathBuf::from("/usr/bin"), PathBuf::from)
 }

@@ -133,16 +133,16 @@ pub fn invocation(config: &ImageConfig, test: &CommandTest) -> Result<Invocation
     })
 }
 
-/// Runs `inv` in the unpacked image at `root`, under qemu when the image's
-/// architecture is not the host's. `helper` overrides the sandbox helper
-/// executable (by default this program re-executes itself).
+/// Runs `inv` in the unpacked image at `root`, under `emulator` (qemu-user,
+/// see `sandbox::emulator_in_dir`) when the image's architecture is not the
+/// host's. `helper` overrides the sandbox helper executable (by default this
+/// program re-executes itself).
 pub fn run(
     root: &Path,
-    architecture: &str,
+    emulator: Option<std::path::PathBuf>,
     inv: &Invocation,
     helper: Option<&Path>,
 ) -> Result<Outcome, CommandError> {
-    let emulator = sandbox::emulator_for(architecture)?;
     let mut limits = inv.limits;
     if emulator.is_some() {
         limits.memory_bytes = limits.memory_bytes.max(EMULATED_MEMORY_BYTES);

@@ -16,6 +16,7 @@ pub fn render(reports: &[TestReport]) -> String {
         key(a).cmp(&key(b))
     });
     let failures = |rs: &[&TestReport]| rs.iter().filter(|r| r.verdict == Verdict::Failed).count();
+    let skipped = |rs: &[&TestReport]| rs.iter().filter(|r| r.verdict == Verdict::Skipped).count();
     let seconds = |rs: &[&TestReport]| rs.iter().map(|r| r.duration.as_secs_f64()).sum::<f64>();
 
     let mut xml = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
@@ -31,10 +32,11 @@ pub fn render(reports: &[TestReport]) -> String {
         let first = &suite[0].id;
         let _ = writeln!(
             xml,
-            "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{}\" errors=\"0\" skipped=\"0\" time=\"{:.3}\">",
+            "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{}\" errors=\"0\" skipped=\"{}\" time=\"{:.3}\">",
             escape(&format!("{} [{}]", first.image, first.platform)),
             suite.len(),
             failures(suite),
+            skipped(suite),
             seconds(suite)
         );
         for r in suite {
@@ -64,6 +66,13 @@ pub fn render(reports: &[TestReport]) -> String {
                 }
                 (Verdict::Cached, _) => {
                     xml.push_str(">\n      <system-out>cached: passed before with this image and test</system-out>\n    </testcase>\n");
+                }
+                (Verdict::Skipped, reason) => {
+                    let _ = writeln!(
+                        xml,
+                        ">\n      <skipped message=\"{}\"/>\n    </testcase>",
+                        escape(reason.as_deref().unwrap_or("skipped"))
+                    );
                 }
                 (Verdict::Passed, _) => xml.push_str("/>\n"),
             }

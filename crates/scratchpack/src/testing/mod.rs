@@ -43,6 +43,9 @@ pub enum Verdict {
     Failed,
     /// Passed before, with the same image and the same test definition.
     Cached,
+    /// Could not run on this host: no emulator for the image's platform.
+    /// `failure` says why and what to install.
+    Skipped,
 }
 
 /// The result of one test.
@@ -80,6 +83,8 @@ pub struct Options {
     pub helper: Option<PathBuf>,
     /// What unpacking any one image may cost.
     pub unpack_limits: unpack::UnpackLimits,
+    /// Where qemu-user-static's `qemu-<arch>-static` binaries are.
+    pub emulator_dir: PathBuf,
 }
 
 /// The cache key inputs of one test: the image as it ships (its platform
@@ -209,6 +214,7 @@ fn run_one(
     let started = Instant::now();
     let mut problems = Vec::new();
     let mut output = String::new();
+    let mut skipped = None;
     match root {
         Err(e) => problems.push(format!("unpacking the image: {e}")),
         Ok(root) => {
@@ -217,11 +223,18 @@ fn run_one(
                 problems.extend(structure::check(&root.tree, config, s));
             }
             if let Some(c) = &test.command {
-                match command::invocation(config, c) {
-                    Err(e) => problems.push(chain(&e)),
-                    Ok(inv) => {
-                        let arch = architecture(&subject.image);
-                        match command::run(root.root(), arch, &inv, opts.helper.as_deref()) {
+                let arch = architecture(&subject.image);
+                match (
+                    command::invocation(config, c),
+                    sandbox::emulator_in_dir(arch, &opts.emulator_dir),
+                ) {
+                    (Err(e), _) => problems.push(chain(&e)),
+                    (Ok(_), Err(e @ sandbox::Error::EmulatorMissing { .. })) => {
+                        skipped = Some(chain(&e));
+                    }
+                    (Ok(_), Err(e)) => problems.push(chain(&e)),
+                    (Ok(inv), Ok(emulator)) => {
+                        match command::run(root.root(), emulator, &inv, opts.helper.as_deref()) {
                             Err(e) => problems.push(format!("running {inv}: {}", chain(&e))),
                             Ok(out) => {
                                 let p = command::check(c, &inv, &out);
@@ -237,15 +250,18 @@ fn run_one(
             }
         }
     }
+    // A test that could not run its command is skipped unless the part that
+    // could run (its structure checks) already failed.
+    let (verdict, failure) = match (problems.is_empty(), skipped) {
+        (true, Some(reason)) => (Verdict::Skipped, Some(reason)),
+        (true, None) => (Verdict::Passed, None),
+        (false, _) => (Verdict::Failed, Some(problems.join("\n"))),
+    };
     TestReport {
         id,
-        verdict: if problems.is_empty() {
-            Verdict::Passed
-        } else {
-            Verdict::Failed
-        },
+        verdict,
         duration: started.elapsed(),
-        failure: (!problems.is_empty()).then(|| problems.join("\n")),
+        failure,
         output,
     }
 }
@@ -280,6 +296,26 @@ fn captured(out: &sandbox::Outcome) -> String {
     s
 }
 
+/// `text` made safe to print on a terminal: control characters other than
+/// newline and tab (carriage return, escape, backspace, bell, the C1 range)
+/// and the Unicode controls that reorder text are shown as escapes, so what a
+/// program prints can never move the cursor, erase a line or recolour one.
+pub fn printable(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        let reorders = matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+        match c {
+            '\n' | '\t' => out.push(c),
+            '\r' => out.push_str("\\r"),
+            c if c.is_control() || reorders => {
+                let _ = write!(out, "\\u{{{:x}}}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// An error and its causes on one line.
 pub fn chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
@@ -292,3 +328,17 @@ pub fn chain(e: &dyn std::error::Error) -> String {
 }
 
 pub use crate::output::write_atomic;
+
+#[cfg(test)]
+mod tests {
+    use super::printable;
+
+    #[test]
+    fn control_characters_are_escaped() {
+        assert_eq!(
+            printable("a\tb\n\r\u{1b}[2K ok\u{7}\u{8}\u{9b}\u{202e}x"),
+            "a\tb\n\\r\\u{1b}[2K ok\\u{7}\\u{8}\\u{9b}\\u{202e}x"
+        );
+        assert_eq!(printable("plain ünïcode"), "plain ünïcode");
+    }
+}
