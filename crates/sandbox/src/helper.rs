@@ -105,6 +105,34 @@ fn run(parent: Option<libc::pid_t>, mut control: File, report: &File) -> Result<
         source: std::io::Error::other(e),
     })?;
 
+    // The sandbox's own cgroup, made before its first process exists; where
+    // none can be made, per-process rlimits stand in for its limits.
+    // SAFETY: getpid cannot fail.
+    let name = format!("scratchpack-sandbox-{}", unsafe { libc::getpid() });
+    let cgroup = crate::cgroup::parent()
+        .and_then(|p| crate::cgroup::Cgroup::create(&p, &name, &config.limits).ok());
+    let mut config = config;
+    if cgroup.is_some() {
+        // The group counts memory and processes for the whole sandbox; the
+        // per-process rlimits would only get in the way of an emulator's
+        // address-space reservations and of other users' processes.
+        config.limits.memory_bytes = u64::MAX;
+        config.limits.max_processes = u64::MAX;
+    }
+    let result = run_in(config, control, report, cgroup.as_ref());
+    if let Some(cgroup) = &cgroup {
+        cgroup.remove();
+    }
+    result
+}
+
+/// Creates the namespaces and runs the sandbox in them, supervised.
+fn run_in(
+    config: Config,
+    control: File,
+    report: &File,
+    cgroup: Option<&crate::cgroup::Cgroup>,
+) -> Result<(), StepError> {
     let (go_read, go_write) = pipe().step(|| "creating the start pipe".into())?;
     let sys = Linux;
     let namespaces = if config.host_network {
@@ -132,14 +160,35 @@ fn run(parent: Option<libc::pid_t>, mut control: File, report: &File) -> Result<
         }
         Cloned::Parent(child) => {
             drop(go_read);
+            // The init joins the cgroup before it may go on, so everything
+            // in the sandbox is counted.
+            let joined = cgroup.map_or(Ok(()), |c| {
+                c.add(child)
+                    .step(|| format!("moving process {child} into its cgroup"))
+            });
             // The init watches this pipe's write end to learn the helper is
             // alive, so it stays open until the init is gone.
-            let result = start_child(&sys, child, go_write, &config);
+            let result = joined.and_then(|()| start_child(&sys, child, go_write, &config));
             if result.is_err() {
                 kill(child, libc::SIGKILL);
             }
-            let stopped = supervise(child, &control, &config.limits, result.is_ok());
+            let mut stopped = supervise(child, &control, &config.limits, result.is_ok(), cgroup);
             let maxrss = wait_child(child);
+            if let Some(cgroup) = cgroup {
+                // A program killed for memory may have ended the run before
+                // the supervisor looked: the counter says so either way.
+                if stopped.is_none() && cgroup.oom_kills() > 0 {
+                    stopped = Some("memory");
+                }
+                let kind = match cgroup.kind() {
+                    crate::cgroup::Kind::V1 => "v1",
+                    crate::cgroup::Kind::V2 => "v2",
+                };
+                let _ = writeln!(&*report, "cgroup\t{kind}");
+                if let Some(peak) = cgroup.peak_bytes() {
+                    let _ = writeln!(&*report, "peak\t{peak}");
+                }
+            }
             if let Some(reason) = stopped {
                 let _ = writeln!(&*report, "stopped\t{reason}");
             }
@@ -227,6 +276,7 @@ fn supervise(
     control: &File,
     limits: &crate::Limits,
     started: bool,
+    cgroup: Option<&crate::cgroup::Cgroup>,
 ) -> Option<&'static str> {
     if !started {
         return None;
@@ -246,10 +296,23 @@ fn supervise(
         if exited(child, pidfd.as_ref()) {
             return stopped;
         }
+        if let Some(cgroup) = cgroup
+            && stopped.is_none()
+            && cgroup.oom_kills() > 0
+        {
+            // One process killed for memory stops the whole sandbox: what is
+            // left is a program missing a part of itself.
+            stopped = Some("memory");
+            kill(child, libc::SIGKILL);
+            cgroup.kill();
+        }
         let now = Instant::now();
         if now >= deadline {
             if terminated {
                 kill(child, libc::SIGKILL);
+                if let Some(cgroup) = cgroup {
+                    cgroup.kill();
+                }
                 // Far in the future: only the child's exit ends the loop now.
                 deadline = now + Duration::from_secs(3600);
             } else {
@@ -279,6 +342,10 @@ fn supervise(
         let mut wait = deadline - now;
         if pidfd.is_none() {
             wait = wait.min(Duration::from_millis(10));
+        }
+        if cgroup.is_some() {
+            // The OOM counter is read, not waited on.
+            wait = wait.min(Duration::from_millis(50));
         }
         let timeout = i32::try_from(wait.as_millis().max(1)).unwrap_or(i32::MAX);
         // SAFETY: `fds` is a valid array of pollfd of the given length.

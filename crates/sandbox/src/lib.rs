@@ -21,6 +21,7 @@
 
 #![cfg(target_os = "linux")]
 
+pub mod cgroup;
 mod config;
 mod emulator;
 pub mod helper;
@@ -100,8 +101,10 @@ impl Status {
 pub enum StopReason {
     /// It ran past `Limits::wall_time`.
     Timeout,
-    /// It failed after its resident memory came within a quarter of
-    /// `Limits::memory_bytes`: it was refused memory by the limit.
+    /// The kernel killed a process of the sandbox for going over its
+    /// cgroup's memory limit (read from the group's OOM counter), and the
+    /// sandbox was stopped. Without a cgroup: it failed after its resident
+    /// memory came within a quarter of `Limits::memory_bytes`.
     Memory,
     /// Its output went past `Limits::max_output_bytes`.
     OutputLimit,
@@ -116,7 +119,8 @@ pub struct Outcome {
     pub stderr: Vec<u8>,
     pub duration: Duration,
     pub stopped: Option<StopReason>,
-    /// The largest resident size any process in the sandbox reached.
+    /// The most memory the sandbox's cgroup used at once; without a cgroup,
+    /// the largest resident size any process in the sandbox reached.
     pub peak_memory_bytes: u64,
 }
 

@@ -45,6 +45,9 @@ struct Report {
     status: Option<Status>,
     stopped: Option<String>,
     maxrss_kib: Option<u64>,
+    /// Which cgroup interface limited the sandbox, if any.
+    cgroup: Option<String>,
+    peak_bytes: Option<u64>,
 }
 
 impl Report {
@@ -61,6 +64,8 @@ impl Report {
                 "signal" => r.status = value.parse().ok().map(Status::Signal),
                 "stopped" => r.stopped = Some(value.to_string()),
                 "maxrss" => r.maxrss_kib = value.parse().ok(),
+                "cgroup" => r.cgroup = Some(value.to_string()),
+                "peak" => r.peak_bytes = value.parse().ok(),
                 _ => {}
             }
         }
@@ -242,6 +247,8 @@ pub fn run(sandbox: &Sandbox) -> Result<Outcome, Error> {
     }
     let stopped = if output_limited {
         Some(StopReason::OutputLimit)
+    } else if report.stopped.as_deref() == Some("memory") {
+        Some(StopReason::Memory)
     } else if helper_killed || report.stopped.as_deref() == Some("timeout") {
         Some(StopReason::Timeout)
     } else {
@@ -253,11 +260,15 @@ pub fn run(sandbox: &Sandbox) -> Result<Outcome, Error> {
         (None, Some(_)) => Status::Signal(libc::SIGKILL),
         (None, None) => return Err(Error::Helper(format!("helper {helper_status}"))),
     };
-    let peak_memory_bytes = report.maxrss_kib.unwrap_or(0).saturating_mul(1024);
+    let peak_memory_bytes = report
+        .peak_bytes
+        .unwrap_or_else(|| report.maxrss_kib.unwrap_or(0).saturating_mul(1024));
     let memory = sandbox.limits.memory_bytes;
     let stopped = stopped.or_else(|| {
+        // Without a cgroup there is no OOM counter: a failure near the
+        // address-space limit is taken for a refusal by it.
         let near_limit = memory != u64::MAX && peak_memory_bytes >= memory - memory / 4;
-        (near_limit && !status.success()).then_some(StopReason::Memory)
+        (report.cgroup.is_none() && near_limit && !status.success()).then_some(StopReason::Memory)
     });
     Ok(Outcome {
         status,
@@ -275,7 +286,9 @@ mod tests {
 
     #[test]
     fn parses_report_lines() {
-        let r = Report::parse("exit\t3\nstopped\ttimeout\nmaxrss\t2048\n");
+        let r = Report::parse("exit\t3\nstopped\ttimeout\nmaxrss\t2048\ncgroup\tv1\npeak\t4096\n");
+        assert_eq!(r.cgroup.as_deref(), Some("v1"));
+        assert_eq!(r.peak_bytes, Some(4096));
         assert_eq!(r.status, Some(Status::Exit(3)));
         assert_eq!(r.stopped.as_deref(), Some("timeout"));
         assert_eq!(r.maxrss_kib, Some(2048));

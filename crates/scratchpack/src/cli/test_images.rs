@@ -86,6 +86,8 @@ pub fn run(args: Args) -> Result<(), Failure> {
         unpack_limits: unpack::UnpackLimits::default(),
         emulator_dir: emulator_dir(),
     };
+    // Which limits hold depends on the host and the caller: said once.
+    ctx.shell.status("Sandbox", sandbox::cgroup::notice());
     let mut stdout = std::io::stdout().lock();
     writeln!(
         stdout,

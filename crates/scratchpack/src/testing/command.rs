@@ -31,7 +31,8 @@ pub const LIMITS: Limits = Limits {
 };
 
 /// qemu-user maps the guest's address space and its own translation cache
-/// into the process, so an emulated program needs room beyond what it uses.
+/// into the process, so an emulated program limited by address space (when
+/// no cgroup limits the sandbox) needs room beyond what it uses.
 const EMULATED_MEMORY_BYTES: u64 = 4 << 30;
 
 /// Why a command test could not be started.
@@ -144,7 +145,9 @@ pub fn run(
     helper: Option<&Path>,
 ) -> Result<Outcome, CommandError> {
     let mut limits = inv.limits;
-    if emulator.is_some() {
+    // Only an address-space rlimit needs the room: a cgroup counts what
+    // qemu actually uses.
+    if emulator.is_some() && sandbox::cgroup::parent().is_none() {
         limits.memory_bytes = limits.memory_bytes.max(EMULATED_MEMORY_BYTES);
     }
     let mut sb = Sandbox::new(root)
