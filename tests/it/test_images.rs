@@ -193,8 +193,14 @@ args = ["fake-ok"]
 /// A fixture workspace with a greeter and the probe, whose images carry one
 /// wrong expectation and an isolation check.
 fn fixture() -> Fixture {
+    fixture_with(FIXTURE_IMAGES)
+}
+
+/// A fixture workspace with a greeter and the probe, and `images` as its
+/// images.toml.
+fn fixture_with(images: &str) -> Fixture {
     let probe = std::fs::read_to_string(repo_root().join("crates/probe/src/main.rs")).unwrap();
-    let fx = Fixture::new(&[("fx", FX_MAIN), ("isoprobe", &probe)], FIXTURE_IMAGES);
+    let fx = Fixture::new(&[("fx", FX_MAIN), ("isoprobe", &probe)], images);
     // The probe needs libc; the repository's lock file pins the version the
     // rest of the tests already fetched.
     let manifest = fx.path().join("crates/isoprobe/Cargo.toml");
@@ -353,4 +359,77 @@ fn a_platform_without_an_emulator_is_skipped_and_named() {
         "{}",
         String::from_utf8_lossy(&strict.stderr)
     );
+}
+
+/// Host processes whose command line contains `tag`.
+fn processes_tagged(tag: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !name.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        if let Ok(cmdline) = std::fs::read(entry.path().join("cmdline"))
+            && String::from_utf8_lossy(&cmdline).contains(tag)
+        {
+            found.push(name);
+        }
+    }
+    found
+}
+
+#[test]
+fn an_interrupted_run_stops_its_sandboxes_and_removes_what_it_unpacked() {
+    let tag = format!("--tag=interrupted-{}", std::process::id());
+    let images = format!(
+        r#"
+[defaults]
+platforms = ["linux/amd64"]
+
+[images.iso]
+package = "isoprobe"
+
+[images.iso.tests.hangs]
+args = ["ignore-term", "{tag}"]
+timeout = 120
+"#
+    );
+    let fx = fixture_with(&images);
+    let tmp = tempfile::tempdir().unwrap();
+    for signal in ["INT", "TERM"] {
+        let mut child = cli()
+            .current_dir(fx.path())
+            .env("CARGO_TARGET_DIR", nested_target_dir())
+            .env("TMPDIR", tmp.path())
+            .args(["test-images", "--no-cache", "--out"])
+            .arg(fx.path().join("out"))
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The build comes first; the probe shows up once its test runs.
+        let started = Instant::now();
+        while processes_tagged(&tag).is_empty() {
+            assert!(started.elapsed().as_secs() < 600, "the probe never started");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let unpacked: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().flatten().collect();
+        assert!(!unpacked.is_empty(), "nothing unpacked under TMPDIR");
+        let status = std::process::Command::new("kill")
+            .args([&format!("-{signal}"), &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(130), "SIG{signal}: {stderr}");
+        assert!(stderr.contains("interrupted"), "{stderr}");
+        assert_eq!(processes_tagged(&tag), Vec::<String>::new(), "SIG{signal}");
+        let left: Vec<_> = std::fs::read_dir(tmp.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        assert!(left.is_empty(), "SIG{signal} left {left:?}");
+    }
 }

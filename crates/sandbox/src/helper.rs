@@ -79,10 +79,31 @@ fn one_line(s: &str) -> String {
     s.replace(['\n', '\t'], " ")
 }
 
+/// Set when the helper is asked to stop: by SIGTERM from the library
+/// (`signals::stop_all`), or as its parent death signal.
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn request_stop(_: libc::c_int) {
+    STOP.store(true, Ordering::Relaxed);
+}
+
 fn run(parent: Option<libc::pid_t>, mut control: File, report: &File) -> Result<(), StepError> {
-    // The helper dies with the library; checking the parent afterwards closes
-    // the window in which the library may have died before the request.
-    set_parent_death_signal().step(|| "setting the parent death signal".into())?;
+    // A stop request interrupts whatever the helper waits on (no SA_RESTART)
+    // and lets it take the sandbox down and remove its cgroup before it ends.
+    for signal in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
+        // SAFETY: an all-zero sigaction with a handler that only stores to
+        // an atomic, which is async-signal-safe.
+        unsafe {
+            let mut action = std::mem::zeroed::<libc::sigaction>();
+            action.sa_sigaction = request_stop as extern "C" fn(libc::c_int) as libc::sighandler_t;
+            libc::sigemptyset(&mut action.sa_mask);
+            libc::sigaction(signal, &action, std::ptr::null_mut());
+        }
+    }
+    // The helper dies with the library, cleaning up; checking the parent
+    // afterwards closes the window in which the library may have died
+    // before the request.
+    set_parent_death_signal_to(libc::SIGTERM).step(|| "setting the parent death signal".into())?;
     // SAFETY: getppid cannot fail.
     if parent.is_some_and(|p| p != unsafe { libc::getppid() }) {
         return Err(StepError {
@@ -220,17 +241,12 @@ fn start_child(
 }
 
 fn set_parent_death_signal() -> std::io::Result<()> {
+    set_parent_death_signal_to(libc::SIGKILL)
+}
+
+fn set_parent_death_signal_to(signal: libc::c_int) -> std::io::Result<()> {
     // SAFETY: integer arguments only.
-    if unsafe {
-        libc::prctl(
-            libc::PR_SET_PDEATHSIG,
-            libc::SIGKILL as libc::c_ulong,
-            0,
-            0,
-            0,
-        )
-    } == -1
-    {
+    if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, signal as libc::c_ulong, 0, 0, 0) } == -1 {
         return Err(std::io::Error::last_os_error());
     }
     Ok(())
@@ -295,6 +311,13 @@ fn supervise(
     loop {
         if exited(child, pidfd.as_ref()) {
             return stopped;
+        }
+        if STOP.swap(false, Ordering::Relaxed) {
+            stopped.get_or_insert("cancelled");
+            kill(child, libc::SIGKILL);
+            if let Some(cgroup) = cgroup {
+                cgroup.kill();
+            }
         }
         if let Some(cgroup) = cgroup
             && stopped.is_none()

@@ -28,6 +28,7 @@ pub mod helper;
 mod run;
 pub mod seccomp;
 pub mod setup;
+pub mod signals;
 pub mod sys;
 
 use std::ffi::OsString;
@@ -108,6 +109,8 @@ pub enum StopReason {
     Memory,
     /// Its output went past `Limits::max_output_bytes`.
     OutputLimit,
+    /// The caller asked for it to stop ([`signals::stop_all`]).
+    Cancelled,
 }
 
 /// The result of a run.

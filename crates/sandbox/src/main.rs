@@ -90,6 +90,7 @@ fn run(args: Vec<String>) -> Result<ExitCode, String> {
         Some(sandbox::StopReason::Timeout) => "timeout",
         Some(sandbox::StopReason::Memory) => "memory",
         Some(sandbox::StopReason::OutputLimit) => "output",
+        Some(sandbox::StopReason::Cancelled) => "cancelled",
         None => "none",
     };
     eprintln!("scratchpack-sandbox: outcome status={status} stopped={stopped}");

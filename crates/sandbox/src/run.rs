@@ -136,7 +136,49 @@ pub fn run(sandbox: &Sandbox) -> Result<Outcome, Error> {
         source,
     })?;
     drop((report_child, control_child));
+    let helper_pid = child.id() as libc::pid_t;
+    crate::signals::started(helper_pid);
+    let result = supervise_helper(
+        sandbox,
+        &mut child,
+        control_write,
+        report_read,
+        start,
+        &config,
+    );
+    crate::signals::ended(helper_pid);
+    let (buffers, output_limited, helper_killed) = match result {
+        Ok(r) => r,
+        Err(err) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(err);
+        }
+    };
+    let helper_status = child.wait().map_err(Error::Io)?;
+    let duration = start.elapsed();
+    finish(
+        sandbox,
+        buffers,
+        output_limited,
+        helper_killed,
+        helper_status,
+        duration,
+    )
+}
 
+/// Feeds the helper its configuration and stdin and collects its output
+/// and report until it closes them: the stdout, stderr and report bytes,
+/// whether the output went over its cap, and whether the helper had to be
+/// killed for missing its deadline.
+fn supervise_helper(
+    sandbox: &Sandbox,
+    child: &mut std::process::Child,
+    control_write: OwnedFd,
+    report_read: OwnedFd,
+    start: Instant,
+    config: &Config,
+) -> Result<([Vec<u8>; 3], bool, bool), Error> {
     let mut control = Some(File::from(control_write));
     let encoded = config.encode();
     let sent = control.as_mut().map(|c| {
@@ -144,8 +186,6 @@ pub fn run(sandbox: &Sandbox) -> Result<Outcome, Error> {
             .and_then(|()| c.write_all(&encoded))
     });
     if let Some(Err(err)) = sent {
-        let _ = child.kill();
-        let _ = child.wait();
         return Err(Error::Io(err));
     }
 
@@ -231,12 +271,21 @@ pub fn run(sandbox: &Sandbox) -> Result<Outcome, Error> {
         }
     }
     drop(control);
-    let helper_status = child.wait().map_err(Error::Io)?;
-    let duration = start.elapsed();
     if let Some(writer) = stdin_writer {
         let _ = writer.join();
     }
+    Ok((buffers, output_limited, helper_killed))
+}
 
+/// The outcome the helper's report and the collected output describe.
+fn finish(
+    sandbox: &Sandbox,
+    buffers: [Vec<u8>; 3],
+    output_limited: bool,
+    helper_killed: bool,
+    helper_status: std::process::ExitStatus,
+    duration: Duration,
+) -> Result<Outcome, Error> {
     let [stdout, stderr, report] = buffers;
     let report = Report::parse(&String::from_utf8_lossy(&report));
     if let Some(error) = report.error {
@@ -249,6 +298,8 @@ pub fn run(sandbox: &Sandbox) -> Result<Outcome, Error> {
         Some(StopReason::OutputLimit)
     } else if report.stopped.as_deref() == Some("memory") {
         Some(StopReason::Memory)
+    } else if report.stopped.as_deref() == Some("cancelled") {
+        Some(StopReason::Cancelled)
     } else if helper_killed || report.stopped.as_deref() == Some("timeout") {
         Some(StopReason::Timeout)
     } else {

@@ -4,6 +4,8 @@
 
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context as _, anyhow};
 
@@ -34,6 +36,16 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<(), Failure> {
+    // Ctrl-C or SIGTERM stops the sandboxes and lets every unpacked image be
+    // removed before the process ends (a second signal ends it at once).
+    // Nothing has started a thread yet, as `on_termination` requires.
+    let cancelled = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&cancelled);
+    sandbox::signals::on_termination(move |_| {
+        flag.store(true, Ordering::SeqCst);
+        sandbox::signals::stop_all();
+    })
+    .context("handling termination signals")?;
     let ctx = args.common.load()?;
     let built = super::images::build_selected(&ctx, &args.names)?;
     // Held while tests read the layouts, so another run cannot replace an
@@ -85,6 +97,7 @@ pub fn run(args: Args) -> Result<(), Failure> {
         helper: None,
         unpack_limits: unpack::UnpackLimits::default(),
         emulator_dir: emulator_dir(),
+        cancelled: Arc::clone(&cancelled),
     };
     // Which limits hold depends on the host and the caller: said once.
     ctx.shell.status("Sandbox", sandbox::cgroup::notice());
@@ -108,6 +121,16 @@ pub fn run(args: Args) -> Result<(), Failure> {
         }
     });
 
+    if cancelled.load(Ordering::SeqCst) {
+        // Every sandbox has stopped and every unpacked image is removed.
+        stdout.flush()?;
+        drop(_lock);
+        ctx.shell.warn(format!(
+            "interrupted: {} of {total} image tests ran; unpacked images removed",
+            reports.len()
+        ));
+        std::process::exit(130);
+    }
     let failed: Vec<&TestReport> = reports
         .iter()
         .filter(|r| r.verdict == Verdict::Failed)

@@ -177,9 +177,10 @@ pub fn check(test: &CommandTest, inv: &Invocation, out: &Outcome) -> Vec<String>
                 inv.limits.wall_time.as_secs_f64()
             ),
             StopReason::Memory => format!(
-                "stopped: refused memory at the limit of {} MiB",
+                "stopped: went over the memory limit of {} MiB",
                 inv.limits.memory_bytes >> 20
             ),
+            StopReason::Cancelled => "stopped: the run was interrupted".to_owned(),
             StopReason::OutputLimit => format!(
                 "stopped: wrote more than the output limit of {} KiB",
                 inv.limits.max_output_bytes >> 10

@@ -13,7 +13,8 @@ pub mod unpack;
 use std::collections::VecDeque;
 use std::fmt::Write as _;
 use std::path::PathBuf;
-use std::sync::{Mutex, OnceLock, mpsc};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, mpsc};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -85,6 +86,9 @@ pub struct Options {
     pub unpack_limits: unpack::UnpackLimits,
     /// Where qemu-user-static's `qemu-<arch>-static` binaries are.
     pub emulator_dir: PathBuf,
+    /// Set to stop the run: no further test starts, and [`run`] returns
+    /// once the running ones end (`sandbox::signals::stop_all` ends them).
+    pub cancelled: Arc<AtomicBool>,
 }
 
 /// The cache key inputs of one test: the image as it ships (its platform
@@ -166,6 +170,9 @@ pub fn run(
             let (queue, unpacked) = (&queue, &unpacked);
             scope.spawn(move || {
                 loop {
+                    if opts.cancelled.load(Ordering::SeqCst) {
+                        break;
+                    }
                     let job = queue.lock().expect("no worker panics").pop_front();
                     let Some(job) = job else { break };
                     let subject = &subjects[job.subject];

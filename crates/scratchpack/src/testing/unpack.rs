@@ -406,6 +406,54 @@ pub struct Unpacked {
     pub tree: Tree,
 }
 
+impl Drop for Unpacked {
+    fn drop(&mut self) {
+        // Before the temporary directory's own removal, which holds a
+        // descriptor per level and so fails on a tree deeper than the
+        // open-files limit. What is left (nothing) it removes itself.
+        let _ = remove_tree(self.dir.path());
+    }
+}
+
+/// Removes the directory `root` and everything in it, never following a
+/// symlink, with at most three descriptors open however deep the tree is:
+/// it descends one directory at a time by name and climbs back with `..`.
+pub fn remove_tree(root: &Path) -> std::io::Result<()> {
+    use rustix::fs::{AtFlags, Dir, Mode, OFlags, openat, unlinkat};
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let mut dir = openat(rustix::fs::CWD, root, flags, Mode::empty())?;
+    // The names of the directories descended into, outermost first.
+    let mut path: Vec<std::ffi::CString> = Vec::new();
+    loop {
+        let mut subdir = None;
+        for entry in Dir::read_from(&dir)? {
+            let entry = entry?;
+            let name = entry.file_name();
+            if name == c"." || name == c".." {
+                continue;
+            }
+            if entry.file_type() == rustix::fs::FileType::Directory {
+                subdir.get_or_insert_with(|| name.to_owned());
+            } else {
+                unlinkat(&dir, name, AtFlags::empty())?;
+            }
+        }
+        match subdir {
+            Some(name) => {
+                dir = openat(&dir, &name, flags, Mode::empty())?;
+                path.push(name);
+            }
+            None => {
+                let Some(name) = path.pop() else { break };
+                dir = openat(&dir, c"..", flags, Mode::empty())?;
+                unlinkat(&dir, &name, AtFlags::REMOVEDIR)?;
+            }
+        }
+    }
+    drop(dir);
+    std::fs::remove_dir(root)
+}
+
 impl Unpacked {
     /// The root directory to hand to the sandbox.
     pub fn root(&self) -> &Path {

@@ -536,3 +536,43 @@ fn removing_a_path_visits_only_what_is_below_it() {
     let left: Vec<&str> = tree.nodes.keys().map(String::as_str).collect();
     assert_eq!(left, ["/", "/a-b", "/a0", "/ab", "/b"]);
 }
+
+#[test]
+fn a_tree_deeper_than_the_open_files_limit_is_removed() {
+    use rustix::fs::{Mode, OFlags, mkdirat, openat};
+    let limits = std::fs::read_to_string("/proc/self/limits").unwrap();
+    let soft: u64 = limits
+        .lines()
+        .find_map(|l| l.strip_prefix("Max open files"))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1 << 16);
+    // One level more than the descriptors a per-level removal could hold.
+    let depth = soft.min(1 << 16) + 16;
+    let dir = tempfile::Builder::new()
+        .prefix("scratchpack-rootfs-deep-")
+        .tempdir()
+        .unwrap();
+    let root = dir.path().to_owned();
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+    let mut fd = openat(rustix::fs::CWD, &root, flags, Mode::empty()).unwrap();
+    for _ in 0..depth {
+        mkdirat(&fd, c"d", Mode::from_raw_mode(0o755)).unwrap();
+        fd = openat(&fd, c"d", flags, Mode::empty()).unwrap();
+    }
+    std::fs::write(
+        format!(
+            "/proc/self/fd/{}/leaf",
+            std::os::fd::AsRawFd::as_raw_fd(&fd)
+        ),
+        b"x",
+    )
+    .unwrap();
+    drop(fd);
+    let unpacked = Unpacked {
+        dir,
+        tree: Tree::new(),
+    };
+    drop(unpacked);
+    assert!(!root.exists(), "{} was left behind", root.display());
+}
