@@ -397,7 +397,7 @@ timeout = 120
     let fx = fixture_with(&images);
     let tmp = tempfile::tempdir().unwrap();
     for signal in ["INT", "TERM"] {
-        let mut child = cli()
+        let child = cli()
             .current_dir(fx.path())
             .env("CARGO_TARGET_DIR", nested_target_dir())
             .env("TMPDIR", tmp.path())
