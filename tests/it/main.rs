@@ -7,6 +7,7 @@ mod outputs;
 mod push;
 mod registry;
 mod reproducible;
+mod run;
 mod static_check;
 mod support;
 mod test_images;

@@ -391,7 +391,8 @@ package = "isoprobe"
 
 [images.iso.tests.hangs]
 args = ["ignore-term", "{tag}"]
-timeout = 120
+# Only the interruption can end it in time for the test to finish.
+timeout = 3600
 "#
     );
     let fx = fixture_with(&images);

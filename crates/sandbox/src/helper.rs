@@ -88,6 +88,14 @@ extern "C" fn request_stop(_: libc::c_int) {
 }
 
 fn run(parent: Option<libc::pid_t>, mut control: File, report: &File) -> Result<(), StepError> {
+    // The caller may block signals (`signals::on_termination` does, and a
+    // child inherits the mask): the helper and the init need theirs.
+    // SAFETY: an empty set, then unblocking everything.
+    unsafe {
+        let mut set = std::mem::zeroed::<libc::sigset_t>();
+        libc::sigemptyset(&mut set);
+        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+    }
     // A stop request interrupts whatever the helper waits on (no SA_RESTART)
     // and lets it take the sandbox down and remove its cgroup before it ends.
     for signal in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {

@@ -175,6 +175,7 @@ pub struct Sandbox {
     helper: Option<PathBuf>,
     seccomp: bool,
     host_network: bool,
+    attach: bool,
 }
 
 impl Sandbox {
@@ -197,6 +198,7 @@ impl Sandbox {
             helper: None,
             seccomp: true,
             host_network: false,
+            attach: false,
         }
     }
 
@@ -276,6 +278,14 @@ impl Sandbox {
     /// only a loopback interface, as `docker run --network host` does.
     pub fn host_network(mut self, on: bool) -> Sandbox {
         self.host_network = on;
+        self
+    }
+
+    /// Gives the program this process's own stdin, stdout and stderr, as
+    /// `docker run` does, instead of capturing its output into the
+    /// [`Outcome`] (which then holds none) and feeding it [`Sandbox::stdin`].
+    pub fn attach_stdio(mut self, on: bool) -> Sandbox {
+        self.attach = on;
         self
     }
 

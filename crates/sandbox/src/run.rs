@@ -38,6 +38,14 @@ fn high_copy(fd: &OwnedFd) -> std::io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(new) })
 }
 
+/// A stream to read, with its descriptor for `poll`; none when attached.
+fn stream<R: Read + AsRawFd + 'static>(r: Option<R>) -> (RawFd, Option<Box<dyn Read>>) {
+    match r {
+        Some(r) => (r.as_raw_fd(), Some(Box::new(r))),
+        None => (-1, None),
+    }
+}
+
 #[derive(Default)]
 struct Report {
     error: Option<String>,
@@ -110,14 +118,22 @@ pub fn run(sandbox: &Sandbox) -> Result<Outcome, Error> {
     command
         .arg(MARKER)
         .arg(std::process::id().to_string())
-        .env_clear()
-        .stdin(if sandbox.stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+        .env_clear();
+    if sandbox.attach {
+        command
+            .stdin(Stdio::inherit())
+            .stdout(Stdio::inherit())
+            .stderr(Stdio::inherit());
+    } else {
+        command
+            .stdin(if sandbox.stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+    }
     // SAFETY: dup2 is async-signal-safe, and the closure touches nothing but
     // the two descriptor numbers it captured by value.
     unsafe {
@@ -201,11 +217,10 @@ fn supervise_helper(
         _ => None,
     };
 
-    let stdout = child.stdout.take().expect("stdout is piped");
-    let stderr = child.stderr.take().expect("stderr is piped");
+    // Attached streams are the caller's own and are not read here.
     let mut streams: [(RawFd, Option<Box<dyn Read>>); 3] = [
-        (stdout.as_raw_fd(), Some(Box::new(stdout))),
-        (stderr.as_raw_fd(), Some(Box::new(stderr))),
+        stream(child.stdout.take()),
+        stream(child.stderr.take()),
         (
             report_read.as_raw_fd(),
             Some(Box::new(File::from(report_read))),

@@ -48,7 +48,7 @@ fn signal_set() -> libc::sigset_t {
 /// `128 + signal`. Call it in `main` before any other thread starts: the
 /// signals are blocked in the calling thread, and so in every thread it
 /// starts later, and waited for on a thread of their own. Child processes
-/// started with `std::process::Command` get an empty signal mask back.
+/// inherit the mask: the sandbox helper clears its own first thing.
 pub fn on_termination(first: impl FnOnce(i32) + Send + 'static) -> std::io::Result<()> {
     let set = signal_set();
     // SAFETY: a valid set; the old mask is not wanted.

@@ -3,6 +3,7 @@
 
 mod images;
 mod push;
+mod run;
 mod table;
 mod test_images;
 
@@ -38,6 +39,8 @@ enum Command {
     Push(push::Args),
     /// Build what is out of date, then run the tests images.toml declares, in a sandbox
     TestImages(test_images::Args),
+    /// Build the image if out of date, then run it in a sandbox, like `docker run --rm`
+    Run(run::Args),
 }
 
 /// Options every command shares.
@@ -140,6 +143,7 @@ pub fn main() -> ExitCode {
         Command::Images(args) => images::run(args),
         Command::TestImages(args) => test_images::run(args),
         Command::Push(args) => push::run(args),
+        Command::Run(args) => run::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
