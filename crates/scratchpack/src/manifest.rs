@@ -64,6 +64,31 @@ pub struct RawImage {
     pub repository: Option<Spanned<String>>,
     pub insecure: Option<bool>,
     pub tests: Option<BTreeMap<Spanned<String>, Spanned<RawTest>>>,
+    /// Bounds on unpacking the image for its tests; keys left out keep the
+    /// defaults (per key, the image's over [defaults]).
+    pub unpack_limits: Option<RawUnpackLimits>,
+    /// Whether a test that cannot run on this host (no emulator for its
+    /// platform) fails `test-images` instead of being skipped.
+    pub require_all_platforms: Option<bool>,
+}
+
+/// `unpack-limits = { max-bytes = …, max-entries = …, max-depth = …,
+/// max-name-bytes = … }`.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawUnpackLimits {
+    pub max_bytes: Option<u64>,
+    pub max_entries: Option<u64>,
+    pub max_depth: Option<u64>,
+    pub max_name_bytes: Option<u64>,
+}
+
+/// How an image's tests are run, beyond the tests themselves.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
+pub struct TestSettings {
+    /// The image's and [defaults]' keys merged, image first.
+    pub unpack_limits: RawUnpackLimits,
+    pub require_all_platforms: bool,
 }
 
 /// One named image test: a command to run, structure to check, or both.
@@ -80,6 +105,8 @@ pub struct RawTest {
     pub exit_code: Option<Spanned<i32>>,
     pub stdout: Option<RawOutput>,
     pub stderr: Option<RawOutput>,
+    /// `false` runs the command without the sandbox's seccomp filter.
+    pub seccomp: Option<bool>,
     pub files: Option<Vec<Spanned<RawFileCheck>>>,
     pub absent: Option<Vec<Spanned<String>>>,
     pub config: Option<RawConfigCheck>,
@@ -147,6 +174,8 @@ pub struct Plan {
     pub workspace_root: PathBuf,
     pub target_dir: PathBuf,
     pub images: Vec<ImagePlan>,
+    /// Each image's test settings, by image name.
+    pub test_settings: BTreeMap<String, TestSettings>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -201,6 +230,8 @@ pub struct CommandTest {
     pub exit_code: i32,
     pub stdout: OutputExpect,
     pub stderr: OutputExpect,
+    /// Whether the sandbox's seccomp filter is on (the default).
+    pub seccomp: bool,
 }
 
 /// Default wall-time limit of a command test, in milliseconds.
@@ -465,6 +496,7 @@ impl Resolver<'_> {
             );
         }
         let mut images = Vec::new();
+        let mut test_settings = BTreeMap::new();
         for (name, image) in raw.images {
             let name_span = span_of(&name);
             let name = name.into_inner();
@@ -475,14 +507,33 @@ impl Resolver<'_> {
                 );
                 continue;
             }
-            if let Some(plan) = self.image(&name, name_span, image.into_inner(), &defaults) {
+            let image = image.into_inner();
+            let (own, shared) = (
+                image.unpack_limits.unwrap_or_default(),
+                defaults.unpack_limits.unwrap_or_default(),
+            );
+            let settings = TestSettings {
+                unpack_limits: RawUnpackLimits {
+                    max_bytes: own.max_bytes.or(shared.max_bytes),
+                    max_entries: own.max_entries.or(shared.max_entries),
+                    max_depth: own.max_depth.or(shared.max_depth),
+                    max_name_bytes: own.max_name_bytes.or(shared.max_name_bytes),
+                },
+                require_all_platforms: image
+                    .require_all_platforms
+                    .or(defaults.require_all_platforms)
+                    .unwrap_or(false),
+            };
+            if let Some(plan) = self.image(&name, name_span, image, &defaults) {
                 images.push(plan);
+                test_settings.insert(name, settings);
             }
         }
         Plan {
             workspace_root: self.workspace.root.clone(),
             target_dir: self.workspace.target_dir.clone(),
             images,
+            test_settings,
         }
     }
 
@@ -993,7 +1044,8 @@ impl Resolver<'_> {
             || t.workdir.is_some()
             || t.exit_code.is_some()
             || t.stdout.is_some()
-            || t.stderr.is_some();
+            || t.stderr.is_some()
+            || t.seccomp.is_some();
         let is_structure = t.files.is_some() || t.absent.is_some() || t.config.is_some();
         if !is_command && !is_structure {
             self.error(
@@ -1057,6 +1109,7 @@ impl Resolver<'_> {
                 },
                 stdout: self.output(t.stdout.as_ref()),
                 stderr: self.output(t.stderr.as_ref()),
+                seccomp: t.seccomp.unwrap_or(true),
             }
         });
         let structure = is_structure.then(|| {

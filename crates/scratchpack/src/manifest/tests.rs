@@ -331,3 +331,56 @@ fn values_a_process_cannot_receive_are_errors() {
     let e = errors("[images.\"x.tar\"]\npackage = \"hello\"\n");
     assert!(e[0].contains("`.tar`"), "{e:?}");
 }
+
+#[test]
+fn test_settings_merge_defaults_and_seccomp_opts_out_per_test() {
+    let p = plan(
+        r#"
+[defaults]
+unpack-limits = { max-bytes = 1000, max-depth = 8 }
+require-all-platforms = true
+
+[images.hello]
+package = "hello"
+unpack-limits = { max-depth = 4, max-entries = 10 }
+
+[images.hello.tests.raw]
+args = ["x"]
+seccomp = false
+
+[images.hello.tests.filtered]
+args = ["y"]
+
+[images.other]
+package = "hello"
+require-all-platforms = false
+"#,
+    );
+    let hello = &p.test_settings["hello"];
+    assert_eq!(
+        hello.unpack_limits,
+        RawUnpackLimits {
+            max_bytes: Some(1000),
+            max_entries: Some(10),
+            max_depth: Some(4),
+            max_name_bytes: None,
+        }
+    );
+    assert!(hello.require_all_platforms);
+    assert!(!p.test_settings["other"].require_all_platforms);
+    let tests = &p.images[0].tests;
+    let seccomp = |name: &str| {
+        tests
+            .iter()
+            .find(|t| t.name == name)
+            .and_then(|t| t.command.as_ref())
+            .unwrap()
+            .seccomp
+    };
+    assert!(!seccomp("raw"));
+    assert!(seccomp("filtered"));
+    assert!(
+        !errors("[images.hello]\npackage = \"hello\"\nunpack-limits = { max-files = 1 }\n")
+            .is_empty()
+    );
+}
