@@ -54,6 +54,8 @@ pub fn run(args: Args) -> Result<(), Failure> {
         .with_context(|| format!("locking {}", ctx.out_dir.display()))?;
 
     let mut subjects = Vec::new();
+    // Images whose manifest asks that every platform run.
+    let mut strict: Vec<String> = Vec::new();
     for b in &built {
         let plan = ctx
             .plan
@@ -77,12 +79,22 @@ pub fn run(args: Args) -> Result<(), Failure> {
         }
         let images = unpack::read_layout(&b.layout)
             .with_context(|| format!("reading the image layout {}", b.layout.display()))?;
+        let settings = ctx
+            .plan
+            .test_settings
+            .get(&b.name)
+            .cloned()
+            .unwrap_or_default();
+        if settings.require_all_platforms {
+            strict.push(b.name.clone());
+        }
         for image in images {
             subjects.push(Subject {
                 name: b.name.clone(),
                 layout: b.layout.clone(),
                 image,
                 tests: plan.tests.clone(),
+                unpack_limits: unpack_limits(&settings.unpack_limits),
             });
         }
     }
@@ -95,7 +107,6 @@ pub fn run(args: Args) -> Result<(), Failure> {
             std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
         }),
         helper: None,
-        unpack_limits: unpack::UnpackLimits::default(),
         emulator_dir: emulator_dir(),
         cancelled: Arc::clone(&cancelled),
     };
@@ -196,7 +207,34 @@ pub fn run(args: Args) -> Result<(), Failure> {
             if skipped == 1 { " was" } else { "s were" }
         )));
     }
+    let strict_skips: Vec<String> = reports
+        .iter()
+        .filter(|r| r.verdict == Verdict::Skipped && strict.contains(&r.id.image))
+        .map(|r| r.id.to_string())
+        .collect();
+    if !strict_skips.is_empty() {
+        return Err(Failure::Build(anyhow!(
+            "skipped, but images.toml sets `require-all-platforms` for the image: {}",
+            strict_skips.join(", ")
+        )));
+    }
     Ok(())
+}
+
+/// The unpack limits images.toml sets, each key it leaves out at its default.
+fn unpack_limits(raw: &crate::manifest::RawUnpackLimits) -> unpack::UnpackLimits {
+    let d = unpack::UnpackLimits::default();
+    unpack::UnpackLimits {
+        max_bytes: raw.max_bytes.unwrap_or(d.max_bytes),
+        max_entries: raw.max_entries.unwrap_or(d.max_entries),
+        max_depth: raw
+            .max_depth
+            .map_or(d.max_depth, |n| usize::try_from(n).unwrap_or(usize::MAX)),
+        max_name_bytes: raw.max_name_bytes.map_or(d.max_name_bytes, |n| {
+            usize::try_from(n).unwrap_or(usize::MAX)
+        }),
+        max_pax_bytes: d.max_pax_bytes,
+    }
 }
 
 /// Where to look for `qemu-<arch>-static`: `SCRATCHPACK_EMULATOR_DIR`, else

@@ -57,6 +57,8 @@ pub struct Invocation {
     pub workdir: String,
     pub stdin: Option<String>,
     pub limits: Limits,
+    /// Whether the sandbox's seccomp filter is installed.
+    pub seccomp: bool,
 }
 
 impl std::fmt::Display for Invocation {
@@ -131,6 +133,7 @@ pub fn invocation(config: &ImageConfig, test: &CommandTest) -> Result<Invocation
             wall_time: Duration::from_millis(test.timeout_ms),
             ..LIMITS
         },
+        seccomp: test.seccomp,
     })
 }
 
@@ -156,7 +159,8 @@ pub fn run(
         .user(inv.user.uid, inv.user.gid)
         .workdir(&inv.workdir)
         .limits(limits)
-        .emulator(emulator);
+        .emulator(emulator)
+        .seccomp(inv.seccomp);
     if let Some(stdin) = &inv.stdin {
         sb = sb.stdin(stdin.as_bytes());
     }
@@ -286,6 +290,7 @@ mod tests {
             exit_code: 0,
             stdout: OutputExpect::default(),
             stderr: OutputExpect::default(),
+            seccomp: true,
         }
     }
 

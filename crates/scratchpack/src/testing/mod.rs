@@ -68,6 +68,8 @@ pub struct Subject {
     pub layout: PathBuf,
     pub image: PlatformImage,
     pub tests: Vec<TestPlan>,
+    /// What unpacking this image may cost.
+    pub unpack_limits: unpack::UnpackLimits,
 }
 
 /// How [`run`] runs tests.
@@ -82,8 +84,6 @@ pub struct Options {
     /// The sandbox helper executable; `None` re-executes this program, which
     /// must then call `sandbox::helper::run_if_requested` first in `main`.
     pub helper: Option<PathBuf>,
-    /// What unpacking any one image may cost.
-    pub unpack_limits: unpack::UnpackLimits,
     /// Where qemu-user-static's `qemu-<arch>-static` binaries are.
     pub emulator_dir: PathBuf,
     /// Set to stop the run: no further test starts, and [`run`] returns
@@ -179,7 +179,7 @@ pub fn run(
                     // The first test of an image unpacks it; the others wait
                     // for that and share it.
                     let root = unpacked[job.subject].get_or_init(|| {
-                        unpack::unpack(&subject.layout, &subject.image, &opts.unpack_limits)
+                        unpack::unpack(&subject.layout, &subject.image, &subject.unpack_limits)
                             .map_err(|e| chain(&e))
                     });
                     let report = run_one(subject, root.as_ref(), job.test, job.id, opts);
