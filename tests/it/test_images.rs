@@ -359,6 +359,60 @@ fn a_platform_without_an_emulator_is_skipped_and_named() {
         "{}",
         String::from_utf8_lossy(&strict.stderr)
     );
+
+    // The same, asked for by images.toml.
+    let strict_toml = TWO_PLATFORMS.replace(
+        "[images.fx]\n",
+        "[images.fx]\nrequire-all-platforms = true\n",
+    );
+    std::fs::write(fx.path().join("images.toml"), strict_toml).unwrap();
+    let strict = run_with(&[]);
+    let stderr = String::from_utf8_lossy(&strict.stderr);
+    assert_eq!(strict.status.code(), Some(1), "{}", stdout(&strict));
+    assert!(
+        stderr.contains("`require-all-platforms`") && stderr.contains("fx/right [linux/arm64]"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn images_toml_sets_the_filter_and_the_unpack_limits() {
+    let fx = fixture_with(
+        r#"
+[defaults]
+platforms = ["linux/amd64"]
+
+[images.iso]
+package = "isoprobe"
+
+[images.iso.tests.filtered]
+args = ["hostile", "unshare-user"]
+stdout = { contains = ['"unshare-user":1}'] }
+
+[images.iso.tests.unfiltered]
+args = ["hostile", "unshare-user"]
+seccomp = false
+stdout = { contains = ['"unshare-user":0}'] }
+
+[images.fx]
+package = "fx"
+unpack-limits = { max-bytes = 4096 }
+
+[images.fx.tests.right]
+stdout = { contains = ["hello from a fixture"] }
+"#,
+    );
+    let out = test_images_in(&fx);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    for line in [
+        "test iso/filtered [linux/amd64] ... ok",
+        "test iso/unfiltered [linux/amd64] ... ok",
+        "test fx/right [linux/amd64] ... FAILED",
+    ] {
+        assert!(text.lines().any(|l| l == line), "no `{line}` in:\n{text}");
+    }
+    assert!(text.contains("max-bytes"), "{text}");
 }
 
 /// Host processes whose command line contains `tag`.

@@ -97,6 +97,8 @@ pub struct Options {
 struct KeyInputs<'a> {
     manifest: &'a str,
     test: &'a TestPlan,
+    /// A pass under other limits says nothing about these.
+    unpack_limits: &'a unpack::UnpackLimits,
 }
 
 /// What a cached pass records.
@@ -133,6 +135,7 @@ pub fn run(
             let key = cache::key(&KeyInputs {
                 manifest: subject.image.manifest.as_str(),
                 test,
+                unpack_limits: &subject.unpack_limits,
             });
             let record = cache::record_path(&opts.out_dir, "tests", &record_name(&id));
             if opts.use_cache

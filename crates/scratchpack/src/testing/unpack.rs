@@ -355,7 +355,7 @@ impl Tree {
 /// Bounds on what unpacking one image may cost, whatever its layers say.
 /// A layer is untrusted input: a few megabytes of gzip can expand to
 /// gigabytes, a PAX header can name a path of any length.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct UnpackLimits {
     /// Uncompressed bytes of all layers together (tar headers included).
     pub max_bytes: u64,
