@@ -3,6 +3,7 @@
 mod cross;
 mod errors;
 mod examples;
+mod nonroot;
 mod outputs;
 mod push;
 mod registry;

@@ -198,7 +198,7 @@ fn fixture() -> Fixture {
 
 /// A fixture workspace with a greeter and the probe, and `images` as its
 /// images.toml.
-fn fixture_with(images: &str) -> Fixture {
+pub(crate) fn fixture_with(images: &str) -> Fixture {
     let probe = std::fs::read_to_string(repo_root().join("crates/probe/src/main.rs")).unwrap();
     let fx = Fixture::new(&[("fx", FX_MAIN), ("isoprobe", &probe)], images);
     // The probe needs libc; the repository's lock file pins the version the
