@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Benchmark: median time to run the hello image to completion in scratchpack's
 # sandbox, side by side with bwrap and `crun run` on the same unpacked rootfs.
+# All three with a cgroup (memory, pids, CPU) and the same seccomp deny-list.
 # Prints times and ratios; asserts nothing. Needs bubblewrap and crun.
 #
 #   scripts/bench-sandbox.sh [RUNS]
