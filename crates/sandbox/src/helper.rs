@@ -514,10 +514,16 @@ fn resolve(config: &Config) -> Result<(Plan, Vec<OwnedFd>), StepError> {
         .iter()
         .map(|d| (d.to_string(), PathBuf::from(format!("/dev/{d}"))))
         .collect();
+    // The whole root, for the overlay, named through this process's own
+    // descriptor so no host path reaches the mount options.
+    let (root_fd, root_via) =
+        open_path(rootfs).step(|| format!("opening the image root {}", rootfs.display()))?;
+    fds.push(root_fd);
     let plan = Plan {
         // Mounted over inside this mount namespace only; everything the new
         // root needs from the host is already open.
         staging: PathBuf::from("/tmp"),
+        rootfs: Some(root_via),
         entries,
         devices,
         emulator,

@@ -76,6 +76,12 @@ pub enum MountOp {
     },
     /// Make the mount at `target` read-only, nosuid and nodev.
     ReadOnly { target: PathBuf, recursive: bool },
+    /// A read-only overlay of the `lower` directories (the first on top),
+    /// nosuid and nodev.
+    Overlay {
+        lower: Vec<PathBuf>,
+        target: PathBuf,
+    },
 }
 
 /// A resource limit applied to the sandboxed program.
@@ -390,6 +396,26 @@ impl Syscalls for Linux {
                 raw_mount(Some(source.as_os_str()), target, None, flags, None)
             }
             MountOp::ReadOnly { target, recursive } => read_only(target, *recursive),
+            MountOp::Overlay { lower, target } => {
+                let mut options = String::from("lowerdir=");
+                for (i, dir) in lower.iter().enumerate() {
+                    let dir = dir
+                        .to_str()
+                        .filter(|d| !d.contains([':', ',', '\\']))
+                        .ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
+                    if i > 0 {
+                        options.push(':');
+                    }
+                    options.push_str(dir);
+                }
+                raw_mount(
+                    Some(OsStr::new("overlay")),
+                    target,
+                    Some("overlay"),
+                    libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV,
+                    Some(&options),
+                )
+            }
         }
     }
 
@@ -610,6 +636,11 @@ pub mod fake {
                 ),
                 MountOp::ReadOnly { target, recursive } => {
                     format!("mount readonly {} recursive={recursive}", target.display())
+                }
+                MountOp::Overlay { lower, target } => {
+                    let lower: Vec<String> =
+                        lower.iter().map(|l| l.display().to_string()).collect();
+                    format!("mount overlay {} {}", lower.join(":"), target.display())
                 }
             })
         }

@@ -879,4 +879,8 @@ fn the_init_shows_nothing_of_the_host() {
     assert_eq!(report["comm"], "sandbox-init", "{report}");
     let helper_name = Path::new(HELPER).file_name().unwrap().to_str().unwrap();
     assert!(!cmdline.contains(helper_name), "{report}");
+    // Nor do the mounts name where the image was unpacked.
+    let mountinfo = report["mountinfo"].as_str().unwrap();
+    let dir = rootfs.dir.file_name().unwrap().to_str().unwrap();
+    assert!(!mountinfo.contains(dir), "{mountinfo}");
 }
