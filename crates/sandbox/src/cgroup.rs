@@ -188,6 +188,41 @@ fn cpu_quota(millis: u64) -> (u64, u64) {
     (PERIOD, (millis.saturating_mul(PERIOD) / 1000).max(1000))
 }
 
+/// The prefix of the groups sandboxes make; the rest of the name is the
+/// pid of the helper that made it.
+pub const PREFIX: &str = "scratchpack-sandbox-";
+
+/// Removes groups left by helpers that were killed before they could clean
+/// up (SIGKILL leaves no chance): those whose helper is gone and which hold
+/// no process. A group of a live helper is never touched.
+pub fn sweep(parent: &Parent) {
+    let dirs = [
+        Some(&parent.memory),
+        parent.pids.as_ref(),
+        parent.cpu.as_ref(),
+    ];
+    for dir in dirs.into_iter().flatten() {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(pid) = name
+                .to_str()
+                .and_then(|n| n.strip_prefix(PREFIX))
+                .and_then(|p| p.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            if Path::new(&format!("/proc/{pid}")).exists() {
+                continue;
+            }
+            // Fails, and so keeps the group, while any process is in it.
+            let _ = std::fs::remove_dir(entry.path());
+        }
+    }
+}
+
 impl Cgroup {
     /// Makes the group `name` under `parent` with `limits`.
     pub fn create(parent: &Parent, name: &str, limits: &Limits) -> io::Result<Cgroup> {

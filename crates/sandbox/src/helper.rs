@@ -137,9 +137,11 @@ fn run(parent: Option<libc::pid_t>, mut control: File, report: &File) -> Result<
     // The sandbox's own cgroup, made before its first process exists; where
     // none can be made, per-process rlimits stand in for its limits.
     // SAFETY: getpid cannot fail.
-    let name = format!("scratchpack-sandbox-{}", unsafe { libc::getpid() });
-    let cgroup = crate::cgroup::parent()
-        .and_then(|p| crate::cgroup::Cgroup::create(&p, &name, &config.limits).ok());
+    let name = format!("{}{}", crate::cgroup::PREFIX, unsafe { libc::getpid() });
+    let cgroup = crate::cgroup::parent().and_then(|p| {
+        crate::cgroup::sweep(&p);
+        crate::cgroup::Cgroup::create(&p, &name, &config.limits).ok()
+    });
     let mut config = config;
     if cgroup.is_some() {
         // The group counts memory and processes for the whole sandbox; the

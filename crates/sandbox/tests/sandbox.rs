@@ -589,8 +589,18 @@ fn the_cgroup_is_removed_after_the_run() {
             .filter(|n| n.starts_with("scratchpack-sandbox-"))
             .collect()
     };
+    // A group left by a helper killed outright is removed by the next run.
+    let dead = Command::new("true").spawn().unwrap();
+    let dead_pid = dead.id();
+    let mut dead = dead;
+    dead.wait().unwrap();
+    let stale = parent
+        .memory
+        .join(format!("{}{dead_pid}", sandbox::cgroup::PREFIX));
+    std::fs::create_dir(&stale).unwrap();
     let out = run_probe(&rootfs, &["sleep-child"], |s| s);
     assert_eq!(out.status, Status::Exit(0));
+    assert!(!stale.exists(), "stale group {} kept", stale.display());
     // Other tests run at the same time: only this run's group must be gone,
     // and it was named after its helper, whose pid is unknown here. No group
     // may be left whose processes are all gone, though.

@@ -164,4 +164,25 @@ mod tests {
         // Sorted: test `a` comes before `c` in the amd64 suite.
         assert!(xml.find("name=\"a\"").unwrap() < xml.find("name=\"c\"").unwrap());
     }
+
+    #[test]
+    fn skipped_tests_say_why() {
+        let xml = render(&[
+            report("a", "linux/arm64", Verdict::Skipped, None),
+            report("b", "linux/arm64", Verdict::Passed, None),
+        ]);
+        assert!(
+            xml.contains("<testsuite name=\"hello [linux/arm64]\" tests=\"2\" failures=\"0\" errors=\"0\" skipped=\"1\""),
+            "{xml}"
+        );
+        let mut skipped = report("c", "linux/arm64", Verdict::Skipped, None);
+        skipped.failure = Some("no emulator for arm64: install <qemu-user-static>".into());
+        let xml = render(&[skipped]);
+        assert!(
+            xml.contains(
+                "<skipped message=\"no emulator for arm64: install &lt;qemu-user-static&gt;\"/>"
+            ),
+            "{xml}"
+        );
+    }
 }
