@@ -894,3 +894,66 @@ fn the_init_shows_nothing_of_the_host() {
     let dir = rootfs.dir.file_name().unwrap().to_str().unwrap();
     assert!(!mountinfo.contains(dir), "{mountinfo}");
 }
+
+#[test]
+fn the_sandbox_cgroup_carries_its_limits() {
+    let Some(parent) = sandbox::cgroup::parent() else {
+        return;
+    };
+    if parent.kind != sandbox::cgroup::Kind::V1 {
+        // The v2 file names differ; this host layout is what CI runs on.
+        return;
+    }
+    let rootfs = Rootfs::new();
+    let tag = format!("--tag={}", unique("sandbox-cgroup"));
+    let dir = rootfs.dir.clone();
+    let tag_in = tag.clone();
+    let run = std::thread::spawn(move || {
+        Sandbox::new(dir)
+            .args(["/probe", "spin", &tag_in])
+            .limits(Limits {
+                wall_time: Duration::from_secs(3),
+                memory_bytes: 300 << 20,
+                max_processes: 33,
+                cpu_millis: 500,
+                ..Limits::default()
+            })
+            .helper(HELPER)
+            .run()
+    });
+    let mut pid = None;
+    while pid.is_none() {
+        pid = processes_tagged(&tag).pop();
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let pid = pid.unwrap();
+    // The group that holds the probe, in each hierarchy.
+    let group_of = |base: &Path| -> PathBuf {
+        std::fs::read_dir(base)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| {
+                std::fs::read_to_string(p.join("cgroup.procs"))
+                    .is_ok_and(|procs| procs.lines().any(|l| l == pid))
+            })
+            .unwrap_or_else(|| panic!("no group under {} holds {pid}", base.display()))
+    };
+    let read = |p: PathBuf| std::fs::read_to_string(p).unwrap().trim().to_owned();
+    let memory = group_of(&parent.memory);
+    assert_eq!(
+        read(memory.join("memory.limit_in_bytes")),
+        (300u64 << 20).to_string()
+    );
+    if let Some(pids) = &parent.pids {
+        assert_eq!(read(group_of(pids).join("pids.max")), "33");
+    }
+    if let Some(cpu) = &parent.cpu {
+        let cpu = group_of(cpu);
+        assert_eq!(read(cpu.join("cpu.cfs_quota_us")), "50000");
+        assert_eq!(read(cpu.join("cpu.cfs_period_us")), "100000");
+    }
+    let out = run.join().unwrap().unwrap();
+    assert_eq!(out.stopped, Some(StopReason::Timeout));
+    assert!(!memory.exists(), "{} outlived the run", memory.display());
+}
