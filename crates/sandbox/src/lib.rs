@@ -46,9 +46,12 @@ pub struct Limits {
     /// How long a program stopped at `wall_time` gets between SIGTERM and
     /// SIGKILL.
     pub kill_grace: Duration,
-    /// Address space of each process (RLIMIT_AS).
+    /// Memory of the whole sandbox, tmpfs and shared pages included, where
+    /// it gets a cgroup (see [`cgroup`]); else the address space of each
+    /// process (RLIMIT_AS).
     pub memory_bytes: u64,
-    /// Processes and threads of the sandbox's user (RLIMIT_NPROC).
+    /// Processes and threads of the sandbox (its cgroup's `pids.max`); else
+    /// of the sandbox's user (RLIMIT_NPROC).
     pub max_processes: u64,
     /// Open descriptors per process (RLIMIT_NOFILE).
     pub max_open_files: u64,
