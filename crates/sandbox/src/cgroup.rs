@@ -166,7 +166,7 @@ pub fn notice() -> String {
                 held.join(", ")
             )
         }
-        None => "sandbox limits: no writable cgroup, so memory and processes are limited per \
+        None => "limits: no writable cgroup, so memory and processes are limited per \
                  process with rlimits (shared memory and tmpfs pages not counted) and CPU is not \
                  limited; run as root or in a delegated cgroup v2 subtree for per-sandbox limits"
             .to_owned(),
