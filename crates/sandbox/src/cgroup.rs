@@ -161,10 +161,13 @@ pub fn notice() -> String {
                 held.push("CPU");
             }
             let kind = if p.kind == Kind::V2 { "v2" } else { "v1" };
-            format!(
-                "sandbox limits: {} per sandbox (cgroup {kind})",
-                held.join(", ")
-            )
+            let last = held.pop().expect("memory is always held");
+            let list = if held.is_empty() {
+                last.to_owned()
+            } else {
+                format!("{} and {last}", held.join(", "))
+            };
+            format!("limits: {list} per sandbox (cgroup {kind})")
         }
         None => "limits: no writable cgroup, so memory and processes are limited per \
                  process with rlimits (shared memory and tmpfs pages not counted) and CPU is not \
