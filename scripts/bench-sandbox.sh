@@ -28,7 +28,8 @@ PY
 tar -xzf "$layout/blobs/sha256/$layer" -C "$root"
 chmod 755 "$root"
 # crun refuses hosts whose cgroup v2 hierarchy sits beside v1 controllers;
-# hide that hierarchy in a private mount namespace for the run.
-exec unshare -m --propagation private sh -c \
+# hide that hierarchy in a private mount namespace for the run. Not `exec`:
+# the trap above removes the unpacked root afterwards.
+unshare -m --propagation private sh -c \
   'umount /sys/fs/cgroup/unified 2>/dev/null; exec target/release/examples/bench --runs "$0" "$1" /hello world' \
   "$runs" "$root"
