@@ -32,8 +32,10 @@ pub const LIMITS: Limits = Limits {
 
 /// qemu-user maps the guest's address space and its own translation cache
 /// into the process, so an emulated program limited by address space (when
-/// no cgroup limits the sandbox) needs room beyond what it uses.
-const EMULATED_MEMORY_BYTES: u64 = 4 << 30;
+/// no cgroup limits the sandbox) needs room beyond what it uses: for a
+/// 32-bit guest (arm/v7), qemu reserves the whole 4 GiB guest space up
+/// front, on top of its own mappings.
+const EMULATED_MEMORY_BYTES: u64 = 8 << 30;
 
 /// Why a command test could not be started.
 #[derive(Debug, thiserror::Error)]
