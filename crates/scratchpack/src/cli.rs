@@ -289,6 +289,24 @@ fn git_epoch(root: &Path) -> Result<u64, anyhow::Error> {
         .map_err(|_| anyhow::anyhow!("`git log` printed `{}`, not a time", text.trim()))
 }
 
+/// Makes SIGINT and SIGTERM stop every running sandbox, so what they had
+/// unpacked can be removed before the process ends; the flag says a signal
+/// came. Must be called before any thread starts, as `on_termination`
+/// requires.
+fn stop_sandboxes_on_termination() -> Result<std::sync::Arc<std::sync::atomic::AtomicBool>, Failure>
+{
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let cancelled = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&cancelled);
+    sandbox::signals::on_termination(move |_| {
+        flag.store(true, Ordering::SeqCst);
+        sandbox::signals::stop_all();
+    })
+    .map_err(|e| Failure::Build(anyhow::Error::new(e).context("handling termination signals")))?;
+    Ok(cancelled)
+}
+
 /// Runs the command line and returns the process's exit code.
 pub fn main() -> ExitCode {
     // Image tests re-execute this program as the sandbox helper; it must

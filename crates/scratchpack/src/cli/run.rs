@@ -6,8 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::{Context as _, anyhow};
@@ -70,13 +69,7 @@ pub fn run(args: Args) -> Result<(), Failure> {
 fn run_image(args: Args) -> Result<i32, Failure> {
     // Ctrl-C goes to the program's sandbox, which is stopped and removed;
     // this process then exits as the program did. No thread has started yet.
-    let cancelled = Arc::new(AtomicBool::new(false));
-    let flag = Arc::clone(&cancelled);
-    sandbox::signals::on_termination(move |_| {
-        flag.store(true, Ordering::SeqCst);
-        sandbox::signals::stop_all();
-    })
-    .context("handling termination signals")?;
+    let cancelled = super::stop_sandboxes_on_termination()?;
 
     let env = args
         .env

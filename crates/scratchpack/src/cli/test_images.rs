@@ -4,8 +4,7 @@
 
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 
 use anyhow::{Context as _, anyhow};
 
@@ -38,14 +37,8 @@ pub struct Args {
 pub fn run(args: Args) -> Result<(), Failure> {
     // Ctrl-C or SIGTERM stops the sandboxes and lets every unpacked image be
     // removed before the process ends (a second signal ends it at once).
-    // Nothing has started a thread yet, as `on_termination` requires.
-    let cancelled = Arc::new(AtomicBool::new(false));
-    let flag = Arc::clone(&cancelled);
-    sandbox::signals::on_termination(move |_| {
-        flag.store(true, Ordering::SeqCst);
-        sandbox::signals::stop_all();
-    })
-    .context("handling termination signals")?;
+    // Nothing has started a thread yet.
+    let cancelled = super::stop_sandboxes_on_termination()?;
     let ctx = args.common.load()?;
     let built = super::build_selected(&ctx, &args.names)?;
     // Held while tests read the layouts, so another run cannot replace an
@@ -110,7 +103,7 @@ pub fn run(args: Args) -> Result<(), Failure> {
         }),
         helper: None,
         emulator_dir: emulator_dir(),
-        cancelled: Arc::clone(&cancelled),
+        cancelled: std::sync::Arc::clone(&cancelled),
     };
     // Which limits hold depends on the host and the caller: said once.
     ctx.shell.status("Sandbox", sandbox::cgroup::notice());
