@@ -19,5 +19,6 @@ pub mod platform;
 pub mod registry;
 pub mod release;
 pub mod shell;
+#[cfg(target_os = "linux")]
 pub mod testing;
 pub mod workspace;

@@ -19,6 +19,7 @@ use crate::workspace::Workspace;
 mod image_tests;
 mod values;
 
+#[cfg(target_os = "linux")]
 pub(crate) use values::parse_user;
 use values::{SIGNALS, invalid_image_name, invalid_triple, triple_machine};
 
