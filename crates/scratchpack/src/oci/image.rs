@@ -54,13 +54,13 @@ impl Image {
         let mut entries = vec![Entry {
             path: plan.binary_path.relative().to_owned(),
             mode: BINARY_MODE,
-            kind: EntryKind::File(contents.binary.to_vec()),
+            kind: EntryKind::File(contents.binary),
         }];
         for (file, data) in plan.files.iter().zip(contents.files) {
             entries.push(Entry {
                 path: file.dst.relative().to_owned(),
                 mode: file.mode,
-                kind: EntryKind::File(data.clone()),
+                kind: EntryKind::File(data),
             });
         }
         for dir in &plan.dirs {
@@ -70,7 +70,7 @@ impl Image {
                 kind: EntryKind::Dir,
             });
         }
-        let layer = Layer::build(entries, epoch)?;
+        let layer = Layer::build(entries, epoch, plan.compression)?;
         let created = rfc3339(epoch);
         let config = Blob::json(
             MEDIA_TYPE_CONFIG,

@@ -1,27 +1,27 @@
 //! Image layers (image-spec "Image Layer Filesystem Changeset"): a
-//! deterministic tar of an explicit entry list, gzip-compressed with pinned
-//! settings, with its `diff_id` and digest.
+//! deterministic tar of an explicit entry list, written straight into the
+//! pinned compressor of [`super::compress`] (the tar itself is never held
+//! whole), with its `diff_id` and digest.
 
 use std::collections::BTreeMap;
 
-use sha2::{Digest as _, Sha256};
-
-use super::{Blob, Digest, MEDIA_TYPE_LAYER_GZIP, tar};
+use super::compress::{Compression, Encoder};
+use super::{Blob, Digest, tar};
 
 /// What a layer entry is.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum EntryKind {
+pub enum EntryKind<'a> {
     Dir,
-    File(Vec<u8>),
+    File(&'a [u8]),
 }
 
 /// One path in a layer.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Entry {
+pub struct Entry<'a> {
     /// Relative, normalised path (no leading slash, no `.` or `..`).
     pub path: String,
     pub mode: u32,
-    pub kind: EntryKind,
+    pub kind: EntryKind<'a>,
 }
 
 /// A compressed layer and the digest of its uncompressed tar.
@@ -49,8 +49,12 @@ impl Layer {
     ///
     /// Entries are written byte-sorted by path, so a parent (a prefix) always
     /// precedes its children; `mtime` is the only time written.
-    pub fn build(entries: Vec<Entry>, mtime: u64) -> Result<Layer, LayerError> {
-        let mut all: BTreeMap<String, Entry> = BTreeMap::new();
+    pub fn build(
+        entries: Vec<Entry<'_>>,
+        mtime: u64,
+        compression: Compression,
+    ) -> Result<Layer, LayerError> {
+        let mut all: BTreeMap<String, Entry<'_>> = BTreeMap::new();
         for e in entries {
             if all.contains_key(&e.path) {
                 return Err(LayerError::Duplicate(e.path));
@@ -81,9 +85,9 @@ impl Layer {
             }
         }
 
-        let mut tar_bytes = Vec::new();
+        let mut out = Encoder::new(compression);
         for e in all.values() {
-            let data: &[u8] = match &e.kind {
+            let data: &[u8] = match e.kind {
                 EntryKind::Dir => &[],
                 EntryKind::File(data) => data,
             };
@@ -94,31 +98,14 @@ impl Layer {
                 mtime,
                 is_dir: e.kind == EntryKind::Dir,
             };
-            tar::append(&mut tar_bytes, &header, data);
+            tar::append(&mut out, &header, data);
         }
-        tar::finish(&mut tar_bytes);
-
-        let diff_id = Digest::from_hasher(Sha256::new_with_prefix(&tar_bytes));
+        tar::finish(&mut out);
+        let done = out.finish();
         Ok(Layer {
-            blob: Blob::new(MEDIA_TYPE_LAYER_GZIP, gzip(&tar_bytes)),
-            diff_id,
-            tar_size: tar_bytes.len() as u64,
+            blob: Blob::new(compression.media_type(), done.bytes),
+            diff_id: done.input_digest,
+            tar_size: done.input_size,
         })
     }
-}
-
-/// gzip (RFC 1952) with every header byte pinned: no flags (so no file name
-/// or comment), mtime 0, XFL 2 ("maximum compression"), OS 255 ("unknown",
-/// so the build host's OS does not show); then raw deflate from the one
-/// pinned implementation at its best level, and the CRC-32 and length.
-fn gzip(data: &[u8]) -> Vec<u8> {
-    const HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 2, 255];
-    let deflated = miniz_oxide::deflate::compress_to_vec(data, 9);
-    let mut out = Vec::with_capacity(HEADER.len() + deflated.len() + 8);
-    out.extend_from_slice(&HEADER);
-    out.extend_from_slice(&deflated);
-    out.extend_from_slice(&crc32fast::hash(data).to_le_bytes());
-    // ISIZE is the length modulo 2^32, as the format defines it.
-    out.extend_from_slice(&(data.len() as u32).to_le_bytes());
-    out
 }
