@@ -70,6 +70,9 @@ pub struct Common {
     /// time; beats SOURCE_DATE_EPOCH and images.toml's `source-date-epoch`
     #[arg(long, value_name = "SECONDS|git", global = true)]
     source_date_epoch: Option<String>,
+    /// Images and layers packed at once [default: the number of cores]
+    #[arg(long, short, value_name = "N", global = true, value_parser = clap::value_parser!(u16).range(1..))]
+    jobs: Option<u16>,
 }
 
 /// The loaded context of a command: workspace, plan and settings.
@@ -79,6 +82,8 @@ pub struct Context {
     pub out_dir: PathBuf,
     pub shell: Shell,
     pub epoch: u64,
+    /// Threads that pack (`-j`); 0 for one per core.
+    pub jobs: usize,
 }
 
 /// Why a command failed, and so its exit code.
@@ -139,6 +144,7 @@ impl Common {
             out_dir,
             shell,
             epoch,
+            jobs: self.jobs.map_or(0, usize::from),
         })
     }
 }
@@ -187,6 +193,7 @@ pub fn build_selected(ctx: &Context, names: &[String]) -> Result<Vec<BuiltImage>
     let opts = Options {
         out_dir: ctx.out_dir.clone(),
         epoch: ctx.epoch,
+        jobs: ctx.jobs,
     };
     let started = std::time::Instant::now();
     let built = build::build(&selected, &compiler, &opts, ctx.shell)?;

@@ -34,7 +34,8 @@ pub struct ImageSet {
 
 /// The bytes that go into one platform's layer.
 pub struct Contents<'a> {
-    pub binary: &'a [u8],
+    /// The binary: bytes, or a host file streamed while packing.
+    pub binary: EntryKind<'a>,
     /// The data of each of the plan's `files`, in the same order.
     pub files: &'a [Vec<u8>],
 }
@@ -54,7 +55,7 @@ impl Image {
         let mut entries = vec![Entry {
             path: plan.binary_path.relative().to_owned(),
             mode: BINARY_MODE,
-            kind: EntryKind::File(contents.binary),
+            kind: contents.binary.clone(),
         }];
         for (file, data) in plan.files.iter().zip(contents.files) {
             entries.push(Entry {

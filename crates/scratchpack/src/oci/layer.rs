@@ -4,6 +4,10 @@
 //! whole), with its `diff_id` and digest.
 
 use std::collections::BTreeMap;
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest as _, Sha256};
 
 use super::compress::{Compression, Encoder};
 use super::{Blob, Digest, tar};
@@ -13,6 +17,17 @@ use super::{Blob, Digest, tar};
 pub enum EntryKind<'a> {
     Dir,
     File(&'a [u8]),
+    /// A host file read while it is packed, so a large binary is never held
+    /// whole; its bytes must still be the ones proven and hashed before.
+    Streamed(Streamed<'a>),
+}
+
+/// A host file of known size and digest, streamed into the layer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Streamed<'a> {
+    pub path: &'a Path,
+    pub size: u64,
+    pub digest: &'a Digest,
 }
 
 /// One path in a layer.
@@ -42,6 +57,10 @@ pub enum LayerError {
     Duplicate(String),
     #[error("`{0}` is a file but another entry lies inside it")]
     FileAsParent(String),
+    #[error("reading {path}: {reason}")]
+    Read { path: PathBuf, reason: String },
+    #[error("{0} changed while it was packed")]
+    Changed(PathBuf),
 }
 
 impl Layer {
@@ -68,7 +87,7 @@ impl Layer {
         for parent in parents {
             match all.get(&parent) {
                 Some(Entry {
-                    kind: EntryKind::File(_),
+                    kind: EntryKind::File(_) | EntryKind::Streamed(_),
                     ..
                 }) => return Err(LayerError::FileAsParent(parent)),
                 Some(_) => {}
@@ -87,18 +106,20 @@ impl Layer {
 
         let mut out = Encoder::new(compression);
         for e in all.values() {
-            let data: &[u8] = match e.kind {
-                EntryKind::Dir => &[],
-                EntryKind::File(data) => data,
-            };
-            let header = tar::Header {
+            let header = |size| tar::Header {
                 path: &e.path,
                 mode: e.mode,
-                size: data.len() as u64,
+                size,
                 mtime,
                 is_dir: e.kind == EntryKind::Dir,
             };
-            tar::append(&mut out, &header, data);
+            match &e.kind {
+                EntryKind::Dir => tar::append(&mut out, &header(0), &[]),
+                EntryKind::File(data) => tar::append(&mut out, &header(data.len() as u64), data),
+                EntryKind::Streamed(file) => {
+                    tar::append_streamed(&mut out, &header(file.size), |out| stream(file, out))?;
+                }
+            }
         }
         tar::finish(&mut out);
         let done = out.finish();
@@ -107,5 +128,115 @@ impl Layer {
             diff_id: done.input_digest,
             tar_size: done.input_size,
         })
+    }
+}
+
+/// Copies a streamed file into the tar, checking it is still the file that
+/// was proven: the same size and the same sha256.
+fn stream(file: &Streamed<'_>, out: &mut Encoder) -> Result<(), LayerError> {
+    let read_err = |e: std::io::Error| LayerError::Read {
+        path: file.path.to_owned(),
+        reason: e.to_string(),
+    };
+    let f = std::fs::File::open(file.path).map_err(read_err)?;
+    // One byte more than expected is read, to notice a file that grew.
+    let mut limited = f.take(file.size + 1);
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; STREAM_CHUNK];
+    let mut total = 0u64;
+    loop {
+        let n = match limited.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(read_err(e)),
+        };
+        total += n as u64;
+        if total > file.size {
+            return Err(LayerError::Changed(file.path.to_owned()));
+        }
+        hasher.update(&buf[..n]);
+        out.write(&buf[..n]);
+    }
+    if total != file.size || Digest::from_hasher(hasher) != *file.digest {
+        return Err(LayerError::Changed(file.path.to_owned()));
+    }
+    Ok(())
+}
+
+/// How much of a streamed file is read at once.
+const STREAM_CHUNK: usize = 256 * 1024;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn streamed_layer(
+        path: &Path,
+        size: u64,
+        digest: &Digest,
+        kind: Compression,
+    ) -> Result<Layer, LayerError> {
+        let entries = vec![Entry {
+            path: "app".to_owned(),
+            mode: 0o755,
+            kind: EntryKind::Streamed(Streamed { path, size, digest }),
+        }];
+        Layer::build(entries, 0, kind)
+    }
+
+    /// Several megabytes of a real program's bytes: this test binary.
+    fn program() -> Vec<u8> {
+        let mut bytes = std::fs::read(std::env::current_exe().unwrap()).unwrap();
+        bytes.truncate(9 << 20);
+        bytes
+    }
+
+    #[test]
+    fn a_streamed_file_is_the_same_layer_as_its_bytes_with_any_thread_count() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("app");
+        let bytes = program();
+        std::fs::write(&path, &bytes).unwrap();
+        let digest = Digest::of(&bytes);
+        for kind in [Compression::Gzip, Compression::Zstd] {
+            let in_memory = Layer::build(
+                vec![Entry {
+                    path: "app".to_owned(),
+                    mode: 0o755,
+                    kind: EntryKind::File(&bytes),
+                }],
+                0,
+                kind,
+            )
+            .unwrap();
+            for threads in [1, 2, 8] {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .unwrap();
+                let layer = pool
+                    .install(|| streamed_layer(&path, bytes.len() as u64, &digest, kind))
+                    .unwrap();
+                assert!(layer == in_memory, "{kind:?} with {threads} threads");
+            }
+        }
+    }
+
+    #[test]
+    fn a_file_changed_since_its_proof_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("app");
+        std::fs::write(&path, b"proven bytes").unwrap();
+        let digest = Digest::of(b"proven bytes");
+        assert!(streamed_layer(&path, 12, &digest, Compression::Gzip).is_ok());
+        for now in [&b"proven bytez"[..], b"proven bytes and more", b"proven"] {
+            std::fs::write(&path, now).unwrap();
+            let err = streamed_layer(&path, 12, &digest, Compression::Gzip).unwrap_err();
+            assert_eq!(err, LayerError::Changed(path.clone()), "{now:?}");
+        }
+        std::fs::remove_file(&path).unwrap();
+        let err = streamed_layer(&path, 12, &digest, Compression::Gzip).unwrap_err();
+        assert!(matches!(err, LayerError::Read { .. }), "{err}");
     }
 }

@@ -35,6 +35,12 @@ pub(crate) struct Header<'a> {
 /// Appends one entry (header, pax header when needed, data, padding).
 pub(crate) fn append(out: &mut impl Out, h: &Header<'_>, data: &[u8]) {
     debug_assert_eq!(h.size, data.len() as u64);
+    append_header(out, h);
+    write_data(out, data);
+}
+
+/// The entry's header, preceded by a pax header when the name needs one.
+fn append_header(out: &mut impl Out, h: &Header<'_>) {
     let name = if h.is_dir {
         format!("{}/", h.path)
     } else {
@@ -62,7 +68,20 @@ pub(crate) fn append(out: &mut impl Out, h: &Header<'_>, data: &[u8]) {
         ("", truncate_bytes(&name, 100))
     });
     write_header(out, h, prefix, short, if h.is_dir { b'5' } else { b'0' });
-    write_data(out, data);
+}
+
+/// Appends one entry whose `h.size` bytes of data `data` writes to `out`
+/// itself (the caller guarantees the count, or fails).
+pub(crate) fn append_streamed<O: Out, E>(
+    out: &mut O,
+    h: &Header<'_>,
+    data: impl FnOnce(&mut O) -> Result<(), E>,
+) -> Result<(), E> {
+    append_header(out, h);
+    data(out)?;
+    let pad = (BLOCK as u64 - h.size % BLOCK as u64) % BLOCK as u64;
+    out.put(&[0u8; BLOCK][..pad as usize]);
+    Ok(())
 }
 
 /// The end-of-archive marker: two zero blocks.

@@ -49,7 +49,7 @@ fn assemble(epoch: u64) -> ImageSet {
         .iter()
         .map(|t| {
             let contents = image::Contents {
-                binary: b"\x7fELF not really",
+                binary: EntryKind::File(b"\x7fELF not really"),
                 files: &files,
             };
             Image::assemble(&plan, t.platform, &contents, epoch).unwrap()
