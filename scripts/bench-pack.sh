@@ -59,7 +59,7 @@ ours_zst=("$pack" "$work/stage/app" zstd)
 pigz_cmd="tar -cf - -C $work/stage app | pigz -p2 -6 | sha256sum"
 zstd_cmd="tar -cf - -C $work/stage app | zstd -3 -T0 -q -c | sha256sum"
 
-hf() { hyperfine -N -s none --warmup 1 --runs "$runs" --export-json "$1" "$2" >/dev/null; }
+hf() { hyperfine -N --style none --warmup 1 --runs "$runs" --export-json "$1" "$2" >/dev/null; }
 hf "$work/a.json" "${ours_gz[*]}"
 hf "$work/b.json" "sh -c '$pigz_cmd'"
 hf "$work/c.json" "${ours_zst[*]}"
@@ -100,8 +100,8 @@ xtask="$CARGO_TARGET_DIR/debug/xtask"
 "$xtask" images -q --manifest-path many.toml --out "$work/out" >/dev/null
 # Every timed run starts from an empty output directory.
 repack() { echo "rm -rf $work/out && $xtask images -q --manifest-path many.toml --out $work/out $1"; }
-hyperfine -s none --warmup 1 --runs "$runs" --export-json "$work/serial.json" "sh -c '$(repack -j1)'" >/dev/null
-hyperfine -s none --warmup 1 --runs "$runs" --export-json "$work/par.json" "sh -c '$(repack '')'" >/dev/null
+hyperfine --style none --warmup 1 --runs "$runs" --export-json "$work/serial.json" "sh -c '$(repack -j1)'" >/dev/null
+hyperfine --style none --warmup 1 --runs "$runs" --export-json "$work/par.json" "sh -c '$(repack '')'" >/dev/null
 serial_cpu=$(field "$work/serial.json" cpu)
 printf '%-34s %6.3f s wall %6.3f s cpu\n' "-j1" "$(field "$work/serial.json" mean)" "$serial_cpu"
 printf '%-34s %6.3f s wall %6.3f s cpu\n' "-j$(nproc)" "$(field "$work/par.json" mean)" "$(field "$work/par.json" cpu)"
