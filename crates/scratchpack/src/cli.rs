@@ -70,7 +70,8 @@ pub struct Common {
     /// time; beats SOURCE_DATE_EPOCH and images.toml's `source-date-epoch`
     #[arg(long, value_name = "SECONDS|git", global = true)]
     source_date_epoch: Option<String>,
-    /// Images and layers packed at once [default: the number of cores]
+    /// Threads that pack images (and, in test-images, tests run at once)
+    /// [default: the number of cores]
     #[arg(long, short, value_name = "N", global = true, value_parser = clap::value_parser!(u16).range(1..))]
     jobs: Option<u16>,
 }

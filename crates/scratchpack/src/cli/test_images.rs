@@ -22,9 +22,6 @@ pub struct Args {
     /// Run every test, even those that passed before with the same image
     #[arg(long)]
     no_cache: bool,
-    /// How many tests run at once [default: the number of CPUs]
-    #[arg(long, short, value_name = "N")]
-    jobs: Option<usize>,
     #[command(flatten)]
     common: Common,
 }
@@ -76,9 +73,11 @@ pub fn run(args: Args) -> Result<(), Failure> {
     let opts = testing::Options {
         out_dir: ctx.out_dir.clone(),
         use_cache: !args.no_cache,
-        jobs: args.jobs.unwrap_or_else(|| {
-            std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
-        }),
+        // `-j` (shared with packing) bounds the tests run at once too.
+        jobs: match ctx.jobs {
+            0 => std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
+            n => n,
+        },
         helper: None,
     };
     let mut stdout = std::io::stdout().lock();
