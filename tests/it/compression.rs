@@ -123,7 +123,10 @@ fn zstd_images_are_read_by_skopeo_podman_and_test_images() {
             .arg(format!("oci:{}", layout.display())));
         assert!(out.status.success());
         let raw: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        assert_eq!(raw["layers"][0]["mediaType"], manifest["layers"][0]["mediaType"]);
+        assert_eq!(
+            raw["layers"][0]["mediaType"],
+            manifest["layers"][0]["mediaType"]
+        );
         let out = run(Command::new(&skopeo)
             .arg("inspect")
             .arg(format!("oci:{}", layout.display())));

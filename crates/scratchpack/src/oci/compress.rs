@@ -68,7 +68,7 @@ pub const ZSTD_LEVEL: i32 = 3;
 const WINDOW: usize = 32 * 1024;
 /// Bytes taken before a batch is compressed: enough blocks to keep many
 /// cores busy, a bound on what one layer holds in memory.
-const BATCH: usize = 4 * 1024 * 1024;
+const BATCH: usize = 8 * 1024 * 1024;
 
 /// The `layer format` version: which bytes a given tar compresses to. It
 /// changes whenever the implementation, level, block size or framing does.
@@ -118,7 +118,6 @@ impl Encoder {
     }
 
     pub fn write(&mut self, mut data: &[u8]) {
-        self.hasher.update(data);
         self.size += data.len() as u64;
         while !data.is_empty() {
             let room = self.start + BATCH + 1 - self.buf.len();
@@ -139,30 +138,16 @@ impl Encoder {
     /// Compresses `buf[start..end]` in blocks; with `last`, the final block
     /// ends the stream.
     fn compress(&mut self, end: usize, last: bool) {
-        let block = self.kind.block();
-        let starts: Vec<usize> = (self.start..end).step_by(block).collect();
+        let starts: Vec<usize> = (self.start..end).step_by(self.kind.block()).collect();
         let buf = &self.buf;
         let kind = self.kind;
-        let pieces: Vec<(Vec<u8>, u32, usize)> = starts
-            .par_iter()
-            .enumerate()
-            .map(|(i, &s)| {
-                let e = (s + block).min(end);
-                let final_block = last && i == starts.len() - 1;
-                let piece = match kind {
-                    Compression::Gzip => {
-                        deflate_block(&buf[s.saturating_sub(WINDOW)..s], &buf[s..e], final_block)
-                    }
-                    Compression::Zstd => zstd_block(&buf[s..e]),
-                };
-                let crc = if kind == Compression::Gzip {
-                    zlib_rs::crc32::crc32(0, &buf[s..e])
-                } else {
-                    0
-                };
-                (piece, crc, e - s)
-            })
-            .collect();
+        let hasher = &mut self.hasher;
+        // The digest of the input is one sequential pass: it runs beside the
+        // blocks rather than before them.
+        let ((), pieces) = rayon::join(
+            || hasher.update(&buf[self.start..end]),
+            || compress_blocks(kind, buf, &starts, end, last),
+        );
         for (piece, crc, len) in pieces {
             self.out.extend_from_slice(&piece);
             self.crc = zlib_rs::crc32::crc32_combine(self.crc, crc, len as u64);
@@ -195,6 +180,38 @@ impl Encoder {
             input_size: self.size,
         }
     }
+}
+
+/// Compresses the blocks of `buf` starting at `starts` (the last one ending
+/// at `end`) in parallel: each piece with the crc32 and length of its input.
+fn compress_blocks(
+    kind: Compression,
+    buf: &[u8],
+    starts: &[usize],
+    end: usize,
+    last: bool,
+) -> Vec<(Vec<u8>, u32, usize)> {
+    let block = kind.block();
+    starts
+        .par_iter()
+        .enumerate()
+        .map(|(i, &s)| {
+            let e = (s + block).min(end);
+            let final_block = last && i == starts.len() - 1;
+            let piece = match kind {
+                Compression::Gzip => {
+                    deflate_block(&buf[s.saturating_sub(WINDOW)..s], &buf[s..e], final_block)
+                }
+                Compression::Zstd => zstd_block(&buf[s..e]),
+            };
+            let crc = if kind == Compression::Gzip {
+                zlib_rs::crc32::crc32(0, &buf[s..e])
+            } else {
+                0
+            };
+            (piece, crc, e - s)
+        })
+        .collect()
 }
 
 /// Compresses `data` in one call.

@@ -155,8 +155,8 @@ fn stream(file: &Streamed<'_>, out: &mut Encoder) -> Result<(), LayerError> {
         if total > file.size {
             return Err(LayerError::Changed(file.path.to_owned()));
         }
-        hasher.update(&buf[..n]);
-        out.write(&buf[..n]);
+        // The check's hash runs beside the compression this write may start.
+        rayon::join(|| hasher.update(&buf[..n]), || out.write(&buf[..n]));
     }
     if total != file.size || Digest::from_hasher(hasher) != *file.digest {
         return Err(LayerError::Changed(file.path.to_owned()));
@@ -165,7 +165,7 @@ fn stream(file: &Streamed<'_>, out: &mut Encoder) -> Result<(), LayerError> {
 }
 
 /// How much of a streamed file is read at once.
-const STREAM_CHUNK: usize = 256 * 1024;
+const STREAM_CHUNK: usize = 1024 * 1024;
 
 #[cfg(test)]
 mod tests {
