@@ -557,6 +557,40 @@ mod tests {
     }
 
     #[test]
+    fn the_outputs_do_not_depend_on_the_number_of_threads() {
+        let dir = tempfile::tempdir().unwrap();
+        let bin = dir.path().join("app");
+        // A few megabytes, so the layer has many blocks and batches.
+        let mut bytes = elf64(ET_DYN.0, EM_X86_64.0, None, &[], true);
+        let mut x: u32 = 7;
+        bytes.extend((0..20_000_000u32).map(|i| {
+            x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            if i % 7 == 0 {
+                (x >> 24) as u8
+            } else {
+                (i % 251) as u8
+            }
+        }));
+        std::fs::write(&bin, &bytes).unwrap();
+        let compiler = Prebuilt(bin, Default::default());
+        let image = plan(dir.path());
+        let mut archives = Vec::new();
+        for jobs in [1, 2, 8] {
+            let opts = Options {
+                out_dir: dir.path().join(format!("out-{jobs}")),
+                jobs,
+                ..options(dir.path())
+            };
+            let built = build(&[&image], &compiler, &opts, Shell::new(true)).unwrap();
+            archives.push((
+                built[0].digest.clone(),
+                std::fs::read(&built[0].archive).unwrap(),
+            ));
+        }
+        assert!(archives.windows(2).all(|w| w[0] == w[1]));
+    }
+
+    #[test]
     fn a_dynamic_binary_writes_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let bin = dir.path().join("app");
