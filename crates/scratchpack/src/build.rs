@@ -179,9 +179,13 @@ fn pack_all(
                 .collect::<Vec<_>>()
         })
         .collect();
+    // Collected whole, then the first error taken in order: rayon's own
+    // collect into a `Result` keeps whichever error came first in time.
     let proven: Vec<Proven> = jobs
         .par_iter()
         .map(|(image, platform, path)| prove(image, *platform, path))
+        .collect::<Vec<_>>()
+        .into_iter()
         .collect::<Result<_, _>>()?;
     let files: Vec<Vec<Vec<u8>>> = images
         .par_iter()
@@ -195,6 +199,8 @@ fn pack_all(
                 })
                 .collect::<Result<Vec<_>, _>>()
         })
+        .collect::<Vec<_>>()
+        .into_iter()
         .collect::<Result<_, _>>()?;
     let mut proven = proven.into_iter();
     let binaries: Vec<Vec<Proven>> = images
@@ -355,6 +361,8 @@ fn write_image(
                 }
             })
         })
+        .collect::<Vec<_>>()
+        .into_iter()
         .collect::<Result<Vec<_>, _>>()?;
     let set = ImageSet::new(image, per_platform);
 
