@@ -155,8 +155,10 @@ fn stream(file: &Streamed<'_>, out: &mut Encoder) -> Result<(), LayerError> {
         if total > file.size {
             return Err(LayerError::Changed(file.path.to_owned()));
         }
-        // The check's hash runs beside the compression this write may start.
-        rayon::join(|| hasher.update(&buf[..n]), || out.write(&buf[..n]));
+        // Hashed in line: sha256 is fast next to compression, and a join per
+        // read would make every read wait for another thread to wake.
+        hasher.update(&buf[..n]);
+        out.write(&buf[..n]);
     }
     if total != file.size || Digest::from_hasher(hasher) != *file.digest {
         return Err(LayerError::Changed(file.path.to_owned()));
