@@ -462,5 +462,5 @@ fn a_second_run_packs_nothing() {
         assert_eq!(a["digest"], b["digest"]);
     }
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!stderr.contains("Packing"), "{stderr}");
+    assert!(!stderr.contains("Packed"), "{stderr}");
 }

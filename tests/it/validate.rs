@@ -155,6 +155,13 @@ pub fn layout(layout: &Path) -> Validated {
                         .unwrap();
                     tar
                 }
+                "application/vnd.oci.image.layer.v1.tar+zstd" => {
+                    let mut tar = Vec::new();
+                    scratchpack::oci::compress::zstd_reader(&stored)
+                        .read_to_end(&mut tar)
+                        .unwrap();
+                    tar
+                }
                 "application/vnd.oci.image.layer.v1.tar"
                 | "application/vnd.docker.image.rootfs.diff.tar"
                 | "application/vnd.docker.image.rootfs.diff.tar.gzip" => stored,

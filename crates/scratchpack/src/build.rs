@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::cache;
@@ -12,7 +13,7 @@ use crate::elf::{NotStatic, check_static};
 use crate::manifest::{FileSource, ImagePlan};
 use crate::oci::archive::archive;
 use crate::oci::image::Contents;
-use crate::oci::layer::LayerError;
+use crate::oci::layer::{EntryKind, LayerError, Streamed};
 use crate::oci::layout::{LayoutMeta, layout_files};
 use crate::oci::{Digest, Image, ImageSet, LayoutDir};
 use crate::output::{OutputError, OutputLock, write_synced, write_tree};
@@ -26,6 +27,9 @@ pub struct Options {
     /// Seconds since the epoch for `created` and file mtimes
     /// (`SOURCE_DATE_EPOCH`, else 0).
     pub epoch: u64,
+    /// Threads that prove and pack; 0 for one per core. The bytes written
+    /// never depend on it.
+    pub jobs: usize,
 }
 
 /// What was built for one image, as printed and recorded. The record holds
@@ -103,8 +107,24 @@ fn read(path: &Path) -> Result<Vec<u8>, BuildError> {
     })
 }
 
+/// A binary that passed the static proof: where it is, and the size and
+/// digest its bytes must still have when they are packed.
+#[derive(Debug, Clone)]
+struct Proven {
+    platform: Platform,
+    path: PathBuf,
+    size: u64,
+    digest: Digest,
+}
+
 /// Builds `images` (all or some of a plan's). Every binary is compiled and
 /// checked before anything is written: one refused binary writes nothing.
+///
+/// Binaries are read twice: once to prove and hash them (one at a time per
+/// thread, then dropped), and once streamed into their layer, which checks
+/// the bytes are still those. So memory holds at most one binary per thread,
+/// never all of them. Images, and the platforms of an image, are packed on
+/// `opts.jobs` threads.
 pub fn build(
     images: &[&ImagePlan],
     compiler: &dyn Compiler,
@@ -129,48 +149,151 @@ pub fn build(
         .collect();
     let executables = compiler.compile(&requests)?;
 
-    // Read and prove every binary first.
-    let mut inputs = Vec::new();
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(opts.jobs)
+        .thread_name(|i| format!("scratchpack-pack-{i}"))
+        .build()
+        .expect("threads can be started");
+    pool.install(|| pack_all(images, executables, opts, shell))
+}
+
+fn pack_all(
+    images: &[&ImagePlan],
+    executables: Vec<PathBuf>,
+    opts: &Options,
+    shell: Shell,
+) -> Result<Vec<BuiltImage>, BuildError> {
+    // Prove every binary first, in parallel; the first refusal in plan order
+    // is the one reported.
     let mut exes = executables.into_iter();
-    for image in images {
-        let mut binaries = Vec::new();
-        for target in &image.targets {
-            let path = exes.next().expect("one executable per request");
-            let bytes = read(&path)?;
-            check_static(
-                &bytes,
-                target.platform.elf_machine(),
-                &target.platform.to_string(),
-            )
-            .map_err(|reason| BuildError::NotStatic {
-                image: image.name.clone(),
-                platform: target.platform,
-                path: path.clone(),
-                reason,
-            })?;
-            binaries.push((target.platform, path, bytes));
-        }
-        let files = image
-            .files
-            .iter()
-            .map(|f| match &f.src {
-                FileSource::Host(path) => read(path),
-                FileSource::Generated(bytes) => Ok(bytes.clone()),
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        inputs.push((*image, binaries, files));
-    }
+    let jobs: Vec<(&ImagePlan, Platform, PathBuf)> = images
+        .iter()
+        .flat_map(|image| {
+            image
+                .targets
+                .iter()
+                .map(|t| {
+                    let path = exes.next().expect("one executable per request");
+                    (*image, t.platform, path)
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    // Collected whole, then the first error taken in order: rayon's own
+    // collect into a `Result` keeps whichever error came first in time.
+    let proven: Vec<Proven> = jobs
+        .par_iter()
+        .map(|(image, platform, path)| prove(image, *platform, path))
+        .collect::<Vec<_>>()
+        .into_iter()
+        .collect::<Result<_, _>>()?;
+    let files: Vec<Vec<Vec<u8>>> = images
+        .par_iter()
+        .map(|image| {
+            image
+                .files
+                .iter()
+                .map(|f| match &f.src {
+                    FileSource::Host(path) => read(path),
+                    FileSource::Generated(bytes) => Ok(bytes.clone()),
+                })
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .collect::<Result<_, _>>()?;
+    let mut proven = proven.into_iter();
+    let binaries: Vec<Vec<Proven>> = images
+        .iter()
+        .map(|image| proven.by_ref().take(image.targets.len()).collect())
+        .collect();
 
     let lock = OutputLock::acquire(&opts.out_dir)?;
     // Nothing is written while any image would replace what the user owns.
-    for (image, _, _) in &inputs {
+    for image in images {
         lock.check_replaceable(&image.name)?;
     }
-    let mut built = Vec::new();
-    for (image, binaries, files) in inputs {
-        built.push(write_image(&lock, image, &binaries, &files, opts, shell)?);
+    // Status lines come in plan order, each as soon as its image and every
+    // one before it are done, so parallel packing reads like a serial run.
+    let progress = Progress::new(images.len(), shell);
+    let results: Vec<Result<BuiltImage, BuildError>> = images
+        .par_iter()
+        .zip(&binaries)
+        .zip(&files)
+        .enumerate()
+        .map(|(i, ((image, binaries), files))| {
+            let result = write_image(&lock, image, binaries, files, opts);
+            progress.done(i, result.as_ref().ok());
+            result
+        })
+        .collect();
+    results.into_iter().collect()
+}
+
+/// Reads one binary, proves it static and hashes it; its bytes are dropped.
+fn prove(image: &ImagePlan, platform: Platform, path: &Path) -> Result<Proven, BuildError> {
+    let bytes = read(path)?;
+    check_static(&bytes, platform.elf_machine(), &platform.to_string()).map_err(|reason| {
+        BuildError::NotStatic {
+            image: image.name.clone(),
+            platform,
+            path: path.to_owned(),
+            reason,
+        }
+    })?;
+    Ok(Proven {
+        platform,
+        path: path.to_owned(),
+        size: bytes.len() as u64,
+        digest: Digest::of(&bytes),
+    })
+}
+
+/// Prints each image's status line once it and all images before it are
+/// finished.
+struct Progress {
+    shell: Shell,
+    /// The next image to print, and each image's line once it is finished
+    /// (`Some(None)`: finished without a line).
+    lines: std::sync::Mutex<(usize, Vec<Option<Option<StatusLine>>>)>,
+}
+
+/// A verb and its message.
+type StatusLine = (&'static str, String);
+
+impl Progress {
+    fn new(count: usize, shell: Shell) -> Progress {
+        Progress {
+            shell,
+            lines: std::sync::Mutex::new((0, vec![None; count])),
+        }
     }
-    Ok(built)
+
+    /// Records image `i` as finished (`None` when it failed: its error is
+    /// reported by the caller) and prints every line now in order.
+    fn done(&self, i: usize, built: Option<&BuiltImage>) {
+        let line = built.map(|b| {
+            let verb = if b.fresh { "Fresh" } else { "Packed" };
+            let platforms = b
+                .platforms
+                .iter()
+                .map(|p| p.platform.as_str())
+                .collect::<Vec<_>>()
+                .join(", ");
+            (
+                verb,
+                format!("{} ({platforms}) {}", b.name, short(&b.digest)),
+            )
+        });
+        let mut state = self.lines.lock().unwrap_or_else(|e| e.into_inner());
+        state.1[i] = Some(line);
+        while let Some(Some(line)) = state.1.get(state.0) {
+            if let Some((verb, message)) = line {
+                self.shell.status(verb, message);
+            }
+            state.0 += 1;
+        }
+    }
 }
 
 /// Everything that shapes an image's outputs, and nothing about where they
@@ -200,15 +323,14 @@ fn key_plan(image: &ImagePlan) -> serde_json::Value {
 fn write_image(
     lock: &OutputLock,
     image: &ImagePlan,
-    binaries: &[(Platform, PathBuf, Vec<u8>)],
+    binaries: &[Proven],
     files: &[Vec<u8>],
     opts: &Options,
-    shell: Shell,
 ) -> Result<BuiltImage, BuildError> {
     let key = cache::key(&KeyInputs {
         plan: key_plan(image),
         repository: crate::oci::image::repository(image),
-        binaries: binaries.iter().map(|(_, _, b)| Digest::of(b)).collect(),
+        binaries: binaries.iter().map(|b| b.digest.clone()).collect(),
         files: files.iter().map(|f| Digest::of(f)).collect(),
         epoch: opts.epoch,
     });
@@ -218,36 +340,30 @@ fn write_image(
         && outputs_intact(&done)
     {
         done.fresh = true;
-        shell.status("Fresh", format!("{} ({})", image.name, short(&done.digest)));
         return Ok(done);
     }
 
-    shell.status(
-        "Packing",
-        format!(
-            "{} ({})",
-            image.name,
-            binaries
-                .iter()
-                .map(|(p, _, _)| p.to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-    );
-    let mut per_platform = Vec::new();
-    for (platform, _, bytes) in binaries {
-        let contents = Contents {
-            binary: bytes,
-            files,
-        };
-        let img = Image::assemble(image, *platform, &contents, opts.epoch).map_err(|source| {
-            BuildError::Layer {
-                image: image.name.clone(),
-                source,
-            }
-        })?;
-        per_platform.push(img);
-    }
+    let per_platform = binaries
+        .par_iter()
+        .map(|b| {
+            let contents = Contents {
+                binary: EntryKind::Streamed(Streamed {
+                    path: &b.path,
+                    size: b.size,
+                    digest: &b.digest,
+                }),
+                files,
+            };
+            Image::assemble(image, b.platform, &contents, opts.epoch).map_err(|source| {
+                BuildError::Layer {
+                    image: image.name.clone(),
+                    source,
+                }
+            })
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()?;
     let set = ImageSet::new(image, per_platform);
 
     let layout = opts.out_dir.join(&image.name);
@@ -290,14 +406,14 @@ fn write_image(
             .images
             .iter()
             .zip(binaries)
-            .map(|(img, (_, path, _))| BuiltPlatform {
+            .map(|(img, b)| BuiltPlatform {
                 platform: img.platform.to_string(),
                 manifest: img.manifest.digest.to_string(),
                 config: img.config.digest.to_string(),
                 layer: img.layer.blob.digest.to_string(),
                 layer_size: img.layer.blob.bytes.len() as u64,
                 unpacked_size: img.layer.tar_size,
-                binary: path.clone(),
+                binary: b.path.clone(),
             })
             .collect(),
         index_json: Digest::of(meta.index_json()).to_string(),
@@ -326,11 +442,7 @@ impl BuiltImage {
     /// A record read back, placed in `out_dir` with this run's binaries;
     /// `None` when the record does not fit them (a record is a cache, and
     /// is never trusted further than that).
-    fn located(
-        mut self,
-        out_dir: &Path,
-        binaries: &[(Platform, PathBuf, Vec<u8>)],
-    ) -> Option<BuiltImage> {
+    fn located(mut self, out_dir: &Path, binaries: &[Proven]) -> Option<BuiltImage> {
         let plain = |p: &Path| {
             let mut c = p.components();
             matches!(c.next(), Some(std::path::Component::Normal(_))) && c.next().is_none()
@@ -340,11 +452,11 @@ impl BuiltImage {
         }
         self.layout = out_dir.join(&self.layout);
         self.archive = out_dir.join(&self.archive);
-        for (p, (platform, path, _)) in self.platforms.iter_mut().zip(binaries) {
-            if p.platform != platform.to_string() {
+        for (p, b) in self.platforms.iter_mut().zip(binaries) {
+            if p.platform != b.platform.to_string() {
                 return None;
             }
-            p.binary = path.clone();
+            p.binary = b.path.clone();
         }
         Some(self)
     }
@@ -424,6 +536,7 @@ mod tests {
         Options {
             out_dir: root.join("out"),
             epoch: 0,
+            jobs: 2,
         }
     }
 
@@ -449,6 +562,40 @@ mod tests {
         assert!(!third[0].fresh);
         assert_eq!(third[0].digest, first[0].digest);
         assert_eq!(compiler.1.get(), 3);
+    }
+
+    #[test]
+    fn the_outputs_do_not_depend_on_the_number_of_threads() {
+        let dir = tempfile::tempdir().unwrap();
+        let bin = dir.path().join("app");
+        // A few megabytes, so the layer has many blocks and batches.
+        let mut bytes = elf64(ET_DYN.0, EM_X86_64.0, None, &[], true);
+        let mut x: u32 = 7;
+        bytes.extend((0..20_000_000u32).map(|i| {
+            x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            if i % 7 == 0 {
+                (x >> 24) as u8
+            } else {
+                (i % 251) as u8
+            }
+        }));
+        std::fs::write(&bin, &bytes).unwrap();
+        let compiler = Prebuilt(bin, Default::default());
+        let image = plan(dir.path());
+        let mut archives = Vec::new();
+        for jobs in [1, 2, 8] {
+            let opts = Options {
+                out_dir: dir.path().join(format!("out-{jobs}")),
+                jobs,
+                ..options(dir.path())
+            };
+            let built = build(&[&image], &compiler, &opts, Shell::new(true)).unwrap();
+            archives.push((
+                built[0].digest.clone(),
+                std::fs::read(&built[0].archive).unwrap(),
+            ));
+        }
+        assert!(archives.windows(2).all(|w| w[0] == w[1]));
     }
 
     #[test]

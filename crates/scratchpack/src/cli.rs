@@ -83,6 +83,10 @@ pub struct Common {
     /// time; beats SOURCE_DATE_EPOCH and images.toml's `source-date-epoch`
     #[arg(long, value_name = "SECONDS|git", global = true)]
     source_date_epoch: Option<String>,
+    /// Threads that pack images (and, in test-images, tests run at once)
+    /// [default: the number of cores]
+    #[arg(long, short, value_name = "N", global = true, value_parser = clap::value_parser!(u16).range(1..))]
+    jobs: Option<u16>,
 }
 
 /// The loaded context of a command: workspace, plan and settings.
@@ -92,6 +96,8 @@ pub struct Context {
     pub out_dir: PathBuf,
     pub shell: Shell,
     pub epoch: u64,
+    /// Threads that pack (`-j`); 0 for one per core.
+    pub jobs: usize,
 }
 
 /// Why a command failed, and so its exit code.
@@ -152,6 +158,7 @@ impl Common {
             out_dir,
             shell,
             epoch,
+            jobs: self.jobs.map_or(0, usize::from),
         })
     }
 }
@@ -200,6 +207,7 @@ pub fn build_selected(ctx: &Context, names: &[String]) -> Result<Vec<BuiltImage>
     let opts = Options {
         out_dir: ctx.out_dir.clone(),
         epoch: ctx.epoch,
+        jobs: ctx.jobs,
     };
     let started = std::time::Instant::now();
     let built = build::build(&selected, &compiler, &opts, ctx.shell)?;

@@ -23,9 +23,6 @@ pub struct Args {
     /// Run every test, even those that passed before with the same image
     #[arg(long)]
     no_cache: bool,
-    /// How many tests run at once [default: the number of CPUs]
-    #[arg(long, short, value_name = "N")]
-    jobs: Option<usize>,
     /// Fail when a test is skipped because this host cannot run its platform
     /// (no qemu-user-static for it)
     #[arg(long)]
@@ -98,9 +95,11 @@ pub fn run(args: Args) -> Result<(), Failure> {
     let opts = testing::Options {
         out_dir: ctx.out_dir.clone(),
         use_cache: !args.no_cache,
-        jobs: args.jobs.unwrap_or_else(|| {
-            std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
-        }),
+        // `-j` (shared with packing) bounds the tests run at once too.
+        jobs: match ctx.jobs {
+            0 => std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
+            n => n,
+        },
         helper: None,
         emulator_dir: emulator_dir(),
         cancelled: std::sync::Arc::clone(&cancelled),

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
+use crate::oci::Compression;
 use crate::platform::Platform;
 
 /// The default user: a non-root uid and gid, as distroless's `nonroot`.
@@ -47,6 +48,8 @@ pub struct ImagePlan {
     pub dirs: Vec<DirEntry>,
     pub config: RunConfig,
     pub annotations: BTreeMap<String, String>,
+    /// How the layer is compressed (`gzip` unless images.toml says).
+    pub compression: Compression,
     pub tags: Vec<Tag>,
     /// Where `push` sends the image, when a registry is configured. Not part
     /// of what is built, so left out of the image's cache key.

@@ -13,6 +13,7 @@ use super::raw::{
     RawTest, RawUnpackLimits, S, STRUCTURE_KEYS,
 };
 use crate::diagnostic::Diagnostic;
+use crate::oci::Compression;
 use crate::platform::Platform;
 use crate::workspace::Workspace;
 
@@ -487,6 +488,16 @@ impl Resolver<'_> {
             }
             None => None,
         };
+        let compression = match raw.compression.as_ref().or(defaults.compression.as_ref()) {
+            Some(c) => Compression::parse(c.get_ref()).unwrap_or_else(|| {
+                self.error(
+                    Diagnostic::new(format!("unknown compression `{}`", c.get_ref()), span_of(c))
+                        .help(format!("compressions: {}", Compression::NAMES.join(", "))),
+                );
+                Compression::default()
+            }),
+            None => Compression::default(),
+        };
         let mut user_labels = BTreeMap::new();
         let mut annotations = BTreeMap::new();
         for (what, out, tables) in [
@@ -562,6 +573,7 @@ impl Resolver<'_> {
                 stop_signal,
             },
             annotations,
+            compression,
             tags,
             push,
             tests,

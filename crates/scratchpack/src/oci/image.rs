@@ -34,7 +34,8 @@ pub struct ImageSet {
 
 /// The bytes that go into one platform's layer.
 pub struct Contents<'a> {
-    pub binary: &'a [u8],
+    /// The binary: bytes, or a host file streamed while packing.
+    pub binary: EntryKind<'a>,
     /// The data of each of the plan's `files`, in the same order.
     pub files: &'a [Vec<u8>],
 }
@@ -54,13 +55,13 @@ impl Image {
         let mut entries = vec![Entry {
             path: plan.binary_path.relative().to_owned(),
             mode: BINARY_MODE,
-            kind: EntryKind::File(contents.binary.to_vec()),
+            kind: contents.binary.clone(),
         }];
         for (file, data) in plan.files.iter().zip(contents.files) {
             entries.push(Entry {
                 path: file.dst.relative().to_owned(),
                 mode: file.mode,
-                kind: EntryKind::File(data.clone()),
+                kind: EntryKind::File(data),
             });
         }
         for dir in &plan.dirs {
@@ -70,7 +71,7 @@ impl Image {
                 kind: EntryKind::Dir,
             });
         }
-        let layer = Layer::build(entries, epoch)?;
+        let layer = Layer::build(entries, epoch, plan.compression)?;
         let created = rfc3339(epoch);
         let config = Blob::json(
             MEDIA_TYPE_CONFIG,

@@ -1,27 +1,42 @@
 //! Image layers (image-spec "Image Layer Filesystem Changeset"): a
-//! deterministic tar of an explicit entry list, gzip-compressed with pinned
-//! settings, with its `diff_id` and digest.
+//! deterministic tar of an explicit entry list, written straight into the
+//! pinned compressor of [`super::compress`] (the tar itself is never held
+//! whole), with its `diff_id` and digest.
 
 use std::collections::BTreeMap;
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
 
 use sha2::{Digest as _, Sha256};
 
-use super::{Blob, Digest, MEDIA_TYPE_LAYER_GZIP, tar};
+use super::compress::{Compression, Encoder};
+use super::{Blob, Digest, tar};
 
 /// What a layer entry is.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum EntryKind {
+pub enum EntryKind<'a> {
     Dir,
-    File(Vec<u8>),
+    File(&'a [u8]),
+    /// A host file read while it is packed, so a large binary is never held
+    /// whole; its bytes must still be the ones proven and hashed before.
+    Streamed(Streamed<'a>),
+}
+
+/// A host file of known size and digest, streamed into the layer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Streamed<'a> {
+    pub path: &'a Path,
+    pub size: u64,
+    pub digest: &'a Digest,
 }
 
 /// One path in a layer.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Entry {
+pub struct Entry<'a> {
     /// Relative, normalised path (no leading slash, no `.` or `..`).
     pub path: String,
     pub mode: u32,
-    pub kind: EntryKind,
+    pub kind: EntryKind<'a>,
 }
 
 /// A compressed layer and the digest of its uncompressed tar.
@@ -42,6 +57,10 @@ pub enum LayerError {
     Duplicate(String),
     #[error("`{0}` is a file but another entry lies inside it")]
     FileAsParent(String),
+    #[error("reading {path}: {reason}")]
+    Read { path: PathBuf, reason: String },
+    #[error("{0} changed while it was packed")]
+    Changed(PathBuf),
 }
 
 impl Layer {
@@ -49,8 +68,12 @@ impl Layer {
     ///
     /// Entries are written byte-sorted by path, so a parent (a prefix) always
     /// precedes its children; `mtime` is the only time written.
-    pub fn build(entries: Vec<Entry>, mtime: u64) -> Result<Layer, LayerError> {
-        let mut all: BTreeMap<String, Entry> = BTreeMap::new();
+    pub fn build(
+        entries: Vec<Entry<'_>>,
+        mtime: u64,
+        compression: Compression,
+    ) -> Result<Layer, LayerError> {
+        let mut all: BTreeMap<String, Entry<'_>> = BTreeMap::new();
         for e in entries {
             if all.contains_key(&e.path) {
                 return Err(LayerError::Duplicate(e.path));
@@ -64,7 +87,7 @@ impl Layer {
         for parent in parents {
             match all.get(&parent) {
                 Some(Entry {
-                    kind: EntryKind::File(_),
+                    kind: EntryKind::File(_) | EntryKind::Streamed(_),
                     ..
                 }) => return Err(LayerError::FileAsParent(parent)),
                 Some(_) => {}
@@ -81,44 +104,141 @@ impl Layer {
             }
         }
 
-        let mut tar_bytes = Vec::new();
+        let mut out = Encoder::new(compression);
         for e in all.values() {
-            let data: &[u8] = match &e.kind {
-                EntryKind::Dir => &[],
-                EntryKind::File(data) => data,
-            };
-            let header = tar::Header {
+            let header = |size| tar::Header {
                 path: &e.path,
                 mode: e.mode,
-                size: data.len() as u64,
+                size,
                 mtime,
                 is_dir: e.kind == EntryKind::Dir,
             };
-            tar::append(&mut tar_bytes, &header, data);
+            match &e.kind {
+                EntryKind::Dir => tar::append(&mut out, &header(0), &[]),
+                EntryKind::File(data) => tar::append(&mut out, &header(data.len() as u64), data),
+                EntryKind::Streamed(file) => {
+                    tar::append_streamed(&mut out, &header(file.size), |out| stream(file, out))?;
+                }
+            }
         }
-        tar::finish(&mut tar_bytes);
-
-        let diff_id = Digest::from_hasher(Sha256::new_with_prefix(&tar_bytes));
+        tar::finish(&mut out);
+        let done = out.finish();
         Ok(Layer {
-            blob: Blob::new(MEDIA_TYPE_LAYER_GZIP, gzip(&tar_bytes)),
-            diff_id,
-            tar_size: tar_bytes.len() as u64,
+            blob: Blob::new(compression.media_type(), done.bytes),
+            diff_id: done.input_digest,
+            tar_size: done.input_size,
         })
     }
 }
 
-/// gzip (RFC 1952) with every header byte pinned: no flags (so no file name
-/// or comment), mtime 0, XFL 2 ("maximum compression"), OS 255 ("unknown",
-/// so the build host's OS does not show); then raw deflate from the one
-/// pinned implementation at its best level, and the CRC-32 and length.
-fn gzip(data: &[u8]) -> Vec<u8> {
-    const HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 2, 255];
-    let deflated = miniz_oxide::deflate::compress_to_vec(data, 9);
-    let mut out = Vec::with_capacity(HEADER.len() + deflated.len() + 8);
-    out.extend_from_slice(&HEADER);
-    out.extend_from_slice(&deflated);
-    out.extend_from_slice(&crc32fast::hash(data).to_le_bytes());
-    // ISIZE is the length modulo 2^32, as the format defines it.
-    out.extend_from_slice(&(data.len() as u32).to_le_bytes());
-    out
+/// Copies a streamed file into the tar, checking it is still the file that
+/// was proven: the same size and the same sha256.
+fn stream(file: &Streamed<'_>, out: &mut Encoder) -> Result<(), LayerError> {
+    let read_err = |e: std::io::Error| LayerError::Read {
+        path: file.path.to_owned(),
+        reason: e.to_string(),
+    };
+    let f = std::fs::File::open(file.path).map_err(read_err)?;
+    // One byte more than expected is read, to notice a file that grew.
+    let mut limited = f.take(file.size + 1);
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; STREAM_CHUNK];
+    let mut total = 0u64;
+    loop {
+        let n = match limited.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(read_err(e)),
+        };
+        total += n as u64;
+        if total > file.size {
+            return Err(LayerError::Changed(file.path.to_owned()));
+        }
+        // Hashed in line: sha256 is fast next to compression, and a join per
+        // read would make every read wait for another thread to wake.
+        hasher.update(&buf[..n]);
+        out.write(&buf[..n]);
+    }
+    if total != file.size || Digest::from_hasher(hasher) != *file.digest {
+        return Err(LayerError::Changed(file.path.to_owned()));
+    }
+    Ok(())
+}
+
+/// How much of a streamed file is read at once.
+const STREAM_CHUNK: usize = 1024 * 1024;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn streamed_layer(
+        path: &Path,
+        size: u64,
+        digest: &Digest,
+        kind: Compression,
+    ) -> Result<Layer, LayerError> {
+        let entries = vec![Entry {
+            path: "app".to_owned(),
+            mode: 0o755,
+            kind: EntryKind::Streamed(Streamed { path, size, digest }),
+        }];
+        Layer::build(entries, 0, kind)
+    }
+
+    /// Several megabytes of a real program's bytes: this test binary.
+    fn program() -> Vec<u8> {
+        let mut bytes = std::fs::read(std::env::current_exe().unwrap()).unwrap();
+        bytes.truncate(9 << 20);
+        bytes
+    }
+
+    #[test]
+    fn a_streamed_file_is_the_same_layer_as_its_bytes_with_any_thread_count() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("app");
+        let bytes = program();
+        std::fs::write(&path, &bytes).unwrap();
+        let digest = Digest::of(&bytes);
+        for kind in [Compression::Gzip, Compression::Zstd] {
+            let in_memory = Layer::build(
+                vec![Entry {
+                    path: "app".to_owned(),
+                    mode: 0o755,
+                    kind: EntryKind::File(&bytes),
+                }],
+                0,
+                kind,
+            )
+            .unwrap();
+            for threads in [1, 2, 8] {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .unwrap();
+                let layer = pool
+                    .install(|| streamed_layer(&path, bytes.len() as u64, &digest, kind))
+                    .unwrap();
+                assert!(layer == in_memory, "{kind:?} with {threads} threads");
+            }
+        }
+    }
+
+    #[test]
+    fn a_file_changed_since_its_proof_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("app");
+        std::fs::write(&path, b"proven bytes").unwrap();
+        let digest = Digest::of(b"proven bytes");
+        assert!(streamed_layer(&path, 12, &digest, Compression::Gzip).is_ok());
+        for now in [&b"proven bytez"[..], b"proven bytes and more", b"proven"] {
+            std::fs::write(&path, now).unwrap();
+            let err = streamed_layer(&path, 12, &digest, Compression::Gzip).unwrap_err();
+            assert_eq!(err, LayerError::Changed(path.clone()), "{now:?}");
+        }
+        std::fs::remove_file(&path).unwrap();
+        let err = streamed_layer(&path, 12, &digest, Compression::Gzip).unwrap_err();
+        assert!(matches!(err, LayerError::Read { .. }), "{err}");
+    }
 }

@@ -5,6 +5,23 @@
 
 const BLOCK: usize = 512;
 
+/// Where a tar is written: a buffer, or a compressor taking it as a stream.
+pub(crate) trait Out {
+    fn put(&mut self, bytes: &[u8]);
+}
+
+impl Out for Vec<u8> {
+    fn put(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+}
+
+impl Out for super::compress::Encoder {
+    fn put(&mut self, bytes: &[u8]) {
+        self.write(bytes);
+    }
+}
+
 /// One entry's header fields; everything not here is pinned.
 pub(crate) struct Header<'a> {
     /// Relative path; directories without a trailing slash (one is added).
@@ -16,8 +33,14 @@ pub(crate) struct Header<'a> {
 }
 
 /// Appends one entry (header, pax header when needed, data, padding).
-pub(crate) fn append(out: &mut Vec<u8>, h: &Header<'_>, data: &[u8]) {
+pub(crate) fn append(out: &mut impl Out, h: &Header<'_>, data: &[u8]) {
     debug_assert_eq!(h.size, data.len() as u64);
+    append_header(out, h);
+    write_data(out, data);
+}
+
+/// The entry's header, preceded by a pax header when the name needs one.
+fn append_header(out: &mut impl Out, h: &Header<'_>) {
     let name = if h.is_dir {
         format!("{}/", h.path)
     } else {
@@ -45,21 +68,34 @@ pub(crate) fn append(out: &mut Vec<u8>, h: &Header<'_>, data: &[u8]) {
         ("", truncate_bytes(&name, 100))
     });
     write_header(out, h, prefix, short, if h.is_dir { b'5' } else { b'0' });
-    write_data(out, data);
+}
+
+/// Appends one entry whose `h.size` bytes of data `data` writes to `out`
+/// itself (the caller guarantees the count, or fails).
+pub(crate) fn append_streamed<O: Out, E>(
+    out: &mut O,
+    h: &Header<'_>,
+    data: impl FnOnce(&mut O) -> Result<(), E>,
+) -> Result<(), E> {
+    append_header(out, h);
+    data(out)?;
+    let pad = (BLOCK as u64 - h.size % BLOCK as u64) % BLOCK as u64;
+    out.put(&[0u8; BLOCK][..pad as usize]);
+    Ok(())
 }
 
 /// The end-of-archive marker: two zero blocks.
-pub(crate) fn finish(out: &mut Vec<u8>) {
-    out.extend_from_slice(&[0u8; 2 * BLOCK]);
+pub(crate) fn finish(out: &mut impl Out) {
+    out.put(&[0u8; 2 * BLOCK]);
 }
 
-fn write_data(out: &mut Vec<u8>, data: &[u8]) {
-    out.extend_from_slice(data);
+fn write_data(out: &mut impl Out, data: &[u8]) {
+    out.put(data);
     let pad = (BLOCK - data.len() % BLOCK) % BLOCK;
-    out.resize(out.len() + pad, 0);
+    out.put(&[0u8; BLOCK][..pad]);
 }
 
-fn write_header(out: &mut Vec<u8>, h: &Header<'_>, prefix: &str, name: &str, kind: u8) {
+fn write_header(out: &mut impl Out, h: &Header<'_>, prefix: &str, name: &str, kind: u8) {
     let mut b = [0u8; BLOCK];
     put(&mut b[0..100], name.as_bytes());
     octal(&mut b[100..108], u64::from(h.mode));
@@ -79,7 +115,7 @@ fn write_header(out: &mut Vec<u8>, h: &Header<'_>, prefix: &str, name: &str, kin
     let sum: u32 = b.iter().map(|&x| u32::from(x)).sum();
     let field = format!("{sum:06o}\0 ");
     b[148..156].copy_from_slice(field.as_bytes());
-    out.extend_from_slice(&b);
+    out.put(&b);
 }
 
 fn put(field: &mut [u8], value: &[u8]) {

@@ -374,6 +374,9 @@ pub fn unpack(
                 HashingReader::new(Box::new(flate2::read::GzDecoder::new(&blob[..])))
             }
             MEDIA_TYPE_LAYER_TAR => HashingReader::new(Box::new(&blob[..])),
+            crate::oci::MEDIA_TYPE_LAYER_ZSTD => {
+                HashingReader::new(crate::oci::compress::zstd_reader(&blob))
+            }
             other => {
                 return Err(UnpackError::MediaType {
                     digest: layer.digest.clone(),
