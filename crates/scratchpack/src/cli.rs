@@ -22,7 +22,7 @@ use crate::manifest::ImagePlan;
 use crate::diagnostic::SourceErrors;
 use crate::manifest::{self, LoadError, Plan};
 use crate::shell::Shell;
-use crate::workspace::Workspace;
+use crate::workspace::{Origin, Workspace};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -105,16 +105,33 @@ impl Common {
             .and_then(Path::parent)
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(&cwd);
-        let workspace = Workspace::load(start).map_err(|e| Failure::Usage(e.into()))?;
+        let records = record_dir();
+        let load_workspace = |reuse: bool| match &records {
+            Some(dir) => Workspace::load_cached(start, dir, reuse).map(|(ws, k)| (ws, Some(k))),
+            None => Workspace::load(start).map(|ws| (ws, None)),
+        };
+        let (mut workspace, mut kept) =
+            load_workspace(true).map_err(|e| Failure::Usage(e.into()))?;
         let manifest_path = self
             .manifest_path
             .clone()
             .unwrap_or_else(|| workspace.root.join(manifest::FILE_NAME));
-        let plan = match manifest::load(&manifest_path, &workspace) {
+        let mut plan = manifest::load(&manifest_path, &workspace);
+        // A record is as current as the files it hashed, not as the toolchain
+        // (whose target list it may hold): a manifest it finds wrong is checked
+        // again against what cargo and rustc say now before anything is reported.
+        if plan.is_err() && kept.as_ref().is_some_and(|k| k.origin() == Origin::Record) {
+            (workspace, kept) = load_workspace(false).map_err(|e| Failure::Usage(e.into()))?;
+            plan = manifest::load(&manifest_path, &workspace);
+        }
+        let plan = match plan {
             Ok(plan) => plan,
             Err(LoadError::Invalid(errors)) => return Err(Failure::Usage(errors.into())),
             Err(e) => return Err(Failure::Usage(e.into())),
         };
+        if let Some(kept) = &kept {
+            kept.keep(&workspace);
+        }
         let epoch = source_date_epoch(
             self.source_date_epoch.as_deref(),
             std::env::var("SOURCE_DATE_EPOCH").ok().as_deref(),
@@ -141,6 +158,18 @@ impl Common {
             epoch,
         })
     }
+}
+
+/// Where the workspace record is kept: beside the running program when cargo
+/// built it, in a profile directory of a target directory (which cargo marks
+/// with `.fingerprint`), and so never in the output directory. A program
+/// installed elsewhere asks cargo every time.
+fn record_dir() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let dir = exe.parent()?;
+    dir.join(".fingerprint")
+        .is_dir()
+        .then(|| dir.join(".scratchpack"))
 }
 
 /// How `images` and `push` print results: a table, or one JSON object per image.
