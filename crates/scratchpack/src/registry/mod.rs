@@ -1,7 +1,8 @@
 //! Pushes an OCI image layout to a registry, per the OCI distribution spec's
-//! "Push" section: blobs first (skipped when present, mounted or uploaded), then
-//! child manifests by digest, and only then the tags, so a failed push never leaves
-//! a tag pointing at an incomplete image.
+//! "Push" section: blobs first (skipped when present, mounted or uploaded,
+//! several at once, an interrupted chunked upload resumed from the offset the
+//! registry reports), then child manifests by digest, and only then the tags,
+//! so a failed push never leaves a tag pointing at an incomplete image.
 
 mod auth;
 mod client;
@@ -12,6 +13,8 @@ pub mod reference;
 pub mod remote;
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 pub use credentials::{
@@ -22,7 +25,8 @@ pub use error::{Failure, RegistryError, RemoteError};
 pub use reference::{Reference, ReferenceError, Repository};
 pub use remote::{Manifest, Referrers, Session, Stored};
 
-use client::{BlobOutcome, Client};
+use client::{Client, Sink, Started, Upload};
+use layout::BlobFile;
 
 /// What a push reports as it goes, for the CLI to render.
 #[derive(Debug, Clone, PartialEq)]
@@ -31,7 +35,7 @@ pub enum ProgressEvent<'a> {
     BlobSkipped { digest: &'a str, size: u64 },
     /// The registry linked the blob from the `mount_from` repository.
     BlobMounted { digest: &'a str, size: u64 },
-    /// An upload session started.
+    /// An upload session started, or one resumes after a failure.
     BlobStarted { digest: &'a str, size: u64 },
     /// Bytes of the blob the registry has accepted so far (after each chunk, and
     /// once at the end).
@@ -58,6 +62,8 @@ pub struct PushOptions<'a> {
     pub insecure: bool,
     /// Blobs larger than this go up in chunks of this size; smaller ones in one PUT.
     pub chunk_size: usize,
+    /// How many blobs go up at once, each on a connection of its own.
+    pub uploads: usize,
     /// How often a transiently failed operation is tried again.
     pub retries: u32,
     /// The first retry's delay; each later one doubles it.
@@ -78,6 +84,9 @@ impl Default for PushOptions<'_> {
             // Big enough that scratch images' configs and small layers go in one
             // request, small enough that a retry re-sends little.
             chunk_size: 8 * 1024 * 1024,
+            // Enough to keep a link busy while one upload waits on the
+            // registry's answer, few enough not to look like a flood.
+            uploads: 4,
             retries: 4,
             backoff: Duration::from_millis(500),
             max_backoff: Duration::from_secs(30),
@@ -93,6 +102,7 @@ impl std::fmt::Debug for PushOptions<'_> {
         f.debug_struct("PushOptions")
             .field("insecure", &self.insecure)
             .field("chunk_size", &self.chunk_size)
+            .field("uploads", &self.uploads)
             .field("retries", &self.retries)
             .field("backoff", &self.backoff)
             .field("max_backoff", &self.max_backoff)
@@ -188,47 +198,10 @@ pub fn push_layout(
         Client::ping,
     )?;
 
-    for blob in &plan.blobs {
-        let action = format!("checking blob {} in {target}", blob.digest);
-        if client.retrying(&action, |c| c.blob_exists(&blob.digest))? {
-            report.blobs_skipped += 1;
-            progress(
-                opts,
-                ProgressEvent::BlobSkipped {
-                    digest: &blob.digest,
-                    size: blob.size,
-                },
-            );
-            continue;
-        }
-        // The whole upload is the unit of retry: a session cut mid-way is
-        // abandoned and a new one started, which every registry supports. A retry
-        // first asks again whether the blob is there, since the failure may have
-        // hit only the answer to a final PUT the registry did complete.
-        let action = format!("uploading blob {} to {target}", blob.digest);
-        let mut attempt = 0;
-        let outcome = client.retrying(&action, |c| {
-            attempt += 1;
-            if attempt > 1 && c.blob_exists(&blob.digest)? {
-                return Ok(None);
-            }
-            c.upload_blob(blob).map(Some)
-        })?;
-        match outcome {
-            None => report.blobs_skipped += 1,
-            Some(BlobOutcome::Mounted) => {
-                report.blobs_mounted += 1;
-                progress(
-                    opts,
-                    ProgressEvent::BlobMounted {
-                        digest: &blob.digest,
-                        size: blob.size,
-                    },
-                );
-            }
-            Some(BlobOutcome::Uploaded) => report.blobs_uploaded += 1,
-        }
-    }
+    let sent = send_blobs(&client, &plan.blobs, target, opts)?;
+    report.blobs_uploaded = sent.uploaded;
+    report.blobs_skipped = sent.skipped;
+    report.blobs_mounted = sent.mounted;
 
     for child in &plan.children {
         let action = format!("checking manifest {} in {target}", child.digest);
@@ -270,9 +243,9 @@ pub fn push_layout(
         );
     }
 
-    report.bytes_uploaded = client.stats.bytes_uploaded;
-    report.requests = client.stats.requests;
-    report.retries = client.stats.retries;
+    report.bytes_uploaded = client.stats.bytes_uploaded + sent.stats.bytes_uploaded;
+    report.requests = client.stats.requests + sent.stats.requests;
+    report.retries = client.stats.retries + sent.stats.retries;
     report.elapsed = started.elapsed();
     Ok(report)
 }
@@ -281,4 +254,254 @@ fn progress(opts: &PushOptions<'_>, event: ProgressEvent<'_>) {
     if let Some(report) = opts.progress {
         report(&event);
     }
+}
+
+/// How the blobs of a push reached the registry, and what that took.
+#[derive(Default)]
+struct Sent {
+    uploaded: usize,
+    skipped: usize,
+    mounted: usize,
+    stats: client::Stats,
+}
+
+/// How one blob reached the registry.
+enum Outcome {
+    Skipped,
+    Mounted,
+    Uploaded,
+}
+
+/// What an upload thread tells the pushing thread.
+enum Message {
+    Event(OwnedEvent),
+    Done(Result<Outcome, RegistryError>),
+}
+
+/// A progress event that can cross threads; the caller's callback is only
+/// ever called on the caller's thread.
+enum OwnedEvent {
+    Skipped {
+        digest: String,
+        size: u64,
+    },
+    Mounted {
+        digest: String,
+        size: u64,
+    },
+    Started {
+        digest: String,
+        size: u64,
+    },
+    Progress {
+        digest: String,
+        sent: u64,
+        size: u64,
+    },
+    Retrying {
+        action: String,
+        attempt: u32,
+        delay: Duration,
+        reason: String,
+    },
+}
+
+impl OwnedEvent {
+    fn new(event: &ProgressEvent<'_>) -> Option<OwnedEvent> {
+        Some(match *event {
+            ProgressEvent::BlobSkipped { digest, size } => OwnedEvent::Skipped {
+                digest: digest.to_owned(),
+                size,
+            },
+            ProgressEvent::BlobMounted { digest, size } => OwnedEvent::Mounted {
+                digest: digest.to_owned(),
+                size,
+            },
+            ProgressEvent::BlobStarted { digest, size } => OwnedEvent::Started {
+                digest: digest.to_owned(),
+                size,
+            },
+            ProgressEvent::BlobProgress { digest, sent, size } => OwnedEvent::Progress {
+                digest: digest.to_owned(),
+                sent,
+                size,
+            },
+            ProgressEvent::Retrying {
+                action,
+                attempt,
+                delay,
+                reason,
+            } => OwnedEvent::Retrying {
+                action: action.to_owned(),
+                attempt,
+                delay,
+                reason: reason.to_owned(),
+            },
+            ProgressEvent::ManifestPushed { .. } => return None,
+        })
+    }
+
+    fn event(&self) -> ProgressEvent<'_> {
+        match self {
+            OwnedEvent::Skipped { digest, size } => ProgressEvent::BlobSkipped {
+                digest,
+                size: *size,
+            },
+            OwnedEvent::Mounted { digest, size } => ProgressEvent::BlobMounted {
+                digest,
+                size: *size,
+            },
+            OwnedEvent::Started { digest, size } => ProgressEvent::BlobStarted {
+                digest,
+                size: *size,
+            },
+            OwnedEvent::Progress { digest, sent, size } => ProgressEvent::BlobProgress {
+                digest,
+                sent: *sent,
+                size: *size,
+            },
+            OwnedEvent::Retrying {
+                action,
+                attempt,
+                delay,
+                reason,
+            } => ProgressEvent::Retrying {
+                action,
+                attempt: *attempt,
+                delay: *delay,
+                reason,
+            },
+        }
+    }
+}
+
+impl Sink for mpsc::Sender<Message> {
+    fn event(&self, event: &ProgressEvent<'_>) {
+        if let Some(owned) = OwnedEvent::new(event) {
+            // The receiver outlives every sender; a send cannot fail.
+            let _ = self.send(Message::Event(owned));
+        }
+    }
+}
+
+/// Sends every blob, `opts.uploads` at a time, each thread on a client of its
+/// own that starts from what `client` learnt. After the first failure no new
+/// blob is started; the blobs under way finish, and the failure is returned.
+fn send_blobs(
+    client: &Client<'_, '_>,
+    blobs: &[BlobFile],
+    target: &Repository,
+    opts: &PushOptions<'_>,
+) -> Result<Sent, RegistryError> {
+    let mut sent = Sent::default();
+    let threads = opts.uploads.clamp(1, blobs.len().max(1));
+    let next = AtomicUsize::new(0);
+    let stop = AtomicBool::new(false);
+    let mut failure = None;
+    let (tx, rx) = mpsc::channel::<Message>();
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                let mut c = client.with_sink(tx.clone());
+                let (next, stop) = (&next, &stop);
+                scope.spawn(move || {
+                    while !stop.load(Ordering::SeqCst) {
+                        let Some(blob) = blobs.get(next.fetch_add(1, Ordering::SeqCst)) else {
+                            break;
+                        };
+                        let result = send_blob(&mut c, blob, target);
+                        if result.is_err() {
+                            stop.store(true, Ordering::SeqCst);
+                        }
+                        let _ = c.sink.send(Message::Done(result));
+                    }
+                    c.stats
+                })
+            })
+            .collect();
+        // The loop below ends once every thread has dropped its sender.
+        drop(tx);
+        for message in rx {
+            match message {
+                Message::Event(event) => progress(opts, event.event()),
+                Message::Done(Ok(Outcome::Skipped)) => sent.skipped += 1,
+                Message::Done(Ok(Outcome::Mounted)) => sent.mounted += 1,
+                Message::Done(Ok(Outcome::Uploaded)) => sent.uploaded += 1,
+                Message::Done(Err(e)) => {
+                    failure.get_or_insert(e);
+                }
+            }
+        }
+        for handle in handles {
+            let stats = handle.join().expect("an upload thread panicked");
+            sent.stats.requests += stats.requests;
+            sent.stats.retries += stats.retries;
+            sent.stats.bytes_uploaded += stats.bytes_uploaded;
+        }
+    });
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(sent),
+    }
+}
+
+/// Sends one blob unless the registry has it. A failed try resumes the
+/// upload session where the registry says it stands, so a chunk it holds is
+/// not sent again; a session the registry no longer knows is replaced by a
+/// new one, after asking again whether the blob is there, since the failure
+/// may have hit only the answer to a final PUT the registry did complete.
+fn send_blob<S: Sink>(
+    c: &mut Client<'_, '_, S>,
+    blob: &BlobFile,
+    target: &Repository,
+) -> Result<Outcome, RegistryError> {
+    let action = format!("checking blob {} in {target}", blob.digest);
+    if c.retrying(&action, |c| c.blob_exists(&blob.digest))? {
+        c.sink.event(&ProgressEvent::BlobSkipped {
+            digest: &blob.digest,
+            size: blob.size,
+        });
+        return Ok(Outcome::Skipped);
+    }
+    let action = format!("uploading blob {} to {target}", blob.digest);
+    let mut upload: Option<Upload> = None;
+    let mut attempt = 0;
+    let outcome = c.retrying(&action, |c| {
+        attempt += 1;
+        if attempt > 1 {
+            if let Some(u) = &upload {
+                upload = c.upload_status(u)?;
+                if let Some(u) = &upload {
+                    c.sink.event(&ProgressEvent::BlobStarted {
+                        digest: &blob.digest,
+                        size: blob.size,
+                    });
+                    c.sink.event(&ProgressEvent::BlobProgress {
+                        digest: &blob.digest,
+                        sent: u.offset,
+                        size: blob.size,
+                    });
+                }
+            }
+            if upload.is_none() && c.blob_exists(&blob.digest)? {
+                return Ok(Outcome::Skipped);
+            }
+        }
+        let session = match &mut upload {
+            Some(u) => u,
+            None => match c.start_upload(blob)? {
+                Started::Mounted => return Ok(Outcome::Mounted),
+                Started::Session(u) => upload.insert(u),
+            },
+        };
+        c.finish_upload(blob, session)?;
+        Ok(Outcome::Uploaded)
+    })?;
+    if let Outcome::Mounted = outcome {
+        c.sink.event(&ProgressEvent::BlobMounted {
+            digest: &blob.digest,
+            size: blob.size,
+        });
+    }
+    Ok(outcome)
 }
