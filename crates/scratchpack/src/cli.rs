@@ -2,11 +2,15 @@
 //! and friends. Exit codes: 0 success, 1 build failure, 2 bad manifest or usage.
 
 mod images;
+#[cfg(feature = "sign")]
 mod keygen;
+#[cfg(feature = "push")]
 mod push;
+#[cfg(feature = "sign")]
 mod sign;
 mod table;
 mod test_images;
+#[cfg(feature = "sign")]
 mod verify;
 
 use std::path::{Path, PathBuf};
@@ -43,14 +47,18 @@ enum Command {
     /// Build the images declared in images.toml (all, or those named)
     Images(images::Args),
     /// Write a new signing key pair (cosign.key, cosign.pub) in cosign's formats
+    #[cfg(feature = "sign")]
     Keygen(keygen::Args),
     /// Build what is out of date, then push images to their registries
+    #[cfg(feature = "push")]
     Push(push::Args),
     /// Sign pushed images and attach their SBOMs and provenance (cosign's formats)
+    #[cfg(feature = "sign")]
     Sign(sign::Args),
     /// Build what is out of date, then run the tests images.toml declares, in a sandbox
     TestImages(test_images::Args),
     /// Check the signatures and attestations of pushed images against a public key
+    #[cfg(feature = "sign")]
     Verify(verify::Args),
 }
 
@@ -323,20 +331,30 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         // `images --push` is `push` with the same selection and format.
+        #[cfg(feature = "push")]
         Command::Images(args) if args.push => args.push_target.require_push(true).and_then(|()| {
             push::run(push::Args {
                 names: args.names,
                 target: args.push_target,
                 message_format: args.message_format,
+                #[cfg(feature = "sign")]
                 sign: Default::default(),
                 common: args.common,
             })
         }),
+        #[cfg(not(feature = "push"))]
+        Command::Images(args) if args.push => Err(Failure::Usage(anyhow!(
+            "`--push` needs scratchpack's `push` feature, which this xtask was built without"
+        ))),
         Command::Images(args) => images::run(args),
         Command::TestImages(args) => test_images::run(args),
+        #[cfg(feature = "push")]
         Command::Push(args) => push::run(args),
+        #[cfg(feature = "sign")]
         Command::Keygen(args) => keygen::run(args),
+        #[cfg(feature = "sign")]
         Command::Sign(args) => sign::run(args),
+        #[cfg(feature = "sign")]
         Command::Verify(args) => verify::run(args),
     };
     match result {
