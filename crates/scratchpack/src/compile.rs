@@ -124,6 +124,26 @@ impl Cargo<'_> {
     /// Installs the standard library of each target with rustup when it is
     /// missing.
     fn ensure_targets(&self, triples: &[&str]) -> Result<(), CompileError> {
+        // Under rustup, which names the toolchain it runs in the environment,
+        // the toolchain's own directory answers without starting rustc, which
+        // would cost a no-op run as much as cargo's freshness check.
+        let rustup_sysroot = match (
+            std::env::var_os("RUSTC"),
+            std::env::var_os("RUSTUP_HOME"),
+            std::env::var_os("RUSTUP_TOOLCHAIN"),
+        ) {
+            (None, Some(home), Some(toolchain)) => {
+                Some(Path::new(&home).join("toolchains").join(toolchain))
+            }
+            _ => None,
+        };
+        if rustup_sysroot.is_some_and(|s| {
+            triples
+                .iter()
+                .all(|t| s.join("lib/rustlib").join(t).is_dir())
+        }) {
+            return Ok(());
+        }
         let sysroot = Command::new(std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into()))
             .args(["--print", "sysroot"])
             .current_dir(self.workspace_root)
