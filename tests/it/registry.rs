@@ -946,30 +946,40 @@ fn blobs_go_up_several_at_once() {
         return;
     }
     let registry = Registry::start();
-    let layout = image::multi(13, BIG);
-    // The front holds each blob's first PATCH or monolithic PUT a moment and
-    // notes how many are held at the same time.
-    let held = Arc::new(Mutex::new((0usize, 0usize)));
-    let front = {
-        let held = held.clone();
-        Front::start(Some(registry.port), move |req| {
+    // A front that counts the blob uploads (a PATCH or a PUT to an upload
+    // session) under way at once. With `gate`, each waits until another is
+    // under way too (or a few seconds pass), so uploads that run side by side
+    // are seen side by side however the threads are scheduled.
+    let front = |gate: bool| {
+        let held = Arc::new((Mutex::new((0usize, 0usize)), std::sync::Condvar::new()));
+        let seen = held.clone();
+        let front = Front::start(Some(registry.port), move |req| {
             let upload = req.target.contains("/blobs/uploads/")
                 && (req.method == "PATCH" || req.method == "PUT");
             if upload {
-                {
-                    let mut h = held.lock().unwrap();
-                    h.0 += 1;
-                    h.1 = h.1.max(h.0);
+                let (lock, cv) = &*held;
+                let mut h = lock.lock().unwrap();
+                h.0 += 1;
+                h.1 = h.1.max(h.0);
+                cv.notify_all();
+                if gate {
+                    h = cv
+                        .wait_timeout_while(h, Duration::from_secs(5), |h| h.1 < 2)
+                        .unwrap()
+                        .0;
                 }
-                std::thread::sleep(Duration::from_millis(300));
-                held.lock().unwrap().0 -= 1;
+                h.0 -= 1;
             }
             Action::Forward
-        })
+        });
+        (front, seen)
     };
+
+    let layout = image::multi(13, BIG);
+    let (wide, seen) = front(true);
     let report = push(
         &layout,
-        &front.host(),
+        &wide.host(),
         "wide",
         &["v1"],
         &Anonymous,
@@ -977,18 +987,27 @@ fn blobs_go_up_several_at_once() {
     )
     .unwrap();
     assert_eq!(report.blobs_uploaded, layout.blobs.len());
-    let most = held.lock().unwrap().1;
-    assert!(most >= 2, "at most {most} upload held at once");
+    let most = seen.0.lock().unwrap().1;
+    assert!(most >= 2, "at most {most} upload under way at once");
     assert!(most <= PushOptions::default().uploads, "{most} at once");
+    assert_served(&layout, &format!("{}/wide:v1", registry.host()), None);
 
     // One at a time when asked.
     let layout = image::multi(14, BIG);
-    *held.lock().unwrap() = (0, 0);
+    let (narrow, seen) = front(false);
     let opts = PushOptions {
         uploads: 1,
         ..options()
     };
-    push(&layout, &front.host(), "narrow", &["v1"], &Anonymous, &opts).unwrap();
-    assert_eq!(held.lock().unwrap().1, 1);
+    push(
+        &layout,
+        &narrow.host(),
+        "narrow",
+        &["v1"],
+        &Anonymous,
+        &opts,
+    )
+    .unwrap();
+    assert_eq!(seen.0.lock().unwrap().1, 1);
     assert_served(&layout, &format!("{}/narrow:v1", registry.host()), None);
 }
