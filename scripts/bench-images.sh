@@ -46,5 +46,24 @@ mb=$(printf '%s\n' "${b[@]}" | median); mx=$(printf '%s\n' "${x[@]}" | median)
 printf 'cargo build (no-op)                 %8.3f s\n' "$mb"
 printf 'cargo xtask images (no-op)          %8.3f s   ratio %s\n' "$mx" "$(ratio "$mx" "$mb")"
 
+echo "== no-op against the xtask doing nothing at all =="
+# The floor of any `cargo xtask` run is cargo checking the xtask is fresh and
+# starting it; a no-op adds one `cargo build` freshness check and hashing.
+if command -v hyperfine >/dev/null; then
+  hyperfine -N -w 3 -r "$((runs * 3))" --export-json "$work/noop.json" \
+    'cargo xtask --help' 'cargo xtask images -q' >/dev/null
+  read -r help noop < <(python3 -c 'import json,sys; r=json.load(open(sys.argv[1]))["results"]; print(r[0]["median"], r[1]["median"])' "$work/noop.json")
+else
+  h=(); n=()
+  for _ in $(seq "$((runs * 3))"); do
+    t0=$(now); cargo xtask --help >/dev/null; t1=$(now)
+    t2=$(now); cargo xtask images -q >/dev/null; t3=$(now)
+    h+=("$(elapsed "$t0" "$t1")"); n+=("$(elapsed "$t2" "$t3")")
+  done
+  help=$(printf '%s\n' "${h[@]}" | median); noop=$(printf '%s\n' "${n[@]}" | median)
+fi
+printf 'cargo xtask --help                  %8.3f s\n' "$help"
+printf 'cargo xtask images (no-op)          %8.3f s   ratio %s (load: %s)\n' "$noop" "$(ratio "$noop" "$help")" "$(cut -d' ' -f1-3 /proc/loadavg)"
+
 echo "== images =="
 cargo xtask images -q

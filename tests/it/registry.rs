@@ -839,3 +839,175 @@ fn credential_helper_named_in_docker_config_supplies_the_login() {
         Some("helped:from-helper"),
     );
 }
+
+/// The byte ranges of every PATCH the front saw, with the status it passed on
+/// (0 when it cut the request off or dropped the answer).
+fn patch_ranges(front: &Front) -> Vec<(u64, u64, u16)> {
+    front
+        .log
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(r, _)| r.method == "PATCH")
+        .map(|(r, status)| {
+            let range = r.header("content-range").expect("a PATCH names its range");
+            let (a, b) = range.split_once('-').unwrap();
+            (a.parse().unwrap(), b.parse().unwrap(), *status)
+        })
+        .collect()
+}
+
+#[test]
+fn an_interrupted_chunked_upload_resumes_from_the_offset_the_registry_reports() {
+    if !have_tools() {
+        return;
+    }
+    let registry = Registry::start();
+    let layout = image::single(12, 6 * CHUNK);
+    // The third PATCH is cut off before the registry reads its body; the
+    // fifth is refused with a server error. Neither reaches the upload.
+    // (A PATCH whose answer is lost after the registry took it is another
+    // matter: distribution then holds more than the session's `_state`
+    // says, refuses to resume it, and the blob starts over, as
+    // `lost_answer_to_a_finished_upload_is_not_uploaded_again` covers for
+    // the closing PUT.)
+    let patches = Mutex::new(0usize);
+    let front = Front::start(Some(registry.port), move |req| {
+        if req.method != "PATCH" {
+            return Action::Forward;
+        }
+        let mut n = patches.lock().unwrap();
+        *n += 1;
+        match *n {
+            3 => Action::Drop,
+            5 => error_answer(500, "UNKNOWN", "disk hiccup"),
+            _ => Action::Forward,
+        }
+    });
+    let report = push(
+        &layout,
+        &front.host(),
+        "resume",
+        &["v1"],
+        &Anonymous,
+        &options(),
+    )
+    .unwrap();
+    assert_eq!(report.blobs_uploaded, layout.blobs.len());
+    assert_eq!(report.retries, 2, "{report:?}");
+
+    // One upload session per blob: the big one was resumed, not started over.
+    let requests = front.requests();
+    let posts = requests
+        .iter()
+        .filter(|(m, p, _)| m == "POST" && p.ends_with("/blobs/uploads/"))
+        .count();
+    assert_eq!(posts, layout.blobs.len(), "{requests:?}");
+    let status_reads: Vec<u16> = requests
+        .iter()
+        .filter(|(m, p, _)| m == "GET" && p.contains("/blobs/uploads/"))
+        .map(|(_, _, s)| *s)
+        .collect();
+    assert_eq!(
+        status_reads,
+        [204, 204],
+        "each retry asked where the upload stood"
+    );
+
+    // Every byte of the big blob went up once, but for the one chunk each
+    // interruption cost.
+    let ranges = patch_ranges(&front);
+    let size = layout.largest_blob;
+    let sent: u64 = ranges.iter().map(|(a, b, _)| b - a + 1).sum();
+    assert_eq!(sent, size + 2 * CHUNK as u64, "{ranges:?}");
+    let mut accepted: Vec<(u64, u64)> = ranges
+        .iter()
+        .filter(|(_, _, s)| *s == 202)
+        .map(|(a, b, _)| (*a, *b))
+        .collect();
+    assert_eq!(accepted.len() + 2, ranges.len(), "{ranges:?}");
+    accepted.sort();
+    assert_eq!(accepted.first().map(|r| r.0), Some(0));
+    assert!(
+        accepted.windows(2).all(|w| w[1].0 == w[0].1 + 1),
+        "the ranges the registry took follow each other: {accepted:?}"
+    );
+    assert_eq!(accepted.last().map(|r| r.1), Some(size - 1));
+    assert_eq!(
+        report.bytes_uploaded,
+        layout.blob_bytes_total() + 2 * CHUNK as u64
+    );
+    assert_served(&layout, &format!("{}/resume:v1", registry.host()), None);
+}
+
+#[test]
+fn blobs_go_up_several_at_once() {
+    if !have_tools() {
+        return;
+    }
+    let registry = Registry::start();
+    // A front that counts the blob uploads (a PATCH or a PUT to an upload
+    // session) under way at once. With `gate`, each waits until another is
+    // under way too (or a few seconds pass), so uploads that run side by side
+    // are seen side by side however the threads are scheduled.
+    let front = |gate: bool| {
+        let held = Arc::new((Mutex::new((0usize, 0usize)), std::sync::Condvar::new()));
+        let seen = held.clone();
+        let front = Front::start(Some(registry.port), move |req| {
+            let upload = req.target.contains("/blobs/uploads/")
+                && (req.method == "PATCH" || req.method == "PUT");
+            if upload {
+                let (lock, cv) = &*held;
+                let mut h = lock.lock().unwrap();
+                h.0 += 1;
+                h.1 = h.1.max(h.0);
+                cv.notify_all();
+                if gate {
+                    h = cv
+                        .wait_timeout_while(h, Duration::from_secs(5), |h| h.1 < 2)
+                        .unwrap()
+                        .0;
+                }
+                h.0 -= 1;
+            }
+            Action::Forward
+        });
+        (front, seen)
+    };
+
+    let layout = image::multi(13, BIG);
+    let (wide, seen) = front(true);
+    let report = push(
+        &layout,
+        &wide.host(),
+        "wide",
+        &["v1"],
+        &Anonymous,
+        &options(),
+    )
+    .unwrap();
+    assert_eq!(report.blobs_uploaded, layout.blobs.len());
+    let most = seen.0.lock().unwrap().1;
+    assert!(most >= 2, "at most {most} upload under way at once");
+    assert!(most <= PushOptions::default().uploads, "{most} at once");
+    assert_served(&layout, &format!("{}/wide:v1", registry.host()), None);
+
+    // One at a time when asked.
+    let layout = image::multi(14, BIG);
+    let (narrow, seen) = front(false);
+    let opts = PushOptions {
+        uploads: 1,
+        ..options()
+    };
+    push(
+        &layout,
+        &narrow.host(),
+        "narrow",
+        &["v1"],
+        &Anonymous,
+        &opts,
+    )
+    .unwrap();
+    assert_eq!(seen.0.lock().unwrap().1, 1);
+    assert_served(&layout, &format!("{}/narrow:v1", registry.host()), None);
+}

@@ -2,14 +2,18 @@
 //! and friends. Exit codes: 0 success, 1 build failure, 2 bad manifest or usage.
 
 mod images;
+#[cfg(feature = "sign")]
 mod keygen;
+#[cfg(feature = "push")]
 mod push;
 #[cfg(target_os = "linux")]
 mod run;
+#[cfg(feature = "sign")]
 mod sign;
 mod table;
 #[cfg(target_os = "linux")]
 mod test_images;
+#[cfg(feature = "sign")]
 mod verify;
 
 use std::path::{Path, PathBuf};
@@ -25,7 +29,7 @@ use crate::manifest::ImagePlan;
 use crate::diagnostic::SourceErrors;
 use crate::manifest::{self, LoadError, Plan};
 use crate::shell::Shell;
-use crate::workspace::Workspace;
+use crate::workspace::{Origin, Workspace};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -46,10 +50,13 @@ enum Command {
     /// Build the images declared in images.toml (all, or those named)
     Images(images::Args),
     /// Write a new signing key pair (cosign.key, cosign.pub) in cosign's formats
+    #[cfg(feature = "sign")]
     Keygen(keygen::Args),
     /// Build what is out of date, then push images to their registries
+    #[cfg(feature = "push")]
     Push(push::Args),
     /// Sign pushed images and attach their SBOMs and provenance (cosign's formats)
+    #[cfg(feature = "sign")]
     Sign(sign::Args),
     /// Build what is out of date, then run the tests images.toml declares, in a sandbox
     #[cfg(target_os = "linux")]
@@ -58,6 +65,7 @@ enum Command {
     #[cfg(not(target_os = "linux"))]
     TestImages(NeedsLinux),
     /// Check the signatures and attestations of pushed images against a public key
+    #[cfg(feature = "sign")]
     Verify(verify::Args),
     /// Build the image if out of date, then run it in a sandbox, like `docker run --rm`
     #[cfg(target_os = "linux")]
@@ -124,16 +132,33 @@ impl Common {
             .and_then(Path::parent)
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(&cwd);
-        let workspace = Workspace::load(start).map_err(|e| Failure::Usage(e.into()))?;
+        let records = record_dir();
+        let load_workspace = |reuse: bool| match &records {
+            Some(dir) => Workspace::load_cached(start, dir, reuse).map(|(ws, k)| (ws, Some(k))),
+            None => Workspace::load(start).map(|ws| (ws, None)),
+        };
+        let (mut workspace, mut kept) =
+            load_workspace(true).map_err(|e| Failure::Usage(e.into()))?;
         let manifest_path = self
             .manifest_path
             .clone()
             .unwrap_or_else(|| workspace.root.join(manifest::FILE_NAME));
-        let plan = match manifest::load(&manifest_path, &workspace) {
+        let mut plan = manifest::load(&manifest_path, &workspace);
+        // A record is as current as the files it hashed, not as the toolchain
+        // (whose target list it may hold): a manifest it finds wrong is checked
+        // again against what cargo and rustc say now before anything is reported.
+        if plan.is_err() && kept.as_ref().is_some_and(|k| k.origin() == Origin::Record) {
+            (workspace, kept) = load_workspace(false).map_err(|e| Failure::Usage(e.into()))?;
+            plan = manifest::load(&manifest_path, &workspace);
+        }
+        let plan = match plan {
             Ok(plan) => plan,
             Err(LoadError::Invalid(errors)) => return Err(Failure::Usage(errors.into())),
             Err(e) => return Err(Failure::Usage(e.into())),
         };
+        if let Some(kept) = &kept {
+            kept.keep(&workspace);
+        }
         let epoch = source_date_epoch(
             self.source_date_epoch.as_deref(),
             std::env::var("SOURCE_DATE_EPOCH").ok().as_deref(),
@@ -161,6 +186,18 @@ impl Common {
             jobs: self.jobs.map_or(0, usize::from),
         })
     }
+}
+
+/// Where the workspace record is kept: beside the running program when cargo
+/// built it, in a profile directory of a target directory (which cargo marks
+/// with `.fingerprint`), and so never in the output directory. A program
+/// installed elsewhere asks cargo every time.
+fn record_dir() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let dir = exe.parent()?;
+    dir.join(".fingerprint")
+        .is_dir()
+        .then(|| dir.join(".scratchpack"))
 }
 
 /// How `images` and `push` print results: a table, or one JSON object per image.
@@ -355,23 +392,33 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         // `images --push` is `push` with the same selection and format.
+        #[cfg(feature = "push")]
         Command::Images(args) if args.push => args.push_target.require_push(true).and_then(|()| {
             push::run(push::Args {
                 names: args.names,
                 target: args.push_target,
                 message_format: args.message_format,
+                #[cfg(feature = "sign")]
                 sign: Default::default(),
                 common: args.common,
             })
         }),
+        #[cfg(not(feature = "push"))]
+        Command::Images(args) if args.push => Err(Failure::Usage(anyhow!(
+            "`--push` needs scratchpack's `push` feature, which this xtask was built without"
+        ))),
         Command::Images(args) => images::run(args),
         #[cfg(target_os = "linux")]
         Command::TestImages(args) => test_images::run(args),
         #[cfg(not(target_os = "linux"))]
         Command::TestImages(_) => Err(NeedsLinux::refusal("test-images")),
+        #[cfg(feature = "push")]
         Command::Push(args) => push::run(args),
+        #[cfg(feature = "sign")]
         Command::Keygen(args) => keygen::run(args),
+        #[cfg(feature = "sign")]
         Command::Sign(args) => sign::run(args),
+        #[cfg(feature = "sign")]
         Command::Verify(args) => verify::run(args),
         #[cfg(target_os = "linux")]
         Command::Run(args) => run::run(args),

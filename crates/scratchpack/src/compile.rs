@@ -165,7 +165,9 @@ impl Compiler for Cargo<'_> {
         triples.sort_unstable();
         triples.dedup();
         let sysroot = self.ensure_targets(&triples)?;
-        let toolchain_remap = sysroot.as_deref().and_then(rust_src_remap);
+        let toolchain_remap = sysroot
+            .as_deref()
+            .and_then(|s| rust_src_remap(s, &self.target_dir.join(".scratchpack-rustc-commit")));
         for call in &calls {
             for artifact in self.build(call, toolchain_remap.as_deref())? {
                 let Some(&(package, bin)) = call.binaries.iter().find(|(package, bin)| {
@@ -213,18 +215,44 @@ fn rustc() -> std::ffi::OsString {
 /// already records. With the `rust-src` component installed, rustc points
 /// the panic locations of generic standard-library code it instantiates at
 /// that local copy, which would put the toolchain's host path (and whether
-/// `rust-src` happens to be installed) into the binary.
-fn rust_src_remap(sysroot: &Path) -> Option<String> {
-    let out = Command::new(rustc()).arg("-vV").output().ok()?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let commit = text
-        .lines()
-        .find_map(|l| l.strip_prefix("commit-hash: "))?
-        .trim();
-    if !out.status.success() || commit.is_empty() || commit == "unknown" {
+/// `rust-src` happens to be installed) into the binary. The commit comes from
+/// `rustc -vV`, asked once per toolchain binary and kept in `cache`, so a
+/// no-op run starts no rustc.
+fn rust_src_remap(sysroot: &Path, cache: &Path) -> Option<String> {
+    let src = sysroot.join("lib/rustlib/src/rust");
+    if !src.is_dir() {
         return None;
     }
-    let src = sysroot.join("lib/rustlib/src/rust");
+    let stamp = std::fs::metadata(sysroot.join("bin/rustc"))
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| format!("{} {}", d.as_nanos(), sysroot.display()));
+    let cached = std::fs::read_to_string(cache).ok().and_then(|text| {
+        let (key, commit) = text.split_once('\n')?;
+        (Some(key) == stamp.as_deref()).then(|| commit.trim().to_owned())
+    });
+    let commit = match cached {
+        Some(commit) => commit,
+        None => {
+            let out = Command::new(rustc()).arg("-vV").output().ok()?;
+            let text = String::from_utf8_lossy(&out.stdout);
+            let commit = text
+                .lines()
+                .find_map(|l| l.strip_prefix("commit-hash: "))?
+                .trim()
+                .to_owned();
+            if !out.status.success() || commit.is_empty() || commit == "unknown" {
+                return None;
+            }
+            if let Some(stamp) = &stamp {
+                // Only a cache: a failed write costs one rustc next time.
+                let _ =
+                    crate::output::write_atomic(cache, format!("{stamp}\n{commit}\n").as_bytes());
+            }
+            commit
+        }
+    };
     Some(format!(
         "--remap-path-prefix={}=/rustc/{commit}",
         src.display()
@@ -244,8 +272,28 @@ impl Cargo<'_> {
     }
 
     /// Installs the standard library of each target with rustup when it is
-    /// missing; returns the toolchain's sysroot when rustc names it.
+    /// missing; returns the toolchain's sysroot when it is known.
     fn ensure_targets(&self, triples: &[&str]) -> Result<Option<PathBuf>, CompileError> {
+        // Under rustup, which names the toolchain it runs in the environment,
+        // the toolchain's own directory answers without starting rustc, which
+        // would cost a no-op run as much as cargo's freshness check.
+        let rustup_sysroot = match (
+            std::env::var_os("RUSTC"),
+            std::env::var_os("RUSTUP_HOME"),
+            std::env::var_os("RUSTUP_TOOLCHAIN"),
+        ) {
+            (None, Some(home), Some(toolchain)) => {
+                Some(Path::new(&home).join("toolchains").join(toolchain))
+            }
+            _ => None,
+        };
+        if let Some(s) = rustup_sysroot
+            && triples
+                .iter()
+                .all(|t| s.join("lib/rustlib").join(t).is_dir())
+        {
+            return Ok(Some(s));
+        }
         let sysroot = Command::new(rustc())
             .args(["--print", "sysroot"])
             .current_dir(self.workspace_root)

@@ -27,6 +27,7 @@ pub struct Args {
     /// How to print results: a table, or one JSON object per image
     #[arg(long, value_enum, default_value_t = MessageFormat::Human)]
     pub(super) message_format: MessageFormat,
+    #[cfg(feature = "sign")]
     #[command(flatten)]
     pub(super) sign: super::sign::SignFlags,
     #[command(flatten)]
@@ -35,9 +36,12 @@ pub struct Args {
 
 pub fn run(args: Args) -> Result<(), Failure> {
     let ctx = args.common.load()?;
+    #[cfg(feature = "sign")]
     let signer = args.sign.signer()?;
     build_and_push(&ctx, &args.names, &args.target, args.message_format)?;
-    super::sign::sign_recorded(&ctx, &args.common, &args.names, signer.as_ref())
+    #[cfg(feature = "sign")]
+    super::sign::sign_recorded(&ctx, &args.common, &args.names, signer.as_ref())?;
+    Ok(())
 }
 
 /// An image to push and where it goes.
@@ -79,13 +83,14 @@ fn build_and_push(
             .cloned();
         match push_one(ctx.shell, image, dest, &creds, mount_from) {
             Ok(p) => {
-                let (repo, insecure) = (&dest.repository, dest.insecure);
+                // What `sign` and `verify` start from.
+                #[cfg(feature = "sign")]
                 crate::release::publish::record_push(
                     &ctx.out_dir,
                     &p.name,
-                    repo,
+                    &dest.repository,
                     &p.digest,
-                    insecure,
+                    dest.insecure,
                 )?;
                 first_on_registry
                     .entry(dest.repository.registry().to_owned())

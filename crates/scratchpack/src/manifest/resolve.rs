@@ -489,13 +489,27 @@ impl Resolver<'_> {
             None => None,
         };
         let compression = match raw.compression.as_ref().or(defaults.compression.as_ref()) {
-            Some(c) => Compression::parse(c.get_ref()).unwrap_or_else(|| {
-                self.error(
-                    Diagnostic::new(format!("unknown compression `{}`", c.get_ref()), span_of(c))
+            Some(c) => match Compression::parse(c.get_ref()) {
+                #[cfg(not(feature = "zstd"))]
+                Some(Compression::Zstd) => {
+                    self.error(
+                        Diagnostic::new("zstd layers are not built into this xtask", span_of(c))
+                            .help("enable scratchpack's `zstd` cargo feature, or use `gzip`"),
+                    );
+                    Compression::default()
+                }
+                Some(known) => known,
+                None => {
+                    self.error(
+                        Diagnostic::new(
+                            format!("unknown compression `{}`", c.get_ref()),
+                            span_of(c),
+                        )
                         .help(format!("compressions: {}", Compression::NAMES.join(", "))),
-                );
-                Compression::default()
-            }),
+                    );
+                    Compression::default()
+                }
+            },
             None => Compression::default(),
         };
         let mut user_labels = BTreeMap::new();

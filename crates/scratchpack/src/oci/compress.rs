@@ -251,6 +251,7 @@ fn deflate_block(dict: &[u8], data: &[u8], last: bool) -> Vec<u8> {
 
 /// One block as an independent zstd frame with its content size and
 /// checksum, so any decoder reads the frames one after another.
+#[cfg(feature = "zstd")]
 fn zstd_block(data: &[u8]) -> Vec<u8> {
     use zstd::zstd_safe::CParameter;
     let mut c = zstd::bulk::Compressor::new(ZSTD_LEVEL).expect("zstd allocates a context");
@@ -260,13 +261,30 @@ fn zstd_block(data: &[u8]) -> Vec<u8> {
     c.compress(data).expect("zstd compresses any input")
 }
 
+/// Without the `zstd` feature the manifest refuses `compression = "zstd"`,
+/// so no zstd layer is ever written.
+#[cfg(not(feature = "zstd"))]
+fn zstd_block(_: &[u8]) -> Vec<u8> {
+    unreachable!("zstd layers are refused when scratchpack is built without its `zstd` feature")
+}
+
 /// A reader of a zstd stream (any number of frames), for reading layers
 /// back; a decoder that cannot start reports it on the first read.
+#[cfg(feature = "zstd")]
 pub fn zstd_reader<'a>(compressed: &'a [u8]) -> Box<dyn std::io::Read + 'a> {
     match zstd::stream::read::Decoder::with_buffer(compressed) {
         Ok(d) => Box::new(d),
         Err(e) => Box::new(FailedReader(Some(e))),
     }
+}
+
+/// Without the `zstd` feature a zstd layer cannot be read; the first read
+/// says so.
+#[cfg(not(feature = "zstd"))]
+pub fn zstd_reader<'a>(_: &'a [u8]) -> Box<dyn std::io::Read + 'a> {
+    Box::new(FailedReader(Some(std::io::Error::other(
+        "reading a zstd layer needs scratchpack's `zstd` feature, which this program was built without",
+    ))))
 }
 
 struct FailedReader(Option<std::io::Error>);
@@ -334,6 +352,7 @@ mod tests {
         }
     }
 
+    #[cfg(feature = "zstd")]
     #[test]
     fn zstd_reads_back() {
         for len in [0, 1, ZSTD_BLOCK + 1, BATCH + 1, 3 * BATCH] {

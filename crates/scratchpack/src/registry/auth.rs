@@ -114,7 +114,7 @@ pub fn push_scopes(name: &str, mount_from: Option<&str>) -> Vec<String> {
 }
 
 /// What the client has learnt about how a registry wants to be addressed.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 pub enum AuthState {
     /// Nothing learnt yet, or the registry accepts anonymous requests.
     #[default]

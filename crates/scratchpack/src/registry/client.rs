@@ -3,7 +3,8 @@
 //! authentication on 401 and bounded, backed-off retries of transient failures.
 
 use std::fs::File;
-use std::io::Read;
+use std::io::{Read, Seek, SeekFrom};
+use std::marker::PhantomData;
 use std::time::Duration;
 
 use ureq::http::{HeaderMap, Method, Request};
@@ -40,10 +41,46 @@ impl Answer {
     }
 }
 
-/// How a blob reached the registry.
-pub(crate) enum BlobOutcome {
+/// What asking to upload a blob started.
+pub(crate) enum Started {
+    /// The registry linked the blob from the mount source: nothing to send.
     Mounted,
-    Uploaded,
+    Session(Upload),
+}
+
+/// An upload session the registry knows, and how many of the blob's bytes
+/// it holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Upload {
+    pub location: String,
+    pub offset: u64,
+}
+
+/// The push options a client works with, owned so that a client can move to
+/// another thread.
+#[derive(Debug, Clone)]
+struct Settings {
+    chunk_size: usize,
+    retries: u32,
+    backoff: Duration,
+    max_backoff: Duration,
+    mount_from: Option<String>,
+}
+
+/// Where a client's progress events go.
+pub(crate) trait Sink {
+    fn event(&self, event: &ProgressEvent<'_>);
+}
+
+/// The caller's callback, called on the caller's thread.
+pub(crate) type Direct<'p> = Option<&'p dyn Fn(&ProgressEvent<'_>)>;
+
+impl Sink for Direct<'_> {
+    fn event(&self, event: &ProgressEvent<'_>) {
+        if let Some(report) = self {
+            report(event);
+        }
+    }
 }
 
 /// Counters the push report is made from.
@@ -55,7 +92,7 @@ pub(crate) struct Stats {
 }
 
 /// A session with one repository on one registry.
-pub(crate) struct Client<'o, 'p> {
+pub(crate) struct Client<'o, 'p, S: Sink = Direct<'p>> {
     agent: ureq::Agent,
     /// `scheme://host[:port]`, the prefix of every API URL.
     pub(super) base: String,
@@ -65,8 +102,11 @@ pub(crate) struct Client<'o, 'p> {
     /// The scopes tokens are asked for: the push scope, the mount source's pull
     /// scope, and any scope a challenge named.
     scopes: Vec<String>,
-    opts: &'o PushOptions<'p>,
+    settings: Settings,
+    pub sink: S,
     pub stats: Stats,
+    // The lifetimes the callers name; a client holds no borrow of the options.
+    _opts: PhantomData<fn() -> (&'o (), &'p ())>,
 }
 
 impl<'o, 'p> Client<'o, 'p> {
@@ -96,15 +136,41 @@ impl<'o, 'p> Client<'o, 'p> {
             repo: repo.clone(),
             credential,
             auth: AuthState::default(),
-            opts,
+            settings: Settings {
+                chunk_size: opts.chunk_size,
+                retries: opts.retries,
+                backoff: opts.backoff,
+                max_backoff: opts.max_backoff,
+                mount_from: opts.mount_from.clone(),
+            },
+            sink: opts.progress,
             stats: Stats::default(),
+            _opts: PhantomData,
+        }
+    }
+}
+
+impl<'o, 'p, S: Sink> Client<'o, 'p, S> {
+    /// Another client on the same connections with what this one has learnt
+    /// (how to authenticate, its tokens), reporting to `sink`, with counters
+    /// of its own.
+    pub fn with_sink<T: Sink>(&self, sink: T) -> Client<'o, 'p, T> {
+        Client {
+            agent: self.agent.clone(),
+            base: self.base.clone(),
+            repo: self.repo.clone(),
+            credential: self.credential.clone(),
+            auth: self.auth.clone(),
+            scopes: self.scopes.clone(),
+            settings: self.settings.clone(),
+            sink,
+            stats: Stats::default(),
+            _opts: PhantomData,
         }
     }
 
     fn progress(&self, event: ProgressEvent<'_>) {
-        if let Some(report) = self.opts.progress {
-            report(&event);
-        }
+        self.sink.event(&event);
     }
 
     /// Runs `op` until it succeeds, fails for good, or has been retried
@@ -119,14 +185,14 @@ impl<'o, 'p> Client<'o, 'p> {
             tries += 1;
             match op(self) {
                 Ok(v) => return Ok(v),
-                Err(failure) if failure.is_transient() && tries <= self.opts.retries => {
+                Err(failure) if failure.is_transient() && tries <= self.settings.retries => {
                     let exp = self
-                        .opts
+                        .settings
                         .backoff
                         .saturating_mul(1u32 << (tries - 1).min(16));
                     let delay = exp
                         .max(failure.retry_after().unwrap_or_default())
-                        .min(self.opts.max_backoff);
+                        .min(self.settings.max_backoff);
                     self.stats.retries += 1;
                     let reason = failure.to_string();
                     self.progress(ProgressEvent::Retrying {
@@ -207,16 +273,12 @@ impl<'o, 'p> Client<'o, 'p> {
         check_digest(&answer, &manifest.digest, "manifest")
     }
 
-    /// Sends one blob: a mount when a source repository is set, else a new upload
-    /// session, monolithic up to the chunk size and chunked above it.
-    pub fn upload_blob(&mut self, blob: &BlobFile) -> Result<BlobOutcome, Failure> {
+    /// Asks to upload one blob: a mount when a source repository is set, else
+    /// a new upload session.
+    pub fn start_upload(&mut self, blob: &BlobFile) -> Result<Started, Failure> {
         let uploads = format!("{}/v2/{}/blobs/uploads/", self.base, self.repo.name());
-        let url = match self
-            .opts
-            .mount_from
-            .as_deref()
-            .filter(|f| *f != self.repo.name())
-        {
+        let mount_from = self.settings.mount_from.clone();
+        let url = match mount_from.as_deref().filter(|f| *f != self.repo.name()) {
             Some(from) => format!(
                 "{uploads}?mount={}&from={}",
                 encode(&blob.digest),
@@ -227,30 +289,94 @@ impl<'o, 'p> Client<'o, 'p> {
         let answer = self.request(Method::POST, &url, &[], Some(&[]))?;
         match answer.status {
             // The registry already had the blob in the source repository.
-            201 if self.opts.mount_from.is_some() => {
+            201 if mount_from.is_some() => {
                 check_digest(&answer, &blob.digest, "blob")?;
-                return Ok(BlobOutcome::Mounted);
+                Ok(Started::Mounted)
             }
             // An upload session: also the answer to a mount the registry declined.
-            202 => {}
-            _ => return Err(answer.failure()),
+            202 => {
+                let location = self.location(&answer)?;
+                self.progress(ProgressEvent::BlobStarted {
+                    digest: &blob.digest,
+                    size: blob.size,
+                });
+                Ok(Started::Session(Upload {
+                    location,
+                    offset: 0,
+                }))
+            }
+            _ => Err(answer.failure()),
         }
-        let mut location = self.location(&answer)?;
-        self.progress(ProgressEvent::BlobStarted {
-            digest: &blob.digest,
-            size: blob.size,
-        });
+    }
+
+    /// `GET` on an upload session (distribution spec "Resuming an upload"):
+    /// where it goes on and how many bytes the registry holds, from its
+    /// `Range: 0-<last>`. `None` when the registry no longer knows the
+    /// session (it finished, or expired) or gives no usable offset, so the
+    /// blob is asked about and, if need be, sent again from its start.
+    pub fn upload_status(&mut self, upload: &Upload) -> Result<Option<Upload>, Failure> {
+        let answer = self.request(Method::GET, &upload.location, &[], None)?;
+        match answer.status {
+            200 | 204 => {}
+            _ => {
+                let failure = answer.failure();
+                return if failure.is_transient() {
+                    Err(failure)
+                } else {
+                    Ok(None)
+                };
+            }
+        }
+        let Some(last) = answer
+            .header("range")
+            .and_then(|r| r.trim().strip_prefix("0-"))
+            .and_then(|end| end.parse::<u64>().ok())
+        else {
+            return Ok(None);
+        };
+        // `0-0` is what distribution answers both for no bytes and for one:
+        // starting again costs at most that byte.
+        if last == 0 {
+            return Ok(None);
+        }
+        let location = if answer.header("location").is_some() {
+            self.location(&answer)?
+        } else {
+            upload.location.clone()
+        };
+        Ok(Some(Upload {
+            location,
+            offset: last + 1,
+        }))
+    }
+
+    /// Sends the blob's bytes from the session's offset on: monolithic up to
+    /// the chunk size (the rest in the closing PUT), chunked above it (a PATCH
+    /// per chunk, then an empty closing PUT). `upload` follows every answer, so
+    /// after a failure it says where the session stood.
+    pub fn finish_upload(&mut self, blob: &BlobFile, upload: &mut Upload) -> Result<(), Failure> {
         let fail_read = |e: std::io::Error| Failure::Protocol(format!("reading local blob: {e}"));
         let mut file = File::open(&blob.path).map_err(fail_read)?;
-        let chunk_size = self.opts.chunk_size.max(1) as u64;
+        if upload.offset > blob.size {
+            return Err(Failure::Protocol(format!(
+                "registry holds {} bytes of blob {}, which has {}",
+                upload.offset, blob.digest, blob.size
+            )));
+        }
+        file.seek(SeekFrom::Start(upload.offset))
+            .map_err(fail_read)?;
+        let chunk_size = self.settings.chunk_size.max(1) as u64;
         let final_body: Vec<u8> = if blob.size <= chunk_size {
-            let mut body = Vec::with_capacity(blob.size as usize);
-            file.read_to_end(&mut body).map_err(fail_read)?;
+            let mut body = Vec::with_capacity((blob.size - upload.offset) as usize);
+            (&mut file)
+                .take(blob.size - upload.offset)
+                .read_to_end(&mut body)
+                .map_err(fail_read)?;
             body
         } else {
             let mut buf = vec![0u8; chunk_size as usize];
-            let mut offset = 0u64;
-            while offset < blob.size {
+            while upload.offset < blob.size {
+                let offset = upload.offset;
                 let n = (blob.size - offset).min(chunk_size) as usize;
                 file.read_exact(&mut buf[..n]).map_err(fail_read)?;
                 let headers = [
@@ -261,25 +387,28 @@ impl<'o, 'p> Client<'o, 'p> {
                         format!("{offset}-{}", offset + n as u64 - 1),
                     ),
                 ];
-                let answer = self.request(Method::PATCH, &location, &headers, Some(&buf[..n]))?;
+                let result =
+                    self.request(Method::PATCH, &upload.location, &headers, Some(&buf[..n]));
                 self.stats.bytes_uploaded += n as u64;
+                let answer = result?;
                 if answer.status != 202 {
                     return Err(answer.failure());
                 }
-                location = self.location(&answer)?;
-                offset += n as u64;
+                upload.location = self.location(&answer)?;
+                upload.offset = offset + n as u64;
                 self.progress(ProgressEvent::BlobProgress {
                     digest: &blob.digest,
-                    sent: offset,
+                    sent: upload.offset,
                     size: blob.size,
                 });
             }
             Vec::new()
         };
-        let url = with_query(&location, "digest", &blob.digest);
+        let url = with_query(&upload.location, "digest", &blob.digest);
         let headers = [("content-type", OCTET_STREAM.to_owned())];
-        let answer = self.request(Method::PUT, &url, &headers, Some(&final_body))?;
+        let result = self.request(Method::PUT, &url, &headers, Some(&final_body));
         self.stats.bytes_uploaded += final_body.len() as u64;
+        let answer = result?;
         if answer.status != 201 {
             return Err(answer.failure());
         }
@@ -289,7 +418,7 @@ impl<'o, 'p> Client<'o, 'p> {
             sent: blob.size,
             size: blob.size,
         });
-        Ok(BlobOutcome::Uploaded)
+        Ok(())
     }
 
     /// The upload session URL from `Location`, which may be relative to the registry.

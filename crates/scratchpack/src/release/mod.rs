@@ -3,15 +3,27 @@
 //! with in-toto statements, SBOMs and SLSA provenance. Everything here is
 //! made from values and bytes; pushing them is the registry's business.
 
+// The crate list embedded in binaries and the SBOMs are made by every build;
+// keys, signatures, attestations and what reads them back from a registry
+// are the `sign` feature's.
 pub mod auditable;
+#[cfg(feature = "sign")]
 pub mod bundle;
+#[cfg(feature = "sign")]
 pub mod dsse;
+#[cfg(feature = "sign")]
 pub mod keys;
+#[cfg(feature = "sign")]
 pub mod provenance;
+#[cfg(feature = "sign")]
 pub mod publish;
 pub mod sbom;
+#[cfg(feature = "sign")]
 pub mod settings;
+#[cfg(feature = "sign")]
 pub mod sign;
+#[cfg(feature = "sign")]
 pub mod verify;
 
+#[cfg(feature = "sign")]
 pub use keys::{KeyError, PrivateKey, PublicKey};

@@ -1,0 +1,498 @@
+//! The push flow of [`push_layout`] (OCI distribution spec "Push"): blobs
+//! several at once, each checked with HEAD first, mounted or uploaded and an
+//! interrupted chunked upload resumed from the registry's offset; then child
+//! manifests, then the tags.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+pub use super::credentials::{
+    Anonymous, Chain, Credential, CredentialError, CredentialSource, DockerConfig, EnvCredentials,
+    StaticCredential, default_credentials,
+};
+pub use super::error::{Failure, RegistryError, RemoteError};
+pub use super::remote::{Manifest, Referrers, Session, Stored};
+
+use super::client::{self, Client, Sink, Started, Upload};
+use super::layout::{self, BlobFile};
+use super::reference::{self, Repository};
+
+/// What a push reports as it goes, for the CLI to render.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ProgressEvent<'a> {
+    /// The registry already has this blob.
+    BlobSkipped { digest: &'a str, size: u64 },
+    /// The registry linked the blob from the `mount_from` repository.
+    BlobMounted { digest: &'a str, size: u64 },
+    /// An upload session started, or one resumes after a failure.
+    BlobStarted { digest: &'a str, size: u64 },
+    /// Bytes of the blob the registry has accepted so far (after each chunk, and
+    /// once at the end).
+    BlobProgress {
+        digest: &'a str,
+        sent: u64,
+        size: u64,
+    },
+    /// A manifest or index is in place under `reference` (a digest or a tag).
+    ManifestPushed { reference: &'a str, digest: &'a str },
+    /// A transient failure; the operation is tried again after `delay`.
+    Retrying {
+        action: &'a str,
+        attempt: u32,
+        delay: Duration,
+        reason: &'a str,
+    },
+}
+
+/// How a push talks to the registry.
+#[derive(Clone)]
+pub struct PushOptions<'a> {
+    /// Allow plain HTTP. Off by default: HTTPS only.
+    pub insecure: bool,
+    /// Blobs larger than this go up in chunks of this size; smaller ones in one PUT.
+    pub chunk_size: usize,
+    /// How many blobs go up at once, each on a connection of its own.
+    pub uploads: usize,
+    /// How often a transiently failed operation is tried again.
+    pub retries: u32,
+    /// The first retry's delay; each later one doubles it.
+    pub backoff: Duration,
+    /// The longest wait between tries, also capping a registry's `Retry-After`.
+    pub max_backoff: Duration,
+    /// Connect and per-request timeout.
+    pub timeout: Duration,
+    /// A repository on the same registry to mount existing blobs from.
+    pub mount_from: Option<String>,
+    pub progress: Option<&'a dyn Fn(&ProgressEvent<'_>)>,
+}
+
+impl Default for PushOptions<'_> {
+    fn default() -> Self {
+        PushOptions {
+            insecure: false,
+            // Big enough that scratch images' configs and small layers go in one
+            // request, small enough that a retry re-sends little.
+            chunk_size: 8 * 1024 * 1024,
+            // Enough to keep a link busy while one upload waits on the
+            // registry's answer, few enough not to look like a flood.
+            uploads: 4,
+            retries: 4,
+            backoff: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(30),
+            timeout: Duration::from_secs(300),
+            mount_from: None,
+            progress: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for PushOptions<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PushOptions")
+            .field("insecure", &self.insecure)
+            .field("chunk_size", &self.chunk_size)
+            .field("uploads", &self.uploads)
+            .field("retries", &self.retries)
+            .field("backoff", &self.backoff)
+            .field("max_backoff", &self.max_backoff)
+            .field("timeout", &self.timeout)
+            .field("mount_from", &self.mount_from)
+            .field("progress", &self.progress.is_some())
+            .finish()
+    }
+}
+
+/// What a finished push did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushReport {
+    /// Where the image went, e.g. `localhost:5000/team/hello`.
+    pub repository: String,
+    /// Digest of the top-level manifest or index the tags point at.
+    pub digest: String,
+    pub media_type: String,
+    pub tags: Vec<String>,
+    pub blobs_uploaded: usize,
+    pub blobs_skipped: usize,
+    pub blobs_mounted: usize,
+    /// Blob bytes sent, including those of tries that failed.
+    pub bytes_uploaded: u64,
+    /// Manifests PUT, counting the top-level one once per tag.
+    pub manifests_pushed: usize,
+    pub requests: u32,
+    pub retries: u32,
+    pub elapsed: Duration,
+}
+
+/// Pushes the image named `ref_name` in the layout's `index.json` (or its only
+/// image when `None`) to `target`, tagging it with each of `tags`. With no tags the
+/// image is pushed by digest only.
+///
+/// ```no_run
+/// use scratchpack::registry::{PushOptions, Repository, default_credentials, push_layout};
+///
+/// let target = Repository::parse("localhost:5000/team/hello")?;
+/// let opts = PushOptions { insecure: true, ..PushOptions::default() };
+/// let tags = vec!["1.0".to_owned()];
+/// let report = push_layout(
+///     "target/images/hello".as_ref(),
+///     None,
+///     &target,
+///     &tags,
+///     &default_credentials(),
+///     &opts,
+/// )?;
+/// println!("pushed {}@{}", report.repository, report.digest);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn push_layout(
+    layout_dir: &Path,
+    ref_name: Option<&str>,
+    target: &Repository,
+    tags: &[String],
+    creds: &dyn CredentialSource,
+    opts: &PushOptions<'_>,
+) -> Result<PushReport, RegistryError> {
+    let started = Instant::now();
+    for tag in tags {
+        reference::validate_tag(&format!("{target}:{tag}"), tag)?;
+    }
+    if let Some(from) = &opts.mount_from {
+        Repository::new(target.registry(), from)?;
+    }
+    let plan = layout::read_plan(layout_dir, ref_name)?;
+    let credential =
+        creds
+            .credential(target.registry())
+            .map_err(|source| RegistryError::Credentials {
+                registry: target.registry().to_owned(),
+                source,
+            })?;
+    let mut client = Client::new(target, credential, opts);
+    let mut report = PushReport {
+        repository: target.to_string(),
+        digest: plan.top.digest.clone(),
+        media_type: plan.top.media_type.clone(),
+        tags: tags.to_vec(),
+        blobs_uploaded: 0,
+        blobs_skipped: 0,
+        blobs_mounted: 0,
+        bytes_uploaded: 0,
+        manifests_pushed: 0,
+        requests: 0,
+        retries: 0,
+        elapsed: Duration::ZERO,
+    };
+    client.retrying(
+        &format!("connecting to {}", target.registry()),
+        Client::ping,
+    )?;
+
+    let sent = send_blobs(&client, &plan.blobs, target, opts)?;
+    report.blobs_uploaded = sent.uploaded;
+    report.blobs_skipped = sent.skipped;
+    report.blobs_mounted = sent.mounted;
+
+    for child in &plan.children {
+        let action = format!("checking manifest {} in {target}", child.digest);
+        if client.retrying(&action, |c| c.manifest_exists(child))? {
+            continue;
+        }
+        let action = format!("pushing manifest {} to {target}", child.digest);
+        client.retrying(&action, |c| c.put_manifest(&child.digest, child))?;
+        report.manifests_pushed += 1;
+        progress(
+            opts,
+            ProgressEvent::ManifestPushed {
+                reference: &child.digest,
+                digest: &child.digest,
+            },
+        );
+    }
+
+    // Tags last: everything they reach is in place by now.
+    let references: Vec<&str> = if tags.is_empty() {
+        vec![plan.top.digest.as_str()]
+    } else {
+        tags.iter().map(String::as_str).collect()
+    };
+    for reference in references {
+        let action = if reference == plan.top.digest {
+            format!("pushing manifest {} to {target}", plan.top.digest)
+        } else {
+            format!("tagging {} as {target}:{reference}", plan.top.digest)
+        };
+        client.retrying(&action, |c| c.put_manifest(reference, &plan.top))?;
+        report.manifests_pushed += 1;
+        progress(
+            opts,
+            ProgressEvent::ManifestPushed {
+                reference,
+                digest: &plan.top.digest,
+            },
+        );
+    }
+
+    report.bytes_uploaded = client.stats.bytes_uploaded + sent.stats.bytes_uploaded;
+    report.requests = client.stats.requests + sent.stats.requests;
+    report.retries = client.stats.retries + sent.stats.retries;
+    report.elapsed = started.elapsed();
+    Ok(report)
+}
+
+fn progress(opts: &PushOptions<'_>, event: ProgressEvent<'_>) {
+    if let Some(report) = opts.progress {
+        report(&event);
+    }
+}
+
+/// How the blobs of a push reached the registry, and what that took.
+#[derive(Default)]
+struct Sent {
+    uploaded: usize,
+    skipped: usize,
+    mounted: usize,
+    stats: client::Stats,
+}
+
+/// How one blob reached the registry.
+enum Outcome {
+    Skipped,
+    Mounted,
+    Uploaded,
+}
+
+/// What an upload thread tells the pushing thread.
+enum Message {
+    Event(OwnedEvent),
+    Done(Result<Outcome, RegistryError>),
+}
+
+/// A progress event that can cross threads; the caller's callback is only
+/// ever called on the caller's thread.
+enum OwnedEvent {
+    Skipped {
+        digest: String,
+        size: u64,
+    },
+    Mounted {
+        digest: String,
+        size: u64,
+    },
+    Started {
+        digest: String,
+        size: u64,
+    },
+    Progress {
+        digest: String,
+        sent: u64,
+        size: u64,
+    },
+    Retrying {
+        action: String,
+        attempt: u32,
+        delay: Duration,
+        reason: String,
+    },
+}
+
+impl OwnedEvent {
+    fn new(event: &ProgressEvent<'_>) -> Option<OwnedEvent> {
+        Some(match *event {
+            ProgressEvent::BlobSkipped { digest, size } => OwnedEvent::Skipped {
+                digest: digest.to_owned(),
+                size,
+            },
+            ProgressEvent::BlobMounted { digest, size } => OwnedEvent::Mounted {
+                digest: digest.to_owned(),
+                size,
+            },
+            ProgressEvent::BlobStarted { digest, size } => OwnedEvent::Started {
+                digest: digest.to_owned(),
+                size,
+            },
+            ProgressEvent::BlobProgress { digest, sent, size } => OwnedEvent::Progress {
+                digest: digest.to_owned(),
+                sent,
+                size,
+            },
+            ProgressEvent::Retrying {
+                action,
+                attempt,
+                delay,
+                reason,
+            } => OwnedEvent::Retrying {
+                action: action.to_owned(),
+                attempt,
+                delay,
+                reason: reason.to_owned(),
+            },
+            ProgressEvent::ManifestPushed { .. } => return None,
+        })
+    }
+
+    fn event(&self) -> ProgressEvent<'_> {
+        match self {
+            OwnedEvent::Skipped { digest, size } => ProgressEvent::BlobSkipped {
+                digest,
+                size: *size,
+            },
+            OwnedEvent::Mounted { digest, size } => ProgressEvent::BlobMounted {
+                digest,
+                size: *size,
+            },
+            OwnedEvent::Started { digest, size } => ProgressEvent::BlobStarted {
+                digest,
+                size: *size,
+            },
+            OwnedEvent::Progress { digest, sent, size } => ProgressEvent::BlobProgress {
+                digest,
+                sent: *sent,
+                size: *size,
+            },
+            OwnedEvent::Retrying {
+                action,
+                attempt,
+                delay,
+                reason,
+            } => ProgressEvent::Retrying {
+                action,
+                attempt: *attempt,
+                delay: *delay,
+                reason,
+            },
+        }
+    }
+}
+
+impl Sink for mpsc::Sender<Message> {
+    fn event(&self, event: &ProgressEvent<'_>) {
+        if let Some(owned) = OwnedEvent::new(event) {
+            // The receiver outlives every sender; a send cannot fail.
+            let _ = self.send(Message::Event(owned));
+        }
+    }
+}
+
+/// Sends every blob, `opts.uploads` at a time, each thread on a client of its
+/// own that starts from what `client` learnt. After the first failure no new
+/// blob is started; the blobs under way finish, and the failure is returned.
+fn send_blobs(
+    client: &Client<'_, '_>,
+    blobs: &[BlobFile],
+    target: &Repository,
+    opts: &PushOptions<'_>,
+) -> Result<Sent, RegistryError> {
+    let mut sent = Sent::default();
+    let threads = opts.uploads.clamp(1, blobs.len().max(1));
+    let next = AtomicUsize::new(0);
+    let stop = AtomicBool::new(false);
+    let mut failure = None;
+    let (tx, rx) = mpsc::channel::<Message>();
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                let mut c = client.with_sink(tx.clone());
+                let (next, stop) = (&next, &stop);
+                scope.spawn(move || {
+                    while !stop.load(Ordering::SeqCst) {
+                        let Some(blob) = blobs.get(next.fetch_add(1, Ordering::SeqCst)) else {
+                            break;
+                        };
+                        let result = send_blob(&mut c, blob, target);
+                        if result.is_err() {
+                            stop.store(true, Ordering::SeqCst);
+                        }
+                        let _ = c.sink.send(Message::Done(result));
+                    }
+                    c.stats
+                })
+            })
+            .collect();
+        // The loop below ends once every thread has dropped its sender.
+        drop(tx);
+        for message in rx {
+            match message {
+                Message::Event(event) => progress(opts, event.event()),
+                Message::Done(Ok(Outcome::Skipped)) => sent.skipped += 1,
+                Message::Done(Ok(Outcome::Mounted)) => sent.mounted += 1,
+                Message::Done(Ok(Outcome::Uploaded)) => sent.uploaded += 1,
+                Message::Done(Err(e)) => {
+                    failure.get_or_insert(e);
+                }
+            }
+        }
+        for handle in handles {
+            let stats = handle.join().expect("an upload thread panicked");
+            sent.stats.requests += stats.requests;
+            sent.stats.retries += stats.retries;
+            sent.stats.bytes_uploaded += stats.bytes_uploaded;
+        }
+    });
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(sent),
+    }
+}
+
+/// Sends one blob unless the registry has it. A failed try resumes the
+/// upload session where the registry says it stands, so a chunk it holds is
+/// not sent again; a session the registry no longer knows is replaced by a
+/// new one, after asking again whether the blob is there, since the failure
+/// may have hit only the answer to a final PUT the registry did complete.
+fn send_blob<S: Sink>(
+    c: &mut Client<'_, '_, S>,
+    blob: &BlobFile,
+    target: &Repository,
+) -> Result<Outcome, RegistryError> {
+    let action = format!("checking blob {} in {target}", blob.digest);
+    if c.retrying(&action, |c| c.blob_exists(&blob.digest))? {
+        c.sink.event(&ProgressEvent::BlobSkipped {
+            digest: &blob.digest,
+            size: blob.size,
+        });
+        return Ok(Outcome::Skipped);
+    }
+    let action = format!("uploading blob {} to {target}", blob.digest);
+    let mut upload: Option<Upload> = None;
+    let mut attempt = 0;
+    let outcome = c.retrying(&action, |c| {
+        attempt += 1;
+        if attempt > 1 {
+            if let Some(u) = &upload {
+                upload = c.upload_status(u)?;
+                if let Some(u) = &upload {
+                    c.sink.event(&ProgressEvent::BlobStarted {
+                        digest: &blob.digest,
+                        size: blob.size,
+                    });
+                    c.sink.event(&ProgressEvent::BlobProgress {
+                        digest: &blob.digest,
+                        sent: u.offset,
+                        size: blob.size,
+                    });
+                }
+            }
+            if upload.is_none() && c.blob_exists(&blob.digest)? {
+                return Ok(Outcome::Skipped);
+            }
+        }
+        let session = match &mut upload {
+            Some(u) => u,
+            None => match c.start_upload(blob)? {
+                Started::Mounted => return Ok(Outcome::Mounted),
+                Started::Session(u) => upload.insert(u),
+            },
+        };
+        c.finish_upload(blob, session)?;
+        Ok(Outcome::Uploaded)
+    })?;
+    if let Outcome::Mounted = outcome {
+        c.sink.event(&ProgressEvent::BlobMounted {
+            digest: &blob.digest,
+            size: blob.size,
+        });
+    }
+    Ok(outcome)
+}
