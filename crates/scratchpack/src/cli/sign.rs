@@ -13,7 +13,6 @@ use crate::oci::Digest;
 use crate::registry::{self, Repository};
 use crate::release::keys::{self, PrivateKey};
 use crate::release::publish::{self, Publisher, SignReport};
-use crate::release::settings;
 use crate::release::sign::KeySigner;
 
 #[derive(Debug, clap::Args)]
@@ -246,7 +245,6 @@ fn sign_all(
     located: &[Located<'_>],
 ) -> Result<(), Failure> {
     let manifest = manifest_path(common, ctx);
-    let settings = settings::load(&manifest).map_err(|e| Failure::Usage(e.into()))?;
     let relative = manifest
         .strip_prefix(&ctx.workspace.root)
         .unwrap_or(&manifest)
@@ -257,7 +255,6 @@ fn sign_all(
         workspace_root: ctx.workspace.root.clone(),
         manifest_path: relative,
         epoch: ctx.epoch,
-        settings,
         signer,
         creds: &creds,
     };

@@ -8,11 +8,10 @@ use std::path::PathBuf;
 
 use anyhow::{Context as _, anyhow};
 
-use super::sign::{Selection, locate, manifest_path};
+use super::sign::{Selection, locate};
 use super::{Common, Failure};
 use crate::registry;
 use crate::release::keys;
-use crate::release::settings;
 use crate::release::verify::{Check, Expected, verify_image};
 
 #[derive(Debug, clap::Args)]
@@ -33,8 +32,6 @@ pub fn run(args: Args) -> Result<(), Failure> {
     let ctx = args.common.load()?;
     let key = keys::read_public_key(&args.key)
         .map_err(|e| Failure::Usage(anyhow::Error::new(e).context("reading the public key")))?;
-    let settings =
-        settings::load(&manifest_path(&args.common, &ctx)).map_err(|e| Failure::Usage(e.into()))?;
     let located = locate(&ctx, &args.names, &args.select, false)?;
     let creds = registry::default_credentials();
     let mut stdout = std::io::stdout().lock();
@@ -42,13 +39,12 @@ pub fn run(args: Args) -> Result<(), Failure> {
     let mut passed = 0usize;
     for l in &located {
         let tags: Vec<String> = l.image.tags.iter().map(ToString::to_string).collect();
-        let image_settings = settings.get(&l.image.name).cloned().unwrap_or_default();
         let expected = Expected {
             repository: &l.repository,
             insecure: l.insecure,
             tags: &tags,
             digest: l.digest.as_ref(),
-            settings: &image_settings,
+            settings: &l.image.release,
         };
         let checks: Vec<Check> = verify_image(&key, &creds, &expected)
             .with_context(|| format!("verifying image `{}` in {}", l.image.name, l.repository))?;

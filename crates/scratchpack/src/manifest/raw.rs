@@ -52,6 +52,10 @@ pub(crate) struct RawImage {
     pub ca_certificates: Option<S<bool>>,
     pub passwd: Option<S<bool>>,
     pub source_date_epoch: Option<S<RawEpoch>>,
+    pub sbom: Option<S<Vec<S<String>>>>,
+    pub provenance: Option<S<bool>>,
+    pub signature_format: Option<S<String>>,
+    pub builder_id: Option<S<String>>,
     pub tests: Option<Vec<(S<String>, RawTest)>>,
     /// Where each key was written, for keys that are allowed only in one of
     /// `[defaults]` and an image.
@@ -474,8 +478,10 @@ impl Walker<'_> {
                 "insecure" => r.insecure = self.boolean(what, v),
                 "ca-certificates" => r.ca_certificates = self.boolean(what, v),
                 "passwd" => r.passwd = self.boolean(what, v),
-                // Release keys: read by `release::settings`.
-                "sbom" | "provenance" | "signature-format" | "builder-id" => {}
+                "sbom" => r.sbom = self.strings(what, v),
+                "provenance" => r.provenance = self.boolean(what, v),
+                "signature-format" => r.signature_format = self.string(what, v),
+                "builder-id" => r.builder_id = self.string(what, v),
                 "source-date-epoch" => {
                     r.source_date_epoch = match v.get_ref() {
                         DeValue::String(s) => {

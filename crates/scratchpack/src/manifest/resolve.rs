@@ -17,6 +17,7 @@ use crate::platform::Platform;
 use crate::workspace::Workspace;
 
 mod image_tests;
+mod release;
 mod values;
 
 pub(crate) use values::parse_user;
@@ -529,6 +530,7 @@ impl Resolver<'_> {
 
         let tags = self.tags(raw.tags.as_ref().or(defaults.tags.as_ref()));
         let push = self.push(name, raw, defaults);
+        let release = self.release(raw, defaults);
 
         let mut tests = Vec::new();
         for (test_name, test) in raw.tests.iter().flatten() {
@@ -563,6 +565,7 @@ impl Resolver<'_> {
             annotations,
             tags,
             push,
+            release,
             tests,
         })
     }

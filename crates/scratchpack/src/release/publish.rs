@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use super::bundle::{Bundle, PREDICATE_COSIGN_SIGN, Referrer};
 use super::dsse::{Envelope, MEDIA_TYPE_DSSE, Statement, Subject};
-use super::settings::{SbomFormat, Settings};
+use super::settings::SbomFormat;
 use super::sign::{
     ANNOTATION_SIGNATURE, MEDIA_TYPE_SIMPLE_SIGNING, SignatureImage, SignedLayer, Signer,
     attestation_tag, signature_tag,
@@ -96,14 +96,13 @@ pub fn last_push(out_dir: &Path, name: &str) -> Option<PushRecord> {
     serde_json::from_slice::<Raw>(&bytes).ok().map(|r| r.value)
 }
 
-/// What signing needs beyond the image: the workspace, the key, settings.
+/// What signing needs beyond the image plan: the workspace and the key.
 pub struct Publisher<'a> {
     pub workspace_root: PathBuf,
     /// images.toml relative to the workspace root, as provenance records it.
     pub manifest_path: String,
     /// `SOURCE_DATE_EPOCH`: the `created` time of the referrer manifests.
     pub epoch: u64,
-    pub settings: BTreeMap<String, Settings>,
     pub signer: &'a dyn Signer,
     pub creds: &'a dyn CredentialSource,
 }
@@ -229,7 +228,7 @@ impl Publisher<'_> {
     ) -> Result<SignReport, PublishError> {
         let digest = Digest::parse(digest)
             .ok_or_else(|| image_error(format!("`{digest}` is not a sha256 digest")))?;
-        let settings = self.settings.get(&image.name).cloned().unwrap_or_default();
+        let settings = &image.release;
         let opts = PushOptions {
             insecure,
             ..PushOptions::default()
