@@ -22,7 +22,7 @@ use super::sign::{
 use super::{provenance, sbom};
 use crate::manifest::ImagePlan;
 use crate::oci::image::rfc3339;
-use crate::oci::{Blob, Descriptor, Digest, MEDIA_TYPE_MANIFEST};
+use crate::oci::{Blob, Config, Descriptor, Digest, Index, MEDIA_TYPE_MANIFEST, Manifest};
 use crate::registry::{CredentialSource, PushOptions, RegistryError, Repository, Session};
 
 /// The layer annotation cosign gives an attestation's predicate type.
@@ -142,60 +142,53 @@ pub fn read_pushed(session: &mut Session<'_, '_>, digest: &Digest) -> Result<Pus
     let top = session
         .get_manifest(digest.as_str())?
         .ok_or_else(|| image_error(format!("{repo} has no manifest {digest}")))?;
-    let value = top.json().map_err(image_error)?;
-    let top_descriptor = Descriptor {
-        media_type: top.media_type.clone(),
-        digest: top.digest.clone(),
-        size: top.bytes.len() as u64,
-        platform: None,
-        annotations: BTreeMap::new(),
-        artifact_type: None,
-    };
+    let top_descriptor = Descriptor::new(
+        top.media_type.clone(),
+        top.digest.clone(),
+        top.bytes.len() as u64,
+    );
     let mut platforms = Vec::new();
     if top.is_index() {
-        for child in value["manifests"].as_array().into_iter().flatten() {
-            let (Some(d), Some(os), Some(arch)) = (
-                child["digest"].as_str().and_then(Digest::parse),
-                child["platform"]["os"].as_str(),
-                child["platform"]["architecture"].as_str(),
-            ) else {
+        let index: Index = serde_json::from_slice(&top.bytes)
+            .map_err(|e| image_error(format!("index {digest} in {repo} is not an index: {e}")))?;
+        for child in index.manifests {
+            let Some(platform) = child.platform else {
                 return Err(image_error(format!(
-                    "index {digest} in {repo} lists a manifest without digest or platform"
+                    "index {digest} in {repo} lists manifest {} without a platform",
+                    child.digest
                 )));
             };
-            let manifest = session.get_manifest(d.as_str())?.ok_or_else(|| {
-                image_error(format!(
-                    "{repo} lacks manifest {d} that index {digest} lists"
-                ))
-            })?;
+            let manifest = session
+                .get_manifest(child.digest.as_str())?
+                .ok_or_else(|| {
+                    image_error(format!(
+                        "{repo} lacks manifest {} that index {digest} lists",
+                        child.digest
+                    ))
+                })?;
             platforms.push(PlatformManifest {
-                descriptor: Descriptor {
-                    media_type: manifest.media_type.clone(),
-                    digest: d,
-                    size: manifest.bytes.len() as u64,
-                    platform: None,
-                    annotations: BTreeMap::new(),
-                    artifact_type: None,
-                },
-                os: os.to_owned(),
-                architecture: arch.to_owned(),
+                descriptor: Descriptor::new(
+                    manifest.media_type.clone(),
+                    child.digest,
+                    manifest.bytes.len() as u64,
+                ),
+                os: platform.os,
+                architecture: platform.architecture,
             });
         }
     } else {
-        let config = value["config"]["digest"]
-            .as_str()
-            .and_then(Digest::parse)
-            .ok_or_else(|| image_error(format!("manifest {digest} in {repo} has no config")))?;
-        let bytes = session.get_blob(&config, MAX_SMALL_BLOB)?;
-        let config: Value = serde_json::from_slice(&bytes)
+        let manifest: Manifest = serde_json::from_slice(&top.bytes).map_err(|e| {
+            image_error(format!(
+                "manifest {digest} in {repo} is not a manifest: {e}"
+            ))
+        })?;
+        let bytes = session.get_blob(&manifest.config.digest, MAX_SMALL_BLOB)?;
+        let config: Config = serde_json::from_slice(&bytes)
             .map_err(|e| image_error(format!("config of {digest} in {repo}: {e}")))?;
         platforms.push(PlatformManifest {
             descriptor: top_descriptor.clone(),
-            os: config["os"].as_str().unwrap_or_default().to_owned(),
-            architecture: config["architecture"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned(),
+            os: config.os,
+            architecture: config.architecture,
         });
     }
     Ok(Pushed {
@@ -404,12 +397,13 @@ pub fn read_layers(
         return Ok(None);
     };
     let repo = session.repository().clone();
-    let value = manifest.json().map_err(image_error)?;
+    let manifest: Manifest = serde_json::from_slice(&manifest.bytes)
+        .map_err(|e| image_error(format!("{repo}:{tag} is not an image manifest: {e}")))?;
     let mut layers = Vec::new();
-    for layer in value["layers"].as_array().into_iter().flatten() {
-        let media_type = match layer["mediaType"].as_str() {
-            Some(MEDIA_TYPE_SIMPLE_SIGNING) => MEDIA_TYPE_SIMPLE_SIGNING,
-            Some(MEDIA_TYPE_DSSE) => MEDIA_TYPE_DSSE,
+    for layer in manifest.layers {
+        let media_type = match layer.media_type.as_str() {
+            MEDIA_TYPE_SIMPLE_SIGNING => MEDIA_TYPE_SIMPLE_SIGNING,
+            MEDIA_TYPE_DSSE => MEDIA_TYPE_DSSE,
             other => {
                 return Err(image_error(format!(
                     "{repo}:{tag} has a layer of media type {other:?}, neither a \
@@ -417,20 +411,10 @@ pub fn read_layers(
                 )));
             }
         };
-        let digest = layer["digest"]
-            .as_str()
-            .and_then(Digest::parse)
-            .ok_or_else(|| image_error(format!("{repo}:{tag} has a layer without a digest")))?;
-        let bytes = session.get_blob(&digest, MAX_SMALL_BLOB)?;
-        let annotations = layer["annotations"]
-            .as_object()
-            .into_iter()
-            .flatten()
-            .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
-            .collect();
+        let bytes = session.get_blob(&layer.digest, MAX_SMALL_BLOB)?;
         layers.push(SignedLayer {
             payload: Blob::new(media_type, bytes),
-            annotations,
+            annotations: layer.annotations,
         });
     }
     Ok(Some(layers))
@@ -478,10 +462,8 @@ fn attach_bundle(
         MEDIA_TYPE_MANIFEST,
         &referrer.manifest.bytes,
     )?;
-    session.add_referrer(
-        &subject.digest,
-        &referrer.index_descriptor(predicate_type),
-        &stored,
-    )?;
+    let descriptor = serde_json::to_value(referrer.index_descriptor(predicate_type))
+        .expect("a descriptor always serializes to JSON");
+    session.add_referrer(&subject.digest, &descriptor, &stored)?;
     Ok(())
 }
