@@ -299,7 +299,7 @@ pub fn main() -> ExitCode {
                 names: args.names,
                 target: args.push_target,
                 message_format: args.message_format,
-                sign: Default::default(),
+                sign: args.sign,
                 common: args.common,
             })
         }),

@@ -186,6 +186,17 @@ pub fn manifest_path(common: &Common, ctx: &Context) -> PathBuf {
         .unwrap_or_else(|| ctx.workspace.root.join(manifest::FILE_NAME))
 }
 
+/// images.toml's path as provenance records it: relative to the workspace
+/// root, so that checkouts at different paths record the same.
+pub fn relative_manifest_path(common: &Common, ctx: &Context) -> String {
+    let manifest = manifest_path(common, ctx);
+    manifest
+        .strip_prefix(&ctx.workspace.root)
+        .unwrap_or(&manifest)
+        .to_string_lossy()
+        .into_owned()
+}
+
 /// Reads the private key, with the password from `COSIGN_PASSWORD`.
 pub fn load_signer(path: &Path) -> Result<KeySigner, Failure> {
     let password = keys::password_from_env().map_err(|e| Failure::Usage(e.into()))?;
@@ -197,7 +208,8 @@ pub fn load_signer(path: &Path) -> Result<KeySigner, Failure> {
 /// `push --sign --key FILE`.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct SignFlags {
-    /// Sign what was pushed, and attach its SBOMs and provenance
+    /// Sign the images and attest their SBOMs and provenance (in the registry
+    /// after a push, in `<out>/<name>.release/` otherwise)
     #[arg(long, requires = "key")]
     sign: bool,
     /// cosign's encrypted private key for --sign (password in COSIGN_PASSWORD)
@@ -244,12 +256,7 @@ fn sign_all(
     signer: &KeySigner,
     located: &[Located<'_>],
 ) -> Result<(), Failure> {
-    let manifest = manifest_path(common, ctx);
-    let relative = manifest
-        .strip_prefix(&ctx.workspace.root)
-        .unwrap_or(&manifest)
-        .to_string_lossy()
-        .into_owned();
+    let relative = relative_manifest_path(common, ctx);
     let creds = registry::default_credentials();
     let publisher = Publisher {
         workspace_root: ctx.workspace.root.clone(),

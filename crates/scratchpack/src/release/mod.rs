@@ -5,8 +5,10 @@
 
 pub mod auditable;
 pub mod bundle;
+pub mod documents;
 pub mod dsse;
 pub mod keys;
+pub mod outputs;
 pub mod provenance;
 pub mod publish;
 pub mod sbom;

@@ -10,16 +10,15 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use super::bundle::{Bundle, PREDICATE_COSIGN_SIGN, Referrer};
-use super::dsse::{Envelope, MEDIA_TYPE_DSSE, Statement, Subject};
-use super::settings::SbomFormat;
+use super::documents::{BuildInputs, Platform as DocumentsOf, documents};
+use super::dsse::{Envelope, MEDIA_TYPE_DSSE, Statement};
+use super::sbom;
 use super::sign::{
     ANNOTATION_SIGNATURE, MEDIA_TYPE_SIMPLE_SIGNING, SignatureImage, SignedLayer, Signer,
     attestation_tag, signature_tag,
 };
-use super::{provenance, sbom};
 use crate::manifest::ImagePlan;
 use crate::oci::image::rfc3339;
 use crate::oci::{Blob, Config, Descriptor, Digest, Index, MEDIA_TYPE_MANIFEST, Manifest};
@@ -254,25 +253,10 @@ impl Publisher<'_> {
             report.signed.push(subject.digest.to_string());
         }
 
-        let needs_provenance_inputs = settings.provenance;
-        let (source, toolchain, lock) = if needs_provenance_inputs {
-            let lock_path = self.workspace_root.join("Cargo.lock");
-            let lock = std::fs::read(&lock_path).map_err(|source| PublishError::Io {
-                what: format!("reading {}", lock_path.display()),
-                source,
-            })?;
-            let toolchain =
-                provenance::toolchain(&self.workspace_root).map_err(|source| PublishError::Io {
-                    what: "asking rustc and cargo for their versions".into(),
-                    source,
-                })?;
-            (
-                provenance::git_source(&self.workspace_root),
-                Some(toolchain),
-                Some(Digest::of(&lock)),
-            )
+        let inputs = if settings.provenance {
+            Some(BuildInputs::read(&self.workspace_root)?)
         } else {
-            (None, None, None)
+            None
         };
         for platform in &pushed.platforms {
             let name = format!("{}/{}", platform.os, platform.architecture);
@@ -286,55 +270,24 @@ impl Publisher<'_> {
                         image.name
                     ))
                 })?;
-            let subject = vec![Subject::new(&reference, &platform.descriptor.digest)];
-            let mut statements = Vec::new();
-            if !settings.sbom.is_empty() {
-                let crates = sbom::load(
-                    &self.workspace_root,
-                    &image.package,
-                    &target.triple,
-                    &image.build.features,
-                    image.build.default_features,
-                )?;
-                let info = sbom::ImageInfo {
-                    name: image.name.clone(),
-                    repository: Some(reference.clone()),
-                    digest: platform.descriptor.digest.clone(),
-                    os: platform.os.clone(),
-                    architecture: platform.architecture.clone(),
-                    epoch: self.epoch,
-                };
-                for format in &settings.sbom {
-                    let bytes = match format {
-                        SbomFormat::Spdx => sbom::spdx(&crates, &info),
-                        SbomFormat::CycloneDx => sbom::cyclonedx(&crates, &info),
-                    };
-                    let document: Value =
-                        serde_json::from_slice(&bytes).expect("SBOMs are written as JSON");
-                    statements.push(Statement::new(
-                        subject.clone(),
-                        format.predicate_type(),
-                        document,
-                    ));
-                }
-            }
-            if let (Some(toolchain), Some(lock)) = (&toolchain, &lock) {
-                let build = provenance::Build {
-                    manifest_path: self.manifest_path.clone(),
-                    image: image.name.clone(),
-                    platform: name.clone(),
-                    package: image.package.clone(),
-                    target: target.triple.clone(),
-                    profile: image.build.profile.clone(),
-                    features: image.build.features.clone(),
-                    default_features: image.build.default_features,
-                    source: source.clone(),
-                    cargo_lock: lock.clone(),
-                    toolchain: toolchain.clone(),
-                    builder_id: settings.builder_id.clone(),
-                };
-                statements.push(provenance::statement(subject.clone(), &build));
-            }
+            let statements: Vec<Statement> = documents(
+                &DocumentsOf {
+                    image,
+                    target,
+                    digest: &platform.descriptor.digest,
+                    os: &platform.os,
+                    architecture: &platform.architecture,
+                    reference: &reference,
+                    repository: Some(&reference),
+                },
+                &self.workspace_root,
+                &self.manifest_path,
+                self.epoch,
+                inputs.as_ref(),
+            )?
+            .into_iter()
+            .map(|d| d.statement)
+            .collect();
             let mut layers = Vec::new();
             for statement in &statements {
                 // One envelope for both stores: the bundle wraps the very

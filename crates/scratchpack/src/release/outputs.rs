@@ -1,0 +1,175 @@
+//! The release files `images` writes beside each layout, in
+//! `<out>/<name>.release/`: per platform each SBOM and the provenance as
+//! plain JSON, and, when a key is given, Sigstore bundles (v0.3, the format
+//! `cosign verify-blob --bundle` and `@sigstore/verify` read) signing the
+//! index, each platform manifest and each of those documents as a DSSE
+//! attestation. The directory is staged, claimed and renamed into place by
+//! the output directory's rules ([`crate::output`]), like the layout.
+
+use std::path::{Path, PathBuf};
+
+use super::bundle::Bundle;
+use super::documents::{BuildInputs, Platform, documents};
+use super::publish::PublishError;
+use super::sign::Signer;
+use crate::build::BuiltImage;
+use crate::manifest::ImagePlan;
+use crate::oci::Digest;
+use crate::output::{OutputError, OutputLock, write_tree};
+
+/// What the release directory of an image is called in the output directory.
+pub fn dir_name(image: &str) -> String {
+    format!("{image}.release")
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OutputsError {
+    #[error(transparent)]
+    Output(#[from] OutputError),
+    #[error("making the release files of image `{image}`")]
+    Documents {
+        image: String,
+        #[source]
+        source: Box<PublishError>,
+    },
+    #[error("writing {}", path.display())]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Where the documents are made from: the workspace, and images.toml's path
+/// in it as provenance records it.
+pub struct Workspace<'a> {
+    pub root: &'a Path,
+    pub manifest_path: &'a str,
+    pub epoch: u64,
+}
+
+/// The files of one image's release directory, by file name, in the order
+/// they are made. Nothing in them depends on where the workspace is.
+pub fn files(
+    image: &ImagePlan,
+    built: &BuiltImage,
+    ws: &Workspace<'_>,
+    inputs: Option<&BuildInputs>,
+    signer: Option<&dyn Signer>,
+) -> Result<Vec<(String, Vec<u8>)>, PublishError> {
+    let reference = crate::oci::image::repository(image);
+    let repository = image.push.as_ref().map(|_| reference.as_str());
+    let bad = |what: &str| PublishError::Image(format!("image `{}`: {what}", image.name));
+    let mut out = Vec::new();
+    for p in &built.platforms {
+        let stem = p.platform.replace('/', "-");
+        let digest = Digest::parse(&p.manifest).ok_or_else(|| bad("a manifest digest is bad"))?;
+        let (os, architecture) = p
+            .platform
+            .split_once('/')
+            .ok_or_else(|| bad("a platform has no os"))?;
+        let target = image
+            .targets
+            .iter()
+            .find(|t| t.platform.to_string() == p.platform)
+            .ok_or_else(|| bad("a built platform is not in the plan"))?;
+        let platform = Platform {
+            image,
+            target,
+            digest: &digest,
+            os,
+            architecture,
+            reference: &reference,
+            repository,
+        };
+        for d in documents(&platform, ws.root, ws.manifest_path, ws.epoch, inputs)? {
+            if let Some(signer) = signer {
+                out.push((
+                    format!("{stem}.{}.sigstore.json", d.kind),
+                    Bundle::sign(signer, &d.statement).to_json(),
+                ));
+            }
+            out.push((format!("{stem}.{}.json", d.kind), d.bytes));
+        }
+        if let Some(signer) = signer {
+            out.push((
+                format!("{stem}.manifest.sigstore.json"),
+                Bundle::sign_image(signer, &reference, &digest).to_json(),
+            ));
+        }
+    }
+    if let Some(signer) = signer
+        && built.platforms.len() > 1
+    {
+        let digest = Digest::parse(&built.digest).ok_or_else(|| bad("its digest is bad"))?;
+        out.push((
+            "index.sigstore.json".to_owned(),
+            Bundle::sign_image(signer, &reference, &digest).to_json(),
+        ));
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Writes the release directory of each built image whose settings ask for
+/// anything (or when signing), replacing the previous one whole; returns the
+/// directories written. Nothing is replaced that this tool did not write.
+pub fn write(
+    out_dir: &Path,
+    images: &[(&ImagePlan, &BuiltImage)],
+    ws: &Workspace<'_>,
+    signer: Option<&dyn Signer>,
+) -> Result<Vec<(PathBuf, usize)>, OutputsError> {
+    let wanted: Vec<_> = images
+        .iter()
+        .filter(|(plan, _)| {
+            signer.is_some() || plan.release.provenance || !plan.release.sbom.is_empty()
+        })
+        .collect();
+    if wanted.is_empty() {
+        return Ok(Vec::new());
+    }
+    let lock = OutputLock::acquire(out_dir)?;
+    for (plan, _) in &wanted {
+        lock.check_replaceable(&dir_name(&plan.name))?;
+    }
+    let inputs = if wanted.iter().any(|(plan, _)| plan.release.provenance) {
+        Some(
+            BuildInputs::read(ws.root).map_err(|source| OutputsError::Documents {
+                image: wanted[0].0.name.clone(),
+                source: Box::new(source),
+            })?,
+        )
+    } else {
+        None
+    };
+    // Every document is made before anything is written.
+    let mut made = Vec::new();
+    for (plan, built) in &wanted {
+        let files = files(plan, built, ws, inputs.as_ref(), signer).map_err(|source| {
+            OutputsError::Documents {
+                image: plan.name.clone(),
+                source: Box::new(source),
+            }
+        })?;
+        made.push((dir_name(&plan.name), files));
+    }
+    let mut written = Vec::new();
+    for (name, files) in made {
+        let dest = out_dir.join(&name);
+        let write_err = |source| OutputsError::Write {
+            path: dest.clone(),
+            source,
+        };
+        let tmp = lock.temp(&name);
+        write_tree(
+            tmp.path(),
+            files.iter().map(|(f, b)| (f.as_str(), b.as_slice())),
+        )
+        .map_err(write_err)?;
+        lock.claim(&name).map_err(write_err)?;
+        lock.publish_dir(tmp, &dest).map_err(write_err)?;
+        written.push((dest, files.len()));
+    }
+    Ok(written)
+}
