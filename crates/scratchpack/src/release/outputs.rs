@@ -173,3 +173,89 @@ pub fn write(
     }
     Ok(written)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::build::BuiltPlatform;
+    use crate::workspace::Workspace as CargoWorkspace;
+
+    fn plan(root: &Path, extra: &str) -> ImagePlan {
+        let ws = CargoWorkspace {
+            root: root.to_owned(),
+            target_dir: root.join("target"),
+            packages: BTreeMap::from([("app".to_owned(), vec!["app".to_owned()])]),
+            ..CargoWorkspace::default()
+        };
+        let text = format!("[images.app]\npackage = \"app\"\n{extra}");
+        crate::manifest::parse(&root.join("images.toml"), &text, &ws)
+            .unwrap()
+            .images
+            .remove(0)
+    }
+
+    fn built(out: &Path) -> BuiltImage {
+        let d = Digest::of(b"manifest").to_string();
+        BuiltImage {
+            name: "app".into(),
+            digest: d.clone(),
+            media_type: crate::oci::MEDIA_TYPE_MANIFEST.into(),
+            tags: vec!["latest".into()],
+            layout: out.join("app"),
+            archive: out.join("app.tar"),
+            platforms: vec![BuiltPlatform {
+                platform: "linux/amd64".into(),
+                manifest: d,
+                config: Digest::of(b"config").to_string(),
+                layer: Digest::of(b"layer").to_string(),
+                layer_size: 5,
+                unpacked_size: 5,
+                binary: PathBuf::new(),
+            }],
+            index_json: Digest::of(b"index").to_string(),
+            archive_size: 0,
+            fresh: false,
+        }
+    }
+
+    #[test]
+    fn a_release_directory_the_tool_did_not_write_is_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        std::fs::create_dir_all(out.join("app.release")).unwrap();
+        std::fs::write(out.join("app.release/notes.txt"), "mine").unwrap();
+        let image = plan(dir.path(), "");
+        let b = built(&out);
+        let ws = Workspace {
+            root: dir.path(),
+            manifest_path: "images.toml",
+            epoch: 0,
+        };
+        let e = write(&out, &[(&image, &b)], &ws, None).unwrap_err();
+        assert!(
+            matches!(&e, OutputsError::Output(OutputError::NotOurs(p)) if p.ends_with("app.release")),
+            "{e}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(out.join("app.release/notes.txt")).unwrap(),
+            "mine"
+        );
+    }
+
+    #[test]
+    fn nothing_asked_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        let image = plan(dir.path(), "sbom = []\nprovenance = false\n");
+        let b = built(&out);
+        let ws = Workspace {
+            root: dir.path(),
+            manifest_path: "images.toml",
+            epoch: 0,
+        };
+        assert!(write(&out, &[(&image, &b)], &ws, None).unwrap().is_empty());
+        assert!(!out.join("app.release").exists());
+    }
+}
