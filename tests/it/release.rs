@@ -376,13 +376,49 @@ fn images_sign_writes_verifiable_bundles_and_documents_beside_the_layout() {
         }
     }
     // A wrong key is refused for the files as for the registry.
+    let (other_dir, _) = keygen();
+    let other = other_dir.path().join("cosign.pub");
     assert_rejected(
-        &oracles.verify_bundle(
-            &dir.join("index.sigstore.json"),
-            &keygen().0.path().join("cosign.pub"),
-            top,
-        ),
+        &oracles.verify_bundle(&dir.join("index.sigstore.json"), &other, top),
         "the index signature checked with another key",
         "signature verification failed",
+    );
+
+    // `verify --layout` checks the same offline, and names what fails.
+    let verify = |key: &Path| {
+        run(cli()
+            .current_dir(repo_root())
+            .args(["verify", "hello", "--layout", "--key"])
+            .arg(key)
+            .arg("--out")
+            .arg(out_dir.path()))
+    };
+    let ok = verify(&public);
+    let stdout = String::from_utf8_lossy(&ok.stdout);
+    assert!(
+        ok.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert!(stdout.contains("7 verified, 0 failed"), "{stdout}");
+    let wrong = verify(&other);
+    assert_eq!(wrong.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&wrong.stdout).contains("0 verified, 7 failed"));
+    // An SBOM changed after signing.
+    let spdx = dir.join("linux-arm64.spdx.json");
+    let mut doc: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&spdx).unwrap()).unwrap();
+    doc["name"] = "tampered".into();
+    std::fs::write(&spdx, serde_json::to_vec(&doc).unwrap()).unwrap();
+    let tampered = verify(&public);
+    let stdout = String::from_utf8_lossy(&tampered.stdout);
+    assert_eq!(tampered.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("FAILED   hello: SPDX SBOM of linux/arm64")
+            && stdout.contains(
+                "linux-arm64.spdx.json differs from what linux-arm64.spdx.sigstore.json signs"
+            )
+            && stdout.contains("6 verified, 1 failed"),
+        "{stdout}"
     );
 }

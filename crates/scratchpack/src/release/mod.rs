@@ -15,5 +15,6 @@ pub mod sbom;
 pub mod settings;
 pub mod sign;
 pub mod verify;
+pub mod verify_layout;
 
 pub use keys::{KeyError, PrivateKey, PublicKey};

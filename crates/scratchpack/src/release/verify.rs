@@ -300,7 +300,7 @@ fn check_bundles(
 
 /// The envelope verifies with `key` and holds an in-toto statement of
 /// `predicate` about `digest` whose subjects are all pushed digests.
-fn check_envelope(
+pub(super) fn check_envelope(
     envelope: &Envelope,
     key: &PublicKey,
     digest: &Digest,
