@@ -415,8 +415,10 @@ fn attach_bundle(
         MEDIA_TYPE_MANIFEST,
         &referrer.manifest.bytes,
     )?;
-    let descriptor = serde_json::to_value(referrer.index_descriptor(predicate_type))
-        .expect("a descriptor always serializes to JSON");
-    session.add_referrer(&subject.digest, &descriptor, &stored)?;
+    session.add_referrer(
+        &subject.digest,
+        &referrer.index_descriptor(predicate_type),
+        &stored,
+    )?;
     Ok(())
 }
