@@ -217,6 +217,38 @@ fn binaries_are_static_elf_for_their_platform() {
     }
 }
 
+/// Where the build happened must not show in what ships: the checkout, the
+/// target directory, cargo's home, and the toolchain (whose `rust-src`
+/// component, when installed, makes rustc point std's panic locations at it).
+#[test]
+fn binaries_hold_no_host_path() {
+    let ex = examples();
+    let sysroot = run(Command::new("rustc").args(["--print", "sysroot"]));
+    let sysroot = String::from_utf8(sysroot.stdout).unwrap().trim().to_owned();
+    let cargo_home = std::env::var("CARGO_HOME")
+        .unwrap_or_else(|_| format!("{}/.cargo", std::env::var("HOME").unwrap()));
+    let root = support::repo_root();
+    let target = support::nested_target_dir();
+    let host_paths = [
+        root.to_str().unwrap(),
+        target.to_str().unwrap(),
+        cargo_home.as_str(),
+        sysroot.as_str(),
+    ];
+    for image in &ex.images {
+        for p in image["platforms"].as_array().unwrap() {
+            let path = p["binary"].as_str().unwrap();
+            let bin = std::fs::read(path).unwrap();
+            for host in host_paths {
+                assert!(
+                    !bin.windows(host.len()).any(|w| w == host.as_bytes()),
+                    "{path} contains the host path {host}"
+                );
+            }
+        }
+    }
+}
+
 #[test]
 fn docker_archive_loads_with_skopeo_and_keeps_digests() {
     let Some(skopeo) = require_tool("skopeo", "skopeo") else {

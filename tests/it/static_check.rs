@@ -59,3 +59,45 @@ fn a_triple_for_the_wrong_machine_is_refused() {
     assert!(stderr.contains("images.toml:3:29"), "{stderr}");
     assert!(!fx.path().join("target").exists(), "nothing was compiled");
 }
+
+/// A binary that links the host's shared zlib: it links only where the
+/// host has that library (amd64 glibc), and nowhere else.
+const LINKS_LIBZ_MAIN: &str = "#[link(name = \"z\")]\n\
+unsafe extern \"C\" {\n    fn zlibVersion() -> *const std::ffi::c_char;\n}\n\
+fn main() {\n    let v = unsafe { std::ffi::CStr::from_ptr(zlibVersion()) };\n    \
+println!(\"zlib {}\", v.to_string_lossy());\n}\n";
+
+#[test]
+fn an_amd64_only_image_is_refused_by_the_proof_not_by_a_foreign_link() {
+    // `dynamic` asks only for linux/amd64; `multi` asks for arm64 too. Built
+    // in one cargo call for both triples, `dynamic` would fail to link for
+    // aarch64 (no libz there) before its amd64 binary reached the proof.
+    let fx = Fixture::new(
+        &[("multi", HELLO_MAIN), ("dynamic", LINKS_LIBZ_MAIN)],
+        "[images.multi]\npackage = \"multi\"\n\
+         platforms = [\"linux/amd64\", \"linux/arm64\"]\n\n\
+         [images.dynamic]\npackage = \"dynamic\"\nplatforms = [\"linux/amd64\"]\n\
+         targets = { \"linux/amd64\" = \"x86_64-unknown-linux-gnu\" }\n",
+    );
+    let out = fx.cli(&["images"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("refusing image `dynamic` for linux/amd64"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("libz.so.1"), "{stderr}");
+    assert!(stderr.contains("libc.so.6"), "{stderr}");
+    assert!(!stderr.contains("unable to find library"), "{stderr}");
+    assert!(
+        !fx.path()
+            .join("target/aarch64-unknown-linux-musl/release/dynamic")
+            .exists(),
+        "the amd64-only package was built for aarch64"
+    );
+    assert!(
+        fx.path()
+            .join("target/aarch64-unknown-linux-musl/release/multi")
+            .exists()
+    );
+}

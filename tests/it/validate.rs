@@ -111,18 +111,22 @@ pub fn layout(layout: &Path) -> Validated {
             }
         );
         let config: Value = serde_json::from_slice(&blob(layout, &manifest["config"])).unwrap();
-        let platform = format!(
-            "{}/{}",
-            config["os"].as_str().unwrap(),
-            config["architecture"].as_str().unwrap()
-        );
+        let platform_name = |v: &Value| match v["variant"].as_str() {
+            Some(variant) => format!(
+                "{}/{}/{variant}",
+                v["os"].as_str().unwrap(),
+                v["architecture"].as_str().unwrap()
+            ),
+            None => format!(
+                "{}/{}",
+                v["os"].as_str().unwrap(),
+                v["architecture"].as_str().unwrap()
+            ),
+        };
+        let platform = platform_name(&config);
         if let Some(p) = desc.get("platform") {
             assert_eq!(
-                format!(
-                    "{}/{}",
-                    p["os"].as_str().unwrap(),
-                    p["architecture"].as_str().unwrap()
-                ),
+                platform_name(p),
                 platform,
                 "descriptor platform matches the config"
             );

@@ -26,6 +26,11 @@ pub fn emulator_for(arch: &str) -> Result<Option<PathBuf>, Error> {
     emulator_in(arch, std::env::consts::ARCH, Path::new("/usr/bin"))
 }
 
+/// Like [`emulator_for`], looking for `qemu-<arch>-static` in `dir`.
+pub fn emulator_in_dir(arch: &str, dir: &Path) -> Result<Option<PathBuf>, Error> {
+    emulator_in(arch, std::env::consts::ARCH, dir)
+}
+
 fn emulator_in(arch: &str, host: &str, dir: &Path) -> Result<Option<PathBuf>, Error> {
     let wanted = qemu_arch(arch).ok_or_else(|| Error::UnknownArch(arch.to_string()))?;
     let host = qemu_arch(host).unwrap_or(host);
@@ -72,6 +77,34 @@ mod tests {
         let found = emulator_in("arm64", "x86_64", &dir);
         std::fs::remove_dir_all(&dir).unwrap();
         assert_eq!(found.unwrap(), Some(dir.join("qemu-aarch64-static")));
+    }
+
+    #[test]
+    fn every_platform_architecture_has_its_qemu() {
+        // The OCI architecture names scratchpack writes, and the qemu each
+        // needs on an x86_64 host (386 runs natively there).
+        let dir = std::env::temp_dir().join(format!("emulator-names-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let wanted = [
+            ("arm64", "qemu-aarch64-static"),
+            ("arm", "qemu-arm-static"),
+            ("riscv64", "qemu-riscv64-static"),
+            ("ppc64le", "qemu-ppc64le-static"),
+        ];
+        for (_, qemu) in wanted {
+            std::fs::write(dir.join(qemu), b"").unwrap();
+        }
+        let found: Vec<_> = wanted
+            .iter()
+            .map(|(arch, _)| emulator_in(arch, "x86_64", &dir))
+            .collect();
+        std::fs::remove_dir_all(&dir).unwrap();
+        for ((arch, qemu), found) in wanted.iter().zip(found) {
+            assert_eq!(found.unwrap(), Some(dir.join(qemu)), "{arch}");
+        }
+        // And from an arm64 host, amd64 and 386 need their own.
+        let err = emulator_in("386", "aarch64", Path::new("/nonexistent")).unwrap_err();
+        assert!(err.to_string().contains("qemu-i386-static"), "{err}");
     }
 
     #[test]

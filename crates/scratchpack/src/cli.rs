@@ -4,6 +4,7 @@
 mod images;
 mod keygen;
 mod push;
+mod run;
 mod sign;
 mod table;
 mod test_images;
@@ -52,6 +53,8 @@ enum Command {
     TestImages(test_images::Args),
     /// Check the signatures and attestations of pushed images against a public key
     Verify(verify::Args),
+    /// Build the image if out of date, then run it in a sandbox, like `docker run --rm`
+    Run(run::Args),
 }
 
 /// Options every command shares.
@@ -309,6 +312,7 @@ pub fn main() -> ExitCode {
         Command::Keygen(args) => keygen::run(args),
         Command::Sign(args) => sign::run(args),
         Command::Verify(args) => verify::run(args),
+        Command::Run(args) => run::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,7 +1,9 @@
-//! Compiling the binaries: one `cargo build` for every image and target
-//! triple that share build settings (cargo builds several `--target`s in one
-//! invocation), with rustflags that keep the host's paths out of the binary. Behind the [`Compiler`] trait so image assembly can be
-//! tested without running cargo.
+//! Compiling the binaries: one `cargo build` for the binaries that share build
+//! settings and want the same target triples (cargo builds several
+//! `--target`s in one invocation, each for every selected package), with
+//! rustflags that keep the host's paths out of the binary and rust-lld as the
+//! linker for foreign triples. Behind the [`Compiler`] trait so image assembly
+//! can be tested without running cargo.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
@@ -64,28 +66,121 @@ pub struct Cargo<'a> {
     pub shell: Shell,
 }
 
+/// One cargo invocation: every binary in it is built for every triple in
+/// it, so a binary shares an invocation only with binaries that want exactly
+/// the same triples and build settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invocation<'r> {
+    pub settings: &'r BuildSettings,
+    /// Flags every triple of the call needs (see [`triple_rustflags`]);
+    /// cargo takes one set of rustflags per call, so triples that need
+    /// different ones go to different calls.
+    pub triple_flags: &'static [&'static str],
+    /// Sorted and without duplicates.
+    pub triples: Vec<&'r str>,
+    /// `(package, bin)`, sorted and without duplicates.
+    pub binaries: Vec<(&'r str, &'r str)>,
+}
+
+impl Invocation<'_> {
+    pub fn packages(&self) -> Vec<&str> {
+        let mut packages: Vec<&str> = self.binaries.iter().map(|(p, _)| *p).collect();
+        packages.dedup();
+        packages
+    }
+
+    pub fn bins(&self) -> Vec<&str> {
+        let mut bins: Vec<&str> = self.binaries.iter().map(|(_, b)| *b).collect();
+        bins.sort();
+        bins.dedup();
+        bins
+    }
+}
+
+/// Groups requests into as few cargo invocations as can build them without
+/// building any binary for a triple none of its images asked for: cargo
+/// builds every selected package for every `--target` of one call, so an
+/// amd64-only image sharing a call with an arm64 one would be compiled (and
+/// could fail to link) for arm64.
+pub fn invocations(requests: &[Request]) -> Vec<Invocation<'_>> {
+    // Each binary (under given settings) and the triples it is wanted for.
+    let mut wanted: BTreeMap<(&BuildSettings, &str, &str), Vec<&str>> = BTreeMap::new();
+    for r in requests {
+        wanted
+            .entry((&r.settings, &r.package, &r.bin))
+            .or_default()
+            .push(&r.triple);
+    }
+    let mut calls: BTreeMap<(&BuildSettings, Flags, Vec<&str>), Binaries<'_>> = BTreeMap::new();
+    for ((settings, package, bin), mut triples) in wanted {
+        triples.sort_unstable();
+        triples.dedup();
+        let mut by_flags: BTreeMap<Flags, Vec<&str>> = BTreeMap::new();
+        for triple in triples {
+            by_flags
+                .entry(triple_rustflags(triple))
+                .or_default()
+                .push(triple);
+        }
+        for (flags, triples) in by_flags {
+            calls
+                .entry((settings, flags, triples))
+                .or_default()
+                .push((package, bin));
+        }
+    }
+    calls
+        .into_iter()
+        .map(|((settings, triple_flags, triples), binaries)| Invocation {
+            settings,
+            triple_flags,
+            triples,
+            binaries,
+        })
+        .collect()
+}
+
+type Flags = &'static [&'static str];
+type Binaries<'r> = Vec<(&'r str, &'r str)>;
+
+/// The musl targets whose rustc default is dynamic linking (newer targets
+/// follow the host convention): scratch images need them static.
+const DYNAMIC_BY_DEFAULT: &[&str] = &["riscv64gc-unknown-linux-musl"];
+
+/// Flags a triple needs for a static executable beyond its defaults. An
+/// image's own rustflags come after them, so they can still say otherwise.
+pub fn triple_rustflags(triple: &str) -> &'static [&'static str] {
+    if DYNAMIC_BY_DEFAULT.contains(&triple) {
+        &["-Ctarget-feature=+crt-static"]
+    } else {
+        &[]
+    }
+}
+
 impl Compiler for Cargo<'_> {
     fn compile(&self, requests: &[Request]) -> Result<Vec<PathBuf>, CompileError> {
-        // Group requests that can share one invocation: same build settings.
-        let mut groups: BTreeMap<&BuildSettings, Vec<&Request>> = BTreeMap::new();
-        for r in requests {
-            groups.entry(&r.settings).or_default().push(r);
-        }
         let mut built: BTreeMap<(&str, &BuildSettings, &str, &str), PathBuf> = BTreeMap::new();
-        for (settings, group) in &groups {
-            let mut triples: Vec<&str> = group.iter().map(|r| r.triple.as_str()).collect();
-            triples.sort();
-            triples.dedup();
-            self.ensure_targets(&triples)?;
-            for artifact in self.build(&triples, settings, group)? {
-                let Some(r) = group.iter().find(|r| {
-                    self.manifests.get(&r.package) == Some(&artifact.manifest)
-                        && r.bin == artifact.bin
-                        && artifact.exe.starts_with(self.target_dir.join(&r.triple))
+        let calls = invocations(requests);
+        let mut triples: Vec<&str> = calls.iter().flat_map(|c| c.triples.clone()).collect();
+        triples.sort_unstable();
+        triples.dedup();
+        let sysroot = self.ensure_targets(&triples)?;
+        let toolchain_remap = sysroot.as_deref().and_then(rust_src_remap);
+        for call in &calls {
+            for artifact in self.build(call, toolchain_remap.as_deref())? {
+                let Some(&(package, bin)) = call.binaries.iter().find(|(package, bin)| {
+                    self.manifests.get(*package) == Some(&artifact.manifest) && *bin == artifact.bin
                 }) else {
                     continue;
                 };
-                built.insert((&r.triple, settings, &r.package, &r.bin), artifact.exe);
+                let Some(triple) = call
+                    .triples
+                    .iter()
+                    .find(|t| artifact.exe.starts_with(self.target_dir.join(t)))
+                else {
+                    continue;
+                };
+                built.insert((triple, call.settings, package, bin), artifact.exe);
             }
         }
         requests
@@ -109,6 +204,33 @@ impl Compiler for Cargo<'_> {
     }
 }
 
+fn rustc() -> std::ffi::OsString {
+    std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into())
+}
+
+/// The flag that maps the toolchain's `rust-src` copy of the standard
+/// library to `/rustc/<commit>`, the path the prebuilt standard library
+/// already records. With the `rust-src` component installed, rustc points
+/// the panic locations of generic standard-library code it instantiates at
+/// that local copy, which would put the toolchain's host path (and whether
+/// `rust-src` happens to be installed) into the binary.
+fn rust_src_remap(sysroot: &Path) -> Option<String> {
+    let out = Command::new(rustc()).arg("-vV").output().ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let commit = text
+        .lines()
+        .find_map(|l| l.strip_prefix("commit-hash: "))?
+        .trim();
+    if !out.status.success() || commit.is_empty() || commit == "unknown" {
+        return None;
+    }
+    let src = sysroot.join("lib/rustlib/src/rust");
+    Some(format!(
+        "--remap-path-prefix={}=/rustc/{commit}",
+        src.display()
+    ))
+}
+
 /// A binary cargo reported building.
 struct Artifact {
     manifest: PathBuf,
@@ -122,9 +244,9 @@ impl Cargo<'_> {
     }
 
     /// Installs the standard library of each target with rustup when it is
-    /// missing.
-    fn ensure_targets(&self, triples: &[&str]) -> Result<(), CompileError> {
-        let sysroot = Command::new(std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into()))
+    /// missing; returns the toolchain's sysroot when rustc names it.
+    fn ensure_targets(&self, triples: &[&str]) -> Result<Option<PathBuf>, CompileError> {
+        let sysroot = Command::new(rustc())
             .args(["--print", "sysroot"])
             .current_dir(self.workspace_root)
             .output()
@@ -139,7 +261,7 @@ impl Cargo<'_> {
                 self.install_target(triple)?;
             }
         }
-        Ok(())
+        Ok(sysroot)
     }
 
     fn install_target(&self, triple: &str) -> Result<(), CompileError> {
@@ -167,13 +289,14 @@ impl Cargo<'_> {
         }
     }
 
-    /// Runs one cargo build for every triple of a group.
+    /// Runs one cargo build: every binary of `call` for every triple of it.
     fn build(
         &self,
-        triples: &[&str],
-        settings: &BuildSettings,
-        group: &[&Request],
+        call: &Invocation<'_>,
+        toolchain_remap: Option<&str>,
     ) -> Result<Vec<Artifact>, CompileError> {
+        let settings = call.settings;
+        let triples = &call.triples;
         let mut cmd = Command::new(Self::cargo());
         cmd.current_dir(self.workspace_root)
             .args(["build", "--message-format=json-render-diagnostics"])
@@ -181,16 +304,11 @@ impl Cargo<'_> {
         for triple in triples {
             cmd.args(["--target", triple]);
         }
-        let mut packages: Vec<&str> = group.iter().map(|r| r.package.as_str()).collect();
-        packages.sort();
-        packages.dedup();
+        let packages = call.packages();
         for p in &packages {
             cmd.args(["--package", p]);
         }
-        let mut bins: Vec<&str> = group.iter().map(|r| r.bin.as_str()).collect();
-        bins.sort();
-        bins.dedup();
-        for bin in bins {
+        for bin in call.bins() {
             cmd.args(["--bin", bin]);
         }
         if self.shell.is_quiet() {
@@ -211,7 +329,8 @@ impl Cargo<'_> {
         }
         cmd.env(
             "CARGO_ENCODED_RUSTFLAGS",
-            self.rustflags(settings).join("\x1f"),
+            self.rustflags(settings, call.triple_flags, toolchain_remap)
+                .join("\x1f"),
         );
         for triple in triples.iter().filter(|t| is_foreign(t)) {
             // rust-lld ships with rustc and links musl's self-contained objects,
@@ -284,8 +403,14 @@ impl Cargo<'_> {
 
     /// The flags every image build gets: the caller's own `RUSTFLAGS` (cargo
     /// ignores them once the encoded form is set), the host paths remapped,
-    /// and the image's extra flags last so they win.
-    fn rustflags(&self, settings: &BuildSettings) -> Vec<String> {
+    /// what the triples need to link statically, and the image's extra flags
+    /// last so they win.
+    fn rustflags(
+        &self,
+        settings: &BuildSettings,
+        triple_flags: &[&str],
+        toolchain_remap: Option<&str>,
+    ) -> Vec<String> {
         let mut flags: Vec<String> = match std::env::var("CARGO_ENCODED_RUSTFLAGS") {
             Ok(s) if !s.is_empty() => s.split('\x1f').map(str::to_owned).collect(),
             _ => std::env::var("RUSTFLAGS")
@@ -305,6 +430,8 @@ impl Cargo<'_> {
         for (from, to) in remaps {
             flags.push(format!("--remap-path-prefix={}={to}", from.display()));
         }
+        flags.extend(toolchain_remap.map(str::to_owned));
+        flags.extend(triple_flags.iter().map(|f| (*f).to_owned()));
         flags.extend(settings.rustflags.iter().cloned());
         flags
     }
@@ -387,6 +514,136 @@ mod tests {
         let hint = c_compiler_hint("aarch64-linux-musl-gcc", &["aarch64-unknown-linux-musl"]);
         assert!(hint.contains("CC_aarch64_unknown_linux_musl"), "{hint}");
         assert!(hint.contains("clang --target=aarch64-linux-musl"), "{hint}");
+    }
+
+    fn settings(profile: &str) -> BuildSettings {
+        BuildSettings {
+            profile: profile.to_owned(),
+            rustflags: Vec::new(),
+            features: Vec::new(),
+            default_features: true,
+        }
+    }
+
+    fn request(package: &str, bin: &str, triple: &str, settings: &BuildSettings) -> Request {
+        Request {
+            package: package.to_owned(),
+            bin: bin.to_owned(),
+            triple: triple.to_owned(),
+            settings: settings.clone(),
+        }
+    }
+
+    const AMD64: &str = "x86_64-unknown-linux-musl";
+    const ARM64: &str = "aarch64-unknown-linux-musl";
+    const ARMV7: &str = "armv7-unknown-linux-musleabihf";
+
+    /// Every (package, bin, triple) that a list of invocations would make
+    /// cargo build.
+    fn built(calls: &[Invocation<'_>]) -> Vec<(String, String, String)> {
+        let mut all: Vec<_> = calls
+            .iter()
+            .flat_map(|c| {
+                // cargo builds each selected bin of each selected package
+                // for each target: the cross product is what it compiles.
+                c.binaries.iter().flat_map(|(p, b)| {
+                    c.triples
+                        .iter()
+                        .map(|t| (p.to_string(), b.to_string(), t.to_string()))
+                })
+            })
+            .collect();
+        all.sort();
+        all
+    }
+
+    #[test]
+    fn a_package_is_built_only_for_the_triples_its_images_ask_for() {
+        let release = settings("release");
+        let requests = vec![
+            request("hello", "hello", AMD64, &release),
+            request("hello", "hello", ARM64, &release),
+            request("native", "native", AMD64, &release),
+        ];
+        let calls = invocations(&requests);
+        assert_eq!(
+            built(&calls),
+            vec![
+                ("hello".into(), "hello".into(), ARM64.into()),
+                ("hello".into(), "hello".into(), AMD64.into()),
+                ("native".into(), "native".into(), AMD64.into()),
+            ],
+            "no aarch64 build of the amd64-only package: {calls:?}"
+        );
+        assert_eq!(calls.len(), 2);
+    }
+
+    #[test]
+    fn binaries_wanting_the_same_triples_share_one_invocation() {
+        let release = settings("release");
+        let requests = vec![
+            request("greeter", "greeter", AMD64, &release),
+            request("hello", "hello", ARM64, &release),
+            request("greeter", "greeter", ARM64, &release),
+            request("hello", "hello", AMD64, &release),
+            // Two images of one binary: asked twice, built once.
+            request("hello", "hello", AMD64, &release),
+        ];
+        let calls = invocations(&requests);
+        assert_eq!(calls.len(), 1, "{calls:?}");
+        assert_eq!(calls[0].triples, vec![ARM64, AMD64]);
+        assert_eq!(calls[0].packages(), vec!["greeter", "hello"]);
+        assert_eq!(calls[0].bins(), vec!["greeter", "hello"]);
+    }
+
+    #[test]
+    fn settings_and_triple_sets_both_split_invocations() {
+        let release = settings("release");
+        let dev = settings("dev");
+        let requests = vec![
+            request("a", "a", AMD64, &release),
+            request("a", "a", ARMV7, &release),
+            request("b", "b", ARMV7, &release),
+            request("c", "c", AMD64, &dev),
+            request("c", "c", ARMV7, &dev),
+        ];
+        let calls = invocations(&requests);
+        assert_eq!(calls.len(), 3, "{calls:?}");
+        for call in &calls {
+            for (package, bin) in &call.binaries {
+                for triple in &call.triples {
+                    assert!(
+                        requests.iter().any(|r| r.package == *package
+                            && r.bin == *bin
+                            && r.triple == *triple
+                            && r.settings == *call.settings),
+                        "{package}/{bin} built for {triple} with no request for it"
+                    );
+                }
+            }
+        }
+        // And every request is built somewhere.
+        for r in &requests {
+            assert!(calls.iter().any(|c| c.settings == &r.settings
+                && c.triples.contains(&r.triple.as_str())
+                && c.binaries.contains(&(r.package.as_str(), r.bin.as_str()))));
+        }
+    }
+
+    #[test]
+    fn a_triple_that_links_dynamically_by_default_gets_its_own_static_call() {
+        const RISCV64: &str = "riscv64gc-unknown-linux-musl";
+        let release = settings("release");
+        let requests = vec![
+            request("hello", "hello", AMD64, &release),
+            request("hello", "hello", RISCV64, &release),
+        ];
+        let calls = invocations(&requests);
+        assert_eq!(calls.len(), 2, "{calls:?}");
+        let riscv = calls.iter().find(|c| c.triples == [RISCV64]).unwrap();
+        assert_eq!(riscv.triple_flags, ["-Ctarget-feature=+crt-static"]);
+        let amd64 = calls.iter().find(|c| c.triples == [AMD64]).unwrap();
+        assert!(amd64.triple_flags.is_empty());
     }
 
     #[test]

@@ -1,25 +1,59 @@
-//! The static-linkage proof: an ELF executable for the expected machine with no
-//! `PT_INTERP` program header and no `DT_NEEDED` entry (System V gABI, chapter
-//! 5, "Program Loading and Dynamic Linking").
+//! The static-linkage proof: an ELF executable of the expected machine, class
+//! and byte order with no `PT_INTERP` program header and no `DT_NEEDED` entry
+//! (System V gABI, chapter 4 "ELF Header" and chapter 5, "Program Loading and
+//! Dynamic Linking").
 //!
 //! Static-pie passes: musl links it as `ET_DYN` with a dynamic section for
 //! self-relocation, but with no interpreter and no needed libraries. The check
 //! reads program headers only, which is what the kernel and the dynamic loader
-//! read, so stripping section headers cannot hide a dependency.
+//! read, so stripping section headers cannot hide a dependency. 32-bit and
+//! 64-bit files, of either byte order, are read with the same rules.
 
 use object::elf;
 use object::read::elf::{Dyn, FileHeader, ProgramHeader};
 use object::{Endianness, FileKind};
+
+/// The ELF file class: the width of addresses in the file's headers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Class {
+    Elf32,
+    Elf64,
+}
+
+impl Class {
+    fn describe(self) -> &'static str {
+        match self {
+            Class::Elf32 => "32-bit",
+            Class::Elf64 => "64-bit",
+        }
+    }
+}
+
+/// What a platform's binaries must be: the ELF header's `e_machine`, its
+/// class (`EI_CLASS`) and its byte order (`EI_DATA`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ElfMachine {
+    pub machine: elf::Machine,
+    pub class: Class,
+    pub endian: Endianness,
+}
 
 /// Why a binary cannot go into a scratch image.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NotStatic {
     #[error("it is not an ELF file ({0})")]
     NotElf(String),
-    #[error("it is a {found} ELF file; {expected} needs a 64-bit one")]
+    #[error("it is a {found} ELF file; {platform} needs a {expected} one")]
     WrongClass {
         found: &'static str,
-        expected: String,
+        expected: &'static str,
+        platform: String,
+    },
+    #[error("it is a {found} ELF file; {platform} needs a {expected} one")]
+    WrongEndian {
+        found: &'static str,
+        expected: &'static str,
+        platform: String,
     },
     #[error("it is built for {found} but the platform needs {expected}")]
     WrongMachine { found: String, expected: String },
@@ -60,15 +94,12 @@ fn describe_dynamic(interpreter: &Option<String>, needed: &[String]) -> String {
     s
 }
 
-/// Checks that `data` is a static executable for the ELF machine `machine`;
-/// `platform` names it in messages.
-pub fn check_static(data: &[u8], machine: elf::Machine, platform: &str) -> Result<(), NotStatic> {
+/// Checks that `data` is a static executable for `expected` (machine, class
+/// and byte order); `platform` names it in messages.
+pub fn check_static(data: &[u8], expected: ElfMachine, platform: &str) -> Result<(), NotStatic> {
     match FileKind::parse(data) {
-        Ok(FileKind::Elf64) => check::<elf::FileHeader64<Endianness>>(data, machine, platform),
-        Ok(FileKind::Elf32) => Err(NotStatic::WrongClass {
-            found: "32-bit",
-            expected: platform.to_owned(),
-        }),
+        Ok(FileKind::Elf64) => check::<elf::FileHeader64<Endianness>>(data, expected, platform),
+        Ok(FileKind::Elf32) => check::<elf::FileHeader32<Endianness>>(data, expected, platform),
         Ok(kind) => Err(NotStatic::NotElf(format!("{kind:?}"))),
         Err(_) => Err(NotStatic::NotElf("unrecognised format".to_owned())),
     }
@@ -76,17 +107,38 @@ pub fn check_static(data: &[u8], machine: elf::Machine, platform: &str) -> Resul
 
 fn check<H: FileHeader<Endian = Endianness>>(
     data: &[u8],
-    machine: elf::Machine,
+    expected: ElfMachine,
     platform: &str,
 ) -> Result<(), NotStatic> {
     let malformed = |e: object::Error| NotStatic::Malformed(e.to_string());
     let header = H::parse(data).map_err(malformed)?;
     let endian = header.endian().map_err(malformed)?;
+    // The machine first: a binary for another architecture usually differs
+    // in class too, and its machine is what the user needs to hear.
     let found = header.e_machine(endian);
-    if found != machine {
+    if found != expected.machine {
         return Err(NotStatic::WrongMachine {
             found: machine_name(found),
-            expected: format!("{} ({platform})", machine_name(machine)),
+            expected: format!("{} ({platform})", machine_name(expected.machine)),
+        });
+    }
+    let class = if header.is_type_64() {
+        Class::Elf64
+    } else {
+        Class::Elf32
+    };
+    if class != expected.class {
+        return Err(NotStatic::WrongClass {
+            found: class.describe(),
+            expected: expected.class.describe(),
+            platform: platform.to_owned(),
+        });
+    }
+    if endian != expected.endian {
+        return Err(NotStatic::WrongEndian {
+            found: endian_name(endian),
+            expected: endian_name(expected.endian),
+            platform: platform.to_owned(),
         });
     }
     let kind = header.e_type(endian);
@@ -161,16 +213,25 @@ fn check<H: FileHeader<Endian = Endianness>>(
 }
 
 fn machine_name(machine: elf::Machine) -> String {
-    if machine == elf::EM_X86_64 {
-        "x86_64".to_owned()
-    } else if machine == elf::EM_AARCH64 {
-        "aarch64".to_owned()
-    } else if machine == elf::EM_386 {
-        "i386".to_owned()
-    } else if machine == elf::EM_ARM {
-        "arm".to_owned()
-    } else {
-        format!("{machine:?}")
+    let name = match machine {
+        elf::EM_X86_64 => "x86_64",
+        elf::EM_AARCH64 => "aarch64",
+        elf::EM_386 => "i386",
+        elf::EM_ARM => "arm",
+        elf::EM_RISCV => "riscv",
+        elf::EM_PPC64 => "ppc64",
+        elf::EM_PPC => "ppc",
+        elf::EM_S390 => "s390",
+        elf::EM_MIPS => "mips",
+        _ => return format!("ELF machine {}", machine.0),
+    };
+    name.to_owned()
+}
+
+fn endian_name(endian: Endianness) -> &'static str {
+    match endian {
+        Endianness::Little => "little-endian",
+        Endianness::Big => "big-endian",
     }
 }
 

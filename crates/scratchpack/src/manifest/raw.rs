@@ -56,6 +56,8 @@ pub(crate) struct RawImage {
     pub provenance: Option<S<bool>>,
     pub signature_format: Option<S<String>>,
     pub builder_id: Option<S<String>>,
+    pub unpack_limits: Option<S<RawUnpackLimits>>,
+    pub require_all_platforms: Option<S<bool>>,
     pub tests: Option<Vec<(S<String>, RawTest)>>,
     /// Where each key was written, for keys that are allowed only in one of
     /// `[defaults]` and an image.
@@ -67,6 +69,16 @@ pub(crate) struct RawImage {
 pub(crate) enum RawEpoch {
     Seconds(i64),
     Word(String),
+}
+
+/// `unpack-limits = { max-bytes = …, max-entries = …, max-depth = …,
+/// max-name-bytes = … }`: each key as written.
+#[derive(Debug, Default)]
+pub(crate) struct RawUnpackLimits {
+    pub max_bytes: Option<S<i64>>,
+    pub max_entries: Option<S<i64>>,
+    pub max_depth: Option<S<i64>>,
+    pub max_name_bytes: Option<S<i64>>,
 }
 
 /// One named image test.
@@ -84,6 +96,7 @@ pub(crate) struct RawTest {
     pub files: Option<Vec<RawFileCheck>>,
     pub absent: Option<S<Vec<S<String>>>>,
     pub config: Option<RawConfigCheck>,
+    pub seccomp: Option<S<bool>>,
     /// The known keys the test sets, read or not: what kind of test it is
     /// does not depend on whether its values were well typed.
     pub keys: Vec<&'static str>,
@@ -165,6 +178,8 @@ pub(crate) const IMAGE_KEYS: &[&str] = &[
     "provenance",
     "signature-format",
     "builder-id",
+    "unpack-limits",
+    "require-all-platforms",
     "tests",
 ];
 
@@ -194,6 +209,7 @@ pub(crate) const TEST_KEYS: &[&str] = &[
     "files",
     "absent",
     "config",
+    "seccomp",
 ];
 /// Test keys that make a test a structure test; the others make it a command test.
 pub(crate) const STRUCTURE_KEYS: &[&str] = &["files", "absent", "config"];
@@ -202,6 +218,7 @@ const FILE_CHECK_KEYS: &[&str] = &["path", "mode", "type"];
 const CONFIG_CHECK_KEYS: &[&str] = &["entrypoint", "cmd", "user", "workdir", "env", "ports"];
 const FILE_KEYS: &[&str] = &["src", "dst", "mode"];
 const DIR_KEYS: &[&str] = &["path", "mode"];
+const UNPACK_LIMIT_KEYS: &[&str] = &["max-bytes", "max-entries", "max-depth", "max-name-bytes"];
 
 type V<'i> = Spanned<DeValue<'i>>;
 
@@ -482,6 +499,8 @@ impl Walker<'_> {
                 "provenance" => r.provenance = self.boolean(what, v),
                 "signature-format" => r.signature_format = self.string(what, v),
                 "builder-id" => r.builder_id = self.string(what, v),
+                "unpack-limits" => r.unpack_limits = self.unpack_limits(what, v),
+                "require-all-platforms" => r.require_all_platforms = self.boolean(what, v),
                 "source-date-epoch" => {
                     r.source_date_epoch = match v.get_ref() {
                         DeValue::String(s) => {
@@ -630,6 +649,7 @@ impl Walker<'_> {
                     }
                 }
                 "user" => r.user = self.string(what, v),
+                "seccomp" => r.seccomp = self.boolean(what, v),
                 "workdir" => r.workdir = self.string(what, v),
                 "exit-code" => {
                     r.exit_code = match v.get_ref() {
@@ -696,6 +716,32 @@ impl Walker<'_> {
             }
         }
         r
+    }
+
+    fn unpack_limits(&mut self, what: &str, v: &V<'_>) -> Option<S<RawUnpackLimits>> {
+        let t = self.table(what, v)?;
+        let mut limits = RawUnpackLimits::default();
+        for (key, value) in t.iter() {
+            let w = format!("`{}` in {what}", key.get_ref());
+            let slot = match key.get_ref().as_ref() {
+                "max-bytes" => &mut limits.max_bytes,
+                "max-entries" => &mut limits.max_entries,
+                "max-depth" => &mut limits.max_depth,
+                "max-name-bytes" => &mut limits.max_name_bytes,
+                _ => {
+                    self.unknown_key(key, what, UNPACK_LIMIT_KEYS);
+                    continue;
+                }
+            };
+            *slot = match value.get_ref() {
+                DeValue::Integer(_) => self.integer(value).map(|i| Spanned::new(value.span(), i)),
+                _ => {
+                    self.wrong_type(&w, "a positive integer", value);
+                    None
+                }
+            };
+        }
+        Some(Spanned::new(v.span(), limits))
     }
 
     fn output(&mut self, what: &str, v: &V<'_>) -> Option<RawOutput> {

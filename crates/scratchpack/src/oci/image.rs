@@ -77,7 +77,9 @@ impl Image {
             &Config {
                 architecture: platform.architecture().to_owned(),
                 os: platform.os().to_owned(),
-                variant: None,
+                // Absent for platforms without a variant, so their bytes
+                // are as they always were.
+                variant: platform.variant().map(str::to_owned),
                 created: Some(created.clone()),
                 config: exec_config(&plan.config),
                 rootfs: RootFs {
@@ -117,7 +119,7 @@ impl Image {
             platform: Some(PlatformSpec {
                 architecture: self.platform.architecture().to_owned(),
                 os: self.platform.os().to_owned(),
-                variant: None,
+                variant: self.platform.variant().map(str::to_owned),
             }),
             ..self.manifest.descriptor()
         }

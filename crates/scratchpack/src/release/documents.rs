@@ -60,6 +60,8 @@ pub struct Platform<'a> {
     pub target: &'a PlatformTarget,
     /// The platform manifest's digest: the subject of every statement.
     pub digest: &'a Digest,
+    /// `os/architecture[/variant]`, as provenance records it.
+    pub name: &'a str,
     pub os: &'a str,
     pub architecture: &'a str,
     /// The name subjects carry: `registry/repository`, or the image name.
@@ -116,7 +118,7 @@ pub fn documents(
         let build = provenance::Build {
             manifest_path: manifest_path.to_owned(),
             image: image.name.clone(),
-            platform: format!("{}/{}", p.os, p.architecture),
+            platform: p.name.to_owned(),
             package: image.package.clone(),
             target: p.target.triple.clone(),
             profile: image.build.profile.clone(),

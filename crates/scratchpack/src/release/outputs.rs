@@ -64,10 +64,11 @@ pub fn files(
     for p in &built.platforms {
         let stem = p.platform.replace('/', "-");
         let digest = Digest::parse(&p.manifest).ok_or_else(|| bad("a manifest digest is bad"))?;
-        let (os, architecture) = p
-            .platform
-            .split_once('/')
-            .ok_or_else(|| bad("a platform has no os"))?;
+        // `os/architecture[/variant]`: the SBOM names the first two.
+        let mut parts = p.platform.split('/');
+        let (Some(os), Some(architecture)) = (parts.next(), parts.next()) else {
+            return Err(bad("a platform has no architecture"));
+        };
         let target = image
             .targets
             .iter()
@@ -77,6 +78,7 @@ pub fn files(
             image,
             target,
             digest: &digest,
+            name: &p.platform,
             os,
             architecture,
             reference: &reference,

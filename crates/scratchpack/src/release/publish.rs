@@ -112,6 +112,18 @@ pub struct PlatformManifest {
     pub descriptor: Descriptor,
     pub os: String,
     pub architecture: String,
+    /// The CPU variant (`v7` of `linux/arm/v7`), when the image names one.
+    pub variant: Option<String>,
+}
+
+impl PlatformManifest {
+    /// `os/architecture[/variant]`, as images.toml names platforms.
+    pub fn name(&self) -> String {
+        match &self.variant {
+            Some(v) => format!("{}/{}/{v}", self.os, self.architecture),
+            None => format!("{}/{}", self.os, self.architecture),
+        }
+    }
 }
 
 /// A pushed image as the registry holds it.
@@ -173,6 +185,7 @@ pub fn read_pushed(session: &mut Session<'_, '_>, digest: &Digest) -> Result<Pus
                 ),
                 os: platform.os,
                 architecture: platform.architecture,
+                variant: platform.variant,
             });
         }
     } else {
@@ -188,6 +201,7 @@ pub fn read_pushed(session: &mut Session<'_, '_>, digest: &Digest) -> Result<Pus
             descriptor: top_descriptor.clone(),
             os: config.os,
             architecture: config.architecture,
+            variant: config.variant,
         });
     }
     Ok(Pushed {
@@ -259,7 +273,7 @@ impl Publisher<'_> {
             None
         };
         for platform in &pushed.platforms {
-            let name = format!("{}/{}", platform.os, platform.architecture);
+            let name = platform.name();
             let target = image
                 .targets
                 .iter()
@@ -275,6 +289,7 @@ impl Publisher<'_> {
                     image,
                     target,
                     digest: &platform.descriptor.digest,
+                    name: &name,
                     os: &platform.os,
                     architecture: &platform.architecture,
                     reference: &reference,

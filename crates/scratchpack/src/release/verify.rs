@@ -126,7 +126,7 @@ fn verify_pushed(
     }
     for platform in &pushed.platforms {
         let d = &platform.descriptor.digest;
-        let arch = format!("{}/{}", platform.os, platform.architecture);
+        let arch = platform.name();
         let att = if format.tags() {
             read_layers(session, &super::sign::attestation_tag(d))?
         } else {
