@@ -421,4 +421,30 @@ fn images_sign_writes_verifiable_bundles_and_documents_beside_the_layout() {
             && stdout.contains("6 verified, 1 failed"),
         "{stdout}"
     );
+
+    // Building again with nothing changed leaves the files alone; a changed
+    // file is noticed and written anew, and verifies again.
+    let again = |what: &str| {
+        let out = run(cli()
+            .current_dir(repo_root())
+            .env("CARGO_TARGET_DIR", crate::support::nested_target_dir())
+            .env("COSIGN_PASSWORD", "hello")
+            .args(["images", "hello", "--sign", "--key"])
+            .arg(repo_root().join(COSIGN_KEY))
+            .arg("--out")
+            .arg(out_dir.path()));
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{what}: {stderr}");
+        stderr.contains("hello.release")
+    };
+    assert!(
+        again("the run after tampering"),
+        "a changed file is rewritten"
+    );
+    assert!(verify(&public).status.success());
+    assert!(
+        !again("a run with nothing changed"),
+        "nothing changed, nothing written"
+    );
+    assert!(verify(&public).status.success());
 }

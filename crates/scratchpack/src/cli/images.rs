@@ -1,6 +1,7 @@
 //! `cargo xtask images [NAME…]`: build images and print what was built.
 
 use std::io::Write;
+use std::path::PathBuf;
 
 use super::table::human_size;
 use super::{Common, Context, Failure, MessageFormat, Target, build_selected};
@@ -64,10 +65,14 @@ fn write_release_files(
         })
         .collect();
     let manifest_path = super::sign::relative_manifest_path(common, ctx);
+    let cargo_manifests: Vec<PathBuf> = std::iter::once(ctx.workspace.root.join("Cargo.toml"))
+        .chain(ctx.workspace.manifests.values().cloned())
+        .collect();
     let ws = outputs::Workspace {
         root: &ctx.workspace.root,
         manifest_path: &manifest_path,
         epoch: ctx.epoch,
+        cargo_manifests: cargo_manifests.iter().map(PathBuf::as_path).collect(),
     };
     let signer = signer.map(|s| s as &dyn Signer);
     for (dir, count) in outputs::write(&ctx.out_dir, &pairs, &ws, signer)? {

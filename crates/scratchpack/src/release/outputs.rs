@@ -46,6 +46,76 @@ pub struct Workspace<'a> {
     pub root: &'a Path,
     pub manifest_path: &'a str,
     pub epoch: u64,
+    /// Every member's Cargo.toml: what `cargo tree` reads besides Cargo.lock,
+    /// so part of what decides whether the files are still current.
+    pub cargo_manifests: Vec<&'a Path>,
+}
+
+/// Everything the release files of one image are made from, for the record
+/// that lets a run with nothing changed skip `cargo tree` and signing. Paths
+/// are left out, so checkouts elsewhere share it.
+#[derive(serde::Serialize)]
+struct KeyInputs<'a> {
+    image: &'a str,
+    settings: String,
+    build: String,
+    targets: Vec<&'a str>,
+    reference: String,
+    top: &'a str,
+    manifests: Vec<&'a str>,
+    manifest_path: &'a str,
+    epoch: u64,
+    cargo_lock: String,
+    cargo_manifests: Vec<String>,
+    source: String,
+    toolchain: String,
+    /// The key's hint: a new key signs anew.
+    signer: Option<String>,
+}
+
+fn key(
+    image: &ImagePlan,
+    built: &BuiltImage,
+    ws: &Workspace<'_>,
+    inputs: &BuildInputs,
+    manifests: &[String],
+    signer: Option<&dyn Signer>,
+) -> String {
+    crate::cache::key(&KeyInputs {
+        image: &image.name,
+        settings: format!("{:?}", image.release),
+        build: format!("{:?}", image.build),
+        targets: image.targets.iter().map(|t| t.triple.as_str()).collect(),
+        reference: crate::oci::image::repository(image),
+        top: &built.digest,
+        manifests: built
+            .platforms
+            .iter()
+            .map(|p| p.manifest.as_str())
+            .collect(),
+        manifest_path: ws.manifest_path,
+        epoch: ws.epoch,
+        cargo_lock: inputs.cargo_lock.to_string(),
+        cargo_manifests: manifests.to_vec(),
+        source: format!("{:?}", inputs.source),
+        toolchain: format!("{:?}", inputs.toolchain),
+        signer: signer.map(|s| format!("{:?}", s.material())),
+    })
+}
+
+/// Whether the release directory still holds exactly the recorded files.
+fn intact(dir: &Path, recorded: &[(String, String)]) -> bool {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return false;
+    };
+    if entries.count() != recorded.len() {
+        return false;
+    }
+    recorded.iter().all(|(name, digest)| {
+        let path = dir.join(name);
+        std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_file())
+            && std::fs::read(&path).is_ok_and(|b| Digest::of(&b).as_str() == digest)
+    })
 }
 
 /// The files of one image's release directory, by file name, in the order
@@ -115,7 +185,9 @@ pub fn files(
 
 /// Writes the release directory of each built image whose settings ask for
 /// anything (or when signing), replacing the previous one whole; returns the
-/// directories written. Nothing is replaced that this tool did not write.
+/// directories written. A directory whose inputs did not change and whose
+/// files are as recorded is left as it is. Nothing is replaced that this tool
+/// did not write.
 pub fn write(
     out_dir: &Path,
     images: &[(&ImagePlan, &BuiltImage)],
@@ -135,29 +207,36 @@ pub fn write(
     for (plan, _) in &wanted {
         lock.check_replaceable(&dir_name(&plan.name))?;
     }
-    let inputs = if wanted.iter().any(|(plan, _)| plan.release.provenance) {
-        Some(
-            BuildInputs::read(ws.root).map_err(|source| OutputsError::Documents {
-                image: wanted[0].0.name.clone(),
-                source: Box::new(source),
-            })?,
-        )
-    } else {
-        None
-    };
+    let inputs = BuildInputs::read(ws.root).map_err(|source| OutputsError::Documents {
+        image: wanted[0].0.name.clone(),
+        source: Box::new(source),
+    })?;
+    let manifests: Vec<String> = ws
+        .cargo_manifests
+        .iter()
+        .map(|p| std::fs::read(p).map_or_else(|_| String::new(), |b| Digest::of(&b).to_string()))
+        .collect();
     // Every document is made before anything is written.
     let mut made = Vec::new();
     for (plan, built) in &wanted {
-        let files = files(plan, built, ws, inputs.as_ref(), signer).map_err(|source| {
+        let name = dir_name(&plan.name);
+        let key = key(plan, built, ws, &inputs, &manifests, signer);
+        let record = crate::cache::record_path(out_dir, "images", &name);
+        if let Some(recorded) = crate::cache::lookup::<Vec<(String, String)>>(&record, &key)
+            && intact(&out_dir.join(&name), &recorded)
+        {
+            continue;
+        }
+        let files = files(plan, built, ws, Some(&inputs), signer).map_err(|source| {
             OutputsError::Documents {
                 image: plan.name.clone(),
                 source: Box::new(source),
             }
         })?;
-        made.push((dir_name(&plan.name), files));
+        made.push((name, key, record, files));
     }
     let mut written = Vec::new();
-    for (name, files) in made {
+    for (name, key, record, files) in made {
         let dest = out_dir.join(&name);
         let write_err = |source| OutputsError::Write {
             path: dest.clone(),
@@ -171,6 +250,15 @@ pub fn write(
         .map_err(write_err)?;
         lock.claim(&name).map_err(write_err)?;
         lock.publish_dir(tmp, &dest).map_err(write_err)?;
+        let recorded: Vec<(String, String)> = files
+            .iter()
+            .map(|(f, b)| (f.clone(), Digest::of(b).to_string()))
+            .collect();
+        lock.write_state(&record, &crate::cache::encode(&key, &recorded))
+            .map_err(|source| OutputsError::Write {
+                path: record.clone(),
+                source,
+            })?;
         written.push((dest, files.len()));
     }
     Ok(written)
@@ -234,6 +322,7 @@ mod tests {
             root: dir.path(),
             manifest_path: "images.toml",
             epoch: 0,
+            cargo_manifests: Vec::new(),
         };
         let e = write(&out, &[(&image, &b)], &ws, None).unwrap_err();
         assert!(
@@ -256,6 +345,7 @@ mod tests {
             root: dir.path(),
             manifest_path: "images.toml",
             epoch: 0,
+            cargo_manifests: Vec::new(),
         };
         assert!(write(&out, &[(&image, &b)], &ws, None).unwrap().is_empty());
         assert!(!out.join("app.release").exists());
