@@ -289,3 +289,162 @@ fn slsa_provenance_validates_and_its_envelope_verifies() {
         "buildTypo",
     );
 }
+
+#[test]
+fn images_sign_writes_verifiable_bundles_and_documents_beside_the_layout() {
+    let Some(oracles) = oracles() else { return };
+    let out_dir = tempfile::tempdir().unwrap();
+    let out = run(cli()
+        .current_dir(repo_root())
+        .env("CARGO_TARGET_DIR", crate::support::nested_target_dir())
+        .env("COSIGN_PASSWORD", "hello")
+        .args(["images", "hello", "--message-format", "json", "--sign"])
+        .arg("--key")
+        .arg(repo_root().join(COSIGN_KEY))
+        .arg("--out")
+        .arg(out_dir.path()));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let built = crate::support::built_images(&out);
+    let hello = &built[0];
+    let dir = out_dir.path().join("hello.release");
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    let mut want = vec!["index.sigstore.json".to_owned()];
+    for p in ["linux-amd64", "linux-arm64"] {
+        for kind in [
+            "manifest.sigstore",
+            "provenance",
+            "provenance.sigstore",
+            "spdx",
+            "spdx.sigstore",
+        ] {
+            want.push(format!("{p}.{kind}.json"));
+        }
+    }
+    want.sort();
+    assert_eq!(names, want);
+
+    let public = repo_root().join(COSIGN_PUB);
+    let top = hello["digest"]
+        .as_str()
+        .unwrap()
+        .strip_prefix("sha256:")
+        .unwrap();
+    assert_accepted(
+        &oracles.verify_bundle(&dir.join("index.sigstore.json"), &public, top),
+        "the index signature in the output directory",
+    );
+    for p in hello["platforms"].as_array().unwrap() {
+        let stem = p["platform"].as_str().unwrap().replace('/', "-");
+        let hex = p["manifest"]
+            .as_str()
+            .unwrap()
+            .strip_prefix("sha256:")
+            .unwrap();
+        for kind in ["manifest", "spdx", "provenance"] {
+            let bundle = dir.join(format!("{stem}.{kind}.sigstore.json"));
+            assert_accepted(
+                &oracles.verify_bundle(&bundle, &public, hex),
+                &format!("{stem}'s {kind} bundle"),
+            );
+        }
+        // The signed statement holds exactly the document written beside it.
+        for kind in ["spdx", "provenance"] {
+            let bundle: Bundle = serde_json::from_slice(
+                &std::fs::read(dir.join(format!("{stem}.{kind}.sigstore.json"))).unwrap(),
+            )
+            .unwrap();
+            let key = keys::read_public_key(&public).unwrap();
+            let statement: Statement =
+                serde_json::from_slice(&bundle.dsse_envelope.verify(&key).unwrap()).unwrap();
+            let document: serde_json::Value = serde_json::from_slice(
+                &std::fs::read(dir.join(format!("{stem}.{kind}.json"))).unwrap(),
+            )
+            .unwrap();
+            if kind == "provenance" {
+                assert_eq!(serde_json::to_value(&statement).unwrap(), document);
+            } else {
+                assert_eq!(statement.predicate, document);
+            }
+        }
+    }
+    // A wrong key is refused for the files as for the registry.
+    let (other_dir, _) = keygen();
+    let other = other_dir.path().join("cosign.pub");
+    assert_rejected(
+        &oracles.verify_bundle(&dir.join("index.sigstore.json"), &other, top),
+        "the index signature checked with another key",
+        "signature verification failed",
+    );
+
+    // `verify --layout` checks the same offline, and names what fails.
+    let verify = |key: &Path| {
+        run(cli()
+            .current_dir(repo_root())
+            .args(["verify", "hello", "--layout", "--key"])
+            .arg(key)
+            .arg("--out")
+            .arg(out_dir.path()))
+    };
+    let ok = verify(&public);
+    let stdout = String::from_utf8_lossy(&ok.stdout);
+    assert!(
+        ok.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert!(stdout.contains("7 verified, 0 failed"), "{stdout}");
+    let wrong = verify(&other);
+    assert_eq!(wrong.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&wrong.stdout).contains("0 verified, 7 failed"));
+    // An SBOM changed after signing.
+    let spdx = dir.join("linux-arm64.spdx.json");
+    let mut doc: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&spdx).unwrap()).unwrap();
+    doc["name"] = "tampered".into();
+    std::fs::write(&spdx, serde_json::to_vec(&doc).unwrap()).unwrap();
+    let tampered = verify(&public);
+    let stdout = String::from_utf8_lossy(&tampered.stdout);
+    assert_eq!(tampered.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("FAILED   hello: SPDX SBOM of linux/arm64")
+            && stdout.contains(
+                "linux-arm64.spdx.json differs from what linux-arm64.spdx.sigstore.json signs"
+            )
+            && stdout.contains("6 verified, 1 failed"),
+        "{stdout}"
+    );
+
+    // Building again with nothing changed leaves the files alone; a changed
+    // file is noticed and written anew, and verifies again.
+    let again = |what: &str| {
+        let out = run(cli()
+            .current_dir(repo_root())
+            .env("CARGO_TARGET_DIR", crate::support::nested_target_dir())
+            .env("COSIGN_PASSWORD", "hello")
+            .args(["images", "hello", "--sign", "--key"])
+            .arg(repo_root().join(COSIGN_KEY))
+            .arg("--out")
+            .arg(out_dir.path()));
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{what}: {stderr}");
+        stderr.contains("hello.release")
+    };
+    assert!(
+        again("the run after tampering"),
+        "a changed file is rewritten"
+    );
+    assert!(verify(&public).status.success());
+    assert!(
+        !again("a run with nothing changed"),
+        "nothing changed, nothing written"
+    );
+    assert!(verify(&public).status.success());
+}

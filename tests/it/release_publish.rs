@@ -452,6 +452,11 @@ fn settings_choose_formats_and_sign_needs_a_recorded_push_or_a_digest() {
 
 /// Pushes a small artifact manifest (empty config, no layers) and returns
 /// its descriptor, as a referrers index lists it.
+/// A descriptor written as JSON, as the referrers code takes it.
+fn typed(v: &serde_json::Value) -> scratchpack::oci::Descriptor {
+    serde_json::from_value(v.clone()).unwrap()
+}
+
 fn artifact(s: &mut Session<'_, '_>, kind: &str) -> serde_json::Value {
     let config = s.put_blob(b"{}").unwrap();
     let manifest = serde_json::to_vec(&serde_json::json!({
@@ -508,9 +513,9 @@ fn the_referrers_tag_index_is_read_modified_and_written_keeping_other_entries() 
         digest: Digest::parse(ours["digest"].as_str().unwrap()).unwrap(),
         subject_indexed: false,
     };
-    s.add_referrer(&subject, &ours, &stored).unwrap();
+    s.add_referrer(&subject, &typed(&ours), &stored).unwrap();
     // Adding it twice lists it once.
-    s.add_referrer(&subject, &ours, &stored).unwrap();
+    s.add_referrer(&subject, &typed(&ours), &stored).unwrap();
     let listed = s.referrers(&subject).unwrap();
     assert_eq!(listed.descriptors, vec![foreign, ours]);
 
@@ -520,6 +525,6 @@ fn the_referrers_tag_index_is_read_modified_and_written_keeping_other_entries() 
         digest: Digest::parse(other["digest"].as_str().unwrap()).unwrap(),
         subject_indexed: true,
     };
-    s.add_referrer(&subject, &other, &indexed).unwrap();
+    s.add_referrer(&subject, &typed(&other), &indexed).unwrap();
     assert_eq!(s.referrers(&subject).unwrap().descriptors.len(), 2);
 }

@@ -104,6 +104,37 @@ fn two_checkouts_a_clean_rebuild_and_the_epoch() {
         String::from_utf8_lossy(&diff.stdout)
     );
 
+    // That comparison covers the SBOMs and provenance beside each layout;
+    // they are there, and about the very manifests both checkouts built.
+    for (name, (_, manifests, _)) in &first {
+        let dir = a
+            .path()
+            .join("target/images")
+            .join(format!("{name}.release"));
+        for platform in ["linux-amd64", "linux-arm64"] {
+            for kind in ["spdx", "provenance"] {
+                let path = dir.join(format!("{platform}.{kind}.json"));
+                let doc: serde_json::Value = serde_json::from_slice(
+                    &std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
+                )
+                .unwrap();
+                let about = match kind {
+                    "spdx" => doc["packages"][0]["versionInfo"]
+                        .as_str()
+                        .map(str::to_owned),
+                    _ => doc["subject"][0]["digest"]["sha256"]
+                        .as_str()
+                        .map(|h| format!("sha256:{h}")),
+                };
+                assert!(
+                    about.as_ref().is_some_and(|d| manifests.contains(d)),
+                    "{} is about {about:?}, not one of {manifests:?}",
+                    path.display()
+                );
+            }
+        }
+    }
+
     // After `cargo clean` everything is compiled again.
     let clean = run(std::process::Command::new(env!("CARGO"))
         .arg("clean")

@@ -399,7 +399,7 @@ pub fn main() -> ExitCode {
                 target: args.push_target,
                 message_format: args.message_format,
                 #[cfg(feature = "sign")]
-                sign: Default::default(),
+                sign: args.sign,
                 common: args.common,
             })
         }),

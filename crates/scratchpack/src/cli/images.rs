@@ -1,10 +1,13 @@
 //! `cargo xtask images [NAME…]`: build images and print what was built.
 
 use std::io::Write;
+use std::path::PathBuf;
 
 use super::table::human_size;
-use super::{Common, Failure, MessageFormat, Target, build_selected};
+use super::{Common, Context, Failure, MessageFormat, Target, build_selected};
 use crate::build::{BuiltImage, short};
+use crate::release::outputs;
+use crate::release::sign::{KeySigner, Signer};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -20,6 +23,8 @@ pub struct Args {
     #[command(flatten)]
     pub(super) push_target: Target,
     #[command(flatten)]
+    pub(super) sign: super::sign::SignFlags,
+    #[command(flatten)]
     pub(super) common: Common,
 }
 
@@ -27,7 +32,9 @@ pub struct Args {
 pub fn run(args: Args) -> Result<(), Failure> {
     args.push_target.require_push(args.push)?;
     let ctx = args.common.load()?;
+    let signer = args.sign.signer()?;
     let built = build_selected(&ctx, &args.names)?;
+    write_release_files(&ctx, &args.common, &built, signer.as_ref())?;
     let mut out = std::io::stdout().lock();
     match args.message_format {
         MessageFormat::Json => {
@@ -38,6 +45,49 @@ pub fn run(args: Args) -> Result<(), Failure> {
             }
         }
         MessageFormat::Human => write!(out, "{}", table(&built))?,
+    }
+    Ok(())
+}
+
+/// Writes each image's SBOMs and provenance (signed, with a key) into
+/// `<out>/<name>.release/`.
+fn write_release_files(
+    ctx: &Context,
+    common: &Common,
+    built: &[BuiltImage],
+    signer: Option<&KeySigner>,
+) -> Result<(), Failure> {
+    let pairs: Vec<_> = built
+        .iter()
+        .filter_map(|b| {
+            let plan = ctx.plan.images.iter().find(|i| i.name == b.name)?;
+            Some((plan, b))
+        })
+        .collect();
+    let manifest_path = super::sign::relative_manifest_path(common, ctx);
+    let cargo_manifests: Vec<PathBuf> = std::iter::once(ctx.workspace.root.join("Cargo.toml"))
+        .chain(ctx.workspace.manifests.values().cloned())
+        .collect();
+    let ws = outputs::Workspace {
+        root: &ctx.workspace.root,
+        manifest_path: &manifest_path,
+        epoch: ctx.epoch,
+        cargo_manifests: cargo_manifests.iter().map(PathBuf::as_path).collect(),
+    };
+    let signer = signer.map(|s| s as &dyn Signer);
+    for (dir, count) in outputs::write(&ctx.out_dir, &pairs, &ws, signer)? {
+        ctx.shell.status(
+            if signer.is_some() {
+                "Signed"
+            } else {
+                "Described"
+            },
+            format!(
+                "{} ({count} file{})",
+                dir.display(),
+                if count == 1 { "" } else { "s" }
+            ),
+        );
     }
     Ok(())
 }

@@ -13,7 +13,6 @@ use crate::oci::Digest;
 use crate::registry::{self, Repository};
 use crate::release::keys::{self, PrivateKey};
 use crate::release::publish::{self, Publisher, SignReport};
-use crate::release::settings;
 use crate::release::sign::KeySigner;
 
 #[derive(Debug, clap::Args)]
@@ -187,6 +186,17 @@ pub fn manifest_path(common: &Common, ctx: &Context) -> PathBuf {
         .unwrap_or_else(|| ctx.workspace.root.join(manifest::FILE_NAME))
 }
 
+/// images.toml's path as provenance records it: relative to the workspace
+/// root, so that checkouts at different paths record the same.
+pub fn relative_manifest_path(common: &Common, ctx: &Context) -> String {
+    let manifest = manifest_path(common, ctx);
+    manifest
+        .strip_prefix(&ctx.workspace.root)
+        .unwrap_or(&manifest)
+        .to_string_lossy()
+        .into_owned()
+}
+
 /// Reads the private key, with the password from `COSIGN_PASSWORD`.
 pub fn load_signer(path: &Path) -> Result<KeySigner, Failure> {
     let password = keys::password_from_env().map_err(|e| Failure::Usage(e.into()))?;
@@ -198,7 +208,8 @@ pub fn load_signer(path: &Path) -> Result<KeySigner, Failure> {
 /// `push --sign --key FILE`.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct SignFlags {
-    /// Sign what was pushed, and attach its SBOMs and provenance
+    /// Sign the images and attest their SBOMs and provenance (in the registry
+    /// after a push, in `<out>/<name>.release/` otherwise)
     #[arg(long, requires = "key")]
     sign: bool,
     /// cosign's encrypted private key for --sign (password in COSIGN_PASSWORD)
@@ -245,19 +256,12 @@ fn sign_all(
     signer: &KeySigner,
     located: &[Located<'_>],
 ) -> Result<(), Failure> {
-    let manifest = manifest_path(common, ctx);
-    let settings = settings::load(&manifest).map_err(|e| Failure::Usage(e.into()))?;
-    let relative = manifest
-        .strip_prefix(&ctx.workspace.root)
-        .unwrap_or(&manifest)
-        .to_string_lossy()
-        .into_owned();
+    let relative = relative_manifest_path(common, ctx);
     let creds = registry::default_credentials();
     let publisher = Publisher {
         workspace_root: ctx.workspace.root.clone(),
         manifest_path: relative,
         epoch: ctx.epoch,
-        settings,
         signer,
         creds: &creds,
     };

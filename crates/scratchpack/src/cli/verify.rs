@@ -8,12 +8,13 @@ use std::path::PathBuf;
 
 use anyhow::{Context as _, anyhow};
 
-use super::sign::{Selection, locate, manifest_path};
+use super::sign::{Selection, locate};
 use super::{Common, Failure};
 use crate::registry;
 use crate::release::keys;
-use crate::release::settings;
+use crate::release::outputs;
 use crate::release::verify::{Check, Expected, verify_image};
+use crate::release::verify_layout::verify_layout;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -23,6 +24,10 @@ pub struct Args {
     /// The public key (PEM) signatures must verify with
     #[arg(long, value_name = "FILE")]
     key: PathBuf,
+    /// Check the layouts and release files `images --sign` wrote in the
+    /// output directory instead of the registry
+    #[arg(long, conflicts_with_all = ["digest", "registry", "insecure"])]
+    layout: bool,
     #[command(flatten)]
     select: Selection,
     #[command(flatten)]
@@ -33,38 +38,48 @@ pub fn run(args: Args) -> Result<(), Failure> {
     let ctx = args.common.load()?;
     let key = keys::read_public_key(&args.key)
         .map_err(|e| Failure::Usage(anyhow::Error::new(e).context("reading the public key")))?;
-    let settings =
-        settings::load(&manifest_path(&args.common, &ctx)).map_err(|e| Failure::Usage(e.into()))?;
-    let located = locate(&ctx, &args.names, &args.select, false)?;
-    let creds = registry::default_credentials();
+    let mut results: Vec<(String, Vec<Check>)> = Vec::new();
+    if args.layout {
+        for image in super::select(&ctx.plan.images, &args.names)? {
+            let layout = ctx.out_dir.join(&image.name);
+            let release = ctx.out_dir.join(outputs::dir_name(&image.name));
+            let checks =
+                verify_layout(&key, &layout, &release, &image.release).with_context(|| {
+                    format!("verifying image `{}` in {}", image.name, layout.display())
+                })?;
+            results.push((image.name.clone(), checks));
+        }
+    } else {
+        let located = locate(&ctx, &args.names, &args.select, false)?;
+        let creds = registry::default_credentials();
+        for l in &located {
+            let tags: Vec<String> = l.image.tags.iter().map(ToString::to_string).collect();
+            let expected = Expected {
+                repository: &l.repository,
+                insecure: l.insecure,
+                tags: &tags,
+                digest: l.digest.as_ref(),
+                settings: &l.image.release,
+            };
+            let checks: Vec<Check> = verify_image(&key, &creds, &expected).with_context(|| {
+                format!("verifying image `{}` in {}", l.image.name, l.repository)
+            })?;
+            results.push((l.image.name.clone(), checks));
+        }
+    }
     let mut stdout = std::io::stdout().lock();
     let mut failed: Vec<String> = Vec::new();
     let mut passed = 0usize;
-    for l in &located {
-        let tags: Vec<String> = l.image.tags.iter().map(ToString::to_string).collect();
-        let image_settings = settings.get(&l.image.name).cloned().unwrap_or_default();
-        let expected = Expected {
-            repository: &l.repository,
-            insecure: l.insecure,
-            tags: &tags,
-            digest: l.digest.as_ref(),
-            settings: &image_settings,
-        };
-        let checks: Vec<Check> = verify_image(&key, &creds, &expected)
-            .with_context(|| format!("verifying image `{}` in {}", l.image.name, l.repository))?;
+    for (name, checks) in results {
         for check in checks {
             match check.outcome {
                 Ok(()) => {
                     passed += 1;
-                    writeln!(stdout, "verified {}: {}", l.image.name, check.what)?;
+                    writeln!(stdout, "verified {}: {}", name, check.what)?;
                 }
                 Err(reason) => {
-                    writeln!(
-                        stdout,
-                        "FAILED   {}: {}: {reason}",
-                        l.image.name, check.what
-                    )?;
-                    failed.push(format!("{}: {}: {reason}", l.image.name, check.what));
+                    writeln!(stdout, "FAILED   {}: {}: {reason}", name, check.what)?;
+                    failed.push(format!("{}: {}: {reason}", name, check.what));
                 }
             }
         }

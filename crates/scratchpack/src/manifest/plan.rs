@@ -55,6 +55,11 @@ pub struct ImagePlan {
     /// of what is built, so left out of the image's cache key.
     #[serde(skip)]
     pub push: Option<PushTarget>,
+    /// What `sign` attaches and `verify` requires: SBOM formats, provenance,
+    /// signature formats, the builder id. They describe the image without
+    /// shaping it, so they stay out of its cache key.
+    #[serde(skip)]
+    pub release: crate::release::settings::Settings,
     /// Tests do not shape the image either; each has its own cache key.
     #[serde(skip)]
     pub tests: Vec<TestPlan>,

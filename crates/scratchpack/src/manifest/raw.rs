@@ -53,6 +53,10 @@ pub(crate) struct RawImage {
     pub ca_certificates: Option<S<bool>>,
     pub passwd: Option<S<bool>>,
     pub source_date_epoch: Option<S<RawEpoch>>,
+    pub sbom: Option<S<Vec<S<String>>>>,
+    pub provenance: Option<S<bool>>,
+    pub signature_format: Option<S<String>>,
+    pub builder_id: Option<S<String>>,
     pub unpack_limits: Option<S<RawUnpackLimits>>,
     pub require_all_platforms: Option<S<bool>>,
     pub tests: Option<Vec<(S<String>, RawTest)>>,
@@ -494,10 +498,12 @@ impl Walker<'_> {
                 "insecure" => r.insecure = self.boolean(what, v),
                 "ca-certificates" => r.ca_certificates = self.boolean(what, v),
                 "passwd" => r.passwd = self.boolean(what, v),
+                "sbom" => r.sbom = self.strings(what, v),
+                "provenance" => r.provenance = self.boolean(what, v),
+                "signature-format" => r.signature_format = self.string(what, v),
+                "builder-id" => r.builder_id = self.string(what, v),
                 "unpack-limits" => r.unpack_limits = self.unpack_limits(what, v),
                 "require-all-platforms" => r.require_all_platforms = self.boolean(what, v),
-                // Release keys: read by `release::settings`.
-                "sbom" | "provenance" | "signature-format" | "builder-id" => {}
                 "source-date-epoch" => {
                     r.source_date_epoch = match v.get_ref() {
                         DeValue::String(s) => {

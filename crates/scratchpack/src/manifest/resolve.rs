@@ -18,6 +18,7 @@ use crate::platform::Platform;
 use crate::workspace::Workspace;
 
 mod image_tests;
+mod release;
 mod values;
 
 #[cfg(target_os = "linux")]
@@ -555,6 +556,7 @@ impl Resolver<'_> {
 
         let tags = self.tags(raw.tags.as_ref().or(defaults.tags.as_ref()));
         let push = self.push(name, raw, defaults);
+        let release = self.release(raw, defaults);
 
         let mut tests = Vec::new();
         for (test_name, test) in raw.tests.iter().flatten() {
@@ -590,6 +592,7 @@ impl Resolver<'_> {
             compression,
             tags,
             push,
+            release,
             tests,
             test_settings: TestSettings {
                 unpack_limits: self

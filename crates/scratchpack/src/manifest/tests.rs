@@ -443,6 +443,51 @@ fn profiles_are_listed_once_and_built_ins_need_no_inherits() {
 }
 
 #[test]
+fn release_keys_resolve_with_defaults_into_the_plan() {
+    use crate::release::settings::{SbomFormat, Settings, SignatureFormat};
+    let p = plan(
+        "[defaults]\nsbom = [\"cyclonedx\", \"spdx\"]\nsignature-format = \"bundle\"\n\
+         builder-id = \"https://ci.example/builders/7\"\n\
+         [images.a]\npackage = \"hello\"\n\
+         [images.b]\npackage = \"hello\"\nsbom = []\nprovenance = false\nsignature-format = \"sig\"\n\
+         [images.c]\npackage = \"hello\"\nbuilder-id = \"urn:example:c\"\n",
+    );
+    let [a, b, c] = &p.images[..] else {
+        panic!("three images")
+    };
+    // Written in either order, the formats come out in one order.
+    assert_eq!(
+        a.release.sbom,
+        vec![SbomFormat::Spdx, SbomFormat::CycloneDx]
+    );
+    assert_eq!(a.release.signature_format, SignatureFormat::Bundle);
+    assert!(a.release.provenance);
+    assert_eq!(a.release.builder_id, "https://ci.example/builders/7");
+    assert!(b.release.sbom.is_empty());
+    assert!(!b.release.provenance);
+    assert!(b.release.signature_format.tags() && !b.release.signature_format.bundles());
+    assert_eq!(c.release.builder_id, "urn:example:c");
+    assert_eq!(c.release.sbom, a.release.sbom);
+
+    let none = plan("[images.a]\npackage = \"hello\"\n");
+    assert_eq!(none.images[0].release, Settings::default());
+    assert_eq!(none.images[0].release.sbom, vec![SbomFormat::Spdx]);
+}
+
+#[test]
+fn bad_release_values_are_named_where_they_are_written() {
+    let e = errors("[images.a]\npackage = \"hello\"\nsbom = [\"swid\"]\n");
+    assert_eq!(e, vec!["3:9: unknown SBOM format `swid`"]);
+    let e =
+        errors("[defaults]\nsignature-format = \"both-ways\"\n[images.a]\npackage = \"hello\"\n");
+    assert_eq!(e, vec!["2:20: unknown signature format `both-ways`"]);
+    let e = errors("[images.a]\npackage = \"hello\"\nprovenance = \"yes\"\nbuilder-id = \"\"\n");
+    assert_eq!(e.len(), 2, "{e:?}");
+    assert!(e[0].starts_with("3:14: `provenance` in image `a`"), "{e:?}");
+    assert_eq!(e[1], "4:14: `builder-id` is empty");
+}
+
+#[test]
 fn test_settings_merge_defaults_per_key_and_seccomp_opts_out_per_test() {
     let p = plan(
         r#"

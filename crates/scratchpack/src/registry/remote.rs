@@ -13,8 +13,8 @@ use super::credentials::CredentialSource;
 use super::error::{Failure, RegistryError};
 use super::reference::Repository;
 use crate::oci::{
-    DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, Digest, MEDIA_TYPE_INDEX, MEDIA_TYPE_MANIFEST,
-    canonical_json,
+    DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, Descriptor, Digest, MEDIA_TYPE_INDEX,
+    MEDIA_TYPE_MANIFEST, canonical_json,
 };
 
 /// The largest manifest read: the size the distribution spec asks every
@@ -248,12 +248,16 @@ impl<'o, 'p> Session<'o, 'p> {
     pub fn add_referrer(
         &mut self,
         subject: &Digest,
-        descriptor: &Value,
+        descriptor: &Descriptor,
         stored: &Stored,
     ) -> Result<(), RegistryError> {
         if stored.subject_indexed {
             return Ok(());
         }
+        // The index's other entries are kept as the registry holds them,
+        // fields this crate does not know included; only ours is typed.
+        let descriptor =
+            serde_json::to_value(descriptor).expect("a descriptor always serializes to JSON");
         let tag = fallback_tag(subject);
         let action = format!("reading referrers tag {}:{tag}", self.client.repo);
         let mut descriptors = match self.get_manifest(&tag)? {
@@ -274,7 +278,7 @@ impl<'o, 'p> Session<'o, 'p> {
         {
             return Ok(());
         }
-        descriptors.push(descriptor.clone());
+        descriptors.push(descriptor);
         let index = canonical_json(&json!({
             "schemaVersion": 2,
             "mediaType": MEDIA_TYPE_INDEX,

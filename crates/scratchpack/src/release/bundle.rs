@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::dsse::{Envelope, Statement, Subject};
 use super::sign::{Signer, VerificationMaterial};
-use crate::oci::{Blob, Descriptor, Digest, MEDIA_TYPE_MANIFEST};
+use crate::oci::{Blob, Descriptor, Digest, MEDIA_TYPE_MANIFEST, Manifest};
 
 pub const MEDIA_TYPE_BUNDLE: &str = "application/vnd.dev.sigstore.bundle.v0.3+json";
 pub const MEDIA_TYPE_EMPTY: &str = "application/vnd.oci.empty.v1+json";
@@ -101,22 +101,26 @@ impl Referrer {
             annotations: BTreeMap::new(),
             ..subject.clone()
         };
-        let manifest = Blob::json(
-            MEDIA_TYPE_MANIFEST,
-            &serde_json::json!({
-                "schemaVersion": 2,
-                "mediaType": MEDIA_TYPE_MANIFEST,
-                "artifactType": MEDIA_TYPE_BUNDLE,
-                "config": config.descriptor(),
-                "layers": [bundle.descriptor()],
-                "subject": subject,
-                "annotations": {
-                    ANNOTATION_BUNDLE_CONTENT: "dsse-envelope",
-                    ANNOTATION_BUNDLE_PREDICATE: predicate_type,
-                    ANNOTATION_CREATED: created,
-                },
-            }),
-        );
+        let manifest = Manifest {
+            schema_version: 2,
+            media_type: Some(MEDIA_TYPE_MANIFEST.to_owned()),
+            artifact_type: Some(MEDIA_TYPE_BUNDLE.to_owned()),
+            config: config.descriptor(),
+            layers: vec![bundle.descriptor()],
+            subject: Some(subject),
+            annotations: BTreeMap::from([
+                (
+                    ANNOTATION_BUNDLE_CONTENT.to_owned(),
+                    "dsse-envelope".to_owned(),
+                ),
+                (
+                    ANNOTATION_BUNDLE_PREDICATE.to_owned(),
+                    predicate_type.to_owned(),
+                ),
+                (ANNOTATION_CREATED.to_owned(), created.to_owned()),
+            ]),
+        };
+        let manifest = Blob::json(MEDIA_TYPE_MANIFEST, &manifest);
         Referrer {
             manifest,
             config,
@@ -124,18 +128,23 @@ impl Referrer {
         }
     }
 
-    /// The descriptor a referrers index lists for this manifest.
-    pub fn index_descriptor(&self, predicate_type: &str) -> serde_json::Value {
-        serde_json::json!({
-            "mediaType": MEDIA_TYPE_MANIFEST,
-            "digest": self.manifest.digest,
-            "size": self.manifest.bytes.len(),
-            "artifactType": MEDIA_TYPE_BUNDLE,
-            "annotations": {
-                ANNOTATION_BUNDLE_CONTENT: "dsse-envelope",
-                ANNOTATION_BUNDLE_PREDICATE: predicate_type,
-            },
-        })
+    /// The descriptor a referrers index lists for this manifest: its
+    /// `artifactType` and annotations, as the referrers API would report them.
+    pub fn index_descriptor(&self, predicate_type: &str) -> Descriptor {
+        Descriptor {
+            artifact_type: Some(MEDIA_TYPE_BUNDLE.to_owned()),
+            annotations: BTreeMap::from([
+                (
+                    ANNOTATION_BUNDLE_CONTENT.to_owned(),
+                    "dsse-envelope".to_owned(),
+                ),
+                (
+                    ANNOTATION_BUNDLE_PREDICATE.to_owned(),
+                    predicate_type.to_owned(),
+                ),
+            ]),
+            ..self.manifest.descriptor()
+        }
     }
 }
 

@@ -9,21 +9,23 @@
 pub mod auditable;
 #[cfg(feature = "sign")]
 pub mod bundle;
+pub mod documents;
 #[cfg(feature = "sign")]
 pub mod dsse;
 #[cfg(feature = "sign")]
 pub mod keys;
-#[cfg(feature = "sign")]
+pub mod outputs;
 pub mod provenance;
 #[cfg(feature = "sign")]
 pub mod publish;
 pub mod sbom;
-#[cfg(feature = "sign")]
 pub mod settings;
 #[cfg(feature = "sign")]
 pub mod sign;
 #[cfg(feature = "sign")]
 pub mod verify;
+#[cfg(feature = "sign")]
+pub mod verify_layout;
 
 #[cfg(feature = "sign")]
 pub use keys::{KeyError, PrivateKey, PublicKey};

@@ -10,19 +10,18 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use super::bundle::{Bundle, PREDICATE_COSIGN_SIGN, Referrer};
-use super::dsse::{Envelope, MEDIA_TYPE_DSSE, Statement, Subject};
-use super::settings::{SbomFormat, Settings};
+use super::documents::{BuildInputs, Platform as DocumentsOf, documents};
+use super::dsse::{Envelope, MEDIA_TYPE_DSSE, Statement};
+use super::sbom;
 use super::sign::{
     ANNOTATION_SIGNATURE, MEDIA_TYPE_SIMPLE_SIGNING, SignatureImage, SignedLayer, Signer,
     attestation_tag, signature_tag,
 };
-use super::{provenance, sbom};
 use crate::manifest::ImagePlan;
 use crate::oci::image::rfc3339;
-use crate::oci::{Blob, Descriptor, Digest, MEDIA_TYPE_MANIFEST};
+use crate::oci::{Blob, Config, Descriptor, Digest, Index, MEDIA_TYPE_MANIFEST, Manifest};
 use crate::registry::{CredentialSource, PushOptions, RegistryError, Repository, Session};
 
 /// The layer annotation cosign gives an attestation's predicate type.
@@ -96,14 +95,13 @@ pub fn last_push(out_dir: &Path, name: &str) -> Option<PushRecord> {
     serde_json::from_slice::<Raw>(&bytes).ok().map(|r| r.value)
 }
 
-/// What signing needs beyond the image: the workspace, the key, settings.
+/// What signing needs beyond the image plan: the workspace and the key.
 pub struct Publisher<'a> {
     pub workspace_root: PathBuf,
     /// images.toml relative to the workspace root, as provenance records it.
     pub manifest_path: String,
     /// `SOURCE_DATE_EPOCH`: the `created` time of the referrer manifests.
     pub epoch: u64,
-    pub settings: BTreeMap<String, Settings>,
     pub signer: &'a dyn Signer,
     pub creds: &'a dyn CredentialSource,
 }
@@ -114,6 +112,18 @@ pub struct PlatformManifest {
     pub descriptor: Descriptor,
     pub os: String,
     pub architecture: String,
+    /// The CPU variant (`v7` of `linux/arm/v7`), when the image names one.
+    pub variant: Option<String>,
+}
+
+impl PlatformManifest {
+    /// `os/architecture[/variant]`, as images.toml names platforms.
+    pub fn name(&self) -> String {
+        match &self.variant {
+            Some(v) => format!("{}/{}/{v}", self.os, self.architecture),
+            None => format!("{}/{}", self.os, self.architecture),
+        }
+    }
 }
 
 /// A pushed image as the registry holds it.
@@ -143,60 +153,55 @@ pub fn read_pushed(session: &mut Session<'_, '_>, digest: &Digest) -> Result<Pus
     let top = session
         .get_manifest(digest.as_str())?
         .ok_or_else(|| image_error(format!("{repo} has no manifest {digest}")))?;
-    let value = top.json().map_err(image_error)?;
-    let top_descriptor = Descriptor {
-        media_type: top.media_type.clone(),
-        digest: top.digest.clone(),
-        size: top.bytes.len() as u64,
-        platform: None,
-        annotations: BTreeMap::new(),
-        artifact_type: None,
-    };
+    let top_descriptor = Descriptor::new(
+        top.media_type.clone(),
+        top.digest.clone(),
+        top.bytes.len() as u64,
+    );
     let mut platforms = Vec::new();
     if top.is_index() {
-        for child in value["manifests"].as_array().into_iter().flatten() {
-            let (Some(d), Some(os), Some(arch)) = (
-                child["digest"].as_str().and_then(Digest::parse),
-                child["platform"]["os"].as_str(),
-                child["platform"]["architecture"].as_str(),
-            ) else {
+        let index: Index = serde_json::from_slice(&top.bytes)
+            .map_err(|e| image_error(format!("index {digest} in {repo} is not an index: {e}")))?;
+        for child in index.manifests {
+            let Some(platform) = child.platform else {
                 return Err(image_error(format!(
-                    "index {digest} in {repo} lists a manifest without digest or platform"
+                    "index {digest} in {repo} lists manifest {} without a platform",
+                    child.digest
                 )));
             };
-            let manifest = session.get_manifest(d.as_str())?.ok_or_else(|| {
-                image_error(format!(
-                    "{repo} lacks manifest {d} that index {digest} lists"
-                ))
-            })?;
+            let manifest = session
+                .get_manifest(child.digest.as_str())?
+                .ok_or_else(|| {
+                    image_error(format!(
+                        "{repo} lacks manifest {} that index {digest} lists",
+                        child.digest
+                    ))
+                })?;
             platforms.push(PlatformManifest {
-                descriptor: Descriptor {
-                    media_type: manifest.media_type.clone(),
-                    digest: d,
-                    size: manifest.bytes.len() as u64,
-                    platform: None,
-                    annotations: BTreeMap::new(),
-                    artifact_type: None,
-                },
-                os: os.to_owned(),
-                architecture: arch.to_owned(),
+                descriptor: Descriptor::new(
+                    manifest.media_type.clone(),
+                    child.digest,
+                    manifest.bytes.len() as u64,
+                ),
+                os: platform.os,
+                architecture: platform.architecture,
+                variant: platform.variant,
             });
         }
     } else {
-        let config = value["config"]["digest"]
-            .as_str()
-            .and_then(Digest::parse)
-            .ok_or_else(|| image_error(format!("manifest {digest} in {repo} has no config")))?;
-        let bytes = session.get_blob(&config, MAX_SMALL_BLOB)?;
-        let config: Value = serde_json::from_slice(&bytes)
+        let manifest: Manifest = serde_json::from_slice(&top.bytes).map_err(|e| {
+            image_error(format!(
+                "manifest {digest} in {repo} is not a manifest: {e}"
+            ))
+        })?;
+        let bytes = session.get_blob(&manifest.config.digest, MAX_SMALL_BLOB)?;
+        let config: Config = serde_json::from_slice(&bytes)
             .map_err(|e| image_error(format!("config of {digest} in {repo}: {e}")))?;
         platforms.push(PlatformManifest {
             descriptor: top_descriptor.clone(),
-            os: config["os"].as_str().unwrap_or_default().to_owned(),
-            architecture: config["architecture"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned(),
+            os: config.os,
+            architecture: config.architecture,
+            variant: config.variant,
         });
     }
     Ok(Pushed {
@@ -229,7 +234,7 @@ impl Publisher<'_> {
     ) -> Result<SignReport, PublishError> {
         let digest = Digest::parse(digest)
             .ok_or_else(|| image_error(format!("`{digest}` is not a sha256 digest")))?;
-        let settings = self.settings.get(&image.name).cloned().unwrap_or_default();
+        let settings = &image.release;
         let opts = PushOptions {
             insecure,
             ..PushOptions::default()
@@ -262,28 +267,13 @@ impl Publisher<'_> {
             report.signed.push(subject.digest.to_string());
         }
 
-        let needs_provenance_inputs = settings.provenance;
-        let (source, toolchain, lock) = if needs_provenance_inputs {
-            let lock_path = self.workspace_root.join("Cargo.lock");
-            let lock = std::fs::read(&lock_path).map_err(|source| PublishError::Io {
-                what: format!("reading {}", lock_path.display()),
-                source,
-            })?;
-            let toolchain =
-                provenance::toolchain(&self.workspace_root).map_err(|source| PublishError::Io {
-                    what: "asking rustc and cargo for their versions".into(),
-                    source,
-                })?;
-            (
-                provenance::git_source(&self.workspace_root),
-                Some(toolchain),
-                Some(Digest::of(&lock)),
-            )
+        let inputs = if settings.provenance {
+            Some(BuildInputs::read(&self.workspace_root)?)
         } else {
-            (None, None, None)
+            None
         };
         for platform in &pushed.platforms {
-            let name = format!("{}/{}", platform.os, platform.architecture);
+            let name = platform.name();
             let target = image
                 .targets
                 .iter()
@@ -294,55 +284,25 @@ impl Publisher<'_> {
                         image.name
                     ))
                 })?;
-            let subject = vec![Subject::new(&reference, &platform.descriptor.digest)];
-            let mut statements = Vec::new();
-            if !settings.sbom.is_empty() {
-                let crates = sbom::load(
-                    &self.workspace_root,
-                    &image.package,
-                    &target.triple,
-                    &image.build.features,
-                    image.build.default_features,
-                )?;
-                let info = sbom::ImageInfo {
-                    name: image.name.clone(),
-                    repository: Some(reference.clone()),
-                    digest: platform.descriptor.digest.clone(),
-                    os: platform.os.clone(),
-                    architecture: platform.architecture.clone(),
-                    epoch: self.epoch,
-                };
-                for format in &settings.sbom {
-                    let bytes = match format {
-                        SbomFormat::Spdx => sbom::spdx(&crates, &info),
-                        SbomFormat::CycloneDx => sbom::cyclonedx(&crates, &info),
-                    };
-                    let document: Value =
-                        serde_json::from_slice(&bytes).expect("SBOMs are written as JSON");
-                    statements.push(Statement::new(
-                        subject.clone(),
-                        format.predicate_type(),
-                        document,
-                    ));
-                }
-            }
-            if let (Some(toolchain), Some(lock)) = (&toolchain, &lock) {
-                let build = provenance::Build {
-                    manifest_path: self.manifest_path.clone(),
-                    image: image.name.clone(),
-                    platform: name.clone(),
-                    package: image.package.clone(),
-                    target: target.triple.clone(),
-                    profile: image.build.profile.clone(),
-                    features: image.build.features.clone(),
-                    default_features: image.build.default_features,
-                    source: source.clone(),
-                    cargo_lock: lock.clone(),
-                    toolchain: toolchain.clone(),
-                    builder_id: settings.builder_id.clone(),
-                };
-                statements.push(provenance::statement(subject.clone(), &build));
-            }
+            let statements: Vec<Statement> = documents(
+                &DocumentsOf {
+                    image,
+                    target,
+                    digest: &platform.descriptor.digest,
+                    name: &name,
+                    os: &platform.os,
+                    architecture: &platform.architecture,
+                    reference: &reference,
+                    repository: Some(&reference),
+                },
+                &self.workspace_root,
+                &self.manifest_path,
+                self.epoch,
+                inputs.as_ref(),
+            )?
+            .into_iter()
+            .map(|d| d.statement)
+            .collect();
             let mut layers = Vec::new();
             for statement in &statements {
                 // One envelope for both stores: the bundle wraps the very
@@ -405,12 +365,13 @@ pub fn read_layers(
         return Ok(None);
     };
     let repo = session.repository().clone();
-    let value = manifest.json().map_err(image_error)?;
+    let manifest: Manifest = serde_json::from_slice(&manifest.bytes)
+        .map_err(|e| image_error(format!("{repo}:{tag} is not an image manifest: {e}")))?;
     let mut layers = Vec::new();
-    for layer in value["layers"].as_array().into_iter().flatten() {
-        let media_type = match layer["mediaType"].as_str() {
-            Some(MEDIA_TYPE_SIMPLE_SIGNING) => MEDIA_TYPE_SIMPLE_SIGNING,
-            Some(MEDIA_TYPE_DSSE) => MEDIA_TYPE_DSSE,
+    for layer in manifest.layers {
+        let media_type = match layer.media_type.as_str() {
+            MEDIA_TYPE_SIMPLE_SIGNING => MEDIA_TYPE_SIMPLE_SIGNING,
+            MEDIA_TYPE_DSSE => MEDIA_TYPE_DSSE,
             other => {
                 return Err(image_error(format!(
                     "{repo}:{tag} has a layer of media type {other:?}, neither a \
@@ -418,20 +379,10 @@ pub fn read_layers(
                 )));
             }
         };
-        let digest = layer["digest"]
-            .as_str()
-            .and_then(Digest::parse)
-            .ok_or_else(|| image_error(format!("{repo}:{tag} has a layer without a digest")))?;
-        let bytes = session.get_blob(&digest, MAX_SMALL_BLOB)?;
-        let annotations = layer["annotations"]
-            .as_object()
-            .into_iter()
-            .flatten()
-            .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
-            .collect();
+        let bytes = session.get_blob(&layer.digest, MAX_SMALL_BLOB)?;
         layers.push(SignedLayer {
             payload: Blob::new(media_type, bytes),
-            annotations,
+            annotations: layer.annotations,
         });
     }
     Ok(Some(layers))

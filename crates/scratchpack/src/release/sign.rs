@@ -12,7 +12,10 @@ use p256::ecdsa::signature::{Signer as _, Verifier as _};
 use serde::{Deserialize, Serialize};
 
 use super::keys::{PrivateKey, PublicKey};
-use crate::oci::{Blob, Descriptor, Digest, MEDIA_TYPE_CONFIG, MEDIA_TYPE_MANIFEST};
+use crate::oci::spec::RootFs;
+use crate::oci::{
+    Blob, Config, Descriptor, Digest, MEDIA_TYPE_CONFIG, MEDIA_TYPE_MANIFEST, Manifest,
+};
 
 pub const MEDIA_TYPE_SIMPLE_SIGNING: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
 pub const ANNOTATION_SIGNATURE: &str = "dev.cosignproject.cosign/signature";
@@ -216,34 +219,33 @@ impl SignatureImage {
     /// The image holding `layers` in order (cosign appends a new signature
     /// as a new layer, so an existing image's layers come first).
     pub fn new(layers: &[SignedLayer]) -> SignatureImage {
-        let config = Blob::json(
-            MEDIA_TYPE_CONFIG,
-            &serde_json::json!({
-                "architecture": "",
-                "os": "",
-                "config": {},
-                "rootfs": {
-                    "type": "layers",
-                    "diff_ids": layers.iter().map(|l| l.payload.digest.as_str()).collect::<Vec<_>>(),
-                },
-            }),
-        );
-        let descriptors: Vec<Descriptor> = layers
-            .iter()
-            .map(|l| Descriptor {
-                annotations: l.annotations.clone(),
-                ..l.payload.descriptor()
-            })
-            .collect();
-        let manifest = Blob::json(
-            MEDIA_TYPE_MANIFEST,
-            &serde_json::json!({
-                "schemaVersion": 2,
-                "mediaType": MEDIA_TYPE_MANIFEST,
-                "config": config.descriptor(),
-                "layers": descriptors,
-            }),
-        );
+        // cosign's signature images have an empty platform and no run
+        // configuration; the diff ids are the payloads', as they are not
+        // compressed.
+        let config = Config {
+            rootfs: RootFs {
+                kind: "layers".to_owned(),
+                diff_ids: layers.iter().map(|l| l.payload.digest.clone()).collect(),
+            },
+            ..Config::default()
+        };
+        let config = Blob::json(MEDIA_TYPE_CONFIG, &config);
+        let manifest = Manifest {
+            schema_version: 2,
+            media_type: Some(MEDIA_TYPE_MANIFEST.to_owned()),
+            artifact_type: None,
+            config: config.descriptor(),
+            layers: layers
+                .iter()
+                .map(|l| Descriptor {
+                    annotations: l.annotations.clone(),
+                    ..l.payload.descriptor()
+                })
+                .collect(),
+            subject: None,
+            annotations: BTreeMap::new(),
+        };
+        let manifest = Blob::json(MEDIA_TYPE_MANIFEST, &manifest);
         SignatureImage {
             manifest,
             config,

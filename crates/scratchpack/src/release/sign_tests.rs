@@ -111,3 +111,28 @@ fn the_signature_image_lists_each_payload_with_its_signature() {
         format!("sha256-{}.sig", digest(1).hex())
     );
 }
+
+#[test]
+fn the_signature_image_has_cosigns_exact_bytes() {
+    let layer = SignedLayer {
+        payload: Blob::new(MEDIA_TYPE_SIMPLE_SIGNING, b"payload".to_vec()),
+        annotations: BTreeMap::from([(ANNOTATION_SIGNATURE.to_owned(), "c2ln".to_owned())]),
+    };
+    let p = &layer.payload.digest;
+    let image = SignatureImage::new(std::slice::from_ref(&layer));
+    let config = format!(
+        r#"{{"architecture":"","config":{{}},"os":"","rootfs":{{"diff_ids":["{p}"],"type":"layers"}}}}"#
+    );
+    assert_eq!(
+        String::from_utf8(image.config.bytes.clone()).unwrap(),
+        config
+    );
+    let c = Digest::of(config.as_bytes());
+    assert_eq!(
+        String::from_utf8(image.manifest.bytes).unwrap(),
+        format!(
+            r#"{{"config":{{"digest":"{c}","mediaType":"{MEDIA_TYPE_CONFIG}","size":{}}},"layers":[{{"annotations":{{"{ANNOTATION_SIGNATURE}":"c2ln"}},"digest":"{p}","mediaType":"{MEDIA_TYPE_SIMPLE_SIGNING}","size":7}}],"mediaType":"{MEDIA_TYPE_MANIFEST}","schemaVersion":2}}"#,
+            config.len()
+        )
+    );
+}

@@ -8,8 +8,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde_json::Value;
-
 use super::bundle::{Bundle, MEDIA_TYPE_BUNDLE, PREDICATE_COSIGN_SIGN};
 use super::dsse::{Envelope, Statement};
 use super::keys::PublicKey;
@@ -19,7 +17,7 @@ use super::publish::{
 };
 use super::settings::Settings;
 use super::sign::{ANNOTATION_SIGNATURE, VerifyError, signature_tag, verify_simple_signing};
-use crate::oci::Digest;
+use crate::oci::{Descriptor, Digest, Manifest};
 use crate::registry::{CredentialSource, PushOptions, Repository, Session};
 
 /// One thing checked, and why it failed if it did.
@@ -128,7 +126,7 @@ fn verify_pushed(
     }
     for platform in &pushed.platforms {
         let d = &platform.descriptor.digest;
-        let arch = format!("{}/{}", platform.os, platform.architecture);
+        let arch = platform.name();
         let att = if format.tags() {
             read_layers(session, &super::sign::attestation_tag(d))?
         } else {
@@ -251,32 +249,34 @@ fn check_bundles(
     // A descriptor without `artifactType` is looked at too: copiers that
     // predate OCI 1.1 (skopeo 1.9) rewrite a referrers tag index without it,
     // and the referrer manifest's own `artifactType` decides.
-    for descriptor in referrers.descriptors.iter().filter(|d| {
-        d["artifactType"].is_null() || d["artifactType"].as_str() == Some(MEDIA_TYPE_BUNDLE)
+    // Entries that are not descriptors (no digest) cannot name a referrer.
+    let descriptors = referrers
+        .descriptors
+        .iter()
+        .filter_map(|d| serde_json::from_value::<Descriptor>(d.clone()).ok());
+    for descriptor in descriptors.filter(|d| {
+        d.artifact_type.is_none() || d.artifact_type.as_deref() == Some(MEDIA_TYPE_BUNDLE)
     }) {
-        let Some(manifest_digest) = descriptor["digest"].as_str().and_then(Digest::parse) else {
-            continue;
-        };
+        let manifest_digest = descriptor.digest;
         let Some(manifest) = session.get_manifest(manifest_digest.as_str())? else {
             results.push(Err(format!(
                 "referrer {manifest_digest} is listed but missing"
             )));
             continue;
         };
-        let value: Value = serde_json::from_slice(&manifest.bytes).unwrap_or_default();
-        if value["artifactType"].as_str() != Some(MEDIA_TYPE_BUNDLE) {
+        let Ok(manifest) = serde_json::from_slice::<Manifest>(&manifest.bytes) else {
+            continue;
+        };
+        if manifest.artifact_type.as_deref() != Some(MEDIA_TYPE_BUNDLE) {
             continue;
         }
-        if value["subject"]["digest"].as_str() != Some(digest.as_str()) {
+        if manifest.subject.as_ref().map(|s| &s.digest) != Some(digest) {
             results.push(Err(format!(
                 "referrer {manifest_digest} is about another subject"
             )));
             continue;
         }
-        let Some(layer) = value["layers"][0]["digest"]
-            .as_str()
-            .and_then(Digest::parse)
-        else {
+        let Some(layer) = manifest.layers.first().map(|l| l.digest.clone()) else {
             results.push(Err(format!(
                 "referrer {manifest_digest} has no bundle layer"
             )));
@@ -300,7 +300,7 @@ fn check_bundles(
 
 /// The envelope verifies with `key` and holds an in-toto statement of
 /// `predicate` about `digest` whose subjects are all pushed digests.
-fn check_envelope(
+pub(super) fn check_envelope(
     envelope: &Envelope,
     key: &PublicKey,
     digest: &Digest,
