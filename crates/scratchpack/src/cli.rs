@@ -15,7 +15,7 @@ use std::process::ExitCode;
 use anyhow::anyhow;
 use clap::{Parser, Subcommand};
 
-use crate::build::{self, BuiltImage, Options};
+use crate::build::{BuiltImage, Options};
 use crate::compile::Cargo;
 use crate::manifest::ImagePlan;
 
@@ -70,6 +70,17 @@ pub struct Common {
     /// time; beats SOURCE_DATE_EPOCH and images.toml's `source-date-epoch`
     #[arg(long, value_name = "SECONDS|git", global = true)]
     source_date_epoch: Option<String>,
+    /// Pull images whose action key is in this registry repository instead
+    /// of compiling them [default: images.toml's `cache`]
+    #[arg(long, value_name = "REGISTRY/REPO", global = true)]
+    cache_from: Option<String>,
+    /// Push what is built to this registry repository under its action key
+    /// [default: images.toml's `cache`]
+    #[arg(long, value_name = "REGISTRY/REPO", global = true)]
+    cache_to: Option<String>,
+    /// Use no registry cache, whatever images.toml or the flags say
+    #[arg(long, global = true)]
+    no_cache: bool,
 }
 
 /// The loaded context of a command: workspace, plan and settings.
@@ -79,6 +90,8 @@ pub struct Context {
     pub out_dir: PathBuf,
     pub shell: Shell,
     pub epoch: u64,
+    /// The registry build cache to read and write.
+    pub cache: crate::remote_cache::Settings,
 }
 
 /// Why a command failed, and so its exit code.
@@ -133,12 +146,38 @@ impl Common {
         };
         crate::output::check_out_dir(&out_dir, &workspace.root)
             .map_err(|e| Failure::Usage(e.into()))?;
+        let cache = self.cache_settings(plan.cache.as_ref())?;
         Ok(Context {
+            cache,
             workspace,
             plan,
             out_dir,
             shell,
             epoch,
+        })
+    }
+}
+
+impl Common {
+    /// The flags win over images.toml's `cache`; `--no-cache` over both.
+    fn cache_settings(
+        &self,
+        manifest: Option<&crate::registry::Repository>,
+    ) -> Result<crate::remote_cache::Settings, Failure> {
+        if self.no_cache {
+            return Ok(Default::default());
+        }
+        let parse = |flag: &str, v: &Option<String>| {
+            v.as_deref()
+                .map(|r| {
+                    crate::registry::Repository::parse(r)
+                        .map_err(|e| Failure::Usage(anyhow!("{flag} `{r}`: {e}")))
+                })
+                .transpose()
+        };
+        Ok(crate::remote_cache::Settings {
+            from: parse("--cache-from", &self.cache_from)?.or_else(|| manifest.cloned()),
+            to: parse("--cache-to", &self.cache_to)?.or_else(|| manifest.cloned()),
         })
     }
 }
@@ -189,7 +228,14 @@ pub fn build_selected(ctx: &Context, names: &[String]) -> Result<Vec<BuiltImage>
         epoch: ctx.epoch,
     };
     let started = std::time::Instant::now();
-    let built = build::build(&selected, &compiler, &opts, ctx.shell)?;
+    let built = crate::remote_cache::build_cached(
+        &ctx.cache,
+        &ctx.workspace,
+        &selected,
+        &compiler,
+        &opts,
+        ctx.shell,
+    )?;
     ctx.shell.status(
         "Finished",
         format!(

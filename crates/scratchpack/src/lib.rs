@@ -6,6 +6,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod action;
 pub mod build;
 pub mod cache;
 pub mod cli;
@@ -18,6 +19,7 @@ pub mod output;
 pub mod platform;
 pub mod registry;
 pub mod release;
+pub mod remote_cache;
 pub mod shell;
 pub mod testing;
 pub mod workspace;

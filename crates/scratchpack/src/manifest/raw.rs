@@ -52,6 +52,8 @@ pub(crate) struct RawImage {
     pub ca_certificates: Option<S<bool>>,
     pub passwd: Option<S<bool>>,
     pub source_date_epoch: Option<S<RawEpoch>>,
+    /// `cache = "REGISTRY/REPOSITORY"`: the registry build cache.
+    pub cache: Option<S<String>>,
     pub tests: Option<Vec<(S<String>, RawTest)>>,
     /// Where each key was written, for keys that are allowed only in one of
     /// `[defaults]` and an image.
@@ -165,7 +167,7 @@ pub(crate) const IMAGE_KEYS: &[&str] = &[
 ];
 
 /// Keys `[defaults]` accepts on top of the image keys it shares.
-pub(crate) const DEFAULTS_ONLY_KEYS: &[&str] = &["source-date-epoch"];
+pub(crate) const DEFAULTS_ONLY_KEYS: &[&str] = &["source-date-epoch", "cache"];
 
 /// Image keys that name one image's own things and so make no sense as a default.
 pub(crate) const IMAGE_ONLY_KEYS: &[&str] = &[
@@ -490,6 +492,7 @@ impl Walker<'_> {
                         }
                     }
                 }
+                "cache" => r.cache = self.string(what, v),
                 "tests" => {
                     let Some(tests) = self.table(what, v) else {
                         continue;
