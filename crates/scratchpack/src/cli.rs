@@ -54,6 +54,19 @@ enum Command {
     Verify(verify::Args),
 }
 
+impl Command {
+    /// `--no-cache` of `images` and `test-images` also leaves out the
+    /// registry cache.
+    fn with_no_cache(mut self) -> Self {
+        match &mut self {
+            Command::Images(a) => a.common.no_cache |= a.no_cache,
+            Command::TestImages(a) => a.common.no_cache |= a.no_cache,
+            _ => {}
+        }
+        self
+    }
+}
+
 /// Options every command shares.
 #[derive(Debug, clap::Args)]
 pub struct Common {
@@ -78,8 +91,9 @@ pub struct Common {
     /// [default: images.toml's `cache`]
     #[arg(long, value_name = "REGISTRY/REPO", global = true)]
     cache_to: Option<String>,
-    /// Use no registry cache, whatever images.toml or the flags say
-    #[arg(long, global = true)]
+    /// Use no registry cache, whatever images.toml or the flags say: set
+    /// by the `--no-cache` of the commands that have one.
+    #[arg(skip)]
     no_cache: bool,
 }
 
@@ -249,6 +263,26 @@ pub fn build_selected(ctx: &Context, names: &[String]) -> Result<Vec<BuiltImage>
     Ok(built)
 }
 
+/// The names a partitioned run builds; `None` when its share is empty (said
+/// on stderr), since no names would mean every image.
+pub fn partitioned(
+    ctx: &Context,
+    names: &[String],
+    partition: Option<crate::partition::Partition>,
+) -> Result<Option<Vec<String>>, Failure> {
+    let Some(p) = partition else {
+        return Ok(Some(names.to_vec()));
+    };
+    let selected = select(&ctx.plan.images, names)?;
+    let mine = p.select(&selected);
+    if mine.is_empty() {
+        ctx.shell
+            .status("Finished", format!("partition {p} has no images"));
+        return Ok(None);
+    }
+    Ok(Some(mine.into_iter().map(|i| i.name.clone()).collect()))
+}
+
 pub fn select<'p>(
     images: &'p [ImagePlan],
     names: &[String],
@@ -338,7 +372,12 @@ pub fn main() -> ExitCode {
     // become the helper before anything else runs, threads above all.
     sandbox::helper::run_if_requested();
     let cli = Cli::parse();
-    let result = match cli.command {
+    let result = match cli.command.with_no_cache() {
+        Command::Images(args) if args.push && args.partition.is_some() => {
+            Err(Failure::Usage(anyhow!(
+                "--partition does not apply with --push: push once, after the partitioned builds"
+            )))
+        }
         // `images --push` is `push` with the same selection and format.
         Command::Images(args) if args.push => args.push_target.require_push(true).and_then(|()| {
             push::run(push::Args {

@@ -16,6 +16,7 @@ pub mod elf;
 pub mod manifest;
 pub mod oci;
 pub mod output;
+pub mod partition;
 pub mod platform;
 pub mod registry;
 pub mod release;

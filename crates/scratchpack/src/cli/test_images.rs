@@ -19,19 +19,26 @@ pub struct Args {
     /// Also write the results as JUnit XML to this file
     #[arg(long, value_name = "FILE")]
     junit: Option<PathBuf>,
-    /// Run every test, even those that passed before with the same image
+    /// Run every test, even those that passed before with the same image,
+    /// and build without the registry cache
     #[arg(long)]
-    no_cache: bool,
+    pub(super) no_cache: bool,
+    /// Test only this run's share of the images: `hash:I/N` or `count:I/N`
+    #[arg(long, value_name = "hash:I/N")]
+    partition: Option<crate::partition::Partition>,
     /// How many tests run at once [default: the number of CPUs]
     #[arg(long, short, value_name = "N")]
     jobs: Option<usize>,
     #[command(flatten)]
-    common: Common,
+    pub(super) common: Common,
 }
 
 pub fn run(args: Args) -> Result<(), Failure> {
     let ctx = args.common.load()?;
-    let built = super::build_selected(&ctx, &args.names)?;
+    let Some(names) = super::partitioned(&ctx, &args.names, args.partition)? else {
+        return Ok(());
+    };
+    let built = super::build_selected(&ctx, &names)?;
     // Held while tests read the layouts, so another run cannot replace an
     // image under them.
     let _lock = OutputLock::acquire(&ctx.out_dir)
