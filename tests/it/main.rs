@@ -13,6 +13,7 @@ mod release_oracles;
 mod release_publish;
 mod release_sbom;
 mod reproducible;
+mod scale;
 mod static_check;
 mod support;
 mod test_images;
