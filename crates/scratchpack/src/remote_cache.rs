@@ -23,6 +23,7 @@ use std::time::Duration;
 
 use crate::action::{ImageKey, KeyContext};
 use crate::build::{self, BuildError, BuiltImage, Options};
+use crate::cache;
 use crate::compile::{CompileError, Compiler, Request};
 use crate::elf::check_static;
 use crate::manifest::{FileSource, ImagePlan};
@@ -66,11 +67,10 @@ fn options() -> PushOptions<'static> {
 }
 
 /// A verified hit: the binary of each of the image's platforms, in plan
-/// order, and the digest the image has.
+/// order.
 #[derive(Debug, Clone)]
 pub struct Hit {
     pub binaries: Vec<Vec<u8>>,
-    pub digest: Digest,
 }
 
 /// The cache, for one run.
@@ -84,6 +84,8 @@ pub struct RemoteCache<'c> {
     from_down: Cell<bool>,
     to_down: Cell<bool>,
     keyed: RefCell<BTreeMap<String, ImageKey>>,
+    /// Where notes of the binaries made for each key are kept.
+    held_dir: PathBuf,
 }
 
 impl<'c> RemoteCache<'c> {
@@ -93,8 +95,10 @@ impl<'c> RemoteCache<'c> {
         creds: &'c dyn CredentialSource,
         epoch: u64,
         shell: Shell,
+        target_dir: &Path,
     ) -> Self {
         RemoteCache {
+            held_dir: pulled_dir(target_dir).join("keys"),
             settings,
             keys,
             creds,
@@ -139,11 +143,17 @@ impl<'c> RemoteCache<'c> {
     /// The image from the cache, verified; `None` (with one line saying
     /// why) when it has to be built.
     pub fn fetch(&self, image: &ImagePlan) -> Option<Hit> {
+        if self.settings.from.is_none() && self.settings.to.is_none() {
+            return None;
+        }
+        let key = self.key(image)?;
+        if let Some(hit) = self.held(&key) {
+            return Some(hit);
+        }
         let repo = self.settings.from.as_ref()?;
         if self.from_down.get() {
             return None;
         }
-        let key = self.key(image)?;
         let opts = PushOptions {
             insecure: is_loopback(repo.registry()),
             ..options()
@@ -176,6 +186,47 @@ impl<'c> RemoteCache<'c> {
                 None
             }
         }
+    }
+
+    fn held_path(&self, key: &ImageKey) -> PathBuf {
+        self.held_dir.join(format!("{}.json", key.image))
+    }
+
+    /// The binaries this machine already made or pulled for `key`, when each
+    /// is still where it was, with the same digest: a run with nothing new
+    /// asks neither the registry nor cargo.
+    fn held(&self, key: &ImageKey) -> Option<Hit> {
+        let held: Vec<(PathBuf, Digest)> = cache::lookup(&self.held_path(key), &key.image)?;
+        let binaries = held
+            .iter()
+            .map(|(path, digest)| {
+                let bytes = std::fs::read(path).ok()?;
+                (Digest::of(&bytes) == *digest).then_some(bytes)
+            })
+            .collect::<Option<Vec<_>>>()?;
+        (binaries.len() == key.platforms.len()).then_some(Hit { binaries })
+    }
+
+    /// Notes which binaries `built` was made from, for [`Self::held`].
+    pub fn remember(&self, image: &ImagePlan, built: &BuiltImage) {
+        let Some(key) = self.key(image) else { return };
+        let held: Option<Vec<(PathBuf, Digest)>> = built
+            .platforms
+            .iter()
+            .map(|p| {
+                Some((
+                    p.binary.clone(),
+                    Digest::of(&std::fs::read(&p.binary).ok()?),
+                ))
+            })
+            .collect();
+        let Some(held) = held else { return };
+        let path = self.held_path(&key);
+        // Only a note: when it cannot be written, the next run asks again.
+        let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&self.held_dir)
+            .and_then(|()| std::fs::write(&tmp, cache::encode(&key.image, &held)))
+            .and_then(|()| std::fs::rename(&tmp, &path));
     }
 
     /// Pushes what was built to the cache under its key. A failure is one
@@ -367,10 +418,7 @@ fn pull(
             top.digest
         ));
     }
-    Ok(Some(Hit {
-        binaries,
-        digest: top.digest,
-    }))
+    Ok(Some(Hit { binaries }))
 }
 
 fn gunzip(bytes: &[u8]) -> Result<Vec<u8>, String> {
@@ -502,7 +550,14 @@ pub fn build_cached(
         }
     };
     let creds = default_credentials();
-    let cache = RemoteCache::new(settings.clone(), keys, &creds, opts.epoch, shell);
+    let cache = RemoteCache::new(
+        settings.clone(),
+        keys,
+        &creds,
+        opts.epoch,
+        shell,
+        &workspace.target_dir,
+    );
     let mut pulled = Pulled::new(compiler, pulled_dir(&workspace.target_dir));
     let mut hits = BTreeSet::new();
     for image in images {
@@ -516,6 +571,7 @@ pub fn build_cached(
         if !hits.contains(&image.name) {
             cache.store(image, done);
         }
+        cache.remember(image, done);
     }
     Ok(built)
 }
