@@ -132,14 +132,6 @@ impl<'c> RemoteCache<'c> {
         }
     }
 
-    fn open<'o>(
-        &self,
-        repo: &Repository,
-        opts: &'o PushOptions<'static>,
-    ) -> Option<Session<'o, 'static>> {
-        Session::open(repo, self.creds, opts).ok()
-    }
-
     /// The image from the cache, verified; `None` (with one line saying
     /// why) when it has to be built.
     pub fn fetch(&self, image: &ImagePlan) -> Option<Hit> {
@@ -158,11 +150,16 @@ impl<'c> RemoteCache<'c> {
             insecure: is_loopback(repo.registry()),
             ..options()
         };
-        let Some(mut session) = self.open(repo, &opts) else {
-            self.from_down.set(true);
-            self.shell
-                .warn(format!("cache {repo} does not answer; building without it"));
-            return None;
+        let mut session = match Session::open(repo, self.creds, &opts) {
+            Ok(s) => s,
+            Err(e) => {
+                self.from_down.set(true);
+                self.shell.warn(format!(
+                    "cache {repo} does not answer ({}); building without it",
+                    chain(&e)
+                ));
+                return None;
+            }
         };
         let tag = key.tag();
         match pull(&mut session, image, &tag, self.epoch) {
