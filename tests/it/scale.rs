@@ -462,6 +462,17 @@ fn partitions_build_and_test_every_image_once_and_a_last_run_assembles_from_the_
     let (bad, _) = xtask(&runner, &wrapper, &["images", "--partition", "hash:4/3"]);
     assert_eq!(bad.status.code(), Some(2));
     assert!(stderr(&bad).contains("hash:I/N"), "{}", stderr(&bad));
+    let (bad, _) = xtask(
+        &runner,
+        &wrapper,
+        &["images", "--push", "--partition", "hash:1/3"],
+    );
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(
+        stderr(&bad).contains("--partition does not apply with --push"),
+        "{}",
+        stderr(&bad)
+    );
 }
 
 /// redis-server on a free loopback port, stopped when dropped.
