@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Benchmark: median time to run the hello image to completion in scratchpack's
 # sandbox, side by side with bwrap and `crun run` on the same unpacked rootfs.
+# All three with a cgroup (memory, pids, CPU) and the same seccomp deny-list.
 # Prints times and ratios; asserts nothing. Needs bubblewrap and crun.
 #
 #   scripts/bench-sandbox.sh [RUNS]
@@ -27,7 +28,8 @@ PY
 tar -xzf "$layout/blobs/sha256/$layer" -C "$root"
 chmod 755 "$root"
 # crun refuses hosts whose cgroup v2 hierarchy sits beside v1 controllers;
-# hide that hierarchy in a private mount namespace for the run.
-exec unshare -m --propagation private sh -c \
+# hide that hierarchy in a private mount namespace for the run. Not `exec`:
+# the trap above removes the unpacked root afterwards.
+unshare -m --propagation private sh -c \
   'umount /sys/fs/cgroup/unified 2>/dev/null; exec target/release/examples/bench --runs "$0" "$1" /hello world' \
   "$runs" "$root"

@@ -36,7 +36,12 @@ trap 'rm -rf "$work"' EXIT
 # A private apt state: the host's own sources, architectures and package
 # lists are left as they are.
 mkdir -p "$work/apt/lists/partial" "$work/apt/cache/archives/partial" "$work/debs" "$work/root"
-echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian $suite main" >"$work/apt/sources.list"
+# The archive this machine's apt already uses (its main suite's, not the
+# security one's), asked for the newer suite.
+mirror=$(apt-get indextargets --format '$(REPO_URI) $(RELEASE)' 2>/dev/null |
+  awk '$2 !~ /-(security|updates|backports)$/ { print $1; exit }')
+[ -n "$mirror" ] || { echo "error: apt names no Debian archive to fetch $suite packages from" >&2; exit 1; }
+echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $mirror $suite main" >"$work/apt/sources.list"
 touch "$work/apt/status"
 apt_opts=(
   -o "Dir::Etc::SourceList=$work/apt/sources.list" -o Dir::Etc::SourceParts=/nonexistent

@@ -3,6 +3,7 @@
 mod cross;
 mod errors;
 mod examples;
+mod nonroot;
 mod os_files;
 mod outputs;
 mod push;
@@ -13,6 +14,7 @@ mod release_oracles;
 mod release_publish;
 mod release_sbom;
 mod reproducible;
+mod run;
 mod scale;
 mod static_check;
 mod support;

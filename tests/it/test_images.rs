@@ -13,9 +13,16 @@ fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// The closing lines, `N cached (…)` then `N passed, N failed`, as
-/// (passed and run, failed, cached).
+/// The closing lines, `N cached (…)` then `N passed, N failed, N skipped`,
+/// as (passed and run, failed, cached).
 fn summary(out: &Output) -> (usize, usize, usize) {
+    let (run, failed, cached, skipped) = summary_with_skipped(out);
+    assert_eq!(skipped, 0, "{}", stdout(out));
+    (run, failed, cached)
+}
+
+/// As [`summary`], with the skipped count as well.
+fn summary_with_skipped(out: &Output) -> (usize, usize, usize, usize) {
     let text = stdout(out);
     let mut lines = text.lines().rev().filter(|l| !l.trim().is_empty());
     let last = lines.next().expect("test-images printed nothing");
@@ -28,16 +35,22 @@ fn summary(out: &Output) -> (usize, usize, usize) {
             .and_then(|n| n.parse().ok())
             .unwrap_or_else(|| panic!("not a count: {s}"))
     };
-    let (passed, failed) = last
-        .split_once(", ")
-        .unwrap_or_else(|| panic!("not a summary line: {last}"));
+    let parts: Vec<&str> = last.split(", ").collect();
     assert!(
-        passed.ends_with(" passed") && failed.ends_with(" failed") && !failed.contains(','),
-        "{last}"
+        parts.len() == 3
+            && parts[0].ends_with(" passed")
+            && parts[1].ends_with(" failed")
+            && parts[2].ends_with(" skipped"),
+        "not a summary line: {last}"
     );
     assert!(cached_line.contains(" cached "), "{cached_line}");
     let cached = number(cached_line);
-    (number(passed) - cached, number(failed), cached)
+    (
+        number(parts[0]) - cached,
+        number(parts[1]),
+        cached,
+        number(parts[2]),
+    )
 }
 
 /// The tests images.toml declares: `image/test` for each
@@ -172,13 +185,22 @@ stdout = { contains = [
 files = [{ path = "/isoprobe", mode = "0755", type = "file" }]
 absent = ["/etc/passwd", "/bin/sh"]
 config = { user = "4242:4243", entrypoint = ["/isoprobe"] }
+
+[images.iso.tests.fake-ok]
+args = ["fake-ok"]
 "#;
 
 /// A fixture workspace with a greeter and the probe, whose images carry one
 /// wrong expectation and an isolation check.
 fn fixture() -> Fixture {
+    fixture_with(FIXTURE_IMAGES)
+}
+
+/// A fixture workspace with a greeter and the probe, and `images` as its
+/// images.toml.
+pub(crate) fn fixture_with(images: &str) -> Fixture {
     let probe = std::fs::read_to_string(repo_root().join("crates/probe/src/main.rs")).unwrap();
-    let fx = Fixture::new(&[("fx", FX_MAIN), ("isoprobe", &probe)], FIXTURE_IMAGES);
+    let fx = Fixture::new(&[("fx", FX_MAIN), ("isoprobe", &probe)], images);
     // The probe needs libc; the repository's lock file pins the version the
     // rest of the tests already fetched.
     let manifest = fx.path().join("crates/isoprobe/Cargo.toml");
@@ -232,8 +254,22 @@ fn a_wrong_expectation_fails_with_a_diff_and_the_probe_finds_itself_isolated() {
         details.contains("--- stdout\nhello from a fixture\n"),
         "{details}"
     );
-    assert_eq!(summary(&first), (3, 1, 0), "{text}");
-    assert!(String::from_utf8_lossy(&first.stderr).contains("1 image test failed"));
+    // A failing program's output cannot rewrite the runner's lines: its
+    // carriage returns and escape sequences arrive escaped.
+    assert!(
+        text.lines()
+            .any(|l| l == "test iso/fake-ok [linux/amd64] ... FAILED"),
+        "{text}"
+    );
+    assert!(!text.contains('\r') && !text.contains('\u{1b}'), "{text:?}");
+    let faked = text
+        .split("---- iso/fake-ok [linux/amd64] ----")
+        .nth(1)
+        .expect(&text);
+    assert!(faked.contains("\\r\\u{1b}[2Ktest faked ... ok"), "{faked}");
+    assert!(!text.lines().any(|l| l.starts_with("test faked")), "{text}");
+    assert_eq!(summary(&first), (3, 2, 0), "{text}");
+    assert!(String::from_utf8_lossy(&first.stderr).contains("2 image tests failed"));
 
     // Passes are cached, failures never are.
     let second = test_images_in(&fx);
@@ -243,11 +279,15 @@ fn a_wrong_expectation_fails_with_a_diff_and_the_probe_finds_itself_isolated() {
         text.contains("test fx/wrong [linux/amd64] ... FAILED"),
         "{text}"
     );
-    assert_eq!(summary(&second), (0, 1, 3), "{text}");
+    assert_eq!(summary(&second), (0, 2, 3), "{text}");
 
     // Fixing the expectation changes the test's key: it runs, and passes.
     let images = fx.path().join("images.toml");
-    let fixed = FIXTURE_IMAGES.replace("from a mixture", "from a fixture");
+    let fixed = FIXTURE_IMAGES
+        .split("[images.iso.tests.fake-ok]")
+        .next()
+        .unwrap()
+        .replace("from a mixture", "from a fixture");
     std::fs::write(&images, fixed).unwrap();
     let third = test_images_in(&fx);
     assert!(third.status.success(), "{}", stdout(&third));
@@ -263,4 +303,188 @@ fn an_unknown_image_name_is_a_usage_error() {
         .arg(support::nested_target_dir().join("unused-out")));
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no image named `no-such-image`"));
+}
+
+const TWO_PLATFORMS: &str = r#"
+[defaults]
+platforms = ["linux/amd64", "linux/arm64"]
+
+[images.fx]
+package = "fx"
+
+[images.fx.tests.right]
+stdout = { contains = ["hello from a fixture"] }
+
+[images.fx.tests.shape]
+files = [{ path = "/fx", type = "file" }]
+"#;
+
+#[test]
+fn a_platform_without_an_emulator_is_skipped_and_named() {
+    let fx = Fixture::new(&[("fx", FX_MAIN)], TWO_PLATFORMS);
+    let no_emulators = tempfile::tempdir().unwrap();
+    let run_with = |extra: &[&str]| {
+        run(cli()
+            .current_dir(fx.path())
+            .env("CARGO_TARGET_DIR", nested_target_dir())
+            .env("SCRATCHPACK_EMULATOR_DIR", no_emulators.path())
+            .args(["test-images", "--no-cache", "--out"])
+            .arg(fx.path().join("out"))
+            .args(extra))
+    };
+    let out = run_with(&[]);
+    let text = stdout(&out);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}\n{stderr}");
+    for line in [
+        "test fx/right [linux/amd64] ... ok",
+        "test fx/shape [linux/amd64] ... ok",
+        "test fx/right [linux/arm64] ... skipped",
+        // A structure test needs no emulator: it still runs.
+        "test fx/shape [linux/arm64] ... ok",
+    ] {
+        assert!(text.lines().any(|l| l == line), "no `{line}` in:\n{text}");
+    }
+    assert!(text.contains("qemu-user-static"), "{text}");
+    assert!(
+        stderr.contains("1 image test was skipped") && stderr.contains("qemu-aarch64-static"),
+        "{stderr}"
+    );
+    assert_eq!(summary_with_skipped(&out), (3, 0, 0, 1), "{text}");
+
+    let strict = run_with(&["--require-all-platforms"]);
+    assert_eq!(strict.status.code(), Some(1), "{}", stdout(&strict));
+    assert!(
+        String::from_utf8_lossy(&strict.stderr).contains("--require-all-platforms"),
+        "{}",
+        String::from_utf8_lossy(&strict.stderr)
+    );
+
+    // The same, asked for by images.toml.
+    let strict_toml = TWO_PLATFORMS.replace(
+        "[images.fx]\n",
+        "[images.fx]\nrequire-all-platforms = true\n",
+    );
+    std::fs::write(fx.path().join("images.toml"), strict_toml).unwrap();
+    let strict = run_with(&[]);
+    let stderr = String::from_utf8_lossy(&strict.stderr);
+    assert_eq!(strict.status.code(), Some(1), "{}", stdout(&strict));
+    assert!(
+        stderr.contains("`require-all-platforms`") && stderr.contains("fx/right [linux/arm64]"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn images_toml_sets_the_filter_and_the_unpack_limits() {
+    let fx = fixture_with(
+        r#"
+[defaults]
+platforms = ["linux/amd64"]
+
+[images.iso]
+package = "isoprobe"
+
+[images.iso.tests.filtered]
+args = ["hostile", "unshare-user"]
+stdout = { contains = ['"unshare-user":1}'] }
+
+[images.iso.tests.unfiltered]
+args = ["hostile", "unshare-user"]
+seccomp = false
+stdout = { contains = ['"unshare-user":0}'] }
+
+[images.fx]
+package = "fx"
+unpack-limits = { max-bytes = 4096 }
+
+[images.fx.tests.right]
+stdout = { contains = ["hello from a fixture"] }
+"#,
+    );
+    let out = test_images_in(&fx);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    for line in [
+        "test iso/filtered [linux/amd64] ... ok",
+        "test iso/unfiltered [linux/amd64] ... ok",
+        "test fx/right [linux/amd64] ... FAILED",
+    ] {
+        assert!(text.lines().any(|l| l == line), "no `{line}` in:\n{text}");
+    }
+    assert!(text.contains("max-bytes"), "{text}");
+}
+
+/// Host processes whose command line contains `tag`.
+fn processes_tagged(tag: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !name.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        if let Ok(cmdline) = std::fs::read(entry.path().join("cmdline"))
+            && String::from_utf8_lossy(&cmdline).contains(tag)
+        {
+            found.push(name);
+        }
+    }
+    found
+}
+
+#[test]
+fn an_interrupted_run_stops_its_sandboxes_and_removes_what_it_unpacked() {
+    let tag = format!("--tag=interrupted-{}", std::process::id());
+    let images = format!(
+        r#"
+[defaults]
+platforms = ["linux/amd64"]
+
+[images.iso]
+package = "isoprobe"
+
+[images.iso.tests.hangs]
+args = ["ignore-term", "{tag}"]
+# Only the interruption can end it in time for the test to finish.
+timeout = 3600
+"#
+    );
+    let fx = fixture_with(&images);
+    let tmp = tempfile::tempdir().unwrap();
+    for signal in ["INT", "TERM"] {
+        let child = cli()
+            .current_dir(fx.path())
+            .env("CARGO_TARGET_DIR", nested_target_dir())
+            .env("TMPDIR", tmp.path())
+            .args(["test-images", "--no-cache", "--out"])
+            .arg(fx.path().join("out"))
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The build comes first; the probe shows up once its test runs.
+        let started = Instant::now();
+        while processes_tagged(&tag).is_empty() {
+            assert!(started.elapsed().as_secs() < 600, "the probe never started");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let unpacked: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().flatten().collect();
+        assert!(!unpacked.is_empty(), "nothing unpacked under TMPDIR");
+        let status = std::process::Command::new("kill")
+            .args([&format!("-{signal}"), &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(130), "SIG{signal}: {stderr}");
+        assert!(stderr.contains("interrupted"), "{stderr}");
+        assert_eq!(processes_tagged(&tag), Vec::<String>::new(), "SIG{signal}");
+        let left: Vec<_> = std::fs::read_dir(tmp.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        assert!(left.is_empty(), "SIG{signal} left {left:?}");
+    }
 }

@@ -7,6 +7,8 @@
 //! probe [report] [--connect PORT] [--path PATH]...
 //! probe fork-bomb | alloc BYTES | spin | flood | ignore-term | sleep-child
 //! probe write PATH | exit CODE | cat | env
+//! probe keys | syscalls NR... | hostile CALL... | inode-bomb N | proc1
+//! probe hog-children N BYTES | memfd BYTES | tmp-fill BYTES | fake-ok
 //! ```
 //!
 //! Arguments starting with `--tag=` are ignored everywhere: tests use them to
@@ -48,6 +50,38 @@ fn main() {
                 .read_to_end(&mut input)
                 .expect("reading stdin");
             std::io::stdout().write_all(&input).expect("writing stdout");
+        }
+        "keys" => keys(),
+        "syscalls" => syscalls(rest),
+        "hostile" => hostile(rest),
+        "inode-bomb" => inode_bomb(
+            rest.first()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(u64::MAX),
+        ),
+        "proc1" => proc1(),
+        "hog-children" => hog_children(
+            rest.first().and_then(|n| n.parse().ok()).unwrap_or(8),
+            rest.get(1)
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(400 << 20),
+        ),
+        "memfd" => memfd(
+            rest.first()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(u64::MAX),
+        ),
+        "tmp-fill" => tmp_fill(
+            rest.first()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(u64::MAX),
+        ),
+        "fake-ok" => {
+            // A failing program that tries to rewrite the terminal line its
+            // test runner printed: carriage return, erase line, fake verdict.
+            print!("\r\x1b[2Ktest faked ... ok\n\x1b[1A\x1b[32mok\x1b[0m\x07\x08\n");
+            let _ = std::io::stdout().flush();
+            std::process::exit(1);
         }
         "env" => {
             for (k, v) in std::env::vars_os() {
@@ -356,5 +390,232 @@ fn write_file(path: &str) {
             );
             std::process::exit(1);
         }
+    }
+}
+
+/// The errno of the last failed call, or 0 for success.
+fn errno_of(ret: libc::c_long) -> i32 {
+    if ret == -1 {
+        std::io::Error::last_os_error().raw_os_error().unwrap_or(-1)
+    } else {
+        0
+    }
+}
+
+/// The session keyring this process has, and whether a key the caller put
+/// in its own session keyring (`scratchpack-probe-secret`) is reachable.
+fn keys() {
+    const KEYCTL_GET_KEYRING_ID: libc::c_long = 0;
+    const KEYCTL_SEARCH: libc::c_long = 10;
+    const KEY_SPEC_SESSION_KEYRING: libc::c_long = -3;
+    // SAFETY: integer arguments only.
+    let session = unsafe {
+        libc::syscall(
+            libc::SYS_keyctl,
+            KEYCTL_GET_KEYRING_ID,
+            KEY_SPEC_SESSION_KEYRING,
+            0,
+        )
+    };
+    let session = if session == -1 {
+        -i64::from(errno_of(-1))
+    } else {
+        session
+    };
+    // SAFETY: NUL-terminated strings that outlive the call.
+    let found = unsafe {
+        libc::syscall(
+            libc::SYS_keyctl,
+            KEYCTL_SEARCH,
+            KEY_SPEC_SESSION_KEYRING,
+            c"user".as_ptr(),
+            c"scratchpack-probe-secret".as_ptr(),
+            0,
+        )
+    };
+    let found = if found == -1 {
+        -i64::from(errno_of(-1))
+    } else {
+        found
+    };
+    println!("{{\"session\":{session},\"found\":{found}}}");
+}
+
+/// Makes each system call numbered in `numbers` with all-zero arguments and
+/// reports its errno (0 when it succeeded), keyed by number.
+fn syscalls(numbers: &[String]) {
+    let mut out = String::from("{");
+    for (i, nr) in numbers.iter().enumerate() {
+        let Ok(n) = nr.parse::<libc::c_long>() else {
+            continue;
+        };
+        // SAFETY: every call gets null pointers and zero integers; the
+        // kernel validates them and fails or does nothing harmful.
+        let ret = unsafe { libc::syscall(n, 0, 0, 0, 0, 0, 0) };
+        let sep = if i == 0 { "" } else { "," };
+        let _ = write!(out, "{sep}\"{n}\":{}", errno_of(ret));
+    }
+    out.push('}');
+    println!("{out}");
+}
+
+/// The calls a hostile program would make to reach the host, by name, each
+/// with arguments that would work if nothing refused them; reports errno.
+fn hostile(names: &[String]) {
+    let mut out = String::from("{");
+    for (i, name) in names.iter().enumerate() {
+        let errno = match name.as_str() {
+            // SAFETY (all arms): integer arguments or valid local pointers.
+            "socket-vsock" => {
+                let fd = unsafe { libc::socket(libc::AF_VSOCK, libc::SOCK_STREAM, 0) };
+                errno_of(fd.into())
+            }
+            "socket-packet" => {
+                let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0) };
+                errno_of(fd.into())
+            }
+            "socket-inet" => {
+                let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0) };
+                errno_of(fd.into())
+            }
+            "unshare-user" => errno_of(unsafe { libc::unshare(libc::CLONE_NEWUSER) }.into()),
+            "keyctl" => errno_of(unsafe { libc::syscall(libc::SYS_keyctl, 0, -3, 1) }),
+            "add-key" => errno_of(unsafe {
+                libc::syscall(
+                    libc::SYS_add_key,
+                    c"user".as_ptr(),
+                    c"probe".as_ptr(),
+                    c"x".as_ptr(),
+                    1,
+                    -3,
+                )
+            }),
+            "io-uring" => {
+                let mut params = [0u8; 120];
+                errno_of(unsafe { libc::syscall(libc::SYS_io_uring_setup, 4, params.as_mut_ptr()) })
+            }
+            // UFFD_USER_MODE_ONLY: what an unprivileged process may ask for.
+            "userfaultfd" => errno_of(unsafe { libc::syscall(libc::SYS_userfaultfd, 1) }),
+            "bpf" => errno_of(unsafe { libc::syscall(libc::SYS_bpf, 0, 0, 0) }),
+            "perf-event-open" => {
+                // A software clock event of this process: allowed without
+                // privilege when perf_event_paranoid permits.
+                let mut attr = [0u8; 128];
+                attr[0..4].copy_from_slice(&1u32.to_ne_bytes()); // PERF_TYPE_SOFTWARE
+                attr[4..8].copy_from_slice(&128u32.to_ne_bytes()); // size
+                errno_of(unsafe {
+                    libc::syscall(libc::SYS_perf_event_open, attr.as_ptr(), 0, -1, -1, 0)
+                })
+            }
+            _ => -1,
+        };
+        let sep = if i == 0 { "" } else { "," };
+        let _ = write!(out, "{sep}\"{name}\":{errno}");
+    }
+    out.push('}');
+    println!("{out}");
+}
+
+/// Creates empty files in /tmp until refused or `limit` are made.
+fn inode_bomb(limit: u64) {
+    let mut created = 0u64;
+    let mut error = None;
+    while created < limit {
+        if let Err(e) = std::fs::File::create(format!("/tmp/i{created}")) {
+            error = Some(e.to_string());
+            break;
+        }
+        created += 1;
+    }
+    println!("{{\"created\":{created},\"error\":{}}}", js_opt(&error));
+}
+
+/// What the program can learn of its init and its mounts.
+fn proc1() {
+    let cmdline = std::fs::read("/proc/1/cmdline").unwrap_or_default();
+    let comm = std::fs::read_to_string("/proc/1/comm").unwrap_or_default();
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    println!(
+        "{{\"cmdline\":{},\"comm\":{},\"mountinfo\":{}}}",
+        js(&String::from_utf8_lossy(&cmdline)),
+        js(comm.trim_end()),
+        js(&mountinfo)
+    );
+}
+
+/// Touches `bytes` of fresh anonymous memory and holds it.
+fn touch_and_hold(bytes: u64) -> ! {
+    let mut held: Vec<Vec<u8>> = Vec::new();
+    let mut total = 0u64;
+    while total < bytes {
+        held.push(vec![1u8; 1 << 20]);
+        total += 1 << 20;
+    }
+    loop {
+        std::thread::sleep(Duration::from_secs(3600));
+    }
+}
+
+/// Starts `n` processes that each touch `bytes` and hold them: a limit per
+/// process lets them all through; a limit per sandbox does not.
+fn hog_children(n: u32, bytes: u64) {
+    for _ in 0..n {
+        // SAFETY: single-threaded; the child only allocates and sleeps.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            touch_and_hold(bytes);
+        }
+    }
+    println!("{{\"started\":{n}}}");
+    let _ = std::io::stdout().flush();
+    loop {
+        let mut status = 0;
+        // SAFETY: valid pointer to a local.
+        if unsafe { libc::wait(&mut status) } == -1 {
+            break;
+        }
+    }
+    println!("{{\"all_ended\":true}}");
+}
+
+/// Fills a memfd with `bytes`: shared memory no address-space limit sees.
+fn memfd(bytes: u64) {
+    // SAFETY: a NUL-terminated name and integer flags.
+    let fd = unsafe { libc::memfd_create(c"probe".as_ptr(), 0) };
+    if fd == -1 {
+        println!(
+            "{{\"error\":{}}}",
+            js(&std::io::Error::last_os_error().to_string())
+        );
+        std::process::exit(1);
+    }
+    // SAFETY: the descriptor was just created and is owned here.
+    let mut file = unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    fill(&mut file, bytes);
+}
+
+/// Writes `bytes` into a file in /tmp: tmpfs pages are memory too.
+fn tmp_fill(bytes: u64) {
+    match std::fs::File::create("/tmp/fill") {
+        Ok(mut file) => fill(&mut file, bytes),
+        Err(e) => println!("{{\"error\":{}}}", js(&e.to_string())),
+    }
+}
+
+fn fill(file: &mut std::fs::File, bytes: u64) {
+    let chunk = vec![7u8; 1 << 20];
+    let mut written = 0u64;
+    while written < bytes {
+        if let Err(e) = file.write_all(&chunk) {
+            println!("{{\"written\":{written},\"error\":{}}}", js(&e.to_string()));
+            std::process::exit(1);
+        }
+        written += chunk.len() as u64;
+    }
+    println!("{{\"written\":{written}}}");
+    let _ = std::io::stdout().flush();
+    // Held until the sandbox ends it, so the pages stay charged.
+    loop {
+        std::thread::sleep(Duration::from_secs(3600));
     }
 }

@@ -8,8 +8,11 @@
 //!
 //! Each tool gets the same isolation where it offers it: new user, mount,
 //! pid, network, uts and ipc namespaces, a read-only root built from the
-//! image's entries, `/proc`, `/dev`, a tmpfs `/tmp`. crun gets a copy of the
-//! root, because it creates its mount points inside the root directory.
+//! image's entries, `/proc`, `/dev`, a tmpfs `/tmp`, the same seccomp
+//! deny-list, and a cgroup of its own limiting memory, processes and CPU
+//! (for bwrap, which makes none, the benchmark makes one around each run,
+//! as a runner using bwrap would). crun gets a copy of the root, because it
+//! creates its mount points inside the root directory.
 //!
 //! crun refuses hosts whose cgroup v2 hierarchy sits beside v1 controllers
 //! ("hybrid mode"); on such a host, run the benchmark with that hierarchy
@@ -127,11 +130,28 @@ impl Tool for Ours {
     }
 }
 
-struct Bwrap(Vec<String>);
+struct Bwrap {
+    args: Vec<String>,
+    /// The default filter as `struct sock_filter`s, read by `--seccomp FD`
+    /// from the start on each run.
+    filter: std::fs::File,
+}
+
+/// The descriptor bwrap reads its seccomp program from.
+const FILTER_FD: i32 = 9;
 
 impl Bwrap {
     fn new(rootfs: &Path, argv: &[String]) -> Bwrap {
+        let mut filter = Vec::new();
+        for insn in sandbox::seccomp::default_filter() {
+            filter.extend_from_slice(&insn.code.to_ne_bytes());
+            filter.push(insn.jt);
+            filter.push(insn.jf);
+            filter.extend_from_slice(&insn.k.to_ne_bytes());
+        }
         let mut args: Vec<String> = [
+            "--seccomp",
+            "9",
             "--unshare-all",
             "--die-with-parent",
             "--new-session",
@@ -172,14 +192,67 @@ impl Bwrap {
             args.push(a.into());
         }
         args.extend(argv.iter().cloned());
-        Bwrap(args)
+        let filter = tempfile_with(&filter).expect("writing the seccomp program");
+        Bwrap { args, filter }
     }
 }
 
 impl Tool for Bwrap {
-    fn run(&self, _: usize) -> Result<(), String> {
-        status(Command::new("bwrap").args(&self.0))
+    fn run(&self, i: usize) -> Result<(), String> {
+        use std::os::unix::process::CommandExt;
+        let cgroup = sandbox::cgroup::parent()
+            .map(|p| {
+                sandbox::cgroup::Cgroup::create(
+                    &p,
+                    &format!("bench-bwrap-{}-{i}", std::process::id()),
+                    &sandbox::Limits::default(),
+                )
+            })
+            .transpose()
+            .map_err(|e| format!("making bwrap's cgroup: {e}"))?
+            .map(std::sync::Arc::new);
+        std::io::Seek::rewind(&mut &self.filter).map_err(|e| e.to_string())?;
+        let raw = std::os::fd::AsRawFd::as_raw_fd(&self.filter);
+        let mut cmd = Command::new("bwrap");
+        cmd.args(&self.args);
+        let cg = cgroup.clone();
+        // SAFETY: the bench is single-threaded here, so the forked child may
+        // allocate; dup2 and getpid are async-signal-safe.
+        unsafe {
+            cmd.pre_exec(move || {
+                if let Some(cg) = &cg {
+                    cg.add(libc::getpid())?;
+                }
+                if libc::dup2(raw, FILTER_FD) == -1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let result = status(&mut cmd);
+        drop(cmd);
+        if let Some(cg) = cgroup {
+            cg.remove();
+        }
+        result
     }
+}
+
+/// An unlinked file holding `bytes`, positioned at its start.
+fn tempfile_with(bytes: &[u8]) -> Result<std::fs::File, String> {
+    use std::io::{Seek, Write};
+    let path = std::env::temp_dir().join(format!("bench-filter-{}", std::process::id()));
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&path)
+        .map_err(|e| e.to_string())?;
+    let _ = std::fs::remove_file(&path);
+    file.write_all(bytes).map_err(|e| e.to_string())?;
+    file.rewind().map_err(|e| e.to_string())?;
+    Ok(file)
 }
 
 struct Crun {
@@ -217,6 +290,21 @@ impl Crun {
         spec["process"]["terminal"] = serde_json::json!(false);
         spec["process"]["env"] = serde_json::json!([]);
         spec["hostname"] = serde_json::json!("sandbox");
+        // The same limits and filter as the others.
+        let limits = sandbox::Limits::default();
+        spec["linux"]["resources"] = serde_json::json!({
+            "memory": { "limit": limits.memory_bytes },
+            "pids": { "limit": limits.max_processes },
+            "cpu": { "quota": 100_000, "period": 100_000 },
+        });
+        spec["linux"]["cgroupsPath"] =
+            serde_json::json!(format!("bench-crun-{}", std::process::id()));
+        let denied: Vec<&str> = sandbox::seccomp::denied().iter().map(|(n, _)| *n).collect();
+        spec["linux"]["seccomp"] = serde_json::json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "architectures": ["SCMP_ARCH_X86_64"],
+            "syscalls": [{ "names": denied, "action": "SCMP_ACT_ERRNO", "errnoRet": 1 }],
+        });
         // No /sys (ours has none) and so no cgroup file system either.
         spec["mounts"]
             .as_array_mut()
@@ -244,7 +332,7 @@ impl Tool for Crun {
             Command::new("crun")
                 .arg("--root")
                 .arg(&self.state)
-                .arg("--cgroup-manager=disabled")
+                .arg("--cgroup-manager=cgroupfs")
                 .args(["run", "--bundle"])
                 .arg(&self.bundle)
                 .arg(format!("bench-{}-{i}", std::process::id())),

@@ -23,6 +23,8 @@ pub struct Config {
     pub hostname: String,
     pub limits: Limits,
     pub emulator: Option<PathBuf>,
+    pub seccomp: bool,
+    pub host_network: bool,
 }
 
 /// A malformed configuration message.
@@ -104,6 +106,10 @@ impl Config {
             l.max_output_bytes,
             l.max_file_bytes,
             l.tmp_bytes,
+            l.tmp_inodes,
+            l.cpu_millis,
+            u64::from(self.seccomp),
+            u64::from(self.host_network),
         ] {
             e.u64(v);
         }
@@ -140,7 +146,11 @@ impl Config {
             max_output_bytes: d.u64()?,
             max_file_bytes: d.u64()?,
             tmp_bytes: d.u64()?,
+            tmp_inodes: d.u64()?,
+            cpu_millis: d.u64()?,
         };
+        let seccomp = d.u64()? != 0;
+        let host_network = d.u64()? != 0;
         let emulator = match d.u64()? {
             0 => None,
             1 => Some(PathBuf::from(d.os()?)),
@@ -159,6 +169,8 @@ impl Config {
             hostname,
             limits,
             emulator,
+            seccomp,
+            host_network,
         })
     }
 }
@@ -182,6 +194,8 @@ mod tests {
                 ..Limits::default()
             },
             emulator: Some("/usr/bin/qemu-aarch64-static".into()),
+            seccomp: false,
+            host_network: true,
         }
     }
 

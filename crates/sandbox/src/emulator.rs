@@ -26,6 +26,11 @@ pub fn emulator_for(arch: &str) -> Result<Option<PathBuf>, Error> {
     emulator_in(arch, std::env::consts::ARCH, Path::new("/usr/bin"))
 }
 
+/// Like [`emulator_for`], looking for `qemu-<arch>-static` in `dir`.
+pub fn emulator_in_dir(arch: &str, dir: &Path) -> Result<Option<PathBuf>, Error> {
+    emulator_in(arch, std::env::consts::ARCH, dir)
+}
+
 fn emulator_in(arch: &str, host: &str, dir: &Path) -> Result<Option<PathBuf>, Error> {
     let wanted = qemu_arch(arch).ok_or_else(|| Error::UnknownArch(arch.to_string()))?;
     let host = qemu_arch(host).unwrap_or(host);

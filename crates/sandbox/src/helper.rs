@@ -79,10 +79,39 @@ fn one_line(s: &str) -> String {
     s.replace(['\n', '\t'], " ")
 }
 
+/// Set when the helper is asked to stop: by SIGTERM from the library
+/// (`signals::stop_all`), or as its parent death signal.
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn request_stop(_: libc::c_int) {
+    STOP.store(true, Ordering::Relaxed);
+}
+
 fn run(parent: Option<libc::pid_t>, mut control: File, report: &File) -> Result<(), StepError> {
-    // The helper dies with the library; checking the parent afterwards closes
-    // the window in which the library may have died before the request.
-    set_parent_death_signal().step(|| "setting the parent death signal".into())?;
+    // The caller may block signals (`signals::on_termination` does, and a
+    // child inherits the mask): the helper and the init need theirs.
+    // SAFETY: an empty set, then unblocking everything.
+    unsafe {
+        let mut set = std::mem::zeroed::<libc::sigset_t>();
+        libc::sigemptyset(&mut set);
+        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+    }
+    // A stop request interrupts whatever the helper waits on (no SA_RESTART)
+    // and lets it take the sandbox down and remove its cgroup before it ends.
+    for signal in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
+        // SAFETY: an all-zero sigaction with a handler that only stores to
+        // an atomic, which is async-signal-safe.
+        unsafe {
+            let mut action = std::mem::zeroed::<libc::sigaction>();
+            action.sa_sigaction = request_stop as extern "C" fn(libc::c_int) as libc::sighandler_t;
+            libc::sigemptyset(&mut action.sa_mask);
+            libc::sigaction(signal, &action, std::ptr::null_mut());
+        }
+    }
+    // The helper dies with the library, cleaning up; checking the parent
+    // afterwards closes the window in which the library may have died
+    // before the request.
+    set_parent_death_signal_to(libc::SIGTERM).step(|| "setting the parent death signal".into())?;
     // SAFETY: getppid cannot fail.
     if parent.is_some_and(|p| p != unsafe { libc::getppid() }) {
         return Err(StepError {
@@ -105,10 +134,45 @@ fn run(parent: Option<libc::pid_t>, mut control: File, report: &File) -> Result<
         source: std::io::Error::other(e),
     })?;
 
+    // The sandbox's own cgroup, made before its first process exists; where
+    // none can be made, per-process rlimits stand in for its limits.
+    // SAFETY: getpid cannot fail.
+    let name = format!("{}{}", crate::cgroup::PREFIX, unsafe { libc::getpid() });
+    let cgroup = crate::cgroup::parent().and_then(|p| {
+        crate::cgroup::sweep(&p);
+        crate::cgroup::Cgroup::create(&p, &name, &config.limits).ok()
+    });
+    let mut config = config;
+    if cgroup.is_some() {
+        // The group counts memory and processes for the whole sandbox; the
+        // per-process rlimits would only get in the way of an emulator's
+        // address-space reservations and of other users' processes.
+        config.limits.memory_bytes = u64::MAX;
+        config.limits.max_processes = u64::MAX;
+    }
+    let result = run_in(config, control, report, cgroup.as_ref());
+    if let Some(cgroup) = &cgroup {
+        cgroup.remove();
+    }
+    result
+}
+
+/// Creates the namespaces and runs the sandbox in them, supervised.
+fn run_in(
+    config: Config,
+    control: File,
+    report: &File,
+    cgroup: Option<&crate::cgroup::Cgroup>,
+) -> Result<(), StepError> {
     let (go_read, go_write) = pipe().step(|| "creating the start pipe".into())?;
     let sys = Linux;
+    let namespaces = if config.host_network {
+        sys::NAMESPACES & !libc::CLONE_NEWNET
+    } else {
+        sys::NAMESPACES
+    };
     match sys
-        .clone_namespaces(sys::NAMESPACES)
+        .clone_namespaces(namespaces)
         .step(|| "creating namespaces".into())?
     {
         Cloned::Child => {
@@ -127,14 +191,35 @@ fn run(parent: Option<libc::pid_t>, mut control: File, report: &File) -> Result<
         }
         Cloned::Parent(child) => {
             drop(go_read);
+            // The init joins the cgroup before it may go on, so everything
+            // in the sandbox is counted.
+            let joined = cgroup.map_or(Ok(()), |c| {
+                c.add(child)
+                    .step(|| format!("moving process {child} into its cgroup"))
+            });
             // The init watches this pipe's write end to learn the helper is
             // alive, so it stays open until the init is gone.
-            let result = start_child(&sys, child, go_write, &config);
+            let result = joined.and_then(|()| start_child(&sys, child, go_write, &config));
             if result.is_err() {
                 kill(child, libc::SIGKILL);
             }
-            let stopped = supervise(child, &control, &config.limits, result.is_ok());
+            let mut stopped = supervise(child, &control, &config.limits, result.is_ok(), cgroup);
             let maxrss = wait_child(child);
+            if let Some(cgroup) = cgroup {
+                // A program killed for memory may have ended the run before
+                // the supervisor looked: the counter says so either way.
+                if stopped.is_none() && cgroup.oom_kills() > 0 {
+                    stopped = Some("memory");
+                }
+                let kind = match cgroup.kind() {
+                    crate::cgroup::Kind::V1 => "v1",
+                    crate::cgroup::Kind::V2 => "v2",
+                };
+                let _ = writeln!(&*report, "cgroup\t{kind}");
+                if let Some(peak) = cgroup.peak_bytes() {
+                    let _ = writeln!(&*report, "peak\t{peak}");
+                }
+            }
             if let Some(reason) = stopped {
                 let _ = writeln!(&*report, "stopped\t{reason}");
             }
@@ -166,17 +251,12 @@ fn start_child(
 }
 
 fn set_parent_death_signal() -> std::io::Result<()> {
+    set_parent_death_signal_to(libc::SIGKILL)
+}
+
+fn set_parent_death_signal_to(signal: libc::c_int) -> std::io::Result<()> {
     // SAFETY: integer arguments only.
-    if unsafe {
-        libc::prctl(
-            libc::PR_SET_PDEATHSIG,
-            libc::SIGKILL as libc::c_ulong,
-            0,
-            0,
-            0,
-        )
-    } == -1
-    {
+    if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, signal as libc::c_ulong, 0, 0, 0) } == -1 {
         return Err(std::io::Error::last_os_error());
     }
     Ok(())
@@ -222,6 +302,7 @@ fn supervise(
     control: &File,
     limits: &crate::Limits,
     started: bool,
+    cgroup: Option<&crate::cgroup::Cgroup>,
 ) -> Option<&'static str> {
     if !started {
         return None;
@@ -241,10 +322,30 @@ fn supervise(
         if exited(child, pidfd.as_ref()) {
             return stopped;
         }
+        if STOP.swap(false, Ordering::Relaxed) {
+            stopped.get_or_insert("cancelled");
+            kill(child, libc::SIGKILL);
+            if let Some(cgroup) = cgroup {
+                cgroup.kill();
+            }
+        }
+        if let Some(cgroup) = cgroup
+            && stopped.is_none()
+            && cgroup.oom_kills() > 0
+        {
+            // One process killed for memory stops the whole sandbox: what is
+            // left is a program missing a part of itself.
+            stopped = Some("memory");
+            kill(child, libc::SIGKILL);
+            cgroup.kill();
+        }
         let now = Instant::now();
         if now >= deadline {
             if terminated {
                 kill(child, libc::SIGKILL);
+                if let Some(cgroup) = cgroup {
+                    cgroup.kill();
+                }
                 // Far in the future: only the child's exit ends the loop now.
                 deadline = now + Duration::from_secs(3600);
             } else {
@@ -274,6 +375,10 @@ fn supervise(
         let mut wait = deadline - now;
         if pidfd.is_none() {
             wait = wait.min(Duration::from_millis(10));
+        }
+        if cgroup.is_some() {
+            // The OOM counter is read, not waited on.
+            wait = wait.min(Duration::from_millis(50));
         }
         let timeout = i32::try_from(wait.as_millis().max(1)).unwrap_or(i32::MAX);
         // SAFETY: `fds` is a valid array of pollfd of the given length.
@@ -411,15 +516,23 @@ fn resolve(config: &Config) -> Result<(Plan, Vec<OwnedFd>), StepError> {
         .iter()
         .map(|d| (d.to_string(), PathBuf::from(format!("/dev/{d}"))))
         .collect();
+    // The whole root, for the overlay, named through this process's own
+    // descriptor so no host path reaches the mount options.
+    let (root_fd, root_via) =
+        open_path(rootfs).step(|| format!("opening the image root {}", rootfs.display()))?;
+    fds.push(root_fd);
     let plan = Plan {
         // Mounted over inside this mount namespace only; everything the new
         // root needs from the host is already open.
         staging: PathBuf::from("/tmp"),
+        rootfs: Some(root_via),
         entries,
         devices,
         emulator,
         hostname: config.hostname.clone(),
         tmp_bytes: config.limits.tmp_bytes,
+        tmp_inodes: config.limits.tmp_inodes,
+        host_network: config.host_network,
     };
     Ok((plan, fds))
 }
@@ -427,6 +540,7 @@ fn resolve(config: &Config) -> Result<(Plan, Vec<OwnedFd>), StepError> {
 /// Pid 1 of the sandbox. Returns its exit code.
 fn init(sys: &Linux, config: &Config, go: OwnedFd, report: &File) -> Result<i32, StepError> {
     set_parent_death_signal().step(|| "setting the parent death signal".into())?;
+    hide_command_line().step(|| "renaming the sandbox's init".into())?;
     let (plan, fds) = resolve(config)?;
     let mut go = File::from(go);
     let mut byte = [0u8; 1];
@@ -469,7 +583,7 @@ fn init(sys: &Linux, config: &Config, go: OwnedFd, report: &File) -> Result<i32,
 
     // The init keeps nothing the program could use: no capabilities, and not
     // dumpable, so the program cannot inspect it through /proc.
-    sys.drop_privileges(&[])
+    sys.drop_privileges(&[], &[])
         .step(|| "dropping the init's privileges".into())?;
     // SAFETY: integer arguments only.
     unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
@@ -502,6 +616,44 @@ fn init(sys: &Linux, config: &Config, go: OwnedFd, report: &File) -> Result<i32,
             return Ok(0);
         }
     }
+}
+
+/// What the program sees of its init in `/proc/1/cmdline` and `/proc/1/comm`.
+pub(crate) const INIT_NAME: &str = "sandbox-init";
+
+/// Overwrites this process's command line (the host executable's path and
+/// the library's pid) and name, which the program could otherwise read from
+/// `/proc/1`, with `INIT_NAME`. The command line lives in this process's own
+/// memory, between the addresses `/proc/self/stat` gives; writing it through
+/// `/proc/self/mem` needs no privilege.
+fn hide_command_line() -> std::io::Result<()> {
+    let stat = std::fs::read_to_string("/proc/self/stat")?;
+    // Fields after the parenthesised name, which may itself hold spaces;
+    // arg_start and arg_end are fields 48 and 49 (proc_pid_stat(5)).
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let field = |n: usize| -> std::io::Result<u64> {
+        fields
+            .get(n - 3)
+            .and_then(|f| f.parse().ok())
+            .ok_or_else(|| std::io::Error::other("unexpected /proc/self/stat"))
+    };
+    let (start, end) = (field(48)?, field(49)?);
+    let len = usize::try_from(end.saturating_sub(start)).unwrap_or(0);
+    let mut bytes = vec![0u8; len];
+    let name = INIT_NAME.as_bytes();
+    let shown = name.len().min(len.saturating_sub(1));
+    bytes[..shown].copy_from_slice(&name[..shown]);
+    let mem = File::options().write(true).open("/proc/self/mem")?;
+    std::os::unix::fs::FileExt::write_all_at(&mem, &bytes, start)?;
+    let comm = CString::new(INIT_NAME).expect("no NUL in the name");
+    // SAFETY: a NUL-terminated name; the kernel copies at most 16 bytes.
+    if unsafe { libc::prctl(libc::PR_SET_NAME, comm.as_ptr(), 0, 0, 0) } == -1 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// The program's exec arguments, prepared before forking.
@@ -560,7 +712,13 @@ impl Exec {
                     self.workdir.display()
                 )
             })?;
-            sys.drop_privileges(&setup::rlimits(&config.limits))
+            // The filter goes on last: nothing after it but execve.
+            let filter = if config.seccomp {
+                crate::seccomp::default_filter()
+            } else {
+                Vec::new()
+            };
+            sys.drop_privileges(&setup::rlimits(&config.limits), &filter)
                 .step(|| "dropping privileges".into())?;
             let mut argv: Vec<*const libc::c_char> = self.argv.iter().map(|a| a.as_ptr()).collect();
             argv.push(std::ptr::null());
@@ -636,6 +794,8 @@ mod tests {
                 hostname: "h".into(),
                 limits: crate::Limits::default(),
                 emulator: None,
+                seccomp: true,
+                host_network: false,
             }
             .encode(),
         )

@@ -21,18 +21,21 @@
 
 #![cfg(target_os = "linux")]
 
+pub mod cgroup;
 mod config;
 mod emulator;
 pub mod helper;
 mod run;
+pub mod seccomp;
 pub mod setup;
+pub mod signals;
 pub mod sys;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use emulator::emulator_for;
+pub use emulator::{emulator_for, emulator_in_dir};
 
 /// Resource limits for one run. `u64::MAX` means "no limit" for the byte and
 /// count limits.
@@ -43,9 +46,12 @@ pub struct Limits {
     /// How long a program stopped at `wall_time` gets between SIGTERM and
     /// SIGKILL.
     pub kill_grace: Duration,
-    /// Address space of each process (RLIMIT_AS).
+    /// Memory of the whole sandbox, tmpfs and shared pages included, where
+    /// it gets a cgroup (see [`cgroup`]); else the address space of each
+    /// process (RLIMIT_AS).
     pub memory_bytes: u64,
-    /// Processes and threads of the sandbox's user (RLIMIT_NPROC).
+    /// Processes and threads of the sandbox (its cgroup's `pids.max`); else
+    /// of the sandbox's user (RLIMIT_NPROC).
     pub max_processes: u64,
     /// Open descriptors per process (RLIMIT_NOFILE).
     pub max_open_files: u64,
@@ -56,6 +62,12 @@ pub struct Limits {
     pub max_file_bytes: u64,
     /// Size of the writable `/tmp`.
     pub tmp_bytes: u64,
+    /// Files and directories `/tmp` can hold: each costs kernel memory even
+    /// when empty.
+    pub tmp_inodes: u64,
+    /// CPU time per wall-clock second, in thousandths of a CPU, where a
+    /// cgroup can enforce it.
+    pub cpu_millis: u64,
 }
 
 impl Default for Limits {
@@ -69,6 +81,8 @@ impl Default for Limits {
             max_output_bytes: 16 << 20,
             max_file_bytes: 64 << 20,
             tmp_bytes: 64 << 20,
+            tmp_inodes: 16 << 10,
+            cpu_millis: 1000,
         }
     }
 }
@@ -91,11 +105,15 @@ impl Status {
 pub enum StopReason {
     /// It ran past `Limits::wall_time`.
     Timeout,
-    /// It failed after its resident memory came within a quarter of
-    /// `Limits::memory_bytes`: it was refused memory by the limit.
+    /// The kernel killed a process of the sandbox for going over its
+    /// cgroup's memory limit (read from the group's OOM counter), and the
+    /// sandbox was stopped. Without a cgroup: it failed after its resident
+    /// memory came within a quarter of `Limits::memory_bytes`.
     Memory,
     /// Its output went past `Limits::max_output_bytes`.
     OutputLimit,
+    /// The caller asked for it to stop ([`signals::stop_all`]).
+    Cancelled,
 }
 
 /// The result of a run.
@@ -107,7 +125,8 @@ pub struct Outcome {
     pub stderr: Vec<u8>,
     pub duration: Duration,
     pub stopped: Option<StopReason>,
-    /// The largest resident size any process in the sandbox reached.
+    /// The most memory the sandbox's cgroup used at once; without a cgroup,
+    /// the largest resident size any process in the sandbox reached.
     pub peak_memory_bytes: u64,
 }
 
@@ -157,6 +176,9 @@ pub struct Sandbox {
     limits: Limits,
     emulator: Option<PathBuf>,
     helper: Option<PathBuf>,
+    seccomp: bool,
+    host_network: bool,
+    attach: bool,
 }
 
 impl Sandbox {
@@ -177,6 +199,9 @@ impl Sandbox {
             limits: Limits::default(),
             emulator: None,
             helper: None,
+            seccomp: true,
+            host_network: false,
+            attach: false,
         }
     }
 
@@ -242,6 +267,28 @@ impl Sandbox {
     /// thing in `main`. Defaults to the current executable.
     pub fn helper(mut self, path: impl Into<PathBuf>) -> Sandbox {
         self.helper = Some(path.into());
+        self
+    }
+
+    /// Whether the default seccomp filter (see [`seccomp::denied`]) is
+    /// installed before the program starts; on unless turned off.
+    pub fn seccomp(mut self, on: bool) -> Sandbox {
+        self.seccomp = on;
+        self
+    }
+
+    /// Shares the host's network namespace instead of a private one with
+    /// only a loopback interface, as `docker run --network host` does.
+    pub fn host_network(mut self, on: bool) -> Sandbox {
+        self.host_network = on;
+        self
+    }
+
+    /// Gives the program this process's own stdin, stdout and stderr, as
+    /// `docker run` does, instead of capturing its output into the
+    /// [`Outcome`] (which then holds none) and feeding it [`Sandbox::stdin`].
+    pub fn attach_stdio(mut self, on: bool) -> Sandbox {
+        self.attach = on;
         self
     }
 

@@ -5,7 +5,7 @@
 //! scratchpack-sandbox [--user UID:GID] [--env K=V]... [--workdir DIR]
 //!                     [--hostname NAME] [--timeout SECS] [--memory BYTES]
 //!                     [--processes N] [--output BYTES] [--emulator PATH]
-//!                     ROOTFS ARGV...
+//!                     [--no-seccomp] [--host-network] ROOTFS ARGV...
 //! ```
 //!
 //! The program's stdout and stderr are passed through; a last stderr line
@@ -41,6 +41,8 @@ fn run(args: Vec<String>) -> Result<ExitCode, String> {
     let mut workdir = "/".to_string();
     let mut hostname = "sandbox".to_string();
     let mut emulator = None;
+    let mut seccomp = true;
+    let mut host_network = false;
     let rootfs = loop {
         let arg = args.next().ok_or("missing ROOTFS")?;
         match arg.as_str() {
@@ -64,6 +66,8 @@ fn run(args: Vec<String>) -> Result<ExitCode, String> {
             "--processes" => limits.max_processes = parse("--processes", args.next())?,
             "--output" => limits.max_output_bytes = parse("--output", args.next())?,
             "--emulator" => emulator = Some(parse::<String>("--emulator", args.next())?.into()),
+            "--no-seccomp" => seccomp = false,
+            "--host-network" => host_network = true,
             flag if flag.starts_with("--") => return Err(format!("unknown option {flag}")),
             _ => break arg,
         }
@@ -77,6 +81,8 @@ fn run(args: Vec<String>) -> Result<ExitCode, String> {
         .hostname(hostname)
         .limits(limits)
         .emulator(emulator)
+        .seccomp(seccomp)
+        .host_network(host_network)
         .run()
         .map_err(|e| error_chain(&e))?;
     use std::io::Write;
@@ -90,6 +96,7 @@ fn run(args: Vec<String>) -> Result<ExitCode, String> {
         Some(sandbox::StopReason::Timeout) => "timeout",
         Some(sandbox::StopReason::Memory) => "memory",
         Some(sandbox::StopReason::OutputLimit) => "output",
+        Some(sandbox::StopReason::Cancelled) => "cancelled",
         None => "none",
     };
     eprintln!("scratchpack-sandbox: outcome status={status} stopped={stopped}");

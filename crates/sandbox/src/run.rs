@@ -38,6 +38,14 @@ fn high_copy(fd: &OwnedFd) -> std::io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(new) })
 }
 
+/// A stream to read, with its descriptor for `poll`; none when attached.
+fn stream<R: Read + AsRawFd + 'static>(r: Option<R>) -> (RawFd, Option<Box<dyn Read>>) {
+    match r {
+        Some(r) => (r.as_raw_fd(), Some(Box::new(r))),
+        None => (-1, None),
+    }
+}
+
 #[derive(Default)]
 struct Report {
     error: Option<String>,
@@ -45,6 +53,9 @@ struct Report {
     status: Option<Status>,
     stopped: Option<String>,
     maxrss_kib: Option<u64>,
+    /// Which cgroup interface limited the sandbox, if any.
+    cgroup: Option<String>,
+    peak_bytes: Option<u64>,
 }
 
 impl Report {
@@ -61,6 +72,8 @@ impl Report {
                 "signal" => r.status = value.parse().ok().map(Status::Signal),
                 "stopped" => r.stopped = Some(value.to_string()),
                 "maxrss" => r.maxrss_kib = value.parse().ok(),
+                "cgroup" => r.cgroup = Some(value.to_string()),
+                "peak" => r.peak_bytes = value.parse().ok(),
                 _ => {}
             }
         }
@@ -86,6 +99,8 @@ pub fn run(sandbox: &Sandbox) -> Result<Outcome, Error> {
         hostname: sandbox.hostname.clone(),
         limits: sandbox.limits,
         emulator: sandbox.emulator.clone(),
+        seccomp: sandbox.seccomp,
+        host_network: sandbox.host_network,
     };
     let helper = match &sandbox.helper {
         Some(path) => path.clone(),
@@ -103,14 +118,22 @@ pub fn run(sandbox: &Sandbox) -> Result<Outcome, Error> {
     command
         .arg(MARKER)
         .arg(std::process::id().to_string())
-        .env_clear()
-        .stdin(if sandbox.stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+        .env_clear();
+    if sandbox.attach {
+        command
+            .stdin(Stdio::inherit())
+            .stdout(Stdio::inherit())
+            .stderr(Stdio::inherit());
+    } else {
+        command
+            .stdin(if sandbox.stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+    }
     // SAFETY: dup2 is async-signal-safe, and the closure touches nothing but
     // the two descriptor numbers it captured by value.
     unsafe {
@@ -129,7 +152,49 @@ pub fn run(sandbox: &Sandbox) -> Result<Outcome, Error> {
         source,
     })?;
     drop((report_child, control_child));
+    let helper_pid = child.id() as libc::pid_t;
+    crate::signals::started(helper_pid);
+    let result = supervise_helper(
+        sandbox,
+        &mut child,
+        control_write,
+        report_read,
+        start,
+        &config,
+    );
+    crate::signals::ended(helper_pid);
+    let (buffers, output_limited, helper_killed) = match result {
+        Ok(r) => r,
+        Err(err) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(err);
+        }
+    };
+    let helper_status = child.wait().map_err(Error::Io)?;
+    let duration = start.elapsed();
+    finish(
+        sandbox,
+        buffers,
+        output_limited,
+        helper_killed,
+        helper_status,
+        duration,
+    )
+}
 
+/// Feeds the helper its configuration and stdin and collects its output
+/// and report until it closes them: the stdout, stderr and report bytes,
+/// whether the output went over its cap, and whether the helper had to be
+/// killed for missing its deadline.
+fn supervise_helper(
+    sandbox: &Sandbox,
+    child: &mut std::process::Child,
+    control_write: OwnedFd,
+    report_read: OwnedFd,
+    start: Instant,
+    config: &Config,
+) -> Result<([Vec<u8>; 3], bool, bool), Error> {
     let mut control = Some(File::from(control_write));
     let encoded = config.encode();
     let sent = control.as_mut().map(|c| {
@@ -137,8 +202,6 @@ pub fn run(sandbox: &Sandbox) -> Result<Outcome, Error> {
             .and_then(|()| c.write_all(&encoded))
     });
     if let Some(Err(err)) = sent {
-        let _ = child.kill();
-        let _ = child.wait();
         return Err(Error::Io(err));
     }
 
@@ -154,11 +217,10 @@ pub fn run(sandbox: &Sandbox) -> Result<Outcome, Error> {
         _ => None,
     };
 
-    let stdout = child.stdout.take().expect("stdout is piped");
-    let stderr = child.stderr.take().expect("stderr is piped");
+    // Attached streams are the caller's own and are not read here.
     let mut streams: [(RawFd, Option<Box<dyn Read>>); 3] = [
-        (stdout.as_raw_fd(), Some(Box::new(stdout))),
-        (stderr.as_raw_fd(), Some(Box::new(stderr))),
+        stream(child.stdout.take()),
+        stream(child.stderr.take()),
         (
             report_read.as_raw_fd(),
             Some(Box::new(File::from(report_read))),
@@ -224,12 +286,21 @@ pub fn run(sandbox: &Sandbox) -> Result<Outcome, Error> {
         }
     }
     drop(control);
-    let helper_status = child.wait().map_err(Error::Io)?;
-    let duration = start.elapsed();
     if let Some(writer) = stdin_writer {
         let _ = writer.join();
     }
+    Ok((buffers, output_limited, helper_killed))
+}
 
+/// The outcome the helper's report and the collected output describe.
+fn finish(
+    sandbox: &Sandbox,
+    buffers: [Vec<u8>; 3],
+    output_limited: bool,
+    helper_killed: bool,
+    helper_status: std::process::ExitStatus,
+    duration: Duration,
+) -> Result<Outcome, Error> {
     let [stdout, stderr, report] = buffers;
     let report = Report::parse(&String::from_utf8_lossy(&report));
     if let Some(error) = report.error {
@@ -240,6 +311,10 @@ pub fn run(sandbox: &Sandbox) -> Result<Outcome, Error> {
     }
     let stopped = if output_limited {
         Some(StopReason::OutputLimit)
+    } else if report.stopped.as_deref() == Some("memory") {
+        Some(StopReason::Memory)
+    } else if report.stopped.as_deref() == Some("cancelled") {
+        Some(StopReason::Cancelled)
     } else if helper_killed || report.stopped.as_deref() == Some("timeout") {
         Some(StopReason::Timeout)
     } else {
@@ -251,11 +326,15 @@ pub fn run(sandbox: &Sandbox) -> Result<Outcome, Error> {
         (None, Some(_)) => Status::Signal(libc::SIGKILL),
         (None, None) => return Err(Error::Helper(format!("helper {helper_status}"))),
     };
-    let peak_memory_bytes = report.maxrss_kib.unwrap_or(0).saturating_mul(1024);
+    let peak_memory_bytes = report
+        .peak_bytes
+        .unwrap_or_else(|| report.maxrss_kib.unwrap_or(0).saturating_mul(1024));
     let memory = sandbox.limits.memory_bytes;
     let stopped = stopped.or_else(|| {
+        // Without a cgroup there is no OOM counter: a failure near the
+        // address-space limit is taken for a refusal by it.
         let near_limit = memory != u64::MAX && peak_memory_bytes >= memory - memory / 4;
-        (near_limit && !status.success()).then_some(StopReason::Memory)
+        (report.cgroup.is_none() && near_limit && !status.success()).then_some(StopReason::Memory)
     });
     Ok(Outcome {
         status,
@@ -273,7 +352,9 @@ mod tests {
 
     #[test]
     fn parses_report_lines() {
-        let r = Report::parse("exit\t3\nstopped\ttimeout\nmaxrss\t2048\n");
+        let r = Report::parse("exit\t3\nstopped\ttimeout\nmaxrss\t2048\ncgroup\tv1\npeak\t4096\n");
+        assert_eq!(r.cgroup.as_deref(), Some("v1"));
+        assert_eq!(r.peak_bytes, Some(4096));
         assert_eq!(r.status, Some(Status::Exit(3)));
         assert_eq!(r.stopped.as_deref(), Some("timeout"));
         assert_eq!(r.maxrss_kib, Some(2048));

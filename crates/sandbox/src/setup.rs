@@ -83,6 +83,9 @@ pub struct Plan {
     /// An existing directory the new root's tmpfs is mounted on. It is hidden
     /// only inside the sandbox's own mount namespace.
     pub staging: PathBuf,
+    /// The whole image root, for the overlay; `entries` are bound instead
+    /// when there is none or the kernel refuses it.
+    pub rootfs: Option<PathBuf>,
     pub entries: Vec<Entry>,
     /// Host device nodes to bind, by name under `/dev`.
     pub devices: Vec<(String, PathBuf)>,
@@ -90,6 +93,9 @@ pub struct Plan {
     pub emulator: Option<PathBuf>,
     pub hostname: String,
     pub tmp_bytes: u64,
+    pub tmp_inodes: u64,
+    /// The host's network namespace is shared: no loopback of its own.
+    pub host_network: bool,
 }
 
 /// Names the image may contain at its top level that the sandbox provides
@@ -98,62 +104,66 @@ pub fn is_reserved(name: &std::ffi::OsStr) -> bool {
     name == "proc" || name == "dev" || name == "tmp"
 }
 
-/// Builds the new root and enters it: private mounts, a tmpfs root holding
-/// read-only binds of the image's entries, `/proc`, a minimal `/dev`, a
-/// writable `/tmp`; then `pivot_root`, a read-only `/`, host name and
-/// loopback. Runs in the sandbox's first process, after the id maps exist.
+/// Builds the new root and enters it: private mounts, a read-only overlay of
+/// the image root (whose mount options name only `/proc/self/fd` paths, so
+/// `/proc/self/mountinfo` inside shows nothing of the host), or where the
+/// kernel refuses an overlay, a tmpfs holding read-only binds of the image's
+/// entries; then `/proc`, a minimal `/dev`, a writable `/tmp`; `pivot_root`,
+/// a read-only `/`, host name and loopback. Runs in the sandbox's first
+/// process, after the id maps exist.
 pub fn build_root(sys: &dyn Syscalls, plan: &Plan) -> Result<(), StepError> {
-    let root = &plan.staging;
+    let staging = &plan.staging;
     sys.mount(&MountOp::MakePrivate)
         .step(|| "making mounts private".into())?;
     sys.mount(&MountOp::Tmpfs {
-        target: root.clone(),
+        target: staging.clone(),
         options: "mode=0755,size=1m".into(),
         noexec: false,
     })
-    .step(|| "mounting the new root tmpfs".into())?;
-
-    for entry in &plan.entries {
-        let target = root.join(&entry.name);
-        let show = || target.display().to_string();
-        match &entry.kind {
-            EntryKind::Symlink { target: link } => {
-                sys.create(&target, &Node::Symlink(link.clone()))
-                    .step(|| format!("creating symlink {}", show()))?;
+    .step(|| "mounting the staging tmpfs".into())?;
+    let root = staging.join("root");
+    sys.create(&root, &Node::Dir)
+        .step(|| "creating the new root".into())?;
+    let overlaid = match &plan.rootfs {
+        Some(rootfs) => {
+            // The upper of the two read-only layers holds the mount points the
+            // sandbox provides, over whatever the image has at those names.
+            let skel = staging.join("skel");
+            for dir in [
+                skel.clone(),
+                skel.join("proc"),
+                skel.join("dev"),
+                skel.join("tmp"),
+            ] {
+                sys.create(&dir, &Node::Dir)
+                    .step(|| format!("creating {}", dir.display()))?;
             }
-            EntryKind::Dir { source } | EntryKind::File { source } => {
-                let (node, recursive) = match entry.kind {
-                    EntryKind::Dir { .. } => (Node::Dir, true),
-                    _ => (Node::File, false),
-                };
-                sys.create(&target, &node)
-                    .step(|| format!("creating mount point {}", show()))?;
-                sys.mount(&MountOp::Bind {
-                    source: source.clone(),
-                    target: target.clone(),
-                    recursive,
-                })
-                .step(|| format!("binding image entry {}", entry.name.to_string_lossy()))?;
-                sys.mount(&MountOp::ReadOnly {
-                    target: target.clone(),
-                    recursive,
-                })
-                .step(|| format!("making {} read-only", show()))?;
-            }
+            sys.mount(&MountOp::Overlay {
+                lower: vec![skel, rootfs.clone()],
+                target: root.clone(),
+            })
+            .is_ok()
         }
+        None => false,
+    };
+    if !overlaid {
+        bind_entries(sys, plan, &root)?;
     }
-
     let proc = root.join("proc");
-    sys.create(&proc, &Node::Dir)
-        .step(|| "creating /proc".into())?;
+    if !overlaid {
+        sys.create(&proc, &Node::Dir)
+            .step(|| "creating /proc".into())?;
+    }
     sys.mount(&MountOp::Proc {
         target: proc.clone(),
     })
     .step(|| "mounting /proc".into())?;
 
     let dev = root.join("dev");
-    sys.create(&dev, &Node::Dir)
-        .step(|| "creating /dev".into())?;
+    if !overlaid {
+        sys.create(&dev, &Node::Dir)
+            .step(|| "creating /dev".into())?;
+    }
     sys.mount(&MountOp::Tmpfs {
         target: dev.clone(),
         options: "mode=0755,size=64k".into(),
@@ -203,16 +213,22 @@ pub fn build_root(sys: &dyn Syscalls, plan: &Plan) -> Result<(), StepError> {
     .step(|| "making /dev read-only".into())?;
 
     let tmp = root.join("tmp");
-    sys.create(&tmp, &Node::Dir)
-        .step(|| "creating /tmp".into())?;
+    if !overlaid {
+        sys.create(&tmp, &Node::Dir)
+            .step(|| "creating /tmp".into())?;
+    }
     sys.mount(&MountOp::Tmpfs {
         target: tmp,
-        options: format!("mode=1777,size={}", plan.tmp_bytes.max(4096)),
+        options: format!(
+            "mode=1777,size={},nr_inodes={}",
+            plan.tmp_bytes.max(4096),
+            plan.tmp_inodes.clamp(16, u64::from(u32::MAX))
+        ),
         noexec: false,
     })
     .step(|| "mounting /tmp".into())?;
 
-    sys.pivot_root(root)
+    sys.pivot_root(&root)
         .step(|| "pivoting into the new root".into())?;
     sys.mount(&MountOp::ReadOnly {
         target: "/".into(),
@@ -221,8 +237,51 @@ pub fn build_root(sys: &dyn Syscalls, plan: &Plan) -> Result<(), StepError> {
     .step(|| "making / read-only".into())?;
     sys.sethostname(&plan.hostname)
         .step(|| format!("setting the host name to {}", plan.hostname))?;
-    sys.loopback_up()
-        .step(|| "bringing the loopback interface up".into())?;
+    if !plan.host_network {
+        sys.loopback_up()
+            .step(|| "bringing the loopback interface up".into())?;
+    }
+    Ok(())
+}
+
+/// The root without an overlay: a tmpfs at `root` with each of the image's
+/// top-level entries bound read-only (symlinks recreated).
+fn bind_entries(sys: &dyn Syscalls, plan: &Plan, root: &Path) -> Result<(), StepError> {
+    sys.mount(&MountOp::Tmpfs {
+        target: root.to_owned(),
+        options: "mode=0755,size=1m".into(),
+        noexec: false,
+    })
+    .step(|| "mounting the new root tmpfs".into())?;
+    for entry in &plan.entries {
+        let target = root.join(&entry.name);
+        let show = || target.display().to_string();
+        match &entry.kind {
+            EntryKind::Symlink { target: link } => {
+                sys.create(&target, &Node::Symlink(link.clone()))
+                    .step(|| format!("creating symlink {}", show()))?;
+            }
+            EntryKind::Dir { source } | EntryKind::File { source } => {
+                let (node, recursive) = match entry.kind {
+                    EntryKind::Dir { .. } => (Node::Dir, true),
+                    _ => (Node::File, false),
+                };
+                sys.create(&target, &node)
+                    .step(|| format!("creating mount point {}", show()))?;
+                sys.mount(&MountOp::Bind {
+                    source: source.clone(),
+                    target: target.clone(),
+                    recursive,
+                })
+                .step(|| format!("binding image entry {}", entry.name.to_string_lossy()))?;
+                sys.mount(&MountOp::ReadOnly {
+                    target: target.clone(),
+                    recursive,
+                })
+                .step(|| format!("making {} read-only", show()))?;
+            }
+        }
+    }
     Ok(())
 }
 
@@ -281,6 +340,7 @@ mod tests {
     fn plan() -> Plan {
         Plan {
             staging: "/tmp".into(),
+            rootfs: None,
             entries: vec![
                 Entry {
                     name: "hello".into(),
@@ -305,42 +365,121 @@ mod tests {
             emulator: None,
             hostname: "sandbox".into(),
             tmp_bytes: 1 << 20,
+            tmp_inodes: 100,
+            host_network: false,
         }
     }
 
+    /// The calls from /proc on, for a root built under `root`.
+    fn after_root(root: &str, with_dirs: bool) -> Vec<String> {
+        let mut calls = Vec::new();
+        let dir = |calls: &mut Vec<String>, name: &str| {
+            if with_dirs {
+                calls.push(format!("create {root}/{name} dir"));
+            }
+        };
+        dir(&mut calls, "proc");
+        calls.push(format!("mount proc {root}/proc"));
+        dir(&mut calls, "dev");
+        calls.extend([
+            format!("mount tmpfs {root}/dev mode=0755,size=64k noexec=true"),
+            format!("create {root}/dev/null file"),
+            format!("mount bind /dev/null {root}/dev/null recursive=false"),
+            format!("create {root}/dev/fd symlink -> /proc/self/fd"),
+            format!("create {root}/dev/stdin symlink -> /proc/self/fd/0"),
+            format!("create {root}/dev/stdout symlink -> /proc/self/fd/1"),
+            format!("create {root}/dev/stderr symlink -> /proc/self/fd/2"),
+            format!("mount readonly {root}/dev recursive=false"),
+        ]);
+        dir(&mut calls, "tmp");
+        calls.extend([
+            format!("mount tmpfs {root}/tmp mode=1777,size=1048576,nr_inodes=100 noexec=false"),
+            format!("pivot_root {root}"),
+            "mount readonly / recursive=false".to_owned(),
+            "sethostname sandbox".to_owned(),
+            "loopback_up".to_owned(),
+        ]);
+        calls
+    }
+
     #[test]
-    fn builds_the_root_in_order() {
+    fn builds_the_root_from_binds_without_an_overlay() {
         let sys = Recorder::default();
         build_root(&sys, &plan()).unwrap();
-        let expected = [
+        let mut expected: Vec<String> = [
             "mount private /",
             "mount tmpfs /tmp mode=0755,size=1m noexec=false",
-            "create /tmp/hello file",
-            "mount bind /proc/self/fd/5 /tmp/hello recursive=false",
-            "mount readonly /tmp/hello recursive=false",
-            "create /tmp/etc dir",
-            "mount bind /proc/self/fd/6 /tmp/etc recursive=true",
-            "mount readonly /tmp/etc recursive=true",
-            "create /tmp/lib symlink -> usr/lib",
-            "create /tmp/proc dir",
-            "mount proc /tmp/proc",
-            "create /tmp/dev dir",
-            "mount tmpfs /tmp/dev mode=0755,size=64k noexec=true",
-            "create /tmp/dev/null file",
-            "mount bind /dev/null /tmp/dev/null recursive=false",
-            "create /tmp/dev/fd symlink -> /proc/self/fd",
-            "create /tmp/dev/stdin symlink -> /proc/self/fd/0",
-            "create /tmp/dev/stdout symlink -> /proc/self/fd/1",
-            "create /tmp/dev/stderr symlink -> /proc/self/fd/2",
-            "mount readonly /tmp/dev recursive=false",
-            "create /tmp/tmp dir",
-            "mount tmpfs /tmp/tmp mode=1777,size=1048576 noexec=false",
-            "pivot_root /tmp",
-            "mount readonly / recursive=false",
-            "sethostname sandbox",
-            "loopback_up",
-        ];
+            "create /tmp/root dir",
+            "mount tmpfs /tmp/root mode=0755,size=1m noexec=false",
+            "create /tmp/root/hello file",
+            "mount bind /proc/self/fd/5 /tmp/root/hello recursive=false",
+            "mount readonly /tmp/root/hello recursive=false",
+            "create /tmp/root/etc dir",
+            "mount bind /proc/self/fd/6 /tmp/root/etc recursive=true",
+            "mount readonly /tmp/root/etc recursive=true",
+            "create /tmp/root/lib symlink -> usr/lib",
+        ]
+        .map(String::from)
+        .to_vec();
+        expected.extend(after_root("/tmp/root", true));
         assert_eq!(sys.calls(), expected);
+    }
+
+    #[test]
+    fn builds_the_root_as_an_overlay_naming_no_host_path() {
+        let sys = Recorder::default();
+        let plan = Plan {
+            rootfs: Some("/proc/self/fd/4".into()),
+            ..plan()
+        };
+        build_root(&sys, &plan).unwrap();
+        let mut expected: Vec<String> = [
+            "mount private /",
+            "mount tmpfs /tmp mode=0755,size=1m noexec=false",
+            "create /tmp/root dir",
+            "create /tmp/skel dir",
+            "create /tmp/skel/proc dir",
+            "create /tmp/skel/dev dir",
+            "create /tmp/skel/tmp dir",
+            "mount overlay /tmp/skel:/proc/self/fd/4 /tmp/root",
+        ]
+        .map(String::from)
+        .to_vec();
+        expected.extend(after_root("/tmp/root", false));
+        assert_eq!(sys.calls(), expected);
+    }
+
+    #[test]
+    fn a_refused_overlay_falls_back_to_binds() {
+        let sys = Recorder {
+            fail_on: Some("mount overlay".into()),
+            ..Recorder::default()
+        };
+        let plan = Plan {
+            rootfs: Some("/proc/self/fd/4".into()),
+            ..plan()
+        };
+        build_root(&sys, &plan).unwrap();
+        let calls = sys.calls();
+        let overlay = calls
+            .iter()
+            .position(|c| c.starts_with("mount overlay"))
+            .unwrap();
+        assert_eq!(
+            calls[overlay + 1],
+            "mount tmpfs /tmp/root mode=0755,size=1m noexec=false"
+        );
+        assert!(
+            calls
+                .contains(&"mount bind /proc/self/fd/5 /tmp/root/hello recursive=false".to_owned())
+        );
+        assert_eq!(
+            calls
+                .iter()
+                .filter(|c| *c == "pivot_root /tmp/root")
+                .count(),
+            1
+        );
     }
 
     #[test]
@@ -377,12 +516,12 @@ mod tests {
         let bind = calls
             .iter()
             .position(|c| {
-                c == "mount bind /proc/self/fd/9 /tmp/dev/.scratchpack-emulator recursive=false"
+                c == "mount bind /proc/self/fd/9 /tmp/root/dev/.scratchpack-emulator recursive=false"
             })
             .unwrap();
         assert_eq!(
             calls[bind + 1],
-            "mount readonly /tmp/dev/.scratchpack-emulator recursive=false"
+            "mount readonly /tmp/root/dev/.scratchpack-emulator recursive=false"
         );
     }
 
@@ -397,7 +536,7 @@ mod tests {
             err.to_string(),
             "mounting /proc: Operation not permitted (os error 1)"
         );
-        assert_eq!(sys.calls().last().unwrap(), "mount proc /tmp/proc");
+        assert_eq!(sys.calls().last().unwrap(), "mount proc /tmp/root/proc");
         assert!(!sys.calls().iter().any(|c| c.starts_with("pivot_root")));
     }
 
@@ -449,13 +588,13 @@ mod tests {
             ..Limits::default()
         };
         let sys = Recorder::default();
-        sys.drop_privileges(&rlimits(&limits)).unwrap();
+        sys.drop_privileges(&rlimits(&limits), &[]).unwrap();
         let call = sys.calls().pop().unwrap();
         assert!(
             call.starts_with("drop_privileges AddressSpace=268435456,Processes=16,"),
             "{call}"
         );
-        assert!(call.ends_with("Core=0"), "{call}");
+        assert!(call.ends_with("Core=0 filter=0"), "{call}");
     }
 
     #[test]

@@ -10,6 +10,8 @@ use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
+pub use crate::seccomp::Insn;
+
 /// The namespaces every sandbox gets: user, mount, pid, network, uts and ipc.
 pub const NAMESPACES: libc::c_int = libc::CLONE_NEWUSER
     | libc::CLONE_NEWNS
@@ -74,6 +76,12 @@ pub enum MountOp {
     },
     /// Make the mount at `target` read-only, nosuid and nodev.
     ReadOnly { target: PathBuf, recursive: bool },
+    /// A read-only overlay of the `lower` directories (the first on top),
+    /// nosuid and nodev.
+    Overlay {
+        lower: Vec<PathBuf>,
+        target: PathBuf,
+    },
 }
 
 /// A resource limit applied to the sandboxed program.
@@ -111,9 +119,11 @@ pub trait Syscalls {
     fn sethostname(&self, name: &str) -> io::Result<()>;
     /// Brings the loopback interface of the network namespace up.
     fn loopback_up(&self) -> io::Result<()>;
-    /// Applies resource limits, sets no-new-privs and drops every capability
-    /// (bounding, ambient, effective, permitted and inheritable sets).
-    fn drop_privileges(&self, limits: &[Rlimit]) -> io::Result<()>;
+    /// Joins a fresh, empty session keyring, applies resource limits, sets
+    /// no-new-privs, drops every capability (bounding, ambient, effective,
+    /// permitted and inheritable sets) and, last, installs `filter` as a
+    /// seccomp filter unless it is empty.
+    fn drop_privileges(&self, limits: &[Rlimit], filter: &[Insn]) -> io::Result<()>;
 }
 
 /// The real system calls.
@@ -386,6 +396,26 @@ impl Syscalls for Linux {
                 raw_mount(Some(source.as_os_str()), target, None, flags, None)
             }
             MountOp::ReadOnly { target, recursive } => read_only(target, *recursive),
+            MountOp::Overlay { lower, target } => {
+                let mut options = String::from("lowerdir=");
+                for (i, dir) in lower.iter().enumerate() {
+                    let dir = dir
+                        .to_str()
+                        .filter(|d| !d.contains([':', ',', '\\']))
+                        .ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
+                    if i > 0 {
+                        options.push(':');
+                    }
+                    options.push_str(dir);
+                }
+                raw_mount(
+                    Some(OsStr::new("overlay")),
+                    target,
+                    Some("overlay"),
+                    libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV,
+                    Some(&options),
+                )
+            }
         }
     }
 
@@ -432,7 +462,8 @@ impl Syscalls for Linux {
         check(unsafe { libc::ioctl(fd, libc::SIOCSIFFLAGS as _, &req) })
     }
 
-    fn drop_privileges(&self, limits: &[Rlimit]) -> io::Result<()> {
+    fn drop_privileges(&self, limits: &[Rlimit], filter: &[Insn]) -> io::Result<()> {
+        join_session_keyring()?;
         for limit in limits {
             set_rlimit(limit)?;
         }
@@ -471,8 +502,65 @@ impl Syscalls for Linux {
         if ret == -1 {
             return Err(io::Error::last_os_error());
         }
+        if !filter.is_empty() {
+            install_filter(filter)?;
+        }
         Ok(())
     }
+}
+
+/// Replaces the session keyring inherited from the caller with a new,
+/// anonymous one: the keyring is not namespaced, and a program must neither
+/// read the caller's keys nor see another sandbox's.
+fn join_session_keyring() -> io::Result<()> {
+    const KEYCTL_JOIN_SESSION_KEYRING: libc::c_long = 1;
+    // SAFETY: a null name asks for a new anonymous keyring; no pointer is read.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_keyctl,
+            KEYCTL_JOIN_SESSION_KEYRING,
+            std::ptr::null::<libc::c_char>(),
+        )
+    };
+    if ret == -1 {
+        let err = io::Error::last_os_error();
+        // A kernel built without keys has no keyring to leak.
+        if err.raw_os_error() != Some(libc::ENOSYS) {
+            return Err(err);
+        }
+    }
+    Ok(())
+}
+
+/// `struct sock_fprog`.
+#[repr(C)]
+struct SockFprog {
+    len: libc::c_ushort,
+    filter: *const Insn,
+}
+
+fn install_filter(filter: &[Insn]) -> io::Result<()> {
+    const SECCOMP_SET_MODE_FILTER: libc::c_uint = 1;
+    let len = libc::c_ushort::try_from(filter.len())
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let prog = SockFprog {
+        len,
+        filter: filter.as_ptr(),
+    };
+    // SAFETY: `prog` points at `len` instructions laid out as `struct
+    // sock_filter`; both outlive the call, which copies them.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            SECCOMP_SET_MODE_FILTER,
+            0 as libc::c_uint,
+            &prog as *const SockFprog,
+        )
+    };
+    if ret == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// A fake that records every call instead of making it, for unit tests.
@@ -549,6 +637,11 @@ pub mod fake {
                 MountOp::ReadOnly { target, recursive } => {
                     format!("mount readonly {} recursive={recursive}", target.display())
                 }
+                MountOp::Overlay { lower, target } => {
+                    let lower: Vec<String> =
+                        lower.iter().map(|l| l.display().to_string()).collect();
+                    format!("mount overlay {} {}", lower.join(":"), target.display())
+                }
             })
         }
         fn pivot_root(&self, new_root: &Path) -> io::Result<()> {
@@ -560,12 +653,16 @@ pub mod fake {
         fn loopback_up(&self) -> io::Result<()> {
             self.record("loopback_up".to_string())
         }
-        fn drop_privileges(&self, limits: &[Rlimit]) -> io::Result<()> {
+        fn drop_privileges(&self, limits: &[Rlimit], filter: &[Insn]) -> io::Result<()> {
             let limits: Vec<String> = limits
                 .iter()
                 .map(|l| format!("{:?}={}", l.resource, l.value))
                 .collect();
-            self.record(format!("drop_privileges {}", limits.join(",")))
+            self.record(format!(
+                "drop_privileges {} filter={}",
+                limits.join(","),
+                filter.len()
+            ))
         }
     }
 }

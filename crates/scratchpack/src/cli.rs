@@ -4,8 +4,11 @@
 mod images;
 mod keygen;
 mod push;
+#[cfg(target_os = "linux")]
+mod run;
 mod sign;
 mod table;
+#[cfg(target_os = "linux")]
 mod test_images;
 mod verify;
 
@@ -49,9 +52,19 @@ enum Command {
     /// Sign pushed images and attach their SBOMs and provenance (cosign's formats)
     Sign(sign::Args),
     /// Build what is out of date, then run the tests images.toml declares, in a sandbox
+    #[cfg(target_os = "linux")]
     TestImages(test_images::Args),
+    /// Run the tests images.toml declares (needs Linux)
+    #[cfg(not(target_os = "linux"))]
+    TestImages(NeedsLinux),
     /// Check the signatures and attestations of pushed images against a public key
     Verify(verify::Args),
+    /// Build the image if out of date, then run it in a sandbox, like `docker run --rm`
+    #[cfg(target_os = "linux")]
+    Run(run::Args),
+    /// Run an image in a sandbox (needs Linux)
+    #[cfg(not(target_os = "linux"))]
+    Run(NeedsLinux),
 }
 
 impl Command {
@@ -366,10 +379,50 @@ fn git_epoch(root: &Path) -> Result<u64, anyhow::Error> {
         .map_err(|_| anyhow::anyhow!("`git log` printed `{}`, not a time", text.trim()))
 }
 
+/// What `test-images` and `run` take where there is no sandbox: anything,
+/// so the refusal says why rather than complaining about flags.
+#[cfg(not(target_os = "linux"))]
+#[derive(Debug, clap::Args)]
+pub struct NeedsLinux {
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+    rest: Vec<String>,
+}
+
+#[cfg(not(target_os = "linux"))]
+impl NeedsLinux {
+    fn refusal(command: &str) -> Failure {
+        Failure::Usage(anyhow!(
+            "`cargo xtask {command}` runs images in a Linux namespace sandbox, which this \
+             system does not have; building, pushing and signing work here, image tests \
+             need Linux (a CI runner, a VM or WSL)"
+        ))
+    }
+}
+
+/// Makes SIGINT and SIGTERM stop every running sandbox, so what they had
+/// unpacked can be removed before the process ends; the flag says a signal
+/// came. Must be called before any thread starts, as `on_termination`
+/// requires.
+#[cfg(target_os = "linux")]
+fn stop_sandboxes_on_termination() -> Result<std::sync::Arc<std::sync::atomic::AtomicBool>, Failure>
+{
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let cancelled = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&cancelled);
+    sandbox::signals::on_termination(move |_| {
+        flag.store(true, Ordering::SeqCst);
+        sandbox::signals::stop_all();
+    })
+    .map_err(|e| Failure::Build(anyhow::Error::new(e).context("handling termination signals")))?;
+    Ok(cancelled)
+}
+
 /// Runs the command line and returns the process's exit code.
 pub fn main() -> ExitCode {
     // Image tests re-execute this program as the sandbox helper; it must
     // become the helper before anything else runs, threads above all.
+    #[cfg(target_os = "linux")]
     sandbox::helper::run_if_requested();
     let cli = Cli::parse();
     let result = match cli.command.with_no_cache() {
@@ -389,11 +442,18 @@ pub fn main() -> ExitCode {
             })
         }),
         Command::Images(args) => images::run(args),
+        #[cfg(target_os = "linux")]
         Command::TestImages(args) => test_images::run(args),
+        #[cfg(not(target_os = "linux"))]
+        Command::TestImages(_) => Err(NeedsLinux::refusal("test-images")),
         Command::Push(args) => push::run(args),
         Command::Keygen(args) => keygen::run(args),
         Command::Sign(args) => sign::run(args),
         Command::Verify(args) => verify::run(args),
+        #[cfg(target_os = "linux")]
+        Command::Run(args) => run::run(args),
+        #[cfg(not(target_os = "linux"))]
+        Command::Run(_) => Err(NeedsLinux::refusal("run")),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -22,5 +22,6 @@ pub mod registry;
 pub mod release;
 pub mod remote_cache;
 pub mod shell;
+#[cfg(target_os = "linux")]
 pub mod testing;
 pub mod workspace;

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 pub use plan::*;
 pub use resolve::LATEST_EPOCH;
+#[cfg(target_os = "linux")]
 pub(crate) use resolve::parse_user;
 
 use crate::diagnostic::{Diagnostic, SourceErrors};

@@ -4,6 +4,7 @@
 
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::atomic::Ordering;
 
 use anyhow::{Context as _, anyhow};
 
@@ -29,11 +30,19 @@ pub struct Args {
     /// How many tests run at once [default: the number of CPUs]
     #[arg(long, short, value_name = "N")]
     jobs: Option<usize>,
+    /// Fail when a test is skipped because this host cannot run its platform
+    /// (no qemu-user-static for it)
+    #[arg(long)]
+    require_all_platforms: bool,
     #[command(flatten)]
     pub(super) common: Common,
 }
 
 pub fn run(args: Args) -> Result<(), Failure> {
+    // Ctrl-C or SIGTERM stops the sandboxes and lets every unpacked image be
+    // removed before the process ends (a second signal ends it at once).
+    // Nothing has started a thread yet.
+    let cancelled = super::stop_sandboxes_on_termination()?;
     let ctx = args.common.load()?;
     let Some(names) = super::partitioned(&ctx, &args.names, args.partition)? else {
         return Ok(());
@@ -45,6 +54,8 @@ pub fn run(args: Args) -> Result<(), Failure> {
         .with_context(|| format!("locking {}", ctx.out_dir.display()))?;
 
     let mut subjects = Vec::new();
+    // Images whose manifest asks that every platform run.
+    let mut strict: Vec<String> = Vec::new();
     for b in &built {
         let plan = ctx
             .plan
@@ -69,12 +80,23 @@ pub fn run(args: Args) -> Result<(), Failure> {
         }
         let images = unpack::read_layout(&b.layout)
             .with_context(|| format!("reading the image layout {}", b.layout.display()))?;
+        let settings = ctx
+            .plan
+            .images
+            .iter()
+            .find(|i| i.name == b.name)
+            .map(|i| i.test_settings.clone())
+            .unwrap_or_default();
+        if settings.require_all_platforms {
+            strict.push(b.name.clone());
+        }
         for image in images {
             subjects.push(Subject {
                 name: b.name.clone(),
                 layout: b.layout.clone(),
                 image,
                 tests: plan.tests.clone(),
+                unpack_limits: unpack_limits(&settings.unpack_limits),
             });
         }
     }
@@ -87,7 +109,11 @@ pub fn run(args: Args) -> Result<(), Failure> {
             std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
         }),
         helper: None,
+        emulator_dir: emulator_dir(),
+        cancelled: std::sync::Arc::clone(&cancelled),
     };
+    // Which limits hold depends on the host and the caller: said once.
+    ctx.shell.status("Sandbox", sandbox::cgroup::notice());
     let mut stdout = std::io::stdout().lock();
     writeln!(
         stdout,
@@ -99,10 +125,25 @@ pub fn run(args: Args) -> Result<(), Failure> {
             Verdict::Passed => ctx.shell.paint("ok", "32"),
             Verdict::Failed => ctx.shell.paint("FAILED", "31"),
             Verdict::Cached => ctx.shell.paint("cached", "36"),
+            Verdict::Skipped => ctx.shell.paint("skipped", "33"),
         };
         let _ = writeln!(stdout, "test {} ... {status}", r.id);
+        if r.verdict == Verdict::Skipped {
+            let reason = r.failure.as_deref().unwrap_or("skipped");
+            let _ = writeln!(stdout, "    skipped: {}", testing::printable(reason));
+        }
     });
 
+    if cancelled.load(Ordering::SeqCst) {
+        // Every sandbox has stopped and every unpacked image is removed.
+        stdout.flush()?;
+        drop(_lock);
+        ctx.shell.warn(format!(
+            "interrupted: {} of {total} image tests ran; unpacked images removed",
+            reports.len()
+        ));
+        std::process::exit(130);
+    }
     let failed: Vec<&TestReport> = reports
         .iter()
         .filter(|r| r.verdict == Verdict::Failed)
@@ -111,9 +152,12 @@ pub fn run(args: Args) -> Result<(), Failure> {
         writeln!(stdout, "\nfailures:")?;
         for r in &failed {
             writeln!(stdout, "\n---- {} ----", r.id)?;
-            writeln!(stdout, "{}", r.failure.as_deref().unwrap_or("failed"))?;
+            // Failures quote what the program printed: escaped, so it cannot
+            // rewrite the lines around it on a terminal.
+            let failure = r.failure.as_deref().unwrap_or("failed");
+            writeln!(stdout, "{}", testing::printable(failure))?;
             if !r.output.is_empty() {
-                write!(stdout, "{}", r.output)?;
+                write!(stdout, "{}", testing::printable(&r.output))?;
             }
         }
         writeln!(stdout, "\nfailures:")?;
@@ -126,24 +170,79 @@ pub fn run(args: Args) -> Result<(), Failure> {
             .with_context(|| format!("writing the JUnit report {}", path.display()))?;
     }
     let count = |v: Verdict| reports.iter().filter(|r| r.verdict == v).count();
+    let skipped = count(Verdict::Skipped);
+    if skipped > 0 {
+        // Said loudly, once, at the end: which platforms did not run and why.
+        let mut reasons: Vec<&str> = reports
+            .iter()
+            .filter(|r| r.verdict == Verdict::Skipped)
+            .filter_map(|r| r.failure.as_deref())
+            .collect();
+        reasons.sort_unstable();
+        reasons.dedup();
+        ctx.shell.warn(format!(
+            "{skipped} image test{} skipped: {}",
+            if skipped == 1 { " was" } else { "s were" },
+            reasons.join("; ")
+        ));
+    }
     // A cached test is a pass whose image and definition have not changed;
-    // the closing line, `N passed, N failed` alone as test runners print it,
-    // counts it as passed.
+    // the closing line, as test runners print it, counts it as passed.
     writeln!(
         stdout,
-        "\n{} cached (image and test unchanged since they passed)\n{} passed, {} failed",
+        "\n{} cached (image and test unchanged since they passed)\n{} passed, {} failed, {skipped} skipped",
         count(Verdict::Cached),
         count(Verdict::Passed) + count(Verdict::Cached),
         count(Verdict::Failed),
     )?;
     stdout.flush()?;
-    if failed.is_empty() {
-        Ok(())
-    } else {
-        Err(Failure::Build(anyhow!(
+    if !failed.is_empty() {
+        return Err(Failure::Build(anyhow!(
             "{} image test{} failed",
             failed.len(),
             if failed.len() == 1 { "" } else { "s" }
-        )))
+        )));
     }
+    if skipped > 0 && args.require_all_platforms {
+        return Err(Failure::Build(anyhow!(
+            "{skipped} image test{} skipped and --require-all-platforms was given",
+            if skipped == 1 { " was" } else { "s were" }
+        )));
+    }
+    let strict_skips: Vec<String> = reports
+        .iter()
+        .filter(|r| r.verdict == Verdict::Skipped && strict.contains(&r.id.image))
+        .map(|r| r.id.to_string())
+        .collect();
+    if !strict_skips.is_empty() {
+        return Err(Failure::Build(anyhow!(
+            "skipped, but images.toml sets `require-all-platforms` for the image: {}",
+            strict_skips.join(", ")
+        )));
+    }
+    Ok(())
+}
+
+/// The unpack limits images.toml sets, each key it leaves out at its default.
+fn unpack_limits(raw: &crate::manifest::UnpackLimitKeys) -> unpack::UnpackLimits {
+    let d = unpack::UnpackLimits::default();
+    unpack::UnpackLimits {
+        max_bytes: raw.max_bytes.unwrap_or(d.max_bytes),
+        max_entries: raw.max_entries.unwrap_or(d.max_entries),
+        max_depth: raw
+            .max_depth
+            .map_or(d.max_depth, |n| usize::try_from(n).unwrap_or(usize::MAX)),
+        max_name_bytes: raw.max_name_bytes.map_or(d.max_name_bytes, |n| {
+            usize::try_from(n).unwrap_or(usize::MAX)
+        }),
+        max_pax_bytes: d.max_pax_bytes,
+    }
+}
+
+/// Where to look for `qemu-<arch>-static`: `SCRATCHPACK_EMULATOR_DIR`, else
+/// `/usr/bin`, where Debian's qemu-user-static installs them.
+pub(crate) fn emulator_dir() -> PathBuf {
+    std::env::var_os("SCRATCHPACK_EMULATOR_DIR")
+        .filter(|d| !d.is_empty())
+        .map_or_else(|| PathBuf::from("/usr/bin"), PathBuf::from)
 }

@@ -58,6 +58,29 @@ pub struct ImagePlan {
     /// Tests do not shape the image either; each has its own cache key.
     #[serde(skip)]
     pub tests: Vec<TestPlan>,
+    /// How the tests run: not part of the image either.
+    #[serde(skip)]
+    pub test_settings: TestSettings,
+}
+
+/// How an image's tests are run, beyond the tests themselves.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct TestSettings {
+    /// The `unpack-limits` keys set, the image's over `[defaults]`' per key;
+    /// those left out keep the unpacker's defaults.
+    pub unpack_limits: UnpackLimitKeys,
+    /// Whether a test that cannot run on this host (no emulator for its
+    /// platform) fails `test-images` instead of being skipped.
+    pub require_all_platforms: bool,
+}
+
+/// `unpack-limits`: each bound images.toml sets, at least 1.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct UnpackLimitKeys {
+    pub max_bytes: Option<u64>,
+    pub max_entries: Option<u64>,
+    pub max_depth: Option<u64>,
+    pub max_name_bytes: Option<u64>,
 }
 
 /// `registry/repository`, and whether plain HTTP is allowed for it.
@@ -93,6 +116,9 @@ pub struct CommandTest {
     pub exit_code: i32,
     pub stdout: OutputExpect,
     pub stderr: OutputExpect,
+    /// Whether the sandbox's seccomp filter is on (the default); `seccomp =
+    /// false` is for a program that needs a call the filter denies.
+    pub seccomp: bool,
 }
 
 /// Default wall-time limit of a command test, in milliseconds.

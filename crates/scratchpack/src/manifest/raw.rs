@@ -52,6 +52,8 @@ pub(crate) struct RawImage {
     pub ca_certificates: Option<S<bool>>,
     pub passwd: Option<S<bool>>,
     pub source_date_epoch: Option<S<RawEpoch>>,
+    pub unpack_limits: Option<S<RawUnpackLimits>>,
+    pub require_all_platforms: Option<S<bool>>,
     /// `cache = "REGISTRY/REPOSITORY"`: the registry build cache.
     pub cache: Option<S<String>>,
     pub tests: Option<Vec<(S<String>, RawTest)>>,
@@ -65,6 +67,16 @@ pub(crate) struct RawImage {
 pub(crate) enum RawEpoch {
     Seconds(i64),
     Word(String),
+}
+
+/// `unpack-limits = { max-bytes = …, max-entries = …, max-depth = …,
+/// max-name-bytes = … }`: each key as written.
+#[derive(Debug, Default)]
+pub(crate) struct RawUnpackLimits {
+    pub max_bytes: Option<S<i64>>,
+    pub max_entries: Option<S<i64>>,
+    pub max_depth: Option<S<i64>>,
+    pub max_name_bytes: Option<S<i64>>,
 }
 
 /// One named image test.
@@ -82,6 +94,7 @@ pub(crate) struct RawTest {
     pub files: Option<Vec<RawFileCheck>>,
     pub absent: Option<S<Vec<S<String>>>>,
     pub config: Option<RawConfigCheck>,
+    pub seccomp: Option<S<bool>>,
     /// The known keys the test sets, read or not: what kind of test it is
     /// does not depend on whether its values were well typed.
     pub keys: Vec<&'static str>,
@@ -163,6 +176,8 @@ pub(crate) const IMAGE_KEYS: &[&str] = &[
     "provenance",
     "signature-format",
     "builder-id",
+    "unpack-limits",
+    "require-all-platforms",
     "tests",
 ];
 
@@ -192,6 +207,7 @@ pub(crate) const TEST_KEYS: &[&str] = &[
     "files",
     "absent",
     "config",
+    "seccomp",
 ];
 /// Test keys that make a test a structure test; the others make it a command test.
 pub(crate) const STRUCTURE_KEYS: &[&str] = &["files", "absent", "config"];
@@ -200,6 +216,7 @@ const FILE_CHECK_KEYS: &[&str] = &["path", "mode", "type"];
 const CONFIG_CHECK_KEYS: &[&str] = &["entrypoint", "cmd", "user", "workdir", "env", "ports"];
 const FILE_KEYS: &[&str] = &["src", "dst", "mode"];
 const DIR_KEYS: &[&str] = &["path", "mode"];
+const UNPACK_LIMIT_KEYS: &[&str] = &["max-bytes", "max-entries", "max-depth", "max-name-bytes"];
 
 type V<'i> = Spanned<DeValue<'i>>;
 
@@ -476,6 +493,8 @@ impl Walker<'_> {
                 "insecure" => r.insecure = self.boolean(what, v),
                 "ca-certificates" => r.ca_certificates = self.boolean(what, v),
                 "passwd" => r.passwd = self.boolean(what, v),
+                "unpack-limits" => r.unpack_limits = self.unpack_limits(what, v),
+                "require-all-platforms" => r.require_all_platforms = self.boolean(what, v),
                 // Release keys: read by `release::settings`.
                 "sbom" | "provenance" | "signature-format" | "builder-id" => {}
                 "source-date-epoch" => {
@@ -627,6 +646,7 @@ impl Walker<'_> {
                     }
                 }
                 "user" => r.user = self.string(what, v),
+                "seccomp" => r.seccomp = self.boolean(what, v),
                 "workdir" => r.workdir = self.string(what, v),
                 "exit-code" => {
                     r.exit_code = match v.get_ref() {
@@ -693,6 +713,32 @@ impl Walker<'_> {
             }
         }
         r
+    }
+
+    fn unpack_limits(&mut self, what: &str, v: &V<'_>) -> Option<S<RawUnpackLimits>> {
+        let t = self.table(what, v)?;
+        let mut limits = RawUnpackLimits::default();
+        for (key, value) in t.iter() {
+            let w = format!("`{}` in {what}", key.get_ref());
+            let slot = match key.get_ref().as_ref() {
+                "max-bytes" => &mut limits.max_bytes,
+                "max-entries" => &mut limits.max_entries,
+                "max-depth" => &mut limits.max_depth,
+                "max-name-bytes" => &mut limits.max_name_bytes,
+                _ => {
+                    self.unknown_key(key, what, UNPACK_LIMIT_KEYS);
+                    continue;
+                }
+            };
+            *slot = match value.get_ref() {
+                DeValue::Integer(_) => self.integer(value).map(|i| Spanned::new(value.span(), i)),
+                _ => {
+                    self.wrong_type(&w, "a positive integer", value);
+                    None
+                }
+            };
+        }
+        Some(Spanned::new(v.span(), limits))
     }
 
     fn output(&mut self, what: &str, v: &V<'_>) -> Option<RawOutput> {

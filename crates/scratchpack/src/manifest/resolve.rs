@@ -10,7 +10,7 @@ use super::os_files;
 use super::plan::*;
 use super::raw::{
     DEFAULTS_ONLY_KEYS, IMAGE_ONLY_KEYS, RawEpoch, RawImage, RawManifest, RawMode, RawOutput,
-    RawTest, S, STRUCTURE_KEYS,
+    RawTest, RawUnpackLimits, S, STRUCTURE_KEYS,
 };
 use crate::diagnostic::Diagnostic;
 use crate::platform::Platform;
@@ -19,6 +19,7 @@ use crate::workspace::Workspace;
 mod image_tests;
 mod values;
 
+#[cfg(target_os = "linux")]
 pub(crate) use values::parse_user;
 use values::{SIGNALS, invalid_image_name, invalid_triple, triple_machine};
 
@@ -580,7 +581,45 @@ impl Resolver<'_> {
             tags,
             push,
             tests,
+            test_settings: TestSettings {
+                unpack_limits: self
+                    .unpack_limits(raw.unpack_limits.as_ref(), defaults.unpack_limits.as_ref()),
+                require_all_platforms: raw
+                    .require_all_platforms
+                    .as_ref()
+                    .or(defaults.require_all_platforms.as_ref())
+                    .is_some_and(|b| *b.get_ref()),
+            },
         })
+    }
+
+    /// The `unpack-limits` of an image over those of `[defaults]`, key by key.
+    fn unpack_limits(
+        &mut self,
+        own: Option<&S<RawUnpackLimits>>,
+        shared: Option<&S<RawUnpackLimits>>,
+    ) -> UnpackLimitKeys {
+        let own = own.map(|l| l.get_ref());
+        let shared = shared.map(|l| l.get_ref());
+        let mut pick = |get: fn(&RawUnpackLimits) -> Option<&S<i64>>| {
+            let v = own.and_then(get).or_else(|| shared.and_then(get))?;
+            match u64::try_from(*v.get_ref()) {
+                Ok(n) if n > 0 => Some(n),
+                _ => {
+                    self.error(
+                        Diagnostic::new("invalid unpack limit", span_of(v))
+                            .label("a limit is at least 1"),
+                    );
+                    None
+                }
+            }
+        };
+        UnpackLimitKeys {
+            max_bytes: pick(|l| l.max_bytes.as_ref()),
+            max_entries: pick(|l| l.max_entries.as_ref()),
+            max_depth: pick(|l| l.max_depth.as_ref()),
+            max_name_bytes: pick(|l| l.max_name_bytes.as_ref()),
+        }
     }
 
     /// A file scratchpack writes cannot take the place of the binary.

@@ -441,3 +441,83 @@ fn profiles_are_listed_once_and_built_ins_need_no_inherits() {
         "{help}"
     );
 }
+
+#[test]
+fn test_settings_merge_defaults_per_key_and_seccomp_opts_out_per_test() {
+    let p = plan(
+        r#"
+[defaults]
+unpack-limits = { max-bytes = 1000, max-depth = 8 }
+require-all-platforms = true
+
+[images.hello]
+package = "hello"
+unpack-limits = { max-depth = 4, max-entries = 10 }
+
+[images.hello.tests.raw]
+args = ["x"]
+seccomp = false
+
+[images.hello.tests.filtered]
+args = ["y"]
+
+[images.other]
+package = "hello"
+require-all-platforms = false
+"#,
+    );
+    let hello = &p.images.iter().find(|i| i.name == "hello").unwrap();
+    assert_eq!(
+        hello.test_settings.unpack_limits,
+        UnpackLimitKeys {
+            max_bytes: Some(1000),
+            max_entries: Some(10),
+            max_depth: Some(4),
+            max_name_bytes: None,
+        }
+    );
+    assert!(hello.test_settings.require_all_platforms);
+    let other = &p.images.iter().find(|i| i.name == "other").unwrap();
+    assert!(!other.test_settings.require_all_platforms);
+    let seccomp = |name: &str| {
+        hello
+            .tests
+            .iter()
+            .find(|t| t.name == name)
+            .and_then(|t| t.command.as_ref())
+            .unwrap()
+            .seccomp
+    };
+    assert!(!seccomp("raw"));
+    assert!(seccomp("filtered"));
+}
+
+#[test]
+fn bad_test_settings_are_errors_in_place() {
+    let e = errors("[images.hello]\npackage = \"hello\"\nunpack-limits = { max-files = 1 }\n");
+    assert!(
+        e.iter()
+            .any(|m| m.contains("unknown key `max-files`") && m.contains("3:19")),
+        "{e:?}"
+    );
+    let e = errors("[images.hello]\npackage = \"hello\"\nunpack-limits = { max-depth = 0 }\n");
+    assert!(
+        e.iter()
+            .any(|m| m.contains("invalid unpack limit") && m.contains("3:31")),
+        "{e:?}"
+    );
+    let e = errors("[images.hello]\npackage = \"hello\"\nunpack-limits = { max-bytes = \"1G\" }\n");
+    assert!(
+        e.iter()
+            .any(|m| m.contains("expected a positive integer, found a string")),
+        "{e:?}"
+    );
+    let e = errors(
+        "[images.hello]\npackage = \"hello\"\n[images.hello.tests.t]\nargs = []\nseccomp = \"off\"\n",
+    );
+    assert!(
+        e.iter()
+            .any(|m| m.contains("`seccomp`") && m.contains("found a string")),
+        "{e:?}"
+    );
+}

@@ -26,11 +26,16 @@ pub const LIMITS: Limits = Limits {
     max_output_bytes: 1 << 20,
     max_file_bytes: 64 << 20,
     tmp_bytes: 64 << 20,
+    tmp_inodes: 16 << 10,
+    cpu_millis: 1000,
 };
 
 /// qemu-user maps the guest's address space and its own translation cache
-/// into the process, so an emulated program needs room beyond what it uses.
-const EMULATED_MEMORY_BYTES: u64 = 4 << 30;
+/// into the process, so an emulated program limited by address space (when
+/// no cgroup limits the sandbox) needs room beyond what it uses: for a
+/// 32-bit guest (arm/v7), qemu reserves the whole 4 GiB guest space up
+/// front, on top of its own mappings.
+const EMULATED_MEMORY_BYTES: u64 = 8 << 30;
 
 /// Why a command test could not be started.
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +59,8 @@ pub struct Invocation {
     pub workdir: String,
     pub stdin: Option<String>,
     pub limits: Limits,
+    /// Whether the sandbox's seccomp filter is installed.
+    pub seccomp: bool,
 }
 
 impl std::fmt::Display for Invocation {
@@ -128,21 +135,24 @@ pub fn invocation(config: &ImageConfig, test: &CommandTest) -> Result<Invocation
             wall_time: Duration::from_millis(test.timeout_ms),
             ..LIMITS
         },
+        seccomp: test.seccomp,
     })
 }
 
-/// Runs `inv` in the unpacked image at `root`, under qemu when the image's
-/// architecture is not the host's. `helper` overrides the sandbox helper
-/// executable (by default this program re-executes itself).
+/// Runs `inv` in the unpacked image at `root`, under `emulator` (qemu-user,
+/// see `sandbox::emulator_in_dir`) when the image's architecture is not the
+/// host's. `helper` overrides the sandbox helper executable (by default this
+/// program re-executes itself).
 pub fn run(
     root: &Path,
-    architecture: &str,
+    emulator: Option<std::path::PathBuf>,
     inv: &Invocation,
     helper: Option<&Path>,
 ) -> Result<Outcome, CommandError> {
-    let emulator = sandbox::emulator_for(architecture)?;
     let mut limits = inv.limits;
-    if emulator.is_some() {
+    // Only an address-space rlimit needs the room: a cgroup counts what
+    // qemu actually uses.
+    if emulator.is_some() && sandbox::cgroup::parent().is_none() {
         limits.memory_bytes = limits.memory_bytes.max(EMULATED_MEMORY_BYTES);
     }
     let mut sb = Sandbox::new(root)
@@ -151,7 +161,8 @@ pub fn run(
         .user(inv.user.uid, inv.user.gid)
         .workdir(&inv.workdir)
         .limits(limits)
-        .emulator(emulator);
+        .emulator(emulator)
+        .seccomp(inv.seccomp);
     if let Some(stdin) = &inv.stdin {
         sb = sb.stdin(stdin.as_bytes());
     }
@@ -172,9 +183,10 @@ pub fn check(test: &CommandTest, inv: &Invocation, out: &Outcome) -> Vec<String>
                 inv.limits.wall_time.as_secs_f64()
             ),
             StopReason::Memory => format!(
-                "stopped: refused memory at the limit of {} MiB",
+                "stopped: went over the memory limit of {} MiB",
                 inv.limits.memory_bytes >> 20
             ),
+            StopReason::Cancelled => "stopped: the run was interrupted".to_owned(),
             StopReason::OutputLimit => format!(
                 "stopped: wrote more than the output limit of {} KiB",
                 inv.limits.max_output_bytes >> 10
@@ -280,6 +292,7 @@ mod tests {
             exit_code: 0,
             stdout: OutputExpect::default(),
             stderr: OutputExpect::default(),
+            seccomp: true,
         }
     }
 

@@ -16,6 +16,7 @@ pub fn render(reports: &[TestReport]) -> String {
         key(a).cmp(&key(b))
     });
     let failures = |rs: &[&TestReport]| rs.iter().filter(|r| r.verdict == Verdict::Failed).count();
+    let skipped = |rs: &[&TestReport]| rs.iter().filter(|r| r.verdict == Verdict::Skipped).count();
     let seconds = |rs: &[&TestReport]| rs.iter().map(|r| r.duration.as_secs_f64()).sum::<f64>();
 
     let mut xml = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
@@ -31,10 +32,11 @@ pub fn render(reports: &[TestReport]) -> String {
         let first = &suite[0].id;
         let _ = writeln!(
             xml,
-            "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{}\" errors=\"0\" skipped=\"0\" time=\"{:.3}\">",
+            "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{}\" errors=\"0\" skipped=\"{}\" time=\"{:.3}\">",
             escape(&format!("{} [{}]", first.image, first.platform)),
             suite.len(),
             failures(suite),
+            skipped(suite),
             seconds(suite)
         );
         for r in suite {
@@ -64,6 +66,13 @@ pub fn render(reports: &[TestReport]) -> String {
                 }
                 (Verdict::Cached, _) => {
                     xml.push_str(">\n      <system-out>cached: passed before with this image and test</system-out>\n    </testcase>\n");
+                }
+                (Verdict::Skipped, reason) => {
+                    let _ = writeln!(
+                        xml,
+                        ">\n      <skipped message=\"{}\"/>\n    </testcase>",
+                        escape(reason.as_deref().unwrap_or("skipped"))
+                    );
                 }
                 (Verdict::Passed, _) => xml.push_str("/>\n"),
             }
@@ -154,5 +163,26 @@ mod tests {
         assert!(!xml.contains('\u{1b}'));
         // Sorted: test `a` comes before `c` in the amd64 suite.
         assert!(xml.find("name=\"a\"").unwrap() < xml.find("name=\"c\"").unwrap());
+    }
+
+    #[test]
+    fn skipped_tests_say_why() {
+        let xml = render(&[
+            report("a", "linux/arm64", Verdict::Skipped, None),
+            report("b", "linux/arm64", Verdict::Passed, None),
+        ]);
+        assert!(
+            xml.contains("<testsuite name=\"hello [linux/arm64]\" tests=\"2\" failures=\"0\" errors=\"0\" skipped=\"1\""),
+            "{xml}"
+        );
+        let mut skipped = report("c", "linux/arm64", Verdict::Skipped, None);
+        skipped.failure = Some("no emulator for arm64: install <qemu-user-static>".into());
+        let xml = render(&[skipped]);
+        assert!(
+            xml.contains(
+                "<skipped message=\"no emulator for arm64: install &lt;qemu-user-static&gt;\"/>"
+            ),
+            "{xml}"
+        );
     }
 }

@@ -13,7 +13,8 @@ pub mod unpack;
 use std::collections::VecDeque;
 use std::fmt::Write as _;
 use std::path::PathBuf;
-use std::sync::{Mutex, OnceLock, mpsc};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, mpsc};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -43,6 +44,9 @@ pub enum Verdict {
     Failed,
     /// Passed before, with the same image and the same test definition.
     Cached,
+    /// Could not run on this host: no emulator for the image's platform.
+    /// `failure` says why and what to install.
+    Skipped,
 }
 
 /// The result of one test.
@@ -64,6 +68,8 @@ pub struct Subject {
     pub layout: PathBuf,
     pub image: PlatformImage,
     pub tests: Vec<TestPlan>,
+    /// What unpacking this image may cost.
+    pub unpack_limits: unpack::UnpackLimits,
 }
 
 /// How [`run`] runs tests.
@@ -78,6 +84,11 @@ pub struct Options {
     /// The sandbox helper executable; `None` re-executes this program, which
     /// must then call `sandbox::helper::run_if_requested` first in `main`.
     pub helper: Option<PathBuf>,
+    /// Where qemu-user-static's `qemu-<arch>-static` binaries are.
+    pub emulator_dir: PathBuf,
+    /// Set to stop the run: no further test starts, and [`run`] returns
+    /// once the running ones end (`sandbox::signals::stop_all` ends them).
+    pub cancelled: Arc<AtomicBool>,
 }
 
 /// The cache key inputs of one test: the image as it ships (its platform
@@ -86,6 +97,8 @@ pub struct Options {
 struct KeyInputs<'a> {
     manifest: &'a str,
     test: &'a TestPlan,
+    /// A pass under other limits says nothing about these.
+    unpack_limits: &'a unpack::UnpackLimits,
 }
 
 /// What a cached pass records.
@@ -122,6 +135,7 @@ pub fn run(
             let key = cache::key(&KeyInputs {
                 manifest: subject.image.manifest.as_str(),
                 test,
+                unpack_limits: &subject.unpack_limits,
             });
             let record = cache::record_path(&opts.out_dir, "tests", &record_name(&id));
             if opts.use_cache
@@ -159,13 +173,17 @@ pub fn run(
             let (queue, unpacked) = (&queue, &unpacked);
             scope.spawn(move || {
                 loop {
+                    if opts.cancelled.load(Ordering::SeqCst) {
+                        break;
+                    }
                     let job = queue.lock().expect("no worker panics").pop_front();
                     let Some(job) = job else { break };
                     let subject = &subjects[job.subject];
                     // The first test of an image unpacks it; the others wait
                     // for that and share it.
                     let root = unpacked[job.subject].get_or_init(|| {
-                        unpack::unpack(&subject.layout, &subject.image).map_err(|e| chain(&e))
+                        unpack::unpack(&subject.layout, &subject.image, &subject.unpack_limits)
+                            .map_err(|e| chain(&e))
                     });
                     let report = run_one(subject, root.as_ref(), job.test, job.id, opts);
                     if tx.send((report, job.key, job.record)).is_err() {
@@ -206,6 +224,7 @@ fn run_one(
     let started = Instant::now();
     let mut problems = Vec::new();
     let mut output = String::new();
+    let mut skipped = None;
     match root {
         Err(e) => problems.push(format!("unpacking the image: {e}")),
         Ok(root) => {
@@ -214,11 +233,18 @@ fn run_one(
                 problems.extend(structure::check(&root.tree, config, s));
             }
             if let Some(c) = &test.command {
-                match command::invocation(config, c) {
-                    Err(e) => problems.push(chain(&e)),
-                    Ok(inv) => {
-                        let arch = architecture(&subject.image);
-                        match command::run(root.root(), arch, &inv, opts.helper.as_deref()) {
+                let arch = architecture(&subject.image);
+                match (
+                    command::invocation(config, c),
+                    sandbox::emulator_in_dir(arch, &opts.emulator_dir),
+                ) {
+                    (Err(e), _) => problems.push(chain(&e)),
+                    (Ok(_), Err(e @ sandbox::Error::EmulatorMissing { .. })) => {
+                        skipped = Some(chain(&e));
+                    }
+                    (Ok(_), Err(e)) => problems.push(chain(&e)),
+                    (Ok(inv), Ok(emulator)) => {
+                        match command::run(root.root(), emulator, &inv, opts.helper.as_deref()) {
                             Err(e) => problems.push(format!("running {inv}: {}", chain(&e))),
                             Ok(out) => {
                                 let p = command::check(c, &inv, &out);
@@ -234,15 +260,18 @@ fn run_one(
             }
         }
     }
+    // A test that could not run its command is skipped unless the part that
+    // could run (its structure checks) already failed.
+    let (verdict, failure) = match (problems.is_empty(), skipped) {
+        (true, Some(reason)) => (Verdict::Skipped, Some(reason)),
+        (true, None) => (Verdict::Passed, None),
+        (false, _) => (Verdict::Failed, Some(problems.join("\n"))),
+    };
     TestReport {
         id,
-        verdict: if problems.is_empty() {
-            Verdict::Passed
-        } else {
-            Verdict::Failed
-        },
+        verdict,
         duration: started.elapsed(),
-        failure: (!problems.is_empty()).then(|| problems.join("\n")),
+        failure,
         output,
     }
 }
@@ -277,6 +306,26 @@ fn captured(out: &sandbox::Outcome) -> String {
     s
 }
 
+/// `text` made safe to print on a terminal: control characters other than
+/// newline and tab (carriage return, escape, backspace, bell, the C1 range)
+/// and the Unicode controls that reorder text are shown as escapes, so what a
+/// program prints can never move the cursor, erase a line or recolour one.
+pub fn printable(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        let reorders = matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+        match c {
+            '\n' | '\t' => out.push(c),
+            '\r' => out.push_str("\\r"),
+            c if c.is_control() || reorders => {
+                let _ = write!(out, "\\u{{{:x}}}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// An error and its causes on one line.
 pub fn chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
@@ -289,3 +338,17 @@ pub fn chain(e: &dyn std::error::Error) -> String {
 }
 
 pub use crate::output::write_atomic;
+
+#[cfg(test)]
+mod tests {
+    use super::printable;
+
+    #[test]
+    fn control_characters_are_escaped() {
+        assert_eq!(
+            printable("a\tb\n\r\u{1b}[2K ok\u{7}\u{8}\u{9b}\u{202e}x"),
+            "a\tb\n\\r\\u{1b}[2K ok\\u{7}\\u{8}\\u{9b}\\u{202e}x"
+        );
+        assert_eq!(printable("plain ünïcode"), "plain ünïcode");
+    }
+}

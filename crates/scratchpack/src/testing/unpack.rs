@@ -87,6 +87,8 @@ pub enum EntryProblem {
     #[error("entries of type {0:?} are not supported")]
     Unsupported(tar::EntryType),
     #[error("{0}")]
+    Limit(String),
+    #[error("{0}")]
     Io(#[source] std::io::Error),
 }
 
@@ -218,11 +220,66 @@ impl Tree {
         Some((here, node))
     }
 
-    /// Forgets `path` and everything under it.
+    /// Forgets `path` and everything under it. Descendants sort between
+    /// `path/` and `path0` (`0` follows `/`), so only they are visited: a
+    /// layer of many files unpacks in time linear in its entries.
     fn remove(&mut self, path: &str) {
         self.nodes.remove(path);
-        let prefix = format!("{path}/");
-        self.nodes.retain(|p, _| !p.starts_with(&prefix));
+        let below: Vec<String> = self
+            .nodes
+            .range(format!("{path}/")..format!("{path}0"))
+            .map(|(p, _)| p.clone())
+            .collect();
+        for p in below {
+            self.nodes.remove(&p);
+        }
+    }
+}
+
+/// Bounds on what unpacking one image may cost, whatever its layers say.
+/// A layer is untrusted input: a few megabytes of gzip can expand to
+/// gigabytes, a PAX header can name a path of any length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct UnpackLimits {
+    /// Uncompressed bytes of all layers together (tar headers included).
+    pub max_bytes: u64,
+    /// Entries of all layers together.
+    pub max_entries: u64,
+    /// Components of any one path.
+    pub max_depth: usize,
+    /// Bytes of any one path or link target (Linux's `PATH_MAX` is 4096).
+    pub max_name_bytes: usize,
+    /// Bytes of any one PAX extended header.
+    pub max_pax_bytes: u64,
+}
+
+impl Default for UnpackLimits {
+    fn default() -> UnpackLimits {
+        UnpackLimits {
+            max_bytes: 2 << 30,
+            max_entries: 100_000,
+            max_depth: 64,
+            max_name_bytes: 4096,
+            max_pax_bytes: 64 << 10,
+        }
+    }
+}
+
+/// What the layers of one image have used of its [`UnpackLimits`] so far.
+#[derive(Debug)]
+struct Budget {
+    limits: UnpackLimits,
+    bytes: u64,
+    entries: u64,
+}
+
+impl Budget {
+    fn new(limits: UnpackLimits) -> Budget {
+        Budget {
+            limits,
+            bytes: 0,
+            entries: 0,
+        }
     }
 }
 
@@ -233,6 +290,54 @@ pub struct Unpacked {
     pub tree: Tree,
 }
 
+impl Drop for Unpacked {
+    fn drop(&mut self) {
+        // Before the temporary directory's own removal, which holds a
+        // descriptor per level and so fails on a tree deeper than the
+        // open-files limit. What is left (nothing) it removes itself.
+        let _ = remove_tree(self.dir.path());
+    }
+}
+
+/// Removes the directory `root` and everything in it, never following a
+/// symlink, with at most three descriptors open however deep the tree is:
+/// it descends one directory at a time by name and climbs back with `..`.
+pub fn remove_tree(root: &Path) -> std::io::Result<()> {
+    use rustix::fs::{AtFlags, Dir, Mode, OFlags, openat, unlinkat};
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let mut dir = openat(rustix::fs::CWD, root, flags, Mode::empty())?;
+    // The names of the directories descended into, outermost first.
+    let mut path: Vec<std::ffi::CString> = Vec::new();
+    loop {
+        let mut subdir = None;
+        for entry in Dir::read_from(&dir)? {
+            let entry = entry?;
+            let name = entry.file_name();
+            if name == c"." || name == c".." {
+                continue;
+            }
+            if entry.file_type() == rustix::fs::FileType::Directory {
+                subdir.get_or_insert_with(|| name.to_owned());
+            } else {
+                unlinkat(&dir, name, AtFlags::empty())?;
+            }
+        }
+        match subdir {
+            Some(name) => {
+                dir = openat(&dir, &name, flags, Mode::empty())?;
+                path.push(name);
+            }
+            None => {
+                let Some(name) = path.pop() else { break };
+                dir = openat(&dir, c"..", flags, Mode::empty())?;
+                unlinkat(&dir, &name, AtFlags::REMOVEDIR)?;
+            }
+        }
+    }
+    drop(dir);
+    std::fs::remove_dir(root)
+}
+
 impl Unpacked {
     /// The root directory to hand to the sandbox.
     pub fn root(&self) -> &Path {
@@ -241,8 +346,12 @@ impl Unpacked {
 }
 
 /// Unpacks every layer of `image` (read from the layout at `layout`), in
-/// order, into a new temporary directory.
-pub fn unpack(layout: &Path, image: &PlatformImage) -> Result<Unpacked, UnpackError> {
+/// order, into a new temporary directory, within `limits`.
+pub fn unpack(
+    layout: &Path,
+    image: &PlatformImage,
+    limits: &UnpackLimits,
+) -> Result<Unpacked, UnpackError> {
     let dir = tempfile::Builder::new()
         .prefix("scratchpack-rootfs-")
         .tempdir()
@@ -257,6 +366,7 @@ pub fn unpack(layout: &Path, image: &PlatformImage) -> Result<Unpacked, UnpackEr
         });
     }
     let mut tree = Tree::new();
+    let mut budget = Budget::new(*limits);
     for (layer, diff_id) in image.layers.iter().zip(diff_ids) {
         let (_, blob) = read_blob(layout, layer)?;
         let hashing = match layer.media_type.as_str() {
@@ -271,7 +381,7 @@ pub fn unpack(layout: &Path, image: &PlatformImage) -> Result<Unpacked, UnpackEr
                 });
             }
         };
-        let actual = unpack_layer(hashing, &layer.digest, dir.path(), &mut tree)?;
+        let actual = unpack_layer(hashing, &layer.digest, dir.path(), &mut tree, &mut budget)?;
         if actual.as_str() != diff_id {
             return Err(UnpackError::DiffId {
                 layer: layer.digest.clone(),
@@ -283,10 +393,13 @@ pub fn unpack(layout: &Path, image: &PlatformImage) -> Result<Unpacked, UnpackEr
     Ok(Unpacked { dir, tree })
 }
 
-/// Hashes what passes through, for the diff_id of an uncompressed layer.
+/// Hashes what passes through, for the diff_id of an uncompressed layer, and
+/// fails once more than `limit` bytes have come through.
 struct HashingReader<'a> {
     inner: Box<dyn Read + 'a>,
     hasher: Sha256,
+    read: u64,
+    limit: u64,
 }
 
 impl<'a> HashingReader<'a> {
@@ -294,6 +407,8 @@ impl<'a> HashingReader<'a> {
         HashingReader {
             inner,
             hasher: Sha256::new(),
+            read: 0,
+            limit: u64::MAX,
         }
     }
 }
@@ -301,40 +416,196 @@ impl<'a> HashingReader<'a> {
 impl Read for HashingReader<'_> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
+        self.read += n as u64;
+        if self.read > self.limit {
+            return Err(std::io::Error::other(format!(
+                "the image's layers unpack to more than {} bytes, the unpack limit `max-bytes`",
+                self.limit
+            )));
+        }
         self.hasher.update(&buf[..n]);
         Ok(n)
     }
 }
 
+/// A name for error messages: never more than a line, however long the
+/// layer made it.
+fn shown(name: &[u8]) -> String {
+    const SHOWN: usize = 200;
+    if name.len() <= SHOWN {
+        return String::from_utf8_lossy(name).into_owned();
+    }
+    format!(
+        "{}… ({} bytes)",
+        String::from_utf8_lossy(&name[..SHOWN]),
+        name.len()
+    )
+}
+
+/// A path and a link target a PAX header gives the entry after it.
+type PaxNames = (Option<Vec<u8>>, Option<Vec<u8>>);
+
+/// The `path` and `linkpath` records of a PAX extended header (POSIX
+/// `pax` "extended header"): `"%d %s=%s\n"`, the length counting the whole
+/// record. Other keys are ignored, except `size`, which the unpacker does not
+/// honour and so refuses.
+fn pax_records(data: &[u8]) -> Result<PaxNames, EntryProblem> {
+    let bad = || EntryProblem::Limit("malformed PAX extended header".to_owned());
+    let (mut path, mut link) = (None, None);
+    let mut rest = data;
+    while !rest.is_empty() {
+        let space = rest.iter().position(|b| *b == b' ').ok_or_else(bad)?;
+        let len: usize = std::str::from_utf8(&rest[..space])
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(bad)?;
+        if len <= space + 1 || len > rest.len() || rest[len - 1] != b'\n' {
+            return Err(bad());
+        }
+        let record = &rest[space + 1..len - 1];
+        let eq = record.iter().position(|b| *b == b'=').ok_or_else(bad)?;
+        let (key, value) = (&record[..eq], &record[eq + 1..]);
+        match key {
+            b"path" => path = Some(value.to_vec()),
+            b"linkpath" => link = Some(value.to_vec()),
+            b"size" => {
+                return Err(EntryProblem::Limit(
+                    "PAX `size` records are not supported".to_owned(),
+                ));
+            }
+            _ => {}
+        }
+        rest = &rest[len..];
+    }
+    Ok((path, link))
+}
+
+/// Reads the whole of a metadata entry (a PAX header or a GNU long name),
+/// refusing one larger than `limit` before reading any of it.
+fn read_meta<R: Read>(
+    entry: &mut tar::Entry<'_, R>,
+    limit: u64,
+    what: &str,
+) -> Result<Vec<u8>, EntryProblem> {
+    let size = entry.header().entry_size().map_err(EntryProblem::Io)?;
+    if size > limit {
+        return Err(EntryProblem::Limit(format!(
+            "{what} of {size} bytes is over the unpack limit of {limit} bytes"
+        )));
+    }
+    let mut data = Vec::with_capacity(size as usize);
+    entry.read_to_end(&mut data).map_err(EntryProblem::Io)?;
+    Ok(data)
+}
+
+/// Drops the NULs a GNU long name or link name ends with.
+fn trim_nul(mut name: Vec<u8>) -> Vec<u8> {
+    while name.last() == Some(&0) {
+        name.pop();
+    }
+    name
+}
+
 /// Unpacks one uncompressed layer tar over `root`, recording what each path
 /// is in `tree`; returns the digest of the tar's bytes (its diff_id).
-/// `layer` names the layer in errors.
+/// `layer` names the layer in errors. Metadata entries (PAX headers, GNU
+/// long names) are read here, each bounded, rather than by the `tar` crate,
+/// which would read them whole whatever their size.
 fn unpack_layer(
-    reader: HashingReader<'_>,
+    mut reader: HashingReader<'_>,
     layer: &str,
     root: &Path,
     tree: &mut Tree,
+    budget: &mut Budget,
 ) -> Result<Digest, UnpackError> {
     let layer_err = |source| UnpackError::Layer {
         layer: layer.to_owned(),
         source,
     };
+    let limits = budget.limits;
+    reader.limit = limits.max_bytes.saturating_sub(budget.bytes);
     let mut archive = tar::Archive::new(reader);
     // Paths this layer added: an opaque whiteout hides lower layers only.
     let mut added: HashSet<String> = HashSet::new();
-    for entry in archive.entries().map_err(layer_err)? {
+    // Names a PAX header or GNU long-name entry gives the entry after it.
+    let mut next_path: Option<Vec<u8>> = None;
+    let mut next_link: Option<Vec<u8>> = None;
+    for entry in archive.entries().map_err(layer_err)?.raw(true) {
         let mut entry = entry.map_err(layer_err)?;
-        let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        budget.entries += 1;
+        let header_name = entry.path_bytes().into_owned();
+        let meta_err = |problem| UnpackError::Entry {
+            layer: layer.to_owned(),
+            path: shown(&header_name),
+            problem,
+        };
+        if budget.entries > limits.max_entries {
+            return Err(meta_err(EntryProblem::Limit(format!(
+                "the image has more than {} entries, the unpack limit `max-entries`",
+                limits.max_entries
+            ))));
+        }
+        let kind = entry.header().entry_type();
+        let name_limit = limits.max_name_bytes as u64 + 1;
+        match kind {
+            tar::EntryType::XHeader => {
+                let data = read_meta(&mut entry, limits.max_pax_bytes, "a PAX header")
+                    .map_err(meta_err)?;
+                let (path, link) = pax_records(&data).map_err(meta_err)?;
+                next_path = path.or(next_path);
+                next_link = link.or(next_link);
+                continue;
+            }
+            tar::EntryType::XGlobalHeader => {
+                read_meta(&mut entry, limits.max_pax_bytes, "a PAX global header")
+                    .map_err(meta_err)?;
+                continue;
+            }
+            tar::EntryType::GNULongName => {
+                next_path = Some(trim_nul(
+                    read_meta(&mut entry, name_limit, "a long name").map_err(meta_err)?,
+                ));
+                continue;
+            }
+            tar::EntryType::GNULongLink => {
+                next_link = Some(trim_nul(
+                    read_meta(&mut entry, name_limit, "a long link name").map_err(meta_err)?,
+                ));
+                continue;
+            }
+            _ => {}
+        }
+        let path_bytes = next_path.take().unwrap_or(header_name);
+        let link_bytes = match next_link.take() {
+            Some(link) => Some(link),
+            None => entry.link_name_bytes().map(|l| l.into_owned()),
+        };
+        let raw = shown(&path_bytes);
         let err = |problem| UnpackError::Entry {
             layer: layer.to_owned(),
             path: raw.clone(),
             problem,
         };
-        if std::str::from_utf8(&entry.path_bytes()).is_err() {
-            return Err(err(EntryProblem::NotUtf8));
+        for name in std::iter::once(&path_bytes).chain(link_bytes.as_ref()) {
+            if name.len() > limits.max_name_bytes {
+                return Err(err(EntryProblem::Limit(format!(
+                    "a name of {} bytes is over the unpack limit `max-name-bytes` of {}",
+                    name.len(),
+                    limits.max_name_bytes
+                ))));
+            }
         }
+        let Ok(raw) = String::from_utf8(path_bytes) else {
+            return Err(err(EntryProblem::NotUtf8));
+        };
         let parts = entry_path(&raw).map_err(err)?;
-        let kind = entry.header().entry_type();
+        if parts.len() > limits.max_depth {
+            return Err(err(EntryProblem::Limit(format!(
+                "{} levels deep, over the unpack limit `max-depth` of {}",
+                parts.len(),
+                limits.max_depth
+            ))));
+        }
         let mode = entry
             .header()
             .mode()
@@ -390,8 +661,10 @@ fn unpack_layer(
             }
             tar::EntryType::Regular | tar::EntryType::Continuous => {
                 replace(&host, &abs, tree).map_err(err)?;
-                // Set-id and sticky bits never reach the host file.
-                let host_mode = mode & 0o777;
+                // Set-id and sticky bits never reach the host file, and
+                // neither does write access for anyone but the unpacking
+                // user: while tests run, no other user may change the image.
+                let host_mode = mode & 0o755;
                 let mut file = File::options()
                     .write(true)
                     .create_new(true)
@@ -410,9 +683,9 @@ fn unpack_layer(
                 }
             }
             tar::EntryType::Symlink => {
-                let target = entry
-                    .link_name_bytes()
-                    .map(|t| String::from_utf8_lossy(&t).into_owned())
+                let target = link_bytes
+                    .as_deref()
+                    .map(|t| String::from_utf8_lossy(t).into_owned())
                     .unwrap_or_default();
                 check_link_target(parents, &target).map_err(err)?;
                 replace(&host, &abs, tree).map_err(err)?;
@@ -424,9 +697,9 @@ fn unpack_layer(
                 }
             }
             tar::EntryType::Link => {
-                let target = entry
-                    .link_name_bytes()
-                    .map(|t| String::from_utf8_lossy(&t).into_owned())
+                let target = link_bytes
+                    .as_deref()
+                    .map(|t| String::from_utf8_lossy(t).into_owned())
                     .unwrap_or_default();
                 let target_parts = entry_path(&target).map_err(err)?;
                 let target_abs = absolute(&target_parts);
@@ -447,7 +720,6 @@ fn unpack_layer(
             tar::EntryType::Block | tar::EntryType::Char | tar::EntryType::Fifo => {
                 return Err(err(EntryProblem::Device));
             }
-            tar::EntryType::XGlobalHeader | tar::EntryType::XHeader => continue,
             other => return Err(err(EntryProblem::Unsupported(other))),
         };
         tree.nodes.insert(abs.clone(), node);
@@ -456,6 +728,7 @@ fn unpack_layer(
     // The diff_id covers the whole tar, padding after the last entry included.
     let mut reader = archive.into_inner();
     std::io::copy(&mut reader, &mut std::io::sink()).map_err(layer_err)?;
+    budget.bytes += reader.read;
     Ok(Digest::from_hasher(reader.hasher))
 }
 

@@ -52,11 +52,20 @@ fn layer(entries: &[E]) -> Vec<u8> {
 
 /// Applies `layers` in order over a fresh root.
 fn apply(layers: &[Vec<u8>]) -> (tempfile::TempDir, Result<Tree, UnpackError>) {
+    apply_within(layers, UnpackLimits::default())
+}
+
+/// Applies `layers` in order over a fresh root, within `limits`.
+fn apply_within(
+    layers: &[Vec<u8>],
+    limits: UnpackLimits,
+) -> (tempfile::TempDir, Result<Tree, UnpackError>) {
     let root = tempfile::tempdir().unwrap();
     let mut tree = Tree::new();
+    let mut budget = Budget::new(limits);
     for bytes in layers {
         let reader = HashingReader::new(Box::new(&bytes[..]));
-        if let Err(e) = unpack_layer(reader, LAYER, root.path(), &mut tree) {
+        if let Err(e) = unpack_layer(reader, LAYER, root.path(), &mut tree, &mut budget) {
             return (root, Err(e));
         }
     }
@@ -313,7 +322,7 @@ fn a_layout_is_read_through_its_index_and_unpacked() {
     assert_eq!(images.len(), 1);
     assert_eq!(images[0].platform, "linux/arm64");
     assert_eq!(images[0].config.config.user.as_deref(), Some("1:2"));
-    let unpacked = unpack(dir.path(), &images[0]).unwrap();
+    let unpacked = unpack(dir.path(), &images[0], &UnpackLimits::default()).unwrap();
     assert_eq!(std::fs::read(unpacked.root().join("bin")).unwrap(), b"#!");
     let root_mode = std::fs::metadata(unpacked.root())
         .unwrap()
@@ -334,7 +343,7 @@ fn corrupt_blobs_and_wrong_diff_ids_are_refused() {
     let tar = layer(&[E::File("bin", 0o755, "#!")]);
     let dir = layout(&tar, Some(&Digest::of(b"other").to_string()));
     let images = read_layout(dir.path()).unwrap();
-    let err = unpack(dir.path(), &images[0]).unwrap_err();
+    let err = unpack(dir.path(), &images[0], &UnpackLimits::default()).unwrap_err();
     assert!(matches!(err, UnpackError::DiffId { .. }), "{err}");
 
     let dir = layout(&tar, None);
@@ -348,7 +357,7 @@ fn corrupt_blobs_and_wrong_diff_ids_are_refused() {
     let last = bytes.len() - 1;
     bytes[last] ^= 1;
     std::fs::write(&path, bytes).unwrap();
-    let err = unpack(dir.path(), &images[0]).unwrap_err();
+    let err = unpack(dir.path(), &images[0], &UnpackLimits::default()).unwrap_err();
     assert!(
         matches!(
             err,
@@ -363,4 +372,217 @@ fn corrupt_blobs_and_wrong_diff_ids_are_refused() {
         crate::testing::chain(&err).contains(layer.digest.as_str()),
         "{err}"
     );
+}
+
+/// A tar whose first entry is a PAX header with `records`, then `name`.
+fn with_pax(records: &[(&str, &[u8])], name: &str, data: &[u8]) -> Vec<u8> {
+    let mut pax = Vec::new();
+    for (key, value) in records {
+        let body = [b" ", key.as_bytes(), b"=", value, b"\n"].concat();
+        // The length counts its own digits.
+        let mut len = body.len() + 1;
+        while format!("{len}").len() + body.len() != len {
+            len += 1;
+        }
+        pax.extend_from_slice(format!("{len}").as_bytes());
+        pax.extend_from_slice(&body);
+    }
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_ustar();
+    h.set_path("PaxHeader").unwrap();
+    h.set_entry_type(tar::EntryType::XHeader);
+    h.set_size(pax.len() as u64);
+    h.set_mode(0o644);
+    h.set_cksum();
+    b.append(&h, &pax[..]).unwrap();
+    let mut h = tar::Header::new_ustar();
+    h.set_path(name).unwrap();
+    h.set_entry_type(tar::EntryType::Regular);
+    h.set_size(data.len() as u64);
+    h.set_mode(0o644);
+    h.set_cksum();
+    b.append(&h, data).unwrap();
+    b.into_inner().unwrap()
+}
+
+#[test]
+fn pax_paths_are_honoured_and_bounded() {
+    let long = format!("{}/file", "d".repeat(150));
+    let (root, tree) = apply(&[with_pax(&[("path", long.as_bytes())], "short", b"x")]);
+    tree.unwrap();
+    assert_eq!(std::fs::read(root.path().join(&long)).unwrap(), b"x");
+
+    // A name far past PATH_MAX is refused, and the message stays short.
+    let huge = "n".repeat(1 << 20);
+    let (_root, result) = apply(&[with_pax(&[("path", huge.as_bytes())], "short", b"x")]);
+    let text = result.unwrap_err().to_string();
+    assert!(
+        text.contains("max-name-bytes") || text.contains("PAX header"),
+        "{}",
+        &text[..text.len().min(300)]
+    );
+    assert!(
+        text.len() < 1000,
+        "the whole name was printed: {} bytes",
+        text.len()
+    );
+
+    // A PAX header itself larger than its limit is refused before it is read.
+    let limits = UnpackLimits {
+        max_pax_bytes: 512,
+        ..UnpackLimits::default()
+    };
+    let (_root, result) = apply_within(
+        &[with_pax(&[("comment", &[b'c'; 4096])], "short", b"x")],
+        limits,
+    );
+    let text = result.unwrap_err().to_string();
+    assert!(text.contains("PAX header of"), "{text}");
+}
+
+#[test]
+fn total_bytes_entries_and_depth_are_bounded() {
+    let limits = UnpackLimits {
+        max_bytes: 64 << 10,
+        ..UnpackLimits::default()
+    };
+    let big = "b".repeat(128 << 10);
+    let (root, result) = apply_within(&[layer(&[E::File("big", 0o644, &big)])], limits);
+    let text = result.unwrap_err().to_string();
+    assert!(text.contains("max-bytes"), "{text}");
+    let written = std::fs::metadata(root.path().join("big")).map_or(0, |m| m.len());
+    assert!(written <= 64 << 10, "{written} bytes written");
+
+    // The byte budget is for the image, not for each layer.
+    let half = "h".repeat(40 << 10);
+    let (_root, result) = apply_within(
+        &[
+            layer(&[E::File("one", 0o644, &half)]),
+            layer(&[E::File("two", 0o644, &half)]),
+        ],
+        limits,
+    );
+    assert!(result.unwrap_err().to_string().contains("max-bytes"));
+
+    let names: Vec<String> = (0..20).map(|i| format!("f{i}")).collect();
+    let files: Vec<E> = names.iter().map(|n| E::File(n, 0o644, "")).collect();
+    let (_root, result) = apply_within(
+        &[layer(&files)],
+        UnpackLimits {
+            max_entries: 10,
+            ..UnpackLimits::default()
+        },
+    );
+    assert!(result.unwrap_err().to_string().contains("max-entries"));
+
+    let deep = ["a"; 40].join("/");
+    let (_root, result) = apply_within(
+        &[layer(&[E::Dir(&deep, 0o755)])],
+        UnpackLimits {
+            max_depth: 16,
+            ..UnpackLimits::default()
+        },
+    );
+    assert!(result.unwrap_err().to_string().contains("max-depth"));
+}
+
+#[test]
+fn a_gzip_bomb_stops_at_the_byte_limit() {
+    // 64 MiB of zeros compress to about 64 KiB: the unpacker must stop at its
+    // limit, not inflate the whole stream.
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    let zeros = vec![0u8; 1 << 20];
+    for _ in 0..64 {
+        gz.write_all(&zeros).unwrap();
+    }
+    let bomb = gz.finish().unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let mut tree = Tree::new();
+    let mut budget = Budget::new(UnpackLimits {
+        max_bytes: 1 << 20,
+        ..UnpackLimits::default()
+    });
+    let reader = HashingReader::new(Box::new(flate2::read::GzDecoder::new(&bomb[..])));
+    let err = unpack_layer(reader, LAYER, root.path(), &mut tree, &mut budget).unwrap_err();
+    assert!(chain_of(&err).contains("max-bytes"), "{}", chain_of(&err));
+}
+
+fn chain_of(e: &dyn std::error::Error) -> String {
+    crate::testing::chain(e)
+}
+
+#[test]
+fn host_files_are_never_group_or_world_writable() {
+    let (root, tree) = apply(&[layer(&[
+        E::File("open", 0o666, "x"),
+        E::File("suid", 0o4777, "x"),
+    ])]);
+    let tree = tree.unwrap();
+    for name in ["open", "suid"] {
+        let mode = std::fs::metadata(root.path().join(name))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o7777;
+        assert_eq!(mode & 0o7022, 0, "{name} is {mode:o} on the host");
+    }
+    // The image's own modes are still what structure tests see.
+    assert_eq!(tree.get("/open").unwrap().mode, 0o666);
+    assert_eq!(tree.get("/suid").unwrap().mode, 0o4777);
+}
+
+#[test]
+fn removing_a_path_visits_only_what_is_below_it() {
+    let mut tree = Tree::new();
+    let node = || Node {
+        kind: FileKind::File,
+        mode: 0o644,
+        link: None,
+    };
+    for p in ["/a", "/a/b", "/a/b/c", "/a-b", "/a0", "/ab", "/b"] {
+        tree.nodes.insert(p.to_owned(), node());
+    }
+    tree.remove("/a");
+    let left: Vec<&str> = tree.nodes.keys().map(String::as_str).collect();
+    assert_eq!(left, ["/", "/a-b", "/a0", "/ab", "/b"]);
+}
+
+#[test]
+fn a_tree_deeper_than_the_open_files_limit_is_removed() {
+    use rustix::fs::{Mode, OFlags, mkdirat, openat};
+    let limits = std::fs::read_to_string("/proc/self/limits").unwrap();
+    let soft: u64 = limits
+        .lines()
+        .find_map(|l| l.strip_prefix("Max open files"))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1 << 16);
+    // One level more than the descriptors a per-level removal could hold.
+    let depth = soft.min(1 << 16) + 16;
+    let dir = tempfile::Builder::new()
+        .prefix("scratchpack-rootfs-deep-")
+        .tempdir()
+        .unwrap();
+    let root = dir.path().to_owned();
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+    let mut fd = openat(rustix::fs::CWD, &root, flags, Mode::empty()).unwrap();
+    for _ in 0..depth {
+        mkdirat(&fd, c"d", Mode::from_raw_mode(0o755)).unwrap();
+        fd = openat(&fd, c"d", flags, Mode::empty()).unwrap();
+    }
+    std::fs::write(
+        format!(
+            "/proc/self/fd/{}/leaf",
+            std::os::fd::AsRawFd::as_raw_fd(&fd)
+        ),
+        b"x",
+    )
+    .unwrap();
+    drop(fd);
+    let unpacked = Unpacked {
+        dir,
+        tree: Tree::new(),
+    };
+    drop(unpacked);
+    assert!(!root.exists(), "{} was left behind", root.display());
 }

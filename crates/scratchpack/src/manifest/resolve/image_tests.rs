@@ -86,6 +86,7 @@ impl Resolver<'_> {
                 exit_code,
                 stdout: self.output(t.stdout.as_ref()),
                 stderr: self.output(t.stderr.as_ref()),
+                seccomp: t.seccomp.as_ref().is_none_or(|s| *s.get_ref()),
             }
         });
         let structure = is_structure.then(|| {

@@ -1,0 +1,230 @@
+//! `cargo xtask run NAME [-- ARGS…]`: build the image if it is out of date,
+//! then run it in the namespace sandbox as `docker run --rm` would: stdin,
+//! stdout and stderr attached, the image's config (image-spec `config.md`)
+//! for entrypoint, cmd, env, user and working directory, the program's exit
+//! code as this command's own, nothing left behind.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use anyhow::{Context as _, anyhow};
+
+use super::{Common, Failure};
+use crate::output::OutputLock;
+use crate::testing::{command, unpack};
+
+/// Exit codes of failures before the program runs, as `docker run` uses them.
+const EXIT_SETUP: i32 = 125;
+const EXIT_CANNOT_RUN: i32 = 126;
+const EXIT_NOT_FOUND: i32 = 127;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Network {
+    /// A network namespace of its own with only a loopback interface
+    None,
+    /// The host's network
+    Host,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The image to run
+    #[arg(value_name = "NAME")]
+    name: String,
+    /// Arguments replacing the image's cmd (after the entrypoint)
+    #[arg(last = true, value_name = "ARGS")]
+    args: Vec<String>,
+    /// The platform to run, e.g. linux/arm64 [default: the host's, else the first]
+    #[arg(long, value_name = "OS/ARCH")]
+    platform: Option<String>,
+    /// Set an environment variable (repeatable), over the image's env
+    #[arg(long, short, value_name = "K=V")]
+    env: Vec<String>,
+    /// Run as UID[:GID] instead of the image's user
+    #[arg(long, short, value_name = "UID[:GID]")]
+    user: Option<String>,
+    /// Stop the program after this many seconds [default: no limit]
+    #[arg(long, value_name = "SECS")]
+    timeout: Option<f64>,
+    /// The program's network
+    #[arg(long, value_enum, default_value = "none")]
+    network: Network,
+    #[command(flatten)]
+    common: Common,
+}
+
+pub fn run(args: Args) -> Result<(), Failure> {
+    let code = run_image(args)?;
+    // Everything the run made is gone by now (its values were dropped on
+    // return): the exit code is all that is left to pass on.
+    if code != 0 {
+        let _ = std::io::stdout().flush();
+        std::process::exit(code);
+    }
+    Ok(())
+}
+
+fn run_image(args: Args) -> Result<i32, Failure> {
+    // Ctrl-C goes to the program's sandbox, which is stopped and removed;
+    // this process then exits as the program did. No thread has started yet.
+    let cancelled = super::stop_sandboxes_on_termination()?;
+
+    let env = args
+        .env
+        .iter()
+        .map(|kv| {
+            kv.split_once('=')
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .filter(|(k, _)| !k.is_empty())
+                .ok_or_else(|| Failure::Usage(anyhow!("--env `{kv}` is not KEY=VALUE")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let user = args
+        .user
+        .as_deref()
+        .map(|u| {
+            crate::manifest::parse_user(u)
+                .map_err(|_| Failure::Usage(anyhow!("--user `{u}` is not a numeric UID[:GID]")))
+        })
+        .transpose()?;
+    let timeout = match args.timeout {
+        Some(t) if t.is_finite() && t > 0.0 && t < 1e9 => Some(Duration::from_secs_f64(t)),
+        Some(t) => {
+            return Err(Failure::Usage(anyhow!(
+                "--timeout {t} is not a positive number of seconds"
+            )));
+        }
+        None => None,
+    };
+
+    let ctx = args.common.load()?;
+    let built = super::build_selected(&ctx, std::slice::from_ref(&args.name))?;
+    let built = built
+        .into_iter()
+        .find(|b| b.name == args.name)
+        .ok_or_else(|| anyhow!("image `{}` was not built", args.name))?;
+    // Held while the image is read, so another run cannot replace it.
+    let lock = OutputLock::acquire(&ctx.out_dir)
+        .with_context(|| format!("locking {}", ctx.out_dir.display()))?;
+    let images = unpack::read_layout(&built.layout)
+        .with_context(|| format!("reading the image layout {}", built.layout.display()))?;
+    let available: Vec<&str> = images.iter().map(|i| i.platform.as_str()).collect();
+    let host = crate::platform::Platform::host()
+        .map(|p| format!("{}/{}", p.os(), p.architecture()))
+        .unwrap_or_default();
+    let wanted = args.platform.clone().unwrap_or_else(|| {
+        if available.contains(&host.as_str()) {
+            host.clone()
+        } else {
+            available
+                .first()
+                .map_or_else(String::new, |p| (*p).to_owned())
+        }
+    });
+    let image = images
+        .iter()
+        .find(|i| i.platform == wanted)
+        .ok_or_else(|| {
+            Failure::Usage(anyhow!(
+                "image `{}` has no platform {wanted}; it has {}",
+                args.name,
+                available.join(", ")
+            ))
+        })?;
+    let unpacked = unpack::unpack(&built.layout, image, &unpack::UnpackLimits::default())
+        .with_context(|| format!("unpacking image `{}` ({wanted})", args.name))?;
+    drop(lock);
+
+    let config = &image.config;
+    let mut argv: Vec<String> = config.config.entrypoint.clone().unwrap_or_default();
+    if args.args.is_empty() {
+        argv.extend(config.config.cmd.iter().flatten().cloned());
+    } else {
+        argv.extend(args.args.iter().cloned());
+    }
+    if argv.is_empty() {
+        return Err(Failure::Usage(anyhow!(
+            "image `{}` has neither an entrypoint nor a cmd, and no ARGS were given",
+            args.name
+        )));
+    }
+    let mut environment: BTreeMap<String, String> = command::config_env(config);
+    environment.extend(env);
+    let user = match user {
+        Some(u) => u,
+        None => command::parse_user(config.config.user.as_deref().unwrap_or(""))
+            .map_err(|e| Failure::Build(e.into()))?,
+    };
+    let workdir = config
+        .config
+        .working_dir
+        .clone()
+        .filter(|w| !w.is_empty())
+        .unwrap_or_else(|| "/".to_owned());
+    let architecture = wanted.rsplit('/').next().unwrap_or_default();
+    let emulator = sandbox::emulator_in_dir(architecture, &super::test_images::emulator_dir())
+        .with_context(|| format!("running the {wanted} image on this host"))?;
+
+    let mut limits = sandbox::Limits {
+        // Far enough that no run meets it: `docker run` has no time limit.
+        wall_time: timeout.unwrap_or(Duration::from_secs(10 * 365 * 24 * 3600)),
+        max_output_bytes: u64::MAX,
+        ..command::LIMITS
+    };
+    if emulator.is_some() && sandbox::cgroup::parent().is_none() {
+        limits.memory_bytes = limits.memory_bytes.max(4 << 30);
+    }
+    let outcome = sandbox::Sandbox::new(unpacked.root())
+        .args(&argv)
+        .env(&environment)
+        .user(user.uid, user.gid)
+        .workdir(&workdir)
+        .limits(limits)
+        .emulator(emulator)
+        .host_network(args.network == Network::Host)
+        .attach_stdio(true)
+        .run();
+    let outcome = match outcome {
+        Ok(o) => o,
+        Err(sandbox::Error::Exec(message)) => {
+            error(&ctx, &format!("cannot run {}: {message}", argv[0]));
+            let not_found = message.contains("No such file") || message.contains("finding");
+            return Ok(if not_found {
+                EXIT_NOT_FOUND
+            } else {
+                EXIT_CANNOT_RUN
+            });
+        }
+        Err(e) => {
+            let chain = crate::testing::chain(&e);
+            error(&ctx, &format!("running image `{}`: {chain}", args.name));
+            return Ok(EXIT_SETUP);
+        }
+    };
+    match outcome.stopped {
+        Some(sandbox::StopReason::Timeout) => ctx.shell.warn(format!(
+            "stopped: still running after the timeout of {:.1}s",
+            limits.wall_time.as_secs_f64()
+        )),
+        Some(sandbox::StopReason::Memory) => ctx.shell.warn(format!(
+            "stopped: went over the memory limit of {} MiB",
+            limits.memory_bytes >> 20
+        )),
+        Some(sandbox::StopReason::Cancelled) if cancelled.load(Ordering::SeqCst) => {
+            ctx.shell.warn("interrupted")
+        }
+        _ => {}
+    }
+    Ok(match outcome.status {
+        sandbox::Status::Exit(code) => code,
+        sandbox::Status::Signal(signal) => 128 + signal,
+    })
+}
+
+/// An error the run cannot go on from, reported as the command's others are.
+fn error(ctx: &super::Context, message: &str) {
+    let label = ctx.shell.paint("error", "1;31");
+    eprintln!("{label}: {message}");
+}
