@@ -83,7 +83,7 @@ pub struct RemoteCache<'c> {
     /// Set once a registry failed to answer, so a dead cache costs one try.
     from_down: Cell<bool>,
     to_down: Cell<bool>,
-    keyed: RefCell<BTreeMap<String, ImageKey>>,
+    keyed: RefCell<BTreeMap<String, Option<ImageKey>>>,
     /// Where notes of the binaries made for each key are kept.
     held_dir: PathBuf,
 }
@@ -110,17 +110,13 @@ impl<'c> RemoteCache<'c> {
         }
     }
 
+    /// The image's key, computed once (and a failure reported once).
     fn key(&self, image: &ImagePlan) -> Option<ImageKey> {
         if let Some(k) = self.keyed.borrow().get(&image.name) {
-            return Some(k.clone());
+            return k.clone();
         }
-        match self.keys.image_key(image) {
-            Ok(k) => {
-                self.keyed
-                    .borrow_mut()
-                    .insert(image.name.clone(), k.clone());
-                Some(k)
-            }
+        let key = match self.keys.image_key(image) {
+            Ok(k) => Some(k),
             Err(e) => {
                 self.shell.warn(format!(
                     "cache: no action key for image `{}` ({}), building it",
@@ -129,7 +125,11 @@ impl<'c> RemoteCache<'c> {
                 ));
                 None
             }
-        }
+        };
+        self.keyed
+            .borrow_mut()
+            .insert(image.name.clone(), key.clone());
+        key
     }
 
     /// The image from the cache, verified; `None` (with one line saying
