@@ -73,6 +73,7 @@ impl Command {
     fn with_no_cache(mut self) -> Self {
         match &mut self {
             Command::Images(a) => a.common.no_cache |= a.no_cache,
+            #[cfg(target_os = "linux")]
             Command::TestImages(a) => a.common.no_cache |= a.no_cache,
             _ => {}
         }
