@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Oracles the tests check our output with, and the tools they run images with.
-debian_packages=(skopeo umoci crun bubblewrap docker-registry qemu-user-static util-linux file tar podman diffutils python3-venv)
+debian_packages=(skopeo umoci crun bubblewrap docker-registry qemu-user-static util-linux file tar podman diffutils python3-venv sccache redis-server)
 # The release tests install their Python and npm checkers themselves (into
 # target/oracles); they need python3-venv, and node with npm. A node from
 # elsewhere that already brings npm is kept.
@@ -36,6 +36,12 @@ for triple in x86_64-unknown-linux-musl aarch64-unknown-linux-musl \
   rustup target add "$triple" >/dev/null 2>&1 || scripts/rust-target-from-source.sh "$triple"
 done
 rustup component add rustfmt clippy
+
+# The sccache test needs sccache's redis backend, which Debian's sccache is
+# built without: one with it goes to target/tools, where the test looks first.
+if [ ! -x target/tools/bin/sccache ]; then
+  cargo install --quiet --locked --root target/tools sccache --no-default-features --features redis
+fi
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings

@@ -16,6 +16,7 @@ mod release_publish;
 mod release_sbom;
 mod reproducible;
 mod run;
+mod scale;
 mod static_check;
 mod support;
 mod test_images;

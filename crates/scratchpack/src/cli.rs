@@ -22,7 +22,7 @@ use std::process::ExitCode;
 use anyhow::anyhow;
 use clap::{Parser, Subcommand};
 
-use crate::build::{self, BuiltImage, Options};
+use crate::build::{BuiltImage, Options};
 use crate::compile::Cargo;
 use crate::manifest::ImagePlan;
 
@@ -75,6 +75,20 @@ enum Command {
     Run(NeedsLinux),
 }
 
+impl Command {
+    /// `--no-cache` of `images` and `test-images` also leaves out the
+    /// registry cache.
+    fn with_no_cache(mut self) -> Self {
+        match &mut self {
+            Command::Images(a) => a.common.no_cache |= a.no_cache,
+            #[cfg(target_os = "linux")]
+            Command::TestImages(a) => a.common.no_cache |= a.no_cache,
+            _ => {}
+        }
+        self
+    }
+}
+
 /// Options every command shares.
 #[derive(Debug, clap::Args)]
 pub struct Common {
@@ -95,6 +109,18 @@ pub struct Common {
     /// [default: the number of cores]
     #[arg(long, short, value_name = "N", global = true, value_parser = clap::value_parser!(u16).range(1..))]
     jobs: Option<u16>,
+    /// Pull images whose action key is in this registry repository instead
+    /// of compiling them [default: images.toml's `cache`]
+    #[arg(long, value_name = "REGISTRY/REPO", global = true)]
+    cache_from: Option<String>,
+    /// Push what is built to this registry repository under its action key
+    /// [default: images.toml's `cache`]
+    #[arg(long, value_name = "REGISTRY/REPO", global = true)]
+    cache_to: Option<String>,
+    /// Use no registry cache, whatever images.toml or the flags say: set
+    /// by the `--no-cache` of the commands that have one.
+    #[arg(skip)]
+    no_cache: bool,
 }
 
 /// The loaded context of a command: workspace, plan and settings.
@@ -106,6 +132,8 @@ pub struct Context {
     pub epoch: u64,
     /// Threads that pack (`-j`); 0 for one per core.
     pub jobs: usize,
+    /// The registry build cache to read and write.
+    pub cache: crate::remote_cache::Settings,
 }
 
 /// Why a command failed, and so its exit code.
@@ -177,7 +205,9 @@ impl Common {
         };
         crate::output::check_out_dir(&out_dir, &workspace.root)
             .map_err(|e| Failure::Usage(e.into()))?;
+        let cache = self.cache_settings(plan.cache.as_ref())?;
         Ok(Context {
+            cache,
             workspace,
             plan,
             out_dir,
@@ -198,6 +228,30 @@ fn record_dir() -> Option<PathBuf> {
     dir.join(".fingerprint")
         .is_dir()
         .then(|| dir.join(".scratchpack"))
+}
+
+impl Common {
+    /// The flags win over images.toml's `cache`; `--no-cache` over both.
+    fn cache_settings(
+        &self,
+        manifest: Option<&crate::registry::Repository>,
+    ) -> Result<crate::remote_cache::Settings, Failure> {
+        if self.no_cache {
+            return Ok(Default::default());
+        }
+        let parse = |flag: &str, v: &Option<String>| {
+            v.as_deref()
+                .map(|r| {
+                    crate::registry::Repository::parse(r)
+                        .map_err(|e| Failure::Usage(anyhow!("{flag} `{r}`: {e}")))
+                })
+                .transpose()
+        };
+        Ok(crate::remote_cache::Settings {
+            from: parse("--cache-from", &self.cache_from)?.or_else(|| manifest.cloned()),
+            to: parse("--cache-to", &self.cache_to)?.or_else(|| manifest.cloned()),
+        })
+    }
 }
 
 /// How `images` and `push` print results: a table, or one JSON object per image.
@@ -247,7 +301,14 @@ pub fn build_selected(ctx: &Context, names: &[String]) -> Result<Vec<BuiltImage>
         jobs: ctx.jobs,
     };
     let started = std::time::Instant::now();
-    let built = build::build(&selected, &compiler, &opts, ctx.shell)?;
+    let built = crate::remote_cache::build_cached(
+        &ctx.cache,
+        &ctx.workspace,
+        &selected,
+        &compiler,
+        &opts,
+        ctx.shell,
+    )?;
     ctx.shell.status(
         "Finished",
         format!(
@@ -259,6 +320,26 @@ pub fn build_selected(ctx: &Context, names: &[String]) -> Result<Vec<BuiltImage>
         ),
     );
     Ok(built)
+}
+
+/// The names a partitioned run builds; `None` when its share is empty (said
+/// on stderr), since no names would mean every image.
+pub fn partitioned(
+    ctx: &Context,
+    names: &[String],
+    partition: Option<crate::partition::Partition>,
+) -> Result<Option<Vec<String>>, Failure> {
+    let Some(p) = partition else {
+        return Ok(Some(names.to_vec()));
+    };
+    let selected = select(&ctx.plan.images, names)?;
+    let mine = p.select(&selected);
+    if mine.is_empty() {
+        ctx.shell
+            .status("Finished", format!("partition {p} has no images"));
+        return Ok(None);
+    }
+    Ok(Some(mine.into_iter().map(|i| i.name.clone()).collect()))
 }
 
 pub fn select<'p>(
@@ -390,7 +471,12 @@ pub fn main() -> ExitCode {
     #[cfg(target_os = "linux")]
     sandbox::helper::run_if_requested();
     let cli = Cli::parse();
-    let result = match cli.command {
+    let result = match cli.command.with_no_cache() {
+        Command::Images(args) if args.push && args.partition.is_some() => {
+            Err(Failure::Usage(anyhow!(
+                "--partition does not apply with --push: push once, after the partitioned builds"
+            )))
+        }
         // `images --push` is `push` with the same selection and format.
         #[cfg(feature = "push")]
         Command::Images(args) if args.push => args.push_target.require_push(true).and_then(|()| {

@@ -536,7 +536,7 @@ fn cargo_home() -> Option<PathBuf> {
 }
 
 /// Whether a triple's architecture differs from the host's.
-fn is_foreign(triple: &str) -> bool {
+pub(crate) fn is_foreign(triple: &str) -> bool {
     let arch = triple.split('-').next().unwrap_or_default();
     arch != std::env::consts::ARCH
 }

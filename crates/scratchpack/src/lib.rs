@@ -6,6 +6,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod action;
 pub mod build;
 pub mod cache;
 pub mod cli;
@@ -15,9 +16,11 @@ pub mod elf;
 pub mod manifest;
 pub mod oci;
 pub mod output;
+pub mod partition;
 pub mod platform;
 pub mod registry;
 pub mod release;
+pub mod remote_cache;
 pub mod shell;
 #[cfg(target_os = "linux")]
 pub mod testing;

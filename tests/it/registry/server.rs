@@ -91,6 +91,11 @@ impl Registry {
         false
     }
 
+    /// The registry's storage directory, to tamper with what it holds.
+    pub fn storage(&self) -> PathBuf {
+        self.dir.path().join("storage")
+    }
+
     pub fn host(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }

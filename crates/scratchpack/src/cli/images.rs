@@ -22,6 +22,12 @@ pub struct Args {
     pub(super) push: bool,
     #[command(flatten)]
     pub(super) push_target: Target,
+    /// Build without the registry cache, whatever images.toml or the flags say
+    #[arg(long)]
+    pub(super) no_cache: bool,
+    /// Build only this run's share of the images: `hash:I/N` or `count:I/N`
+    #[arg(long, value_name = "hash:I/N")]
+    pub(super) partition: Option<crate::partition::Partition>,
     #[command(flatten)]
     pub(super) sign: super::sign::SignFlags,
     #[command(flatten)]
@@ -33,7 +39,10 @@ pub fn run(args: Args) -> Result<(), Failure> {
     args.push_target.require_push(args.push)?;
     let ctx = args.common.load()?;
     let signer = args.sign.signer()?;
-    let built = build_selected(&ctx, &args.names)?;
+    let Some(names) = super::partitioned(&ctx, &args.names, args.partition)? else {
+        return Ok(());
+    };
+    let built = build_selected(&ctx, &names)?;
     write_release_files(&ctx, &args.common, &built, signer.as_ref())?;
     let mut out = std::io::stdout().lock();
     match args.message_format {

@@ -20,15 +20,19 @@ pub struct Args {
     /// Also write the results as JUnit XML to this file
     #[arg(long, value_name = "FILE")]
     junit: Option<PathBuf>,
-    /// Run every test, even those that passed before with the same image
+    /// Run every test, even those that passed before with the same image,
+    /// and build without the registry cache
     #[arg(long)]
-    no_cache: bool,
+    pub(super) no_cache: bool,
+    /// Test only this run's share of the images: `hash:I/N` or `count:I/N`
+    #[arg(long, value_name = "hash:I/N")]
+    partition: Option<crate::partition::Partition>,
     /// Fail when a test is skipped because this host cannot run its platform
     /// (no qemu-user-static for it)
     #[arg(long)]
     require_all_platforms: bool,
     #[command(flatten)]
-    common: Common,
+    pub(super) common: Common,
 }
 
 pub fn run(args: Args) -> Result<(), Failure> {
@@ -37,7 +41,10 @@ pub fn run(args: Args) -> Result<(), Failure> {
     // Nothing has started a thread yet.
     let cancelled = super::stop_sandboxes_on_termination()?;
     let ctx = args.common.load()?;
-    let built = super::build_selected(&ctx, &args.names)?;
+    let Some(names) = super::partitioned(&ctx, &args.names, args.partition)? else {
+        return Ok(());
+    };
+    let built = super::build_selected(&ctx, &names)?;
     // Held while tests read the layouts, so another run cannot replace an
     // image under them.
     let _lock = OutputLock::acquire(&ctx.out_dir)

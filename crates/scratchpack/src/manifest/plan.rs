@@ -24,6 +24,9 @@ pub struct Plan {
     /// command line and `SOURCE_DATE_EPOCH` take precedence over it.
     #[serde(skip)]
     pub source_date_epoch: Option<ManifestEpoch>,
+    /// The registry build cache `[defaults]` names (`cache`), checked.
+    #[serde(skip)]
+    pub cache: Option<crate::registry::Repository>,
 }
 
 /// `source-date-epoch` in `[defaults]`, checked but not yet looked up.

@@ -59,6 +59,8 @@ pub(crate) struct RawImage {
     pub builder_id: Option<S<String>>,
     pub unpack_limits: Option<S<RawUnpackLimits>>,
     pub require_all_platforms: Option<S<bool>>,
+    /// `cache = "REGISTRY/REPOSITORY"`: the registry build cache.
+    pub cache: Option<S<String>>,
     pub tests: Option<Vec<(S<String>, RawTest)>>,
     /// Where each key was written, for keys that are allowed only in one of
     /// `[defaults]` and an image.
@@ -186,7 +188,7 @@ pub(crate) const IMAGE_KEYS: &[&str] = &[
 ];
 
 /// Keys `[defaults]` accepts on top of the image keys it shares.
-pub(crate) const DEFAULTS_ONLY_KEYS: &[&str] = &["source-date-epoch"];
+pub(crate) const DEFAULTS_ONLY_KEYS: &[&str] = &["source-date-epoch", "cache"];
 
 /// Image keys that name one image's own things and so make no sense as a default.
 pub(crate) const IMAGE_ONLY_KEYS: &[&str] = &[
@@ -518,6 +520,7 @@ impl Walker<'_> {
                         }
                     }
                 }
+                "cache" => r.cache = self.string(what, v),
                 "tests" => {
                     let Some(tests) = self.table(what, v) else {
                         continue;

@@ -90,6 +90,7 @@ impl Resolver<'_> {
             .source_date_epoch
             .as_ref()
             .and_then(|e| self.epoch(e));
+        let cache = defaults.cache.as_ref().and_then(|c| self.cache(c));
         if !raw.declares_images {
             self.error(
                 Diagnostic::new("no images are declared", 0..text_len.min(1))
@@ -129,6 +130,21 @@ impl Resolver<'_> {
             target_dir: self.workspace.target_dir.clone(),
             images,
             source_date_epoch,
+            cache,
+        }
+    }
+
+    fn cache(&mut self, c: &S<String>) -> Option<crate::registry::Repository> {
+        match crate::registry::Repository::parse(c.get_ref()) {
+            Ok(repo) => Some(repo),
+            Err(e) => {
+                self.error(
+                    Diagnostic::new(format!("invalid `cache`: {e}"), span_of(c))
+                        .label("not a registry repository")
+                        .help("name a repository with its registry, e.g. `ghcr.io/team/cache`"),
+                );
+                None
+            }
         }
     }
 
