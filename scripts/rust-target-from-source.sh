@@ -104,8 +104,12 @@ pub unsafe extern "C" fn __vsnprintf_chk(s: *mut c_char, n: usize, _flag: c_int,
     unsafe { vsnprintf(s, n, fmt, ap) }
 }
 RUST
+# Compiled against the std just built, in a sysroot of its own: a target
+# already installed (being replaced) would be a second candidate for core.
+mkdir -p "$work/sysroot/lib/rustlib"
+ln -s "$stage" "$work/sysroot/lib/rustlib/$triple"
 rustc --edition 2024 --crate-type=lib --emit=obj -C panic=abort -C opt-level=2 -C codegen-units=1 \
-  --target "$triple" -L "$stage/lib" -o "$stage/lib/self-contained/unwind-fortify-shim.o" "$work/shim.rs"
+  --target "$triple" --sysroot "$work/sysroot" -o "$stage/lib/self-contained/unwind-fortify-shim.o" "$work/shim.rs"
 printf 'INPUT(libunwind-llvm.a unwind-fortify-shim.o)\n' >"$stage/lib/self-contained/libunwind.a"
 
 # Moved into place last: rustc finds the target only once it is complete
