@@ -72,13 +72,14 @@ echo "building std for $triple from rust-src"
 mkdir -p "$work/std/src"
 printf '[package]\nname = "sysroot-std"\nversion = "0.0.0"\nedition = "2021"\n[lib]\npath = "src/lib.rs"\n[workspace]\n' >"$work/std/Cargo.toml"
 : >"$work/std/src/lib.rs"
-# Host paths are remapped as rustup's own std has them (the sources under
-# /rustc/<commit>, dependencies under /rust/deps), so no binary linking this
-# std names the toolchain's, cargo's or this script's directories.
+# Host paths are remapped so that no binary linking this std names the
+# toolchain's, cargo's or this script's directories: std's sources under
+# /rustc/<commit> as in rustup's own std, cargo's home (std's dependencies)
+# as /cargo, as scratchpack maps it for every other crate.
 commit=$(rustc -vV | sed -n 's/^commit-hash: //p')
 cargo_home=${CARGO_HOME:-$HOME/.cargo}
-remaps="--remap-path-prefix=$src=/rustc/$commit/library --remap-path-prefix=$cargo_home/registry/src=/rust/deps"
-remaps="$remaps --remap-path-prefix=$cargo_home=/cargo --remap-path-prefix=$work=/build"
+remaps="--remap-path-prefix=$src=/rustc/$commit/library --remap-path-prefix=$cargo_home=/cargo"
+remaps="$remaps --remap-path-prefix=$work=/build"
 (cd "$work/std" && RUSTC_BOOTSTRAP=1 RUSTFLAGS="-Cembed-bitcode=yes $remaps" CARGO_TARGET_DIR="$work/std/target" \
   cargo build --quiet --release -Zbuild-std=std,panic_abort --target "$triple")
 find "$work/std/target/$triple/release/deps" -name '*.rlib' ! -name 'libsysroot_std-*' \
