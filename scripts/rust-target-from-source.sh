@@ -5,10 +5,16 @@
 # LLVM unwinder from Debian's packages for that architecture. The result has
 # the layout rustup's rust-std component has (lib/rustlib/<triple>/lib with
 # a self-contained/ directory), so rustc, cargo and scratchpack use it as if
-# rustup had installed it. Usage: rust-target-from-source.sh TRIPLE
+# rustup had installed it. A target already there is kept unless --force is
+# given, which replaces it. Usage: rust-target-from-source.sh [--force] TRIPLE
 set -euo pipefail
 
-triple=${1:?usage: $0 TRIPLE}
+force=
+if [ "${1:-}" = --force ]; then
+  force=1
+  shift
+fi
+triple=${1:?usage: $0 [--force] TRIPLE}
 # Debian's architecture, the multiarch directory of its musl-dev, and that
 # of its gcc (for crtbegin/crtend, which musl does not ship).
 case "$triple" in
@@ -23,7 +29,7 @@ suite=trixie gcc_version=14 llvm_version=19
 
 sysroot=$(rustc --print sysroot)
 dest="$sysroot/lib/rustlib/$triple"
-if [ -d "$dest/lib" ]; then
+if [ -d "$dest/lib" ] && [ -z "$force" ]; then
   exit 0
 fi
 rustup component add rust-src >/dev/null
@@ -71,7 +77,15 @@ echo "building std for $triple from rust-src"
 mkdir -p "$work/std/src"
 printf '[package]\nname = "sysroot-std"\nversion = "0.0.0"\nedition = "2021"\n[lib]\npath = "src/lib.rs"\n[workspace]\n' >"$work/std/Cargo.toml"
 : >"$work/std/src/lib.rs"
-(cd "$work/std" && RUSTC_BOOTSTRAP=1 RUSTFLAGS="-Cembed-bitcode=yes" CARGO_TARGET_DIR="$work/std/target" \
+# Host paths are remapped so that no binary linking this std names the
+# toolchain's, cargo's or this script's directories: std's sources under
+# /rustc/<commit> as in rustup's own std, cargo's home (std's dependencies)
+# as /cargo, as scratchpack maps it for every other crate.
+commit=$(rustc -vV | sed -n 's/^commit-hash: //p')
+cargo_home=${CARGO_HOME:-$HOME/.cargo}
+remaps="--remap-path-prefix=$src=/rustc/$commit/library --remap-path-prefix=$cargo_home=/cargo"
+remaps="$remaps --remap-path-prefix=$work=/build"
+(cd "$work/std" && RUSTC_BOOTSTRAP=1 RUSTFLAGS="-Cembed-bitcode=yes $remaps" CARGO_TARGET_DIR="$work/std/target" \
   cargo build --quiet --release -Zbuild-std=std,panic_abort --target "$triple")
 find "$work/std/target/$triple/release/deps" -name '*.rlib' ! -name 'libsysroot_std-*' \
   -exec cp {} "$stage/lib/" \;
@@ -96,12 +110,23 @@ pub unsafe extern "C" fn __vsnprintf_chk(s: *mut c_char, n: usize, _flag: c_int,
     unsafe { vsnprintf(s, n, fmt, ap) }
 }
 RUST
+# Compiled against the std just built, in a sysroot of its own: a target
+# already installed (being replaced) would be a second candidate for core.
+mkdir -p "$work/sysroot/lib/rustlib"
+ln -s "$stage" "$work/sysroot/lib/rustlib/$triple"
 rustc --edition 2024 --crate-type=lib --emit=obj -C panic=abort -C opt-level=2 -C codegen-units=1 \
-  --target "$triple" -L "$stage/lib" -o "$stage/lib/self-contained/unwind-fortify-shim.o" "$work/shim.rs"
+  --target "$triple" --sysroot "$work/sysroot" -o "$stage/lib/self-contained/unwind-fortify-shim.o" "$work/shim.rs"
 printf 'INPUT(libunwind-llvm.a unwind-fortify-shim.o)\n' >"$stage/lib/self-contained/libunwind.a"
 
-# Moved into place last: rustc finds the target only once it is complete.
+# Moved into place last: rustc finds the target only once it is complete
+# (a forced replacement swaps two directories, each with one rename).
 mkdir -p "$sysroot/lib/rustlib"
 mv "$stage" "$dest.partial.$$"
-mv -T "$dest.partial.$$" "$dest"
+if [ -d "$dest" ]; then
+  mv -T "$dest" "$dest.old.$$"
+  mv -T "$dest.partial.$$" "$dest"
+  rm -rf "$dest.old.$$"
+else
+  mv -T "$dest.partial.$$" "$dest"
+fi
 echo "installed $triple into $dest"

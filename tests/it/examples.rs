@@ -4,11 +4,11 @@
 use std::path::Path;
 use std::process::Command;
 
-use crate::support::{self, examples, require_tool, run};
+use crate::support::{self, EXAMPLE_PLATFORMS, examples, require_tool, run};
 use crate::validate;
 
 #[test]
-fn every_example_is_a_valid_layout_for_both_platforms() {
+fn every_example_is_a_valid_layout_for_every_platform() {
     let ex = examples();
     assert_eq!(ex.images.len(), 2);
     for image in &ex.images {
@@ -16,7 +16,7 @@ fn every_example_is_a_valid_layout_for_both_platforms() {
         let v = validate::layout(layout);
         assert_eq!(v.top_digest, image["digest"].as_str().unwrap());
         let platforms: Vec<&str> = v.images.iter().map(|i| i.platform.as_str()).collect();
-        assert_eq!(platforms, ["linux/amd64", "linux/arm64"]);
+        assert_eq!(platforms, EXAMPLE_PLATFORMS);
     }
 }
 
@@ -33,21 +33,55 @@ fn skopeo_reads_the_index_and_each_platform() {
             .arg(format!("oci:{layout}")));
         assert!(raw.status.success());
         let index: serde_json::Value = serde_json::from_slice(&raw.stdout).unwrap();
-        let archs: Vec<&str> = index["manifests"]
+        let platforms: Vec<String> = index["manifests"]
             .as_array()
             .unwrap()
             .iter()
-            .map(|m| m["platform"]["architecture"].as_str().unwrap())
+            .map(|m| {
+                let p = &m["platform"];
+                let mut name = format!(
+                    "{}/{}",
+                    p["os"].as_str().unwrap(),
+                    p["architecture"].as_str().unwrap()
+                );
+                if let Some(variant) = p["variant"].as_str() {
+                    name = format!("{name}/{variant}");
+                }
+                name
+            })
             .collect();
-        assert_eq!(archs, ["amd64", "arm64"]);
-        for arch in ["amd64", "arm64"] {
-            let out = run(Command::new(&skopeo)
-                .args(["inspect", "--override-arch", arch])
-                .arg(format!("oci:{layout}")));
-            assert!(out.status.success());
-            let info: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-            assert_eq!(info["Architecture"], arch);
-            assert_eq!(info["Os"], "linux");
+        assert_eq!(platforms, EXAMPLE_PLATFORMS);
+        // skopeo picks each platform from the index by architecture (and,
+        // for arm, variant) and reads that platform's own config.
+        for platform in EXAMPLE_PLATFORMS {
+            let mut parts = platform.split('/').skip(1);
+            let arch = parts.next().unwrap();
+            let variant = parts.next();
+            let mut cmd = Command::new(&skopeo);
+            cmd.args(["inspect", "--config", "--raw", "--override-arch", arch]);
+            if let Some(variant) = variant {
+                cmd.args(["--override-variant", variant]);
+            }
+            let out = run(cmd.arg(format!("oci:{layout}")));
+            assert!(out.status.success(), "{platform}");
+            let config: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            assert_eq!(config["architecture"], arch, "{platform}");
+            assert_eq!(config["os"], "linux");
+            assert_eq!(config["variant"].as_str(), variant, "{platform}");
+            let ours = image["platforms"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|p| p["platform"] == platform)
+                .unwrap();
+            assert_eq!(
+                format!(
+                    "sha256:{:x}",
+                    <sha2::Sha256 as sha2::Digest>::digest(&out.stdout)
+                ),
+                ours["config"].as_str().unwrap(),
+                "{platform}"
+            );
         }
     }
 }
@@ -181,40 +215,85 @@ fn layers_list_the_same_with_gnu_tar() {
     );
 }
 
+/// Per platform: ELF class (1: 32-bit, 2: 64-bit), byte order (1: little
+/// endian), `e_machine`, and the words file(1) uses for that machine.
+const ELF_IDENTITY: [(&str, u8, u8, u16, &str); 6] = [
+    ("linux/amd64", 2, 1, 62, "x86-64"),
+    ("linux/arm64", 2, 1, 183, "ARM aarch64"),
+    ("linux/arm/v7", 1, 1, 40, "ARM, EABI5"),
+    ("linux/386", 1, 1, 3, "386"),
+    ("linux/riscv64", 2, 1, 243, "RISC-V"),
+    ("linux/ppc64le", 2, 1, 21, "64-bit PowerPC"),
+];
+
+fn elf_identity(platform: &str) -> (u8, u8, u16, &'static str) {
+    let (_, class, data, machine, words) = ELF_IDENTITY
+        .iter()
+        .find(|p| p.0 == platform)
+        .unwrap_or_else(|| panic!("unexpected platform {platform}"));
+    (*class, *data, *machine, words)
+}
+
 #[test]
 fn binaries_are_static_elf_for_their_platform() {
     let ex = examples();
     for image in &ex.images {
+        let mut seen = Vec::new();
         for p in image["platforms"].as_array().unwrap() {
+            let platform = p["platform"].as_str().unwrap();
+            let (class, data, machine, _) = elf_identity(platform);
             let bin = std::fs::read(p["binary"].as_str().unwrap()).unwrap();
-            assert_eq!(&bin[..4], b"\x7fELF");
-            assert_eq!(bin[4], 2, "64-bit");
-            let machine = u16::from_le_bytes([bin[18], bin[19]]);
-            match p["platform"].as_str().unwrap() {
-                "linux/amd64" => assert_eq!(machine, 62),
-                "linux/arm64" => assert_eq!(machine, 183),
-                other => panic!("unexpected platform {other}"),
-            }
+            assert_eq!(&bin[..4], b"\x7fELF", "{platform}");
+            assert_eq!(bin[4], class, "{platform}: ELF class");
+            assert_eq!(bin[5], data, "{platform}: byte order");
+            assert_eq!(
+                u16::from_le_bytes([bin[18], bin[19]]),
+                machine,
+                "{platform}: machine"
+            );
+            // No program header asks for a loader (PT_INTERP is 3).
+            let phdrs = program_header_types(&bin, class);
+            assert!(!phdrs.is_empty(), "{platform}");
+            assert!(!phdrs.contains(&3), "{platform}: PT_INTERP");
+            seen.push(platform);
         }
+        assert_eq!(seen, EXAMPLE_PLATFORMS);
     }
     // And with an independent reader, when there is one.
     if let Some(file) = require_tool("file", "file") {
         let hello = ex.image("hello");
         for p in hello["platforms"].as_array().unwrap() {
+            let platform = p["platform"].as_str().unwrap();
+            let (class, _, _, words) = elf_identity(platform);
             let out = run(Command::new(&file).arg(p["binary"].as_str().unwrap()));
             let desc = String::from_utf8_lossy(&out.stdout);
             assert!(
                 desc.contains("statically linked") || desc.contains("static-pie"),
-                "{desc}"
+                "{platform}: {desc}"
             );
-            let arch = if p["platform"] == "linux/arm64" {
-                "aarch64"
+            let bits = if class == 1 {
+                "ELF 32-bit LSB"
             } else {
-                "x86-64"
+                "ELF 64-bit LSB"
             };
-            assert!(desc.contains(arch), "{desc}");
+            assert!(desc.contains(bits), "{platform}: {desc}");
+            assert!(desc.contains(words), "{platform}: {desc}");
         }
     }
+}
+
+/// The `p_type` of every program header of a little-endian ELF file of
+/// `class`, read as the kernel reads them.
+fn program_header_types(bin: &[u8], class: u8) -> Vec<u32> {
+    let u16_at = |o: usize| u16::from_le_bytes([bin[o], bin[o + 1]]) as usize;
+    let u32_at = |o: usize| u32::from_le_bytes(bin[o..o + 4].try_into().unwrap());
+    let u64_at = |o: usize| u64::from_le_bytes(bin[o..o + 8].try_into().unwrap());
+    let (phoff, phentsize, phnum) = if class == 1 {
+        (u32_at(28) as usize, u16_at(42), u16_at(44))
+    } else {
+        (u64_at(32) as usize, u16_at(54), u16_at(56))
+    };
+    (0..phnum).map(|i| u32_at(phoff + i * phentsize)).collect()
 }
 
 /// Where the build happened must not show in what ships: the checkout, the

@@ -3,7 +3,10 @@
 //! answered; the ordinary user (`nobody`, through `setpriv`) then runs the
 //! same commands, its cargo and rustc replaying those answers, because
 //! root's toolchain lives where no other user may look. Everything else,
-//! the sandbox above all, runs for real and unprivileged.
+//! the sandbox above all, runs for real and unprivileged, on amd64 and, under
+//! qemu, on the 32-bit platforms (qemu-arm reserves the whole 4 GiB guest
+//! space, which only the raised address-space limit of emulated programs
+//! admits when there is no cgroup).
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -27,6 +30,15 @@ stdout = { contains = ['"uid":4242,', '"pids":[1,2]', '"interfaces":["lo"]', '"c
 [images.iso.tests.filtered]
 args = ["hostile", "unshare-user", "socket-vsock"]
 stdout = { contains = ['"unshare-user":1,', '"socket-vsock":1}'] }
+
+[images.iso32]
+package = "isoprobe"
+user = "4242:4243"
+platforms = ["linux/arm/v7", "linux/386"]
+
+[images.iso32.tests.isolated]
+args = ["report"]
+stdout = { contains = ['"uid":4242,', '"interfaces":["lo"]', '"cap_eff":"0000000000000000"', '"visible_host_paths":[]'] }
 "#;
 
 /// A `cargo` that records (as root) or replays (as anyone) the
@@ -75,6 +87,11 @@ fn test_images_and_run_work_as_an_ordinary_user() {
     if root && require_tool("setpriv", "util-linux").is_none() {
         return;
     }
+    for qemu in ["qemu-arm-static", "qemu-i386-static"] {
+        if require_tool(qemu, "qemu-user-static").is_none() {
+            return;
+        }
+    }
     let fx = fixture_with(IMAGES);
     std::fs::set_permissions(fx.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let work = tempfile::Builder::new()
@@ -85,9 +102,15 @@ fn test_images_and_run_work_as_an_ordinary_user() {
     let real_cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let cargo = shim(work.path(), "cargo", &real_cargo);
     // Only asked for its sysroot, to see which targets' standard libraries
-    // are installed: the one built for is (root's toolchain has it).
+    // are installed: those built for are (root's toolchain has them).
     let sysroot = work.path().join("sysroot");
-    std::fs::create_dir_all(sysroot.join("lib/rustlib/x86_64-unknown-linux-musl")).unwrap();
+    for triple in [
+        "x86_64-unknown-linux-musl",
+        "armv7-unknown-linux-musleabihf",
+        "i686-unknown-linux-musl",
+    ] {
+        std::fs::create_dir_all(sysroot.join("lib/rustlib").join(triple)).unwrap();
+    }
     let rustc = work.path().join("bin/rustc");
     std::fs::write(&rustc, format!("#!/bin/sh\necho '{}'\n", sysroot.display())).unwrap();
     std::fs::set_permissions(&rustc, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -122,7 +145,7 @@ fn test_images_and_run_work_as_an_ordinary_user() {
         }
         cmd
     };
-    let test_images = ["test-images", "--no-cache"];
+    let test_images = ["test-images", "--no-cache", "--require-all-platforms"];
     let run_iso = ["run", "iso", "--", "report"];
 
     // Root builds and records.
@@ -150,6 +173,8 @@ fn test_images_and_run_work_as_an_ordinary_user() {
     for line in [
         "test iso/isolated [linux/amd64] ... ok",
         "test iso/filtered [linux/amd64] ... ok",
+        "test iso32/isolated [linux/arm/v7] ... ok",
+        "test iso32/isolated [linux/386] ... ok",
     ] {
         assert!(
             stdout.lines().any(|l| l == line),

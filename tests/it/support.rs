@@ -87,6 +87,16 @@ impl Examples {
     }
 }
 
+/// The platforms images.toml puts every example on, in its order.
+pub const EXAMPLE_PLATFORMS: [&str; 6] = [
+    "linux/amd64",
+    "linux/arm64",
+    "linux/arm/v7",
+    "linux/386",
+    "linux/riscv64",
+    "linux/ppc64le",
+];
+
 pub fn examples() -> &'static Examples {
     static EXAMPLES: OnceLock<Examples> = OnceLock::new();
     EXAMPLES.get_or_init(|| {

@@ -1,5 +1,5 @@
-//! `test-images` end to end: the repository's examples pass on both
-//! platforms (arm64 under qemu) and are cached the second time; a fixture
+//! `test-images` end to end: the repository's examples pass on every
+//! platform (the foreign ones under qemu) and are cached the second time; a fixture
 //! with a wrong expectation fails with a diff; the probe, unpacked from its
 //! image and run by the runner, finds itself isolated.
 
@@ -7,7 +7,9 @@ use std::path::Path;
 use std::process::Output;
 use std::time::Instant;
 
-use crate::support::{self, Fixture, cli, nested_target_dir, repo_root, require_tool, run};
+use crate::support::{
+    self, EXAMPLE_PLATFORMS, Fixture, cli, nested_target_dir, repo_root, require_tool, run,
+};
 
 fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
@@ -77,9 +79,11 @@ fn test_images_in_repo(out_dir: &Path, extra: &[&str]) -> Output {
 }
 
 #[test]
-fn the_examples_pass_on_both_platforms_then_come_from_the_cache() {
-    if require_tool("qemu-aarch64-static", "qemu-user-static").is_none() {
-        return;
+fn the_examples_pass_on_every_platform_then_come_from_the_cache() {
+    for qemu in ["aarch64", "arm", "i386", "riscv64", "ppc64le"] {
+        if require_tool(&format!("qemu-{qemu}-static"), "qemu-user-static").is_none() {
+            return;
+        }
     }
     std::fs::create_dir_all(nested_target_dir()).unwrap();
     let out_dir = tempfile::tempdir_in(nested_target_dir()).unwrap();
@@ -89,13 +93,20 @@ fn the_examples_pass_on_both_platforms_then_come_from_the_cache() {
         declared.len() >= 4,
         "images.toml declares too few tests: {declared:?}"
     );
-    let expected = declared.len() * 2;
+    let expected = declared.len() * EXAMPLE_PLATFORMS.len();
 
-    let first = test_images_in_repo(out_dir.path(), &["--junit", junit.to_str().unwrap()]);
+    let first = test_images_in_repo(
+        out_dir.path(),
+        &[
+            "--require-all-platforms",
+            "--junit",
+            junit.to_str().unwrap(),
+        ],
+    );
     assert!(first.status.success(), "test-images failed on the examples");
     let text = stdout(&first);
     for test in &declared {
-        for platform in ["linux/amd64", "linux/arm64"] {
+        for platform in EXAMPLE_PLATFORMS {
             let line = format!("test {test} [{platform}] ... ok");
             assert!(text.lines().any(|l| l == line), "no `{line}` in:\n{text}");
         }
@@ -113,7 +124,11 @@ fn the_examples_pass_on_both_platforms_then_come_from_the_cache() {
         .children()
         .filter(|n| n.has_tag_name("testsuite"))
         .collect();
-    assert_eq!(suites.len(), 4, "one suite per image and platform");
+    assert_eq!(
+        suites.len(),
+        2 * EXAMPLE_PLATFORMS.len(),
+        "one suite per image and platform"
+    );
     let cases = doc
         .descendants()
         .filter(|n| n.has_tag_name("testcase"))
@@ -143,7 +158,12 @@ fn the_examples_pass_on_both_platforms_then_come_from_the_cache() {
     let third = test_images_in_repo(out_dir.path(), &["--no-cache", "hello"]);
     assert!(third.status.success());
     let hello = declared.iter().filter(|t| t.starts_with("hello/")).count();
-    assert_eq!(summary(&third), (hello * 2, 0, 0), "{}", stdout(&third));
+    assert_eq!(
+        summary(&third),
+        (hello * EXAMPLE_PLATFORMS.len(), 0, 0),
+        "{}",
+        stdout(&third)
+    );
 }
 
 /// A `main.rs` that greets; the fixture's image test expects other words.

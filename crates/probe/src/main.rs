@@ -417,8 +417,9 @@ fn keys() {
             0,
         )
     };
+    // keyctl returns a C long: 32 bits on arm/v7 and 386.
     let session = if session == -1 {
-        -i64::from(errno_of(-1))
+        -libc::c_long::from(errno_of(-1))
     } else {
         session
     };
@@ -434,7 +435,7 @@ fn keys() {
         )
     };
     let found = if found == -1 {
-        -i64::from(errno_of(-1))
+        -libc::c_long::from(errno_of(-1))
     } else {
         found
     };
