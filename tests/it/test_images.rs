@@ -141,10 +141,8 @@ fn the_examples_pass_on_every_platform_then_come_from_the_cache() {
         0
     );
 
-    // Nothing changed: every test is cached, and the run is quick.
-    let started = Instant::now();
+    // Nothing changed: every test is cached.
     let second = test_images_in_repo(out_dir.path(), &[]);
-    let took = started.elapsed();
     assert!(second.status.success());
     let text = stdout(&second);
     assert_eq!(summary(&second), (0, 0, expected), "{text}");
@@ -152,7 +150,6 @@ fn the_examples_pass_on_every_platform_then_come_from_the_cache() {
         text.lines().filter(|l| l.ends_with(" ... cached")).count(),
         expected
     );
-    assert!(took.as_secs() < 30, "a cached run took {took:?}");
 
     // --no-cache runs one image's tests again.
     let third = test_images_in_repo(out_dir.path(), &["--no-cache", "hello"]);
