@@ -38,9 +38,12 @@ done
 rustup component add rustfmt clippy
 
 # The sccache test needs sccache's redis backend, which Debian's sccache is
-# built without: one with it goes to target/tools, where the test looks first.
-if [ ! -x target/tools/bin/sccache ]; then
-  cargo install --quiet --locked --root target/tools sccache --no-default-features --features redis
+# built without: one with it is built once per machine (not per checkout) into
+# $SCRATCHPACK_TOOLS_DIR, where the test looks first.
+export SCRATCHPACK_TOOLS_DIR="${SCRATCHPACK_TOOLS_DIR:-$HOME/.cache/scratchpack-tools}"
+if [ ! -x "$SCRATCHPACK_TOOLS_DIR/bin/sccache" ]; then
+  cargo install --quiet --locked --root "$SCRATCHPACK_TOOLS_DIR" sccache@0.19.0 \
+    --no-default-features --features redis
 fi
 
 cargo fmt --all -- --check

@@ -581,10 +581,17 @@ impl Drop for Sccache {
 }
 
 /// The sccache to test: one built with the redis backend by
-/// scripts/test.sh into `target/tools`, else the one on `PATH`.
+/// scripts/test.sh into `$SCRATCHPACK_TOOLS_DIR` (default
+/// `~/.cache/scratchpack-tools`), else the one on `PATH`.
 fn sccache_binary() -> Option<PathBuf> {
-    let built = support::repo_root().join("target/tools/bin/sccache");
-    if built.is_file() {
+    let dir = std::env::var_os("SCRATCHPACK_TOOLS_DIR")
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/scratchpack-tools"))
+        });
+    if let Some(built) = dir.map(|d| d.join("bin/sccache"))
+        && built.is_file()
+    {
         return Some(built);
     }
     require_tool("sccache", "sccache")
