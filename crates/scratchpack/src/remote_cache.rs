@@ -30,7 +30,9 @@ use crate::manifest::{FileSource, ImagePlan};
 use crate::oci::image::Contents;
 use crate::oci::read::ReadError;
 use crate::oci::source::{Source, resolve};
-use crate::oci::{Descriptor, Digest, Image, ImageSet, MEDIA_TYPE_LAYER_GZIP};
+use crate::oci::{
+    Descriptor, Digest, Image, ImageSet, MEDIA_TYPE_LAYER_GZIP, MEDIA_TYPE_LAYER_ZSTD,
+};
 use crate::registry::{
     CredentialSource, PushOptions, Repository, Session, default_credentials, push_layout,
 };
@@ -381,13 +383,15 @@ fn pull(
                 pulled.layers().len()
             ));
         };
-        if layer.media_type != MEDIA_TYPE_LAYER_GZIP {
-            return Err(format!("its layer is `{}`", layer.media_type));
-        }
+        let zstd = match layer.media_type.as_str() {
+            MEDIA_TYPE_LAYER_GZIP => false,
+            MEDIA_TYPE_LAYER_ZSTD => true,
+            other => return Err(format!("its layer is `{other}`")),
+        };
         let blob = src
             .blob(layer, crate::oci::read::MAX_BLOB_IN_MEMORY)
             .map_err(|e| chain(&e))?;
-        let tar = gunzip(&blob)?;
+        let tar = decompress(&blob, zstd)?;
         let diff_id = Digest::of(&tar);
         if pulled.config.rootfs.diff_ids.first() != Some(&diff_id) {
             return Err(format!(
@@ -418,9 +422,15 @@ fn pull(
     Ok(Some(Hit { binaries }))
 }
 
-fn gunzip(bytes: &[u8]) -> Result<Vec<u8>, String> {
+/// The layer's tar, from either layer compression the build writes.
+fn decompress(bytes: &[u8], zstd: bool) -> Result<Vec<u8>, String> {
+    let reader: Box<dyn Read + '_> = if zstd {
+        crate::oci::compress::zstd_reader(bytes)
+    } else {
+        Box::new(flate2::read::GzDecoder::new(bytes))
+    };
     let mut out = Vec::new();
-    flate2::read::GzDecoder::new(bytes)
+    reader
         .take(crate::oci::read::MAX_BLOB_IN_MEMORY)
         .read_to_end(&mut out)
         .map_err(|e| format!("decompressing its layer: {e}"))?;
