@@ -31,16 +31,16 @@ const PINNED: &[(&str, &str, &str, &str, &str)] = &[
     (
         "hello",
         "linux/amd64",
-        "sha256:50f9db93dbaaeb3427620e738f8f915fc1bdf4a25af9b33dddfc4080c7f9ba88",
-        "sha256:240ff39f4b8b41ec88f429fbaa676685a49bc1d1184b7a3e6cef431a237a8592",
-        "sha256:b7ead4fc4370b8399033d0a2fc0d76fb9b8ae6fc5d41729be41e307a7a1b18cb",
+        "sha256:65a7b4dbfbdbaccd802fa2b66e424f76fcd6cbb6a8d246a383ff0c02b23d07b4",
+        "sha256:9fdb4eee86462f5814a21b4bf93295437609ee9216ee48348356caafd4303099",
+        "sha256:048593c425c7773eb34ea39e7d2f9e60e40a9ca1ad54e53ef512a3c4b4a8c3c6",
     ),
     (
         "hello",
         "linux/arm64",
-        "sha256:018465e79511319ebfa3c52b262a1f5bdc8237ba8a9b2bc172e7256669c0ee6e",
-        "sha256:ecba727eebc296a4a778670e090a041e3d5446a484ddb282f956c9733700c837",
-        "sha256:734d94e79c312f2680c7310b9fcee90851fb249e40feed5a6e907fa2467ff234",
+        "sha256:813c0fe7a722cc667990b1067c963fdaaea0c725405fc569812b07717eb82879",
+        "sha256:777ef32c423885a3c225ff100c35f52fdcdfa7cc7275d7d0c348dc8bf761ad21",
+        "sha256:2cddbb148d7e016875898adff9b97aa32d0669e2c9613d2b90140b330134af5c",
     ),
 ];
 
