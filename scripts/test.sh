@@ -48,6 +48,13 @@ fi
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# The engine without its optional features, as a workspace that only builds
+# (and maybe pushes) images compiles it; the default target dir is reused.
+for features in "" "--features push"; do
+  # shellcheck disable=SC2086 # the features are separate words
+  cargo clippy --package scratchpack --all-targets --no-default-features $features \
+    --locked -- -D warnings
+done
 
 # The build, push and sign path compiles for macOS workspaces (image tests
 # need Linux): checked, not linked, since there is no macOS linker or SDK

@@ -9,9 +9,9 @@ use std::path::{Path, PathBuf};
 
 use scratchpack::oci::{Blob, MEDIA_TYPE_INDEX};
 use scratchpack::release::bundle::Bundle;
-use scratchpack::release::dsse::{Statement, Subject};
 use scratchpack::release::keys::{self, PrivateKey};
 use scratchpack::release::sign::{ANNOTATION_SIGNATURE, KeySigner, SignedLayer};
+use scratchpack::release::statement::{Statement, Subject};
 
 use crate::release_oracles::{assert_accepted, assert_rejected, oracles};
 use crate::support::{cli, repo_root, run};

@@ -285,6 +285,42 @@ impl Target {
     }
 }
 
+/// `--sign --key FILE` of `images` and `push`.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct SignFlags {
+    /// Sign the images and attest their SBOMs and provenance (in the registry
+    /// after a push, in `<out>/<name>.release/` otherwise)
+    #[arg(long, requires = "key")]
+    pub(super) sign: bool,
+    /// cosign's encrypted private key for --sign (password in COSIGN_PASSWORD)
+    #[arg(long, value_name = "FILE", requires = "sign")]
+    pub(super) key: Option<PathBuf>,
+}
+
+/// images.toml's path, relative to the workspace root when it is inside it.
+pub fn manifest_path(common: &Common, ctx: &Context) -> PathBuf {
+    common
+        .manifest_path
+        .as_ref()
+        .map(|p| {
+            std::env::current_dir()
+                .map(|c| c.join(p))
+                .unwrap_or(p.clone())
+        })
+        .unwrap_or_else(|| ctx.workspace.root.join(manifest::FILE_NAME))
+}
+
+/// images.toml's path as provenance records it: relative to the workspace
+/// root, so that checkouts at different paths record the same.
+pub fn relative_manifest_path(common: &Common, ctx: &Context) -> String {
+    let manifest = manifest_path(common, ctx);
+    manifest
+        .strip_prefix(&ctx.workspace.root)
+        .unwrap_or(&manifest)
+        .to_string_lossy()
+        .into_owned()
+}
+
 /// Selects images by name (all when `names` is empty) and builds them; shared
 /// with the commands that need images built first.
 pub fn build_selected(ctx: &Context, names: &[String]) -> Result<Vec<BuiltImage>, Failure> {
@@ -472,6 +508,10 @@ pub fn main() -> ExitCode {
     sandbox::helper::run_if_requested();
     let cli = Cli::parse();
     let result = match cli.command.with_no_cache() {
+        #[cfg(not(feature = "sign"))]
+        Command::Images(args) if args.sign.sign => Err(Failure::Usage(anyhow!(
+            "`--sign` needs scratchpack's `sign` feature, which this xtask was built without"
+        ))),
         Command::Images(args) if args.push && args.partition.is_some() => {
             Err(Failure::Usage(anyhow!(
                 "--partition does not apply with --push: push once, after the partitioned builds"

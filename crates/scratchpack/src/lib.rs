@@ -6,6 +6,7 @@
 
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "push")]
 pub mod action;
 pub mod build;
 pub mod cache;

@@ -4,10 +4,12 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use super::table::human_size;
-use super::{Common, Context, Failure, MessageFormat, Target, build_selected};
+use super::{
+    Common, Context, Failure, MessageFormat, SignFlags, Target, build_selected,
+    relative_manifest_path,
+};
 use crate::build::{BuiltImage, short};
-use crate::release::outputs;
-use crate::release::sign::{KeySigner, Signer};
+use crate::release::outputs::{self, BundleSigner};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -29,7 +31,7 @@ pub struct Args {
     #[arg(long, value_name = "hash:I/N")]
     pub(super) partition: Option<crate::partition::Partition>,
     #[command(flatten)]
-    pub(super) sign: super::sign::SignFlags,
+    pub(super) sign: SignFlags,
     #[command(flatten)]
     pub(super) common: Common,
 }
@@ -38,12 +40,12 @@ pub struct Args {
 pub fn run(args: Args) -> Result<(), Failure> {
     args.push_target.require_push(args.push)?;
     let ctx = args.common.load()?;
-    let signer = args.sign.signer()?;
+    let signer = signer(&args.sign)?;
     let Some(names) = super::partitioned(&ctx, &args.names, args.partition)? else {
         return Ok(());
     };
     let built = build_selected(&ctx, &names)?;
-    write_release_files(&ctx, &args.common, &built, signer.as_ref())?;
+    write_release_files(&ctx, &args.common, &built, signer.as_deref())?;
     let mut out = std::io::stdout().lock();
     match args.message_format {
         MessageFormat::Json => {
@@ -58,13 +60,28 @@ pub fn run(args: Args) -> Result<(), Failure> {
     Ok(())
 }
 
+/// The key `--sign` names, read before anything is built so that a wrong
+/// password stops the run early.
+#[cfg(feature = "sign")]
+fn signer(flags: &SignFlags) -> Result<Option<Box<dyn BundleSigner>>, Failure> {
+    Ok(flags
+        .signer()?
+        .map(|s| Box::new(s) as Box<dyn BundleSigner>))
+}
+
+/// Nothing signs without the `sign` feature; [`super::main`] refuses `--sign`.
+#[cfg(not(feature = "sign"))]
+fn signer(_: &SignFlags) -> Result<Option<Box<dyn BundleSigner>>, Failure> {
+    Ok(None)
+}
+
 /// Writes each image's SBOMs and provenance (signed, with a key) into
 /// `<out>/<name>.release/`.
 fn write_release_files(
     ctx: &Context,
     common: &Common,
     built: &[BuiltImage],
-    signer: Option<&KeySigner>,
+    signer: Option<&dyn BundleSigner>,
 ) -> Result<(), Failure> {
     let pairs: Vec<_> = built
         .iter()
@@ -73,7 +90,7 @@ fn write_release_files(
             Some((plan, b))
         })
         .collect();
-    let manifest_path = super::sign::relative_manifest_path(common, ctx);
+    let manifest_path = relative_manifest_path(common, ctx);
     let cargo_manifests: Vec<PathBuf> = std::iter::once(ctx.workspace.root.join("Cargo.toml"))
         .chain(ctx.workspace.manifests.values().cloned())
         .collect();
@@ -83,7 +100,6 @@ fn write_release_files(
         epoch: ctx.epoch,
         cargo_manifests: cargo_manifests.iter().map(PathBuf::as_path).collect(),
     };
-    let signer = signer.map(|s| s as &dyn Signer);
     for (dir, count) in outputs::write(&ctx.out_dir, &pairs, &ws, signer)? {
         ctx.shell.status(
             if signer.is_some() {

@@ -29,7 +29,7 @@ pub struct Args {
     pub(super) message_format: MessageFormat,
     #[cfg(feature = "sign")]
     #[command(flatten)]
-    pub(super) sign: super::sign::SignFlags,
+    pub(super) sign: super::SignFlags,
     #[command(flatten)]
     pub(super) common: Common,
 }

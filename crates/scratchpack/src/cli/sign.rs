@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, anyhow};
 
-use super::{Common, Context, Failure};
-use crate::manifest::{self, ImagePlan};
+use super::{Common, Context, Failure, SignFlags, relative_manifest_path};
+use crate::manifest::ImagePlan;
 use crate::oci::Digest;
 use crate::registry::{self, Repository};
 use crate::release::keys::{self, PrivateKey};
@@ -173,48 +173,12 @@ pub fn locate<'p>(
     Ok(found)
 }
 
-/// images.toml's path, relative to the workspace root when it is inside it.
-pub fn manifest_path(common: &Common, ctx: &Context) -> PathBuf {
-    common
-        .manifest_path
-        .as_ref()
-        .map(|p| {
-            std::env::current_dir()
-                .map(|c| c.join(p))
-                .unwrap_or(p.clone())
-        })
-        .unwrap_or_else(|| ctx.workspace.root.join(manifest::FILE_NAME))
-}
-
-/// images.toml's path as provenance records it: relative to the workspace
-/// root, so that checkouts at different paths record the same.
-pub fn relative_manifest_path(common: &Common, ctx: &Context) -> String {
-    let manifest = manifest_path(common, ctx);
-    manifest
-        .strip_prefix(&ctx.workspace.root)
-        .unwrap_or(&manifest)
-        .to_string_lossy()
-        .into_owned()
-}
-
 /// Reads the private key, with the password from `COSIGN_PASSWORD`.
 pub fn load_signer(path: &Path) -> Result<KeySigner, Failure> {
     let password = keys::password_from_env().map_err(|e| Failure::Usage(e.into()))?;
     let key: PrivateKey = keys::read_private_key(path, &password)
         .map_err(|e| Failure::Usage(anyhow::Error::new(e).context("reading the signing key")))?;
     Ok(KeySigner::new(&key))
-}
-
-/// `push --sign --key FILE`.
-#[derive(Debug, Clone, Default, clap::Args)]
-pub struct SignFlags {
-    /// Sign the images and attest their SBOMs and provenance (in the registry
-    /// after a push, in `<out>/<name>.release/` otherwise)
-    #[arg(long, requires = "key")]
-    sign: bool,
-    /// cosign's encrypted private key for --sign (password in COSIGN_PASSWORD)
-    #[arg(long, value_name = "FILE", requires = "sign")]
-    key: Option<PathBuf>,
 }
 
 impl SignFlags {

@@ -10,8 +10,10 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::dsse::{Envelope, Statement, Subject};
+use super::dsse::Envelope;
+use super::outputs::BundleSigner;
 use super::sign::{Signer, VerificationMaterial};
+use super::statement::{Statement, Subject};
 use crate::oci::{Blob, Descriptor, Digest, MEDIA_TYPE_MANIFEST, Manifest};
 
 pub const MEDIA_TYPE_BUNDLE: &str = "application/vnd.dev.sigstore.bundle.v0.3+json";
@@ -72,6 +74,21 @@ impl Bundle {
 
     pub fn to_json(&self) -> Vec<u8> {
         crate::oci::canonical_json(self)
+    }
+}
+
+/// Any signer signs the release files `images` writes.
+impl<S: Signer> BundleSigner for S {
+    fn attest(&self, statement: &Statement) -> Vec<u8> {
+        Bundle::sign(self, statement).to_json()
+    }
+
+    fn sign_image(&self, reference: &str, digest: &Digest) -> Vec<u8> {
+        Bundle::sign_image(self, reference, digest).to_json()
+    }
+
+    fn key_hint(&self) -> String {
+        format!("{:?}", self.material())
     }
 }
 

@@ -6,13 +6,26 @@
 
 use std::path::Path;
 
-use super::dsse::{Statement, Subject};
 use super::provenance::{self, GitSource, Toolchain};
-use super::publish::PublishError;
 use super::sbom;
 use super::settings::SbomFormat;
+use super::statement::{Statement, Subject};
 use crate::manifest::{ImagePlan, PlatformTarget};
 use crate::oci::Digest;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DocumentError {
+    /// The built image does not match its plan.
+    #[error("{0}")]
+    Image(String),
+    #[error(transparent)]
+    Sbom(#[from] sbom::SbomError),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
+}
 
 /// What provenance records about the workspace, asked once per run.
 #[derive(Debug, Clone)]
@@ -24,14 +37,14 @@ pub struct BuildInputs {
 
 impl BuildInputs {
     /// Cargo.lock's digest, rustc's and cargo's versions, the git commit.
-    pub fn read(workspace_root: &Path) -> Result<BuildInputs, PublishError> {
+    pub fn read(workspace_root: &Path) -> Result<BuildInputs, DocumentError> {
         let lock_path = workspace_root.join("Cargo.lock");
-        let lock = std::fs::read(&lock_path).map_err(|source| PublishError::Io {
+        let lock = std::fs::read(&lock_path).map_err(|source| DocumentError::Io {
             what: format!("reading {}", lock_path.display()),
             source,
         })?;
         let toolchain =
-            provenance::toolchain(workspace_root).map_err(|source| PublishError::Io {
+            provenance::toolchain(workspace_root).map_err(|source| DocumentError::Io {
                 what: "asking rustc and cargo for their versions".into(),
                 source,
             })?;
@@ -79,7 +92,7 @@ pub fn documents(
     manifest_path: &str,
     epoch: u64,
     inputs: Option<&BuildInputs>,
-) -> Result<Vec<Document>, PublishError> {
+) -> Result<Vec<Document>, DocumentError> {
     let image = p.image;
     let settings = &image.release;
     let subject = vec![Subject::new(p.reference, p.digest)];

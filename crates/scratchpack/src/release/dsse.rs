@@ -1,7 +1,7 @@
-//! Attestations: in-toto Statement v1 (in-toto attestation framework,
-//! `spec/v1/statement.md`) signed in a DSSE envelope (secure-systems-lab DSSE
-//! v1.0: the signature covers the pre-authentication encoding of payload type
-//! and payload, never the payload alone).
+//! Attestations: an in-toto Statement v1 ([`super::statement`]) signed in a
+//! DSSE envelope (secure-systems-lab DSSE v1.0: the signature covers the
+//! pre-authentication encoding of payload type and payload, never the payload
+//! alone).
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -9,10 +9,9 @@ use serde::{Deserialize, Serialize};
 
 use super::keys::PublicKey;
 use super::sign::{Signer, VerifyError, verify_der};
-use crate::oci::Digest;
+use super::statement::Statement;
 
 pub const PAYLOAD_TYPE_IN_TOTO: &str = "application/vnd.in-toto+json";
-pub const STATEMENT_TYPE: &str = "https://in-toto.io/Statement/v1";
 /// The media type cosign gives a DSSE envelope stored as an `.att` layer.
 pub const MEDIA_TYPE_DSSE: &str = "application/vnd.dsse.envelope.v1+json";
 
@@ -86,62 +85,11 @@ impl Envelope {
     }
 }
 
-/// An in-toto Statement v1 about artefacts named by digest.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Statement {
-    #[serde(rename = "_type")]
-    pub kind: String,
-    pub subject: Vec<Subject>,
-    #[serde(rename = "predicateType")]
-    pub predicate_type: String,
-    pub predicate: serde_json::Value,
-}
-
-/// A statement's `ResourceDescriptor` subject: a name and its sha256.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Subject {
-    pub name: String,
-    pub digest: std::collections::BTreeMap<String, String>,
-}
-
-impl Subject {
-    pub fn new(name: &str, digest: &Digest) -> Subject {
-        Subject {
-            name: name.to_owned(),
-            digest: [("sha256".to_owned(), digest.hex().to_owned())].into(),
-        }
-    }
-}
-
+// The statement itself is `statement`'s; signing it is this module's.
 impl Statement {
-    pub fn new(
-        subject: Vec<Subject>,
-        predicate_type: &str,
-        predicate: serde_json::Value,
-    ) -> Statement {
-        Statement {
-            kind: STATEMENT_TYPE.to_owned(),
-            subject,
-            predicate_type: predicate_type.to_owned(),
-            predicate,
-        }
-    }
-
-    /// The statement's canonical JSON bytes: what a DSSE envelope carries.
-    pub fn to_json(&self) -> Vec<u8> {
-        crate::oci::canonical_json(self)
-    }
-
     /// The statement signed in a DSSE envelope.
     pub fn sign(&self, signer: &dyn Signer) -> Envelope {
         Envelope::sign(signer, PAYLOAD_TYPE_IN_TOTO, &self.to_json())
-    }
-
-    /// Whether `digest` is among the subjects.
-    pub fn names(&self, digest: &Digest) -> bool {
-        self.subject
-            .iter()
-            .any(|s| s.digest.get("sha256").map(String::as_str) == Some(digest.hex()))
     }
 }
 

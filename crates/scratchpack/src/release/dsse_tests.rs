@@ -1,6 +1,8 @@
 use super::*;
+use crate::oci::Digest;
 use crate::release::keys::PrivateKey;
 use crate::release::sign::KeySigner;
+use crate::release::statement::{STATEMENT_TYPE, Subject};
 
 #[test]
 fn pae_is_the_spec_s_encoding() {

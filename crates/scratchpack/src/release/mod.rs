@@ -22,6 +22,7 @@ pub mod sbom;
 pub mod settings;
 #[cfg(feature = "sign")]
 pub mod sign;
+pub mod statement;
 #[cfg(feature = "sign")]
 pub mod verify;
 #[cfg(feature = "sign")]

@@ -8,10 +8,8 @@
 
 use std::path::{Path, PathBuf};
 
-use super::bundle::Bundle;
-use super::documents::{BuildInputs, Platform, documents};
-use super::publish::PublishError;
-use super::sign::Signer;
+use super::documents::{BuildInputs, DocumentError, Platform, documents};
+use super::statement::Statement;
 use crate::build::BuiltImage;
 use crate::manifest::ImagePlan;
 use crate::oci::Digest;
@@ -30,7 +28,7 @@ pub enum OutputsError {
     Documents {
         image: String,
         #[source]
-        source: Box<PublishError>,
+        source: Box<DocumentError>,
     },
     #[error("writing {}", path.display())]
     Write {
@@ -38,6 +36,18 @@ pub enum OutputsError {
         #[source]
         source: std::io::Error,
     },
+}
+
+/// What signs the release files as Sigstore bundles: any signer of
+/// [`super::sign`], with the `sign` feature ([`super::bundle`] says how).
+/// Without it nothing signs, and only the plain documents are written.
+pub trait BundleSigner {
+    /// A bundle holding `statement` as a DSSE attestation.
+    fn attest(&self, statement: &Statement) -> Vec<u8>;
+    /// A bundle signing the image manifest or index `digest` of `reference`.
+    fn sign_image(&self, reference: &str, digest: &Digest) -> Vec<u8>;
+    /// What names the key, so that a new key signs anew.
+    fn key_hint(&self) -> String;
 }
 
 /// Where the documents are made from: the workspace, and images.toml's path
@@ -79,7 +89,7 @@ fn key(
     ws: &Workspace<'_>,
     inputs: &BuildInputs,
     manifests: &[String],
-    signer: Option<&dyn Signer>,
+    signer: Option<&dyn BundleSigner>,
 ) -> String {
     crate::cache::key(&KeyInputs {
         image: &image.name,
@@ -99,7 +109,7 @@ fn key(
         cargo_manifests: manifests.to_vec(),
         source: format!("{:?}", inputs.source),
         toolchain: format!("{:?}", inputs.toolchain),
-        signer: signer.map(|s| format!("{:?}", s.material())),
+        signer: signer.map(BundleSigner::key_hint),
     })
 }
 
@@ -125,11 +135,11 @@ pub fn files(
     built: &BuiltImage,
     ws: &Workspace<'_>,
     inputs: Option<&BuildInputs>,
-    signer: Option<&dyn Signer>,
-) -> Result<Vec<(String, Vec<u8>)>, PublishError> {
+    signer: Option<&dyn BundleSigner>,
+) -> Result<Vec<(String, Vec<u8>)>, DocumentError> {
     let reference = crate::oci::image::repository(image);
     let repository = image.push.as_ref().map(|_| reference.as_str());
-    let bad = |what: &str| PublishError::Image(format!("image `{}`: {what}", image.name));
+    let bad = |what: &str| DocumentError::Image(format!("image `{}`: {what}", image.name));
     let mut out = Vec::new();
     for p in &built.platforms {
         let stem = p.platform.replace('/', "-");
@@ -158,7 +168,7 @@ pub fn files(
             if let Some(signer) = signer {
                 out.push((
                     format!("{stem}.{}.sigstore.json", d.kind),
-                    Bundle::sign(signer, &d.statement).to_json(),
+                    signer.attest(&d.statement),
                 ));
             }
             out.push((format!("{stem}.{}.json", d.kind), d.bytes));
@@ -166,7 +176,7 @@ pub fn files(
         if let Some(signer) = signer {
             out.push((
                 format!("{stem}.manifest.sigstore.json"),
-                Bundle::sign_image(signer, &reference, &digest).to_json(),
+                signer.sign_image(&reference, &digest),
             ));
         }
     }
@@ -176,7 +186,7 @@ pub fn files(
         let digest = Digest::parse(&built.digest).ok_or_else(|| bad("its digest is bad"))?;
         out.push((
             "index.sigstore.json".to_owned(),
-            Bundle::sign_image(signer, &reference, &digest).to_json(),
+            signer.sign_image(&reference, &digest),
         ));
     }
     out.sort();
@@ -192,7 +202,7 @@ pub fn write(
     out_dir: &Path,
     images: &[(&ImagePlan, &BuiltImage)],
     ws: &Workspace<'_>,
-    signer: Option<&dyn Signer>,
+    signer: Option<&dyn BundleSigner>,
 ) -> Result<Vec<(PathBuf, usize)>, OutputsError> {
     let wanted: Vec<_> = images
         .iter()

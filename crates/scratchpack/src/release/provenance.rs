@@ -10,7 +10,7 @@ use std::process::Command;
 
 use serde_json::{Value, json};
 
-use super::dsse::{Statement, Subject};
+use super::statement::{Statement, Subject};
 use crate::oci::Digest;
 
 pub const PREDICATE_SLSA: &str = "https://slsa.dev/provenance/v1";

@@ -12,13 +12,13 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::bundle::{Bundle, PREDICATE_COSIGN_SIGN, Referrer};
-use super::documents::{BuildInputs, Platform as DocumentsOf, documents};
-use super::dsse::{Envelope, MEDIA_TYPE_DSSE, Statement};
-use super::sbom;
+use super::documents::{BuildInputs, DocumentError, Platform as DocumentsOf, documents};
+use super::dsse::{Envelope, MEDIA_TYPE_DSSE};
 use super::sign::{
     ANNOTATION_SIGNATURE, MEDIA_TYPE_SIMPLE_SIGNING, SignatureImage, SignedLayer, Signer,
     attestation_tag, signature_tag,
 };
+use super::statement::Statement;
 use crate::manifest::ImagePlan;
 use crate::oci::image::rfc3339;
 use crate::oci::{Blob, Config, Descriptor, Digest, Index, MEDIA_TYPE_MANIFEST, Manifest};
@@ -36,7 +36,7 @@ pub enum PublishError {
     #[error("{0}")]
     Image(String),
     #[error(transparent)]
-    Sbom(#[from] sbom::SbomError),
+    Documents(#[from] DocumentError),
     #[error("{what}: {source}")]
     Io {
         what: String,

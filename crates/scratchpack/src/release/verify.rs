@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::bundle::{Bundle, MEDIA_TYPE_BUNDLE, PREDICATE_COSIGN_SIGN};
-use super::dsse::{Envelope, Statement};
+use super::dsse::Envelope;
 use super::keys::PublicKey;
 use super::provenance::PREDICATE_SLSA;
 use super::publish::{
@@ -17,6 +17,7 @@ use super::publish::{
 };
 use super::settings::Settings;
 use super::sign::{ANNOTATION_SIGNATURE, VerifyError, signature_tag, verify_simple_signing};
+use super::statement::Statement;
 use crate::oci::{Descriptor, Digest, Manifest};
 use crate::registry::{CredentialSource, PushOptions, Repository, Session};
 
