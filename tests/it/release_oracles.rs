@@ -9,13 +9,13 @@ use std::sync::OnceLock;
 
 use crate::support::{repo_root, require_tool, run};
 
-pub struct Oracles {
+pub(crate) struct Oracles {
     python: PathBuf,
     node_modules: PathBuf,
 }
 
 /// The oracles, or `None` (outside CI) when python3 or npm is missing.
-pub fn oracles() -> Option<&'static Oracles> {
+pub(crate) fn oracles() -> Option<&'static Oracles> {
     static ORACLES: OnceLock<Option<Oracles>> = OnceLock::new();
     ORACLES.get_or_init(install).as_ref()
 }
@@ -72,7 +72,7 @@ fn stamp(dir: &Path, contents: &[u8]) {
 
 impl Oracles {
     /// `tests/oracles/check.py` with `args`.
-    pub fn check(&self, args: &[&dyn AsRef<std::ffi::OsStr>]) -> Output {
+    pub(crate) fn check(&self, args: &[&dyn AsRef<std::ffi::OsStr>]) -> Output {
         let mut cmd = Command::new(&self.python);
         cmd.arg(repo_root().join("tests/oracles/check.py"));
         for a in args {
@@ -82,7 +82,7 @@ impl Oracles {
     }
 
     /// `tests/oracles/verify-bundle.js BUNDLE PUBLIC SHA256_HEX`.
-    pub fn verify_bundle(&self, bundle: &Path, public: &Path, hex: &str) -> Output {
+    pub(crate) fn verify_bundle(&self, bundle: &Path, public: &Path, hex: &str) -> Output {
         Command::new("node")
             .arg(repo_root().join("tests/oracles/verify-bundle.js"))
             .arg(bundle)
@@ -94,13 +94,13 @@ impl Oracles {
     }
 
     /// A command from the venv (`pyspdxtools`, ...).
-    pub fn venv_tool(&self, name: &str) -> Command {
+    pub(crate) fn venv_tool(&self, name: &str) -> Command {
         Command::new(self.python.parent().unwrap().join(name))
     }
 }
 
 /// Asserts an oracle accepted, showing what it said otherwise.
-pub fn assert_accepted(out: &Output, what: &str) {
+pub(crate) fn assert_accepted(out: &Output, what: &str) {
     assert!(
         out.status.success(),
         "{what} was rejected:\n{}{}",
@@ -110,7 +110,7 @@ pub fn assert_accepted(out: &Output, what: &str) {
 }
 
 /// Asserts an oracle rejected, and that its reason mentions `reason`.
-pub fn assert_rejected(out: &Output, what: &str, reason: &str) {
+pub(crate) fn assert_rejected(out: &Output, what: &str, reason: &str) {
     let said = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),

@@ -6,7 +6,7 @@ use std::process::{Command, Output};
 use std::sync::OnceLock;
 
 /// The repository root (this crate lives in `tests/`).
-pub fn repo_root() -> PathBuf {
+pub(crate) fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .unwrap()
@@ -14,7 +14,7 @@ pub fn repo_root() -> PathBuf {
 }
 
 /// The scratchpack command line, as `cargo xtask` runs it.
-pub fn cli() -> Command {
+pub(crate) fn cli() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_scratchpack"));
     cmd.env_remove("SOURCE_DATE_EPOCH").env("NO_COLOR", "1");
     cmd
@@ -24,13 +24,13 @@ pub fn cli() -> Command {
 /// on the workspace's own target directory while tests run, so nested builds
 /// use one of their own; it is shared between tests so each crate compiles
 /// once (cargo serialises builds on its lock).
-pub fn nested_target_dir() -> PathBuf {
+pub(crate) fn nested_target_dir() -> PathBuf {
     repo_root().join("target").join("it")
 }
 
 /// Runs a command and returns its output, printing it when it fails so a
 /// failing test shows why.
-pub fn run(cmd: &mut Command) -> Output {
+pub(crate) fn run(cmd: &mut Command) -> Output {
     let out = cmd
         .output()
         .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
@@ -48,7 +48,7 @@ pub fn run(cmd: &mut Command) -> Output {
 /// The path of an oracle tool. A missing tool fails the test under
 /// `CI=true`; elsewhere the test is skipped with a message naming the
 /// Debian package to install.
-pub fn require_tool(tool: &str, package: &str) -> Option<PathBuf> {
+pub(crate) fn require_tool(tool: &str, package: &str) -> Option<PathBuf> {
     let found = std::env::var_os("PATH").and_then(|paths| {
         std::env::split_paths(&paths)
             .map(|dir| dir.join(tool))
@@ -64,7 +64,7 @@ pub fn require_tool(tool: &str, package: &str) -> Option<PathBuf> {
 }
 
 /// The JSON objects `images --message-format json` printed, one per image.
-pub fn built_images(out: &Output) -> Vec<serde_json::Value> {
+pub(crate) fn built_images(out: &Output) -> Vec<serde_json::Value> {
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
@@ -73,13 +73,13 @@ pub fn built_images(out: &Output) -> Vec<serde_json::Value> {
 
 /// The repository's example images, built once per test run into a private
 /// output directory, with their JSON results.
-pub struct Examples {
+pub(crate) struct Examples {
     pub out_dir: PathBuf,
     pub images: Vec<serde_json::Value>,
 }
 
 impl Examples {
-    pub fn image(&self, name: &str) -> &serde_json::Value {
+    pub(crate) fn image(&self, name: &str) -> &serde_json::Value {
         self.images
             .iter()
             .find(|i| i["name"] == name)
@@ -88,7 +88,7 @@ impl Examples {
 }
 
 /// The platforms images.toml puts every example on, in its order.
-pub const EXAMPLE_PLATFORMS: [&str; 6] = [
+pub(crate) const EXAMPLE_PLATFORMS: [&str; 6] = [
     "linux/amd64",
     "linux/arm64",
     "linux/arm/v7",
@@ -97,7 +97,7 @@ pub const EXAMPLE_PLATFORMS: [&str; 6] = [
     "linux/ppc64le",
 ];
 
-pub fn examples() -> &'static Examples {
+pub(crate) fn examples() -> &'static Examples {
     static EXAMPLES: OnceLock<Examples> = OnceLock::new();
     EXAMPLES.get_or_init(|| {
         let out_dir = nested_target_dir().join("examples-images");
@@ -117,12 +117,12 @@ pub fn examples() -> &'static Examples {
 
 /// A throwaway workspace: a root `Cargo.toml` listing `members`, each a
 /// binary crate `crates/<name>` with the given `main.rs`, plus `images.toml`.
-pub struct Fixture {
+pub(crate) struct Fixture {
     pub dir: tempfile::TempDir,
 }
 
 impl Fixture {
-    pub fn new(crates: &[(&str, &str)], images_toml: &str) -> Fixture {
+    pub(crate) fn new(crates: &[(&str, &str)], images_toml: &str) -> Fixture {
         let dir = tempfile::Builder::new()
             .prefix("scratchpack-fixture-")
             .tempdir()
@@ -153,12 +153,12 @@ impl Fixture {
         Fixture { dir }
     }
 
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         self.dir.path()
     }
 
     /// Runs the CLI in the fixture with `args`.
-    pub fn cli(&self, args: &[&str]) -> Output {
+    pub(crate) fn cli(&self, args: &[&str]) -> Output {
         run(cli()
             .current_dir(self.path())
             .env_remove("CARGO_TARGET_DIR")
@@ -167,4 +167,4 @@ impl Fixture {
 }
 
 /// A hello-world `main.rs`.
-pub const HELLO_MAIN: &str = "fn main() { println!(\"hello from a fixture\"); }\n";
+pub(crate) const HELLO_MAIN: &str = "fn main() { println!(\"hello from a fixture\"); }\n";

@@ -32,13 +32,13 @@ fn blob(layout: &Path, desc: &Value) -> Vec<u8> {
 }
 
 /// What a validated layout holds, for further checks.
-pub struct Validated {
+pub(crate) struct Validated {
     /// Per platform (`os/arch`): the manifest digest, config and layer tars.
     pub images: Vec<ValidatedImage>,
     pub top_digest: String,
 }
 
-pub struct ValidatedImage {
+pub(crate) struct ValidatedImage {
     pub platform: String,
     pub manifest_digest: String,
     pub config: Value,
@@ -49,7 +49,7 @@ pub struct ValidatedImage {
 /// Validates an OCI image layout: `oci-layout`, `index.json`, every blob's
 /// digest and size, manifests' and configs' media types, diff_ids against the
 /// uncompressed layers, and platforms against configs.
-pub fn layout(layout: &Path) -> Validated {
+pub(crate) fn layout(layout: &Path) -> Validated {
     let oci_layout: Value =
         serde_json::from_slice(&std::fs::read(layout.join("oci-layout")).unwrap()).unwrap();
     assert_eq!(oci_layout["imageLayoutVersion"], "1.0.0");
@@ -189,7 +189,7 @@ pub fn layout(layout: &Path) -> Validated {
 
 /// One layer entry as `tar tv` would show it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TarEntry {
+pub(crate) struct TarEntry {
     pub path: String,
     pub mode: u32,
     pub uid: u64,
@@ -198,7 +198,7 @@ pub struct TarEntry {
     pub kind: char,
 }
 
-pub fn tar_entries(tar: &[u8]) -> Vec<TarEntry> {
+pub(crate) fn tar_entries(tar: &[u8]) -> Vec<TarEntry> {
     let mut archive = tar::Archive::new(tar);
     archive
         .entries()

@@ -13,7 +13,7 @@ use crate::Limits;
 
 /// Everything the helper needs to set up and run one sandbox.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Config {
+pub(crate) struct Config {
     pub rootfs: PathBuf,
     pub argv: Vec<OsString>,
     pub env: Vec<(OsString, OsString)>,
@@ -30,7 +30,7 @@ pub struct Config {
 /// A malformed configuration message.
 #[derive(Debug, thiserror::Error)]
 #[error("decoding the sandbox configuration: {0}")]
-pub struct DecodeError(&'static str);
+pub(crate) struct DecodeError(&'static str);
 
 #[derive(Default)]
 struct Encoder(Vec<u8>);
@@ -80,7 +80,7 @@ impl Decoder<'_> {
 }
 
 impl Config {
-    pub fn encode(&self) -> Vec<u8> {
+    pub(crate) fn encode(&self) -> Vec<u8> {
         let mut e = Encoder::default();
         e.bytes(self.rootfs.as_os_str().as_bytes());
         e.u64(self.argv.len() as u64);
@@ -123,7 +123,7 @@ impl Config {
         e.0
     }
 
-    pub fn decode(bytes: &[u8]) -> Result<Config, DecodeError> {
+    pub(crate) fn decode(bytes: &[u8]) -> Result<Config, DecodeError> {
         let mut d = Decoder(bytes);
         let rootfs = PathBuf::from(d.os()?);
         let argc = d.u64()?;

@@ -81,7 +81,7 @@ impl Report {
     }
 }
 
-pub fn run(sandbox: &Sandbox) -> Result<Outcome, Error> {
+pub(crate) fn run(sandbox: &Sandbox) -> Result<Outcome, Error> {
     if !sandbox.rootfs.is_dir() {
         return Err(Error::NotADirectory(sandbox.rootfs.clone()));
     }

@@ -9,10 +9,10 @@ use flate2::write::GzEncoder;
 use sha2::{Digest, Sha256};
 use tempfile::TempDir;
 
-pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+pub(crate) const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub(crate) const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 
-pub struct TestLayout {
+pub(crate) struct TestLayout {
     _dir: TempDir,
     pub path: PathBuf,
     /// Digest of the manifest or index `index.json` names.
@@ -27,22 +27,22 @@ pub struct TestLayout {
 
 impl TestLayout {
     /// The bytes of one blob in the layout.
-    pub fn blob(&self, digest: &str) -> Vec<u8> {
+    pub(crate) fn blob(&self, digest: &str) -> Vec<u8> {
         std::fs::read(blob_path(&self.path, digest)).unwrap()
     }
 
-    pub fn blob_bytes_total(&self) -> u64 {
+    pub(crate) fn blob_bytes_total(&self) -> u64 {
         self.blobs.iter().map(|d| self.blob(d).len() as u64).sum()
     }
 }
 
-pub fn blob_path(layout: &Path, digest: &str) -> PathBuf {
+pub(crate) fn blob_path(layout: &Path, digest: &str) -> PathBuf {
     layout
         .join("blobs/sha256")
         .join(digest.strip_prefix("sha256:").unwrap())
 }
 
-pub fn sha256(bytes: &[u8]) -> String {
+pub(crate) fn sha256(bytes: &[u8]) -> String {
     format!(
         "sha256:{}",
         Sha256::digest(bytes)
@@ -193,7 +193,7 @@ fn writer() -> (TempDir, Writer) {
 
 /// A single-platform image: a small layer and, when `big_layer` is non-zero, a
 /// layer of that many incompressible bytes. `seed` makes each test's blobs its own.
-pub fn single(seed: u64, big_layer: usize) -> TestLayout {
+pub(crate) fn single(seed: u64, big_layer: usize) -> TestLayout {
     let (dir, mut w) = writer();
     let mut layers = vec![w.layer("hello.txt", format!("hello from test {seed}\n").as_bytes())];
     if big_layer > 0 {
@@ -205,7 +205,7 @@ pub fn single(seed: u64, big_layer: usize) -> TestLayout {
 
 /// A two-platform image: an index over amd64 and arm64 manifests that share one
 /// layer and each have their own, one of them big.
-pub fn multi(seed: u64, big_layer: usize) -> TestLayout {
+pub(crate) fn multi(seed: u64, big_layer: usize) -> TestLayout {
     let (dir, mut w) = writer();
     let shared = w.layer("etc/greeting.txt", format!("shared {seed}\n").as_bytes());
     let amd = w.layer("hello", &noise(seed + 1, big_layer));

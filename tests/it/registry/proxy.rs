@@ -12,7 +12,7 @@ use std::time::Duration;
 
 /// The parts of a request a policy decides on.
 #[derive(Debug, Clone)]
-pub struct Req {
+pub(crate) struct Req {
     /// 0 for the first request the front saw, counting every connection.
     pub index: usize,
     pub method: String,
@@ -21,7 +21,7 @@ pub struct Req {
 }
 
 impl Req {
-    pub fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
@@ -29,7 +29,7 @@ impl Req {
     }
 }
 
-pub enum Action {
+pub(crate) enum Action {
     Forward,
     Respond {
         status: u16,
@@ -46,7 +46,7 @@ pub enum Action {
 
 type Policy = dyn Fn(&Req) -> Action + Send + Sync;
 
-pub struct Front {
+pub(crate) struct Front {
     pub port: u16,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
@@ -56,7 +56,7 @@ pub struct Front {
 
 impl Front {
     /// Starts the front; `upstream` is the registry's port, for `Action::Forward`.
-    pub fn start(
+    pub(crate) fn start(
         upstream: Option<u16>,
         policy: impl Fn(&Req) -> Action + Send + Sync + 'static,
     ) -> Front {
@@ -92,12 +92,12 @@ impl Front {
         }
     }
 
-    pub fn host(&self) -> String {
+    pub(crate) fn host(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
 
     /// (method, path without query, status) of every request seen so far.
-    pub fn requests(&self) -> Vec<(String, String, u16)> {
+    pub(crate) fn requests(&self) -> Vec<(String, String, u16)> {
         self.log
             .lock()
             .unwrap()
@@ -234,7 +234,7 @@ fn serve(
 }
 
 /// A distribution-style error answer.
-pub fn error_answer(status: u16, code: &str, message: &str) -> Action {
+pub(crate) fn error_answer(status: u16, code: &str, message: &str) -> Action {
     Action::Respond {
         status,
         headers: vec![("Content-Type".into(), "application/json".into())],

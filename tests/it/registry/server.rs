@@ -11,16 +11,16 @@ use tempfile::TempDir;
 
 /// Whether `tool` is on `PATH` (see `support::require_tool`: missing fails
 /// under `CI=true`, skips elsewhere).
-pub fn have_tool(tool: &str, package: &str) -> bool {
+pub(crate) fn have_tool(tool: &str, package: &str) -> bool {
     crate::support::require_tool(tool, package).is_some()
 }
 
 /// Both oracles the registry tests need.
-pub fn have_tools() -> bool {
+pub(crate) fn have_tools() -> bool {
     have_tool("docker-registry", "docker-registry") & have_tool("skopeo", "skopeo")
 }
 
-pub struct Registry {
+pub(crate) struct Registry {
     child: Child,
     pub port: u16,
     dir: TempDir,
@@ -28,12 +28,12 @@ pub struct Registry {
 
 impl Registry {
     /// An anonymous registry.
-    pub fn start() -> Registry {
+    pub(crate) fn start() -> Registry {
         Self::start_with_auth(None)
     }
 
     /// A registry with htpasswd (bcrypt) Basic auth for `user`/`password`.
-    pub fn start_with_auth(user_password: Option<(&str, &str)>) -> Registry {
+    pub(crate) fn start_with_auth(user_password: Option<(&str, &str)>) -> Registry {
         // The port is picked free and then handed over, so another process can
         // take it in between; a registry that dies at start is tried again.
         for _ in 0..5 {
@@ -92,16 +92,16 @@ impl Registry {
     }
 
     /// The registry's storage directory, to tamper with what it holds.
-    pub fn storage(&self) -> PathBuf {
+    pub(crate) fn storage(&self) -> PathBuf {
         self.dir.path().join("storage")
     }
 
-    pub fn host(&self) -> String {
+    pub(crate) fn host(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
 
     /// How many blobs the registry's storage holds, whatever repository they are in.
-    pub fn stored_blobs(&self) -> usize {
+    pub(crate) fn stored_blobs(&self) -> usize {
         fn walk(dir: &Path, count: &mut usize) {
             let Ok(entries) = std::fs::read_dir(dir) else {
                 return;
@@ -124,7 +124,7 @@ impl Registry {
     }
 
     /// The tags of `repo`, straight from the registry API (empty if it has none).
-    pub fn tags(&self, repo: &str, basic: Option<&str>) -> Vec<String> {
+    pub(crate) fn tags(&self, repo: &str, basic: Option<&str>) -> Vec<String> {
         let (status, body) = http_get(self.port, &format!("/v2/{repo}/tags/list"), basic).unwrap();
         if status == 404 {
             return Vec::new();
@@ -150,7 +150,7 @@ impl Drop for Registry {
     }
 }
 
-pub fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -159,7 +159,11 @@ pub fn free_port() -> u16 {
 }
 
 /// A minimal HTTP/1.1 GET on 127.0.0.1, so tests need no HTTP client of their own.
-pub fn http_get(port: u16, path: &str, basic: Option<&str>) -> std::io::Result<(u16, Vec<u8>)> {
+pub(crate) fn http_get(
+    port: u16,
+    path: &str,
+    basic: Option<&str>,
+) -> std::io::Result<(u16, Vec<u8>)> {
     let mut stream = TcpStream::connect(("127.0.0.1", port))?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
     let auth = basic
@@ -208,7 +212,7 @@ fn dechunk(mut data: &[u8]) -> Vec<u8> {
 }
 
 /// Runs skopeo against the plain-HTTP test registry; panics with its output on failure.
-pub fn skopeo(args: &[&str]) -> Output {
+pub(crate) fn skopeo(args: &[&str]) -> Output {
     // skopeo would read the user's auth files; an empty one keeps tests hermetic.
     let auth = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(auth.path(), "{}").unwrap();
@@ -227,7 +231,7 @@ pub fn skopeo(args: &[&str]) -> Output {
 }
 
 /// `skopeo inspect --raw`: the exact manifest bytes the registry serves for `reference`.
-pub fn inspect_raw(reference: &str, creds: Option<&str>) -> Vec<u8> {
+pub(crate) fn inspect_raw(reference: &str, creds: Option<&str>) -> Vec<u8> {
     let image = format!("docker://{reference}");
     let mut args = vec!["inspect", "--tls-verify=false", "--raw"];
     if let Some(c) = creds {
@@ -238,7 +242,7 @@ pub fn inspect_raw(reference: &str, creds: Option<&str>) -> Vec<u8> {
 }
 
 /// `skopeo copy --all` of `reference` into a fresh OCI layout, returned for checking.
-pub fn copy_to_layout(reference: &str, creds: Option<&str>) -> (TempDir, PathBuf) {
+pub(crate) fn copy_to_layout(reference: &str, creds: Option<&str>) -> (TempDir, PathBuf) {
     let out = tempfile::tempdir().unwrap();
     let dest = out.path().join("copy");
     let src = format!("docker://{reference}");

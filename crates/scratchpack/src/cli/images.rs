@@ -12,7 +12,7 @@ use crate::build::{BuiltImage, short};
 use crate::release::outputs::{self, BundleSigner};
 
 #[derive(Debug, clap::Args)]
-pub struct Args {
+pub(super) struct Args {
     /// Images to build [default: all in images.toml]
     #[arg(value_name = "NAME")]
     pub(super) names: Vec<String>,
@@ -37,7 +37,7 @@ pub struct Args {
 }
 
 /// Builds; `images --push` is dispatched to `push` by [`super::main`].
-pub fn run(args: Args) -> Result<(), Failure> {
+pub(super) fn run(args: Args) -> Result<(), Failure> {
     args.push_target.require_push(args.push)?;
     let ctx = args.common.load()?;
     let signer = signer(&args.sign)?;

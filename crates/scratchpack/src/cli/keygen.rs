@@ -11,7 +11,7 @@ use crate::release::keys::{self, KeyError, PrivateKey};
 use crate::shell::Shell;
 
 #[derive(Debug, clap::Args)]
-pub struct Args {
+pub(super) struct Args {
     /// Directory to write cosign.key and cosign.pub into [default: the current directory]
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
@@ -20,7 +20,7 @@ pub struct Args {
     quiet: bool,
 }
 
-pub fn run(args: Args) -> Result<(), Failure> {
+pub(super) fn run(args: Args) -> Result<(), Failure> {
     let shell = Shell::new(args.quiet);
     let dir = match args.out {
         Some(dir) => dir,

@@ -18,7 +18,7 @@ use crate::registry::{self, CredentialSource, ProgressEvent, PushOptions, PushRe
 use crate::shell::Shell;
 
 #[derive(Debug, clap::Args)]
-pub struct Args {
+pub(super) struct Args {
     /// Images to push [default: all in images.toml that name a registry]
     #[arg(value_name = "NAME")]
     pub(super) names: Vec<String>,
@@ -34,7 +34,7 @@ pub struct Args {
     pub(super) common: Common,
 }
 
-pub fn run(args: Args) -> Result<(), Failure> {
+pub(super) fn run(args: Args) -> Result<(), Failure> {
     let ctx = args.common.load()?;
     #[cfg(feature = "sign")]
     let signer = args.sign.signer()?;

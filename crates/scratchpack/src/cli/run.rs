@@ -29,7 +29,7 @@ enum Network {
 }
 
 #[derive(Debug, clap::Args)]
-pub struct Args {
+pub(super) struct Args {
     /// The image to run
     #[arg(value_name = "NAME")]
     name: String,
@@ -55,7 +55,7 @@ pub struct Args {
     common: Common,
 }
 
-pub fn run(args: Args) -> Result<(), Failure> {
+pub(super) fn run(args: Args) -> Result<(), Failure> {
     let code = run_image(args)?;
     // Everything the run made is gone by now (its values were dropped on
     // return): the exit code is all that is left to pass on.

@@ -16,7 +16,7 @@ use crate::release::publish::{self, Publisher, SignReport};
 use crate::release::sign::KeySigner;
 
 #[derive(Debug, clap::Args)]
-pub struct Args {
+pub(super) struct Args {
     /// Images to sign [default: every image with a recorded push]
     #[arg(value_name = "NAME")]
     names: Vec<String>,
@@ -31,7 +31,7 @@ pub struct Args {
 
 /// Which pushed image a command is about, shared by `sign` and `verify`.
 #[derive(Debug, Clone, Default, clap::Args)]
-pub struct Selection {
+pub(super) struct Selection {
     /// The pushed image's digest, when no push of it is recorded (one NAME only)
     #[arg(long, value_name = "DIGEST")]
     digest: Option<String>,
@@ -44,7 +44,7 @@ pub struct Selection {
 }
 
 /// One image to sign or verify: where it is and which digest.
-pub struct Located<'p> {
+pub(super) struct Located<'p> {
     pub image: &'p ImagePlan,
     pub repository: Repository,
     pub insecure: bool,
@@ -53,7 +53,7 @@ pub struct Located<'p> {
 }
 
 /// Resolves the images named (all when none) to repositories and digests.
-pub fn locate<'p>(
+pub(super) fn locate<'p>(
     ctx: &'p Context,
     names: &[String],
     select: &Selection,
@@ -174,7 +174,7 @@ pub fn locate<'p>(
 }
 
 /// Reads the private key, with the password from `COSIGN_PASSWORD`.
-pub fn load_signer(path: &Path) -> Result<KeySigner, Failure> {
+pub(super) fn load_signer(path: &Path) -> Result<KeySigner, Failure> {
     let password = keys::password_from_env().map_err(|e| Failure::Usage(e.into()))?;
     let key: PrivateKey = keys::read_private_key(path, &password)
         .map_err(|e| Failure::Usage(anyhow::Error::new(e).context("reading the signing key")))?;
@@ -194,7 +194,7 @@ impl SignFlags {
 
 /// Signs the images `names` selects whose pushes are recorded: what `push
 /// --sign` does once the push is done.
-pub fn sign_recorded(
+pub(super) fn sign_recorded(
     ctx: &Context,
     common: &Common,
     names: &[String],
@@ -207,7 +207,7 @@ pub fn sign_recorded(
     sign_all(ctx, common, signer, &located)
 }
 
-pub fn run(args: Args) -> Result<(), Failure> {
+pub(super) fn run(args: Args) -> Result<(), Failure> {
     let ctx = args.common.load()?;
     let signer = load_signer(&args.key)?;
     let located = locate(&ctx, &args.names, &args.select, true)?;

@@ -13,7 +13,7 @@ use crate::output::OutputLock;
 use crate::testing::{self, Subject, TestReport, Verdict, junit, unpack};
 
 #[derive(Debug, clap::Args)]
-pub struct Args {
+pub(super) struct Args {
     /// Images to test [default: all in images.toml]
     #[arg(value_name = "NAME")]
     names: Vec<String>,
@@ -35,7 +35,7 @@ pub struct Args {
     pub(super) common: Common,
 }
 
-pub fn run(args: Args) -> Result<(), Failure> {
+pub(super) fn run(args: Args) -> Result<(), Failure> {
     // Ctrl-C or SIGTERM stops the sandboxes and lets every unpacked image be
     // removed before the process ends (a second signal ends it at once).
     // Nothing has started a thread yet.

@@ -17,7 +17,7 @@ use crate::release::verify::{Check, Expected, verify_image};
 use crate::release::verify_layout::verify_layout;
 
 #[derive(Debug, clap::Args)]
-pub struct Args {
+pub(super) struct Args {
     /// Images to verify [default: every image with a recorded push or a registry]
     #[arg(value_name = "NAME")]
     names: Vec<String>,
@@ -34,7 +34,7 @@ pub struct Args {
     common: Common,
 }
 
-pub fn run(args: Args) -> Result<(), Failure> {
+pub(super) fn run(args: Args) -> Result<(), Failure> {
     let ctx = args.common.load()?;
     let key = keys::read_public_key(&args.key)
         .map_err(|e| Failure::Usage(anyhow::Error::new(e).context("reading the public key")))?;

@@ -10,23 +10,23 @@ use super::plan::User;
 
 /// Where `ca-certificates = true` puts the bundle: the path Debian, Alpine and
 /// Go's crypto/x509 look at first, so most TLS stacks find it unconfigured.
-pub const CA_BUNDLE_PATH: &str = "/etc/ssl/certs/ca-certificates.crt";
+pub(super) const CA_BUNDLE_PATH: &str = "/etc/ssl/certs/ca-certificates.crt";
 
 /// The label recording which release of the roots an image carries.
-pub const CA_VERSION_LABEL: &str = "dev.scratchpack.ca-certificates.version";
+pub(super) const CA_VERSION_LABEL: &str = "dev.scratchpack.ca-certificates.version";
 
 /// The release of `webpki-root-certs` this crate pins with `=` in Cargo.toml.
-pub const CA_VERSION: &str = "webpki-root-certs 1.0.11";
+pub(super) const CA_VERSION: &str = "webpki-root-certs 1.0.11";
 
-pub const PASSWD_PATH: &str = "/etc/passwd";
-pub const GROUP_PATH: &str = "/etc/group";
+pub(super) const PASSWD_PATH: &str = "/etc/passwd";
+pub(super) const GROUP_PATH: &str = "/etc/group";
 
 /// The name given to the image's user when it is not root, as distroless does.
 const USER_NAME: &str = "nonroot";
 
 /// Every root certificate in the order the crate lists them, each as a PEM
 /// block with 64-column base64 lines: the same bytes on every machine.
-pub fn ca_bundle() -> Vec<u8> {
+pub(super) fn ca_bundle() -> Vec<u8> {
     let mut out = String::new();
     for cert in webpki_root_certs::TLS_SERVER_ROOT_CERTS {
         out.push_str("-----BEGIN CERTIFICATE-----\n");
@@ -43,7 +43,7 @@ pub fn ca_bundle() -> Vec<u8> {
 /// `/etc/passwd` and `/etc/group`: root, and the image's user and group as
 /// `nonroot` when they are not root. No shell and no home exist in a scratch
 /// image, so the entries say so.
-pub fn passwd(user: User) -> (Vec<u8>, Vec<u8>) {
+pub(super) fn passwd(user: User) -> (Vec<u8>, Vec<u8>) {
     let mut passwd = String::from("root:x:0:0:root:/:/sbin/nologin\n");
     if user.uid != 0 {
         passwd.push_str(&format!(

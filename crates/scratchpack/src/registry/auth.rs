@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 /// One challenge from a `WWW-Authenticate` header.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Challenge {
+pub(super) enum Challenge {
     Basic,
     Bearer {
         realm: String,
@@ -19,7 +19,7 @@ pub enum Challenge {
 
 /// Parses a `WWW-Authenticate` value, which may hold several challenges
 /// (`Basic realm="x", Bearer realm="y",service="z"`). Unknown schemes are dropped.
-pub fn parse_challenges(header: &str) -> Vec<Challenge> {
+pub(super) fn parse_challenges(header: &str) -> Vec<Challenge> {
     let mut out = Vec::new();
     let mut rest = header.trim();
     while !rest.is_empty() {
@@ -93,7 +93,7 @@ struct TokenAnswer {
 }
 
 /// Extracts the token from a token endpoint's JSON body.
-pub fn parse_token(body: &[u8]) -> Result<String, String> {
+pub(super) fn parse_token(body: &[u8]) -> Result<String, String> {
     let answer: TokenAnswer =
         serde_json::from_slice(body).map_err(|e| format!("token answer is not JSON: {e}"))?;
     answer
@@ -105,7 +105,7 @@ pub fn parse_token(body: &[u8]) -> Result<String, String> {
 
 /// The repository scope a push needs, plus pull on the repository blobs are
 /// mounted from.
-pub fn push_scopes(name: &str, mount_from: Option<&str>) -> Vec<String> {
+pub(super) fn push_scopes(name: &str, mount_from: Option<&str>) -> Vec<String> {
     let mut scopes = vec![format!("repository:{name}:pull,push")];
     if let Some(from) = mount_from.filter(|f| *f != name) {
         scopes.push(format!("repository:{from}:pull"));
@@ -115,7 +115,7 @@ pub fn push_scopes(name: &str, mount_from: Option<&str>) -> Vec<String> {
 
 /// What the client has learnt about how a registry wants to be addressed.
 #[derive(Debug, Clone, Default)]
-pub enum AuthState {
+pub(super) enum AuthState {
     /// Nothing learnt yet, or the registry accepts anonymous requests.
     #[default]
     Anonymous,

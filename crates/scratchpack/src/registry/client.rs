@@ -110,7 +110,7 @@ pub(crate) struct Client<'o, 'p, S: Sink = Direct<'p>> {
 }
 
 impl<'o, 'p> Client<'o, 'p> {
-    pub fn new(
+    pub(super) fn new(
         repo: &Repository,
         credential: Option<Credential>,
         opts: &'o PushOptions<'p>,
@@ -154,7 +154,7 @@ impl<'o, 'p, S: Sink> Client<'o, 'p, S> {
     /// Another client on the same connections with what this one has learnt
     /// (how to authenticate, its tokens), reporting to `sink`, with counters
     /// of its own.
-    pub fn with_sink<T: Sink>(&self, sink: T) -> Client<'o, 'p, T> {
+    pub(super) fn with_sink<T: Sink>(&self, sink: T) -> Client<'o, 'p, T> {
         Client {
             agent: self.agent.clone(),
             base: self.base.clone(),
@@ -175,7 +175,7 @@ impl<'o, 'p, S: Sink> Client<'o, 'p, S> {
 
     /// Runs `op` until it succeeds, fails for good, or has been retried
     /// `opts.retries` times, waiting longer after each transient failure.
-    pub fn retrying<T>(
+    pub(super) fn retrying<T>(
         &mut self,
         action: &str,
         mut op: impl FnMut(&mut Self) -> Result<T, Failure>,
@@ -216,7 +216,7 @@ impl<'o, 'p, S: Sink> Client<'o, 'p, S> {
 
     /// `GET /v2/`: checks the endpoint speaks the distribution API and learns how it
     /// wants to be authenticated, before any blob is touched.
-    pub fn ping(&mut self) -> Result<(), Failure> {
+    pub(super) fn ping(&mut self) -> Result<(), Failure> {
         let url = format!("{}/v2/", self.base);
         let answer = self.request(Method::GET, &url, &[], None)?;
         match answer.status {
@@ -225,7 +225,7 @@ impl<'o, 'p, S: Sink> Client<'o, 'p, S> {
         }
     }
 
-    pub fn blob_exists(&mut self, digest: &str) -> Result<bool, Failure> {
+    pub(super) fn blob_exists(&mut self, digest: &str) -> Result<bool, Failure> {
         let url = format!("{}/v2/{}/blobs/{digest}", self.base, self.repo.name());
         let answer = self.request(Method::HEAD, &url, &[], None)?;
         match answer.status {
@@ -238,7 +238,7 @@ impl<'o, 'p, S: Sink> Client<'o, 'p, S> {
         }
     }
 
-    pub fn manifest_exists(&mut self, manifest: &ManifestBlob) -> Result<bool, Failure> {
+    pub(super) fn manifest_exists(&mut self, manifest: &ManifestBlob) -> Result<bool, Failure> {
         let url = format!(
             "{}/v2/{}/manifests/{}",
             self.base,
@@ -255,7 +255,7 @@ impl<'o, 'p, S: Sink> Client<'o, 'p, S> {
     }
 
     /// `PUT /v2/<name>/manifests/<reference>` with the exact local bytes.
-    pub fn put_manifest(
+    pub(super) fn put_manifest(
         &mut self,
         reference: &str,
         manifest: &ManifestBlob,
@@ -275,7 +275,7 @@ impl<'o, 'p, S: Sink> Client<'o, 'p, S> {
 
     /// Asks to upload one blob: a mount when a source repository is set, else
     /// a new upload session.
-    pub fn start_upload(&mut self, blob: &BlobFile) -> Result<Started, Failure> {
+    pub(super) fn start_upload(&mut self, blob: &BlobFile) -> Result<Started, Failure> {
         let uploads = format!("{}/v2/{}/blobs/uploads/", self.base, self.repo.name());
         let mount_from = self.settings.mount_from.clone();
         let url = match mount_from.as_deref().filter(|f| *f != self.repo.name()) {
@@ -314,7 +314,7 @@ impl<'o, 'p, S: Sink> Client<'o, 'p, S> {
     /// `Range: 0-<last>`. `None` when the registry no longer knows the
     /// session (it finished, or expired) or gives no usable offset, so the
     /// blob is asked about and, if need be, sent again from its start.
-    pub fn upload_status(&mut self, upload: &Upload) -> Result<Option<Upload>, Failure> {
+    pub(super) fn upload_status(&mut self, upload: &Upload) -> Result<Option<Upload>, Failure> {
         let answer = self.request(Method::GET, &upload.location, &[], None)?;
         match answer.status {
             200 | 204 => {}
@@ -354,7 +354,11 @@ impl<'o, 'p, S: Sink> Client<'o, 'p, S> {
     /// the chunk size (the rest in the closing PUT), chunked above it (a PATCH
     /// per chunk, then an empty closing PUT). `upload` follows every answer, so
     /// after a failure it says where the session stood.
-    pub fn finish_upload(&mut self, blob: &BlobFile, upload: &mut Upload) -> Result<(), Failure> {
+    pub(super) fn finish_upload(
+        &mut self,
+        blob: &BlobFile,
+        upload: &mut Upload,
+    ) -> Result<(), Failure> {
         let fail_read = |e: std::io::Error| Failure::Protocol(format!("reading local blob: {e}"));
         let mut file = File::open(&blob.path).map_err(fail_read)?;
         if upload.offset > blob.size {

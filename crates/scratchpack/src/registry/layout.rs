@@ -13,7 +13,7 @@ use crate::oci::{LayoutDir, ReadError};
 
 /// A manifest or index, with the exact bytes that are pushed.
 #[derive(Debug, Clone)]
-pub struct ManifestBlob {
+pub(super) struct ManifestBlob {
     pub digest: String,
     pub media_type: String,
     pub bytes: Vec<u8>,
@@ -31,7 +31,7 @@ impl From<Document> for ManifestBlob {
 
 /// A config or layer blob in the layout.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub struct BlobFile {
+pub(super) struct BlobFile {
     pub digest: String,
     pub size: u64,
     pub path: PathBuf,
@@ -39,7 +39,7 @@ pub struct BlobFile {
 
 /// Everything one push sends, in the order it must arrive.
 #[derive(Debug)]
-pub struct PushPlan {
+pub(super) struct PushPlan {
     /// Configs and layers, each once.
     pub blobs: Vec<BlobFile>,
     /// Manifests referenced by the top-level index, children before parents.
@@ -57,7 +57,7 @@ fn layout_error(dir: &Path, e: &ReadError) -> RegistryError {
 
 /// Picks the `index.json` entry named `ref_name` (or the one image all
 /// entries name) and gathers everything under it.
-pub fn read_plan(dir: &Path, ref_name: Option<&str>) -> Result<PushPlan, RegistryError> {
+pub(super) fn read_plan(dir: &Path, ref_name: Option<&str>) -> Result<PushPlan, RegistryError> {
     let fail = |e: ReadError| layout_error(dir, &e);
     let layout = LayoutDir::open(dir).map_err(fail)?;
     layout.check_marker().map_err(fail)?;
