@@ -4,7 +4,7 @@
 //! publishes), so scanners that read it (syft, trivy, grype, `cargo audit
 //! bin`) see the crates of a scratch image, which has no package database.
 //! Here the section comes in an ELF object file that the link takes in; the
-//! compile step asks [`link_rustflags`] for the arguments.
+//! compile step writes one per binary and triple with [`prepare`].
 
 use std::path::Path;
 
@@ -176,8 +176,8 @@ pub fn link_rustflags(object: &Path, linker: Linker) -> Vec<String> {
 
 /// Writes the object file for `crates` on `triple` to `path` (creating its
 /// directory) and returns the rustc arguments that link it in. Meant for the
-/// final crate of one binary only (`cargo rustc --bin <bin> -- <args>`):
-/// every binary gets its own list.
+/// final crate of one binary only (the compile step's rustc wrapper adds
+/// them there): every binary gets its own list.
 pub fn prepare(
     crates: &LinkedCrates,
     triple: &str,
