@@ -12,35 +12,36 @@ use crate::validate;
 /// Layer format 2 (README, "Layer format"): each example's layer and
 /// manifest digest, for the binary (by sha256) it was built from. A
 /// different compiler gives different binaries; this pins what the packing
-/// makes of the same binary.
+/// makes of the same binary. The binaries carry their crate list (the
+/// `.dep-v0` section, on by default).
 const PINNED: &[(&str, &str, &str, &str, &str)] = &[
     (
         "greeter",
         "linux/amd64",
-        "sha256:f2e3eb638a1d97e7fea8a3b24e1b1ecb27eb6dd740a90c6ebc51815f13fbd071",
-        "sha256:74e4e2698721c695bfbc846ae031df52a417d486234f30f3181cdea7978ce6fd",
-        "sha256:1f7ac05113e1cd685f65f5ecde60d1d1e22f974148a7c09ce041fecaeea03735",
+        "sha256:f2ff38540fff58108fda52c4e673dabfe748523ee47354417d5c6b5bea7e664a",
+        "sha256:098603f8f1f7189d9533348dcbd68b871bc454f319be4ae50821fb6af861230b",
+        "sha256:61488f77882c72d8883a9b01a0de6f81eca431cfe2aa2371d1004da883f13432",
     ),
     (
         "greeter",
         "linux/arm64",
-        "sha256:739431cd55529a0a7e9d55cb3285c9f09bbe06e0e4c2afe96f8de3dbfcafdb9e",
-        "sha256:e0e241d915f669e866a7d955ba80c7fe83455e3fe8ef450a36fc9fe9864ed0ec",
-        "sha256:a3e8dfa2f4cb9075c342314df544d3e7883c2dd686c0fd1589457774c69290c7",
+        "sha256:bd2ec1f730a191f502d5f596afd84501f7b4974b48b7678e7bd989abad1ab020",
+        "sha256:e6720ebfeb226187cc18f8e07f91afd10f5ddfcb026ead5e2425390236b97710",
+        "sha256:67e39c4e8253b0b738635112c996a9e59e1fd207fac987e94f4f900327055ed9",
     ),
     (
         "hello",
         "linux/amd64",
-        "sha256:65a7b4dbfbdbaccd802fa2b66e424f76fcd6cbb6a8d246a383ff0c02b23d07b4",
-        "sha256:9fdb4eee86462f5814a21b4bf93295437609ee9216ee48348356caafd4303099",
-        "sha256:048593c425c7773eb34ea39e7d2f9e60e40a9ca1ad54e53ef512a3c4b4a8c3c6",
+        "sha256:694069c421302fc2585f7fe2d55757f71731404b0a4e49d60b086561ab26e2dd",
+        "sha256:ff189c632a81aa1b0af03eacdfeb9550376239edccfd08c4c569385541d721e3",
+        "sha256:6a7096cc8efb35e5dfc7d918574085b20bab4067616c8c5bbd13cadb06c0ac48",
     ),
     (
         "hello",
         "linux/arm64",
-        "sha256:813c0fe7a722cc667990b1067c963fdaaea0c725405fc569812b07717eb82879",
-        "sha256:777ef32c423885a3c225ff100c35f52fdcdfa7cc7275d7d0c348dc8bf761ad21",
-        "sha256:2cddbb148d7e016875898adff9b97aa32d0669e2c9613d2b90140b330134af5c",
+        "sha256:0f4d295d39234bdea167be2585415784c6640a80444f0ceac696f0d0d5582e71",
+        "sha256:65ee638ea2c183046468e0c0054607c739bfa020f2b577cc0fef223b1dc97f84",
+        "sha256:5a6a76f89bdfd9250ca3f70806e6235508273d9d302ac134a11cfe23afbaad6e",
     ),
 ];
 

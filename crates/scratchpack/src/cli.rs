@@ -506,6 +506,8 @@ pub fn main() -> ExitCode {
     // become the helper before anything else runs, threads above all.
     #[cfg(target_os = "linux")]
     sandbox::helper::run_if_requested();
+    // Cargo runs this program as rustc's wrapper to link crate lists in.
+    crate::compile::dep_v0::run_if_requested();
     let cli = Cli::parse();
     let result = match cli.command.with_no_cache() {
         #[cfg(not(feature = "sign"))]

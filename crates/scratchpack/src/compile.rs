@@ -13,7 +13,10 @@ use std::process::{Command, Stdio};
 use cargo_metadata::Message;
 
 use crate::manifest::BuildSettings;
+use crate::release::auditable::{self, Linker};
 use crate::shell::Shell;
+
+pub mod dep_v0;
 
 /// One binary to compile.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -50,6 +53,12 @@ pub enum CompileError {
         package: String,
         bin: String,
         triple: String,
+    },
+    #[error("embedding the crate list of `{package}` for {triple}: {message}")]
+    CrateList {
+        package: String,
+        triple: String,
+        message: String,
     },
     #[error(
         "the Rust target {triple} is not installed and `rustup target add {triple}` failed{hint}"
@@ -375,6 +384,25 @@ impl Cargo<'_> {
                 }
             }
         }
+        // Every build goes through the wrapper, auditable or not: the
+        // variable it records for each binary is then set or unset, and
+        // cargo relinks when that changes.
+        let exe = std::env::current_exe().map_err(|source| CompileError::Spawn {
+            command: "locating this program to wrap rustc".to_owned(),
+            source,
+        })?;
+        cmd.env(
+            dep_v0::INNER_VAR,
+            std::env::var_os("RUSTC_WRAPPER").unwrap_or_default(),
+        )
+        .env("RUSTC_WRAPPER", exe)
+        .env(dep_v0::ACTIVE_VAR, "1")
+        .env(dep_v0::DIR_VAR, self.dep_v0_dir());
+        if settings.auditable {
+            for (var, digest) in self.prepare_crate_lists(call)? {
+                cmd.env(var, digest);
+            }
+        }
         cmd.env(
             "CARGO_ENCODED_RUSTFLAGS",
             self.rustflags(settings, call.triple_flags, toolchain_remap)
@@ -447,6 +475,64 @@ impl Cargo<'_> {
             });
         }
         Ok(artifacts)
+    }
+
+    fn dep_v0_dir(&self) -> PathBuf {
+        self.target_dir.join("scratchpack-dep-v0")
+    }
+
+    /// Writes, for every binary and triple of `call`, the object holding its
+    /// crate list and the arguments that link it in; returns the variable
+    /// that tells the wrapper about each, valued with the digest of what it
+    /// links.
+    fn prepare_crate_lists(
+        &self,
+        call: &Invocation<'_>,
+    ) -> Result<Vec<(String, String)>, CompileError> {
+        let settings = call.settings;
+        let dir = self.dep_v0_dir();
+        let mut vars = Vec::new();
+        for triple in &call.triples {
+            let linker = linker_kind(triple);
+            for package in call.packages() {
+                let failed = |message: String| CompileError::CrateList {
+                    package: package.to_owned(),
+                    triple: (*triple).to_owned(),
+                    message,
+                };
+                let crates = crate::release::sbom::load(
+                    self.workspace_root,
+                    package,
+                    triple,
+                    &settings.features,
+                    settings.default_features,
+                )
+                .map_err(|e| failed(e.to_string()))?;
+                for (_, bin) in call.binaries.iter().filter(|(p, _)| *p == package) {
+                    let name = dep_v0::crate_name(bin);
+                    let args_path = dep_v0::args_path(&dir, triple, package, &name);
+                    let object = args_path.with_extension("o");
+                    let args = auditable::prepare(&crates, triple, &object, linker)
+                        .map_err(|e| failed(e.to_string()))?;
+                    let text: String = args.iter().map(|a| format!("{a}\n")).collect();
+                    if std::fs::read_to_string(&args_path).ok().as_deref() != Some(text.as_str()) {
+                        crate::output::write_atomic(&args_path, text.as_bytes())
+                            .map_err(|e| failed(format!("writing {}: {e}", args_path.display())))?;
+                    }
+                    let bytes = std::fs::read(&object)
+                        .map_err(|e| failed(format!("reading {}: {e}", object.display())))?;
+                    let mut hasher = <sha2::Sha256 as sha2::Digest>::new();
+                    sha2::Digest::update(&mut hasher, &bytes);
+                    sha2::Digest::update(&mut hasher, text.as_bytes());
+                    let digest: String = sha2::Digest::finalize(hasher)
+                        .iter()
+                        .map(|b| format!("{b:02x}"))
+                        .collect();
+                    vars.push((dep_v0::digest_var(triple, package, &name), digest));
+                }
+            }
+        }
+        Ok(vars)
     }
 
     /// The flags every image build gets: the caller's own `RUSTFLAGS` (cargo
@@ -535,6 +621,31 @@ fn cargo_home() -> Option<PathBuf> {
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
 }
 
+/// How the link of `triple` is driven: the linker set for it in the
+/// environment, else rust-lld (called directly) for a foreign triple and the
+/// C compiler driver for the host's.
+fn linker_kind(triple: &str) -> Linker {
+    let var = format!(
+        "CARGO_TARGET_{}_LINKER",
+        triple.to_uppercase().replace(['-', '.'], "_")
+    );
+    match std::env::var_os(&var) {
+        Some(linker) => {
+            let name = Path::new(&linker)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            if name.contains("lld") || name == "ld" || name.ends_with("-ld") {
+                Linker::LdDirect
+            } else {
+                Linker::CcDriver
+            }
+        }
+        None if is_foreign(triple) => Linker::LdDirect,
+        None => Linker::CcDriver,
+    }
+}
+
 /// Whether a triple's architecture differs from the host's.
 pub(crate) fn is_foreign(triple: &str) -> bool {
     let arch = triple.split('-').next().unwrap_or_default();
@@ -570,6 +681,7 @@ mod tests {
             rustflags: Vec::new(),
             features: Vec::new(),
             default_features: true,
+            auditable: true,
         }
     }
 

@@ -186,6 +186,8 @@ pub struct BuildSettings {
     pub rustflags: Vec<String>,
     pub features: Vec<String>,
     pub default_features: bool,
+    /// Whether the binary carries its crate list in a `.dep-v0` section.
+    pub auditable: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

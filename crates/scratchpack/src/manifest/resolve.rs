@@ -858,6 +858,11 @@ impl Resolver<'_> {
                 .as_ref()
                 .or(defaults.default_features.as_ref())
                 .is_none_or(|d| *d.get_ref()),
+            auditable: raw
+                .auditable
+                .as_ref()
+                .or(defaults.auditable.as_ref())
+                .is_none_or(|a| *a.get_ref()),
         }
     }
 

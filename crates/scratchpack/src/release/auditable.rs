@@ -4,7 +4,7 @@
 //! publishes), so scanners that read it (syft, trivy, grype, `cargo audit
 //! bin`) see the crates of a scratch image, which has no package database.
 //! Here the section comes in an ELF object file that the link takes in; the
-//! compile step asks [`link_rustflags`] for the arguments.
+//! compile step writes one per binary and triple with [`prepare`].
 
 use std::path::Path;
 
@@ -87,13 +87,32 @@ pub fn compress(json: &[u8]) -> Vec<u8> {
     miniz_oxide::deflate::compress_to_vec_zlib(json, 9)
 }
 
-fn architecture(triple: &str) -> Option<Architecture> {
+/// The ELF machine, byte order and header flags of `triple`'s objects. The
+/// flags matter where the linker refuses to mix ABIs: ARM's EABI version and
+/// hard-float convention, RISC-V's compressed instructions and float ABI,
+/// the 64-bit PowerPC ABI version.
+fn architecture(triple: &str) -> Option<(Architecture, Endianness, u32)> {
     let arch = triple.split('-').next()?;
+    let hard_float = triple.ends_with("eabihf");
     Some(match arch {
-        "x86_64" => Architecture::X86_64,
-        "aarch64" => Architecture::Aarch64,
-        "i586" | "i686" => Architecture::I386,
-        "riscv64gc" | "riscv64" => Architecture::Riscv64,
+        "x86_64" => (Architecture::X86_64, Endianness::Little, 0),
+        "aarch64" => (Architecture::Aarch64, Endianness::Little, 0),
+        "i586" | "i686" => (Architecture::I386, Endianness::Little, 0),
+        "riscv64gc" => (
+            Architecture::Riscv64,
+            Endianness::Little,
+            // EF_RISCV_RVC | EF_RISCV_FLOAT_ABI_DOUBLE
+            0x0005,
+        ),
+        "armv7" | "arm" => (
+            Architecture::Arm,
+            Endianness::Little,
+            // EF_ARM_EABI_VER5 with EF_ARM_ABI_FLOAT_HARD or _SOFT.
+            0x0500_0000 | if hard_float { 0x400 } else { 0x200 },
+        ),
+        "powerpc64le" => (Architecture::PowerPc64, Endianness::Little, 2),
+        "powerpc64" => (Architecture::PowerPc64, Endianness::Big, 2),
+        "s390x" => (Architecture::S390x, Endianness::Big, 0),
         _ => return None,
     })
 }
@@ -101,8 +120,14 @@ fn architecture(triple: &str) -> Option<Architecture> {
 /// A relocatable ELF object for `triple` whose `.dep-v0` section holds
 /// `data`, named by the global (hidden) symbol [`SYMBOL`].
 pub fn object_file(triple: &str, data: &[u8]) -> Result<Vec<u8>, AuditableError> {
-    let arch = architecture(triple).ok_or_else(|| AuditableError::Target(triple.to_owned()))?;
-    let mut obj = Object::new(BinaryFormat::Elf, arch, Endianness::Little);
+    let (arch, endian, e_flags) =
+        architecture(triple).ok_or_else(|| AuditableError::Target(triple.to_owned()))?;
+    let mut obj = Object::new(BinaryFormat::Elf, arch, endian);
+    obj.flags = object::FileFlags::Elf {
+        os_abi: object::elf::ELFOSABI_NONE,
+        abi_version: 0,
+        e_flags: object::elf::FileFlags(e_flags),
+    };
     let section = obj.add_section(
         obj.segment_name(StandardSegment::Data).to_vec(),
         SECTION.as_bytes().to_vec(),
@@ -151,8 +176,8 @@ pub fn link_rustflags(object: &Path, linker: Linker) -> Vec<String> {
 
 /// Writes the object file for `crates` on `triple` to `path` (creating its
 /// directory) and returns the rustc arguments that link it in. Meant for the
-/// final crate of one binary only (`cargo rustc --bin <bin> -- <args>`):
-/// every binary gets its own list.
+/// final crate of one binary only (the compile step's rustc wrapper adds
+/// them there): every binary gets its own list.
 pub fn prepare(
     crates: &LinkedCrates,
     triple: &str,

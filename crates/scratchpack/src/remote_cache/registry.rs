@@ -609,6 +609,7 @@ mod tests {
             rustflags: vec![],
             features: vec![],
             default_features: true,
+            auditable: true,
         };
         let req = |bin: &str| Request {
             package: "p".into(),
