@@ -89,7 +89,39 @@ pub struct LinkedCrates {
 /// for the whole workspace at once, so a feature only a test or another
 /// member enables would add crates this binary never links. Licenses and
 /// sources come from `cargo metadata`, checksums from Cargo.lock.
+///
+/// One run asks cargo once per package, target and feature selection: every
+/// image of a package on a platform links the same crates, and the SBOMs and
+/// the crate list embedded in each binary both need them.
 pub fn load(
+    workspace_root: &Path,
+    package: &str,
+    triple: &str,
+    features: &[String],
+    default_features: bool,
+) -> Result<LinkedCrates, SbomError> {
+    type Key = (std::path::PathBuf, String, String, Vec<String>, bool);
+    static RESOLVED: std::sync::OnceLock<std::sync::Mutex<BTreeMap<Key, LinkedCrates>>> =
+        std::sync::OnceLock::new();
+    let key: Key = (
+        workspace_root.to_owned(),
+        package.to_owned(),
+        triple.to_owned(),
+        features.to_vec(),
+        default_features,
+    );
+    let memo = RESOLVED.get_or_init(Default::default);
+    if let Some(found) = memo.lock().ok().and_then(|m| m.get(&key).cloned()) {
+        return Ok(found);
+    }
+    let crates = resolve(workspace_root, package, triple, features, default_features)?;
+    if let Ok(mut m) = memo.lock() {
+        m.insert(key, crates.clone());
+    }
+    Ok(crates)
+}
+
+fn resolve(
     workspace_root: &Path,
     package: &str,
     triple: &str,
