@@ -1,12 +1,11 @@
 //! Layer compression end to end: the examples' digests under the current
 //! layer format, and zstd images read by skopeo, podman and `test-images`.
 
-use std::path::Path;
 use std::process::Command;
 
 use sha2::Digest as _;
 
-use crate::support::{Fixture, HELLO_MAIN, examples, require_tool, run};
+use crate::support::{self, Fixture, HELLO_MAIN, examples, require_tool, run};
 use crate::validate;
 
 /// Layer format 2 (README, "Layer format"): each example's layer and
@@ -69,24 +68,6 @@ fn the_examples_have_the_pinned_digests() {
     }
 }
 
-/// A podman with a private store, as `podman load` needs no daemon.
-fn podman(podman: &Path, store: &Path) -> Command {
-    let mut cmd = Command::new(podman);
-    cmd.arg("--root")
-        .arg(store.join("root"))
-        .arg("--runroot")
-        .arg(store.join("run"))
-        .args([
-            "--storage-driver",
-            "vfs",
-            "--cgroup-manager",
-            "cgroupfs",
-            "--events-backend",
-            "file",
-        ]);
-    cmd
-}
-
 #[test]
 fn zstd_images_are_read_by_skopeo_podman_and_test_images() {
     let fx = Fixture::new(
@@ -146,22 +127,10 @@ fn zstd_images_are_read_by_skopeo_podman_and_test_images() {
         assert_eq!(copied.images[0].layers, image.images[0].layers);
     }
 
-    if let Some(bin) = require_tool("podman", "podman") {
-        let store = tempfile::tempdir().unwrap();
+    if let Some(podman) = support::Podman::new() {
         let archive = fx.path().join("target/images/app.tar");
-        let out = run(podman(&bin, store.path())
-            .arg("load")
-            .arg("-i")
-            .arg(&archive));
-        assert!(out.status.success(), "podman load -i {}", archive.display());
-        let out = run(podman(&bin, store.path()).args([
-            "image",
-            "inspect",
-            "--format",
-            "{{.Os}}/{{.Architecture}}",
-            "app:latest",
-        ]));
-        assert!(out.status.success(), "podman has no app:latest");
-        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "linux/amd64");
+        podman.load(archive.to_str().unwrap());
+        let (platform, _) = podman.inspect("app:latest");
+        assert_eq!(platform, "linux/amd64");
     }
 }

@@ -392,64 +392,11 @@ fn docker_archive_loads_with_skopeo_and_keeps_digests() {
     }
 }
 
-/// A private podman store under a temporary directory.
-struct Podman {
-    bin: std::path::PathBuf,
-    store: tempfile::TempDir,
-}
-
-impl Podman {
-    fn new() -> Option<Podman> {
-        let bin = require_tool("podman", "podman")?;
-        Some(Podman {
-            bin,
-            store: tempfile::tempdir().unwrap(),
-        })
-    }
-
-    fn cmd(&self) -> Command {
-        let mut cmd = Command::new(&self.bin);
-        cmd.arg("--root")
-            .arg(self.store.path().join("root"))
-            .arg("--runroot")
-            .arg(self.store.path().join("run"))
-            .args([
-                "--storage-driver",
-                "vfs",
-                "--cgroup-manager",
-                "cgroupfs",
-                "--events-backend",
-                "file",
-            ]);
-        cmd
-    }
-
-    fn load(&self, archive: &str) {
-        let out = run(self.cmd().args(["load", "-i", archive]));
-        assert!(out.status.success(), "podman load -i {archive}");
-    }
-
-    /// `os/architecture` and image ID of what `name` names in the store.
-    fn inspect(&self, name: &str) -> (String, String) {
-        let out = run(self.cmd().args([
-            "image",
-            "inspect",
-            "--format",
-            "{{.Os}}/{{.Architecture}} {{.Id}}",
-            name,
-        ]));
-        assert!(out.status.success(), "podman has no image `{name}`");
-        let text = String::from_utf8(out.stdout).unwrap();
-        let (platform, id) = text.trim().split_once(' ').unwrap();
-        (platform.to_owned(), id.to_owned())
-    }
-}
-
 /// The examples loaded one after the other into one store keep their own
 /// names, and each is the first platform images.toml lists, whatever the host.
 #[test]
 fn podman_loads_every_example_under_its_own_name() {
-    let Some(podman) = Podman::new() else {
+    let Some(podman) = support::Podman::new() else {
         return;
     };
     let ex = examples();
@@ -511,7 +458,7 @@ fn every_tag_is_addressable_and_loads_under_its_full_reference() {
             );
         }
     }
-    let Some(podman) = Podman::new() else {
+    let Some(podman) = support::Podman::new() else {
         return;
     };
     podman.load(built["archive"].as_str().unwrap());

@@ -168,3 +168,56 @@ impl Fixture {
 
 /// A hello-world `main.rs`.
 pub(crate) const HELLO_MAIN: &str = "fn main() { println!(\"hello from a fixture\"); }\n";
+
+/// A private podman store under a temporary directory.
+pub(crate) struct Podman {
+    bin: std::path::PathBuf,
+    store: tempfile::TempDir,
+}
+
+impl Podman {
+    pub(crate) fn new() -> Option<Podman> {
+        let bin = require_tool("podman", "podman")?;
+        Some(Podman {
+            bin,
+            store: tempfile::tempdir().unwrap(),
+        })
+    }
+
+    pub(crate) fn cmd(&self) -> Command {
+        let mut cmd = Command::new(&self.bin);
+        cmd.arg("--root")
+            .arg(self.store.path().join("root"))
+            .arg("--runroot")
+            .arg(self.store.path().join("run"))
+            .args([
+                "--storage-driver",
+                "vfs",
+                "--cgroup-manager",
+                "cgroupfs",
+                "--events-backend",
+                "file",
+            ]);
+        cmd
+    }
+
+    pub(crate) fn load(&self, archive: &str) {
+        let out = run(self.cmd().args(["load", "-i", archive]));
+        assert!(out.status.success(), "podman load -i {archive}");
+    }
+
+    /// `os/architecture` and image ID of what `name` names in the store.
+    pub(crate) fn inspect(&self, name: &str) -> (String, String) {
+        let out = run(self.cmd().args([
+            "image",
+            "inspect",
+            "--format",
+            "{{.Os}}/{{.Architecture}} {{.Id}}",
+            name,
+        ]));
+        assert!(out.status.success(), "podman has no image `{name}`");
+        let text = String::from_utf8(out.stdout).unwrap();
+        let (platform, id) = text.trim().split_once(' ').unwrap();
+        (platform.to_owned(), id.to_owned())
+    }
+}

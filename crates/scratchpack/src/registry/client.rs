@@ -426,7 +426,7 @@ impl<'o, 'p, S: Sink> Client<'o, 'p, S> {
     }
 
     /// The upload session URL from `Location`, which may be relative to the registry.
-    fn location(&self, answer: &Answer) -> Result<String, Failure> {
+    pub(super) fn location(&self, answer: &Answer) -> Result<String, Failure> {
         let loc = answer.header("location").ok_or_else(|| {
             Failure::Protocol("registry started an upload without a Location header".into())
         })?;

@@ -162,7 +162,7 @@ impl<'o, 'p> Session<'o, 'p> {
             if answer.status != 202 {
                 return Err(answer.failure());
             }
-            let location = location(c, &answer)?;
+            let location = c.location(&answer)?;
             let url = with_query(&location, "digest", digest.as_str());
             let headers = [("content-type", "application/octet-stream".to_owned())];
             let answer = c.request(Method::PUT, &url, &headers, Some(bytes))?;
@@ -292,21 +292,6 @@ impl<'o, 'p> Session<'o, 'p> {
 /// The referrers tag schema's tag for `subject`: `sha256-<hex>`.
 pub fn fallback_tag(subject: &Digest) -> String {
     format!("sha256-{}", subject.hex())
-}
-
-fn location(c: &Client<'_, '_>, answer: &Answer) -> Result<String, Failure> {
-    let loc = answer.header("location").ok_or_else(|| {
-        Failure::Protocol("registry started an upload without a Location header".into())
-    })?;
-    Ok(
-        if loc.starts_with("http://") || loc.starts_with("https://") {
-            loc.to_owned()
-        } else if loc.starts_with('/') {
-            format!("{}{loc}", c.base)
-        } else {
-            format!("{}/{loc}", c.base)
-        },
-    )
 }
 
 fn read_manifest(answer: &Answer, reference: &str) -> Result<Manifest, Failure> {
