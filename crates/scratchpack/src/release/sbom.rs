@@ -121,6 +121,29 @@ pub fn load(
     Ok(crates)
 }
 
+/// `cargo metadata` with dependencies, asked once per workspace in a run:
+/// it describes every package, so each package and target reads the same
+/// answer for licenses and sources.
+fn workspace_metadata(
+    workspace_root: &Path,
+) -> Result<std::sync::Arc<Metadata>, cargo_metadata::Error> {
+    type Known = BTreeMap<std::path::PathBuf, std::sync::Arc<Metadata>>;
+    static KNOWN: std::sync::OnceLock<std::sync::Mutex<Known>> = std::sync::OnceLock::new();
+    let known = KNOWN.get_or_init(Default::default);
+    if let Some(m) = known
+        .lock()
+        .ok()
+        .and_then(|k| k.get(workspace_root).cloned())
+    {
+        return Ok(m);
+    }
+    let metadata = std::sync::Arc::new(MetadataCommand::new().current_dir(workspace_root).exec()?);
+    if let Ok(mut k) = known.lock() {
+        k.insert(workspace_root.to_owned(), std::sync::Arc::clone(&metadata));
+    }
+    Ok(metadata)
+}
+
 fn resolve(
     workspace_root: &Path,
     package: &str,
@@ -128,6 +151,68 @@ fn resolve(
     features: &[String],
     default_features: bool,
 ) -> Result<LinkedCrates, SbomError> {
+    let tree_err = |message: String| SbomError::Tree {
+        package: package.to_owned(),
+        triple: triple.to_owned(),
+        message,
+    };
+    let metadata = workspace_metadata(workspace_root).map_err(|source| SbomError::Metadata {
+        triple: triple.to_owned(),
+        source,
+    })?;
+    let lock_path = metadata.workspace_root.as_std_path().join("Cargo.lock");
+    let lock = std::fs::read_to_string(&lock_path).map_err(|source| SbomError::Lock {
+        path: lock_path,
+        source,
+    })?;
+    // What `cargo tree` answers depends on the lock file, the manifests of
+    // the packages on disk (path dependencies can change features and
+    // dependencies) and the question; the answer is kept under a digest of
+    // those, so a run where none changed asks cargo nothing.
+    let mut key = Sha256::new();
+    for part in [
+        lock.as_str(),
+        package,
+        triple,
+        &features.join(","),
+        &default_features.to_string(),
+    ] {
+        key.update(part.as_bytes());
+        key.update([0]);
+    }
+    for p in metadata.packages.iter().filter(|p| p.source.is_none()) {
+        key.update(p.manifest_path.as_str().as_bytes());
+        key.update([0]);
+        key.update(std::fs::read(&p.manifest_path).unwrap_or_default());
+        key.update([0]);
+    }
+    let kept = metadata
+        .target_directory
+        .as_std_path()
+        .join("scratchpack/crate-trees")
+        .join(crate::oci::hex(&key.finalize()));
+    let tree = match std::fs::read_to_string(&kept) {
+        Ok(tree) => tree,
+        Err(_) => {
+            let tree = cargo_tree(workspace_root, package, triple, features, default_features)
+                .map_err(tree_err)?;
+            // Only a cache: a failed write costs one `cargo tree` next time.
+            let _ = crate::output::write_atomic(&kept, tree.as_bytes());
+            tree
+        }
+    };
+    from_tree(&tree, &metadata, &lock).map_err(tree_err)
+}
+
+/// `cargo tree -e normal` of `package` for `triple`: each linked crate as a
+/// depth, a name and a version.
+fn cargo_tree(
+    workspace_root: &Path,
+    package: &str,
+    triple: &str,
+    features: &[String],
+    default_features: bool,
+) -> Result<String, String> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = std::process::Command::new(cargo);
     cmd.current_dir(workspace_root).args([
@@ -151,31 +236,11 @@ fn resolve(
     if !default_features {
         cmd.arg("--no-default-features");
     }
-    let tree_err = |message: String| SbomError::Tree {
-        package: package.to_owned(),
-        triple: triple.to_owned(),
-        message,
-    };
-    let out = cmd.output().map_err(|e| tree_err(e.to_string()))?;
+    let out = cmd.output().map_err(|e| e.to_string())?;
     if !out.status.success() {
-        return Err(tree_err(
-            String::from_utf8_lossy(&out.stderr).trim().to_owned(),
-        ));
+        return Err(String::from_utf8_lossy(&out.stderr).trim().to_owned());
     }
-    let tree = String::from_utf8(out.stdout).map_err(|e| tree_err(e.to_string()))?;
-    let metadata = MetadataCommand::new()
-        .current_dir(workspace_root)
-        .exec()
-        .map_err(|source| SbomError::Metadata {
-            triple: triple.to_owned(),
-            source,
-        })?;
-    let lock_path = metadata.workspace_root.as_std_path().join("Cargo.lock");
-    let lock = std::fs::read_to_string(&lock_path).map_err(|source| SbomError::Lock {
-        path: lock_path,
-        source,
-    })?;
-    from_tree(&tree, &metadata, &lock).map_err(tree_err)
+    String::from_utf8(out.stdout).map_err(|e| e.to_string())
 }
 
 /// Reads `cargo tree --prefix depth -f {p}` output: each line is a depth,
