@@ -48,8 +48,9 @@ fi
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
-# The engine without its optional features, as a workspace that only builds
-# (and maybe pushes) images compiles it; the default target dir is reused.
+# The engine without its optional features (its default), as a workspace that
+# only builds (and maybe pushes) images compiles it; the default target dir is
+# reused.
 for features in "" "--features push"; do
   # shellcheck disable=SC2086 # the features are separate words
   cargo clippy --package scratchpack --all-targets --no-default-features $features \
@@ -71,6 +72,9 @@ rustup toolchain install "$msrv" --profile minimal
 RUSTFLAGS="-D warnings" CARGO_TARGET_DIR=target/msrv \
   cargo "+$msrv" check --workspace --all-targets --locked
 cargo test --workspace --locked
+# The commands a build without `push` and `sign` leaves out still answer,
+# naming the feature that brings them back.
+cargo test --package scratchpack --no-default-features --lib --locked -- cli::
 # The example images' own tests, as a user runs them.
 # Every platform must run: a host without an emulator fails rather than skips.
 cargo xtask test-images --require-all-platforms

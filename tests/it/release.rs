@@ -255,9 +255,9 @@ fn slsa_provenance_validates_and_its_envelope_verifies() {
         profile: "release".into(),
         features: vec![],
         default_features: true,
-        source: provenance::git_source(&root),
+        source: provenance::git_source(&root, work.path()),
         cargo_lock: scratchpack::oci::Digest::of(&std::fs::read(root.join("Cargo.lock")).unwrap()),
-        toolchain: provenance::toolchain(&root).unwrap(),
+        toolchain: provenance::toolchain(&root, work.path()).unwrap(),
         builder_id: DEFAULT_BUILDER_ID.into(),
     };
     let image = image_digest("provenance");

@@ -233,3 +233,76 @@ fn switching_it_off_and_on_relinks_and_a_new_dependency_shows() {
     .unwrap();
     assert_eq!(names().unwrap(), ["hello", "more", "words"]);
 }
+
+/// The licenses an SBOM gives, by crate name, from the image's amd64 SPDX
+/// document.
+fn sbom_licenses(fx: &Fixture) -> std::collections::BTreeMap<String, String> {
+    let path = fx.path().join("images/hello.release/linux-amd64.spdx.json");
+    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    doc["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["SPDXID"].as_str().unwrap().starts_with("SPDXRef-Crate-"))
+        .map(|p| {
+            (
+                p["name"].as_str().unwrap().to_owned(),
+                p["licenseDeclared"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn what_cargo_metadata_said_is_asked_again_when_a_manifest_changes() {
+    // Between runs, the licenses and sources of the crates are kept under
+    // Cargo.lock and the manifests on disk: a license changed in a path
+    // crate's manifest, or in the workspace manifest it inherits from, is
+    // in the next SBOM.
+    let fx = fixture("[]");
+    let root = fx.path();
+    let ok = |out: std::process::Output| {
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    ok(build(&fx));
+    assert_eq!(sbom_licenses(&fx)["words"], "MIT");
+    ok(build(&fx));
+    assert_eq!(sbom_licenses(&fx)["words"], "MIT");
+
+    let words = root.join("crates/words/Cargo.toml");
+    let text = std::fs::read_to_string(&words).unwrap();
+    std::fs::write(
+        &words,
+        text.replace("license = \"MIT\"", "license = \"Apache-2.0\""),
+    )
+    .unwrap();
+    ok(build(&fx));
+    assert_eq!(sbom_licenses(&fx)["words"], "Apache-2.0");
+
+    let text = std::fs::read_to_string(&words).unwrap();
+    std::fs::write(
+        &words,
+        text.replace("license = \"Apache-2.0\"", "license.workspace = true"),
+    )
+    .unwrap();
+    let cargo_toml = root.join("Cargo.toml");
+    let workspace = std::fs::read_to_string(&cargo_toml).unwrap();
+    std::fs::write(
+        &cargo_toml,
+        format!("{workspace}\n[workspace.package]\nlicense = \"ISC\"\n"),
+    )
+    .unwrap();
+    ok(build(&fx));
+    assert_eq!(sbom_licenses(&fx)["words"], "ISC");
+    std::fs::write(
+        &cargo_toml,
+        format!("{workspace}\n[workspace.package]\nlicense = \"0BSD\"\n"),
+    )
+    .unwrap();
+    ok(build(&fx));
+    assert_eq!(sbom_licenses(&fx)["words"], "0BSD");
+}

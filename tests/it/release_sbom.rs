@@ -47,9 +47,10 @@ fn image(name: &str, arch: &str) -> ImageInfo {
 fn the_crates_listed_are_those_cargo_tree_shows() {
     // The examples have no dependencies of their own; the engine, with
     // dozens and some only for some targets, is the harder case.
+    let kept = tempfile::tempdir().unwrap();
     for package in ["hello", "greeter", "probe", "scratchpack"] {
         for triple in TRIPLES {
-            let linked = sbom::load(&repo_root(), package, triple, &[], true).unwrap();
+            let linked = sbom::load(&repo_root(), kept.path(), package, triple, &[], true).unwrap();
             let listed: BTreeSet<String> = linked.crates.keys().cloned().collect();
             assert_eq!(
                 listed,
@@ -66,7 +67,16 @@ fn a_feature_only_tests_enable_adds_no_crate() {
     // The engine's tests enable tar's default features (xattr); the engine
     // itself does not, so its binary links no xattr crate, although cargo
     // metadata's workspace-wide resolve lists one.
-    let linked = sbom::load(&repo_root(), "scratchpack", TRIPLES[0], &[], true).unwrap();
+    let kept = tempfile::tempdir().unwrap();
+    let linked = sbom::load(
+        &repo_root(),
+        kept.path(),
+        "scratchpack",
+        TRIPLES[0],
+        &[],
+        true,
+    )
+    .unwrap();
     assert!(linked.crates.keys().any(|k| k.starts_with("tar@")));
     assert!(
         !linked.crates.keys().any(|k| k.starts_with("xattr@")),
@@ -84,12 +94,29 @@ fn a_feature_only_tests_enable_adds_no_crate() {
 fn spdx_and_cyclonedx_validate_and_are_reproducible() {
     let Some(oracles) = oracles() else { return };
     let work = tempfile::tempdir().unwrap();
-    let linked = sbom::load(&repo_root(), "scratchpack", TRIPLES[0], &[], true).unwrap();
+    let kept = tempfile::tempdir().unwrap();
+    let linked = sbom::load(
+        &repo_root(),
+        kept.path(),
+        "scratchpack",
+        TRIPLES[0],
+        &[],
+        true,
+    )
+    .unwrap();
     let info = image("scratchpack", "amd64");
     let spdx = sbom::spdx(&linked, &info);
     let cdx = sbom::cyclonedx(&linked, &info);
     // A second resolve gives the same bytes.
-    let again = sbom::load(&repo_root(), "scratchpack", TRIPLES[0], &[], true).unwrap();
+    let again = sbom::load(
+        &repo_root(),
+        kept.path(),
+        "scratchpack",
+        TRIPLES[0],
+        &[],
+        true,
+    )
+    .unwrap();
     assert_eq!(sbom::spdx(&again, &info), spdx);
     assert_eq!(sbom::cyclonedx(&again, &info), cdx);
 

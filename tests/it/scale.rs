@@ -160,6 +160,12 @@ fn a_second_clone_compiles_nothing_and_writes_the_same_bytes() {
     let err_a = stderr(&out_a);
     assert_eq!(err_a.matches("Missed").count(), 2, "{err_a}");
     assert_eq!(err_a.matches("Cached").count(), 2, "{err_a}");
+    assert!(
+        first
+            .join("target/scratchpack/cargo/x86_64-unknown-linux-musl")
+            .is_dir(),
+        "the image builds' target directory moved"
+    );
     let tags = registry.tags("build-cache", None);
     assert_eq!(tags.len(), 2, "one entry per image: {tags:?}");
     assert!(
@@ -177,7 +183,9 @@ fn a_second_clone_compiles_nothing_and_writes_the_same_bytes() {
         "rustc ran in the second clone"
     );
     assert!(
-        !second.join("target/x86_64-unknown-linux-musl").exists(),
+        !second
+            .join("target/scratchpack/cargo/x86_64-unknown-linux-musl")
+            .exists(),
         "cargo built nothing in the second clone"
     );
     let err_b = stderr(&out_b);
@@ -244,7 +252,9 @@ fn zstd_images_come_from_the_cache_too() {
     assert_eq!(err_b.matches("Pulled").count(), 2, "{err_b}");
     assert_eq!(compiled(&log_b), Vec::<String>::new(), "{err_b}");
     assert!(
-        !second.join("target/x86_64-unknown-linux-musl").exists(),
+        !second
+            .join("target/scratchpack/cargo/x86_64-unknown-linux-musl")
+            .exists(),
         "cargo built nothing in the second clone"
     );
     assert_eq!(outputs(&out_a), outputs(&out_b));

@@ -91,13 +91,13 @@ fn an_amd64_only_image_is_refused_by_the_proof_not_by_a_foreign_link() {
     assert!(!stderr.contains("unable to find library"), "{stderr}");
     assert!(
         !fx.path()
-            .join("target/aarch64-unknown-linux-musl/release/dynamic")
+            .join("target/scratchpack/cargo/aarch64-unknown-linux-musl/release/dynamic")
             .exists(),
         "the amd64-only package was built for aarch64"
     );
     assert!(
         fx.path()
-            .join("target/aarch64-unknown-linux-musl/release/multi")
+            .join("target/scratchpack/cargo/aarch64-unknown-linux-musl/release/multi")
             .exists()
     );
 }

@@ -52,12 +52,21 @@ enum Command {
     /// Write a new signing key pair (cosign.key, cosign.pub) in cosign's formats
     #[cfg(feature = "sign")]
     Keygen(keygen::Args),
+    /// Write a signing key pair (needs the `sign` feature)
+    #[cfg(not(feature = "sign"))]
+    Keygen(NeedsFeature),
     /// Build what is out of date, then push images to their registries
     #[cfg(feature = "push")]
     Push(push::Args),
+    /// Push images to their registries (needs the `push` feature)
+    #[cfg(not(feature = "push"))]
+    Push(NeedsFeature),
     /// Sign pushed images and attach their SBOMs and provenance (cosign's formats)
     #[cfg(feature = "sign")]
     Sign(sign::Args),
+    /// Sign pushed images (needs the `sign` feature)
+    #[cfg(not(feature = "sign"))]
+    Sign(NeedsFeature),
     /// Build what is out of date, then run the tests images.toml declares, in a sandbox
     #[cfg(target_os = "linux")]
     TestImages(test_images::Args),
@@ -67,6 +76,9 @@ enum Command {
     /// Check the signatures and attestations of pushed images against a public key
     #[cfg(feature = "sign")]
     Verify(verify::Args),
+    /// Check signatures and attestations (needs the `sign` feature)
+    #[cfg(not(feature = "sign"))]
+    Verify(NeedsFeature),
     /// Build the image if out of date, then run it in a sandbox, like `docker run --rm`
     #[cfg(target_os = "linux")]
     Run(run::Args),
@@ -461,6 +473,26 @@ fn git_epoch(root: &Path) -> Result<u64, anyhow::Error> {
         .map_err(|_| anyhow::anyhow!("`git log` printed `{}`, not a time", text.trim()))
 }
 
+/// What a command left out of this build takes: anything, so the refusal
+/// says which feature brings it back rather than that the command is unknown.
+#[cfg(not(all(feature = "push", feature = "sign")))]
+#[derive(Debug, clap::Args)]
+pub struct NeedsFeature {
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+    rest: Vec<String>,
+}
+
+#[cfg(not(all(feature = "push", feature = "sign")))]
+impl NeedsFeature {
+    fn refusal(command: &str, feature: &str) -> Failure {
+        Failure::Usage(anyhow!(
+            "`cargo xtask {command}` needs scratchpack's `{feature}` feature, which this xtask \
+             was built without; add it to the scratchpack dependency in the xtask's \
+             Cargo.toml: `features = [\"{feature}\"]`"
+        ))
+    }
+}
+
 /// What `test-images` and `run` take where there is no sandbox: anything,
 /// so the refusal says why rather than complaining about flags.
 #[cfg(not(target_os = "linux"))]
@@ -508,11 +540,27 @@ pub fn main() -> ExitCode {
     sandbox::helper::run_if_requested();
     // Cargo runs this program as rustc's wrapper to link crate lists in.
     crate::compile::dep_v0::run_if_requested();
-    let cli = Cli::parse();
-    let result = match cli.command.with_no_cache() {
+    let result = dispatch(Cli::parse().command);
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Usage(e)) => {
+            report(&e);
+            ExitCode::from(2)
+        }
+        Err(Failure::Build(e)) => {
+            report(&e);
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Runs one parsed command.
+fn dispatch(command: Command) -> Result<(), Failure> {
+    match command.with_no_cache() {
         #[cfg(not(feature = "sign"))]
         Command::Images(args) if args.sign.sign => Err(Failure::Usage(anyhow!(
-            "`--sign` needs scratchpack's `sign` feature, which this xtask was built without"
+            "`--sign` needs scratchpack's `sign` feature, which this xtask was built without; \
+             add it to the scratchpack dependency in the xtask's Cargo.toml: `features = [\"sign\"]`"
         ))),
         Command::Images(args) if args.push && args.partition.is_some() => {
             Err(Failure::Usage(anyhow!(
@@ -533,7 +581,8 @@ pub fn main() -> ExitCode {
         }),
         #[cfg(not(feature = "push"))]
         Command::Images(args) if args.push => Err(Failure::Usage(anyhow!(
-            "`--push` needs scratchpack's `push` feature, which this xtask was built without"
+            "`--push` needs scratchpack's `push` feature, which this xtask was built without; \
+             add it to the scratchpack dependency in the xtask's Cargo.toml: `features = [\"push\"]`"
         ))),
         Command::Images(args) => images::run(args),
         #[cfg(target_os = "linux")]
@@ -542,27 +591,24 @@ pub fn main() -> ExitCode {
         Command::TestImages(_) => Err(NeedsLinux::refusal("test-images")),
         #[cfg(feature = "push")]
         Command::Push(args) => push::run(args),
+        #[cfg(not(feature = "push"))]
+        Command::Push(_) => Err(NeedsFeature::refusal("push", "push")),
         #[cfg(feature = "sign")]
         Command::Keygen(args) => keygen::run(args),
         #[cfg(feature = "sign")]
         Command::Sign(args) => sign::run(args),
         #[cfg(feature = "sign")]
         Command::Verify(args) => verify::run(args),
+        #[cfg(not(feature = "sign"))]
+        Command::Keygen(_) => Err(NeedsFeature::refusal("keygen", "sign")),
+        #[cfg(not(feature = "sign"))]
+        Command::Sign(_) => Err(NeedsFeature::refusal("sign", "sign")),
+        #[cfg(not(feature = "sign"))]
+        Command::Verify(_) => Err(NeedsFeature::refusal("verify", "sign")),
         #[cfg(target_os = "linux")]
         Command::Run(args) => run::run(args),
         #[cfg(not(target_os = "linux"))]
         Command::Run(_) => Err(NeedsLinux::refusal("run")),
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(Failure::Usage(e)) => {
-            report(&e);
-            ExitCode::from(2)
-        }
-        Err(Failure::Build(e)) => {
-            report(&e);
-            ExitCode::from(1)
-        }
     }
 }
 
@@ -583,6 +629,49 @@ fn report(e: &anyhow::Error) {
 mod tests {
     use super::*;
     use crate::manifest::ManifestEpoch;
+
+    /// What `cargo xtask ARGS` answers before it reads any workspace: a
+    /// usage refusal's words, or `None` when it went on.
+    #[cfg(not(all(feature = "push", feature = "sign")))]
+    fn refusal(args: &[&str]) -> Option<String> {
+        let cli = Cli::try_parse_from(std::iter::once("xtask").chain(args.iter().copied()))
+            .unwrap_or_else(|e| panic!("{args:?} did not parse: {e}"));
+        match dispatch(cli.command) {
+            Err(Failure::Usage(e)) => Some(e.to_string()),
+            _ => None,
+        }
+    }
+
+    /// A command left out of the build is still known, and says which
+    /// feature brings it back, whatever flags it is given.
+    #[cfg(not(feature = "push"))]
+    #[test]
+    fn without_push_the_push_commands_name_the_feature() {
+        for args in [
+            &["push"][..],
+            &["push", "hello", "--registry", "r.example/x", "--sign"],
+            &["images", "--push"],
+        ] {
+            let e = refusal(args).unwrap();
+            assert!(e.contains("`push` feature"), "{args:?}: {e}");
+            assert!(e.contains(r#"features = ["push"]"#), "{args:?}: {e}");
+        }
+    }
+
+    #[cfg(not(feature = "sign"))]
+    #[test]
+    fn without_sign_the_signing_commands_name_the_feature() {
+        for args in [
+            &["sign", "hello"][..],
+            &["keygen", "--out", "/nonexistent"],
+            &["verify", "--key", "k.pub", "hello"],
+            &["images", "--sign", "--key", "k"],
+        ] {
+            let e = refusal(args).unwrap();
+            assert!(e.contains("`sign` feature"), "{args:?}: {e}");
+            assert!(e.contains(r#"features = ["sign"]"#), "{args:?}: {e}");
+        }
+    }
 
     #[test]
     fn the_flag_beats_the_variable_which_beats_the_manifest() {

@@ -10,8 +10,6 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use cargo_metadata::Message;
-
 use crate::manifest::BuildSettings;
 use crate::release::auditable::{self, Linker};
 use crate::shell::Shell;
@@ -152,14 +150,15 @@ pub fn invocations(requests: &[Request]) -> Vec<Invocation<'_>> {
 type Flags = &'static [&'static str];
 type Binaries<'r> = Vec<(&'r str, &'r str)>;
 
-/// The musl targets whose rustc default is dynamic linking (newer targets
-/// follow the host convention): scratch images need them static.
-const DYNAMIC_BY_DEFAULT: &[&str] = &["riscv64gc-unknown-linux-musl"];
-
-/// Flags a triple needs for a static executable beyond its defaults. An
-/// image's own rustflags come after them, so they can still say otherwise.
+/// Flags a triple needs for a static executable beyond its defaults. Every
+/// musl triple is told to link statically, the ones that already do by
+/// default (most) and the newer ones that follow the host convention and
+/// would link dynamically (riscv64): the flag is then the same for all of
+/// them and one cargo call builds them all. Other triples (a glibc one an
+/// image names itself) are left as they are. An image's own rustflags come
+/// after these, so they can still say otherwise.
 pub fn triple_rustflags(triple: &str) -> &'static [&'static str] {
-    if DYNAMIC_BY_DEFAULT.contains(&triple) {
+    if triple.contains("-musl") {
         &["-Ctarget-feature=+crt-static"]
     } else {
         &[]
@@ -176,7 +175,7 @@ impl Compiler for Cargo<'_> {
         let sysroot = self.ensure_targets(&triples)?;
         let toolchain_remap = sysroot
             .as_deref()
-            .and_then(|s| rust_src_remap(s, &self.target_dir.join(".scratchpack-rustc-commit")));
+            .and_then(|s| rust_src_remap(s, &memo_dir(self.target_dir).join("rustc-commit")));
         for call in &calls {
             for artifact in self.build(call, toolchain_remap.as_deref())? {
                 let Some(&(package, bin)) = call.binaries.iter().find(|(package, bin)| {
@@ -187,7 +186,7 @@ impl Compiler for Cargo<'_> {
                 let Some(triple) = call
                     .triples
                     .iter()
-                    .find(|t| artifact.exe.starts_with(self.target_dir.join(t)))
+                    .find(|t| artifact.exe.starts_with(self.build_dir().join(t)))
                 else {
                     continue;
                 };
@@ -227,45 +226,31 @@ fn rustc() -> std::ffi::OsString {
 /// `rust-src` happens to be installed) into the binary. The commit comes from
 /// `rustc -vV`, asked once per toolchain binary and kept in `cache`, so a
 /// no-op run starts no rustc.
-fn rust_src_remap(sysroot: &Path, cache: &Path) -> Option<String> {
+fn rust_src_remap(sysroot: &Path, memo: &Path) -> Option<String> {
     let src = sysroot.join("lib/rustlib/src/rust");
     if !src.is_dir() {
         return None;
     }
-    let stamp = std::fs::metadata(sysroot.join("bin/rustc"))
-        .and_then(|m| m.modified())
-        .ok()
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map(|d| format!("{} {}", d.as_nanos(), sysroot.display()));
-    let cached = std::fs::read_to_string(cache).ok().and_then(|text| {
-        let (key, commit) = text.split_once('\n')?;
-        (Some(key) == stamp.as_deref()).then(|| commit.trim().to_owned())
-    });
-    let commit = match cached {
-        Some(commit) => commit,
-        None => {
-            let out = Command::new(rustc()).arg("-vV").output().ok()?;
-            let text = String::from_utf8_lossy(&out.stdout);
-            let commit = text
-                .lines()
-                .find_map(|l| l.strip_prefix("commit-hash: "))?
-                .trim()
-                .to_owned();
-            if !out.status.success() || commit.is_empty() || commit == "unknown" {
-                return None;
-            }
-            if let Some(stamp) = &stamp {
-                // Only a cache: a failed write costs one rustc next time.
-                let _ =
-                    crate::output::write_atomic(cache, format!("{stamp}\n{commit}\n").as_bytes());
-            }
-            commit
-        }
-    };
+    let stamp = crate::memo::file_stamp(&sysroot.join("bin/rustc"));
+    let commit = crate::memo::remembered(memo, stamp.as_deref(), || {
+        let out = Command::new(rustc()).arg("-vV").output().ok()?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let commit = text
+            .lines()
+            .find_map(|l| l.strip_prefix("commit-hash: "))?
+            .trim()
+            .to_owned();
+        (out.status.success() && !commit.is_empty() && commit != "unknown").then_some(commit)
+    })?;
     Some(format!(
         "--remap-path-prefix={}=/rustc/{commit}",
         src.display()
     ))
+}
+
+/// Where answers of other programs are kept between runs (see [`crate::memo`]).
+pub fn memo_dir(target_dir: &Path) -> PathBuf {
+    target_dir.join("scratchpack").join("memo")
 }
 
 /// A binary cargo reported building.
@@ -357,7 +342,9 @@ impl Cargo<'_> {
         let mut cmd = Command::new(Self::cargo());
         cmd.current_dir(self.workspace_root)
             .args(["build", "--message-format=json-render-diagnostics"])
-            .args(["--profile", &settings.profile]);
+            .args(["--profile", &settings.profile])
+            .arg("--target-dir")
+            .arg(self.build_dir());
         for triple in triples {
             cmd.args(["--target", triple]);
         }
@@ -446,20 +433,14 @@ impl Cargo<'_> {
         let stderr = child.stderr.take().expect("stderr is piped");
         let watcher = std::thread::spawn(move || relay_stderr(BufReader::new(stderr)));
         let stdout = child.stdout.take().expect("stdout is piped");
-        let mut artifacts = Vec::new();
-        for message in Message::parse_stream(BufReader::new(stdout)) {
-            let Ok(message) = message else { continue };
-            if let Message::CompilerArtifact(a) = message
-                && a.target.is_bin()
-                && let Some(exe) = a.executable
-            {
-                artifacts.push(Artifact {
-                    manifest: a.manifest_path.into_std_path_buf(),
-                    bin: a.target.name,
-                    exe: exe.into_std_path_buf(),
-                });
-            }
-        }
+        let artifacts: Vec<Artifact> = crate::cargo_json::built_binaries(BufReader::new(stdout))
+            .into_iter()
+            .map(|b| Artifact {
+                manifest: b.manifest_path,
+                bin: b.name,
+                exe: b.executable,
+            })
+            .collect();
         let status = child.wait().map_err(|source| CompileError::Spawn {
             command: command.clone(),
             source,
@@ -477,6 +458,18 @@ impl Cargo<'_> {
         Ok(artifacts)
     }
 
+    /// Where image binaries are built: a target directory of their own. The
+    /// builds go through this program as rustc's wrapper, and cargo keeps
+    /// what it learnt from rustc (`rustc -vV`, each target's file names) in
+    /// one cache per target directory, valid for one wrapper: sharing the
+    /// workspace's would have `cargo xtask` itself and the image builds
+    /// discard each other's answers and ask rustc again on every run. The
+    /// image builds share no artifacts with the workspace's own builds
+    /// anyway: their rustflags differ.
+    pub fn build_dir(&self) -> PathBuf {
+        self.target_dir.join("scratchpack").join("cargo")
+    }
+
     fn dep_v0_dir(&self) -> PathBuf {
         self.target_dir.join("scratchpack-dep-v0")
     }
@@ -489,48 +482,85 @@ impl Cargo<'_> {
         &self,
         call: &Invocation<'_>,
     ) -> Result<Vec<(String, String)>, CompileError> {
+        // Each package and triple is independent (cargo tree's answer, the
+        // object written): they are prepared side by side.
+        let jobs: Vec<(&str, &str)> = call
+            .triples
+            .iter()
+            .flat_map(|t| call.packages().into_iter().map(move |p| (*t, p)))
+            .collect();
+        let results: Vec<Result<Vec<(String, String)>, CompileError>> = std::thread::scope(|s| {
+            let handles: Vec<_> = jobs
+                .iter()
+                .map(|(triple, package)| {
+                    s.spawn(move || self.prepare_crate_list(call, triple, package))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .zip(&jobs)
+                .map(|(h, (triple, package))| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(CompileError::CrateList {
+                            package: (*package).to_owned(),
+                            triple: (*triple).to_owned(),
+                            message: "preparing it panicked".to_owned(),
+                        })
+                    })
+                })
+                .collect()
+        });
+        let mut vars = Vec::new();
+        for r in results {
+            vars.extend(r?);
+        }
+        Ok(vars)
+    }
+
+    /// The crate-list objects of one package's binaries of `call` for one
+    /// triple, and the variable naming each one's digest.
+    fn prepare_crate_list(
+        &self,
+        call: &Invocation<'_>,
+        triple: &str,
+        package: &str,
+    ) -> Result<Vec<(String, String)>, CompileError> {
         let settings = call.settings;
         let dir = self.dep_v0_dir();
+        let linker = linker_kind(triple);
+        let failed = |message: String| CompileError::CrateList {
+            package: package.to_owned(),
+            triple: triple.to_owned(),
+            message,
+        };
+        let crates = crate::release::sbom::load(
+            self.workspace_root,
+            self.target_dir,
+            package,
+            triple,
+            &settings.features,
+            settings.default_features,
+        )
+        .map_err(|e| failed(e.to_string()))?;
         let mut vars = Vec::new();
-        for triple in &call.triples {
-            let linker = linker_kind(triple);
-            for package in call.packages() {
-                let failed = |message: String| CompileError::CrateList {
-                    package: package.to_owned(),
-                    triple: (*triple).to_owned(),
-                    message,
-                };
-                let crates = crate::release::sbom::load(
-                    self.workspace_root,
-                    package,
-                    triple,
-                    &settings.features,
-                    settings.default_features,
-                )
+        for (_, bin) in call.binaries.iter().filter(|(p, _)| *p == package) {
+            let name = dep_v0::crate_name(bin);
+            let args_path = dep_v0::args_path(&dir, triple, package, &name);
+            let object = args_path.with_extension("o");
+            let args = auditable::prepare(&crates, triple, &object, linker)
                 .map_err(|e| failed(e.to_string()))?;
-                for (_, bin) in call.binaries.iter().filter(|(p, _)| *p == package) {
-                    let name = dep_v0::crate_name(bin);
-                    let args_path = dep_v0::args_path(&dir, triple, package, &name);
-                    let object = args_path.with_extension("o");
-                    let args = auditable::prepare(&crates, triple, &object, linker)
-                        .map_err(|e| failed(e.to_string()))?;
-                    let text: String = args.iter().map(|a| format!("{a}\n")).collect();
-                    if std::fs::read_to_string(&args_path).ok().as_deref() != Some(text.as_str()) {
-                        crate::output::write_atomic(&args_path, text.as_bytes())
-                            .map_err(|e| failed(format!("writing {}: {e}", args_path.display())))?;
-                    }
-                    let bytes = std::fs::read(&object)
-                        .map_err(|e| failed(format!("reading {}: {e}", object.display())))?;
-                    let mut hasher = <sha2::Sha256 as sha2::Digest>::new();
-                    sha2::Digest::update(&mut hasher, &bytes);
-                    sha2::Digest::update(&mut hasher, text.as_bytes());
-                    let digest: String = sha2::Digest::finalize(hasher)
-                        .iter()
-                        .map(|b| format!("{b:02x}"))
-                        .collect();
-                    vars.push((dep_v0::digest_var(triple, package, &name), digest));
-                }
+            let text: String = args.iter().map(|a| format!("{a}\n")).collect();
+            if std::fs::read_to_string(&args_path).ok().as_deref() != Some(text.as_str()) {
+                crate::output::write_atomic(&args_path, text.as_bytes())
+                    .map_err(|e| failed(format!("writing {}: {e}", args_path.display())))?;
             }
+            let bytes = std::fs::read(&object)
+                .map_err(|e| failed(format!("reading {}: {e}", object.display())))?;
+            let mut hasher = <sha2::Sha256 as sha2::Digest>::new();
+            sha2::Digest::update(&mut hasher, &bytes);
+            sha2::Digest::update(&mut hasher, text.as_bytes());
+            let digest = crate::oci::hex(&sha2::Digest::finalize(hasher));
+            vars.push((dep_v0::digest_var(triple, package, &name), digest));
         }
         Ok(vars)
     }
@@ -554,10 +584,12 @@ impl Cargo<'_> {
         // Where the checkout, the target directory and cargo's registry live
         // must not show in the binary: panic locations and debug info would
         // otherwise make two checkouts give different bytes.
-        let mut remaps = vec![(self.workspace_root.to_owned(), "/workspace")];
-        if !self.target_dir.starts_with(self.workspace_root) {
-            remaps.push((self.target_dir.to_owned(), "/target"));
-        }
+        // The build directory comes after the checkout: of two prefixes
+        // that match, rustc applies the one given last.
+        let mut remaps = vec![
+            (self.workspace_root.to_owned(), "/workspace"),
+            (self.build_dir(), "/target"),
+        ];
         if let Some(home) = cargo_home() {
             remaps.push((home, "/cargo"));
         }
@@ -791,19 +823,22 @@ mod tests {
     }
 
     #[test]
-    fn a_triple_that_links_dynamically_by_default_gets_its_own_static_call() {
+    fn every_musl_triple_shares_one_static_call() {
         const RISCV64: &str = "riscv64gc-unknown-linux-musl";
+        const GNU: &str = "x86_64-unknown-linux-gnu";
         let release = settings("release");
         let requests = vec![
             request("hello", "hello", AMD64, &release),
             request("hello", "hello", RISCV64, &release),
+            request("hello", "hello", GNU, &release),
         ];
         let calls = invocations(&requests);
         assert_eq!(calls.len(), 2, "{calls:?}");
-        let riscv = calls.iter().find(|c| c.triples == [RISCV64]).unwrap();
-        assert_eq!(riscv.triple_flags, ["-Ctarget-feature=+crt-static"]);
-        let amd64 = calls.iter().find(|c| c.triples == [AMD64]).unwrap();
-        assert!(amd64.triple_flags.is_empty());
+        let musl = calls.iter().find(|c| c.triples.contains(&RISCV64)).unwrap();
+        assert!(musl.triples.contains(&AMD64), "{calls:?}");
+        assert_eq!(musl.triple_flags, ["-Ctarget-feature=+crt-static"]);
+        let gnu = calls.iter().find(|c| c.triples == [GNU]).unwrap();
+        assert!(gnu.triple_flags.is_empty());
     }
 
     #[test]

@@ -10,11 +10,13 @@
 pub mod action;
 pub mod build;
 pub mod cache;
+pub mod cargo_json;
 pub mod cli;
 pub mod compile;
 pub mod diagnostic;
 pub mod elf;
 pub mod manifest;
+pub mod memo;
 pub mod oci;
 pub mod output;
 pub mod partition;

@@ -42,7 +42,7 @@ pub enum WorkspaceError {
     Metadata {
         dir: PathBuf,
         #[source]
-        source: cargo_metadata::Error,
+        source: crate::cargo_json::MetadataError,
     },
     #[error("reading the profiles of {path}")]
     Profiles {
@@ -104,25 +104,21 @@ impl Workspace {
 
     /// Reads the workspace that `dir` belongs to.
     pub fn load(dir: &Path) -> Result<Workspace, WorkspaceError> {
-        let metadata = cargo_metadata::MetadataCommand::new()
-            .current_dir(dir)
-            .no_deps()
-            .exec()
-            .map_err(|source| WorkspaceError::Metadata {
+        let metadata = crate::cargo_json::Metadata::read(dir, true).map_err(|source| {
+            WorkspaceError::Metadata {
                 dir: dir.to_owned(),
                 source,
-            })?;
+            }
+        })?;
         let mut ws = Workspace {
-            root: metadata.workspace_root.clone().into_std_path_buf(),
-            target_dir: metadata.target_directory.clone().into_std_path_buf(),
+            root: metadata.workspace_root.clone(),
+            target_dir: metadata.target_directory.clone(),
             ..Workspace::default()
         };
         for package in metadata.workspace_packages() {
             let name = package.name.to_string();
-            ws.manifests.insert(
-                name.clone(),
-                package.manifest_path.clone().into_std_path_buf(),
-            );
+            ws.manifests
+                .insert(name.clone(), package.manifest_path.clone());
             let mut bins: Vec<String> = package
                 .targets
                 .iter()

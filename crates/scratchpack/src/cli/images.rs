@@ -96,6 +96,7 @@ fn write_release_files(
         .collect();
     let ws = outputs::Workspace {
         root: &ctx.workspace.root,
+        target_dir: &ctx.workspace.target_dir,
         manifest_path: &manifest_path,
         epoch: ctx.epoch,
         cargo_manifests: cargo_manifests.iter().map(PathBuf::as_path).collect(),

@@ -224,6 +224,7 @@ fn sign_all(
     let creds = registry::default_credentials();
     let publisher = Publisher {
         workspace_root: ctx.workspace.root.clone(),
+        target_dir: ctx.workspace.target_dir.clone(),
         manifest_path: relative,
         epoch: ctx.epoch,
         signer,

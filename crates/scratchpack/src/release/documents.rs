@@ -37,19 +37,22 @@ pub struct BuildInputs {
 
 impl BuildInputs {
     /// Cargo.lock's digest, rustc's and cargo's versions, the git commit.
-    pub fn read(workspace_root: &Path) -> Result<BuildInputs, DocumentError> {
+    /// rustc's, cargo's and git's answers are kept in `target_dir` between
+    /// runs (see [`crate::memo`]).
+    pub fn read(workspace_root: &Path, target_dir: &Path) -> Result<BuildInputs, DocumentError> {
+        let memo = crate::compile::memo_dir(target_dir);
         let lock_path = workspace_root.join("Cargo.lock");
         let lock = std::fs::read(&lock_path).map_err(|source| DocumentError::Io {
             what: format!("reading {}", lock_path.display()),
             source,
         })?;
         let toolchain =
-            provenance::toolchain(workspace_root).map_err(|source| DocumentError::Io {
+            provenance::toolchain(workspace_root, &memo).map_err(|source| DocumentError::Io {
                 what: "asking rustc and cargo for their versions".into(),
                 source,
             })?;
         Ok(BuildInputs {
-            source: provenance::git_source(workspace_root),
+            source: provenance::git_source(workspace_root, &memo),
             toolchain,
             cargo_lock: Digest::of(&lock),
         })
@@ -89,6 +92,7 @@ pub struct Platform<'a> {
 pub fn documents(
     p: &Platform<'_>,
     workspace_root: &Path,
+    target_dir: &Path,
     manifest_path: &str,
     epoch: u64,
     inputs: Option<&BuildInputs>,
@@ -100,6 +104,7 @@ pub fn documents(
     if !settings.sbom.is_empty() {
         let crates = sbom::load(
             workspace_root,
+            target_dir,
             &image.package,
             &p.target.triple,
             &image.build.features,

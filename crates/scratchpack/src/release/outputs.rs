@@ -54,6 +54,7 @@ pub trait BundleSigner {
 /// in it as provenance records it.
 pub struct Workspace<'a> {
     pub root: &'a Path,
+    pub target_dir: &'a Path,
     pub manifest_path: &'a str,
     pub epoch: u64,
     /// Every member's Cargo.toml: what `cargo tree` reads besides Cargo.lock,
@@ -164,7 +165,14 @@ pub fn files(
             reference: &reference,
             repository,
         };
-        for d in documents(&platform, ws.root, ws.manifest_path, ws.epoch, inputs)? {
+        for d in documents(
+            &platform,
+            ws.root,
+            ws.target_dir,
+            ws.manifest_path,
+            ws.epoch,
+            inputs,
+        )? {
             if let Some(signer) = signer {
                 out.push((
                     format!("{stem}.{}.sigstore.json", d.kind),
@@ -217,10 +225,11 @@ pub fn write(
     for (plan, _) in &wanted {
         lock.check_replaceable(&dir_name(&plan.name))?;
     }
-    let inputs = BuildInputs::read(ws.root).map_err(|source| OutputsError::Documents {
-        image: wanted[0].0.name.clone(),
-        source: Box::new(source),
-    })?;
+    let inputs =
+        BuildInputs::read(ws.root, ws.target_dir).map_err(|source| OutputsError::Documents {
+            image: wanted[0].0.name.clone(),
+            source: Box::new(source),
+        })?;
     let manifests: Vec<String> = ws
         .cargo_manifests
         .iter()
@@ -330,6 +339,7 @@ mod tests {
         let b = built(&out);
         let ws = Workspace {
             root: dir.path(),
+            target_dir: dir.path(),
             manifest_path: "images.toml",
             epoch: 0,
             cargo_manifests: Vec::new(),
@@ -353,6 +363,7 @@ mod tests {
         let b = built(&out);
         let ws = Workspace {
             root: dir.path(),
+            target_dir: dir.path(),
             manifest_path: "images.toml",
             epoch: 0,
             cargo_manifests: Vec::new(),

@@ -111,7 +111,32 @@ fn predicate(build: &Build) -> Value {
 
 /// The workspace's git commit and origin, when it is a git checkout with a
 /// commit; `None` otherwise (a source tarball has no commit to record).
-pub fn git_source(workspace_root: &Path) -> Option<GitSource> {
+/// git's answer is kept in `memo_dir` under a stamp of the files it reads
+/// (HEAD, the branch's ref, packed refs, the repository's and the user's
+/// config), so it is asked again only after a commit, a checkout or a change
+/// of remote.
+pub fn git_source(workspace_root: &Path, memo_dir: &Path) -> Option<GitSource> {
+    let stamp = match git_stamp(workspace_root) {
+        GitStamp::NoRepository => return None,
+        GitStamp::Unknown => None,
+        GitStamp::Files(stamp) => Some(stamp),
+    };
+    let answer = crate::memo::remembered(&memo_dir.join("git-source"), stamp.as_deref(), || {
+        let source = ask_git(workspace_root)?;
+        Some(format!(
+            "{}\n{}",
+            source.commit,
+            source.uri.unwrap_or_default()
+        ))
+    })?;
+    let (commit, uri) = answer.split_once('\n')?;
+    Some(GitSource {
+        commit: commit.to_owned(),
+        uri: Some(uri.to_owned()).filter(|u| !u.is_empty()),
+    })
+}
+
+fn ask_git(workspace_root: &Path) -> Option<GitSource> {
     let git = |args: &[&str]| {
         let out = Command::new("git")
             .arg("-C")
@@ -131,9 +156,138 @@ pub fn git_source(workspace_root: &Path) -> Option<GitSource> {
     })
 }
 
+enum GitStamp {
+    /// No `.git` above the workspace, and nothing in the environment points
+    /// git elsewhere: there is no commit to find.
+    NoRepository,
+    /// git's answer may depend on more than the files read here.
+    Unknown,
+    Files(String),
+}
+
+/// The files `git rev-parse HEAD` and `git remote get-url origin` read, for
+/// the repository around `dir`.
+fn git_stamp(dir: &Path) -> GitStamp {
+    use crate::memo::content_stamp;
+    // Variables that point git at another repository or other config make
+    // the files below the wrong ones; the others (`GIT_SSL_CAINFO`, ...) go
+    // into the stamp.
+    let mut vars: Vec<(String, String)> = std::env::vars_os()
+        .map(|(k, v)| {
+            (
+                k.to_string_lossy().into_owned(),
+                v.to_string_lossy().into_owned(),
+            )
+        })
+        .filter(|(k, _)| k.starts_with("GIT_"))
+        .collect();
+    vars.sort();
+    const ELSEWHERE: &[&str] = &[
+        "GIT_DIR",
+        "GIT_WORK_TREE",
+        "GIT_COMMON_DIR",
+        "GIT_CONFIG",
+        "GIT_CEILING_DIRECTORIES",
+        "GIT_DISCOVERY_ACROSS_FILESYSTEM",
+        "GIT_NAMESPACE",
+        "GIT_REF",
+    ];
+    if vars
+        .iter()
+        .any(|(k, _)| ELSEWHERE.iter().any(|e| k.starts_with(e)))
+    {
+        return GitStamp::Unknown;
+    }
+    let Some(dot_git) = dir.ancestors().map(|d| d.join(".git")).find(|g| g.exists()) else {
+        return GitStamp::NoRepository;
+    };
+    // A linked worktree or submodule has a `.git` file naming its git dir.
+    let git_dir = if dot_git.is_dir() {
+        dot_git.clone()
+    } else {
+        let Some(target) = std::fs::read_to_string(&dot_git)
+            .ok()
+            .and_then(|t| t.strip_prefix("gitdir:").map(|p| p.trim().to_owned()))
+        else {
+            return GitStamp::Unknown;
+        };
+        dot_git.parent().unwrap_or(dir).join(target)
+    };
+    let common = match std::fs::read_to_string(git_dir.join("commondir")) {
+        Ok(c) => git_dir.join(c.trim()),
+        Err(_) => git_dir.clone(),
+    };
+    let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
+    let xdg = std::env::var_os("XDG_CONFIG_HOME")
+        .map(std::path::PathBuf::from)
+        .or_else(|| home.as_ref().map(|h| h.join(".config")));
+    let mut files = vec![
+        git_dir.join("HEAD"),
+        common.join("packed-refs"),
+        common.join("config"),
+        git_dir.join("config.worktree"),
+        std::path::PathBuf::from("/etc/gitconfig"),
+    ];
+    files.extend(home.map(|h| h.join(".gitconfig")));
+    files.extend(xdg.map(|x| x.join("git/config")));
+    let head = std::fs::read_to_string(git_dir.join("HEAD")).unwrap_or_default();
+    if let Some(branch) = head.strip_prefix("ref:") {
+        let branch = branch.trim();
+        if branch.split('/').any(|c| c.is_empty() || c == "..") {
+            return GitStamp::Unknown;
+        }
+        files.push(git_dir.join(branch));
+        files.push(common.join(branch));
+    }
+    let mut stamp = format!("{}\n{vars:?}\n", dot_git.display());
+    for f in &files {
+        let text = std::fs::read(f).unwrap_or_default();
+        // A config that pulls in other files says more than these bytes.
+        if f.ends_with("config") || f.ends_with(".gitconfig") || f.ends_with("gitconfig") {
+            let lower = String::from_utf8_lossy(&text).to_ascii_lowercase();
+            if lower.contains("[include") {
+                return GitStamp::Unknown;
+            }
+        }
+        stamp.push_str(&content_stamp(f));
+        stamp.push('\n');
+    }
+    GitStamp::Files(stamp)
+}
+
 /// `rustc -V` and `cargo -V` as run in the workspace (so a
-/// `rust-toolchain.toml` there is honoured).
-pub fn toolchain(workspace_root: &Path) -> std::io::Result<Toolchain> {
+/// `rust-toolchain.toml` there is honoured). Under rustup, the answers are
+/// kept in `memo_dir` under a stamp of the toolchain's two programs.
+pub fn toolchain(workspace_root: &Path, memo_dir: &Path) -> std::io::Result<Toolchain> {
+    let stamp = crate::memo::rustup_toolchain().and_then(|dir| {
+        let rustc = crate::memo::file_stamp(&dir.join("bin/rustc"))?;
+        let cargo = crate::memo::file_stamp(&dir.join("bin/cargo"))?;
+        Some(format!("{rustc}\n{cargo}"))
+    });
+    let mut failure = None;
+    let answer = crate::memo::remembered(&memo_dir.join("toolchain"), stamp.as_deref(), || {
+        match ask_toolchain(workspace_root) {
+            Ok(t) => Some(format!("{}\n{}", t.rustc, t.cargo)),
+            Err(e) => {
+                failure = Some(e);
+                None
+            }
+        }
+    });
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    let (rustc, cargo) = answer
+        .as_deref()
+        .and_then(|a| a.split_once('\n'))
+        .ok_or_else(|| std::io::Error::other("rustc and cargo gave no versions"))?;
+    Ok(Toolchain {
+        rustc: rustc.to_owned(),
+        cargo: cargo.to_owned(),
+    })
+}
+
+fn ask_toolchain(workspace_root: &Path) -> std::io::Result<Toolchain> {
     let version = |tool: &str| -> std::io::Result<String> {
         let out = Command::new(tool)
             .arg("-V")
@@ -212,10 +366,70 @@ mod tests {
 
     #[test]
     fn the_workspace_s_own_commit_is_found() {
+        let memo = tempfile::tempdir().unwrap();
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-        if let Some(source) = git_source(&root) {
+        if let Some(source) = git_source(&root, memo.path()) {
             assert_eq!(source.commit.len(), 40);
         }
-        assert!(git_source(&std::env::temp_dir().join("no-such-dir")).is_none());
+        let none = tempfile::tempdir().unwrap();
+        assert!(git_source(none.path(), memo.path()).is_none());
+    }
+
+    /// git's answer is kept until a commit, a checkout or the remote changes.
+    #[test]
+    fn git_is_asked_again_after_a_commit_or_a_new_remote() {
+        let repo = tempfile::tempdir().unwrap();
+        let memo = tempfile::tempdir().unwrap();
+        let git = |args: &[&str]| {
+            let out = Command::new("git")
+                .args([
+                    "-c",
+                    "user.name=t",
+                    "-c",
+                    "user.email=t@t",
+                    "-c",
+                    "commit.gpgsign=false",
+                ])
+                .args(args)
+                .current_dir(repo.path())
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "git {args:?}: {out:?}");
+            String::from_utf8_lossy(&out.stdout).trim().to_owned()
+        };
+        git(&["init", "-q", "-b", "main"]);
+        assert!(
+            git_source(repo.path(), memo.path()).is_none(),
+            "no commit yet"
+        );
+        git(&["commit", "-q", "--allow-empty", "-m", "one"]);
+        let first = git_source(repo.path(), memo.path()).unwrap();
+        assert_eq!(first.commit, git(&["rev-parse", "HEAD"]));
+        assert_eq!(first.uri, None);
+        git(&["commit", "-q", "--allow-empty", "-m", "two"]);
+        let second = git_source(repo.path(), memo.path()).unwrap();
+        assert_eq!(second.commit, git(&["rev-parse", "HEAD"]));
+        assert_ne!(second.commit, first.commit);
+        git(&["remote", "add", "origin", "https://example.invalid/r.git"]);
+        let third = git_source(repo.path(), memo.path()).unwrap();
+        assert_eq!(third.uri.as_deref(), Some("https://example.invalid/r.git"));
+        git(&["pack-refs", "--all"]);
+        git(&["checkout", "-q", "--detach", &first.commit]);
+        assert_eq!(
+            git_source(repo.path(), memo.path()).unwrap().commit,
+            first.commit
+        );
+        git(&["checkout", "-q", "main"]);
+        assert_eq!(
+            git_source(repo.path(), memo.path()).unwrap().commit,
+            second.commit
+        );
+        // With nothing changed the record answers, not git: a record edited
+        // under its own stamp is what comes back.
+        let record = memo.path().join("git-source");
+        let text = std::fs::read_to_string(&record).unwrap();
+        let (stamp, _) = text.split_once('\n').unwrap();
+        std::fs::write(&record, format!("{stamp}\nfeed\n")).unwrap();
+        assert_eq!(git_source(repo.path(), memo.path()).unwrap().commit, "feed");
     }
 }

@@ -98,6 +98,7 @@ pub fn last_push(out_dir: &Path, name: &str) -> Option<PushRecord> {
 /// What signing needs beyond the image plan: the workspace and the key.
 pub struct Publisher<'a> {
     pub workspace_root: PathBuf,
+    pub target_dir: PathBuf,
     /// images.toml relative to the workspace root, as provenance records it.
     pub manifest_path: String,
     /// `SOURCE_DATE_EPOCH`: the `created` time of the referrer manifests.
@@ -268,7 +269,7 @@ impl Publisher<'_> {
         }
 
         let inputs = if settings.provenance {
-            Some(BuildInputs::read(&self.workspace_root)?)
+            Some(BuildInputs::read(&self.workspace_root, &self.target_dir)?)
         } else {
             None
         };
@@ -296,6 +297,7 @@ impl Publisher<'_> {
                     repository: Some(&reference),
                 },
                 &self.workspace_root,
+                &self.target_dir,
                 &self.manifest_path,
                 self.epoch,
                 inputs.as_ref(),

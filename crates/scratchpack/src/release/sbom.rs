@@ -8,9 +8,10 @@
 //! namespace and serial number derived from the image digest.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use cargo_metadata::{Metadata, MetadataCommand, Package};
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 
@@ -23,11 +24,8 @@ const TOOL: &str = concat!("scratchpack-", env!("CARGO_PKG_VERSION"));
 
 #[derive(Debug, thiserror::Error)]
 pub enum SbomError {
-    #[error("running cargo metadata for {triple}: {source}")]
-    Metadata {
-        triple: String,
-        source: cargo_metadata::Error,
-    },
+    #[error("asking cargo metadata for the licenses and sources of the crates")]
+    Metadata(#[source] crate::cargo_json::MetadataError),
     #[error("resolving the crates of `{package}` for {triple} (cargo tree): {message}")]
     Tree {
         package: String,
@@ -95,6 +93,7 @@ pub struct LinkedCrates {
 /// the crate list embedded in each binary both need them.
 pub fn load(
     workspace_root: &Path,
+    target_dir: &Path,
     package: &str,
     triple: &str,
     features: &[String],
@@ -114,38 +113,170 @@ pub fn load(
     if let Some(found) = memo.lock().ok().and_then(|m| m.get(&key).cloned()) {
         return Ok(found);
     }
-    let crates = resolve(workspace_root, package, triple, features, default_features)?;
+    let crates = resolve(
+        workspace_root,
+        target_dir,
+        package,
+        triple,
+        features,
+        default_features,
+    )?;
     if let Ok(mut m) = memo.lock() {
         m.insert(key, crates.clone());
     }
     Ok(crates)
 }
 
-/// `cargo metadata` with dependencies, asked once per workspace in a run:
-/// it describes every package, so each package and target reads the same
-/// answer for licenses and sources.
-fn workspace_metadata(
+/// What an SBOM says of one package, as `cargo metadata` describes it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Described {
+    name: String,
+    version: String,
+    license: Option<String>,
+    source: Option<String>,
+    /// From Cargo.lock, for a registry package.
+    checksum: Option<String>,
+}
+
+/// Every package of a workspace's resolve, as `cargo metadata` (with
+/// dependencies) described them, and the manifests on disk it read: the
+/// answer changes only with Cargo.lock (registry and git packages are
+/// pinned there, and their manifests never change) and those manifests.
+#[derive(Debug, Serialize, Deserialize)]
+struct Packages {
+    /// Records of another version of this crate are not read.
+    tool: String,
+    /// The digest of Cargo.lock the answer was given for.
+    lock: String,
+    /// Each manifest of a package on disk, and the workspace's root
+    /// manifest (members inherit fields from it) -> the digest of its bytes.
+    on_disk: BTreeMap<PathBuf, String>,
+    packages: Vec<Described>,
+}
+
+/// The largest record of [`Packages`] read back.
+const MAX_PACKAGES_RECORD: u64 = 64 * 1024 * 1024;
+
+impl Packages {
+    /// Asks `cargo metadata`.
+    /// Asks `cargo metadata`, which also writes Cargo.lock when there is
+    /// none yet; the lock is read after it answered.
+    fn ask(workspace_root: &Path) -> Result<Packages, SbomError> {
+        let metadata = crate::cargo_json::Metadata::read(workspace_root, false)
+            .map_err(SbomError::Metadata)?;
+        let lock = read_lock(workspace_root)?;
+        let mut checksums = lock_checksums(&lock)?;
+        let mut on_disk = BTreeMap::new();
+        let root_manifest = metadata.workspace_root.join("Cargo.toml");
+        for path in metadata
+            .packages
+            .iter()
+            .filter(|p| p.source.is_none())
+            .map(|p| &p.manifest_path)
+            .chain([&root_manifest])
+        {
+            on_disk.insert(path.clone(), file_digest(path));
+        }
+        Ok(Packages {
+            tool: TOOL.to_owned(),
+            lock: hex_digest(lock.as_bytes()),
+            on_disk,
+            packages: metadata
+                .packages
+                .into_iter()
+                .map(|p| Described {
+                    checksum: checksums.remove(&(p.name.clone(), p.version.clone())),
+                    name: p.name,
+                    version: p.version,
+                    license: p.license,
+                    source: p.source,
+                })
+                .collect(),
+        })
+    }
+
+    /// The record at `path`, if it answers for the lock file whose digest is
+    /// `lock` and no manifest it read has changed since.
+    fn recorded(path: &Path, lock: &str) -> Option<Packages> {
+        use std::io::Read as _;
+        let mut bytes = Vec::new();
+        std::fs::File::open(path)
+            .ok()?
+            .take(MAX_PACKAGES_RECORD)
+            .read_to_end(&mut bytes)
+            .ok()?;
+        let known: Packages = serde_json::from_slice(&bytes).ok()?;
+        let current = known.tool == TOOL
+            && known.lock == lock
+            && known
+                .on_disk
+                .iter()
+                .all(|(path, digest)| file_digest(path) == *digest);
+        current.then_some(known)
+    }
+}
+
+fn hex_digest(bytes: &[u8]) -> String {
+    crate::oci::hex(&Sha256::digest(bytes))
+}
+
+/// The digest of a file's bytes; a file that cannot be read has the empty
+/// string, which no digest equals, so a record naming it is not trusted.
+fn file_digest(path: &Path) -> String {
+    std::fs::read(path)
+        .map(|b| hex_digest(&b))
+        .unwrap_or_default()
+}
+
+/// The packages of the workspace at `workspace_root`, asked of cargo once
+/// per run and kept in `target_dir` between runs (see [`Packages`]), so a
+/// run where Cargo.lock and the manifests on disk are as they were asks
+/// cargo nothing.
+fn workspace_packages(
     workspace_root: &Path,
-) -> Result<std::sync::Arc<Metadata>, cargo_metadata::Error> {
-    type Known = BTreeMap<std::path::PathBuf, std::sync::Arc<Metadata>>;
+    target_dir: &Path,
+) -> Result<Arc<Packages>, SbomError> {
+    // No lock file yet: cargo metadata writes one.
+    let lock = match std::fs::read(workspace_root.join("Cargo.lock")) {
+        Ok(bytes) => hex_digest(&bytes),
+        Err(_) => String::new(),
+    };
+    type Known = BTreeMap<PathBuf, Arc<Packages>>;
     static KNOWN: std::sync::OnceLock<std::sync::Mutex<Known>> = std::sync::OnceLock::new();
     let known = KNOWN.get_or_init(Default::default);
     if let Some(m) = known
         .lock()
         .ok()
         .and_then(|k| k.get(workspace_root).cloned())
+        .filter(|m| m.lock == lock)
     {
         return Ok(m);
     }
-    let metadata = std::sync::Arc::new(MetadataCommand::new().current_dir(workspace_root).exec()?);
+    let record = target_dir.join("scratchpack/crate-trees").join(format!(
+        "packages-{}.json",
+        &hex_digest(workspace_root.as_os_str().as_encoded_bytes())[..32]
+    ));
+    let packages = match Packages::recorded(&record, &lock) {
+        Some(p) => p,
+        None => {
+            let p = Packages::ask(workspace_root)?;
+            if let Ok(bytes) = serde_json::to_vec(&p) {
+                // Only a cache: a failed write costs one `cargo metadata` next time.
+                let _ = crate::output::write_atomic(&record, &bytes);
+            }
+            p
+        }
+    };
+    let packages = Arc::new(packages);
     if let Ok(mut k) = known.lock() {
-        k.insert(workspace_root.to_owned(), std::sync::Arc::clone(&metadata));
+        k.insert(workspace_root.to_owned(), Arc::clone(&packages));
     }
-    Ok(metadata)
+    Ok(packages)
 }
 
 fn resolve(
     workspace_root: &Path,
+    target_dir: &Path,
     package: &str,
     triple: &str,
     features: &[String],
@@ -156,22 +287,14 @@ fn resolve(
         triple: triple.to_owned(),
         message,
     };
-    let metadata = workspace_metadata(workspace_root).map_err(|source| SbomError::Metadata {
-        triple: triple.to_owned(),
-        source,
-    })?;
-    let lock_path = metadata.workspace_root.as_std_path().join("Cargo.lock");
-    let lock = std::fs::read_to_string(&lock_path).map_err(|source| SbomError::Lock {
-        path: lock_path,
-        source,
-    })?;
+    let packages = workspace_packages(workspace_root, target_dir)?;
     // What `cargo tree` answers depends on the lock file, the manifests of
     // the packages on disk (path dependencies can change features and
     // dependencies) and the question; the answer is kept under a digest of
     // those, so a run where none changed asks cargo nothing.
     let mut key = Sha256::new();
     for part in [
-        lock.as_str(),
+        packages.lock.as_str(),
         package,
         triple,
         &features.join(","),
@@ -180,15 +303,13 @@ fn resolve(
         key.update(part.as_bytes());
         key.update([0]);
     }
-    for p in metadata.packages.iter().filter(|p| p.source.is_none()) {
-        key.update(p.manifest_path.as_str().as_bytes());
+    for (path, digest) in &packages.on_disk {
+        key.update(path.as_os_str().as_encoded_bytes());
         key.update([0]);
-        key.update(std::fs::read(&p.manifest_path).unwrap_or_default());
+        key.update(digest.as_bytes());
         key.update([0]);
     }
-    let kept = metadata
-        .target_directory
-        .as_std_path()
+    let kept = target_dir
         .join("scratchpack/crate-trees")
         .join(crate::oci::hex(&key.finalize()));
     let tree = match std::fs::read_to_string(&kept) {
@@ -201,7 +322,7 @@ fn resolve(
             tree
         }
     };
-    from_tree(&tree, &metadata, &lock).map_err(tree_err)
+    from_tree(&tree, &packages.packages).map_err(tree_err)
 }
 
 /// `cargo tree -e normal` of `package` for `triple`: each linked crate as a
@@ -246,12 +367,10 @@ fn cargo_tree(
 /// Reads `cargo tree --prefix depth -f {p}` output: each line is a depth,
 /// a name and a `v`-prefixed version; a line's parent is the closest line
 /// above it one level shallower.
-pub fn from_tree(tree: &str, metadata: &Metadata, lock: &str) -> Result<LinkedCrates, String> {
-    let checksums = lock_checksums(lock).map_err(|e| e.to_string())?;
-    let packages: BTreeMap<(String, String), &Package> = metadata
-        .packages
+fn from_tree(tree: &str, described: &[Described]) -> Result<LinkedCrates, String> {
+    let packages: BTreeMap<(String, String), &Described> = described
         .iter()
-        .map(|p| ((p.name.to_string(), p.version.to_string()), p))
+        .map(|p| ((p.name.clone(), p.version.clone()), p))
         .collect();
     let mut crates = BTreeMap::new();
     let mut edges: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
@@ -284,13 +403,11 @@ pub fn from_tree(tree: &str, metadata: &Metadata, lock: &str) -> Result<LinkedCr
             .get(&(name.to_owned(), version.to_owned()))
             .ok_or_else(|| format!("cargo tree names {key}, which cargo metadata does not know"))?;
         crates.entry(key).or_insert_with(|| Crate {
-            checksum: checksums
-                .get(&(name.to_owned(), version.to_owned()))
-                .cloned(),
+            checksum: p.checksum.clone(),
             name: name.to_owned(),
             version: version.to_owned(),
             license: p.license.as_deref().map(normalise_license),
-            source: p.source.as_ref().map(|s| s.repr.clone()),
+            source: p.source.clone(),
         });
     }
     Ok(LinkedCrates {
@@ -298,6 +415,11 @@ pub fn from_tree(tree: &str, metadata: &Metadata, lock: &str) -> Result<LinkedCr
         crates,
         edges,
     })
+}
+
+fn read_lock(workspace_root: &Path) -> Result<String, SbomError> {
+    let path = workspace_root.join("Cargo.lock");
+    std::fs::read_to_string(&path).map_err(|source| SbomError::Lock { path, source })
 }
 
 /// `(name, version)` → checksum for every registry package in Cargo.lock.
