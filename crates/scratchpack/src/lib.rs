@@ -14,6 +14,7 @@ pub mod cli;
 pub mod compile;
 pub mod diagnostic;
 pub mod elf;
+pub mod gunzip;
 pub mod manifest;
 pub mod oci;
 pub mod output;

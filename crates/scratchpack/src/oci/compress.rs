@@ -343,7 +343,7 @@ mod tests {
             let c = compress(Compression::Gzip, &data);
             let mut back = Vec::new();
             // A single-member decoder: the blocks are one stream, not members.
-            flate2::read::GzDecoder::new(c.bytes.as_slice())
+            crate::gunzip::GzDecoder::new(c.bytes.as_slice())
                 .read_to_end(&mut back)
                 .unwrap();
             assert_eq!(back, data, "length {len}");
