@@ -146,10 +146,20 @@ fn render_one(out: &mut String, text: &str, path: &str, d: &Diagnostic, styled: 
     } else {
         let end_col = display_width(&text[line_start(text, last)..last]);
         let bar = paint(ERROR, "|");
-        out.push_str(&trim_end(format!("{} {gutter}   {}", number(first), shown_whole(first))));
+        out.push_str(&trim_end(format!(
+            "{} {gutter}   {}",
+            number(first),
+            shown_whole(first)
+        )));
         out.push_str(&format!(
             "\n{pad} {gutter} {}",
-            paint(ERROR, &format!(" {}^", "_".repeat(display_width_col(text, start, start_col) + 1)))
+            paint(
+                ERROR,
+                &format!(
+                    " {}^",
+                    "_".repeat(display_width_col(text, start, start_col) + 1)
+                )
+            )
         ));
         let inner: Vec<usize> = (first + 1..=last_line).collect();
         for (i, &n) in inner.iter().enumerate() {
@@ -160,7 +170,11 @@ fn render_one(out: &mut String, text: &str, path: &str, d: &Diagnostic, styled: 
                 continue;
             }
             out.push('\n');
-            out.push_str(&trim_end(format!("{} {gutter} {bar} {}", number(n), shown_whole(n))));
+            out.push_str(&trim_end(format!(
+                "{} {gutter} {bar} {}",
+                number(n),
+                shown_whole(n)
+            )));
         }
         out.push_str(&format!(
             "\n{pad} {gutter} {}{label}",
@@ -168,7 +182,10 @@ fn render_one(out: &mut String, text: &str, path: &str, d: &Diagnostic, styled: 
         ));
     }
     if let Some(help) = &d.help {
-        out.push_str(&format!("\n{pad} {gutter}\n{}: {help}", paint(HELP, "help")));
+        out.push_str(&format!(
+            "\n{pad} {gutter}\n{}: {help}",
+            paint(HELP, "help")
+        ));
     }
 }
 
@@ -246,7 +263,10 @@ fn line_start(text: &str, offset: usize) -> usize {
 
 /// The 0-based line of `offset`, and its byte offset within the line.
 fn line_of(text: &str, offset: usize) -> (usize, usize) {
-    let line = text.as_bytes()[..offset].iter().filter(|&&b| b == b'\n').count();
+    let line = text.as_bytes()[..offset]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count();
     (line, offset - line_start(text, offset))
 }
 
@@ -274,7 +294,8 @@ fn trim_end(s: String) -> String {
 }
 
 fn is_control(c: char) -> bool {
-    (c.is_control() && c != '\t' && c != '\n') || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    (c.is_control() && c != '\t' && c != '\n')
+        || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
 /// Columns `s` takes on a terminal, as [`display`] shows it: a tab four, a

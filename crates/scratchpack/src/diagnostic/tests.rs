@@ -35,7 +35,12 @@ const SOURCE: &str = "[images.x]\npackage = \"helo\"\n";
 #[test]
 fn the_layout_is_cargos() {
     assert_eq!(
-        render(SOURCE, 21..27, "no such package", Some("packages are `hello`")),
+        render(
+            SOURCE,
+            21..27,
+            "no such package",
+            Some("packages are `hello`")
+        ),
         "error: the message\n \
          --> images.toml:2:11\n  \
          |\n\
@@ -94,7 +99,10 @@ fn colour_only_adds_escapes() {
 fn the_gutter_widens_with_the_line_number() {
     let source = "a = 1\n".repeat(9) + "k = 1\n";
     let out = render(&source, 54..55, "ten", None);
-    assert!(out.contains("\n  --> images.toml:10:1\n   |\n10 | k = 1\n   | ^ ten"), "{out}");
+    assert!(
+        out.contains("\n  --> images.toml:10:1\n   |\n10 | k = 1\n   | ^ ten"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -127,7 +135,10 @@ fn a_span_at_the_end_of_the_file_points_at_its_last_character() {
     assert!(out.contains("images.toml:1:9"), "{out}");
     assert_eq!(carets(&out), (column_of(&out, "é"), 1));
     let out = render("", 0..0, "empty", None);
-    assert!(out.contains("images.toml:1:1\n  |\n1 |\n  | ^ empty"), "{out}");
+    assert!(
+        out.contains("images.toml:1:1\n  |\n1 |\n  | ^ empty"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -169,7 +180,10 @@ fn a_long_line_is_cut_around_the_span() {
     let out = render(&source, at..at + 9, "here", None);
     let line = out.lines().find(|l| l.starts_with("1 |")).unwrap();
     assert!(line.chars().count() <= MAX_WIDTH + 10, "{line}");
-    assert!(line.contains("...") && line.contains("\"bad tag\""), "{line}");
+    assert!(
+        line.contains("...") && line.contains("\"bad tag\""),
+        "{line}"
+    );
     assert_eq!(carets(&out), (column_of(&out, "\"bad"), 9));
     // A span wider than the window is underlined to the window's edge.
     let out = render(&source, 8..source.len() - 1, "", None);
@@ -181,6 +195,9 @@ fn control_characters_and_carriage_returns_are_not_sent_to_the_terminal() {
     let source = "[images.x]\r\nname = \"\x1b[2J\u{202e}x\"\r\n";
     let at = source.find("name").unwrap();
     let out = render(source, at..at + 4, "l", None);
-    assert!(!out.contains('\x1b') && !out.contains('\r') && !out.contains('\u{202e}'), "{out:?}");
+    assert!(
+        !out.contains('\x1b') && !out.contains('\r') && !out.contains('\u{202e}'),
+        "{out:?}"
+    );
     assert!(out.contains("name = \"\u{fffd}[2J\u{fffd}x\"\n"), "{out:?}");
 }

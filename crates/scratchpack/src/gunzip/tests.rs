@@ -4,7 +4,9 @@ use crate::oci::compress::{Compression, compress};
 /// What the fixtures hold: `gzip -9` of it (with the file name "lines"), and
 /// `pigz -p2 -b 32 -6 -n --comment 'made by pigz'` of it (three blocks).
 fn lines() -> Vec<u8> {
-    (0..8000).flat_map(|i| format!("line {i}\n").into_bytes()).collect()
+    (0..8000)
+        .flat_map(|i| format!("line {i}\n").into_bytes())
+        .collect()
 }
 
 const GZIP: &[u8] = include_bytes!("fixtures/lines.gz");
@@ -82,7 +84,9 @@ fn concatenated_members_read_as_one_stream() {
     want.extend_from_slice(b"tail");
     assert_eq!(gunzip(&both).unwrap(), want);
     let mut out = Vec::new();
-    GzDecoder::new(Trickle(&both)).read_to_end(&mut out).unwrap();
+    GzDecoder::new(Trickle(&both))
+        .read_to_end(&mut out)
+        .unwrap();
     assert_eq!(out, want);
 }
 
@@ -142,7 +146,10 @@ fn a_wrong_crc_or_length_is_an_error() {
 #[test]
 fn every_truncation_is_an_error() {
     for source in [GZIP, PIGZ] {
-        for cut in (0..source.len()).step_by(97).chain(source.len() - 9..source.len()) {
+        for cut in (0..source.len())
+            .step_by(97)
+            .chain(source.len() - 9..source.len())
+        {
             let e = err(&source[..cut]);
             assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof, "cut at {cut}: {e}");
         }
