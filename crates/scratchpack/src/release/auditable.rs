@@ -173,6 +173,10 @@ const SHF_ALLOC: u64 = 2;
 const GLOBAL_OBJECT: u8 = 0x11;
 const STV_HIDDEN: u8 = 2;
 
+/// A section header's fields: name, type, flags, offset, size, link, info,
+/// alignment and entry size.
+type SectionRow = (u32, u32, u64, u64, u64, u32, u32, u64, u64);
+
 /// A relocatable ELF object for `triple` whose `.dep-v0` section holds
 /// `data`, named by the global (hidden) symbol [`SYMBOL`].
 ///
@@ -231,8 +235,7 @@ pub fn object_file(triple: &str, data: &[u8]) -> Result<Vec<u8>, AuditableError>
     out.align(align);
     let shoff = out.at();
 
-    // (name, type, flags, offset, size, link, info, align, entsize)
-    let sections: [(u32, u32, u64, u64, u64, u32, u32, u64, u64); 5] = [
+    let sections: [SectionRow; 5] = [
         (0, 0, 0, 0, 0, 0, 0, 0, 0),
         (
             NAME_DEP,
