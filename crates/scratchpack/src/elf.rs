@@ -17,8 +17,8 @@
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Machine(pub u16);
 
-pub const EM_MIPS: Machine = Machine(8);
 pub const EM_386: Machine = Machine(3);
+pub const EM_MIPS: Machine = Machine(8);
 pub const EM_PPC: Machine = Machine(20);
 pub const EM_PPC64: Machine = Machine(21);
 pub const EM_S390: Machine = Machine(22);
