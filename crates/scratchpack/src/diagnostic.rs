@@ -94,7 +94,7 @@ fn render_one(out: &mut String, text: &str, path: &str, d: &Diagnostic, styled: 
         }
     };
     let (start, end) = clamp_span(text, &d.span);
-    let (first, start_col) = line_of(text, start);
+    let first = line_of(text, start);
     // The last character the span covers: an empty span covers none, and
     // is shown as one caret at its start.
     let last = if end > start {
@@ -102,7 +102,7 @@ fn render_one(out: &mut String, text: &str, path: &str, d: &Diagnostic, styled: 
     } else {
         start
     };
-    let (last_line, _) = line_of(text, last);
+    let last_line = line_of(text, last);
     let width = (last_line + 1).to_string().len();
     let pad = " ".repeat(width);
     let gutter = paint(GUTTER, "|");
@@ -124,8 +124,9 @@ fn render_one(out: &mut String, text: &str, path: &str, d: &Diagnostic, styled: 
     let lines: Vec<&str> = text.split('\n').collect();
     let shown = |n: usize| display(lines.get(n).copied().unwrap_or(""));
     let shown_whole = |n: usize| window(&shown(n), 0).0;
+    // Columns before the span on its first line.
+    let before = display_width(&text[line_start(text, start)..start]);
     if last_line == first {
-        let before = display_width(&text[line_start(text, start)..start]);
         let carets = display_width(&text[start..end.max(start)]).max(1);
         // A very long line is shown as a window that starts a little before
         // the span, so the underline stays on screen.
@@ -144,7 +145,10 @@ fn render_one(out: &mut String, text: &str, path: &str, d: &Diagnostic, styled: 
             paint(ERROR, &"^".repeat(carets))
         ));
     } else {
-        let end_col = display_width(&text[line_start(text, last)..last]);
+        // Long lines are cut at the window's right edge, and so are the
+        // underscores leading to the span's ends.
+        let start_col = before.min(MAX_WIDTH);
+        let end_col = display_width(&text[line_start(text, last)..last]).min(MAX_WIDTH);
         let bar = paint(ERROR, "|");
         out.push_str(&trim_end(format!(
             "{} {gutter}   {}",
@@ -153,13 +157,7 @@ fn render_one(out: &mut String, text: &str, path: &str, d: &Diagnostic, styled: 
         )));
         out.push_str(&format!(
             "\n{pad} {gutter} {}",
-            paint(
-                ERROR,
-                &format!(
-                    " {}^",
-                    "_".repeat(display_width_col(text, start, start_col) + 1)
-                )
-            )
+            paint(ERROR, &format!(" {}^", "_".repeat(start_col + 1)))
         ));
         let inner: Vec<usize> = (first + 1..=last_line).collect();
         for (i, &n) in inner.iter().enumerate() {
@@ -261,18 +259,12 @@ fn line_start(text: &str, offset: usize) -> usize {
     text[..offset].rfind('\n').map_or(0, |i| i + 1)
 }
 
-/// The 0-based line of `offset`, and its byte offset within the line.
-fn line_of(text: &str, offset: usize) -> (usize, usize) {
-    let line = text.as_bytes()[..offset]
+/// The 0-based line of `offset`.
+fn line_of(text: &str, offset: usize) -> usize {
+    text.as_bytes()[..offset]
         .iter()
         .filter(|&&b| b == b'\n')
-        .count();
-    (line, offset - line_start(text, offset))
-}
-
-/// The display width of the line up to `offset` (`col` bytes into it).
-fn display_width_col(text: &str, offset: usize, col: usize) -> usize {
-    display_width(&text[offset - col..offset])
+        .count()
 }
 
 /// A source line as shown: a carriage return before the newline dropped,

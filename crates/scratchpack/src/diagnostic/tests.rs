@@ -186,6 +186,15 @@ fn a_long_line_is_cut_around_the_span() {
         "{line}"
     );
     assert_eq!(carets(&out), (column_of(&out, "\"bad"), 9));
+    // A span over lines from far along a long line: no line of the
+    // rendering runs past the window.
+    let over = format!("{}\n  \"b\",\n]\n", source.trim_end());
+    let out = render(&over, at..over.len() - 1, "", None);
+    assert!(out.contains("| |_^"), "{out}");
+    assert!(
+        out.lines().all(|l| l.chars().count() <= MAX_WIDTH + 12),
+        "{out}"
+    );
     // A span wider than the window is underlined to the window's edge.
     let out = render(&source, 8..source.len() - 1, "", None);
     assert!(carets(&out).1 <= MAX_WIDTH, "{out}");
