@@ -494,7 +494,7 @@ pub fn short(digest: &str) -> &str {
 mod tests {
     use std::collections::BTreeMap;
 
-    use object::elf::{EM_X86_64, ET_DYN};
+    use crate::elf::{EM_X86_64, ET_DYN};
 
     use super::*;
     use crate::elf::tests::elf64;
@@ -544,7 +544,7 @@ mod tests {
     fn builds_then_finds_the_result_fresh() {
         let dir = tempfile::tempdir().unwrap();
         let bin = dir.path().join("app");
-        std::fs::write(&bin, elf64(ET_DYN.0, EM_X86_64.0, None, &[], true)).unwrap();
+        std::fs::write(&bin, elf64(ET_DYN, EM_X86_64.0, None, &[], true)).unwrap();
         let compiler = Prebuilt(bin, Default::default());
         let image = plan(dir.path());
         let first = build(&[&image], &compiler, &options(dir.path()), Shell::new(true)).unwrap();
@@ -569,7 +569,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let bin = dir.path().join("app");
         // A few megabytes, so the layer has many blocks and batches.
-        let mut bytes = elf64(ET_DYN.0, EM_X86_64.0, None, &[], true);
+        let mut bytes = elf64(ET_DYN, EM_X86_64.0, None, &[], true);
         let mut x: u32 = 7;
         bytes.extend((0..20_000_000u32).map(|i| {
             x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
@@ -602,13 +602,7 @@ mod tests {
     fn a_dynamic_binary_writes_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let bin = dir.path().join("app");
-        let dynamic = elf64(
-            ET_DYN.0,
-            EM_X86_64.0,
-            Some("/lib/ld.so"),
-            &["libc.so"],
-            true,
-        );
+        let dynamic = elf64(ET_DYN, EM_X86_64.0, Some("/lib/ld.so"), &["libc.so"], true);
         std::fs::write(&bin, dynamic).unwrap();
         let compiler = Prebuilt(bin, Default::default());
         let image = plan(dir.path());

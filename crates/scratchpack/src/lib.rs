@@ -15,6 +15,7 @@ pub mod cli;
 pub mod compile;
 pub mod diagnostic;
 pub mod elf;
+pub mod gunzip;
 pub mod manifest;
 pub mod memo;
 pub mod oci;

@@ -78,7 +78,7 @@ impl Platform {
     /// and byte order. The machine alone does not tell a platform apart:
     /// ppc64 and ppc64le share `EM_PPC64` and differ in byte order.
     pub fn elf_machine(self) -> ElfMachine {
-        use object::elf;
+        use crate::elf;
         let (machine, class) = match self {
             Platform::LinuxAmd64 => (elf::EM_X86_64, Class::Elf64),
             Platform::LinuxArm64 => (elf::EM_AARCH64, Class::Elf64),
@@ -92,7 +92,7 @@ impl Platform {
         ElfMachine {
             machine,
             class,
-            endian: object::Endianness::Little,
+            endian: crate::elf::Endian::Little,
         }
     }
 

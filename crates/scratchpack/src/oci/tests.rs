@@ -76,7 +76,7 @@ fn config_manifest_and_index_bytes() {
 }
 
 fn tar_listing(layer: &Layer) -> Vec<(String, u32, u64, u64, u64, u64)> {
-    let mut gz = flate2::read::GzDecoder::new(layer.blob.bytes.as_slice());
+    let mut gz = crate::gunzip::GzDecoder::new(layer.blob.bytes.as_slice());
     let mut tar_bytes = Vec::new();
     gz.read_to_end(&mut tar_bytes).unwrap();
     assert_eq!(Digest::of(&tar_bytes), layer.diff_id);

@@ -8,13 +8,10 @@
 
 use std::path::Path;
 
-use object::write::{Object, StandardSegment, Symbol, SymbolSection};
-use object::{
-    Architecture, BinaryFormat, Endianness, SectionKind, SymbolFlags, SymbolKind, SymbolScope,
-};
 use serde_json::{Value, json};
 
 use super::sbom::LinkedCrates;
+use crate::elf::{self, Class, Endian, Machine};
 
 /// The section scanners look for.
 pub const SECTION: &str = ".dep-v0";
@@ -26,8 +23,10 @@ pub const SYMBOL: &str = "AUDITABLE_VERSION_INFO";
 pub enum AuditableError {
     #[error("embedding the crate list: no ELF architecture is known for target `{0}`")]
     Target(String),
-    #[error("embedding the crate list: writing the object file: {0}")]
-    Object(#[from] object::write::Error),
+    #[error(
+        "embedding the crate list: the list is {0} bytes, more than a 32-bit object file holds"
+    )]
+    TooLarge(usize),
     #[error("embedding the crate list: writing {}: {source}", path.display())]
     Write {
         path: std::path::PathBuf,
@@ -87,66 +86,239 @@ pub fn compress(json: &[u8]) -> Vec<u8> {
     miniz_oxide::deflate::compress_to_vec_zlib(json, 9)
 }
 
-/// The ELF machine, byte order and header flags of `triple`'s objects. The
-/// flags matter where the linker refuses to mix ABIs: ARM's EABI version and
-/// hard-float convention, RISC-V's compressed instructions and float ABI,
-/// the 64-bit PowerPC ABI version.
-fn architecture(triple: &str) -> Option<(Architecture, Endianness, u32)> {
+/// The ELF machine, class, byte order and header flags of `triple`'s
+/// objects. The flags matter where the linker refuses to mix ABIs: ARM's
+/// EABI version and hard-float convention, RISC-V's compressed instructions
+/// and float ABI, the 64-bit PowerPC ABI version.
+fn architecture(triple: &str) -> Option<(Machine, Class, Endian, u32)> {
     let arch = triple.split('-').next()?;
     let hard_float = triple.ends_with("eabihf");
+    let little = Endian::Little;
     Some(match arch {
-        "x86_64" => (Architecture::X86_64, Endianness::Little, 0),
-        "aarch64" => (Architecture::Aarch64, Endianness::Little, 0),
-        "i586" | "i686" => (Architecture::I386, Endianness::Little, 0),
-        "riscv64gc" => (
-            Architecture::Riscv64,
-            Endianness::Little,
-            // EF_RISCV_RVC | EF_RISCV_FLOAT_ABI_DOUBLE
-            0x0005,
-        ),
+        "x86_64" => (elf::EM_X86_64, Class::Elf64, little, 0),
+        "aarch64" => (elf::EM_AARCH64, Class::Elf64, little, 0),
+        "i586" | "i686" => (elf::EM_386, Class::Elf32, little, 0),
+        // EF_RISCV_RVC | EF_RISCV_FLOAT_ABI_DOUBLE: riscv64gc targets use
+        // the lp64d ABI, and the linker refuses to mix float ABIs.
+        "riscv64gc" => (elf::EM_RISCV, Class::Elf64, little, 0x0005),
+        // EF_ARM_EABI_VER5 with EF_ARM_ABI_FLOAT_HARD or _SOFT.
         "armv7" | "arm" => (
-            Architecture::Arm,
-            Endianness::Little,
-            // EF_ARM_EABI_VER5 with EF_ARM_ABI_FLOAT_HARD or _SOFT.
+            elf::EM_ARM,
+            Class::Elf32,
+            little,
             0x0500_0000 | if hard_float { 0x400 } else { 0x200 },
         ),
-        "powerpc64le" => (Architecture::PowerPc64, Endianness::Little, 2),
-        "powerpc64" => (Architecture::PowerPc64, Endianness::Big, 2),
-        "s390x" => (Architecture::S390x, Endianness::Big, 0),
+        // ELFv2, the only ABI of little-endian and musl 64-bit PowerPC.
+        "powerpc64le" => (elf::EM_PPC64, Class::Elf64, little, 2),
+        "powerpc64" => (elf::EM_PPC64, Class::Elf64, Endian::Big, 2),
+        "s390x" => (elf::EM_S390, Class::Elf64, Endian::Big, 0),
         _ => return None,
     })
 }
 
+/// Integers of one ELF file's class and byte order, appended to a buffer.
+struct Out {
+    bytes: Vec<u8>,
+    class: Class,
+    endian: Endian,
+}
+
+impl Out {
+    fn u8(&mut self, v: u8) {
+        self.bytes.push(v);
+    }
+    fn u16(&mut self, v: u16) {
+        self.bytes.extend_from_slice(&match self.endian {
+            Endian::Little => v.to_le_bytes(),
+            Endian::Big => v.to_be_bytes(),
+        });
+    }
+    fn u32(&mut self, v: u32) {
+        self.bytes.extend_from_slice(&match self.endian {
+            Endian::Little => v.to_le_bytes(),
+            Endian::Big => v.to_be_bytes(),
+        });
+    }
+    /// An address-sized field; callers keep 32-bit values in range (checked
+    /// once, on the section size, in [`object_file`]).
+    fn word(&mut self, v: u64) {
+        match (self.class, self.endian) {
+            (Class::Elf64, Endian::Little) => self.bytes.extend_from_slice(&v.to_le_bytes()),
+            (Class::Elf64, Endian::Big) => self.bytes.extend_from_slice(&v.to_be_bytes()),
+            (Class::Elf32, _) => self.u32(v as u32),
+        }
+    }
+    fn align(&mut self, to: usize) {
+        while !self.bytes.len().is_multiple_of(to) {
+            self.bytes.push(0);
+        }
+    }
+    fn at(&self) -> u64 {
+        self.bytes.len() as u64
+    }
+}
+
+/// Section names, in the order of `SHSTRTAB` below, and their offsets there.
+const SHSTRTAB: &[u8] = b"\0.shstrtab\0.strtab\0.symtab\0.dep-v0\0";
+const NAME_SHSTRTAB: u32 = 1;
+const NAME_STRTAB: u32 = 11;
+const NAME_SYMTAB: u32 = 19;
+const NAME_DEP: u32 = 27;
+
+const SHT_PROGBITS: u32 = 1;
+const SHT_SYMTAB: u32 = 2;
+const SHT_STRTAB: u32 = 3;
+const SHF_ALLOC: u64 = 2;
+/// STB_GLOBAL << 4 | STT_OBJECT.
+const GLOBAL_OBJECT: u8 = 0x11;
+const STV_HIDDEN: u8 = 2;
+
+/// A section header's fields: name, type, flags, offset, size, link, info,
+/// alignment and entry size.
+type SectionRow = (u32, u32, u64, u64, u64, u32, u32, u64, u64);
+
 /// A relocatable ELF object for `triple` whose `.dep-v0` section holds
 /// `data`, named by the global (hidden) symbol [`SYMBOL`].
+///
+/// The layout is the one linkers expect of a data-only object (gABI,
+/// "Object Files"): the ELF header, the section's bytes, the symbol table
+/// (a null symbol and [`SYMBOL`]), its string table, the section names, and
+/// the section header table (null, `.dep-v0`, `.symtab`, `.strtab`,
+/// `.shstrtab`). No relocations: the data is self-contained.
 pub fn object_file(triple: &str, data: &[u8]) -> Result<Vec<u8>, AuditableError> {
-    let (arch, endian, e_flags) =
+    let (machine, class, endian, e_flags) =
         architecture(triple).ok_or_else(|| AuditableError::Target(triple.to_owned()))?;
-    let mut obj = Object::new(BinaryFormat::Elf, arch, endian);
-    obj.flags = object::FileFlags::Elf {
-        os_abi: object::elf::ELFOSABI_NONE,
-        abi_version: 0,
-        e_flags: object::elf::FileFlags(e_flags),
+    // Every offset of a 32-bit file, the section header table's last, fits 32 bits.
+    if class == Class::Elf32 && u32::try_from(data.len() + 4096).is_err() {
+        return Err(AuditableError::TooLarge(data.len()));
+    }
+    let wide = class == Class::Elf64;
+    let (ehsize, shentsize, symentsize, align): (u16, u16, u64, usize) = if wide {
+        (64, 64, 24, 8)
+    } else {
+        (52, 40, 16, 4)
     };
-    let section = obj.add_section(
-        obj.segment_name(StandardSegment::Data).to_vec(),
-        SECTION.as_bytes().to_vec(),
-        SectionKind::ReadOnlyData,
-    );
-    let offset = obj.append_section_data(section, data, 1);
-    obj.add_symbol(Symbol {
-        name: SYMBOL.as_bytes().to_vec(),
-        value: offset,
-        size: data.len() as u64,
-        kind: SymbolKind::Data,
-        // Global so the linker can be told it is needed; hidden so it is
-        // never exported from the executable.
-        scope: SymbolScope::Linkage,
-        weak: false,
-        section: SymbolSection::Section(section),
-        flags: SymbolFlags::None,
-    });
-    Ok(obj.write()?)
+    let mut strtab = vec![0];
+    strtab.extend_from_slice(SYMBOL.as_bytes());
+    strtab.push(0);
+
+    let mut out = Out {
+        bytes: Vec::new(),
+        class,
+        endian,
+    };
+    // The header is written last, over these zeros, once offsets are known.
+    out.bytes.resize(usize::from(ehsize), 0);
+    let data_at = out.at();
+    out.bytes.extend_from_slice(data);
+    out.align(align);
+    let symtab_at = out.at();
+    out.bytes.resize(out.bytes.len() + symentsize as usize, 0);
+    out.u32(1); // st_name: the symbol's name in .strtab
+    if wide {
+        out.u8(GLOBAL_OBJECT);
+        out.u8(STV_HIDDEN);
+        out.u16(1); // st_shndx: .dep-v0
+        out.word(0); // st_value: the start of the section
+        out.word(data.len() as u64);
+    } else {
+        out.word(0);
+        out.word(data.len() as u64);
+        out.u8(GLOBAL_OBJECT);
+        out.u8(STV_HIDDEN);
+        out.u16(1);
+    }
+    let strtab_at = out.at();
+    out.bytes.extend_from_slice(&strtab);
+    let shstrtab_at = out.at();
+    out.bytes.extend_from_slice(SHSTRTAB);
+    out.align(align);
+    let shoff = out.at();
+
+    let sections: [SectionRow; 5] = [
+        (0, 0, 0, 0, 0, 0, 0, 0, 0),
+        (
+            NAME_DEP,
+            SHT_PROGBITS,
+            SHF_ALLOC,
+            data_at,
+            data.len() as u64,
+            0,
+            0,
+            1,
+            0,
+        ),
+        // sh_link: the string table; sh_info: one past the last local symbol.
+        (
+            NAME_SYMTAB,
+            SHT_SYMTAB,
+            0,
+            symtab_at,
+            2 * symentsize,
+            3,
+            1,
+            align as u64,
+            symentsize,
+        ),
+        (
+            NAME_STRTAB,
+            SHT_STRTAB,
+            0,
+            strtab_at,
+            strtab.len() as u64,
+            0,
+            0,
+            1,
+            0,
+        ),
+        (
+            NAME_SHSTRTAB,
+            SHT_STRTAB,
+            0,
+            shstrtab_at,
+            SHSTRTAB.len() as u64,
+            0,
+            0,
+            1,
+            0,
+        ),
+    ];
+    for (name, kind, flags, offset, size, link, info, align, entsize) in sections {
+        out.u32(name);
+        out.u32(kind);
+        out.word(flags);
+        out.word(0); // sh_addr: nothing is placed before the link
+        out.word(offset);
+        out.word(size);
+        out.u32(link);
+        out.u32(info);
+        out.word(align);
+        out.word(entsize);
+    }
+
+    let body = std::mem::take(&mut out.bytes);
+    out.bytes.extend_from_slice(b"\x7fELF");
+    out.u8(if wide { 2 } else { 1 });
+    out.u8(if endian == Endian::Big { 2 } else { 1 });
+    out.u8(1); // EI_VERSION
+    out.u8(0); // EI_OSABI: System V
+    out.bytes.resize(16, 0); // EI_ABIVERSION and padding
+    out.u16(elf::ET_REL);
+    out.u16(machine.0);
+    out.u32(1); // e_version
+    out.word(0); // e_entry
+    out.word(0); // e_phoff: no program headers in an object file
+    out.word(shoff);
+    out.u32(e_flags);
+    out.u16(ehsize);
+    out.u16(0); // e_phentsize
+    out.u16(0); // e_phnum
+    out.u16(shentsize);
+    out.u16(sections.len() as u16);
+    out.u16(4); // e_shstrndx: .shstrtab
+    let mut bytes = out.bytes;
+    bytes.extend_from_slice(&body[usize::from(ehsize)..]);
+    Ok(bytes)
 }
 
 /// How the link step is driven: through a C compiler driver (cargo's
@@ -201,10 +373,7 @@ pub fn prepare(
 
 /// The compressed list in an ELF binary's `.dep-v0` section, if it has one.
 pub fn read_section(binary: &[u8]) -> Option<Vec<u8>> {
-    use object::{Object as _, ObjectSection as _};
-    let file = object::File::parse(binary).ok()?;
-    let section = file.section_by_name(SECTION)?;
-    section.data().ok().map(<[u8]>::to_vec)
+    crate::elf::section(binary, SECTION).map(<[u8]>::to_vec)
 }
 
 #[cfg(test)]
@@ -261,31 +430,169 @@ mod tests {
         );
     }
 
+    /// Every supported triple, with the machine, class, byte order and
+    /// `e_flags` its objects must carry.
+    const TRIPLES: &[(&str, u16, Class, Endian, u32)] = &[
+        (
+            "x86_64-unknown-linux-musl",
+            62,
+            Class::Elf64,
+            Endian::Little,
+            0,
+        ),
+        (
+            "aarch64-unknown-linux-musl",
+            183,
+            Class::Elf64,
+            Endian::Little,
+            0,
+        ),
+        (
+            "armv7-unknown-linux-musleabihf",
+            40,
+            Class::Elf32,
+            Endian::Little,
+            0x0500_0400,
+        ),
+        (
+            "arm-unknown-linux-musleabi",
+            40,
+            Class::Elf32,
+            Endian::Little,
+            0x0500_0200,
+        ),
+        (
+            "i686-unknown-linux-musl",
+            3,
+            Class::Elf32,
+            Endian::Little,
+            0,
+        ),
+        (
+            "i586-unknown-linux-musl",
+            3,
+            Class::Elf32,
+            Endian::Little,
+            0,
+        ),
+        (
+            "riscv64gc-unknown-linux-musl",
+            243,
+            Class::Elf64,
+            Endian::Little,
+            5,
+        ),
+        (
+            "powerpc64le-unknown-linux-musl",
+            21,
+            Class::Elf64,
+            Endian::Little,
+            2,
+        ),
+        (
+            "powerpc64-unknown-linux-gnu",
+            21,
+            Class::Elf64,
+            Endian::Big,
+            2,
+        ),
+        ("s390x-unknown-linux-gnu", 22, Class::Elf64, Endian::Big, 0),
+    ];
+
+    /// The symbols of an object file: (name, value, size, info, other, shndx).
+    fn symbols(bytes: &[u8], class: Class, endian: Endian) -> Vec<(String, u64, u64, u8, u8, u16)> {
+        let symtab = crate::elf::section(bytes, ".symtab").unwrap();
+        let strtab = crate::elf::section(bytes, ".strtab").unwrap();
+        let f = crate::elf::File {
+            data: symtab,
+            class,
+            endian,
+        };
+        let size = if class == Class::Elf64 { 24 } else { 16 };
+        assert_eq!(symtab.len() % size, 0);
+        (0..(symtab.len() / size) as u64)
+            .map(|i| {
+                let at = i * size as u64;
+                let name = f.u32(at).unwrap() as usize;
+                let name = strtab[name..].split(|&b| b == 0).next().unwrap();
+                let name = String::from_utf8(name.to_vec()).unwrap();
+                match class {
+                    Class::Elf64 => (
+                        name,
+                        f.u64(at + 8).unwrap(),
+                        f.u64(at + 16).unwrap(),
+                        symtab[at as usize + 4],
+                        symtab[at as usize + 5],
+                        f.u16(at + 6).unwrap(),
+                    ),
+                    Class::Elf32 => (
+                        name,
+                        u64::from(f.u32(at + 4).unwrap()),
+                        u64::from(f.u32(at + 8).unwrap()),
+                        symtab[at as usize + 12],
+                        symtab[at as usize + 13],
+                        f.u16(at + 14).unwrap(),
+                    ),
+                }
+            })
+            .collect()
+    }
+
     #[test]
     fn the_object_file_carries_the_compressed_list_under_its_symbol() {
-        use object::{Object as _, ObjectSection as _, ObjectSymbol as _};
-        let data = compress(&dependency_json(&tree()));
-        for (triple, arch) in [
-            ("x86_64-unknown-linux-musl", Architecture::X86_64),
-            ("aarch64-unknown-linux-musl", Architecture::Aarch64),
-        ] {
-            let bytes = object_file(triple, &data).unwrap();
-            assert_eq!(bytes, object_file(triple, &data).unwrap(), "deterministic");
-            let file = object::File::parse(&*bytes).unwrap();
-            assert_eq!(file.architecture(), arch);
-            let section = file.section_by_name(SECTION).unwrap();
-            assert_eq!(section.data().unwrap(), data);
-            let symbol = file.symbol_by_name(SYMBOL).unwrap();
-            assert_eq!(symbol.size(), data.len() as u64);
-            assert!(symbol.is_global());
-            let json = miniz_oxide::inflate::decompress_to_vec_zlib(&read_section(&bytes).unwrap())
-                .unwrap();
-            assert_eq!(json, dependency_json(&tree()));
+        let json = dependency_json(&tree());
+        let data = compress(&json);
+        // A list far larger than any real one, too, for the offsets.
+        let big: Vec<u8> = (0..300_000u32).map(|i| (i * 31 % 253) as u8).collect();
+        for &(triple, machine, class, endian, flags) in TRIPLES {
+            for data in [&data[..], &big[..]] {
+                let bytes = object_file(triple, data).unwrap();
+                let f = crate::elf::File {
+                    data: &bytes,
+                    class,
+                    endian,
+                };
+                assert_eq!(&bytes[..4], b"\x7fELF");
+                assert_eq!(f.u16(16), Some(crate::elf::ET_REL), "{triple}");
+                assert_eq!(f.u16(18), Some(machine), "{triple}");
+                let flags_at = if class == Class::Elf64 { 48 } else { 36 };
+                assert_eq!(f.u32(flags_at), Some(flags), "{triple}");
+                assert_eq!(read_section(&bytes).as_deref(), Some(data), "{triple}");
+                assert_eq!(
+                    symbols(&bytes, class, endian),
+                    [
+                        (String::new(), 0, 0, 0, 0, 0),
+                        // Global object, hidden, in section 1 (.dep-v0).
+                        (SYMBOL.to_owned(), 0, data.len() as u64, 0x11, 2, 1),
+                    ],
+                    "{triple}"
+                );
+            }
         }
+        let back = miniz_oxide::inflate::decompress_to_vec_zlib(
+            &read_section(&object_file("x86_64-unknown-linux-musl", &data).unwrap()).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(back, json);
         assert!(matches!(
             object_file("sparc-unknown-linux-gnu", &data),
             Err(AuditableError::Target(_))
         ));
+    }
+
+    #[test]
+    fn the_object_file_bytes_are_pinned_for_every_triple() {
+        // Each fixture is what the `object` crate (0.40) wrote for the same
+        // list; linkers have taken those, and the same bytes keep every
+        // example binary, and so every image digest, unchanged.
+        let data = compress(
+            br#"{"packages":[{"name":"x","root":true,"source":"local","version":"0.1.0"}]}"#,
+        );
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/release/auditable");
+        for &(triple, ..) in TRIPLES {
+            let want = std::fs::read(dir.join(format!("{triple}.o"))).unwrap();
+            assert_eq!(object_file(triple, &data).unwrap(), want, "{triple}");
+        }
     }
 
     #[test]

@@ -406,7 +406,7 @@ fn decompress(bytes: &[u8], zstd: bool) -> Result<Vec<u8>, String> {
     let reader: Box<dyn Read + '_> = if zstd {
         crate::oci::compress::zstd_reader(bytes)
     } else {
-        Box::new(flate2::read::GzDecoder::new(bytes))
+        Box::new(crate::gunzip::GzDecoder::new(bytes))
     };
     let mut out = Vec::new();
     reader

@@ -371,7 +371,7 @@ pub fn unpack(
         let (_, blob) = read_blob(layout, layer)?;
         let hashing = match layer.media_type.as_str() {
             MEDIA_TYPE_LAYER_GZIP | DOCKER_LAYER_GZIP => {
-                HashingReader::new(Box::new(flate2::read::GzDecoder::new(&blob[..])))
+                HashingReader::new(Box::new(crate::gunzip::GzDecoder::new(&blob[..])))
             }
             MEDIA_TYPE_LAYER_TAR => HashingReader::new(Box::new(&blob[..])),
             crate::oci::MEDIA_TYPE_LAYER_ZSTD => {

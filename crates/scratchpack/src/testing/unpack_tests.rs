@@ -3,7 +3,6 @@
 //! says. Headers are filled in by hand where the `tar` crate's builder would
 //! refuse the hostile names.
 
-use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 
 use super::*;
@@ -283,9 +282,8 @@ fn layout(layer_tar: &[u8], diff_id: Option<&str>) -> tempfile::TempDir {
         std::fs::write(blobs.join(d.hex()), bytes).unwrap();
         serde_json::json!({ "digest": d.as_str(), "size": bytes.len() })
     };
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    gz.write_all(layer_tar).unwrap();
-    let mut layer_desc = put(&gz.finish().unwrap());
+    let gz = crate::oci::compress::compress(crate::oci::compress::Compression::Gzip, layer_tar);
+    let mut layer_desc = put(&gz.bytes);
     layer_desc["mediaType"] = MEDIA_TYPE_LAYER_GZIP.into();
     let diff_id = diff_id.map_or_else(|| Digest::of(layer_tar).to_string(), str::to_owned);
     let config = serde_json::json!({
@@ -490,19 +488,19 @@ fn total_bytes_entries_and_depth_are_bounded() {
 fn a_gzip_bomb_stops_at_the_byte_limit() {
     // 64 MiB of zeros compress to about 64 KiB: the unpacker must stop at its
     // limit, not inflate the whole stream.
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    let mut gz = crate::oci::compress::Encoder::new(crate::oci::compress::Compression::Gzip);
     let zeros = vec![0u8; 1 << 20];
     for _ in 0..64 {
-        gz.write_all(&zeros).unwrap();
+        gz.write(&zeros);
     }
-    let bomb = gz.finish().unwrap();
+    let bomb = gz.finish().bytes;
     let root = tempfile::tempdir().unwrap();
     let mut tree = Tree::new();
     let mut budget = Budget::new(UnpackLimits {
         max_bytes: 1 << 20,
         ..UnpackLimits::default()
     });
-    let reader = HashingReader::new(Box::new(flate2::read::GzDecoder::new(&bomb[..])));
+    let reader = HashingReader::new(Box::new(crate::gunzip::GzDecoder::new(&bomb[..])));
     let err = unpack_layer(reader, LAYER, root.path(), &mut tree, &mut budget).unwrap_err();
     assert!(chain_of(&err).contains("max-bytes"), "{}", chain_of(&err));
 }

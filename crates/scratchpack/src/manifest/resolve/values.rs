@@ -147,8 +147,8 @@ pub(super) fn invalid_triple(t: &str) -> bool {
 
 /// The architecture a target triple names and the ELF machine its binaries
 /// carry, for the architectures whose machine is known here.
-pub(super) fn triple_machine(triple: &str) -> Option<(&str, object::elf::Machine)> {
-    use object::elf;
+pub(super) fn triple_machine(triple: &str) -> Option<(&str, crate::elf::Machine)> {
+    use crate::elf;
     let arch = triple.split('-').next()?;
     let machine = match arch {
         "x86_64" => elf::EM_X86_64,
