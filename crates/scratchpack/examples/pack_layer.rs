@@ -9,6 +9,7 @@
 
 use std::path::PathBuf;
 
+use scratchpack::oci::compress::Pool;
 use scratchpack::oci::layer::{Entry, EntryKind, Layer, Streamed};
 use scratchpack::oci::{Compression, Digest};
 
@@ -27,8 +28,7 @@ fn main() -> anyhow::Result<()> {
     let bytes = std::fs::read(&path)?;
     let (size, digest) = (bytes.len() as u64, Digest::of(&bytes));
     drop(bytes);
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(jobs).build()?;
-    let layer = pool.install(|| {
+    let layer = Pool::new(jobs).install(|| {
         Layer::build(
             vec![Entry {
                 path: "app".to_owned(),

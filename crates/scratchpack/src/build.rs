@@ -4,7 +4,6 @@
 
 use std::path::{Path, PathBuf};
 
-use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::cache;
@@ -12,6 +11,7 @@ use crate::compile::{CompileError, Compiler, Request};
 use crate::elf::{NotStatic, check_static};
 use crate::manifest::{FileSource, ImagePlan};
 use crate::oci::archive::archive;
+use crate::oci::compress::Pool;
 use crate::oci::image::Contents;
 use crate::oci::layer::{EntryKind, LayerError, Streamed};
 use crate::oci::layout::{LayoutMeta, layout_files};
@@ -149,18 +149,69 @@ pub fn build(
         .collect();
     let executables = compiler.compile(&requests)?;
 
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(opts.jobs)
-        .thread_name(|i| format!("scratchpack-pack-{i}"))
-        .build()
-        .expect("threads can be started");
-    pool.install(|| pack_all(images, executables, opts, shell))
+    // One pool compresses the blocks of every layer; its size is the -j
+    // bound for the threads that prove, read and pack as well.
+    let pool = Pool::new(opts.jobs);
+    pack_all(images, executables, opts, &pool, shell)
+}
+
+/// Calls `f` on every item, on at most `pool.threads()` threads at once
+/// (each compressing on `pool`), and gives the results in item order. A
+/// panic in `f` is passed on once every thread has stopped; the others go on
+/// with the remaining items, so none waits on a failed one.
+fn in_parallel<T: Sync, R: Send>(
+    pool: &Pool,
+    items: &[T],
+    f: impl Fn(usize, &T) -> R + Sync,
+) -> Vec<R> {
+    let threads = pool.threads().min(items.len());
+    if threads <= 1 {
+        return pool.install(|| items.iter().enumerate().map(|(i, t)| f(i, t)).collect());
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|n| {
+                let (tx, next, f) = (tx.clone(), &next, &f);
+                std::thread::Builder::new()
+                    .name(format!("scratchpack-pack-{n}"))
+                    .spawn_scoped(s, move || {
+                        pool.install(|| {
+                            loop {
+                                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                                let Some(item) = items.get(i) else { break };
+                                // The receiver lives until every thread is joined.
+                                let _ = tx.send((i, f(i, item)));
+                            }
+                        });
+                    })
+                    .expect("threads can be started")
+            })
+            .collect();
+        // Joined here rather than by the scope, so the first panic's own
+        // message is the one passed on.
+        let panics: Vec<_> = handles.into_iter().filter_map(|h| h.join().err()).collect();
+        if let Some(panic) = panics.into_iter().next() {
+            std::panic::resume_unwind(panic);
+        }
+    });
+    drop(tx);
+    let mut results: Vec<Option<R>> = items.iter().map(|_| None).collect();
+    for (i, r) in rx {
+        results[i] = Some(r);
+    }
+    results
+        .into_iter()
+        .map(|r| r.expect("every item has a result"))
+        .collect()
 }
 
 fn pack_all(
     images: &[&ImagePlan],
     executables: Vec<PathBuf>,
     opts: &Options,
+    pool: &Pool,
     shell: Shell,
 ) -> Result<Vec<BuiltImage>, BuildError> {
     // Prove every binary first, in parallel; the first refusal in plan order
@@ -179,29 +230,25 @@ fn pack_all(
                 .collect::<Vec<_>>()
         })
         .collect();
-    // Collected whole, then the first error taken in order: rayon's own
-    // collect into a `Result` keeps whichever error came first in time.
-    let proven: Vec<Proven> = jobs
-        .par_iter()
-        .map(|(image, platform, path)| prove(image, *platform, path))
-        .collect::<Vec<_>>()
-        .into_iter()
-        .collect::<Result<_, _>>()?;
-    let files: Vec<Vec<Vec<u8>>> = images
-        .par_iter()
-        .map(|image| {
-            image
-                .files
-                .iter()
-                .map(|f| match &f.src {
-                    FileSource::Host(path) => read(path),
-                    FileSource::Generated(bytes) => Ok(bytes.clone()),
-                })
-                .collect::<Result<Vec<_>, _>>()
-        })
-        .collect::<Vec<_>>()
-        .into_iter()
-        .collect::<Result<_, _>>()?;
+    // Collected whole, then the first error taken in plan order, whichever
+    // came first in time.
+    let proven: Vec<Proven> = in_parallel(pool, &jobs, |_, (image, platform, path)| {
+        prove(image, *platform, path)
+    })
+    .into_iter()
+    .collect::<Result<_, _>>()?;
+    let files: Vec<Vec<Vec<u8>>> = in_parallel(pool, images, |_, image| {
+        image
+            .files
+            .iter()
+            .map(|f| match &f.src {
+                FileSource::Host(path) => read(path),
+                FileSource::Generated(bytes) => Ok(bytes.clone()),
+            })
+            .collect::<Result<Vec<_>, _>>()
+    })
+    .into_iter()
+    .collect::<Result<_, _>>()?;
     let mut proven = proven.into_iter();
     let binaries: Vec<Vec<Proven>> = images
         .iter()
@@ -216,17 +263,11 @@ fn pack_all(
     // Status lines come in plan order, each as soon as its image and every
     // one before it are done, so parallel packing reads like a serial run.
     let progress = Progress::new(images.len(), shell);
-    let results: Vec<Result<BuiltImage, BuildError>> = images
-        .par_iter()
-        .zip(&binaries)
-        .zip(&files)
-        .enumerate()
-        .map(|(i, ((image, binaries), files))| {
-            let result = write_image(&lock, image, binaries, files, opts);
-            progress.done(i, result.as_ref().ok());
-            result
-        })
-        .collect();
+    let results = in_parallel(pool, images, |i, image| {
+        let result = write_image(&lock, image, &binaries[i], &files[i], opts, pool);
+        progress.done(i, result.as_ref().ok());
+        result
+    });
     results.into_iter().collect()
 }
 
@@ -326,6 +367,7 @@ fn write_image(
     binaries: &[Proven],
     files: &[Vec<u8>],
     opts: &Options,
+    pool: &Pool,
 ) -> Result<BuiltImage, BuildError> {
     let key = cache::key(&KeyInputs {
         plan: key_plan(image),
@@ -343,27 +385,24 @@ fn write_image(
         return Ok(done);
     }
 
-    let per_platform = binaries
-        .par_iter()
-        .map(|b| {
-            let contents = Contents {
-                binary: EntryKind::Streamed(Streamed {
-                    path: &b.path,
-                    size: b.size,
-                    digest: &b.digest,
-                }),
-                files,
-            };
-            Image::assemble(image, b.platform, &contents, opts.epoch).map_err(|source| {
-                BuildError::Layer {
-                    image: image.name.clone(),
-                    source,
-                }
-            })
+    let per_platform = in_parallel(pool, binaries, |_, b| {
+        let contents = Contents {
+            binary: EntryKind::Streamed(Streamed {
+                path: &b.path,
+                size: b.size,
+                digest: &b.digest,
+            }),
+            files,
+        };
+        Image::assemble(image, b.platform, &contents, opts.epoch).map_err(|source| {
+            BuildError::Layer {
+                image: image.name.clone(),
+                source,
+            }
         })
-        .collect::<Vec<_>>()
-        .into_iter()
-        .collect::<Result<Vec<_>, _>>()?;
+    })
+    .into_iter()
+    .collect::<Result<Vec<_>, _>>()?;
     let set = ImageSet::new(image, per_platform);
 
     let layout = opts.out_dir.join(&image.name);

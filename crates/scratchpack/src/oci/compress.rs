@@ -7,7 +7,8 @@
 //! The input is taken as a stream and compressed one batch of blocks at a
 //! time, so memory stays bounded by the batch, whatever the size of the tar.
 
-use rayon::prelude::*;
+use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError, mpsc};
+
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
@@ -66,39 +67,76 @@ pub const ZSTD_LEVEL: i32 = 3;
 /// deflate's window: each gzip block is primed with this much of the input
 /// before it, as dictionary.
 const WINDOW: usize = 32 * 1024;
-/// Bytes taken before a batch is compressed: enough blocks to keep many
-/// cores busy, a bound on what one layer holds in memory.
-const BATCH: usize = 8 * 1024 * 1024;
 
 /// The `layer format` version: which bytes a given tar compresses to. It
 /// changes whenever the implementation, level, block size or framing does.
 pub const FORMAT_VERSION: u32 = 2;
 
-/// A compressed stream, and the digest and size of what went in.
+/// A compressed stream, and the digests and size of what went in and out.
 #[derive(Debug)]
 pub struct Compressed {
     pub bytes: Vec<u8>,
+    /// sha256 of `bytes` (a layer's digest).
+    pub digest: Digest,
     /// sha256 of the uncompressed input (a layer's `diff_id`).
     pub input_digest: Digest,
     pub input_size: u64,
 }
 
 /// Compresses what is written to it; [`Encoder::finish`] gives the result.
+///
+/// Three stages run at once: the writer fills blocks (the caller's thread,
+/// which also reads and tars the files), the [`Pool`]'s threads compress
+/// them, and one collector thread per stream takes the pieces back in order
+/// to hash the input (`diff_id`) and the output (digest) and join them. Each
+/// stage is sequential only where the format is, and no stage waits for
+/// another except through a bounded number of block buffers.
 pub struct Encoder {
     kind: Compression,
-    /// The last [`WINDOW`] bytes of the batches already compressed (gzip's
-    /// dictionary for the next block), then the input not yet compressed.
-    buf: Vec<u8>,
-    /// Where the uncompressed input starts in `buf`.
-    start: usize,
+    pool: Pool,
+    /// The block being filled: the dictionary (gzip: the [`WINDOW`] bytes of
+    /// input before it), then its input.
+    block: Option<Buffer>,
+    /// How much of `block` is dictionary.
+    dict_len: usize,
+    /// The end of the last block sent, kept as the next block's dictionary.
+    tail: Vec<u8>,
+    /// Blocks sent to the pool so far.
+    sent: u64,
+    size: u64,
+    /// Where compressed blocks go; `None` once finished. An encoder dropped
+    /// unfinished (its layer failed) leaves its collector to drain the
+    /// blocks already sent, which returns their buffers, and end.
+    done: Option<mpsc::Sender<Piece>>,
+    collector: Option<std::thread::JoinHandle<Collected>>,
+}
+
+/// One compressed block on its way to the collector.
+struct Piece {
+    seq: u64,
+    input: Buffer,
+    dict_len: usize,
+    /// The compressed bytes and the crc32 of the input, or the panic of the
+    /// thread that compressed it.
+    result: std::thread::Result<(Vec<u8>, u32)>,
+}
+
+/// What the collector made of the pieces, in order.
+struct Collected {
     out: Vec<u8>,
     crc: u32,
-    hasher: Sha256,
-    size: u64,
+    input: Sha256,
+    output: Sha256,
 }
 
 impl Encoder {
+    /// An encoder on the pool the current thread runs under (see
+    /// [`Pool::install`]), else on the process's pool of one thread per core.
     pub fn new(kind: Compression) -> Encoder {
+        Encoder::on(kind, Pool::current())
+    }
+
+    pub fn on(kind: Compression, pool: Pool) -> Encoder {
         let mut out = Vec::new();
         if kind == Compression::Gzip {
             // Every header byte pinned: no flags (so no name or comment),
@@ -106,112 +144,318 @@ impl Encoder {
             // not show).
             out.extend_from_slice(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255]);
         }
+        let (done, pieces) = mpsc::channel();
+        let collector = std::thread::Builder::new()
+            .name("scratchpack-digest".to_owned())
+            .spawn(move || collect(out, &pieces))
+            .expect("threads can be started");
         Encoder {
             kind,
-            buf: Vec::with_capacity(WINDOW + BATCH + 1),
-            start: 0,
-            out,
-            crc: 0,
-            hasher: Sha256::new(),
+            pool,
+            block: None,
+            dict_len: 0,
+            tail: Vec::new(),
+            sent: 0,
             size: 0,
+            done: Some(done),
+            collector: Some(collector),
         }
     }
 
     pub fn write(&mut self, mut data: &[u8]) {
         self.size += data.len() as u64;
+        let block = self.kind.block();
         while !data.is_empty() {
-            let room = self.start + BATCH + 1 - self.buf.len();
-            let n = room.min(data.len());
-            self.buf.extend_from_slice(&data[..n]);
-            data = &data[n..];
-            // A batch is compressed only once a byte beyond it has arrived,
-            // so the stream's last block is always compressed by `finish`.
-            if self.buf.len() == self.start + BATCH + 1 {
-                self.compress(self.start + BATCH, false);
-                let keep = self.buf.len() - WINDOW - 1;
-                self.buf.drain(..keep);
-                self.start = WINDOW;
+            // A block is sent only once a byte beyond it has arrived, so the
+            // stream's last block is always sent by `finish`.
+            if self
+                .block
+                .as_ref()
+                .is_some_and(|b| b.bytes.len() == self.dict_len + block)
+            {
+                self.send(false);
             }
+            let buf = match &mut self.block {
+                Some(buf) => buf,
+                None => self.block.insert(self.pool.buffer()),
+            };
+            if buf.bytes.is_empty() {
+                buf.bytes.extend_from_slice(&self.tail);
+                self.dict_len = self.tail.len();
+            }
+            let n = (self.dict_len + block - buf.bytes.len()).min(data.len());
+            buf.bytes.extend_from_slice(&data[..n]);
+            data = &data[n..];
         }
     }
 
-    /// Compresses `buf[start..end]` in blocks; with `last`, the final block
-    /// ends the stream.
-    fn compress(&mut self, end: usize, last: bool) {
-        let starts: Vec<usize> = (self.start..end).step_by(self.kind.block()).collect();
-        let buf = &self.buf;
-        let kind = self.kind;
-        let hasher = &mut self.hasher;
-        // The digest of the input is one sequential pass: it runs beside the
-        // blocks rather than before them.
-        let ((), pieces) = rayon::join(
-            || hasher.update(&buf[self.start..end]),
-            || compress_blocks(kind, buf, &starts, end, last),
-        );
-        for (piece, crc, len) in pieces {
-            self.out.extend_from_slice(&piece);
-            self.crc = zlib_rs::crc32::crc32_combine(self.crc, crc, len as u64);
+    /// Hands the current block (possibly empty, when it ends an empty
+    /// stream) to the pool; with `last`, it ends the stream.
+    fn send(&mut self, last: bool) {
+        let input = match self.block.take() {
+            Some(b) => b,
+            None => self.pool.buffer(),
+        };
+        let dict_len = if input.bytes.is_empty() {
+            0
+        } else {
+            self.dict_len
+        };
+        if self.kind == Compression::Gzip {
+            // The buffer travels with its block; the next block's dictionary
+            // is copied out before it leaves.
+            let keep = input.bytes.len().saturating_sub(WINDOW).max(dict_len);
+            self.tail.clear();
+            self.tail.extend_from_slice(&input.bytes[keep..]);
         }
+        let seq = self.sent;
+        self.sent += 1;
+        let kind = self.kind;
+        let done = self
+            .done
+            .clone()
+            .expect("an encoder is written before it is finished");
+        self.pool.spawn(Box::new(move || {
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                let (dict, data) = input.bytes.split_at(dict_len);
+                #[cfg(test)]
+                tests::maybe_panic(data);
+                match kind {
+                    Compression::Gzip => (
+                        deflate_block(dict, data, last),
+                        zlib_rs::crc32::crc32(0, data),
+                    ),
+                    Compression::Zstd => (zstd_block(data), 0),
+                }
+            }));
+            // A collector that is gone has panicked, and its panic is the one
+            // `finish` reports; the buffer returns to the pool as it drops.
+            let _ = done.send(Piece {
+                seq,
+                input,
+                dict_len,
+                result,
+            });
+        }));
     }
 
     pub fn finish(mut self) -> Compressed {
-        let end = self.buf.len();
-        if end > self.start || self.size == 0 {
-            if end == self.start {
-                // An empty stream is still one (empty) final block.
-                if self.kind == Compression::Gzip {
-                    self.out.extend_from_slice(&deflate_block(&[], &[], true));
-                } else {
-                    self.out.extend_from_slice(&zstd_block(&[]));
-                }
-            } else {
-                self.compress(end, true);
-            }
-        }
+        self.send(true);
+        // The collector stops once every piece has arrived: its channel
+        // closes when this sender and the last block's are gone.
+        self.done = None;
+        let collected = self
+            .collector
+            .take()
+            .expect("an encoder is finished once")
+            .join();
+        let mut c = match collected {
+            Ok(c) => c,
+            Err(panic) => std::panic::resume_unwind(panic),
+        };
         if self.kind == Compression::Gzip {
-            self.out.extend_from_slice(&self.crc.to_le_bytes());
+            let start = c.out.len();
+            c.out.extend_from_slice(&c.crc.to_le_bytes());
             // ISIZE is the length modulo 2^32, as the format defines it.
-            self.out
-                .extend_from_slice(&(self.size as u32).to_le_bytes());
+            c.out.extend_from_slice(&(self.size as u32).to_le_bytes());
+            c.output.update(&c.out[start..]);
         }
         Compressed {
-            bytes: self.out,
-            input_digest: Digest::from_hasher(self.hasher),
+            bytes: c.out,
+            digest: Digest::from_hasher(c.output),
+            input_digest: Digest::from_hasher(c.input),
             input_size: self.size,
         }
     }
 }
 
-/// Compresses the blocks of `buf` starting at `starts` (the last one ending
-/// at `end`) in parallel: each piece with the crc32 and length of its input.
-fn compress_blocks(
-    kind: Compression,
-    buf: &[u8],
-    starts: &[usize],
-    end: usize,
-    last: bool,
-) -> Vec<(Vec<u8>, u32, usize)> {
-    let block = kind.block();
-    starts
-        .par_iter()
-        .enumerate()
-        .map(|(i, &s)| {
-            let e = (s + block).min(end);
-            let final_block = last && i == starts.len() - 1;
-            let piece = match kind {
-                Compression::Gzip => {
-                    deflate_block(&buf[s.saturating_sub(WINDOW)..s], &buf[s..e], final_block)
-                }
-                Compression::Zstd => zstd_block(&buf[s..e]),
+/// The collector: takes the pieces as they come, and joins and hashes them
+/// in order. A piece whose compression panicked panics here, and `finish`
+/// passes that on.
+fn collect(out: Vec<u8>, pieces: &mpsc::Receiver<Piece>) -> Collected {
+    let mut c = Collected {
+        output: Sha256::new(),
+        input: Sha256::new(),
+        crc: 0,
+        out,
+    };
+    c.output.update(&c.out);
+    let mut waiting = std::collections::BTreeMap::new();
+    let mut next = 0;
+    while let Ok(piece) = pieces.recv() {
+        waiting.insert(piece.seq, piece);
+        while let Some(piece) = waiting.remove(&next) {
+            let (bytes, crc) = match piece.result {
+                Ok(r) => r,
+                Err(panic) => std::panic::resume_unwind(panic),
             };
-            let crc = if kind == Compression::Gzip {
-                zlib_rs::crc32::crc32(0, &buf[s..e])
-            } else {
-                0
-            };
-            (piece, crc, e - s)
-        })
-        .collect()
+            let data = &piece.input.bytes[piece.dict_len..];
+            c.input.update(data);
+            c.output.update(&bytes);
+            c.out.extend_from_slice(&bytes);
+            c.crc = zlib_rs::crc32::crc32_combine(c.crc, crc, data.len() as u64);
+            next += 1;
+        }
+    }
+    // Pieces are numbered without gaps and the channel closes only after
+    // the last one: none can be left over.
+    assert!(waiting.is_empty(), "a compressed block never arrived");
+    c
+}
+
+/// A job for the pool's threads.
+type Job = Box<dyn FnOnce() + Send>;
+
+/// The threads that compress blocks, shared by every stream compressed at
+/// once, and the buffers that bound how much input is in flight.
+///
+/// The threads only ever compress: they never wait on another job, so any
+/// number of streams may share them without deadlock, and a stream whose
+/// block panics gets that panic back from [`Encoder::finish`] while the pool
+/// goes on.
+#[derive(Clone)]
+pub struct Pool(Arc<Shared>);
+
+struct Shared {
+    threads: usize,
+    jobs: Mutex<mpsc::Sender<Job>>,
+    buffers: Mutex<Buffers>,
+    returned: Condvar,
+}
+
+struct Buffers {
+    free: Vec<Vec<u8>>,
+    /// Buffers that may still be allocated.
+    unmade: usize,
+}
+
+/// A block's input buffer, returned to its pool when dropped.
+struct Buffer {
+    bytes: Vec<u8>,
+    pool: Arc<Shared>,
+}
+
+impl Drop for Buffer {
+    fn drop(&mut self) {
+        let mut bytes = std::mem::take(&mut self.bytes);
+        bytes.clear();
+        let mut b = self
+            .pool
+            .buffers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        b.free.push(bytes);
+        self.pool.returned.notify_one();
+    }
+}
+
+thread_local! {
+    static CURRENT: std::cell::RefCell<Option<Pool>> = const { std::cell::RefCell::new(None) };
+}
+
+impl Pool {
+    /// A pool of `threads` threads; 0 for one per core.
+    pub fn new(threads: usize) -> Pool {
+        let threads = match threads {
+            0 => std::thread::available_parallelism().map_or(1, usize::from),
+            n => n,
+        };
+        let (jobs, queue) = mpsc::channel::<Job>();
+        let queue = Arc::new(Mutex::new(queue));
+        for i in 0..threads {
+            let queue = Arc::clone(&queue);
+            std::thread::Builder::new()
+                .name(format!("scratchpack-compress-{i}"))
+                .spawn(move || {
+                    // The threads end once the pool is dropped and its queue
+                    // is empty.
+                    loop {
+                        let job = queue.lock().unwrap_or_else(PoisonError::into_inner).recv();
+                        match job {
+                            Ok(job) => {
+                                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+                            }
+                            Err(_) => return,
+                        }
+                    }
+                })
+                .expect("threads can be started");
+        }
+        Pool(Arc::new(Shared {
+            threads,
+            jobs: Mutex::new(jobs),
+            buffers: Mutex::new(Buffers {
+                free: Vec::new(),
+                // Enough for every thread to compress one block while the
+                // next waits its turn and the writer fills another.
+                unmade: 2 * threads + 2,
+            }),
+            returned: Condvar::new(),
+        }))
+    }
+
+    pub fn threads(&self) -> usize {
+        self.0.threads
+    }
+
+    /// Runs `f` with this pool as the one [`Encoder::new`] uses on this
+    /// thread.
+    pub fn install<T>(&self, f: impl FnOnce() -> T) -> T {
+        struct Restore(Option<Pool>);
+        impl Drop for Restore {
+            fn drop(&mut self) {
+                let previous = self.0.take();
+                CURRENT.with(|c| *c.borrow_mut() = previous);
+            }
+        }
+        let _restore = Restore(CURRENT.with(|c| c.borrow_mut().replace(self.clone())));
+        f()
+    }
+
+    /// The installed pool, else the process's.
+    fn current() -> Pool {
+        static DEFAULT: OnceLock<Pool> = OnceLock::new();
+        CURRENT
+            .with(|c| c.borrow().clone())
+            .unwrap_or_else(|| DEFAULT.get_or_init(|| Pool::new(0)).clone())
+    }
+
+    fn spawn(&self, job: Job) {
+        self.0
+            .jobs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .send(job)
+            .expect("the compression threads outlive their pool");
+    }
+
+    /// A free buffer, waiting for one when all are in flight.
+    fn buffer(&self) -> Buffer {
+        let mut b = self
+            .0
+            .buffers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let bytes = loop {
+            if let Some(bytes) = b.free.pop() {
+                break bytes;
+            }
+            if b.unmade > 0 {
+                b.unmade -= 1;
+                break Vec::new();
+            }
+            b = self
+                .0
+                .returned
+                .wait(b)
+                .unwrap_or_else(PoisonError::into_inner);
+        };
+        drop(b);
+        Buffer {
+            bytes,
+            pool: Arc::clone(&self.0),
+        }
+    }
 }
 
 /// Compresses `data` in one call.
@@ -225,6 +469,9 @@ pub fn compress(kind: Compression, data: &[u8]) -> Compressed {
 /// ends with a full flush: byte-aligned, after an empty stored block, and
 /// with no reference reaching into the next block, so the pieces joined are
 /// one valid deflate stream.
+///
+/// Every block gets a fresh deflate state: zlib-rs 0.6.8's reset leaves
+/// state behind that changes the bytes of the next block.
 fn deflate_block(dict: &[u8], data: &[u8], last: bool) -> Vec<u8> {
     use zlib_rs::{Deflate, DeflateFlush, Status};
     // No zlib header: raw deflate, inside the gzip member written around it.
@@ -251,14 +498,32 @@ fn deflate_block(dict: &[u8], data: &[u8], last: bool) -> Vec<u8> {
 
 /// One block as an independent zstd frame with its content size and
 /// checksum, so any decoder reads the frames one after another.
+///
+/// Each thread keeps one context: every frame starts a new session with the
+/// same parameters, so the bytes are those of a fresh context (a test holds
+/// it to that), without allocating its tables for every block.
 #[cfg(feature = "zstd")]
 fn zstd_block(data: &[u8]) -> Vec<u8> {
     use zstd::zstd_safe::CParameter;
-    let mut c = zstd::bulk::Compressor::new(ZSTD_LEVEL).expect("zstd allocates a context");
-    c.set_parameter(CParameter::ChecksumFlag(true))
-        .and_then(|()| c.set_parameter(CParameter::ContentSizeFlag(true)))
-        .expect("zstd takes the frame parameters");
-    c.compress(data).expect("zstd compresses any input")
+    thread_local! {
+        static CONTEXT: std::cell::RefCell<Option<zstd::bulk::Compressor<'static>>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    CONTEXT.with(|context| {
+        let mut context = context.borrow_mut();
+        let c = match &mut *context {
+            Some(c) => c,
+            None => {
+                let mut c =
+                    zstd::bulk::Compressor::new(ZSTD_LEVEL).expect("zstd allocates a context");
+                c.set_parameter(CParameter::ChecksumFlag(true))
+                    .and_then(|()| c.set_parameter(CParameter::ContentSizeFlag(true)))
+                    .expect("zstd takes the frame parameters");
+                context.insert(c)
+            }
+        };
+        c.compress(data).expect("zstd compresses any input")
+    })
 }
 
 /// Without the `zstd` feature the manifest refuses `compression = "zstd"`,
@@ -320,12 +585,77 @@ mod tests {
             .collect()
     }
 
-    fn in_pool<T: Send>(threads: usize, f: impl FnOnce() -> T + Send) -> T {
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .unwrap()
-            .install(f)
+    fn in_pool<T>(threads: usize, f: impl FnOnce() -> T) -> T {
+        Pool::new(threads).install(f)
+    }
+
+    /// Input that makes the thread compressing it panic, to test that a
+    /// failing block is reported and harms nothing else.
+    const PANICS: &[u8] = b"this block panics in compression";
+
+    pub(super) fn maybe_panic(data: &[u8]) {
+        assert!(!data.starts_with(PANICS), "a block panicked");
+    }
+
+    #[cfg(feature = "zstd")]
+    #[test]
+    fn a_reused_zstd_context_gives_the_bytes_of_a_fresh_one() {
+        let a = sample(ZSTD_BLOCK);
+        let b: Vec<u8> = sample(ZSTD_BLOCK + 999).into_iter().rev().collect();
+        // On a new thread, so with a fresh context.
+        let want = std::thread::scope(|s| s.spawn(|| zstd_block(&b)).join().unwrap());
+        // On this thread, after other frames, which leave their state behind.
+        zstd_block(&a);
+        zstd_block(&b[..1000]);
+        assert!(zstd_block(&b) == want);
+    }
+
+    #[test]
+    fn a_panicking_block_panics_the_finish_and_the_pool_goes_on() {
+        for kind in [Compression::Gzip, Compression::Zstd] {
+            let pool = Pool::new(2);
+            let mut data = sample(3 * kind.block());
+            data.extend_from_slice(PANICS);
+            data.extend_from_slice(&sample(5 * kind.block()));
+            let at = 3 * kind.block();
+            // The panicking block starts at a block boundary.
+            assert!(data[at..].starts_with(PANICS));
+            let failed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                let mut e = Encoder::on(kind, pool.clone());
+                e.write(&data);
+                e.finish()
+            }));
+            let panic = failed.expect_err("the panic reaches finish");
+            assert_eq!(panic.downcast_ref::<&str>(), Some(&"a block panicked"));
+            // Every buffer came back and every thread is alive: the same
+            // pool still compresses, many streams over.
+            let good = sample(3 * kind.block());
+            let want = compress(kind, &good).bytes;
+            for _ in 0..10 {
+                let mut e = Encoder::on(kind, pool.clone());
+                e.write(&good);
+                assert!(e.finish().bytes == want);
+            }
+        }
+    }
+
+    #[test]
+    fn an_encoder_dropped_unfinished_returns_its_buffers() {
+        // One thread and so four buffers: a single leaked one would stall
+        // the loop below.
+        let pool = Pool::new(1);
+        let data = sample(7 * GZIP_BLOCK);
+        for _ in 0..20 {
+            let mut e = Encoder::on(Compression::Gzip, pool.clone());
+            e.write(&data);
+            drop(e);
+        }
+        let want = compress(Compression::Gzip, &data);
+        let mut e = Encoder::on(Compression::Gzip, pool);
+        e.write(&data);
+        let got = e.finish();
+        assert!(got.bytes == want.bytes);
+        assert_eq!(got.digest, Digest::of(&want.bytes));
     }
 
     #[test]
@@ -335,9 +665,9 @@ mod tests {
             1,
             GZIP_BLOCK,
             GZIP_BLOCK + 1,
-            BATCH,
-            BATCH + 1,
-            2 * BATCH + 7,
+            ZSTD_BLOCK,
+            ZSTD_BLOCK + 1,
+            4 * ZSTD_BLOCK + 7,
         ] {
             let data = sample(len);
             let c = compress(Compression::Gzip, &data);
@@ -355,7 +685,7 @@ mod tests {
     #[cfg(feature = "zstd")]
     #[test]
     fn zstd_reads_back() {
-        for len in [0, 1, ZSTD_BLOCK + 1, BATCH + 1, 3 * BATCH] {
+        for len in [0, 1, ZSTD_BLOCK, ZSTD_BLOCK + 1, 5 * ZSTD_BLOCK] {
             let data = sample(len);
             let c = compress(Compression::Zstd, &data);
             let mut back = Vec::new();
@@ -366,7 +696,7 @@ mod tests {
 
     #[test]
     fn bytes_do_not_depend_on_threads_or_write_sizes() {
-        let data = sample(3 * BATCH + 12_345);
+        let data = sample(6 * ZSTD_BLOCK + 12_345);
         for kind in [Compression::Gzip, Compression::Zstd] {
             let one = in_pool(1, || compress(kind, &data).bytes);
             for threads in [2, 8] {

@@ -124,7 +124,12 @@ impl Layer {
         tar::finish(&mut out);
         let done = out.finish();
         Ok(Layer {
-            blob: Blob::new(compression.media_type(), done.bytes),
+            // The collector hashed the blob as it was made.
+            blob: Blob {
+                media_type: compression.media_type(),
+                digest: done.digest,
+                bytes: done.bytes,
+            },
             diff_id: done.input_digest,
             tar_size: done.input_size,
         })
@@ -172,6 +177,7 @@ const STREAM_CHUNK: usize = 1024 * 1024;
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::oci::compress::Pool;
 
     fn streamed_layer(
         path: &Path,
@@ -213,10 +219,7 @@ mod tests {
             )
             .unwrap();
             for threads in [1, 2, 8] {
-                let pool = rayon::ThreadPoolBuilder::new()
-                    .num_threads(threads)
-                    .build()
-                    .unwrap();
+                let pool = Pool::new(threads);
                 let layer = pool
                     .install(|| streamed_layer(&path, bytes.len() as u64, &digest, kind))
                     .unwrap();
