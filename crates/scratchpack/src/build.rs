@@ -13,7 +13,7 @@ use crate::manifest::{FileSource, ImagePlan};
 use crate::oci::archive::archive;
 use crate::oci::compress::Pool;
 use crate::oci::image::Contents;
-use crate::oci::layer::{EntryKind, LayerError, Streamed};
+use crate::oci::layer::{EntryKind, LayerError, Streamed, read_hashed};
 use crate::oci::layout::{LayoutMeta, layout_files};
 use crate::oci::{Digest, Image, ImageSet, LayoutDir};
 use crate::output::{OutputError, OutputLock, write_synced, write_tree};
@@ -273,7 +273,10 @@ fn pack_all(
 
 /// Reads one binary, proves it static and hashes it; its bytes are dropped.
 fn prove(image: &ImagePlan, platform: Platform, path: &Path) -> Result<Proven, BuildError> {
-    let bytes = read(path)?;
+    let (bytes, digest) = read_hashed(path).map_err(|source| BuildError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
     check_static(&bytes, platform.elf_machine(), &platform.to_string()).map_err(|reason| {
         BuildError::NotStatic {
             image: image.name.clone(),
@@ -286,7 +289,7 @@ fn prove(image: &ImagePlan, platform: Platform, path: &Path) -> Result<Proven, B
         platform,
         path: path.to_owned(),
         size: bytes.len() as u64,
-        digest: Digest::of(&bytes),
+        digest,
     })
 }
 
@@ -577,6 +580,65 @@ mod tests {
             epoch: 0,
             jobs: 2,
         }
+    }
+
+    #[test]
+    fn in_parallel_keeps_order_and_its_bound() {
+        let items: Vec<usize> = (0..40).collect();
+        for threads in [1, 2, 8] {
+            let pool = Pool::new(threads);
+            let running = std::sync::atomic::AtomicUsize::new(0);
+            let most = std::sync::atomic::AtomicUsize::new(0);
+            let out = in_parallel(&pool, &items, |i, &item| {
+                use std::sync::atomic::Ordering::SeqCst;
+                let now = running.fetch_add(1, SeqCst) + 1;
+                most.fetch_max(now, SeqCst);
+                std::thread::sleep(std::time::Duration::from_millis(2));
+                running.fetch_sub(1, SeqCst);
+                assert_eq!(i, item);
+                item * 10
+            });
+            assert_eq!(out, (0..40).map(|i| i * 10).collect::<Vec<_>>());
+            let most = most.into_inner();
+            assert!(most <= threads, "{most} at once with {threads} threads");
+        }
+    }
+
+    #[test]
+    fn in_parallel_gives_every_result_when_some_fail() {
+        let pool = Pool::new(2);
+        let items: Vec<usize> = (0..20).collect();
+        let out = in_parallel(&pool, &items, |_, &i| {
+            if i % 7 == 3 {
+                Err(format!("item {i}"))
+            } else {
+                Ok(i)
+            }
+        });
+        assert_eq!(out.len(), 20);
+        let first: Result<Vec<usize>, String> = out.into_iter().collect();
+        assert_eq!(first, Err("item 3".to_owned()));
+    }
+
+    #[test]
+    fn in_parallel_passes_a_panic_on_after_the_other_items() {
+        let pool = Pool::new(2);
+        let items: Vec<usize> = (0..20).collect();
+        let done = std::sync::atomic::AtomicUsize::new(0);
+        let panic = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            in_parallel(&pool, &items, |_, &i| {
+                assert!(i != 5, "item 5 failed");
+                done.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            })
+        }))
+        .expect_err("the panic is passed on");
+        assert_eq!(panic.downcast_ref::<&str>(), Some(&"item 5 failed"));
+        // The other thread went on to the end: nothing waits on the failed item.
+        assert_eq!(done.into_inner(), 19);
+        // And the pool still packs.
+        let layer =
+            pool.install(|| crate::oci::compress::compress(crate::oci::Compression::Gzip, b"x"));
+        assert_eq!(layer.input_size, 1);
     }
 
     #[test]

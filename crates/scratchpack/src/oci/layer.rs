@@ -171,6 +171,64 @@ fn stream(file: &Streamed<'_>, out: &mut Encoder) -> Result<(), LayerError> {
     Ok(())
 }
 
+/// Reads a whole file and hashes it, the hashing of each chunk running on
+/// another thread while the next chunk is read: a binary is proven and
+/// hashed before it is packed, and this is the part of a build that no other
+/// work can overlap.
+pub fn read_hashed(path: &Path) -> std::io::Result<(Vec<u8>, Digest)> {
+    let mut f = std::fs::File::open(path)?;
+    let expected = f.metadata()?.len();
+    // The buffer is filled chunk by chunk; a file that grew meanwhile is
+    // read on to its end after it, and hashed then.
+    let mut bytes = vec![0u8; usize::try_from(expected).unwrap_or(usize::MAX)];
+    let (tx, rx) = std::sync::mpsc::channel::<&[u8]>();
+    let (filled, hasher) = std::thread::scope(|s| {
+        let hashing = s.spawn(move || {
+            let mut hasher = Sha256::new();
+            for chunk in rx {
+                hasher.update(chunk);
+            }
+            hasher
+        });
+        let mut filled = 0;
+        let mut result = Ok(());
+        'chunks: for chunk in bytes.chunks_mut(STREAM_CHUNK) {
+            let mut at = 0;
+            while at < chunk.len() {
+                match f.read(&mut chunk[at..]) {
+                    Ok(0) => break,
+                    Ok(n) => at += n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        result = Err(e);
+                        break 'chunks;
+                    }
+                }
+            }
+            filled += at;
+            let short = at < chunk.len();
+            // The hashing thread ends only with its channel, so it is there.
+            let _ = tx.send(&chunk[..at]);
+            if short {
+                break;
+            }
+        }
+        drop(tx);
+        let hasher = hashing
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p));
+        result.map(|()| (filled, hasher))
+    })?;
+    bytes.truncate(filled);
+    let mut hasher = hasher;
+    if filled as u64 == expected {
+        let start = bytes.len();
+        f.read_to_end(&mut bytes)?;
+        hasher.update(&bytes[start..]);
+    }
+    Ok((bytes, Digest::from_hasher(hasher)))
+}
+
 /// How much of a streamed file is read at once.
 const STREAM_CHUNK: usize = 1024 * 1024;
 
@@ -226,6 +284,28 @@ mod tests {
                 assert!(layer == in_memory, "{kind:?} with {threads} threads");
             }
         }
+    }
+
+    #[test]
+    fn read_hashed_gives_the_bytes_and_their_digest() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("app");
+        let bytes = program();
+        for len in [
+            0,
+            1,
+            STREAM_CHUNK - 1,
+            STREAM_CHUNK,
+            3 * STREAM_CHUNK + 5,
+            bytes.len(),
+        ] {
+            std::fs::write(&path, &bytes[..len]).unwrap();
+            let (read, digest) = read_hashed(&path).unwrap();
+            assert!(read == bytes[..len], "length {len}");
+            assert_eq!(digest, Digest::of(&bytes[..len]), "length {len}");
+        }
+        std::fs::remove_file(&path).unwrap();
+        assert!(read_hashed(&path).is_err());
     }
 
     #[test]
