@@ -4,8 +4,10 @@
 //! pinned implementation, the level and the block size: never on the number
 //! of threads or on the machine.
 //!
-//! The input is taken as a stream and compressed one batch of blocks at a
-//! time, so memory stays bounded by the batch, whatever the size of the tar.
+//! The input is taken as a stream and cut into blocks that a shared pool of
+//! threads compresses while the next are written and the previous are
+//! hashed and joined; a fixed number of block buffers bounds the memory,
+//! whatever the size of the tar or the number of streams.
 
 use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError, mpsc};
 
