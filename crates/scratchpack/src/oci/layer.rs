@@ -265,7 +265,7 @@ mod tests {
         let bytes = program();
         std::fs::write(&path, &bytes).unwrap();
         let digest = Digest::of(&bytes);
-        for kind in [Compression::Gzip, Compression::Zstd] {
+        for &kind in crate::oci::compress::tests::kinds() {
             let in_memory = Layer::build(
                 vec![Entry {
                     path: "app".to_owned(),
