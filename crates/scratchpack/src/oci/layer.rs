@@ -287,6 +287,31 @@ mod tests {
     }
 
     #[test]
+    fn layers_failing_midway_leave_the_pool_whole() {
+        // A binary that no longer matches its proof fails after megabytes
+        // of blocks were sent; on a one-thread pool (four buffers) a leaked
+        // buffer or a stuck thread would stall the layers after it.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("app");
+        let bytes = program();
+        std::fs::write(&path, &bytes).unwrap();
+        let digest = Digest::of(&bytes);
+        let wrong = Digest::of(b"other bytes");
+        let pool = Pool::new(1);
+        for &kind in crate::oci::compress::tests::kinds() {
+            let want = streamed_layer(&path, bytes.len() as u64, &digest, kind).unwrap();
+            pool.install(|| {
+                for _ in 0..5 {
+                    let err = streamed_layer(&path, bytes.len() as u64, &wrong, kind).unwrap_err();
+                    assert_eq!(err, LayerError::Changed(path.clone()));
+                }
+                let layer = streamed_layer(&path, bytes.len() as u64, &digest, kind).unwrap();
+                assert!(layer == want, "{kind:?}");
+            });
+        }
+    }
+
+    #[test]
     fn read_hashed_gives_the_bytes_and_their_digest() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("app");
