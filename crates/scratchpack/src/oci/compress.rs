@@ -194,7 +194,7 @@ impl Encoder {
     /// Hands the current block (possibly empty, when it ends an empty
     /// stream) to the pool; with `last`, it ends the stream.
     fn send(&mut self, last: bool) {
-        let input = match self.block.take() {
+        let mut input = match self.block.take() {
             Some(b) => b,
             None => self.pool.buffer(),
         };
@@ -210,6 +210,8 @@ impl Encoder {
             self.tail.clear();
             self.tail.extend_from_slice(&input.bytes[keep..]);
         }
+        // Waits while the pool has its fill of blocks in flight.
+        self.pool.admit(&mut input);
         let seq = self.sent;
         self.sent += 1;
         let kind = self.kind;
@@ -326,15 +328,21 @@ struct Shared {
 }
 
 struct Buffers {
+    /// Buffers kept for the next blocks, so their pages are not faulted
+    /// in again for each one.
     free: Vec<Vec<u8>>,
-    /// Buffers that may still be allocated.
-    unmade: usize,
+    /// How many more blocks may be sent before one comes back.
+    room: usize,
+    /// The number of blocks in flight at most, and of buffers kept.
+    slots: usize,
 }
 
 /// A block's input buffer, returned to its pool when dropped.
 struct Buffer {
     bytes: Vec<u8>,
     pool: Arc<Shared>,
+    /// Whether the buffer holds one of the pool's slots for blocks in flight.
+    admitted: bool,
 }
 
 impl Drop for Buffer {
@@ -346,8 +354,13 @@ impl Drop for Buffer {
             .buffers
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        b.free.push(bytes);
-        self.pool.returned.notify_one();
+        if b.free.len() < b.slots {
+            b.free.push(bytes);
+        }
+        if self.admitted {
+            b.room += 1;
+            self.pool.returned.notify_one();
+        }
     }
 }
 
@@ -389,8 +402,9 @@ impl Pool {
             buffers: Mutex::new(Buffers {
                 free: Vec::new(),
                 // Enough for every thread to compress one block while the
-                // next waits its turn and the writer fills another.
-                unmade: 2 * threads + 2,
+                // next waits its turn and the collector hashes another.
+                room: 2 * threads + 2,
+                slots: 2 * threads + 2,
             }),
             returned: Condvar::new(),
         }))
@@ -431,32 +445,41 @@ impl Pool {
             .expect("the compression threads outlive their pool");
     }
 
-    /// A free buffer, waiting for one when all are in flight.
+    /// A buffer for the next block: a writer fills its block before it
+    /// waits for room, so every buffer that holds a slot is on its way back.
     fn buffer(&self) -> Buffer {
+        let bytes = self
+            .0
+            .buffers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .free
+            .pop()
+            .unwrap_or_default();
+        Buffer {
+            bytes,
+            pool: Arc::clone(&self.0),
+            admitted: false,
+        }
+    }
+
+    /// Takes a slot for `buffer`'s block, waiting while every slot is in
+    /// flight.
+    fn admit(&self, buffer: &mut Buffer) {
         let mut b = self
             .0
             .buffers
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        let bytes = loop {
-            if let Some(bytes) = b.free.pop() {
-                break bytes;
-            }
-            if b.unmade > 0 {
-                b.unmade -= 1;
-                break Vec::new();
-            }
+        while b.room == 0 {
             b = self
                 .0
                 .returned
                 .wait(b)
                 .unwrap_or_else(PoisonError::into_inner);
-        };
-        drop(b);
-        Buffer {
-            bytes,
-            pool: Arc::clone(&self.0),
         }
+        b.room -= 1;
+        buffer.admitted = true;
     }
 }
 
@@ -652,7 +675,7 @@ pub(crate) mod tests {
 
     #[test]
     fn an_encoder_dropped_unfinished_returns_its_buffers() {
-        // One thread and so four buffers: a single leaked one would stall
+        // One thread and so four slots: a single one leaked would stall
         // the loop below.
         let pool = Pool::new(1);
         let data = sample(7 * GZIP_BLOCK);

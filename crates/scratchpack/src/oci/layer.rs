@@ -289,7 +289,7 @@ mod tests {
     #[test]
     fn layers_failing_midway_leave_the_pool_whole() {
         // A binary that no longer matches its proof fails after megabytes
-        // of blocks were sent; on a one-thread pool (four buffers) a leaked
+        // of blocks were sent; on a one-thread pool (four slots) a leaked
         // buffer or a stuck thread would stall the layers after it.
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("app");
