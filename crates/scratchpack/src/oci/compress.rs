@@ -89,10 +89,12 @@ pub struct Compressed {
 ///
 /// Three stages run at once: the writer fills blocks (the caller's thread,
 /// which also reads and tars the files), the [`Pool`]'s threads compress
-/// them, and one collector thread per stream takes the pieces back in order
-/// to hash the input (`diff_id`) and the output (digest) and join them. Each
-/// stage is sequential only where the format is, and no stage waits for
-/// another except through a bounded number of block buffers.
+/// them, and the pieces are joined in order as they come back, hashing the
+/// input (`diff_id`) and the output (digest): the thread that finishes the
+/// block next in line does that, for it and for any ready behind it, while
+/// the others go on compressing. Each stage is sequential only where the
+/// format is, and the writer waits only when the pool has its fill of
+/// blocks in flight.
 pub struct Encoder {
     kind: Compression,
     pool: Pool,
@@ -106,14 +108,10 @@ pub struct Encoder {
     /// Blocks sent to the pool so far.
     sent: u64,
     size: u64,
-    /// Where compressed blocks go; `None` once finished. An encoder dropped
-    /// unfinished (its layer failed) leaves its collector to drain the
-    /// blocks already sent, which returns their buffers, and end.
-    done: Option<mpsc::Sender<Piece>>,
-    collector: Option<std::thread::JoinHandle<Collected>>,
+    joined: Arc<Joined>,
 }
 
-/// One compressed block on its way to the collector.
+/// One compressed block on its way to being joined.
 struct Piece {
     seq: u64,
     input: Buffer,
@@ -123,12 +121,96 @@ struct Piece {
     result: std::thread::Result<(Vec<u8>, u32)>,
 }
 
-/// What the collector made of the pieces, in order.
-struct Collected {
+/// The pieces of one stream, joined in order.
+struct Joined {
+    state: Mutex<Joining>,
+    /// Signalled whenever the joining stops, for `finish`.
+    idle: Condvar,
+}
+
+struct Joining {
+    /// Pieces that arrived before the one next in line.
+    waiting: std::collections::BTreeMap<u64, Piece>,
+    /// The piece next in line.
+    next: u64,
+    /// The result so far; taken by the thread joining, put back after.
+    made: Option<Made>,
+    /// The first panic of a block, which `finish` passes on.
+    panic: Option<Box<dyn std::any::Any + Send>>,
+    /// Set when the encoder is dropped unfinished: pieces are dropped (which
+    /// returns their buffers) rather than joined.
+    abandoned: bool,
+}
+
+/// What the pieces joined so far make.
+struct Made {
     out: Vec<u8>,
     crc: u32,
     input: Sha256,
     output: Sha256,
+}
+
+impl Joined {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Joining> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Takes a piece in; if it is next in line and no other thread is
+    /// joining, joins it and every piece ready behind it. The hashing runs
+    /// without the lock, so the other threads only ever wait to drop off a
+    /// piece.
+    fn deliver(&self, piece: Piece) {
+        let mut state = self.lock();
+        state.waiting.insert(piece.seq, piece);
+        let Some(mut made) = state.made.take() else {
+            // Another thread is joining, and will find this piece.
+            return;
+        };
+        // Should the joining itself panic, `finish` is told rather than
+        // left waiting.
+        struct Guard<'a>(&'a Joined, bool);
+        impl Drop for Guard<'_> {
+            fn drop(&mut self) {
+                if !self.1 {
+                    let mut state = self.0.lock();
+                    state
+                        .panic
+                        .get_or_insert_with(|| Box::new("joining the compressed blocks failed"));
+                    state.next = u64::MAX;
+                    self.0.idle.notify_all();
+                }
+            }
+        }
+        let mut guard = Guard(self, false);
+        loop {
+            let next = state.next;
+            let Some(piece) = state.waiting.remove(&next) else {
+                break;
+            };
+            state.next += 1;
+            let join = state.panic.is_none() && !state.abandoned;
+            drop(state);
+            match piece.result {
+                Ok((bytes, crc)) if join => {
+                    let data = &piece.input.bytes[piece.dict_len..];
+                    made.input.update(data);
+                    made.output.update(&bytes);
+                    made.out.extend_from_slice(&bytes);
+                    made.crc = zlib_rs::crc32::crc32_combine(made.crc, crc, data.len() as u64);
+                }
+                Ok(_) => {}
+                Err(panic) => {
+                    self.lock().panic.get_or_insert(panic);
+                }
+            }
+            // The piece's buffer goes back to the pool here.
+            state = self.lock();
+        }
+        state.made = Some(made);
+        guard.1 = true;
+        drop(guard);
+        self.idle.notify_all();
+    }
 }
 
 impl Encoder {
@@ -139,18 +221,20 @@ impl Encoder {
     }
 
     pub fn on(kind: Compression, pool: Pool) -> Encoder {
-        let mut out = Vec::new();
+        let mut made = Made {
+            out: Vec::new(),
+            crc: 0,
+            input: Sha256::new(),
+            output: Sha256::new(),
+        };
         if kind == Compression::Gzip {
             // Every header byte pinned: no flags (so no name or comment),
             // mtime 0, XFL 0, OS 255 ("unknown", so the build host's OS does
             // not show).
-            out.extend_from_slice(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255]);
+            made.out
+                .extend_from_slice(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255]);
+            made.output.update(&made.out);
         }
-        let (done, pieces) = mpsc::channel();
-        let collector = std::thread::Builder::new()
-            .name("scratchpack-digest".to_owned())
-            .spawn(move || collect(out, &pieces))
-            .expect("threads can be started");
         Encoder {
             kind,
             pool,
@@ -159,8 +243,16 @@ impl Encoder {
             tail: Vec::new(),
             sent: 0,
             size: 0,
-            done: Some(done),
-            collector: Some(collector),
+            joined: Arc::new(Joined {
+                state: Mutex::new(Joining {
+                    waiting: std::collections::BTreeMap::new(),
+                    next: 0,
+                    made: Some(made),
+                    panic: None,
+                    abandoned: false,
+                }),
+                idle: Condvar::new(),
+            }),
         }
     }
 
@@ -215,10 +307,7 @@ impl Encoder {
         let seq = self.sent;
         self.sent += 1;
         let kind = self.kind;
-        let done = self
-            .done
-            .clone()
-            .expect("an encoder is written before it is finished");
+        let joined = Arc::clone(&self.joined);
         self.pool.spawn(Box::new(move || {
             let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 let (dict, data) = input.bytes.split_at(dict_len);
@@ -232,9 +321,7 @@ impl Encoder {
                     Compression::Zstd => (zstd_block(data), 0),
                 }
             }));
-            // A collector that is gone has panicked, and its panic is the one
-            // `finish` reports; the buffer returns to the pool as it drops.
-            let _ = done.send(Piece {
+            joined.deliver(Piece {
                 seq,
                 input,
                 dict_len,
@@ -245,18 +332,21 @@ impl Encoder {
 
     pub fn finish(mut self) -> Compressed {
         self.send(true);
-        // The collector stops once every piece has arrived: its channel
-        // closes when this sender and the last block's are gone.
-        self.done = None;
-        let collected = self
-            .collector
-            .take()
-            .expect("an encoder is finished once")
-            .join();
-        let mut c = match collected {
-            Ok(c) => c,
-            Err(panic) => std::panic::resume_unwind(panic),
-        };
+        let mut state = self.joined.lock();
+        // Every piece joined (or one panicked), and the last joiner gone.
+        while !(state.next >= self.sent && (state.made.is_some() || state.panic.is_some())) {
+            state = self
+                .joined
+                .idle
+                .wait(state)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        if let Some(panic) = state.panic.take() {
+            drop(state);
+            std::panic::resume_unwind(panic);
+        }
+        let mut c = state.made.take().expect("the joined pieces are there");
+        drop(state);
         if self.kind == Compression::Gzip {
             let start = c.out.len();
             c.out.extend_from_slice(&c.crc.to_le_bytes());
@@ -273,38 +363,12 @@ impl Encoder {
     }
 }
 
-/// The collector: takes the pieces as they come, and joins and hashes them
-/// in order. A piece whose compression panicked panics here, and `finish`
-/// passes that on.
-fn collect(out: Vec<u8>, pieces: &mpsc::Receiver<Piece>) -> Collected {
-    let mut c = Collected {
-        output: Sha256::new(),
-        input: Sha256::new(),
-        crc: 0,
-        out,
-    };
-    c.output.update(&c.out);
-    let mut waiting = std::collections::BTreeMap::new();
-    let mut next = 0;
-    while let Ok(piece) = pieces.recv() {
-        waiting.insert(piece.seq, piece);
-        while let Some(piece) = waiting.remove(&next) {
-            let (bytes, crc) = match piece.result {
-                Ok(r) => r,
-                Err(panic) => std::panic::resume_unwind(panic),
-            };
-            let data = &piece.input.bytes[piece.dict_len..];
-            c.input.update(data);
-            c.output.update(&bytes);
-            c.out.extend_from_slice(&bytes);
-            c.crc = zlib_rs::crc32::crc32_combine(c.crc, crc, data.len() as u64);
-            next += 1;
-        }
+impl Drop for Encoder {
+    /// An encoder dropped unfinished (its layer failed): the blocks already
+    /// sent are compressed and dropped, not joined.
+    fn drop(&mut self) {
+        self.joined.lock().abandoned = true;
     }
-    // Pieces are numbered without gaps and the channel closes only after
-    // the last one: none can be left over.
-    assert!(waiting.is_empty(), "a compressed block never arrived");
-    c
 }
 
 /// A job for the pool's threads.

@@ -178,6 +178,13 @@ fn stream(file: &Streamed<'_>, out: &mut Encoder) -> Result<(), LayerError> {
 pub fn read_hashed(path: &Path) -> std::io::Result<(Vec<u8>, Digest)> {
     let mut f = std::fs::File::open(path)?;
     let expected = f.metadata()?.len();
+    if expected <= 4 * STREAM_CHUNK as u64 {
+        // Too little to gain from a second thread.
+        let mut bytes = Vec::with_capacity(expected as usize);
+        f.read_to_end(&mut bytes)?;
+        let digest = Digest::of(&bytes);
+        return Ok((bytes, digest));
+    }
     // The buffer is filled chunk by chunk; a file that grew meanwhile is
     // read on to its end after it, and hashed then.
     let mut bytes = vec![0u8; usize::try_from(expected).unwrap_or(usize::MAX)];
