@@ -155,16 +155,17 @@ pub fn build(
     pack_all(images, executables, opts, &pool, shell)
 }
 
-/// Calls `f` on every item, on at most `pool.threads()` threads at once
-/// (each compressing on `pool`), and gives the results in item order. A
-/// panic in `f` is passed on once every thread has stopped; the others go on
-/// with the remaining items, so none waits on a failed one.
+/// Calls `f` on every item, on at most `threads` threads at once (each
+/// compressing on `pool`), and gives the results in item order. A panic in
+/// `f` is passed on once every thread has stopped; the others go on with the
+/// remaining items, so none waits on a failed one.
 fn in_parallel<T: Sync, R: Send>(
     pool: &Pool,
+    threads: usize,
     items: &[T],
     f: impl Fn(usize, &T) -> R + Sync,
 ) -> Vec<R> {
-    let threads = pool.threads().min(items.len());
+    let threads = threads.min(items.len());
     if threads <= 1 {
         return pool.install(|| items.iter().enumerate().map(|(i, t)| f(i, t)).collect());
     }
@@ -232,12 +233,13 @@ fn pack_all(
         .collect();
     // Collected whole, then the first error taken in plan order, whichever
     // came first in time.
-    let proven: Vec<Proven> = in_parallel(pool, &jobs, |_, (image, platform, path)| {
-        prove(image, *platform, path)
-    })
-    .into_iter()
-    .collect::<Result<_, _>>()?;
-    let files: Vec<Vec<Vec<u8>>> = in_parallel(pool, images, |_, image| {
+    let proven: Vec<Proven> =
+        in_parallel(pool, pool.threads(), &jobs, |_, (image, platform, path)| {
+            prove(image, *platform, path)
+        })
+        .into_iter()
+        .collect::<Result<_, _>>()?;
+    let files: Vec<Vec<Vec<u8>>> = in_parallel(pool, pool.threads(), images, |_, image| {
         image
             .files
             .iter()
@@ -263,8 +265,22 @@ fn pack_all(
     // Status lines come in plan order, each as soon as its image and every
     // one before it are done, so parallel packing reads like a serial run.
     let progress = Progress::new(images.len(), shell);
-    let results = in_parallel(pool, images, |i, image| {
-        let result = write_image(&lock, image, &binaries[i], &files[i], opts, pool);
+    // The platforms of an image are packed in parallel too, unless there
+    // are images enough to keep every thread busy.
+    let platform_threads = if images.len() >= pool.threads() {
+        1
+    } else {
+        pool.threads()
+    };
+    let results = in_parallel(pool, pool.threads(), images, |i, image| {
+        let result = write_image(
+            &lock,
+            image,
+            &binaries[i],
+            &files[i],
+            opts,
+            (pool, platform_threads),
+        );
         progress.done(i, result.as_ref().ok());
         result
     });
@@ -370,7 +386,7 @@ fn write_image(
     binaries: &[Proven],
     files: &[Vec<u8>],
     opts: &Options,
-    pool: &Pool,
+    (pool, platform_threads): (&Pool, usize),
 ) -> Result<BuiltImage, BuildError> {
     let key = cache::key(&KeyInputs {
         plan: key_plan(image),
@@ -388,7 +404,7 @@ fn write_image(
         return Ok(done);
     }
 
-    let per_platform = in_parallel(pool, binaries, |_, b| {
+    let per_platform = in_parallel(pool, platform_threads, binaries, |_, b| {
         let contents = Contents {
             binary: EntryKind::Streamed(Streamed {
                 path: &b.path,
@@ -589,7 +605,7 @@ mod tests {
             let pool = Pool::new(threads);
             let running = std::sync::atomic::AtomicUsize::new(0);
             let most = std::sync::atomic::AtomicUsize::new(0);
-            let out = in_parallel(&pool, &items, |i, &item| {
+            let out = in_parallel(&pool, pool.threads(), &items, |i, &item| {
                 use std::sync::atomic::Ordering::SeqCst;
                 let now = running.fetch_add(1, SeqCst) + 1;
                 most.fetch_max(now, SeqCst);
@@ -608,7 +624,7 @@ mod tests {
     fn in_parallel_gives_every_result_when_some_fail() {
         let pool = Pool::new(2);
         let items: Vec<usize> = (0..20).collect();
-        let out = in_parallel(&pool, &items, |_, &i| {
+        let out = in_parallel(&pool, pool.threads(), &items, |_, &i| {
             if i % 7 == 3 {
                 Err(format!("item {i}"))
             } else {
@@ -626,7 +642,7 @@ mod tests {
         let items: Vec<usize> = (0..20).collect();
         let done = std::sync::atomic::AtomicUsize::new(0);
         let panic = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            in_parallel(&pool, &items, |_, &i| {
+            in_parallel(&pool, pool.threads(), &items, |_, &i| {
                 assert!(i != 5, "item 5 failed");
                 done.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             })
