@@ -12,11 +12,13 @@
 #     the built xtask binary (cargo's own start-up left out).
 #
 # Prints times and ratios; asserts nothing. Needs hyperfine, pigz, zstd and
-# the x86_64 and aarch64 musl targets.
+# the x86_64 and aarch64 musl targets. The second argument runs only one of
+# the two parts.
 #
-#   scripts/bench-pack.sh [RUNS]
+#   scripts/bench-pack.sh [RUNS] [layer|repack]
 set -euo pipefail
 runs=${1:-5}
+part=${2:-all}
 src=$(cd "$(dirname "$0")/.." && pwd)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -27,7 +29,9 @@ field() { python3 -c 'import json,sys; r=json.load(open(sys.argv[1]))["results"]
 # Peak resident memory (MiB) of one run.
 peak() { /usr/bin/time -v "$@" 2>&1 >/dev/null | awk '/Maximum resident/ { printf "%.1f", $NF / 1024 }'; }
 
+if [ "$part" != repack ]; then
 echo "== the 48 MB static binary =="
+echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 driver=$(ls "$(rustc --print sysroot)"/lib/librustc_driver-*.so | head -1)
 mkdir -p "$work/big/src" "$work/stage"
 head -c 47500000 "$driver" >"$work/big/payload.bin"
@@ -83,8 +87,11 @@ zst_size=$("$pack" "$work/stage/app" zstd | awk '{ print $3 }')
 pigz_size=$(tar -cf - -C "$work/stage" app | pigz -p2 -6 | wc -c)
 zstd_size=$(tar -cf - -C "$work/stage" app | zstd -3 -T0 -q -c | wc -c)
 printf 'sizes: gzip %d (pigz %d), zstd %d (zstd -3 %d)\n' "$gz_size" "$pigz_size" "$zst_size" "$zstd_size"
+fi
+[ "$part" = layer ] && exit 0
 
 echo "== repacking 43 images (no compile) =="
+echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 git clone -q "$src" "$work/ws"
 cd "$work/ws"
 # The checkout's own build directory: the xtask and the binaries are

@@ -9,8 +9,9 @@
 
 use std::path::PathBuf;
 
-use scratchpack::oci::layer::{Entry, EntryKind, Layer, Streamed};
-use scratchpack::oci::{Compression, Digest};
+use scratchpack::oci::Compression;
+use scratchpack::oci::compress::Pool;
+use scratchpack::oci::layer::{Entry, EntryKind, Layer, Streamed, read_hashed};
 
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
@@ -24,11 +25,10 @@ fn main() -> anyhow::Result<()> {
     let out = args.next().map(PathBuf::from);
 
     // The build proves and hashes a binary before packing it; so does this.
-    let bytes = std::fs::read(&path)?;
-    let (size, digest) = (bytes.len() as u64, Digest::of(&bytes));
+    let (bytes, digest) = read_hashed(&path)?;
+    let size = bytes.len() as u64;
     drop(bytes);
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(jobs).build()?;
-    let layer = pool.install(|| {
+    let layer = Pool::new(jobs).install(|| {
         Layer::build(
             vec![Entry {
                 path: "app".to_owned(),

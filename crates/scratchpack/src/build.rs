@@ -4,7 +4,6 @@
 
 use std::path::{Path, PathBuf};
 
-use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::cache;
@@ -12,8 +11,9 @@ use crate::compile::{CompileError, Compiler, Request};
 use crate::elf::{NotStatic, check_static};
 use crate::manifest::{FileSource, ImagePlan};
 use crate::oci::archive::archive;
+use crate::oci::compress::Pool;
 use crate::oci::image::Contents;
-use crate::oci::layer::{EntryKind, LayerError, Streamed};
+use crate::oci::layer::{EntryKind, LayerError, Streamed, read_hashed};
 use crate::oci::layout::{LayoutMeta, layout_files};
 use crate::oci::{Digest, Image, ImageSet, LayoutDir};
 use crate::output::{OutputError, OutputLock, write_synced, write_tree};
@@ -149,18 +149,70 @@ pub fn build(
         .collect();
     let executables = compiler.compile(&requests)?;
 
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(opts.jobs)
-        .thread_name(|i| format!("scratchpack-pack-{i}"))
-        .build()
-        .expect("threads can be started");
-    pool.install(|| pack_all(images, executables, opts, shell))
+    // One pool compresses the blocks of every layer; its size is the -j
+    // bound for the threads that prove, read and pack as well.
+    let pool = Pool::new(opts.jobs);
+    pack_all(images, executables, opts, &pool, shell)
+}
+
+/// Calls `f` on every item, on at most `threads` threads at once (each
+/// compressing on `pool`), and gives the results in item order. A panic in
+/// `f` is passed on once every thread has stopped; the others go on with the
+/// remaining items, so none waits on a failed one.
+fn in_parallel<T: Sync, R: Send>(
+    pool: &Pool,
+    threads: usize,
+    items: &[T],
+    f: impl Fn(usize, &T) -> R + Sync,
+) -> Vec<R> {
+    let threads = threads.min(items.len());
+    if threads <= 1 {
+        return pool.install(|| items.iter().enumerate().map(|(i, t)| f(i, t)).collect());
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|n| {
+                let (tx, next, f) = (tx.clone(), &next, &f);
+                std::thread::Builder::new()
+                    .name(format!("scratchpack-pack-{n}"))
+                    .spawn_scoped(s, move || {
+                        pool.install(|| {
+                            loop {
+                                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                                let Some(item) = items.get(i) else { break };
+                                // The receiver lives until every thread is joined.
+                                let _ = tx.send((i, f(i, item)));
+                            }
+                        });
+                    })
+                    .expect("threads can be started")
+            })
+            .collect();
+        // Joined here rather than by the scope, so the first panic's own
+        // message is the one passed on.
+        let panics: Vec<_> = handles.into_iter().filter_map(|h| h.join().err()).collect();
+        if let Some(panic) = panics.into_iter().next() {
+            std::panic::resume_unwind(panic);
+        }
+    });
+    drop(tx);
+    let mut results: Vec<Option<R>> = items.iter().map(|_| None).collect();
+    for (i, r) in rx {
+        results[i] = Some(r);
+    }
+    results
+        .into_iter()
+        .map(|r| r.expect("every item has a result"))
+        .collect()
 }
 
 fn pack_all(
     images: &[&ImagePlan],
     executables: Vec<PathBuf>,
     opts: &Options,
+    pool: &Pool,
     shell: Shell,
 ) -> Result<Vec<BuiltImage>, BuildError> {
     // Prove every binary first, in parallel; the first refusal in plan order
@@ -179,29 +231,26 @@ fn pack_all(
                 .collect::<Vec<_>>()
         })
         .collect();
-    // Collected whole, then the first error taken in order: rayon's own
-    // collect into a `Result` keeps whichever error came first in time.
-    let proven: Vec<Proven> = jobs
-        .par_iter()
-        .map(|(image, platform, path)| prove(image, *platform, path))
-        .collect::<Vec<_>>()
-        .into_iter()
-        .collect::<Result<_, _>>()?;
-    let files: Vec<Vec<Vec<u8>>> = images
-        .par_iter()
-        .map(|image| {
-            image
-                .files
-                .iter()
-                .map(|f| match &f.src {
-                    FileSource::Host(path) => read(path),
-                    FileSource::Generated(bytes) => Ok(bytes.clone()),
-                })
-                .collect::<Result<Vec<_>, _>>()
+    // Collected whole, then the first error taken in plan order, whichever
+    // came first in time.
+    let proven: Vec<Proven> =
+        in_parallel(pool, pool.threads(), &jobs, |_, (image, platform, path)| {
+            prove(image, *platform, path)
         })
-        .collect::<Vec<_>>()
         .into_iter()
         .collect::<Result<_, _>>()?;
+    let files: Vec<Vec<Vec<u8>>> = in_parallel(pool, pool.threads(), images, |_, image| {
+        image
+            .files
+            .iter()
+            .map(|f| match &f.src {
+                FileSource::Host(path) => read(path),
+                FileSource::Generated(bytes) => Ok(bytes.clone()),
+            })
+            .collect::<Result<Vec<_>, _>>()
+    })
+    .into_iter()
+    .collect::<Result<_, _>>()?;
     let mut proven = proven.into_iter();
     let binaries: Vec<Vec<Proven>> = images
         .iter()
@@ -216,23 +265,34 @@ fn pack_all(
     // Status lines come in plan order, each as soon as its image and every
     // one before it are done, so parallel packing reads like a serial run.
     let progress = Progress::new(images.len(), shell);
-    let results: Vec<Result<BuiltImage, BuildError>> = images
-        .par_iter()
-        .zip(&binaries)
-        .zip(&files)
-        .enumerate()
-        .map(|(i, ((image, binaries), files))| {
-            let result = write_image(&lock, image, binaries, files, opts);
-            progress.done(i, result.as_ref().ok());
-            result
-        })
-        .collect();
+    // The platforms of an image are packed in parallel too, unless there
+    // are images enough to keep every thread busy.
+    let platform_threads = if images.len() >= pool.threads() {
+        1
+    } else {
+        pool.threads()
+    };
+    let results = in_parallel(pool, pool.threads(), images, |i, image| {
+        let result = write_image(
+            &lock,
+            image,
+            &binaries[i],
+            &files[i],
+            opts,
+            (pool, platform_threads),
+        );
+        progress.done(i, result.as_ref().ok());
+        result
+    });
     results.into_iter().collect()
 }
 
 /// Reads one binary, proves it static and hashes it; its bytes are dropped.
 fn prove(image: &ImagePlan, platform: Platform, path: &Path) -> Result<Proven, BuildError> {
-    let bytes = read(path)?;
+    let (bytes, digest) = read_hashed(path).map_err(|source| BuildError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
     check_static(&bytes, platform.elf_machine(), &platform.to_string()).map_err(|reason| {
         BuildError::NotStatic {
             image: image.name.clone(),
@@ -245,7 +305,7 @@ fn prove(image: &ImagePlan, platform: Platform, path: &Path) -> Result<Proven, B
         platform,
         path: path.to_owned(),
         size: bytes.len() as u64,
-        digest: Digest::of(&bytes),
+        digest,
     })
 }
 
@@ -326,6 +386,7 @@ fn write_image(
     binaries: &[Proven],
     files: &[Vec<u8>],
     opts: &Options,
+    (pool, platform_threads): (&Pool, usize),
 ) -> Result<BuiltImage, BuildError> {
     let key = cache::key(&KeyInputs {
         plan: key_plan(image),
@@ -343,27 +404,24 @@ fn write_image(
         return Ok(done);
     }
 
-    let per_platform = binaries
-        .par_iter()
-        .map(|b| {
-            let contents = Contents {
-                binary: EntryKind::Streamed(Streamed {
-                    path: &b.path,
-                    size: b.size,
-                    digest: &b.digest,
-                }),
-                files,
-            };
-            Image::assemble(image, b.platform, &contents, opts.epoch).map_err(|source| {
-                BuildError::Layer {
-                    image: image.name.clone(),
-                    source,
-                }
-            })
+    let per_platform = in_parallel(pool, platform_threads, binaries, |_, b| {
+        let contents = Contents {
+            binary: EntryKind::Streamed(Streamed {
+                path: &b.path,
+                size: b.size,
+                digest: &b.digest,
+            }),
+            files,
+        };
+        Image::assemble(image, b.platform, &contents, opts.epoch).map_err(|source| {
+            BuildError::Layer {
+                image: image.name.clone(),
+                source,
+            }
         })
-        .collect::<Vec<_>>()
-        .into_iter()
-        .collect::<Result<Vec<_>, _>>()?;
+    })
+    .into_iter()
+    .collect::<Result<Vec<_>, _>>()?;
     let set = ImageSet::new(image, per_platform);
 
     let layout = opts.out_dir.join(&image.name);
@@ -538,6 +596,65 @@ mod tests {
             epoch: 0,
             jobs: 2,
         }
+    }
+
+    #[test]
+    fn in_parallel_keeps_order_and_its_bound() {
+        let items: Vec<usize> = (0..40).collect();
+        for threads in [1, 2, 8] {
+            let pool = Pool::new(threads);
+            let running = std::sync::atomic::AtomicUsize::new(0);
+            let most = std::sync::atomic::AtomicUsize::new(0);
+            let out = in_parallel(&pool, pool.threads(), &items, |i, &item| {
+                use std::sync::atomic::Ordering::SeqCst;
+                let now = running.fetch_add(1, SeqCst) + 1;
+                most.fetch_max(now, SeqCst);
+                std::thread::sleep(std::time::Duration::from_millis(2));
+                running.fetch_sub(1, SeqCst);
+                assert_eq!(i, item);
+                item * 10
+            });
+            assert_eq!(out, (0..40).map(|i| i * 10).collect::<Vec<_>>());
+            let most = most.into_inner();
+            assert!(most <= threads, "{most} at once with {threads} threads");
+        }
+    }
+
+    #[test]
+    fn in_parallel_gives_every_result_when_some_fail() {
+        let pool = Pool::new(2);
+        let items: Vec<usize> = (0..20).collect();
+        let out = in_parallel(&pool, pool.threads(), &items, |_, &i| {
+            if i % 7 == 3 {
+                Err(format!("item {i}"))
+            } else {
+                Ok(i)
+            }
+        });
+        assert_eq!(out.len(), 20);
+        let first: Result<Vec<usize>, String> = out.into_iter().collect();
+        assert_eq!(first, Err("item 3".to_owned()));
+    }
+
+    #[test]
+    fn in_parallel_passes_a_panic_on_after_the_other_items() {
+        let pool = Pool::new(2);
+        let items: Vec<usize> = (0..20).collect();
+        let done = std::sync::atomic::AtomicUsize::new(0);
+        let panic = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            in_parallel(&pool, pool.threads(), &items, |_, &i| {
+                assert!(i != 5, "item 5 failed");
+                done.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            })
+        }))
+        .expect_err("the panic is passed on");
+        assert_eq!(panic.downcast_ref::<&str>(), Some(&"item 5 failed"));
+        // The other thread went on to the end: nothing waits on the failed item.
+        assert_eq!(done.into_inner(), 19);
+        // And the pool still packs.
+        let layer =
+            pool.install(|| crate::oci::compress::compress(crate::oci::Compression::Gzip, b"x"));
+        assert_eq!(layer.input_size, 1);
     }
 
     #[test]

@@ -124,7 +124,12 @@ impl Layer {
         tar::finish(&mut out);
         let done = out.finish();
         Ok(Layer {
-            blob: Blob::new(compression.media_type(), done.bytes),
+            // The collector hashed the blob as it was made.
+            blob: Blob {
+                media_type: compression.media_type(),
+                digest: done.digest,
+                bytes: done.bytes,
+            },
             diff_id: done.input_digest,
             tar_size: done.input_size,
         })
@@ -166,12 +171,78 @@ fn stream(file: &Streamed<'_>, out: &mut Encoder) -> Result<(), LayerError> {
     Ok(())
 }
 
+/// Reads a whole file and hashes it, the hashing of each chunk running on
+/// another thread while the next chunk is read: a binary is proven and
+/// hashed before it is packed, and this is the part of a build that no other
+/// work can overlap.
+pub fn read_hashed(path: &Path) -> std::io::Result<(Vec<u8>, Digest)> {
+    let mut f = std::fs::File::open(path)?;
+    let expected = f.metadata()?.len();
+    if expected <= 4 * STREAM_CHUNK as u64 {
+        // Too little to gain from a second thread.
+        let mut bytes = Vec::with_capacity(expected as usize);
+        f.read_to_end(&mut bytes)?;
+        let digest = Digest::of(&bytes);
+        return Ok((bytes, digest));
+    }
+    // The buffer is filled chunk by chunk; a file that grew meanwhile is
+    // read on to its end after it, and hashed then.
+    let mut bytes = vec![0u8; usize::try_from(expected).unwrap_or(usize::MAX)];
+    let (tx, rx) = std::sync::mpsc::channel::<&[u8]>();
+    let (filled, hasher) = std::thread::scope(|s| {
+        let hashing = s.spawn(move || {
+            let mut hasher = Sha256::new();
+            for chunk in rx {
+                hasher.update(chunk);
+            }
+            hasher
+        });
+        let mut filled = 0;
+        let mut result = Ok(());
+        'chunks: for chunk in bytes.chunks_mut(STREAM_CHUNK) {
+            let mut at = 0;
+            while at < chunk.len() {
+                match f.read(&mut chunk[at..]) {
+                    Ok(0) => break,
+                    Ok(n) => at += n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        result = Err(e);
+                        break 'chunks;
+                    }
+                }
+            }
+            filled += at;
+            let short = at < chunk.len();
+            // The hashing thread ends only with its channel, so it is there.
+            let _ = tx.send(&chunk[..at]);
+            if short {
+                break;
+            }
+        }
+        drop(tx);
+        let hasher = hashing
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p));
+        result.map(|()| (filled, hasher))
+    })?;
+    bytes.truncate(filled);
+    let mut hasher = hasher;
+    if filled as u64 == expected {
+        let start = bytes.len();
+        f.read_to_end(&mut bytes)?;
+        hasher.update(&bytes[start..]);
+    }
+    Ok((bytes, Digest::from_hasher(hasher)))
+}
+
 /// How much of a streamed file is read at once.
 const STREAM_CHUNK: usize = 1024 * 1024;
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::oci::compress::Pool;
 
     fn streamed_layer(
         path: &Path,
@@ -201,7 +272,7 @@ mod tests {
         let bytes = program();
         std::fs::write(&path, &bytes).unwrap();
         let digest = Digest::of(&bytes);
-        for kind in [Compression::Gzip, Compression::Zstd] {
+        for &kind in crate::oci::compress::tests::kinds() {
             let in_memory = Layer::build(
                 vec![Entry {
                     path: "app".to_owned(),
@@ -213,16 +284,60 @@ mod tests {
             )
             .unwrap();
             for threads in [1, 2, 8] {
-                let pool = rayon::ThreadPoolBuilder::new()
-                    .num_threads(threads)
-                    .build()
-                    .unwrap();
+                let pool = Pool::new(threads);
                 let layer = pool
                     .install(|| streamed_layer(&path, bytes.len() as u64, &digest, kind))
                     .unwrap();
                 assert!(layer == in_memory, "{kind:?} with {threads} threads");
             }
         }
+    }
+
+    #[test]
+    fn layers_failing_midway_leave_the_pool_whole() {
+        // A binary that no longer matches its proof fails after megabytes
+        // of blocks were sent; on a one-thread pool (four slots) a leaked
+        // buffer or a stuck thread would stall the layers after it.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("app");
+        let bytes = program();
+        std::fs::write(&path, &bytes).unwrap();
+        let digest = Digest::of(&bytes);
+        let wrong = Digest::of(b"other bytes");
+        let pool = Pool::new(1);
+        for &kind in crate::oci::compress::tests::kinds() {
+            let want = streamed_layer(&path, bytes.len() as u64, &digest, kind).unwrap();
+            pool.install(|| {
+                for _ in 0..5 {
+                    let err = streamed_layer(&path, bytes.len() as u64, &wrong, kind).unwrap_err();
+                    assert_eq!(err, LayerError::Changed(path.clone()));
+                }
+                let layer = streamed_layer(&path, bytes.len() as u64, &digest, kind).unwrap();
+                assert!(layer == want, "{kind:?}");
+            });
+        }
+    }
+
+    #[test]
+    fn read_hashed_gives_the_bytes_and_their_digest() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("app");
+        let bytes = program();
+        for len in [
+            0,
+            1,
+            STREAM_CHUNK - 1,
+            STREAM_CHUNK,
+            3 * STREAM_CHUNK + 5,
+            bytes.len(),
+        ] {
+            std::fs::write(&path, &bytes[..len]).unwrap();
+            let (read, digest) = read_hashed(&path).unwrap();
+            assert!(read == bytes[..len], "length {len}");
+            assert_eq!(digest, Digest::of(&bytes[..len]), "length {len}");
+        }
+        std::fs::remove_file(&path).unwrap();
+        assert!(read_hashed(&path).is_err());
     }
 
     #[test]
