@@ -27,8 +27,8 @@ pub struct Options {
     /// Seconds since the epoch for `created` and file mtimes
     /// (`SOURCE_DATE_EPOCH`, else 0).
     pub epoch: u64,
-    /// Threads that prove and pack; 0 for one per core. The bytes written
-    /// never depend on it.
+    /// Threads that prove and pack images, and that compress their layers'
+    /// blocks; 0 for one per core. The bytes written never depend on it.
     pub jobs: usize,
 }
 
@@ -123,8 +123,9 @@ struct Proven {
 /// Binaries are read twice: once to prove and hash them (one at a time per
 /// thread, then dropped), and once streamed into their layer, which checks
 /// the bytes are still those. So memory holds at most one binary per thread,
-/// never all of them. Images, and the platforms of an image, are packed on
-/// `opts.jobs` threads.
+/// never all of them. Images (and the platforms of an image, when there are
+/// fewer images than threads) are packed on `opts.jobs` threads, and the
+/// blocks of every layer compressed on one pool of as many.
 pub fn build(
     images: &[&ImagePlan],
     compiler: &dyn Compiler,

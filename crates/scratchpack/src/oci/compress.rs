@@ -220,6 +220,7 @@ impl Encoder {
         Encoder::on(kind, Pool::current())
     }
 
+    /// An encoder whose blocks `pool` compresses.
     pub fn on(kind: Compression, pool: Pool) -> Encoder {
         let mut made = Made {
             out: Vec::new(),
@@ -274,6 +275,8 @@ impl Encoder {
                 None => self.block.insert(self.pool.buffer()),
             };
             if buf.bytes.is_empty() {
+                // Once, so a block never moves while it fills.
+                buf.bytes.reserve_exact(self.tail.len() + block);
                 buf.bytes.extend_from_slice(&self.tail);
                 self.dict_len = self.tail.len();
             }
