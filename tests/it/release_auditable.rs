@@ -305,4 +305,15 @@ fn what_cargo_metadata_said_is_asked_again_when_a_manifest_changes() {
     .unwrap();
     ok(build(&fx));
     assert_eq!(sbom_licenses(&fx)["words"], "0BSD");
+
+    // The crate-list objects a run reuses are checked too: removed, they
+    // are written again.
+    let object = root.join("target/scratchpack-dep-v0/x86_64-unknown-linux-musl/hello/hello.o");
+    assert!(object.is_file());
+    std::fs::remove_file(&object).unwrap();
+    ok(build(&fx));
+    assert!(
+        object.is_file(),
+        "the crate-list object was not written again"
+    );
 }

@@ -101,3 +101,77 @@ fn an_amd64_only_image_is_refused_by_the_proof_not_by_a_foreign_link() {
             .exists()
     );
 }
+
+#[test]
+fn a_binary_changed_behind_cargos_back_is_proven_again() {
+    // A second run takes the proof of a binary it proved before only while
+    // the file is untouched: replaced by a dynamic one and given back its
+    // old modification time (so cargo sees nothing to relink), it is read,
+    // proven again and refused.
+    let fx = Fixture::new(
+        &[("fine", HELLO_MAIN)],
+        "[images.fine]\npackage = \"fine\"\nplatforms = [\"linux/amd64\"]\n",
+    );
+    let out = fx.cli(&["images"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = fx.cli(&["images"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        fx.path()
+            .join("target/images/.scratchpack/proven.json")
+            .is_file(),
+        "the proofs were not kept"
+    );
+    // Cargo links the binary it reports from its `deps` copy on every run,
+    // fresh or not, so that copy is the one replaced.
+    let deps = fx
+        .path()
+        .join("target/scratchpack/cargo/x86_64-unknown-linux-musl/release/deps");
+    let built: Vec<_> = std::fs::read_dir(&deps)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            name.starts_with("fine-") && !name.contains('.')
+        })
+        .collect();
+    assert_eq!(built.len(), 1, "{built:?}");
+    let binary = &built[0];
+    let dynamic = ["/bin/true", "/usr/bin/true"]
+        .iter()
+        .map(std::path::Path::new)
+        .find(|p| p.is_file())
+        .expect("a dynamically linked true");
+    let reference = fx.path().join("mtime-reference");
+    let ok = std::process::Command::new("cp")
+        .arg("-p")
+        .arg(binary)
+        .arg(&reference)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    std::fs::remove_file(binary).unwrap();
+    std::fs::copy(dynamic, binary).unwrap();
+    let ok = std::process::Command::new("touch")
+        .arg("-r")
+        .arg(&reference)
+        .arg(binary)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    let out = fx.cli(&["images"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("refusing image `fine`"), "{stderr}");
+    assert!(stderr.contains("dynamically linked"), "{stderr}");
+}

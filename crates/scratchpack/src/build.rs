@@ -233,13 +233,21 @@ fn pack_all(
         })
         .collect();
     // Collected whole, then the first error taken in plan order, whichever
-    // came first in time.
-    let proven: Vec<Proven> =
-        in_parallel(pool, pool.threads(), &jobs, |_, (image, platform, path)| {
-            prove(image, *platform, path)
-        })
-        .into_iter()
-        .collect::<Result<_, _>>()?;
+    // came first in time. A binary proven by an earlier run and untouched
+    // since (same stamp) is not read again.
+    let known = ProofMemo::read(&opts.out_dir);
+    let proven: Vec<Proven> = in_parallel(
+        pool,
+        pool.threads(),
+        &jobs,
+        |_, (image, platform, path)| match known.get(*platform, path) {
+            Some(p) => Ok(p),
+            None => prove(image, *platform, path),
+        },
+    )
+    .into_iter()
+    .collect::<Result<_, _>>()?;
+    ProofMemo::write(&opts.out_dir, &proven);
     let files: Vec<Vec<Vec<u8>>> = in_parallel(pool, pool.threads(), images, |_, image| {
         image
             .files
@@ -286,6 +294,71 @@ fn pack_all(
         result
     });
     results.into_iter().collect()
+}
+
+/// Binaries proven static by the last run, each with its stamp
+/// ([`crate::memo::file_stamp`]), size and digest, in the output
+/// directory's state.
+#[derive(Default, serde::Serialize, serde::Deserialize)]
+struct ProofMemo {
+    version: String,
+    /// `platform path` -> (stamp, size, digest).
+    proven: std::collections::BTreeMap<String, (String, u64, Digest)>,
+}
+
+impl ProofMemo {
+    fn path(out_dir: &Path) -> PathBuf {
+        out_dir.join(crate::output::STATE_DIR).join("proven.json")
+    }
+
+    fn key(platform: Platform, path: &Path) -> String {
+        format!("{platform} {}", path.display())
+    }
+
+    fn read(out_dir: &Path) -> ProofMemo {
+        std::fs::read(Self::path(out_dir))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<ProofMemo>(&b).ok())
+            .filter(|m| m.version == env!("CARGO_PKG_VERSION"))
+            .unwrap_or_default()
+    }
+
+    /// The proof of `path` for `platform`, if it was proven and its stamp
+    /// is the same now: cargo replaces a binary it relinks, which changes
+    /// the stamp, and so does any other write.
+    fn get(&self, platform: Platform, path: &Path) -> Option<Proven> {
+        let (stamp, size, digest) = self.proven.get(&Self::key(platform, path))?;
+        (crate::memo::file_stamp(path).as_ref() == Some(stamp)).then(|| Proven {
+            platform,
+            path: path.to_owned(),
+            size: *size,
+            digest: digest.clone(),
+        })
+    }
+
+    /// Records this run's proofs. Only a cache: a failed write proves the
+    /// binaries again next time. The output directory's state directory is
+    /// created by the lock that every build takes after proving.
+    fn write(out_dir: &Path, proven: &[Proven]) {
+        let memo = ProofMemo {
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            proven: proven
+                .iter()
+                .filter_map(|p| {
+                    let stamp = crate::memo::file_stamp(&p.path)?;
+                    Some((
+                        Self::key(p.platform, &p.path),
+                        (stamp, p.size, p.digest.clone()),
+                    ))
+                })
+                .collect(),
+        };
+        if out_dir.join(crate::output::STATE_DIR).is_dir()
+            && let Ok(bytes) = serde_json::to_vec(&memo)
+        {
+            let _ = crate::output::write_atomic(&Self::path(out_dir), &bytes);
+        }
+    }
 }
 
 /// Reads one binary, proves it static and hashes it; its bytes are dropped.

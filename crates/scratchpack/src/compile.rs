@@ -248,6 +248,44 @@ fn rust_src_remap(sysroot: &Path, memo: &Path) -> Option<String> {
     ))
 }
 
+/// The crate-list variables of one call, with what they were made from.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ListsRecord {
+    /// A digest of the call's triples, binaries and features.
+    question: String,
+    /// Cargo.lock's digest and each manifest on disk's, as the SBOM module
+    /// read them.
+    lock: String,
+    on_disk: BTreeMap<PathBuf, String>,
+    /// Each object and argument file written, with its stamp.
+    files: BTreeMap<PathBuf, String>,
+    vars: Vec<(String, String)>,
+}
+
+impl ListsRecord {
+    /// The recorded variables, if the record answers `question` and nothing
+    /// it was made from, nor any file it wrote, has changed.
+    fn current(
+        path: &Path,
+        question: &str,
+        workspace_root: &Path,
+    ) -> Option<Vec<(String, String)>> {
+        let bytes = std::fs::read(path).ok()?;
+        let record: ListsRecord = serde_json::from_slice(&bytes).ok()?;
+        let current = record.question == question
+            && record
+                .files
+                .iter()
+                .all(|(f, stamp)| crate::memo::file_stamp(f).as_deref() == Some(stamp.as_str()))
+            && crate::release::sbom::inputs_unchanged(
+                workspace_root,
+                &record.lock,
+                &record.on_disk,
+            );
+        current.then_some(record.vars)
+    }
+}
+
 /// Where answers of other programs are kept between runs (see [`crate::memo`]).
 pub fn memo_dir(target_dir: &Path) -> PathBuf {
     target_dir.join("scratchpack").join("memo")
@@ -478,7 +516,66 @@ impl Cargo<'_> {
     /// crate list and the arguments that link it in; returns the variable
     /// that tells the wrapper about each, valued with the digest of what it
     /// links.
+    ///
+    /// What a call's lists depend on (Cargo.lock, the manifests on disk, the
+    /// question) is recorded with the variables; a run where none of it
+    /// changed and every object and argument file is as it was written
+    /// reuses them, reading no crate tree and writing no object.
     fn prepare_crate_lists(
+        &self,
+        call: &Invocation<'_>,
+    ) -> Result<Vec<(String, String)>, CompileError> {
+        let question = {
+            let mut h = <sha2::Sha256 as sha2::Digest>::new();
+            let text = format!(
+                "{}\n{}\n{:?}\n{:?}\n{:?}\n{}",
+                env!("CARGO_PKG_VERSION"),
+                self.workspace_root.display(),
+                call.triples,
+                call.binaries,
+                call.settings.features,
+                call.settings.default_features
+            );
+            sha2::Digest::update(&mut h, text.as_bytes());
+            crate::oci::hex(&sha2::Digest::finalize(h))
+        };
+        let record_path = self
+            .dep_v0_dir()
+            .join(format!("lists-{}.json", &question[..32]));
+        if let Some(vars) = ListsRecord::current(&record_path, &question, self.workspace_root) {
+            return Ok(vars);
+        }
+        let vars = self.prepare_crate_lists_anew(call)?;
+        if let Ok((lock, on_disk)) =
+            crate::release::sbom::inputs(self.workspace_root, self.target_dir)
+        {
+            let dir = self.dep_v0_dir();
+            let files = call
+                .triples
+                .iter()
+                .flat_map(|t| call.binaries.iter().map(move |(p, b)| (*t, *p, *b)))
+                .flat_map(|(triple, package, bin)| {
+                    let args = dep_v0::args_path(&dir, triple, package, &dep_v0::crate_name(bin));
+                    [args.with_extension("o"), args]
+                })
+                .filter_map(|f| crate::memo::file_stamp(&f).map(|s| (f, s)))
+                .collect();
+            let record = ListsRecord {
+                question,
+                lock,
+                on_disk,
+                files,
+                vars: vars.clone(),
+            };
+            if let Ok(bytes) = serde_json::to_vec(&record) {
+                // Only a cache: a failed write prepares the lists again next time.
+                let _ = crate::output::write_atomic(&record_path, &bytes);
+            }
+        }
+        Ok(vars)
+    }
+
+    fn prepare_crate_lists_anew(
         &self,
         call: &Invocation<'_>,
     ) -> Result<Vec<(String, String)>, CompileError> {

@@ -47,17 +47,22 @@ fn read(path: &Path) -> Option<String> {
 }
 
 /// A stamp of a file that changes whenever the file is replaced or written:
-/// its path, size, modification time and inode. `None` when it cannot be read.
+/// its path, device, inode, size, modification time and change time (which
+/// no one can set back, as `touch` can the modification time). `None` when
+/// it cannot be read.
 pub fn file_stamp(path: &Path) -> Option<String> {
     use std::os::unix::fs::MetadataExt as _;
     let m = std::fs::metadata(path).ok()?;
     Some(format!(
-        "{} {} {}.{} {}",
+        "{} {}:{} {} {}.{} {}.{}",
         path.display(),
+        m.dev(),
+        m.ino(),
         m.len(),
         m.mtime(),
         m.mtime_nsec(),
-        m.ino()
+        m.ctime(),
+        m.ctime_nsec()
     ))
 }
 

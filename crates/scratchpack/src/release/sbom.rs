@@ -274,6 +274,30 @@ fn workspace_packages(
     Ok(packages)
 }
 
+/// The digest of Cargo.lock and of each manifest on disk (path packages and
+/// the workspace's root manifest): everything besides the question that
+/// what [`load`] answers depends on.
+pub fn inputs(
+    workspace_root: &Path,
+    target_dir: &Path,
+) -> Result<(String, BTreeMap<PathBuf, String>), SbomError> {
+    let packages = workspace_packages(workspace_root, target_dir)?;
+    Ok((packages.lock.clone(), packages.on_disk.clone()))
+}
+
+/// Whether Cargo.lock and every manifest in `on_disk` still have the
+/// digests [`inputs`] gave.
+pub fn inputs_unchanged(
+    workspace_root: &Path,
+    lock: &str,
+    on_disk: &BTreeMap<PathBuf, String>,
+) -> bool {
+    file_digest(&workspace_root.join("Cargo.lock")) == lock
+        && on_disk
+            .iter()
+            .all(|(path, digest)| file_digest(path) == *digest)
+}
+
 fn resolve(
     workspace_root: &Path,
     target_dir: &Path,
