@@ -311,6 +311,15 @@ impl ProofMemo {
         out_dir.join(crate::output::STATE_DIR).join("proven.json")
     }
 
+    /// Proofs made by another build of this program are made again.
+    fn version() -> String {
+        format!(
+            "{} {}",
+            env!("CARGO_PKG_VERSION"),
+            crate::memo::program_stamp()
+        )
+    }
+
     fn key(platform: Platform, path: &Path) -> String {
         format!("{platform} {}", path.display())
     }
@@ -319,7 +328,7 @@ impl ProofMemo {
         std::fs::read(Self::path(out_dir))
             .ok()
             .and_then(|b| serde_json::from_slice::<ProofMemo>(&b).ok())
-            .filter(|m| m.version == env!("CARGO_PKG_VERSION"))
+            .filter(|m| m.version == Self::version())
             .unwrap_or_default()
     }
 
@@ -341,7 +350,7 @@ impl ProofMemo {
     /// created by the lock that every build takes after proving.
     fn write(out_dir: &Path, proven: &[Proven]) {
         let memo = ProofMemo {
-            version: env!("CARGO_PKG_VERSION").to_owned(),
+            version: Self::version(),
             proven: proven
                 .iter()
                 .filter_map(|p| {

@@ -528,8 +528,9 @@ impl Cargo<'_> {
         let question = {
             let mut h = <sha2::Sha256 as sha2::Digest>::new();
             let text = format!(
-                "{}\n{}\n{:?}\n{:?}\n{:?}\n{}",
+                "{}\n{}\n{}\n{:?}\n{:?}\n{:?}\n{}",
                 env!("CARGO_PKG_VERSION"),
+                crate::memo::program_stamp(),
                 self.workspace_root.display(),
                 call.triples,
                 call.binaries,

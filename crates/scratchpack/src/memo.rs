@@ -66,6 +66,16 @@ pub fn file_stamp(path: &Path) -> Option<String> {
     ))
 }
 
+/// A stamp of the running program: records of what its own code worked out
+/// (a proof, an object it wrote) are not trusted across a rebuild of it,
+/// which may have changed that code without changing its version.
+pub fn program_stamp() -> String {
+    std::env::current_exe()
+        .ok()
+        .and_then(|p| file_stamp(&p))
+        .unwrap_or_default()
+}
+
 /// A stamp of a small file's bytes (a missing file stamps as missing).
 pub fn content_stamp(path: &Path) -> String {
     match std::fs::read(path) {

@@ -217,6 +217,10 @@ fn git_stamp(dir: &Path) -> GitStamp {
         Ok(c) => git_dir.join(c.trim()),
         Err(_) => git_dir.clone(),
     };
+    // Refs kept in a reftable are not files of their own to stamp.
+    if common.join("reftable").exists() || git_dir.join("reftable").exists() {
+        return GitStamp::Unknown;
+    }
     let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
     let xdg = std::env::var_os("XDG_CONFIG_HOME")
         .map(std::path::PathBuf::from)
@@ -373,6 +377,27 @@ mod tests {
         }
         let none = tempfile::tempdir().unwrap();
         assert!(git_source(none.path(), memo.path()).is_none());
+    }
+
+    /// Where the files read do not say everything git reads, nothing is
+    /// kept: refs in a reftable, a `.git` file that names no git dir.
+    #[test]
+    fn refs_that_are_not_files_are_not_stamped() {
+        let repo = tempfile::tempdir().unwrap();
+        let git = repo.path().join(".git");
+        std::fs::create_dir_all(git.join("reftable")).unwrap();
+        std::fs::write(git.join("HEAD"), "ref: refs/heads/.invalid\n").unwrap();
+        assert!(matches!(git_stamp(repo.path()), GitStamp::Unknown));
+        std::fs::remove_dir_all(git.join("reftable")).unwrap();
+        assert!(matches!(git_stamp(repo.path()), GitStamp::Files(_)));
+
+        let linked = tempfile::tempdir().unwrap();
+        std::fs::write(linked.path().join(".git"), "not a gitdir line\n").unwrap();
+        assert!(matches!(git_stamp(linked.path()), GitStamp::Unknown));
+        let none = tempfile::tempdir().unwrap();
+        if !std::env::temp_dir().ancestors().any(|d| d.join(".git").exists()) {
+            assert!(matches!(git_stamp(none.path()), GitStamp::NoRepository));
+        }
     }
 
     /// git's answer is kept until a commit, a checkout or the remote changes.
