@@ -395,7 +395,10 @@ mod tests {
         std::fs::write(linked.path().join(".git"), "not a gitdir line\n").unwrap();
         assert!(matches!(git_stamp(linked.path()), GitStamp::Unknown));
         let none = tempfile::tempdir().unwrap();
-        if !std::env::temp_dir().ancestors().any(|d| d.join(".git").exists()) {
+        if !std::env::temp_dir()
+            .ancestors()
+            .any(|d| d.join(".git").exists())
+        {
             assert!(matches!(git_stamp(none.path()), GitStamp::NoRepository));
         }
     }
