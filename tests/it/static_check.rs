@@ -126,7 +126,7 @@ fn a_binary_changed_behind_cargos_back_is_proven_again() {
     );
     assert!(
         fx.path()
-            .join("target/images/.scratchpack/proven.json")
+            .join("target/images/.scratchpack/images/~proven.json")
             .is_file(),
         "the proofs were not kept"
     );

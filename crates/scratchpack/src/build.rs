@@ -247,7 +247,7 @@ fn pack_all(
     )
     .into_iter()
     .collect::<Result<_, _>>()?;
-    ProofMemo::write(&opts.out_dir, &proven);
+    let memo = ProofMemo::of(&proven);
     let files: Vec<Vec<Vec<u8>>> = in_parallel(pool, pool.threads(), images, |_, image| {
         image
             .files
@@ -293,26 +293,29 @@ fn pack_all(
         progress.done(i, result.as_ref().ok());
         result
     });
-    results.into_iter().collect()
+    let built: Vec<BuiltImage> = results.into_iter().collect::<Result<_, _>>()?;
+    memo.keep(&known, &lock, &opts.out_dir);
+    Ok(built)
 }
 
 /// Binaries proven static by the last run, each with its stamp
-/// ([`crate::memo::file_stamp`]), size and digest, in the output
-/// directory's state.
-#[derive(Default, serde::Serialize, serde::Deserialize)]
+/// ([`crate::memo::file_stamp`]), size and digest: a record in the output
+/// directory's state, read like every record (no link followed, bounded)
+/// and written through its lock once a run has succeeded.
+#[derive(Default, PartialEq, serde::Serialize, serde::Deserialize)]
 struct ProofMemo {
-    version: String,
     /// `platform path` -> (stamp, size, digest).
     proven: std::collections::BTreeMap<String, (String, u64, Digest)>,
 }
 
 impl ProofMemo {
     fn path(out_dir: &Path) -> PathBuf {
-        out_dir.join(crate::output::STATE_DIR).join("proven.json")
+        // `~` starts no image name, so this is no image's record.
+        crate::cache::record_path(out_dir, "images", "~proven")
     }
 
     /// Proofs made by another build of this program are made again.
-    fn version() -> String {
+    fn key() -> String {
         format!(
             "{} {}",
             env!("CARGO_PKG_VERSION"),
@@ -320,23 +323,19 @@ impl ProofMemo {
         )
     }
 
-    fn key(platform: Platform, path: &Path) -> String {
+    fn entry(platform: Platform, path: &Path) -> String {
         format!("{platform} {}", path.display())
     }
 
     fn read(out_dir: &Path) -> ProofMemo {
-        std::fs::read(Self::path(out_dir))
-            .ok()
-            .and_then(|b| serde_json::from_slice::<ProofMemo>(&b).ok())
-            .filter(|m| m.version == Self::version())
-            .unwrap_or_default()
+        crate::cache::lookup(&Self::path(out_dir), &Self::key()).unwrap_or_default()
     }
 
     /// The proof of `path` for `platform`, if it was proven and its stamp
     /// is the same now: cargo replaces a binary it relinks, which changes
     /// the stamp, and so does any other write.
     fn get(&self, platform: Platform, path: &Path) -> Option<Proven> {
-        let (stamp, size, digest) = self.proven.get(&Self::key(platform, path))?;
+        let (stamp, size, digest) = self.proven.get(&Self::entry(platform, path))?;
         (crate::memo::file_stamp(path).as_ref() == Some(stamp)).then(|| Proven {
             platform,
             path: path.to_owned(),
@@ -345,27 +344,29 @@ impl ProofMemo {
         })
     }
 
-    /// Records this run's proofs. Only a cache: a failed write proves the
-    /// binaries again next time. The output directory's state directory is
-    /// created by the lock that every build takes after proving.
-    fn write(out_dir: &Path, proven: &[Proven]) {
-        let memo = ProofMemo {
-            version: Self::version(),
+    fn of(proven: &[Proven]) -> ProofMemo {
+        ProofMemo {
             proven: proven
                 .iter()
                 .filter_map(|p| {
                     let stamp = crate::memo::file_stamp(&p.path)?;
                     Some((
-                        Self::key(p.platform, &p.path),
+                        Self::entry(p.platform, &p.path),
                         (stamp, p.size, p.digest.clone()),
                     ))
                 })
                 .collect(),
-        };
-        if out_dir.join(crate::output::STATE_DIR).is_dir()
-            && let Ok(bytes) = serde_json::to_vec(&memo)
-        {
-            let _ = crate::output::write_atomic(&Self::path(out_dir), &bytes);
+        }
+    }
+
+    /// Records this run's proofs when they differ from what was read. Only
+    /// a cache: a failed write proves the binaries again next time.
+    fn keep(&self, known: &ProofMemo, lock: &OutputLock, out_dir: &Path) {
+        if self != known {
+            let _ = lock.write_state(
+                &Self::path(out_dir),
+                &crate::cache::encode(&Self::key(), self),
+            );
         }
     }
 }
