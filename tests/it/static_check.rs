@@ -126,7 +126,7 @@ fn a_binary_changed_behind_cargos_back_is_proven_again() {
     );
     assert!(
         fx.path()
-            .join("target/images/.scratchpack/images/~proven.json")
+            .join("target/scratchpack/memo/proven.json")
             .is_file(),
         "the proofs were not kept"
     );

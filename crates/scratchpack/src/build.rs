@@ -30,6 +30,10 @@ pub struct Options {
     /// Threads that prove and pack images, and that compress their layers'
     /// blocks; 0 for one per core. The bytes written never depend on it.
     pub jobs: usize,
+    /// Where the proofs of binaries are kept between runs (beside the
+    /// binaries, in the target directory: the output holds no host path);
+    /// `None` proves every binary every run.
+    pub proofs: Option<PathBuf>,
 }
 
 /// What was built for one image, as printed and recorded. The record holds
@@ -235,7 +239,7 @@ fn pack_all(
     // Collected whole, then the first error taken in plan order, whichever
     // came first in time. A binary proven by an earlier run and untouched
     // since (same stamp) is not read again.
-    let known = ProofMemo::read(&opts.out_dir);
+    let known = ProofMemo::read(opts.proofs.as_deref());
     let proven: Vec<Proven> = in_parallel(
         pool,
         pool.threads(),
@@ -294,14 +298,13 @@ fn pack_all(
         result
     });
     let built: Vec<BuiltImage> = results.into_iter().collect::<Result<_, _>>()?;
-    memo.keep(&known, &lock, &opts.out_dir);
+    memo.keep(&known, opts.proofs.as_deref());
     Ok(built)
 }
 
 /// Binaries proven static by the last run, each with its stamp
-/// ([`crate::memo::file_stamp`]), size and digest: a record in the output
-/// directory's state, read like every record (no link followed, bounded)
-/// and written through its lock once a run has succeeded.
+/// ([`crate::memo::file_stamp`]), size and digest: a record read like every
+/// record (no link followed, bounded) and replaced once a run has succeeded.
 #[derive(Default, PartialEq, serde::Serialize, serde::Deserialize)]
 struct ProofMemo {
     /// `platform path` -> (stamp, size, digest).
@@ -309,11 +312,6 @@ struct ProofMemo {
 }
 
 impl ProofMemo {
-    fn path(out_dir: &Path) -> PathBuf {
-        // `~` starts no image name, so this is no image's record.
-        crate::cache::record_path(out_dir, "images", "~proven")
-    }
-
     /// Proofs made by another build of this program are made again.
     fn key() -> String {
         format!(
@@ -327,8 +325,9 @@ impl ProofMemo {
         format!("{platform} {}", path.display())
     }
 
-    fn read(out_dir: &Path) -> ProofMemo {
-        crate::cache::lookup(&Self::path(out_dir), &Self::key()).unwrap_or_default()
+    fn read(path: Option<&Path>) -> ProofMemo {
+        path.and_then(|p| crate::cache::lookup(p, &Self::key()))
+            .unwrap_or_default()
     }
 
     /// The proof of `path` for `platform`, if it was proven and its stamp
@@ -361,12 +360,11 @@ impl ProofMemo {
 
     /// Records this run's proofs when they differ from what was read. Only
     /// a cache: a failed write proves the binaries again next time.
-    fn keep(&self, known: &ProofMemo, lock: &OutputLock, out_dir: &Path) {
-        if self != known {
-            let _ = lock.write_state(
-                &Self::path(out_dir),
-                &crate::cache::encode(&Self::key(), self),
-            );
+    fn keep(&self, known: &ProofMemo, path: Option<&Path>) {
+        if let Some(path) = path
+            && self != known
+        {
+            let _ = crate::output::write_atomic(path, &crate::cache::encode(&Self::key(), self));
         }
     }
 }
@@ -679,6 +677,7 @@ mod tests {
             out_dir: root.join("out"),
             epoch: 0,
             jobs: 2,
+            proofs: None,
         }
     }
 

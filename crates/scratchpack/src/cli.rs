@@ -347,6 +347,7 @@ pub fn build_selected(ctx: &Context, names: &[String]) -> Result<Vec<BuiltImage>
         out_dir: ctx.out_dir.clone(),
         epoch: ctx.epoch,
         jobs: ctx.jobs,
+        proofs: Some(crate::compile::memo_dir(&ctx.workspace.target_dir).join("proven.json")),
     };
     let started = std::time::Instant::now();
     let built = crate::remote_cache::build_cached(
