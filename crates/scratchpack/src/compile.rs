@@ -525,24 +525,29 @@ impl Cargo<'_> {
         &self,
         call: &Invocation<'_>,
     ) -> Result<Vec<(String, String)>, CompileError> {
-        let question = {
+        let digest = |text: &str| {
             let mut h = <sha2::Sha256 as sha2::Digest>::new();
-            let text = format!(
-                "{}\n{}\n{}\n{:?}\n{:?}\n{:?}\n{}",
-                env!("CARGO_PKG_VERSION"),
-                crate::memo::program_stamp(),
-                self.workspace_root.display(),
-                call.triples,
-                call.binaries,
-                call.settings.features,
-                call.settings.default_features
-            );
             sha2::Digest::update(&mut h, text.as_bytes());
             crate::oci::hex(&sha2::Digest::finalize(h))
         };
+        let call_text = format!(
+            "{}\n{:?}\n{:?}\n{:?}\n{}",
+            self.workspace_root.display(),
+            call.triples,
+            call.binaries,
+            call.settings.features,
+            call.settings.default_features
+        );
+        // A call's record is replaced, not added to, when this program is
+        // rebuilt; a rebuilt program does not trust it.
         let record_path = self
             .dep_v0_dir()
-            .join(format!("lists-{}.json", &question[..32]));
+            .join(format!("lists-{}.json", &digest(&call_text)[..32]));
+        let question = digest(&format!(
+            "{}\n{}\n{call_text}",
+            env!("CARGO_PKG_VERSION"),
+            crate::memo::program_stamp()
+        ));
         if let Some(vars) = ListsRecord::current(&record_path, &question, self.workspace_root) {
             return Ok(vars);
         }
