@@ -56,7 +56,7 @@ cp "$work/big/target/x86_64-unknown-linux-musl/release/big" "$work/stage/app"
 printf 'binary: %d bytes\n' "$(stat -c %s "$work/stage/app")"
 
 # The example runs in the dev profile, as the xtask does.
-(cd "$src" && cargo build -q -p scratchpack --example pack_layer)
+(cd "$src" && cargo build -q -p scratchpack --features zstd --example pack_layer)
 pack="$src/target/debug/examples/pack_layer"
 ours_gz=("$pack" "$work/stage/app" gzip)
 ours_zst=("$pack" "$work/stage/app" zstd)
