@@ -43,6 +43,15 @@ const MAX_RECORD: u64 = 1 << 20;
 
 /// The recorded value for `path` if it was stored under `key`.
 pub fn lookup<T: for<'de> Deserialize<'de>>(path: &Path, key: &str) -> Option<T> {
+    let bytes = read_record(path, MAX_RECORD)?;
+    let record: Record<T> = serde_json::from_slice(&bytes).ok()?;
+    (record.key == key).then_some(record.value)
+}
+
+/// The bytes of a record file: a regular file of at most `max` bytes,
+/// opened without following a link at its last component and without
+/// blocking (a FIFO put in its place gives `None`, not a hang).
+pub fn read_record(path: &Path, max: u64) -> Option<Vec<u8>> {
     use std::io::Read;
     use std::os::unix::fs::OpenOptionsExt;
     let file = std::fs::File::options()
@@ -51,13 +60,12 @@ pub fn lookup<T: for<'de> Deserialize<'de>>(path: &Path, key: &str) -> Option<T>
         .open(path)
         .ok()?;
     let meta = file.metadata().ok()?;
-    if !meta.is_file() || meta.len() > MAX_RECORD {
+    if !meta.is_file() || meta.len() > max {
         return None;
     }
     let mut bytes = Vec::new();
-    file.take(MAX_RECORD).read_to_end(&mut bytes).ok()?;
-    let record: Record<T> = serde_json::from_slice(&bytes).ok()?;
-    (record.key == key).then_some(record.value)
+    file.take(max).read_to_end(&mut bytes).ok()?;
+    Some(bytes)
 }
 
 /// The bytes of a record, to be written atomically by the caller.

@@ -270,7 +270,7 @@ impl ListsRecord {
         question: &str,
         workspace_root: &Path,
     ) -> Option<Vec<(String, String)>> {
-        let bytes = std::fs::read(path).ok()?;
+        let bytes = crate::cache::read_record(path, 16 << 20)?;
         let record: ListsRecord = serde_json::from_slice(&bytes).ok()?;
         let current = record.question == question
             && record

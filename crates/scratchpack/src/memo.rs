@@ -36,14 +36,7 @@ pub fn remembered(
 }
 
 fn read(path: &Path) -> Option<String> {
-    use std::io::Read as _;
-    let mut text = String::new();
-    std::fs::File::open(path)
-        .ok()?
-        .take(MAX_RECORD)
-        .read_to_string(&mut text)
-        .ok()?;
-    Some(text)
+    String::from_utf8(crate::cache::read_record(path, MAX_RECORD)?).ok()
 }
 
 /// A stamp of a file that changes whenever the file is replaced or written:
@@ -151,6 +144,31 @@ mod tests {
             "ok"
         );
         assert_eq!(remembered(&path, Some("a"), || None).unwrap(), "ok");
+    }
+
+    #[test]
+    fn a_fifo_or_a_link_in_place_of_a_record_is_not_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("memo");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&path)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        // Nothing blocks on the FIFO: the answer is asked, then recorded in
+        // its place.
+        assert_eq!(
+            remembered(&path, Some("a"), || Some("ok".into())).unwrap(),
+            "ok"
+        );
+        assert!(path.is_file());
+        let elsewhere = dir.path().join("elsewhere");
+        std::fs::rename(&path, &elsewhere).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, &path).unwrap();
+        assert_eq!(
+            remembered(&path, Some("a"), || Some("asked".into())).unwrap(),
+            "asked"
+        );
     }
 
     #[test]

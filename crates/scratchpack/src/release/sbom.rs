@@ -198,13 +198,7 @@ impl Packages {
     /// The record at `path`, if it answers for the lock file whose digest is
     /// `lock` and no manifest it read has changed since.
     fn recorded(path: &Path, lock: &str) -> Option<Packages> {
-        use std::io::Read as _;
-        let mut bytes = Vec::new();
-        std::fs::File::open(path)
-            .ok()?
-            .take(MAX_PACKAGES_RECORD)
-            .read_to_end(&mut bytes)
-            .ok()?;
+        let bytes = crate::cache::read_record(path, MAX_PACKAGES_RECORD)?;
         let known: Packages = serde_json::from_slice(&bytes).ok()?;
         let current = known.tool == TOOL
             && known.lock == lock
@@ -336,9 +330,11 @@ fn resolve(
     let kept = target_dir
         .join("scratchpack/crate-trees")
         .join(crate::oci::hex(&key.finalize()));
-    let tree = match std::fs::read_to_string(&kept) {
-        Ok(tree) => tree,
-        Err(_) => {
+    let recorded = crate::cache::read_record(&kept, MAX_PACKAGES_RECORD)
+        .and_then(|b| String::from_utf8(b).ok());
+    let tree = match recorded {
+        Some(tree) => tree,
+        None => {
             let tree = cargo_tree(workspace_root, package, triple, features, default_features)
                 .map_err(tree_err)?;
             // Only a cache: a failed write costs one `cargo tree` next time.
