@@ -103,9 +103,7 @@ fn a_binary_for_every_new_platform_links_statically_and_runs_in_the_sandbox() {
         );
         // The binary itself names its own architecture: each platform got
         // its own triple (the sandboxed test's pattern admits them all).
-        let bin = fx
-            .path()
-            .join("target/scratchpack/cargo")
+        let bin = scratchpack::compile::build_dir(&fx.path().join("target"))
             .join(triple)
             .join("release/arch");
         assert_eq!(

@@ -161,8 +161,8 @@ fn a_second_clone_compiles_nothing_and_writes_the_same_bytes() {
     assert_eq!(err_a.matches("Missed").count(), 2, "{err_a}");
     assert_eq!(err_a.matches("Cached").count(), 2, "{err_a}");
     assert!(
-        first
-            .join("target/scratchpack/cargo/x86_64-unknown-linux-musl")
+        scratchpack::compile::build_dir(&first.join("target"))
+            .join("x86_64-unknown-linux-musl")
             .is_dir(),
         "the image builds' target directory moved"
     );
@@ -183,8 +183,8 @@ fn a_second_clone_compiles_nothing_and_writes_the_same_bytes() {
         "rustc ran in the second clone"
     );
     assert!(
-        !second
-            .join("target/scratchpack/cargo/x86_64-unknown-linux-musl")
+        !scratchpack::compile::build_dir(&second.join("target"))
+            .join("x86_64-unknown-linux-musl")
             .exists(),
         "cargo built nothing in the second clone"
     );
@@ -252,8 +252,8 @@ fn zstd_images_come_from_the_cache_too() {
     assert_eq!(err_b.matches("Pulled").count(), 2, "{err_b}");
     assert_eq!(compiled(&log_b), Vec::<String>::new(), "{err_b}");
     assert!(
-        !second
-            .join("target/scratchpack/cargo/x86_64-unknown-linux-musl")
+        !scratchpack::compile::build_dir(&second.join("target"))
+            .join("x86_64-unknown-linux-musl")
             .exists(),
         "cargo built nothing in the second clone"
     );

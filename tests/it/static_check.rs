@@ -89,17 +89,13 @@ fn an_amd64_only_image_is_refused_by_the_proof_not_by_a_foreign_link() {
     assert!(stderr.contains("libz.so.1"), "{stderr}");
     assert!(stderr.contains("libc.so.6"), "{stderr}");
     assert!(!stderr.contains("unable to find library"), "{stderr}");
+    let arm64 = scratchpack::compile::build_dir(&fx.path().join("target"))
+        .join("aarch64-unknown-linux-musl/release");
     assert!(
-        !fx.path()
-            .join("target/scratchpack/cargo/aarch64-unknown-linux-musl/release/dynamic")
-            .exists(),
+        !arm64.join("dynamic").exists(),
         "the amd64-only package was built for aarch64"
     );
-    assert!(
-        fx.path()
-            .join("target/scratchpack/cargo/aarch64-unknown-linux-musl/release/multi")
-            .exists()
-    );
+    assert!(arm64.join("multi").exists());
 }
 
 #[test]
@@ -125,16 +121,15 @@ fn a_binary_changed_behind_cargos_back_is_proven_again() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        fx.path()
-            .join("target/scratchpack/memo/proven.json")
+        scratchpack::memo::dir(&fx.path().join("target"))
+            .join("proven.json")
             .is_file(),
         "the proofs were not kept"
     );
     // Cargo links the binary it reports from its `deps` copy on every run,
     // fresh or not, so that copy is the one replaced.
-    let deps = fx
-        .path()
-        .join("target/scratchpack/cargo/x86_64-unknown-linux-musl/release/deps");
+    let deps = scratchpack::compile::build_dir(&fx.path().join("target"))
+        .join("x86_64-unknown-linux-musl/release/deps");
     let built: Vec<_> = std::fs::read_dir(&deps)
         .unwrap()
         .map(|e| e.unwrap().path())

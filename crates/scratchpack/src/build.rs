@@ -119,6 +119,9 @@ struct Proven {
     path: PathBuf,
     size: u64,
     digest: Digest,
+    /// The file's stamp taken before it was read: a record pairs a digest
+    /// only with a stamp no later than the bytes it was computed from.
+    stamp: Option<String>,
 }
 
 /// Builds `images` (all or some of a plan's). Every binary is compiled and
@@ -278,13 +281,9 @@ fn pack_all(
     // Status lines come in plan order, each as soon as its image and every
     // one before it are done, so parallel packing reads like a serial run.
     let progress = Progress::new(images.len(), shell);
-    // The platforms of an image are packed in parallel too, unless there
-    // are images enough to keep every thread busy.
-    let platform_threads = if images.len() >= pool.threads() {
-        1
-    } else {
-        pool.threads()
-    };
+    // The platforms of an image are packed in parallel too, with the
+    // threads the images leave over, so no more than `-j` pack at once.
+    let platform_threads = (pool.threads() / images.len().max(1)).max(1);
     let results = in_parallel(pool, pool.threads(), images, |i, image| {
         let result = write_image(
             &lock,
@@ -340,6 +339,7 @@ impl ProofMemo {
             path: path.to_owned(),
             size: *size,
             digest: digest.clone(),
+            stamp: Some(stamp.clone()),
         })
     }
 
@@ -348,10 +348,9 @@ impl ProofMemo {
             proven: proven
                 .iter()
                 .filter_map(|p| {
-                    let stamp = crate::memo::file_stamp(&p.path)?;
                     Some((
                         Self::entry(p.platform, &p.path),
-                        (stamp, p.size, p.digest.clone()),
+                        (p.stamp.clone()?, p.size, p.digest.clone()),
                     ))
                 })
                 .collect(),
@@ -371,6 +370,7 @@ impl ProofMemo {
 
 /// Reads one binary, proves it static and hashes it; its bytes are dropped.
 fn prove(image: &ImagePlan, platform: Platform, path: &Path) -> Result<Proven, BuildError> {
+    let stamp = crate::memo::file_stamp(path);
     let (bytes, digest) = read_hashed(path).map_err(|source| BuildError::Read {
         path: path.to_owned(),
         source,
@@ -388,6 +388,7 @@ fn prove(image: &ImagePlan, platform: Platform, path: &Path) -> Result<Proven, B
         path: path.to_owned(),
         size: bytes.len() as u64,
         digest,
+        stamp,
     })
 }
 

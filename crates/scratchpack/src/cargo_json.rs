@@ -10,7 +10,7 @@ use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 /// The answer of `cargo metadata`.
 #[derive(Debug, Clone, Deserialize)]
@@ -21,7 +21,7 @@ pub struct Metadata {
     pub target_directory: PathBuf,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct Package {
     pub id: String,
     pub name: String,
@@ -40,7 +40,7 @@ pub struct Package {
     pub dependencies: Vec<Dependency>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct Target {
     pub name: String,
     #[serde(default)]
@@ -53,7 +53,7 @@ impl Target {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct Dependency {
     pub name: String,
     #[serde(default)]
@@ -76,8 +76,7 @@ impl Metadata {
     /// Runs `cargo metadata` in `dir`; with `no_deps`, only the workspace's
     /// own packages are described (and nothing is resolved or downloaded).
     pub fn read(dir: &Path, no_deps: bool) -> Result<Metadata, MetadataError> {
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let mut cmd = Command::new(cargo);
+        let mut cmd = Command::new(crate::compile::cargo());
         cmd.current_dir(dir)
             .args(["metadata", "--format-version", "1"]);
         if no_deps {

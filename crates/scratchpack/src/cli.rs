@@ -347,7 +347,7 @@ pub fn build_selected(ctx: &Context, names: &[String]) -> Result<Vec<BuiltImage>
         out_dir: ctx.out_dir.clone(),
         epoch: ctx.epoch,
         jobs: ctx.jobs,
-        proofs: Some(crate::compile::memo_dir(&ctx.workspace.target_dir).join("proven.json")),
+        proofs: Some(crate::memo::dir(&ctx.workspace.target_dir).join("proven.json")),
     };
     let started = std::time::Instant::now();
     let built = crate::remote_cache::build_cached(
@@ -485,11 +485,17 @@ pub struct NeedsFeature {
 
 #[cfg(not(all(feature = "push", feature = "sign")))]
 impl NeedsFeature {
-    fn refusal(command: &str, feature: &str) -> Failure {
+    /// `what` is a command (`push`) or a flag (`--push`).
+    fn refusal(what: &str, feature: &str) -> Failure {
+        let what = if what.starts_with('-') {
+            format!("`{what}`")
+        } else {
+            format!("`cargo xtask {what}`")
+        };
         Failure::Usage(anyhow!(
-            "`cargo xtask {command}` needs scratchpack's `{feature}` feature, which this xtask \
-             was built without; add it to the scratchpack dependency in the xtask's \
-             Cargo.toml: `features = [\"{feature}\"]`"
+            "{what} needs scratchpack's `{feature}` feature, which this xtask was built \
+             without; add it to the scratchpack dependency in the xtask's Cargo.toml: \
+             `features = [\"{feature}\"]`"
         ))
     }
 }
@@ -559,10 +565,7 @@ pub fn main() -> ExitCode {
 fn dispatch(command: Command) -> Result<(), Failure> {
     match command.with_no_cache() {
         #[cfg(not(feature = "sign"))]
-        Command::Images(args) if args.sign.sign => Err(Failure::Usage(anyhow!(
-            "`--sign` needs scratchpack's `sign` feature, which this xtask was built without; \
-             add it to the scratchpack dependency in the xtask's Cargo.toml: `features = [\"sign\"]`"
-        ))),
+        Command::Images(args) if args.sign.sign => Err(NeedsFeature::refusal("--sign", "sign")),
         Command::Images(args) if args.push && args.partition.is_some() => {
             Err(Failure::Usage(anyhow!(
                 "--partition does not apply with --push: push once, after the partitioned builds"
@@ -581,10 +584,7 @@ fn dispatch(command: Command) -> Result<(), Failure> {
             })
         }),
         #[cfg(not(feature = "push"))]
-        Command::Images(args) if args.push => Err(Failure::Usage(anyhow!(
-            "`--push` needs scratchpack's `push` feature, which this xtask was built without; \
-             add it to the scratchpack dependency in the xtask's Cargo.toml: `features = [\"push\"]`"
-        ))),
+        Command::Images(args) if args.push => Err(NeedsFeature::refusal("--push", "push")),
         Command::Images(args) => images::run(args),
         #[cfg(target_os = "linux")]
         Command::TestImages(args) => test_images::run(args),

@@ -173,9 +173,9 @@ impl Compiler for Cargo<'_> {
         triples.sort_unstable();
         triples.dedup();
         let sysroot = self.ensure_targets(&triples)?;
-        let toolchain_remap = sysroot
-            .as_deref()
-            .and_then(|s| rust_src_remap(s, &memo_dir(self.target_dir).join("rustc-commit")));
+        let toolchain_remap = sysroot.as_deref().and_then(|s| {
+            rust_src_remap(s, &crate::memo::dir(self.target_dir).join("rustc-commit"))
+        });
         for call in &calls {
             for artifact in self.build(call, toolchain_remap.as_deref())? {
                 let Some(&(package, bin)) = call.binaries.iter().find(|(package, bin)| {
@@ -214,6 +214,12 @@ impl Compiler for Cargo<'_> {
     }
 }
 
+/// The cargo that runs this program (`CARGO`, which cargo sets), else the
+/// one on `PATH`.
+pub fn cargo() -> std::ffi::OsString {
+    std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into())
+}
+
 fn rustc() -> std::ffi::OsString {
     std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into())
 }
@@ -232,21 +238,28 @@ fn rust_src_remap(sysroot: &Path, memo: &Path) -> Option<String> {
         return None;
     }
     let stamp = crate::memo::file_stamp(&sysroot.join("bin/rustc"));
-    let commit = crate::memo::remembered(memo, stamp.as_deref(), || {
-        let out = Command::new(rustc()).arg("-vV").output().ok()?;
+    let commit: String = crate::memo::remembered(memo, stamp.as_deref(), || {
+        let out = Command::new(rustc()).arg("-vV").output().map_err(drop)?;
         let text = String::from_utf8_lossy(&out.stdout);
         let commit = text
             .lines()
-            .find_map(|l| l.strip_prefix("commit-hash: "))?
-            .trim()
-            .to_owned();
-        (out.status.success() && !commit.is_empty() && commit != "unknown").then_some(commit)
-    })?;
+            .find_map(|l| l.strip_prefix("commit-hash: "))
+            .map(|c| c.trim().to_owned())
+            .ok_or(())?;
+        (out.status.success() && !commit.is_empty() && commit != "unknown")
+            .then_some(commit)
+            .ok_or(())
+    })
+    .ok()?;
     Some(format!(
         "--remap-path-prefix={}=/rustc/{commit}",
         src.display()
     ))
 }
+
+/// What preparing one package's crate lists for one triple gives: the
+/// variables naming each object's digest, and the files it wrote.
+type Prepared = (Vec<(String, String)>, Vec<PathBuf>);
 
 /// The crate-list variables of one call, with what they were made from.
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -286,9 +299,16 @@ impl ListsRecord {
     }
 }
 
-/// Where answers of other programs are kept between runs (see [`crate::memo`]).
-pub fn memo_dir(target_dir: &Path) -> PathBuf {
-    target_dir.join("scratchpack").join("memo")
+/// Where image binaries are built: a target directory of their own, inside
+/// the workspace's. The builds go through this program as rustc's wrapper,
+/// and cargo keeps what it learnt from rustc (`rustc -vV`, each target's
+/// file names) in one cache per target directory, valid for one wrapper:
+/// sharing the workspace's would have `cargo xtask` itself and the image
+/// builds discard each other's answers and ask rustc again on every run.
+/// The image builds share no artifacts with the workspace's own builds
+/// anyway: their rustflags differ.
+pub fn build_dir(target_dir: &Path) -> PathBuf {
+    target_dir.join("scratchpack").join("cargo")
 }
 
 /// A binary cargo reported building.
@@ -299,27 +319,13 @@ struct Artifact {
 }
 
 impl Cargo<'_> {
-    fn cargo() -> PathBuf {
-        std::env::var_os("CARGO").map_or_else(|| PathBuf::from("cargo"), PathBuf::from)
-    }
-
     /// Installs the standard library of each target with rustup when it is
     /// missing; returns the toolchain's sysroot when it is known.
     fn ensure_targets(&self, triples: &[&str]) -> Result<Option<PathBuf>, CompileError> {
         // Under rustup, which names the toolchain it runs in the environment,
         // the toolchain's own directory answers without starting rustc, which
         // would cost a no-op run as much as cargo's freshness check.
-        let rustup_sysroot = match (
-            std::env::var_os("RUSTC"),
-            std::env::var_os("RUSTUP_HOME"),
-            std::env::var_os("RUSTUP_TOOLCHAIN"),
-        ) {
-            (None, Some(home), Some(toolchain)) => {
-                Some(Path::new(&home).join("toolchains").join(toolchain))
-            }
-            _ => None,
-        };
-        if let Some(s) = rustup_sysroot
+        if let Some(s) = crate::memo::rustup_toolchain()
             && triples
                 .iter()
                 .all(|t| s.join("lib/rustlib").join(t).is_dir())
@@ -377,7 +383,7 @@ impl Cargo<'_> {
     ) -> Result<Vec<Artifact>, CompileError> {
         let settings = call.settings;
         let triples = &call.triples;
-        let mut cmd = Command::new(Self::cargo());
+        let mut cmd = Command::new(cargo());
         cmd.current_dir(self.workspace_root)
             .args(["build", "--message-format=json-render-diagnostics"])
             .args(["--profile", &settings.profile])
@@ -496,16 +502,8 @@ impl Cargo<'_> {
         Ok(artifacts)
     }
 
-    /// Where image binaries are built: a target directory of their own. The
-    /// builds go through this program as rustc's wrapper, and cargo keeps
-    /// what it learnt from rustc (`rustc -vV`, each target's file names) in
-    /// one cache per target directory, valid for one wrapper: sharing the
-    /// workspace's would have `cargo xtask` itself and the image builds
-    /// discard each other's answers and ask rustc again on every run. The
-    /// image builds share no artifacts with the workspace's own builds
-    /// anyway: their rustflags differ.
-    pub fn build_dir(&self) -> PathBuf {
-        self.target_dir.join("scratchpack").join("cargo")
+    fn build_dir(&self) -> PathBuf {
+        build_dir(self.target_dir)
     }
 
     fn dep_v0_dir(&self) -> PathBuf {
@@ -525,11 +523,8 @@ impl Cargo<'_> {
         &self,
         call: &Invocation<'_>,
     ) -> Result<Vec<(String, String)>, CompileError> {
-        let digest = |text: &str| {
-            let mut h = <sha2::Sha256 as sha2::Digest>::new();
-            sha2::Digest::update(&mut h, text.as_bytes());
-            crate::oci::hex(&sha2::Digest::finalize(h))
-        };
+        let digest =
+            |text: &str| crate::oci::hex(&<sha2::Sha256 as sha2::Digest>::digest(text.as_bytes()));
         let call_text = format!(
             "{}\n{:?}\n{:?}\n{:?}\n{}",
             self.workspace_root.display(),
@@ -551,21 +546,21 @@ impl Cargo<'_> {
         if let Some(vars) = ListsRecord::current(&record_path, &question, self.workspace_root) {
             return Ok(vars);
         }
-        let vars = self.prepare_crate_lists_anew(call)?;
-        if let Ok((lock, on_disk)) =
-            crate::release::sbom::inputs(self.workspace_root, self.target_dir)
-        {
-            let dir = self.dep_v0_dir();
-            let files = call
-                .triples
-                .iter()
-                .flat_map(|t| call.binaries.iter().map(move |(p, b)| (*t, *p, *b)))
-                .flat_map(|(triple, package, bin)| {
-                    let args = dep_v0::args_path(&dir, triple, package, &dep_v0::crate_name(bin));
-                    [args.with_extension("o"), args]
-                })
-                .filter_map(|f| crate::memo::file_stamp(&f).map(|s| (f, s)))
-                .collect();
+        // Asked once, before the lists are prepared side by side: each of
+        // them needs what `cargo metadata` says, and would otherwise ask it
+        // at the same time as the others.
+        let inputs = crate::release::sbom::inputs(self.workspace_root, self.target_dir);
+        let mut vars = Vec::new();
+        let mut files = BTreeMap::new();
+        for (v, written) in self.prepare_crate_lists_anew(call)? {
+            vars.extend(v);
+            files.extend(
+                written
+                    .into_iter()
+                    .filter_map(|f| crate::memo::file_stamp(&f).map(|s| (f, s))),
+            );
+        }
+        if let Ok((lock, on_disk)) = inputs {
             let record = ListsRecord {
                 question,
                 lock,
@@ -581,53 +576,57 @@ impl Cargo<'_> {
         Ok(vars)
     }
 
+    /// Every package and triple of `call`, prepared side by side (each runs
+    /// its own `cargo tree` on a first run), as many at once as there are
+    /// cores.
     fn prepare_crate_lists_anew(
         &self,
         call: &Invocation<'_>,
-    ) -> Result<Vec<(String, String)>, CompileError> {
-        // Each package and triple is independent (cargo tree's answer, the
-        // object written): they are prepared side by side.
+    ) -> Result<Vec<Prepared>, CompileError> {
         let jobs: Vec<(&str, &str)> = call
             .triples
             .iter()
             .flat_map(|t| call.packages().into_iter().map(move |p| (*t, p)))
             .collect();
-        let results: Vec<Result<Vec<(String, String)>, CompileError>> = std::thread::scope(|s| {
-            let handles: Vec<_> = jobs
-                .iter()
-                .map(|(triple, package)| {
-                    s.spawn(move || self.prepare_crate_list(call, triple, package))
-                })
-                .collect();
-            handles
-                .into_iter()
-                .zip(&jobs)
-                .map(|(h, (triple, package))| {
-                    h.join().unwrap_or_else(|_| {
-                        Err(CompileError::CrateList {
-                            package: (*package).to_owned(),
-                            triple: (*triple).to_owned(),
-                            message: "preparing it panicked".to_owned(),
+        let at_once = std::thread::available_parallelism().map_or(1, usize::from);
+        let mut prepared = Vec::new();
+        for batch in jobs.chunks(at_once) {
+            let results: Vec<Result<Prepared, CompileError>> = std::thread::scope(|s| {
+                let handles: Vec<_> = batch
+                    .iter()
+                    .map(|(triple, package)| {
+                        s.spawn(move || self.prepare_crate_list(call, triple, package))
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .zip(batch)
+                    .map(|(h, (triple, package))| {
+                        h.join().unwrap_or_else(|_| {
+                            Err(CompileError::CrateList {
+                                package: (*package).to_owned(),
+                                triple: (*triple).to_owned(),
+                                message: "preparing it panicked".to_owned(),
+                            })
                         })
                     })
-                })
-                .collect()
-        });
-        let mut vars = Vec::new();
-        for r in results {
-            vars.extend(r?);
+                    .collect()
+            });
+            for r in results {
+                prepared.push(r?);
+            }
         }
-        Ok(vars)
+        Ok(prepared)
     }
 
     /// The crate-list objects of one package's binaries of `call` for one
-    /// triple, and the variable naming each one's digest.
+    /// triple: the variable naming each one's digest, and the files written.
     fn prepare_crate_list(
         &self,
         call: &Invocation<'_>,
         triple: &str,
         package: &str,
-    ) -> Result<Vec<(String, String)>, CompileError> {
+    ) -> Result<Prepared, CompileError> {
         let settings = call.settings;
         let dir = self.dep_v0_dir();
         let linker = linker_kind(triple);
@@ -645,7 +644,7 @@ impl Cargo<'_> {
             settings.default_features,
         )
         .map_err(|e| failed(e.to_string()))?;
-        let mut vars = Vec::new();
+        let (mut vars, mut written) = (Vec::new(), Vec::new());
         for (_, bin) in call.binaries.iter().filter(|(p, _)| *p == package) {
             let name = dep_v0::crate_name(bin);
             let args_path = dep_v0::args_path(&dir, triple, package, &name);
@@ -657,15 +656,14 @@ impl Cargo<'_> {
                 crate::output::write_atomic(&args_path, text.as_bytes())
                     .map_err(|e| failed(format!("writing {}: {e}", args_path.display())))?;
             }
-            let bytes = std::fs::read(&object)
+            let mut bytes = std::fs::read(&object)
                 .map_err(|e| failed(format!("reading {}: {e}", object.display())))?;
-            let mut hasher = <sha2::Sha256 as sha2::Digest>::new();
-            sha2::Digest::update(&mut hasher, &bytes);
-            sha2::Digest::update(&mut hasher, text.as_bytes());
-            let digest = crate::oci::hex(&sha2::Digest::finalize(hasher));
+            bytes.extend_from_slice(text.as_bytes());
+            let digest = crate::oci::hex(&<sha2::Sha256 as sha2::Digest>::digest(&bytes));
             vars.push((dep_v0::digest_var(triple, package, &name), digest));
+            written.extend([object, args_path]);
         }
-        Ok(vars)
+        Ok((vars, written))
     }
 
     /// The flags every image build gets: the caller's own `RUSTFLAGS` (cargo

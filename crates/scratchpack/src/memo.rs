@@ -7,36 +7,34 @@
 
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest as _, Sha256};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
-/// The largest record read back.
-const MAX_RECORD: u64 = 1024 * 1024;
-
-/// The answer recorded at `path` under `stamp`, or else what `ask` answers
-/// (recorded when it answers). With no stamp (what the answer depends on is
-/// not known), `ask` answers and nothing is recorded.
-pub fn remembered(
+/// The answer recorded at `path` under `stamp` (a record of
+/// [`crate::cache`], keyed by the stamp's digest), or else what `ask`
+/// answers, recorded when it is `Ok`. With no stamp (what the answer depends
+/// on is not known), `ask` answers and nothing is recorded.
+pub fn remembered<T: Serialize + DeserializeOwned, E>(
     path: &Path,
     stamp: Option<&str>,
-    ask: impl FnOnce() -> Option<String>,
-) -> Option<String> {
+    ask: impl FnOnce() -> Result<T, E>,
+) -> Result<T, E> {
     let Some(stamp) = stamp else {
         return ask();
     };
-    let key = crate::oci::hex(&Sha256::digest(stamp.as_bytes()));
-    if let Some(answer) = read(path).and_then(|text| {
-        let (k, answer) = text.split_once('\n')?;
-        (k == key).then(|| answer.to_owned())
-    }) {
-        return Some(answer);
+    let key = crate::oci::Digest::of(stamp.as_bytes()).to_string();
+    if let Some(answer) = crate::cache::lookup(path, &key) {
+        return Ok(answer);
     }
     let answer = ask()?;
-    let _ = crate::output::write_atomic(path, format!("{key}\n{answer}").as_bytes());
-    Some(answer)
+    let _ = crate::output::write_atomic(path, &crate::cache::encode(&key, &answer));
+    Ok(answer)
 }
 
-fn read(path: &Path) -> Option<String> {
-    String::from_utf8(crate::cache::read_record(path, MAX_RECORD)?).ok()
+/// Where the answers are kept: in the target directory, beside the image
+/// builds.
+pub fn dir(target_dir: &Path) -> PathBuf {
+    target_dir.join("scratchpack").join("memo")
 }
 
 /// A stamp of a file that changes whenever the file is replaced or written:
@@ -69,18 +67,6 @@ pub fn program_stamp() -> String {
         .unwrap_or_default()
 }
 
-/// A stamp of a small file's bytes (a missing file stamps as missing).
-pub fn content_stamp(path: &Path) -> String {
-    match std::fs::read(path) {
-        Ok(bytes) => format!(
-            "{} {}",
-            path.display(),
-            crate::oci::hex(&Sha256::digest(&bytes))
-        ),
-        Err(_) => format!("{} missing", path.display()),
-    }
-}
-
 /// The directory rustup runs the current toolchain from, when this program
 /// was started through rustup (cargo's proxy sets both variables) and no
 /// `RUSTC` overrides the compiler.
@@ -98,40 +84,41 @@ pub fn rustup_toolchain() -> Option<PathBuf> {
 mod tests {
     use super::*;
 
+    fn ask(asked: &mut u32, answer: &str) -> Result<String, ()> {
+        *asked += 1;
+        Ok(answer.to_owned())
+    }
+
     #[test]
     fn an_answer_serves_until_its_stamp_changes() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("memo");
         let mut asked = 0;
-        let mut ask = |answer: &str| {
-            asked += 1;
-            Some(answer.to_owned())
-        };
-        assert_eq!(remembered(&path, Some("a"), || ask("one")).unwrap(), "one");
-        assert_eq!(remembered(&path, Some("a"), || ask("two")).unwrap(), "one");
-        assert_eq!(
-            remembered(&path, Some("b"), || ask("three")).unwrap(),
-            "three"
-        );
-        assert_eq!(remembered(&path, None, || ask("four")).unwrap(), "four");
-        assert_eq!(
-            remembered(&path, Some("b"), || ask("five")).unwrap(),
-            "three"
-        );
+        let mut at = |stamp, answer| remembered(&path, stamp, || ask(&mut asked, answer)).unwrap();
+        assert_eq!(at(Some("a"), "one"), "one");
+        assert_eq!(at(Some("a"), "two"), "one");
+        assert_eq!(at(Some("b"), "three"), "three");
+        assert_eq!(at(None, "four"), "four");
+        assert_eq!(at(Some("b"), "five"), "three");
         assert_eq!(asked, 3);
     }
 
     #[test]
-    fn no_answer_is_not_recorded() {
+    fn a_failed_answer_is_not_recorded() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("memo");
-        assert_eq!(remembered(&path, Some("a"), || None), None);
-        assert!(!path.exists());
         assert_eq!(
-            remembered(&path, Some("a"), || Some("x\ny".into())).unwrap(),
-            "x\ny"
+            remembered::<String, _>(&path, Some("a"), || Err("no")),
+            Err("no")
         );
-        assert_eq!(remembered(&path, Some("a"), || None).unwrap(), "x\ny");
+        assert!(!path.exists());
+        let two = || Ok::<_, ()>(("x\ny".to_owned(), Some(2)));
+        assert_eq!(
+            remembered(&path, Some("a"), two).unwrap(),
+            ("x\ny".into(), Some(2))
+        );
+        let asked = remembered::<(String, Option<u8>), _>(&path, Some("a"), || Err(()));
+        assert_eq!(asked.unwrap(), ("x\ny".into(), Some(2)));
     }
 
     #[test]
@@ -139,11 +126,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("memo");
         std::fs::write(&path, b"\xff\xfe not a record").unwrap();
-        assert_eq!(
-            remembered(&path, Some("a"), || Some("ok".into())).unwrap(),
-            "ok"
-        );
-        assert_eq!(remembered(&path, Some("a"), || None).unwrap(), "ok");
+        let ok = || Ok::<_, ()>("ok".to_owned());
+        assert_eq!(remembered(&path, Some("a"), ok).unwrap(), "ok");
+        let none = || Err::<String, _>(());
+        assert_eq!(remembered(&path, Some("a"), none).unwrap(), "ok");
     }
 
     #[test]
@@ -157,18 +143,14 @@ mod tests {
         assert!(made.success());
         // Nothing blocks on the FIFO: the answer is asked, then recorded in
         // its place.
-        assert_eq!(
-            remembered(&path, Some("a"), || Some("ok".into())).unwrap(),
-            "ok"
-        );
+        let ok = || Ok::<_, ()>("ok".to_owned());
+        assert_eq!(remembered(&path, Some("a"), ok).unwrap(), "ok");
         assert!(path.is_file());
         let elsewhere = dir.path().join("elsewhere");
         std::fs::rename(&path, &elsewhere).unwrap();
         std::os::unix::fs::symlink(&elsewhere, &path).unwrap();
-        assert_eq!(
-            remembered(&path, Some("a"), || Some("asked".into())).unwrap(),
-            "asked"
-        );
+        let asked = || Ok::<_, ()>("asked".to_owned());
+        assert_eq!(remembered(&path, Some("a"), asked).unwrap(), "asked");
     }
 
     #[test]
@@ -180,8 +162,5 @@ mod tests {
         std::fs::write(&file, "three").unwrap();
         assert_ne!(file_stamp(&file).unwrap(), before);
         assert!(file_stamp(&dir.path().join("none")).is_none());
-        let c = content_stamp(&file);
-        std::fs::write(&file, "thre3").unwrap();
-        assert_ne!(content_stamp(&file), c);
     }
 }

@@ -40,7 +40,7 @@ impl BuildInputs {
     /// rustc's, cargo's and git's answers are kept in `target_dir` between
     /// runs (see [`crate::memo`]).
     pub fn read(workspace_root: &Path, target_dir: &Path) -> Result<BuildInputs, DocumentError> {
-        let memo = crate::compile::memo_dir(target_dir);
+        let memo = crate::memo::dir(target_dir);
         let lock_path = workspace_root.join("Cargo.lock");
         let lock = std::fs::read(&lock_path).map_err(|source| DocumentError::Io {
             what: format!("reading {}", lock_path.display()),

@@ -291,6 +291,17 @@ mod tests {
     use crate::build::BuiltPlatform;
     use crate::workspace::Workspace as CargoWorkspace;
 
+    /// A workspace at `root` with nothing on disk but what a test puts there.
+    fn workspace(root: &Path) -> Workspace<'_> {
+        Workspace {
+            root,
+            target_dir: root,
+            manifest_path: "images.toml",
+            epoch: 0,
+            cargo_manifests: Vec::new(),
+        }
+    }
+
     fn plan(root: &Path, extra: &str) -> ImagePlan {
         let ws = CargoWorkspace {
             root: root.to_owned(),
@@ -337,13 +348,7 @@ mod tests {
         std::fs::write(out.join("app.release/notes.txt"), "mine").unwrap();
         let image = plan(dir.path(), "");
         let b = built(&out);
-        let ws = Workspace {
-            root: dir.path(),
-            target_dir: dir.path(),
-            manifest_path: "images.toml",
-            epoch: 0,
-            cargo_manifests: Vec::new(),
-        };
+        let ws = workspace(dir.path());
         let e = write(&out, &[(&image, &b)], &ws, None).unwrap_err();
         assert!(
             matches!(&e, OutputsError::Output(OutputError::NotOurs(p)) if p.ends_with("app.release")),
@@ -361,13 +366,7 @@ mod tests {
         let out = dir.path().join("out");
         let image = plan(dir.path(), "sbom = []\nprovenance = false\n");
         let b = built(&out);
-        let ws = Workspace {
-            root: dir.path(),
-            target_dir: dir.path(),
-            manifest_path: "images.toml",
-            epoch: 0,
-            cargo_manifests: Vec::new(),
-        };
+        let ws = workspace(dir.path());
         assert!(write(&out, &[(&image, &b)], &ws, None).unwrap().is_empty());
         assert!(!out.join("app.release").exists());
     }

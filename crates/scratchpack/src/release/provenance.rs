@@ -40,14 +40,14 @@ pub struct Build {
 }
 
 /// The commit the workspace was checked out at.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct GitSource {
     /// The `origin` remote, when there is one.
     pub uri: Option<String>,
     pub commit: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Toolchain {
     /// `rustc -V` output, e.g. `rustc 1.85.0 (4d91de4e4 2025-02-17)`.
     pub rustc: String,
@@ -121,19 +121,10 @@ pub fn git_source(workspace_root: &Path, memo_dir: &Path) -> Option<GitSource> {
         GitStamp::Unknown => None,
         GitStamp::Files(stamp) => Some(stamp),
     };
-    let answer = crate::memo::remembered(&memo_dir.join("git-source"), stamp.as_deref(), || {
-        let source = ask_git(workspace_root)?;
-        Some(format!(
-            "{}\n{}",
-            source.commit,
-            source.uri.unwrap_or_default()
-        ))
-    })?;
-    let (commit, uri) = answer.split_once('\n')?;
-    Some(GitSource {
-        commit: commit.to_owned(),
-        uri: Some(uri.to_owned()).filter(|u| !u.is_empty()),
+    crate::memo::remembered(&memo_dir.join("git-source"), stamp.as_deref(), || {
+        ask_git(workspace_root).ok_or(())
     })
+    .ok()
 }
 
 fn ask_git(workspace_root: &Path) -> Option<GitSource> {
@@ -168,7 +159,6 @@ enum GitStamp {
 /// The files `git rev-parse HEAD` and `git remote get-url origin` read, for
 /// the repository around `dir`.
 fn git_stamp(dir: &Path) -> GitStamp {
-    use crate::memo::content_stamp;
     // Variables that point git at another repository or other config make
     // the files below the wrong ones; the others (`GIT_SSL_CAINFO`, ...) go
     // into the stamp.
@@ -226,7 +216,6 @@ fn git_stamp(dir: &Path) -> GitStamp {
         .map(std::path::PathBuf::from)
         .or_else(|| home.as_ref().map(|h| h.join(".config")));
     let mut files = vec![
-        git_dir.join("HEAD"),
         common.join("packed-refs"),
         common.join("config"),
         git_dir.join("config.worktree"),
@@ -243,18 +232,28 @@ fn git_stamp(dir: &Path) -> GitStamp {
         files.push(git_dir.join(branch));
         files.push(common.join(branch));
     }
-    let mut stamp = format!("{}\n{vars:?}\n", dot_git.display());
+    // Without a linked worktree, the git dir is the common one.
+    files.sort();
+    files.dedup();
+    let mut stamp = format!("{}\n{vars:?}\n{head}\n", dot_git.display());
     for f in &files {
-        let text = std::fs::read(f).unwrap_or_default();
-        // A config that pulls in other files says more than these bytes.
-        if f.ends_with("config") || f.ends_with(".gitconfig") || f.ends_with("gitconfig") {
-            let lower = String::from_utf8_lossy(&text).to_ascii_lowercase();
-            if lower.contains("[include") {
-                return GitStamp::Unknown;
+        let digest = match std::fs::read(f) {
+            Ok(text) => {
+                // A config that pulls in other files says more than these bytes.
+                let config = f.file_name().is_some_and(|n| n != "packed-refs")
+                    && f.to_string_lossy().contains("config");
+                if config
+                    && String::from_utf8_lossy(&text)
+                        .to_ascii_lowercase()
+                        .contains("[include")
+                {
+                    return GitStamp::Unknown;
+                }
+                crate::oci::Digest::of(&text).to_string()
             }
-        }
-        stamp.push_str(&content_stamp(f));
-        stamp.push('\n');
+            Err(_) => "missing".to_owned(),
+        };
+        stamp.push_str(&format!("{} {digest}\n", f.display()));
     }
     GitStamp::Files(stamp)
 }
@@ -268,26 +267,8 @@ pub fn toolchain(workspace_root: &Path, memo_dir: &Path) -> std::io::Result<Tool
         let cargo = crate::memo::file_stamp(&dir.join("bin/cargo"))?;
         Some(format!("{rustc}\n{cargo}"))
     });
-    let mut failure = None;
-    let answer = crate::memo::remembered(&memo_dir.join("toolchain"), stamp.as_deref(), || {
-        match ask_toolchain(workspace_root) {
-            Ok(t) => Some(format!("{}\n{}", t.rustc, t.cargo)),
-            Err(e) => {
-                failure = Some(e);
-                None
-            }
-        }
-    });
-    if let Some(e) = failure {
-        return Err(e);
-    }
-    let (rustc, cargo) = answer
-        .as_deref()
-        .and_then(|a| a.split_once('\n'))
-        .ok_or_else(|| std::io::Error::other("rustc and cargo gave no versions"))?;
-    Ok(Toolchain {
-        rustc: rustc.to_owned(),
-        cargo: cargo.to_owned(),
+    crate::memo::remembered(&memo_dir.join("toolchain"), stamp.as_deref(), || {
+        ask_toolchain(workspace_root)
     })
 }
 
@@ -456,8 +437,9 @@ mod tests {
         // under its own stamp is what comes back.
         let record = memo.path().join("git-source");
         let text = std::fs::read_to_string(&record).unwrap();
-        let (stamp, _) = text.split_once('\n').unwrap();
-        std::fs::write(&record, format!("{stamp}\nfeed\n")).unwrap();
+        let mut edited: serde_json::Value = serde_json::from_str(&text).unwrap();
+        edited["value"]["commit"] = "feed".into();
+        std::fs::write(&record, edited.to_string()).unwrap();
         assert_eq!(git_source(repo.path(), memo.path()).unwrap().commit, "feed");
     }
 }

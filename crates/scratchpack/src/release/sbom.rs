@@ -200,14 +200,16 @@ impl Packages {
     fn recorded(path: &Path, lock: &str) -> Option<Packages> {
         let bytes = crate::cache::read_record(path, MAX_PACKAGES_RECORD)?;
         let known: Packages = serde_json::from_slice(&bytes).ok()?;
-        let current = known.tool == TOOL
-            && known.lock == lock
-            && known
-                .on_disk
-                .iter()
-                .all(|(path, digest)| file_digest(path) == *digest);
+        let current = known.tool == TOOL && known.lock == lock && unchanged(&known.on_disk);
         current.then_some(known)
     }
+}
+
+/// Whether every file in `on_disk` still has the digest recorded for it.
+fn unchanged(on_disk: &BTreeMap<PathBuf, String>) -> bool {
+    on_disk
+        .iter()
+        .all(|(path, digest)| file_digest(path) == *digest)
 }
 
 fn hex_digest(bytes: &[u8]) -> String {
@@ -286,10 +288,7 @@ pub fn inputs_unchanged(
     lock: &str,
     on_disk: &BTreeMap<PathBuf, String>,
 ) -> bool {
-    file_digest(&workspace_root.join("Cargo.lock")) == lock
-        && on_disk
-            .iter()
-            .all(|(path, digest)| file_digest(path) == *digest)
+    file_digest(&workspace_root.join("Cargo.lock")) == lock && unchanged(on_disk)
 }
 
 fn resolve(
@@ -354,8 +353,7 @@ fn cargo_tree(
     features: &[String],
     default_features: bool,
 ) -> Result<String, String> {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut cmd = std::process::Command::new(cargo);
+    let mut cmd = std::process::Command::new(crate::compile::cargo());
     cmd.current_dir(workspace_root).args([
         "tree",
         "-e",
