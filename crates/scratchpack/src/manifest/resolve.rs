@@ -511,7 +511,10 @@ impl Resolver<'_> {
                 Some(Compression::Zstd) => {
                     self.error(
                         Diagnostic::new("zstd layers are not built into this xtask", span_of(c))
-                            .help("enable scratchpack's `zstd` cargo feature, or use `gzip`"),
+                            .help(
+                                "add `features = [\"zstd\"]` to the scratchpack dependency in \
+                                 the xtask's Cargo.toml, or use `gzip`",
+                            ),
                     );
                     Compression::default()
                 }

@@ -566,3 +566,22 @@ fn bad_test_settings_are_errors_in_place() {
         "{e:?}"
     );
 }
+
+/// zstd layers need the `zstd` feature, off by default: without it a
+/// manifest asking for them is refused at the key, saying how to turn it on.
+#[cfg(not(feature = "zstd"))]
+#[test]
+fn without_zstd_a_zstd_layer_is_refused_naming_the_feature() {
+    let text = "[images.hello]\npackage = \"hello\"\ncompression = \"zstd\"\n";
+    assert_eq!(
+        errors(text),
+        ["3:15: zstd layers are not built into this xtask"]
+    );
+    let dir = fixture();
+    let e = parse(Path::new("images.toml"), text, &workspace(dir.path())).unwrap_err();
+    assert!(
+        e.render(false).contains(r#"features = ["zstd"]"#),
+        "{}",
+        e.render(false)
+    );
+}
