@@ -317,3 +317,67 @@ fn a_full_disk_fails_cleanly_and_keeps_the_last_good_output() {
     assert_eq!(snapshot(&out_dir), before, "the last good output is intact");
     validate::layout(&out_dir.join("app"));
 }
+
+#[test]
+fn a_run_interrupted_while_packing_keeps_the_last_good_output() {
+    // Ctrl-C while a layer is being written: the published outputs are
+    // those of the last good run, byte for byte, and what was being written
+    // is gone once the next run has taken the output's lock.
+    let fx = Fixture::new(
+        &[("app", HELLO_MAIN)],
+        "[images.app]\npackage = \"app\"\nplatforms = [\"linux/amd64\"]\n\
+         files = [{ src = \"data.bin\", dst = \"/data.bin\" }]\n",
+    );
+    let data = fx.path().join("data.bin");
+    std::fs::write(&data, b"small\n").unwrap();
+    assert!(fx.cli(&["images"]).status.success());
+    let out_dir = fx.path().join("target/images");
+    let tmp = out_dir.join(".scratchpack/tmp");
+    let published = |dir: &Path| {
+        let mut s = snapshot(dir);
+        s.retain(|k, _| !k.starts_with(".scratchpack/tmp/"));
+        s
+    };
+    let before = published(&out_dir);
+
+    // 96 MiB that gzip cannot shrink (the 1 MiB blocks repeat farther apart
+    // than its window), so packing takes long enough to be caught at it.
+    std::fs::write(&data, incompressible(1 << 20).repeat(96)).unwrap();
+    let mut child = support::cli()
+        .current_dir(fx.path())
+        .env_remove("CARGO_TARGET_DIR")
+        .arg("images")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut caught = false;
+    while started.elapsed() < std::time::Duration::from_secs(120) {
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        if std::fs::read_dir(&tmp).is_ok_and(|mut d| d.next().is_some()) {
+            caught = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    assert!(caught, "the run was not caught while packing");
+    let sent = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let status = child.wait().unwrap();
+    assert!(!status.success(), "an interrupted run reported success");
+    assert_eq!(published(&out_dir), before, "the last good output changed");
+    validate::layout(&out_dir.join("app"));
+
+    std::fs::write(&data, b"small again\n").unwrap();
+    assert!(fx.cli(&["images"]).status.success());
+    assert!(
+        std::fs::read_dir(&tmp).unwrap().next().is_none(),
+        "what the interrupted run was writing is still there"
+    );
+}
