@@ -130,8 +130,8 @@ struct Proven {
 /// Binaries are read twice: once to prove and hash them (one at a time per
 /// thread, then dropped), and once streamed into their layer, which checks
 /// the bytes are still those. So memory holds at most one binary per thread,
-/// never all of them. Images (and the platforms of an image, when there are
-/// fewer images than threads) are packed on `opts.jobs` threads, and the
+/// never all of them. Images (and the platforms of an image, on the threads
+/// the images leave) are packed on at most `opts.jobs` threads, and the
 /// blocks of every layer compressed on one pool of as many.
 pub fn build(
     images: &[&ImagePlan],
