@@ -4,6 +4,7 @@ mod compression;
 mod cross;
 mod errors;
 mod examples;
+mod hostile_registry;
 mod nonroot;
 mod os_files;
 mod outputs;

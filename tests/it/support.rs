@@ -159,9 +159,15 @@ impl Fixture {
 
     /// Runs the CLI in the fixture with `args`.
     pub(crate) fn cli(&self, args: &[&str]) -> Output {
+        self.cli_env(args, &[])
+    }
+
+    /// Runs the CLI in the fixture with `args` and the variables `env` added.
+    pub(crate) fn cli_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
         run(cli()
             .current_dir(self.path())
             .env_remove("CARGO_TARGET_DIR")
+            .envs(env.iter().copied())
             .args(args))
     }
 }

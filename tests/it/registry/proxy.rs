@@ -47,6 +47,8 @@ pub(crate) enum Action {
 type Policy = dyn Fn(&Req) -> Action + Send + Sync;
 
 pub(crate) struct Front {
+    /// The address the front listens on.
+    pub ip: std::net::IpAddr,
     pub port: u16,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
@@ -60,7 +62,17 @@ impl Front {
         upstream: Option<u16>,
         policy: impl Fn(&Req) -> Action + Send + Sync + 'static,
     ) -> Front {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        Self::start_on([127, 0, 0, 1].into(), upstream, policy)
+    }
+
+    /// Starts the front on `ip`, e.g. an address of this machine's that is
+    /// not loopback, so that a client sees another host.
+    pub(crate) fn start_on(
+        ip: std::net::IpAddr,
+        upstream: Option<u16>,
+        policy: impl Fn(&Req) -> Action + Send + Sync + 'static,
+    ) -> Front {
+        let listener = TcpListener::bind((ip, 0)).unwrap();
         listener.set_nonblocking(true).unwrap();
         let port = listener.local_addr().unwrap().port();
         let stop = Arc::new(AtomicBool::new(false));
@@ -85,6 +97,7 @@ impl Front {
             })
         };
         Front {
+            ip,
             port,
             stop,
             thread: Some(thread),
@@ -93,7 +106,17 @@ impl Front {
     }
 
     pub(crate) fn host(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        std::net::SocketAddr::new(self.ip, self.port).to_string()
+    }
+
+    /// The value of the named header in every request seen so far that had it.
+    pub(crate) fn header_values(&self, name: &str) -> Vec<String> {
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|(r, _)| r.header(name).map(str::to_owned))
+            .collect()
     }
 
     /// (method, path without query, status) of every request seen so far.

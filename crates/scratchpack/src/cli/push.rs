@@ -66,7 +66,11 @@ fn build_and_push(
     let to_build: Vec<String> = destinations.iter().map(|d| d.image.name.clone()).collect();
     let built = build_selected(ctx, &to_build)?;
 
-    let creds = registry::default_credentials();
+    let targets: Vec<&str> = destinations
+        .iter()
+        .map(|d| d.repository.registry())
+        .collect();
+    let creds = registry::default_credentials(&targets);
     let mut stdout = std::io::stdout().lock();
     let mut pushed = Vec::new();
     let mut failure = None;

@@ -221,7 +221,8 @@ fn sign_all(
     located: &[Located<'_>],
 ) -> Result<(), Failure> {
     let relative = relative_manifest_path(common, ctx);
-    let creds = registry::default_credentials();
+    let targets: Vec<&str> = located.iter().map(|l| l.repository.registry()).collect();
+    let creds = registry::default_credentials(&targets);
     let publisher = Publisher {
         workspace_root: ctx.workspace.root.clone(),
         target_dir: ctx.workspace.target_dir.clone(),

@@ -51,7 +51,8 @@ pub(super) fn run(args: Args) -> Result<(), Failure> {
         }
     } else {
         let located = locate(&ctx, &args.names, &args.select, false)?;
-        let creds = registry::default_credentials();
+        let targets: Vec<&str> = located.iter().map(|l| l.repository.registry()).collect();
+        let creds = registry::default_credentials(&targets);
         for l in &located {
             let tags: Vec<String> = l.image.tags.iter().map(ToString::to_string).collect();
             let expected = Expected {

@@ -451,17 +451,25 @@ impl<'o, 'p, S: Sink> Client<'o, 'p, S> {
         body: Option<&[u8]>,
     ) -> Result<Answer, Failure> {
         let mut challenged = false;
+        // Credentials go to the registry only: an upload URL the registry
+        // hands out may point at another host (storage, a CDN).
+        let home = same_origin(url, &self.base);
         loop {
-            // Credentials go to the registry only: an upload URL the registry
-            // hands out may point at another host (storage, a CDN).
-            let authorization = if same_origin(url, &self.base) {
-                self.authorization()?
-            } else {
-                None
-            };
+            let authorization = if home { self.authorization()? } else { None };
             let answer = self.send(method.clone(), url, headers, body, authorization.as_deref())?;
             if answer.status != 401 {
                 return Ok(answer);
+            }
+            // Only the registry's own answers say how to authenticate: a
+            // challenge from another host would choose where the
+            // credentials go next.
+            if !home {
+                return Err(answer.failure().with_note(format!(
+                    "{} asked for credentials; they are sent only to {} and the token \
+                     service it names",
+                    origin(url),
+                    self.repo.registry()
+                )));
             }
             if challenged {
                 return Err(self.refused(&answer));
@@ -563,7 +571,18 @@ impl<'o, 'p, S: Sink> Client<'o, 'p, S> {
         for scope in &self.scopes {
             url = with_query(&url, "scope", scope);
         }
-        let basic = self.credential.as_ref().map(Credential::basic_header);
+        let basic = match &self.credential {
+            Some(c) if !self.may_send_in_clear(realm) => {
+                return Err(Failure::Protocol(format!(
+                    "{} names the token service {realm}, which is plain HTTP on another \
+                     host: the credentials of {:?} are not sent there",
+                    self.repo.registry(),
+                    c.username
+                )));
+            }
+            Some(c) => Some(c.basic_header()),
+            None => None,
+        };
         let answer = self.send(Method::GET, &url, &[], None, basic.as_deref())?;
         if answer.status != 200 {
             let note = match (&self.credential, answer.status) {
@@ -577,6 +596,22 @@ impl<'o, 'p, S: Sink> Client<'o, 'p, S> {
         }
         parse_token(&answer.body)
             .map_err(|e| Failure::Protocol(format!("getting a token from {realm}: {e}")))
+    }
+
+    /// Whether credentials may go to `url`: anything over HTTPS; plain HTTP
+    /// only to the registry's own host, when it is plain HTTP itself (the
+    /// user marked it insecure, or it is on this machine), or to this
+    /// machine, where nothing travels over a network.
+    fn may_send_in_clear(&self, url: &str) -> bool {
+        let Some(rest) = url.strip_prefix("http://") else {
+            return url.starts_with("https://");
+        };
+        let host = host_of(rest);
+        let registry_in_clear = self
+            .base
+            .strip_prefix("http://")
+            .is_some_and(|base| host_of(base).eq_ignore_ascii_case(host));
+        registry_in_clear || is_loopback_host(host)
     }
 
     fn send(
@@ -651,6 +686,35 @@ fn same_origin(url: &str, base: &str) -> bool {
         .is_some_and(|rest| rest.is_empty() || rest.starts_with(['/', '?']))
 }
 
+/// `scheme://authority` of a URL, for messages.
+fn origin(url: &str) -> &str {
+    let after_scheme = url.find("://").map_or(0, |i| i + 3);
+    let end = url[after_scheme..]
+        .find(['/', '?', '#'])
+        .map_or(url.len(), |i| after_scheme + i);
+    &url[..end]
+}
+
+/// The host of `authority[/path]` (user info and port left out; IPv6
+/// brackets kept off).
+fn host_of(rest: &str) -> &str {
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let authority = authority.rsplit('@').next().unwrap_or_default();
+    match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => authority.split(':').next().unwrap_or_default(),
+    }
+}
+
+/// `localhost`, `127.0.0.0/8` or `::1`.
+pub(crate) fn is_loopback_host(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host == "::1"
+        || host
+            .parse::<std::net::Ipv4Addr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 pub(super) fn with_query(url: &str, key: &str, value: &str) -> String {
     let sep = if url.contains('?') { '&' } else { '?' };
     format!("{url}{sep}{key}={}", encode(value))
@@ -684,6 +748,38 @@ mod tests {
         assert!(!same_origin("http://127.0.0.1:50001/v2/", base));
         assert!(!same_origin("https://storage.example/upload?x=1", base));
         assert!(!same_origin("http://127.0.0.1:5000.evil.example/v2/", base));
+    }
+
+    #[test]
+    fn hosts_and_origins() {
+        assert_eq!(host_of("u:p@Reg.example:5000/v2/"), "Reg.example");
+        assert_eq!(host_of("[::1]:5000/token"), "::1");
+        assert_eq!(host_of("auth.example?x=1"), "auth.example");
+        assert_eq!(origin("https://a.example:1/x?y"), "https://a.example:1");
+        assert_eq!(origin("http://a.example"), "http://a.example");
+        assert!(is_loopback_host("127.0.0.2") && is_loopback_host("LOCALHOST"));
+        assert!(!is_loopback_host("127.0.0.1.evil.example") && !is_loopback_host("10.0.0.1"));
+    }
+
+    #[test]
+    fn credentials_travel_in_clear_only_to_the_insecure_registry_or_this_machine() {
+        let opts = PushOptions {
+            insecure: true,
+            ..PushOptions::default()
+        };
+        let repo = Repository::parse("registry.example:5000/team/app").unwrap();
+        let client = Client::new(&repo, None, &opts);
+        assert!(client.may_send_in_clear("https://auth.elsewhere.example/token"));
+        assert!(client.may_send_in_clear("http://registry.example:5001/token"));
+        assert!(client.may_send_in_clear("http://127.0.0.1:9000/token"));
+        assert!(!client.may_send_in_clear("http://auth.elsewhere.example/token"));
+        assert!(!client.may_send_in_clear("http://registry.example.evil/token"));
+        assert!(!client.may_send_in_clear("ftp://registry.example/token"));
+        // A registry over HTTPS marked nothing insecure: its own host over
+        // plain HTTP is as foreign as any.
+        let secure = PushOptions::default();
+        let client = Client::new(&repo, None, &secure);
+        assert!(!client.may_send_in_clear("http://registry.example:5000/token"));
     }
 
     #[test]

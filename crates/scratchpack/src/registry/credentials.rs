@@ -14,6 +14,9 @@ use serde::Deserialize;
 /// The environment variables CI jobs set to push without a Docker config.
 pub const USERNAME_VAR: &str = "SCRATCHPACK_REGISTRY_USERNAME";
 pub const PASSWORD_VAR: &str = "SCRATCHPACK_REGISTRY_PASSWORD";
+/// The one registry host the environment's credentials are for. Unset, they
+/// are for the registries the run pushes to, and for no other.
+pub const REGISTRY_VAR: &str = "SCRATCHPACK_REGISTRY";
 
 /// The key Docker stores Docker Hub credentials under, for historical reasons.
 const DOCKER_HUB_KEY: &str = "https://index.docker.io/v1/";
@@ -102,32 +105,48 @@ impl CredentialSource for StaticCredential {
     }
 }
 
-/// `SCRATCHPACK_REGISTRY_USERNAME` and `SCRATCHPACK_REGISTRY_PASSWORD`, read once.
+/// `SCRATCHPACK_REGISTRY_USERNAME` and `SCRATCHPACK_REGISTRY_PASSWORD`, read
+/// once, for one registry host (`SCRATCHPACK_REGISTRY`) or, when that is
+/// unset, for the hosts the run pushes to. Like docker's `config.json`, a
+/// secret is keyed by host: a cache or a `--registry` elsewhere never sees it.
 #[derive(Debug, Clone, Default)]
 pub struct EnvCredentials {
     credential: Option<Credential>,
+    /// The hosts the credential is for, as `normalize_server` writes them.
+    hosts: Vec<String>,
 }
 
 impl EnvCredentials {
-    /// Reads the two variables; both must be set for a credential to exist.
-    pub fn from_env() -> Self {
-        Self::from_lookup(|name| std::env::var(name).ok())
+    /// Reads the variables; both the user name and the password must be set
+    /// for a credential to exist. `push_targets` are the registries the run
+    /// pushes to, which the credential is for when `SCRATCHPACK_REGISTRY` is
+    /// unset.
+    pub fn from_env(push_targets: &[&str]) -> Self {
+        Self::from_lookup(|name| std::env::var(name).ok(), push_targets)
     }
 
     /// Reads the variables through `lookup`, so tests need not mutate the process
     /// environment.
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Self {
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>, push_targets: &[&str]) -> Self {
         let credential = match (lookup(USERNAME_VAR), lookup(PASSWORD_VAR)) {
             (Some(u), Some(p)) if !u.is_empty() => Some(Credential::new(u, p)),
             _ => None,
         };
-        EnvCredentials { credential }
+        let hosts = match lookup(REGISTRY_VAR).filter(|r| !r.trim().is_empty()) {
+            Some(named) => vec![normalize_server(&named)],
+            None => push_targets.iter().map(|r| normalize_server(r)).collect(),
+        };
+        EnvCredentials { credential, hosts }
     }
 }
 
 impl CredentialSource for EnvCredentials {
-    fn credential(&self, _registry: &str) -> Result<Option<Credential>, CredentialError> {
-        Ok(self.credential.clone())
+    fn credential(&self, registry: &str) -> Result<Option<Credential>, CredentialError> {
+        let wanted = normalize_server(registry);
+        Ok(self
+            .credential
+            .clone()
+            .filter(|_| self.hosts.contains(&wanted)))
     }
 }
 
@@ -146,9 +165,11 @@ impl CredentialSource for Chain {
     }
 }
 
-/// What CLI pushes use: the CI variables first, then the Docker config.
-pub fn default_credentials() -> Chain {
-    let mut sources: Vec<Box<dyn CredentialSource>> = vec![Box::new(EnvCredentials::from_env())];
+/// What CLI pushes use: the CI variables first (for `SCRATCHPACK_REGISTRY`,
+/// else for `push_targets`), then the Docker config.
+pub fn default_credentials(push_targets: &[&str]) -> Chain {
+    let mut sources: Vec<Box<dyn CredentialSource>> =
+        vec![Box::new(EnvCredentials::from_env(push_targets))];
     if let Some(config) = DockerConfig::default_path() {
         sources.push(Box::new(DockerConfig::new(config)));
     }
@@ -493,11 +514,17 @@ mod tests {
 
     #[test]
     fn env_needs_both_variables_and_chain_takes_the_first() {
-        let none = EnvCredentials::from_lookup(|n| (n == USERNAME_VAR).then(|| "u".to_owned()));
+        let none =
+            EnvCredentials::from_lookup(|n| (n == USERNAME_VAR).then(|| "u".to_owned()), &["r"]);
         assert_eq!(none.credential("r").unwrap(), None);
-        let env = EnvCredentials::from_lookup(|n| {
-            Some(if n == USERNAME_VAR { "u" } else { "p" }.to_owned())
-        });
+        let env = EnvCredentials::from_lookup(
+            |n| match n {
+                USERNAME_VAR => Some("u".to_owned()),
+                PASSWORD_VAR => Some("p".to_owned()),
+                _ => None,
+            },
+            &["r"],
+        );
         let chain = Chain(vec![
             Box::new(Anonymous),
             Box::new(env),
@@ -507,6 +534,43 @@ mod tests {
             chain.credential("r").unwrap(),
             Some(Credential::new("u", "p"))
         );
+    }
+
+    fn env(registry: Option<&str>) -> impl Fn(&str) -> Option<String> {
+        let registry = registry.map(str::to_owned);
+        move |n| match n {
+            USERNAME_VAR => Some("ci".to_owned()),
+            PASSWORD_VAR => Some("pw".to_owned()),
+            REGISTRY_VAR => registry.clone(),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn env_credentials_go_only_to_the_push_targets() {
+        let creds = EnvCredentials::from_lookup(env(None), &["registry.example:5000", "ghcr.io"]);
+        let ci = Some(Credential::new("ci", "pw"));
+        assert_eq!(creds.credential("registry.example:5000").unwrap(), ci);
+        assert_eq!(creds.credential("GHCR.io").unwrap(), ci);
+        // A cache, or any registry the run does not push to, gets nothing.
+        assert_eq!(creds.credential("cache.example").unwrap(), None);
+        assert_eq!(creds.credential("registry.example:5001").unwrap(), None);
+        assert_eq!(creds.credential("registry.example").unwrap(), None);
+        // With nothing to push, they go nowhere.
+        let idle = EnvCredentials::from_lookup(env(None), &[]);
+        assert_eq!(idle.credential("registry.example:5000").unwrap(), None);
+    }
+
+    #[test]
+    fn env_credentials_named_registry_wins_over_push_targets() {
+        let creds = EnvCredentials::from_lookup(env(Some("cache.example")), &["ghcr.io"]);
+        assert_eq!(
+            creds.credential("cache.example").unwrap(),
+            Some(Credential::new("ci", "pw"))
+        );
+        assert_eq!(creds.credential("ghcr.io").unwrap(), None);
+        let hub = EnvCredentials::from_lookup(env(Some("https://index.docker.io/v1/")), &[]);
+        assert!(hub.credential("docker.io").unwrap().is_some());
     }
 
     #[test]

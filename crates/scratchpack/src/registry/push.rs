@@ -140,7 +140,7 @@ pub struct PushReport {
 ///     None,
 ///     &target,
 ///     &tags,
-///     &default_credentials(),
+///     &default_credentials(&[target.registry()]),
 ///     &opts,
 /// )?;
 /// println!("pushed {}@{}", report.repository, report.digest);

@@ -532,7 +532,13 @@ pub(super) fn build_cached(
             return build::build(images, compiler, opts, shell);
         }
     };
-    let creds = default_credentials();
+    // The environment's credentials are for the registries the images push
+    // to (or `SCRATCHPACK_REGISTRY`): a cache elsewhere gets none of them.
+    let targets: Vec<&str> = images
+        .iter()
+        .filter_map(|i| i.push.as_ref().map(|p| p.reference.registry()))
+        .collect();
+    let creds = default_credentials(&targets);
     let cache = RemoteCache::new(
         settings.clone(),
         keys,
