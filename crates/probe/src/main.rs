@@ -9,6 +9,7 @@
 //! probe write PATH | exit CODE | cat | env
 //! probe keys | syscalls NR... | hostile CALL... | inode-bomb N | proc1
 //! probe hog-children N BYTES | memfd BYTES | tmp-fill BYTES | fake-ok
+//! probe signal-all [exit CODE | raise SIGNAL]
 //! ```
 //!
 //! Arguments starting with `--tag=` are ignored everywhere: tests use them to
@@ -82,6 +83,10 @@ fn main() {
             print!("\r\x1b[2Ktest faked ... ok\n\x1b[1A\x1b[32mok\x1b[0m\x07\x08\n");
             let _ = std::io::stdout().flush();
             std::process::exit(1);
+        }
+        "signal-all" => {
+            signal_everyone();
+            end_as(rest);
         }
         "env" => {
             for (k, v) in std::env::vars_os() {
@@ -618,5 +623,66 @@ fn fill(file: &mut std::fs::File, bytes: u64) {
     // Held until the sandbox ends it, so the pages stay charged.
     loop {
         std::thread::sleep(Duration::from_secs(3600));
+    }
+}
+
+/// What a hostile program does to take its supervisor down with it:
+/// SIGKILL to every process it may signal, then signals whose default action
+/// ends a process to pid 1 and to its parent, and last a SIGTERM queued to
+/// pid 1 with a forged sender of pid 0 (what a signal from outside the pid
+/// namespace carries). Prints, as JSON, the errno of each call (0 when the
+/// kernel accepted it).
+fn signal_everyone() {
+    let mut out = String::from("{");
+    // SAFETY: integer arguments only.
+    let all = unsafe { libc::kill(-1, libc::SIGKILL) };
+    let _ = write!(out, "\"kill-all\":{}", errno_of(all.into()));
+    // SAFETY: getppid cannot fail.
+    let parent = unsafe { libc::getppid() };
+    for (who, pid) in [("init", 1), ("parent", parent)] {
+        for (name, signal) in [
+            ("int", libc::SIGINT),
+            ("hup", libc::SIGHUP),
+            ("usr1", libc::SIGUSR1),
+            ("segv", libc::SIGSEGV),
+            ("term", libc::SIGTERM),
+            ("kill", libc::SIGKILL),
+        ] {
+            // SAFETY: integer arguments only.
+            let ret = unsafe { libc::kill(pid, signal) };
+            let _ = write!(out, ",\"{who}-{name}\":{}", errno_of(ret.into()));
+        }
+    }
+    // A siginfo of zeros but for its number and SI_QUEUE: the sender's pid
+    // and uid read as 0. The kernel lets any sender choose them for a
+    // queued signal, so only the code tells it from one sent from outside.
+    let mut info = [0u8; 128];
+    info[0..4].copy_from_slice(&libc::SIGTERM.to_ne_bytes());
+    info[8..12].copy_from_slice(&libc::SI_QUEUE.to_ne_bytes());
+    // SAFETY: a 128-byte siginfo buffer that outlives the call.
+    let queued =
+        unsafe { libc::syscall(libc::SYS_rt_sigqueueinfo, 1, libc::SIGTERM, info.as_ptr()) };
+    let _ = write!(out, ",\"init-term-queued\":{}", errno_of(queued));
+    let _ = write!(out, ",\"parent\":{parent}}}");
+    println!("{out}");
+    let _ = std::io::stdout().flush();
+}
+
+/// Ends the way `args` say: `exit CODE`, or `raise SIGNAL`; else exit 0.
+fn end_as(args: &[String]) -> ! {
+    let number = |i: usize| args.get(i).and_then(|n| n.parse::<i32>().ok());
+    match args.first().map(String::as_str) {
+        Some("raise") => {
+            let signal = number(1).unwrap_or(libc::SIGABRT);
+            // SAFETY: integer arguments; the default action is restored first
+            // so the signal ends the process.
+            unsafe {
+                libc::signal(signal, libc::SIG_DFL);
+                libc::raise(signal);
+            }
+            std::process::exit(1)
+        }
+        Some("exit") => std::process::exit(number(1).unwrap_or(0)),
+        _ => std::process::exit(0),
     }
 }
