@@ -957,3 +957,22 @@ fn the_sandbox_cgroup_carries_its_limits() {
     assert_eq!(out.stopped, Some(StopReason::Timeout));
     assert!(!memory.exists(), "{} outlived the run", memory.display());
 }
+
+#[test]
+fn a_program_signalling_everyone_still_gets_its_own_result() {
+    let rootfs = Rootfs::new();
+    // Root in its sandbox, so every process there is its to signal. The
+    // signals reach the init at random points of its work: a few runs.
+    for _ in 0..5 {
+        let out = run_probe(&rootfs, &["signal-all", "exit", "3"], |s| s.user(0, 0));
+        assert_eq!(out.status, Status::Exit(3), "{out:?}");
+        assert_eq!(out.stopped, None, "{out:?}");
+        let report = json(&out.stdout);
+        assert_eq!(report["parent"], 1, "{report}");
+        assert_eq!(report["init-term"], 0, "{report}");
+    }
+    let out = run_probe(&rootfs, &["signal-all", "raise", "10"], |s| s.user(0, 0));
+    assert_eq!(out.status, Status::Signal(libc::SIGUSR1), "{out:?}");
+    assert_eq!(out.stopped, None, "{out:?}");
+    json(&out.stdout);
+}
