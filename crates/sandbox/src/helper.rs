@@ -14,17 +14,20 @@
 //! The library talks to the helper over two inherited descriptors: the
 //! configuration arrives on `CONTROL_FD`, which stays open for the whole run
 //! (closing it asks the helper to kill the sandbox), and `REPORT_FD` carries
-//! tab-separated lines back (see `Report`).
+//! tab-separated lines back (see `Report`). A third, `channel::CHANNEL_FD`,
+//! is not the helper's: it passes to pid 1, which serves the library's
+//! requests on it (see `channel`) for as long as the program runs.
 
 use std::ffi::{CString, OsStr, OsString};
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::channel::{self, CHANNEL_FD};
 use crate::config::Config;
 use crate::setup::{self, Entry, EntryKind, Plan, Step, StepError};
 use crate::sys::{self, Cloned, Linux, Syscalls};
@@ -59,18 +62,20 @@ fn main(parent: Option<libc::pid_t>) -> i32 {
     let mut report = unsafe { File::from_raw_fd(REPORT_FD) };
     // SAFETY: as above, for CONTROL_FD.
     let control = unsafe { File::from_raw_fd(CONTROL_FD) };
+    // SAFETY: as above, for CHANNEL_FD.
+    let channel = unsafe { OwnedFd::from_raw_fd(CHANNEL_FD) };
     // Whatever else the library's process left inheritable (a directory
     // opened without close-on-exec would be a way out of the new root) is
     // closed before anything else happens.
-    // SAFETY: integer arguments; closes descriptors above CONTROL_FD, none of
-    // which this process has opened.
-    unsafe { libc::syscall(libc::SYS_close_range, CONTROL_FD + 1, libc::c_uint::MAX, 0) };
-    for fd in [REPORT_FD, CONTROL_FD] {
+    // SAFETY: integer arguments; closes descriptors above CHANNEL_FD, none
+    // of which this process has opened.
+    unsafe { libc::syscall(libc::SYS_close_range, CHANNEL_FD + 1, libc::c_uint::MAX, 0) };
+    for fd in [REPORT_FD, CONTROL_FD, CHANNEL_FD] {
         // SAFETY: integer arguments; marks an owned descriptor close-on-exec so
         // the sandboxed program never inherits it.
         unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
     }
-    match run(parent, control, &report) {
+    match run(parent, control, channel, &report) {
         Ok(()) => 0,
         Err(err) => {
             let _ = writeln!(report, "error\t{}", one_line(&err.to_string()));
@@ -91,7 +96,12 @@ extern "C" fn request_stop(_: libc::c_int) {
     STOP.store(true, Ordering::Relaxed);
 }
 
-fn run(parent: Option<libc::pid_t>, mut control: File, report: &File) -> Result<(), StepError> {
+fn run(
+    parent: Option<libc::pid_t>,
+    mut control: File,
+    channel: OwnedFd,
+    report: &File,
+) -> Result<(), StepError> {
     // The caller may block signals (`signals::on_termination` does, and a
     // child inherits the mask): the helper and the init need theirs.
     // SAFETY: an empty set, then unblocking everything.
@@ -154,7 +164,7 @@ fn run(parent: Option<libc::pid_t>, mut control: File, report: &File) -> Result<
         config.limits.memory_bytes = u64::MAX;
         config.limits.max_processes = u64::MAX;
     }
-    let result = run_in(config, control, report, cgroup.as_ref());
+    let result = run_in(config, control, channel, report, cgroup.as_ref());
     if let Some(cgroup) = &cgroup {
         cgroup.remove();
     }
@@ -165,6 +175,7 @@ fn run(parent: Option<libc::pid_t>, mut control: File, report: &File) -> Result<
 fn run_in(
     config: Config,
     control: File,
+    channel: OwnedFd,
     report: &File,
     cgroup: Option<&crate::cgroup::Cgroup>,
 ) -> Result<(), StepError> {
@@ -187,7 +198,7 @@ fn run_in(
         Cloned::Child => {
             drop(go_write);
             drop(control);
-            let code = match init(&sys, &config, go_read, report) {
+            let code = match init(&sys, &config, go_read, channel, report) {
                 Ok(code) => code,
                 Err(err) => {
                     let _ = writeln!(&*report, "error\t{}", one_line(&err.to_string()));
@@ -200,6 +211,9 @@ fn run_in(
         }
         Cloned::Parent(child) => {
             drop(go_read);
+            // Only pid 1 holds the sandbox's end from now on, so the library
+            // reads an end of file on it once pid 1 is gone.
+            drop(channel);
             // The init joins the cgroup before it may go on, so everything
             // in the sandbox is counted.
             let joined = cgroup.map_or(Ok(()), |c| {
@@ -537,7 +551,13 @@ fn resolve(config: &Config) -> Result<(Plan, Vec<OwnedFd>), StepError> {
 }
 
 /// Pid 1 of the sandbox. Returns its exit code.
-fn init(sys: &Linux, config: &Config, go: OwnedFd, report: &File) -> Result<i32, StepError> {
+fn init(
+    sys: &Linux,
+    config: &Config,
+    go: OwnedFd,
+    channel: OwnedFd,
+    report: &File,
+) -> Result<i32, StepError> {
     set_parent_death_signal().step(|| "setting the parent death signal".into())?;
     hide_command_line().step(|| "renaming the sandbox's init".into())?;
     let (plan, fds) = resolve(config)?;
@@ -568,17 +588,23 @@ fn init(sys: &Linux, config: &Config, go: OwnedFd, report: &File) -> Result<i32,
     drop(fds);
 
     let exec = Exec::prepare(config)?;
+    // Closed by a successful execve; a byte on it means the program's side
+    // failed before it (and said why on the report).
+    let (exec_read, exec_write) = pipe().step(|| "creating the exec pipe".into())?;
     // SAFETY: this process is single-threaded, so the child may run any code.
     let pid = unsafe { libc::fork() };
     if pid == -1 {
         return Err(std::io::Error::last_os_error()).step(|| "starting the program".into());
     }
     if pid == 0 {
+        drop(exec_read);
         let err = exec.run(sys, config);
         let _ = writeln!(&*report, "exec-error\t{}", one_line(&err.to_string()));
+        let _ = File::from(exec_write).write_all(b"x");
         // SAFETY: ends the forked child without unwinding.
         unsafe { libc::_exit(127) }
     }
+    drop(exec_write);
 
     // The init keeps nothing the program could use: no capabilities, and not
     // dumpable, so the program cannot inspect it through /proc.
@@ -588,6 +614,12 @@ fn init(sys: &Linux, config: &Config, go: OwnedFd, report: &File) -> Result<i32,
     unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
     let signals = signalfd().step(|| "reading the init's signals".into())?;
 
+    let mut failed = [0u8; 1];
+    let executed = File::from(exec_read).read(&mut failed).unwrap_or(0) == 0;
+    // The library waits for this before it hands out the running sandbox;
+    // without it (a failed exec), it sees the channel close and reads why.
+    let mut channel =
+        (executed && channel::announce_started(channel.as_fd()).is_ok()).then_some(channel);
     loop {
         if let Some(status) = reap(pid) {
             let line = if libc::WIFSIGNALED(status) {
@@ -599,19 +631,36 @@ fn init(sys: &Linux, config: &Config, go: OwnedFd, report: &File) -> Result<i32,
             // Returning ends pid 1, and with it every process left behind.
             return Ok(0);
         }
-        let mut pfd = libc::pollfd {
+        let mut fds = vec![libc::pollfd {
             fd: signals.as_raw_fd(),
             events: libc::POLLIN,
             revents: 0,
-        };
-        // SAFETY: one valid pollfd. Every signal is blocked, so nothing
-        // interrupts the wait but what the signalfd then holds.
-        unsafe { libc::poll(&mut pfd, 1, -1) };
+        }];
+        if let Some(channel) = &channel {
+            fds.push(libc::pollfd {
+                fd: channel.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            });
+        }
+        // SAFETY: `fds` is a valid array of pollfd of the given length. With
+        // every signal blocked, only these descriptors end the wait.
+        unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
         for info in read_signals(&signals) {
             if init_action(info.ssi_signo, info.ssi_code, info.ssi_pid) == InitAction::Forward {
                 // SAFETY: integer arguments. From pid 1, -1 means every
                 // other process in the pid namespace.
                 unsafe { libc::kill(-1, libc::SIGTERM) };
+            }
+        }
+        if fds.get(1).is_some_and(|c| c.revents != 0)
+            && let Some(open) = &channel
+        {
+            // One request per wake-up, so signals and the program's end are
+            // never kept waiting behind a busy caller. A caller that hung up,
+            // or a broken channel, is not served again: the program runs on.
+            if !channel::serve_one(open.as_fd(), pid).unwrap_or(false) {
+                channel = None;
             }
         }
     }
