@@ -18,6 +18,38 @@
 //!     .unwrap();
 //! assert!(out.status.success());
 //! ```
+//!
+//! A server is started instead of run, connected to inside its own network
+//! namespace, and stopped:
+//!
+//! ```no_run
+//! use std::io::{ErrorKind, Write};
+//! use std::time::Duration;
+//!
+//! let running = sandbox::Sandbox::new("/path/to/rootfs")
+//!     .args(["/server", "--port", "8080"])
+//!     .spawn()
+//!     .unwrap();
+//! let mut stream = loop {
+//!     match running.connect(8080) {
+//!         Ok(stream) => break stream,
+//!         Err(e) if e.kind() == ErrorKind::ConnectionRefused => {
+//!             std::thread::sleep(Duration::from_millis(50))
+//!         }
+//!         Err(e) => panic!("{e}"),
+//!     }
+//! };
+//! stream.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
+//! running.signal(libc::SIGTERM).unwrap();
+//! let out = match running.wait_timeout(Duration::from_secs(10)).unwrap() {
+//!     Some(out) => out,
+//!     None => {
+//!         running.kill();
+//!         running.wait().unwrap()
+//!     }
+//! };
+//! println!("{:?}", out.status);
+//! ```
 
 #![cfg(target_os = "linux")]
 

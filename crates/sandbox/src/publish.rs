@@ -74,7 +74,16 @@ impl Running {
                     else {
                         return;
                     };
-                    lock(open).extend([(id, client_copy), (id, inner_copy)]);
+                    {
+                        let mut open = lock(open);
+                        // Registered under the lock the final shutdown
+                        // takes: a connection made as the sandbox ended is
+                        // either shut down there or not spliced at all.
+                        if has_ended(self) {
+                            return;
+                        }
+                        open.extend([(id, client_copy), (id, inner_copy)]);
+                    }
                     splice(client, inner);
                     lock(open).retain(|(i, _)| *i != id);
                 });
@@ -85,6 +94,17 @@ impl Running {
             result
         })
     }
+}
+
+/// Whether the run is over, without waiting.
+fn has_ended(running: &Running) -> bool {
+    let mut pfd = libc::pollfd {
+        fd: running.ended.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd; a zero timeout only samples its state.
+    unsafe { libc::poll(&mut pfd, 1, 0) == 1 }
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
