@@ -240,3 +240,25 @@ fn connect_loopback(socket: &OwnedFd, port: u16) -> io::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_handle_serves_many_threads() {
+        fn shared<T: Send + Sync>() {}
+        shared::<Running>();
+    }
+
+    #[test]
+    fn an_error_handed_out_again_keeps_its_errno_and_message() {
+        let first = Error::Io(io::Error::from_raw_os_error(libc::EPIPE));
+        let Error::Io(again) = first.duplicate() else {
+            panic!("another variant")
+        };
+        assert_eq!(again.raw_os_error(), Some(libc::EPIPE));
+        let first = Error::Helper("helper exit status: 3".into());
+        assert_eq!(first.duplicate().to_string(), first.to_string());
+    }
+}
