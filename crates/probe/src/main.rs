@@ -9,14 +9,19 @@
 //! probe write PATH | exit CODE | cat | env
 //! probe keys | syscalls NR... | hostile CALL... | inode-bomb N | proc1
 //! probe hog-children N BYTES | memfd BYTES | tmp-fill BYTES | fake-ok
+//! probe signal-all [exit CODE | raise SIGNAL]
+//! probe serve PORT [--name NAME] [--listen-after MS] [--never-listen]
+//!                  [--crash-after N] [--ignore-term] [--term-exit CODE]
+//!                  [--signal-all]
 //! ```
 //!
 //! Arguments starting with `--tag=` are ignored everywhere: tests use them to
 //! find the probe's processes from outside.
 
 use std::fmt::Write as _;
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use std::time::Duration;
 
 fn main() {
@@ -83,6 +88,11 @@ fn main() {
             let _ = std::io::stdout().flush();
             std::process::exit(1);
         }
+        "signal-all" => {
+            signal_everyone();
+            end_as(rest);
+        }
+        "serve" => serve(rest),
         "env" => {
             for (k, v) in std::env::vars_os() {
                 println!("{}={}", k.to_string_lossy(), v.to_string_lossy());
@@ -618,5 +628,355 @@ fn fill(file: &mut std::fs::File, bytes: u64) {
     // Held until the sandbox ends it, so the pages stay charged.
     loop {
         std::thread::sleep(Duration::from_secs(3600));
+    }
+}
+
+/// What a hostile program does to take its supervisor down with it:
+/// SIGKILL to every process it may signal, then signals whose default action
+/// ends a process to pid 1 and to its parent, and last a SIGTERM queued to
+/// pid 1 with a forged sender of pid 0 (what a signal from outside the pid
+/// namespace carries). Prints, as JSON, the errno of each call (0 when the
+/// kernel accepted it).
+fn signal_everyone() {
+    let mut out = String::from("{");
+    // SAFETY: integer arguments only.
+    let all = unsafe { libc::kill(-1, libc::SIGKILL) };
+    let _ = write!(out, "\"kill-all\":{}", errno_of(all.into()));
+    // SAFETY: getppid cannot fail.
+    let parent = unsafe { libc::getppid() };
+    for (who, pid) in [("init", 1), ("parent", parent)] {
+        for (name, signal) in [
+            ("int", libc::SIGINT),
+            ("hup", libc::SIGHUP),
+            ("usr1", libc::SIGUSR1),
+            ("segv", libc::SIGSEGV),
+            ("term", libc::SIGTERM),
+            ("kill", libc::SIGKILL),
+        ] {
+            // SAFETY: integer arguments only.
+            let ret = unsafe { libc::kill(pid, signal) };
+            let _ = write!(out, ",\"{who}-{name}\":{}", errno_of(ret.into()));
+        }
+    }
+    // A siginfo of zeros but for its number and SI_QUEUE: the sender's pid
+    // and uid read as 0. The kernel lets any sender choose them for a
+    // queued signal, so only the code tells it from one sent from outside.
+    let mut info = [0u8; 128];
+    info[0..4].copy_from_slice(&libc::SIGTERM.to_ne_bytes());
+    info[8..12].copy_from_slice(&libc::SI_QUEUE.to_ne_bytes());
+    // SAFETY: a 128-byte siginfo buffer that outlives the call.
+    let queued =
+        unsafe { libc::syscall(libc::SYS_rt_sigqueueinfo, 1, libc::SIGTERM, info.as_ptr()) };
+    let _ = write!(out, ",\"init-term-queued\":{}", errno_of(queued));
+    let _ = write!(out, ",\"parent\":{parent}}}");
+    println!("{out}");
+    let _ = std::io::stdout().flush();
+}
+
+/// Ends the way `args` say: `exit CODE`, or `raise SIGNAL`; else exit 0.
+fn end_as(args: &[String]) -> ! {
+    let number = |i: usize| args.get(i).and_then(|n| n.parse::<i32>().ok());
+    match args.first().map(String::as_str) {
+        Some("raise") => {
+            let signal = number(1).unwrap_or(libc::SIGABRT);
+            // SAFETY: integer arguments; the default action is restored first
+            // so the signal ends the process.
+            unsafe {
+                libc::signal(signal, libc::SIG_DFL);
+                libc::raise(signal);
+            }
+            std::process::exit(1)
+        }
+        Some("exit") => std::process::exit(number(1).unwrap_or(0)),
+        _ => std::process::exit(0),
+    }
+}
+
+/// How `serve` behaves, from its command line.
+struct Serve {
+    port: u16,
+    name: String,
+    listen_after: Duration,
+    never_listen: bool,
+    crash_after: Option<u64>,
+    ignore_term: bool,
+    term_exit: Option<i32>,
+    signal_all: bool,
+}
+
+impl Serve {
+    fn parse(args: &[String]) -> Serve {
+        let mut serve = Serve {
+            port: 8080,
+            name: "probe".into(),
+            listen_after: Duration::ZERO,
+            never_listen: false,
+            crash_after: None,
+            ignore_term: false,
+            term_exit: None,
+            signal_all: false,
+        };
+        let mut iter = args.iter();
+        while let Some(arg) = iter.next() {
+            let mut value = || iter.next().map(String::as_str).unwrap_or("");
+            match arg.as_str() {
+                "--name" => serve.name = value().to_string(),
+                "--listen-after" => {
+                    serve.listen_after = Duration::from_millis(value().parse().unwrap_or(0))
+                }
+                "--never-listen" => serve.never_listen = true,
+                "--crash-after" => serve.crash_after = value().parse().ok(),
+                "--ignore-term" => serve.ignore_term = true,
+                "--term-exit" => serve.term_exit = value().parse().ok(),
+                "--signal-all" => serve.signal_all = true,
+                port => {
+                    if let Ok(port) = port.parse() {
+                        serve.port = port;
+                    }
+                }
+            }
+        }
+        serve
+    }
+}
+
+/// The exit code `--term-exit` asked for, for the SIGTERM handler.
+static TERM_EXIT: AtomicI32 = AtomicI32::new(0);
+/// Requests answered so far, across connections.
+static ANSWERED: AtomicU64 = AtomicU64::new(0);
+
+extern "C" fn exit_on_term(_: libc::c_int) {
+    let message = b"probe: stopping on SIGTERM\n";
+    // SAFETY: write and _exit are async-signal-safe; the buffer is static.
+    unsafe {
+        libc::write(1, message.as_ptr().cast(), message.len());
+        libc::_exit(TERM_EXIT.load(Ordering::Relaxed));
+    }
+}
+
+/// A minimal HTTP/1.1 server on `0.0.0.0:PORT`, one thread per connection:
+/// `GET /` answers 200 with a body naming the server, `GET /status/N`
+/// answers status N, `POST /echo` answers the request's body with its
+/// content type. The options make it a misbehaving service: late to
+/// listen, never listening, crashing after N requests, deaf to SIGTERM, or
+/// ending with a given code on it.
+fn serve(args: &[String]) {
+    let serve = Serve::parse(args);
+    if serve.ignore_term {
+        // SAFETY: ignoring a signal is always valid.
+        unsafe { libc::signal(libc::SIGTERM, libc::SIG_IGN) };
+    } else if let Some(code) = serve.term_exit {
+        TERM_EXIT.store(code, Ordering::Relaxed);
+        // SAFETY: the handler only calls async-signal-safe functions.
+        unsafe {
+            libc::signal(
+                libc::SIGTERM,
+                exit_on_term as extern "C" fn(libc::c_int) as libc::sighandler_t,
+            )
+        };
+    }
+    if serve.signal_all {
+        signal_everyone();
+    }
+    if serve.never_listen {
+        println!("probe: not listening");
+        let _ = std::io::stdout().flush();
+        loop {
+            std::thread::sleep(Duration::from_secs(3600));
+        }
+    }
+    std::thread::sleep(serve.listen_after);
+    let listener = match TcpListener::bind((Ipv4Addr::UNSPECIFIED, serve.port)) {
+        Ok(listener) => listener,
+        Err(e) => {
+            eprintln!("probe: listening on port {}: {e}", serve.port);
+            std::process::exit(1);
+        }
+    };
+    println!("probe: listening on port {}", serve.port);
+    let _ = std::io::stdout().flush();
+    let serve = std::sync::Arc::new(serve);
+    for stream in listener.incoming() {
+        let Ok(stream) = stream else { continue };
+        let serve = std::sync::Arc::clone(&serve);
+        std::thread::spawn(move || answer_connection(stream, &serve));
+    }
+}
+
+/// One parsed request.
+struct Request {
+    method: String,
+    target: String,
+    content_type: Option<String>,
+    body: Vec<u8>,
+    close: bool,
+}
+
+/// Requests larger than this are refused: the probe holds each in memory.
+const MAX_HEAD: usize = 64 << 10;
+const MAX_BODY: usize = 16 << 20;
+
+/// Reads one request: `Ok(None)` when the client closed the connection
+/// between requests, `Err(status)` for a request the probe cannot take.
+fn read_request(reader: &mut BufReader<TcpStream>) -> Result<Option<Request>, u16> {
+    let mut head = Vec::new();
+    loop {
+        let mut line = Vec::new();
+        let n = reader
+            .by_ref()
+            .take((MAX_HEAD - head.len()) as u64 + 1)
+            .read_until(b'\n', &mut line)
+            .map_err(|_| 400u16)?;
+        if n == 0 {
+            return if head.is_empty() { Ok(None) } else { Err(400) };
+        }
+        if head.len() + line.len() > MAX_HEAD {
+            return Err(431);
+        }
+        if line == b"\r\n" || line == b"\n" {
+            if head.is_empty() {
+                continue; // a stray empty line before a request is allowed
+            }
+            break;
+        }
+        head.extend_from_slice(&line);
+    }
+    let head = String::from_utf8(head).map_err(|_| 400u16)?;
+    let mut lines = head.lines();
+    let mut first = lines.next().ok_or(400u16)?.split(' ');
+    let (method, target, version) = (first.next(), first.next(), first.next());
+    let (Some(method), Some(target), Some(version)) = (method, target, version) else {
+        return Err(400);
+    };
+    let mut length = 0usize;
+    let mut content_type = None;
+    let mut close = version == "HTTP/1.0";
+    for line in lines {
+        let Some((name, value)) = line.split_once(':') else {
+            return Err(400);
+        };
+        let value = value.trim();
+        match name.trim().to_ascii_lowercase().as_str() {
+            "content-length" => length = value.parse().map_err(|_| 400u16)?,
+            "content-type" => content_type = Some(value.to_string()),
+            "transfer-encoding" => return Err(501),
+            "connection" => close = value.eq_ignore_ascii_case("close"),
+            _ => {}
+        }
+    }
+    if length > MAX_BODY {
+        return Err(413);
+    }
+    let mut body = vec![0u8; length];
+    reader.read_exact(&mut body).map_err(|_| 400u16)?;
+    Ok(Some(Request {
+        method: method.to_string(),
+        target: target.to_string(),
+        content_type,
+        body,
+        close,
+    }))
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        201 => "Created",
+        204 => "No Content",
+        301 => "Moved Permanently",
+        302 => "Found",
+        304 => "Not Modified",
+        400 => "Bad Request",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        413 => "Content Too Large",
+        418 => "I'm a teapot",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        503 => "Service Unavailable",
+        _ => "Status",
+    }
+}
+
+/// The status, content type and body answering `request`.
+fn route(request: &Request, serve: &Serve) -> (u16, String, Vec<u8>) {
+    let text = "text/plain; charset=utf-8".to_string();
+    let status_code = request
+        .target
+        .strip_prefix("/status/")
+        .and_then(|n| n.parse::<u16>().ok())
+        .filter(|n| (100..1000).contains(n));
+    match (request.method.as_str(), request.target.as_str()) {
+        ("GET", "/") => {
+            let body = format!("hello from {} ({})\n", serve.name, std::env::consts::ARCH);
+            (200, text, body.into_bytes())
+        }
+        ("GET", _) if status_code.is_some() => {
+            let code = status_code.unwrap_or(500);
+            // These statuses carry no body (RFC 9110, 6.4.1).
+            let body = if code < 200 || code == 204 || code == 304 {
+                Vec::new()
+            } else {
+                format!("status {code}\n").into_bytes()
+            };
+            (code, text, body)
+        }
+        ("POST", "/echo") => {
+            let kind = request
+                .content_type
+                .clone()
+                .unwrap_or_else(|| "application/octet-stream".into());
+            (200, kind, request.body.clone())
+        }
+        (_, "/" | "/echo") => (405, text, b"method not allowed\n".to_vec()),
+        (_, target) if target.starts_with("/status/") => {
+            (405, text, b"method not allowed\n".to_vec())
+        }
+        _ => (404, text, b"not found\n".to_vec()),
+    }
+}
+
+fn answer_connection(stream: TcpStream, serve: &Serve) {
+    let Ok(mut writer) = stream.try_clone() else {
+        return;
+    };
+    let mut reader = BufReader::new(stream);
+    loop {
+        let (request, close) = match read_request(&mut reader) {
+            Ok(Some(request)) => {
+                let close = request.close;
+                (Ok(request), close)
+            }
+            Ok(None) => return,
+            Err(status) => (Err(status), true),
+        };
+        let (status, kind, body) = match &request {
+            Ok(request) => route(request, serve),
+            Err(status) => (*status, "text/plain".into(), Vec::new()),
+        };
+        let mut response = format!(
+            "HTTP/1.1 {status} {}\r\ncontent-type: {kind}\r\ncontent-length: {}\r\n",
+            reason(status),
+            body.len()
+        );
+        if close {
+            response.push_str("connection: close\r\n");
+        }
+        response.push_str("\r\n");
+        let mut bytes = response.into_bytes();
+        bytes.extend_from_slice(&body);
+        if writer.write_all(&bytes).is_err() {
+            return;
+        }
+        let answered = ANSWERED.fetch_add(1, Ordering::SeqCst) + 1;
+        if serve.crash_after.is_some_and(|n| answered >= n) {
+            println!("probe: crashing after {answered} requests");
+            let _ = std::io::stdout().flush();
+            std::process::abort();
+        }
+        if close {
+            return;
+        }
     }
 }

@@ -5,22 +5,29 @@
 //! the id maps and enforces the wall-time limit. Its child is pid 1 of the new
 //! pid namespace: it builds the root, starts the program and reaps orphans;
 //! when it exits the kernel kills everything left in the namespace. The
-//! program itself is pid 1's only child.
+//! program itself is pid 1's only child. The program may be root in its
+//! namespaces and so free to signal pid 1: pid 1 keeps every signal blocked
+//! and reads them from a signalfd, acting only on the helper's (see
+//! `init_action`), so whatever the program sends, pid 1 lives to report
+//! how it ended.
 //!
 //! The library talks to the helper over two inherited descriptors: the
 //! configuration arrives on `CONTROL_FD`, which stays open for the whole run
 //! (closing it asks the helper to kill the sandbox), and `REPORT_FD` carries
-//! tab-separated lines back (see `Report`).
+//! tab-separated lines back (see `Report`). A third, `channel::CHANNEL_FD`,
+//! is not the helper's: it passes to pid 1, which serves the library's
+//! requests on it (see `channel`) for as long as the program runs.
 
 use std::ffi::{CString, OsStr, OsString};
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::channel::{self, CHANNEL_FD};
 use crate::config::Config;
 use crate::setup::{self, Entry, EntryKind, Plan, Step, StepError};
 use crate::sys::{self, Cloned, Linux, Syscalls};
@@ -55,18 +62,20 @@ fn main(parent: Option<libc::pid_t>) -> i32 {
     let mut report = unsafe { File::from_raw_fd(REPORT_FD) };
     // SAFETY: as above, for CONTROL_FD.
     let control = unsafe { File::from_raw_fd(CONTROL_FD) };
+    // SAFETY: as above, for CHANNEL_FD.
+    let channel = unsafe { OwnedFd::from_raw_fd(CHANNEL_FD) };
     // Whatever else the library's process left inheritable (a directory
     // opened without close-on-exec would be a way out of the new root) is
     // closed before anything else happens.
-    // SAFETY: integer arguments; closes descriptors above CONTROL_FD, none of
-    // which this process has opened.
-    unsafe { libc::syscall(libc::SYS_close_range, CONTROL_FD + 1, libc::c_uint::MAX, 0) };
-    for fd in [REPORT_FD, CONTROL_FD] {
+    // SAFETY: integer arguments; closes descriptors above CHANNEL_FD, none
+    // of which this process has opened.
+    unsafe { libc::syscall(libc::SYS_close_range, CHANNEL_FD + 1, libc::c_uint::MAX, 0) };
+    for fd in [REPORT_FD, CONTROL_FD, CHANNEL_FD] {
         // SAFETY: integer arguments; marks an owned descriptor close-on-exec so
         // the sandboxed program never inherits it.
         unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
     }
-    match run(parent, control, &report) {
+    match run(parent, control, channel, &report) {
         Ok(()) => 0,
         Err(err) => {
             let _ = writeln!(report, "error\t{}", one_line(&err.to_string()));
@@ -87,7 +96,12 @@ extern "C" fn request_stop(_: libc::c_int) {
     STOP.store(true, Ordering::Relaxed);
 }
 
-fn run(parent: Option<libc::pid_t>, mut control: File, report: &File) -> Result<(), StepError> {
+fn run(
+    parent: Option<libc::pid_t>,
+    mut control: File,
+    channel: OwnedFd,
+    report: &File,
+) -> Result<(), StepError> {
     // The caller may block signals (`signals::on_termination` does, and a
     // child inherits the mask): the helper and the init need theirs.
     // SAFETY: an empty set, then unblocking everything.
@@ -150,7 +164,7 @@ fn run(parent: Option<libc::pid_t>, mut control: File, report: &File) -> Result<
         config.limits.memory_bytes = u64::MAX;
         config.limits.max_processes = u64::MAX;
     }
-    let result = run_in(config, control, report, cgroup.as_ref());
+    let result = run_in(config, control, channel, report, cgroup.as_ref());
     if let Some(cgroup) = &cgroup {
         cgroup.remove();
     }
@@ -161,6 +175,7 @@ fn run(parent: Option<libc::pid_t>, mut control: File, report: &File) -> Result<
 fn run_in(
     config: Config,
     control: File,
+    channel: OwnedFd,
     report: &File,
     cgroup: Option<&crate::cgroup::Cgroup>,
 ) -> Result<(), StepError> {
@@ -171,14 +186,19 @@ fn run_in(
     } else {
         sys::NAMESPACES
     };
-    match sys
-        .clone_namespaces(namespaces)
-        .step(|| "creating namespaces".into())?
-    {
+    // The init starts with every signal blocked and keeps them so: it reads
+    // them from a signalfd (`init_action`), so no handler of the helper's,
+    // nor any of its own, ever runs in it when the program signals it.
+    let unblocked = block_all_signals();
+    let cloned = sys.clone_namespaces(namespaces);
+    if !matches!(cloned, Ok(Cloned::Child)) {
+        set_signal_mask(&unblocked);
+    }
+    match cloned.step(|| "creating namespaces".into())? {
         Cloned::Child => {
             drop(go_write);
             drop(control);
-            let code = match init(&sys, &config, go_read, report) {
+            let code = match init(&sys, &config, go_read, channel, report) {
                 Ok(code) => code,
                 Err(err) => {
                     let _ = writeln!(&*report, "error\t{}", one_line(&err.to_string()));
@@ -191,6 +211,9 @@ fn run_in(
         }
         Cloned::Parent(child) => {
             drop(go_read);
+            // Only pid 1 holds the sandbox's end from now on, so the library
+            // reads an end of file on it once pid 1 is gone.
+            drop(channel);
             // The init joins the cgroup before it may go on, so everything
             // in the sandbox is counted.
             let joined = cgroup.map_or(Ok(()), |c| {
@@ -434,16 +457,6 @@ fn wait_child(child: libc::pid_t) -> Option<i64> {
 
 // ---- inside the namespaces ------------------------------------------------
 
-/// The pid of the program, for the SIGTERM handler of the init.
-static TERM_FORWARDED: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn forward_term(_: libc::c_int) {
-    TERM_FORWARDED.store(true, Ordering::Relaxed);
-    // SAFETY: kill is async-signal-safe. From pid 1, -1 means every other
-    // process in the pid namespace.
-    unsafe { libc::kill(-1, libc::SIGTERM) };
-}
-
 /// A descriptor opened before the root is rebuilt, named by a path that
 /// reaches it from inside this process's own mount namespace.
 fn open_path(path: &Path) -> std::io::Result<(OwnedFd, PathBuf)> {
@@ -538,7 +551,13 @@ fn resolve(config: &Config) -> Result<(Plan, Vec<OwnedFd>), StepError> {
 }
 
 /// Pid 1 of the sandbox. Returns its exit code.
-fn init(sys: &Linux, config: &Config, go: OwnedFd, report: &File) -> Result<i32, StepError> {
+fn init(
+    sys: &Linux,
+    config: &Config,
+    go: OwnedFd,
+    channel: OwnedFd,
+    report: &File,
+) -> Result<i32, StepError> {
     set_parent_death_signal().step(|| "setting the parent death signal".into())?;
     hide_command_line().step(|| "renaming the sandbox's init".into())?;
     let (plan, fds) = resolve(config)?;
@@ -569,17 +588,23 @@ fn init(sys: &Linux, config: &Config, go: OwnedFd, report: &File) -> Result<i32,
     drop(fds);
 
     let exec = Exec::prepare(config)?;
+    // Closed by a successful execve; a byte on it means the program's side
+    // failed before it (and said why on the report).
+    let (exec_read, exec_write) = pipe().step(|| "creating the exec pipe".into())?;
     // SAFETY: this process is single-threaded, so the child may run any code.
     let pid = unsafe { libc::fork() };
     if pid == -1 {
         return Err(std::io::Error::last_os_error()).step(|| "starting the program".into());
     }
     if pid == 0 {
+        drop(exec_read);
         let err = exec.run(sys, config);
         let _ = writeln!(&*report, "exec-error\t{}", one_line(&err.to_string()));
+        let _ = File::from(exec_write).write_all(b"x");
         // SAFETY: ends the forked child without unwinding.
         unsafe { libc::_exit(127) }
     }
+    drop(exec_write);
 
     // The init keeps nothing the program could use: no capabilities, and not
     // dumpable, so the program cannot inspect it through /proc.
@@ -587,25 +612,16 @@ fn init(sys: &Linux, config: &Config, go: OwnedFd, report: &File) -> Result<i32,
         .step(|| "dropping the init's privileges".into())?;
     // SAFETY: integer arguments only.
     unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
-    // SAFETY: installs a handler that only calls async-signal-safe functions.
-    unsafe {
-        libc::signal(
-            libc::SIGTERM,
-            forward_term as extern "C" fn(libc::c_int) as libc::sighandler_t,
-        )
-    };
+    let signals = signalfd().step(|| "reading the init's signals".into())?;
 
+    let mut failed = [0u8; 1];
+    let executed = File::from(exec_read).read(&mut failed).unwrap_or(0) == 0;
+    // The library waits for this before it hands out the running sandbox;
+    // without it (a failed exec), it sees the channel close and reads why.
+    let mut channel =
+        (executed && channel::announce_started(channel.as_fd()).is_ok()).then_some(channel);
     loop {
-        let mut status = 0;
-        // SAFETY: valid pointer to a local.
-        let reaped = unsafe { libc::waitpid(-1, &mut status, 0) };
-        if reaped == -1 {
-            if std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
-                continue;
-            }
-            return Ok(1);
-        }
-        if reaped == pid {
+        if let Some(status) = reap(pid) {
             let line = if libc::WIFSIGNALED(status) {
                 format!("signal\t{}", libc::WTERMSIG(status))
             } else {
@@ -614,6 +630,134 @@ fn init(sys: &Linux, config: &Config, go: OwnedFd, report: &File) -> Result<i32,
             let _ = writeln!(&*report, "{line}");
             // Returning ends pid 1, and with it every process left behind.
             return Ok(0);
+        }
+        let mut fds = vec![libc::pollfd {
+            fd: signals.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        }];
+        if let Some(channel) = &channel {
+            fds.push(libc::pollfd {
+                fd: channel.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            });
+        }
+        // SAFETY: `fds` is a valid array of pollfd of the given length. With
+        // every signal blocked, only these descriptors end the wait.
+        unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
+        for info in read_signals(&signals) {
+            if init_action(info.ssi_signo, info.ssi_code, info.ssi_pid) == InitAction::Forward {
+                // SAFETY: integer arguments. From pid 1, -1 means every
+                // other process in the pid namespace.
+                unsafe { libc::kill(-1, libc::SIGTERM) };
+            }
+        }
+        if fds.get(1).is_some_and(|c| c.revents != 0)
+            && let Some(open) = &channel
+        {
+            // One request per wake-up, so signals and the program's end are
+            // never kept waiting behind a busy caller. A caller that hung up,
+            // or a broken channel, is not served again: the program runs on.
+            if !channel::serve_one(open.as_fd(), pid).unwrap_or(false) {
+                channel = None;
+            }
+        }
+    }
+}
+
+/// What the init does with a signal it was sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum InitAction {
+    /// Passes SIGTERM on to every process in the sandbox.
+    Forward,
+    /// Nothing. Children are reaped on every wake-up, whichever signal it
+    /// was, so SIGCHLD needs no action of its own.
+    Ignore,
+}
+
+/// Only the helper, outside the sandbox's pid namespace, may ask the init
+/// to stop the sandbox. The kernel gives such a signal the code `SI_USER`
+/// and the sender's pid 0, since the sender has no pid inside. A process
+/// inside cannot forge that: `kill` records its real pid, and a queued
+/// signal, whose sender pid is the sender's to choose, must carry a
+/// negative code.
+fn init_action(signal: u32, code: i32, sender: u32) -> InitAction {
+    if signal == libc::SIGTERM as u32 && code == libc::SI_USER && sender == 0 {
+        InitAction::Forward
+    } else {
+        InitAction::Ignore
+    }
+}
+
+/// Blocks every signal in the calling thread; returns the mask it had.
+fn block_all_signals() -> libc::sigset_t {
+    // SAFETY: sigfillset initialises the set; sigprocmask writes the old
+    // mask into a zeroed set.
+    unsafe {
+        let mut all = std::mem::zeroed::<libc::sigset_t>();
+        let mut old = std::mem::zeroed::<libc::sigset_t>();
+        libc::sigfillset(&mut all);
+        libc::sigprocmask(libc::SIG_SETMASK, &all, &mut old);
+        old
+    }
+}
+
+fn set_signal_mask(set: &libc::sigset_t) {
+    // SAFETY: a valid set; the old mask is not wanted.
+    unsafe { libc::sigprocmask(libc::SIG_SETMASK, set, std::ptr::null_mut()) };
+}
+
+/// A signalfd for every signal, which the init's mask already blocks.
+fn signalfd() -> std::io::Result<OwnedFd> {
+    // SAFETY: sigfillset initialises the set; signalfd copies it.
+    let fd = unsafe {
+        let mut all = std::mem::zeroed::<libc::sigset_t>();
+        libc::sigfillset(&mut all);
+        libc::signalfd(-1, &all, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK)
+    };
+    if fd == -1 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: signalfd returned a new descriptor owned here.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Every signal pending for the init, taken off its signalfd.
+fn read_signals(fd: &OwnedFd) -> Vec<libc::signalfd_siginfo> {
+    let mut out = Vec::new();
+    loop {
+        // SAFETY: an all-zero signalfd_siginfo is a valid value.
+        let mut batch: [libc::signalfd_siginfo; 8] = unsafe { std::mem::zeroed() };
+        // SAFETY: the buffer is as large as the length passed; the kernel
+        // writes whole records only.
+        let n = unsafe {
+            libc::read(
+                fd.as_raw_fd(),
+                batch.as_mut_ptr().cast(),
+                std::mem::size_of_val(&batch),
+            )
+        };
+        if n <= 0 {
+            return out;
+        }
+        let records = n as usize / std::mem::size_of::<libc::signalfd_siginfo>();
+        out.extend_from_slice(&batch[..records]);
+    }
+}
+
+/// Reaps every child that has ended; returns the program's wait status once
+/// it is among them.
+fn reap(program: libc::pid_t) -> Option<libc::c_int> {
+    loop {
+        let mut status = 0;
+        // SAFETY: valid pointer to a local.
+        let reaped = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+        if reaped == program {
+            return Some(status);
+        }
+        if reaped <= 0 {
+            return None;
         }
     }
 }
@@ -837,5 +981,52 @@ mod tests {
         let mut rest = Vec::new();
         File::from(read).read_to_end(&mut rest).unwrap();
         assert!(rest.is_empty());
+    }
+
+    #[test]
+    fn only_a_sigterm_from_outside_the_sandbox_reaches_its_processes() {
+        let term = libc::SIGTERM as u32;
+        assert_eq!(init_action(term, libc::SI_USER, 0), InitAction::Forward);
+        // From the program (pid 2) or any process inside.
+        assert_eq!(init_action(term, libc::SI_USER, 2), InitAction::Ignore);
+        // Queued with a forged sender of pid 0.
+        assert_eq!(init_action(term, libc::SI_QUEUE, 0), InitAction::Ignore);
+        assert_eq!(init_action(term, libc::SI_TKILL, 0), InitAction::Ignore);
+        for other in [libc::SIGINT, libc::SIGHUP, libc::SIGSEGV, libc::SIGUSR1] {
+            assert_eq!(
+                init_action(other as u32, libc::SI_USER, 0),
+                InitAction::Ignore,
+                "{other}"
+            );
+        }
+    }
+
+    #[test]
+    fn signals_sent_while_blocked_are_read_with_their_sender() {
+        // On a thread of its own: the mask is per thread.
+        std::thread::spawn(|| {
+            let old = block_all_signals();
+            let fd = signalfd().unwrap();
+            // SAFETY: integer arguments; the signal is blocked, so it waits
+            // on the signalfd instead of running a handler.
+            unsafe {
+                libc::syscall(
+                    libc::SYS_tgkill,
+                    libc::getpid(),
+                    libc::gettid(),
+                    libc::SIGUSR2,
+                )
+            };
+            let got = read_signals(&fd);
+            set_signal_mask(&old);
+            assert_eq!(got.len(), 1);
+            assert_eq!(got[0].ssi_signo, libc::SIGUSR2 as u32);
+            assert_eq!(got[0].ssi_code, libc::SI_TKILL);
+            // SAFETY: getpid cannot fail.
+            assert_eq!(got[0].ssi_pid, unsafe { libc::getpid() } as u32);
+            assert!(read_signals(&fd).is_empty());
+        })
+        .join()
+        .unwrap();
     }
 }

@@ -18,14 +18,49 @@
 //!     .unwrap();
 //! assert!(out.status.success());
 //! ```
+//!
+//! A server is started instead of run, connected to inside its own network
+//! namespace, and stopped:
+//!
+//! ```no_run
+//! use std::io::{ErrorKind, Write};
+//! use std::time::Duration;
+//!
+//! let running = sandbox::Sandbox::new("/path/to/rootfs")
+//!     .args(["/server", "--port", "8080"])
+//!     .spawn()
+//!     .unwrap();
+//! let mut stream = loop {
+//!     match running.connect(8080) {
+//!         Ok(stream) => break stream,
+//!         Err(e) if e.kind() == ErrorKind::ConnectionRefused => {
+//!             std::thread::sleep(Duration::from_millis(50))
+//!         }
+//!         Err(e) => panic!("{e}"),
+//!     }
+//! };
+//! stream.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
+//! running.signal(libc::SIGTERM).unwrap();
+//! let out = match running.wait_timeout(Duration::from_secs(10)).unwrap() {
+//!     Some(out) => out,
+//!     None => {
+//!         running.kill();
+//!         running.wait().unwrap()
+//!     }
+//! };
+//! println!("{:?}", out.status);
+//! ```
 
 #![cfg(target_os = "linux")]
 
 pub mod cgroup;
+mod channel;
 mod config;
 mod emulator;
 pub mod helper;
+mod publish;
 mod run;
+mod running;
 pub mod seccomp;
 pub mod setup;
 pub mod signals;
@@ -36,6 +71,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use emulator::{emulator_for, emulator_in_dir};
+pub use running::Running;
 
 /// Resource limits for one run. `u64::MAX` means "no limit" for the byte and
 /// count limits.
@@ -160,6 +196,37 @@ pub enum Error {
     EmulatorMissing { arch: String, path: PathBuf },
     #[error("unknown architecture {0}")]
     UnknownArch(String),
+}
+
+impl Error {
+    /// The same error again, for a result handed out more than once: an
+    /// `io::Error` is not `Clone`, so its kind, errno and message are kept.
+    fn duplicate(&self) -> Error {
+        fn io(err: &std::io::Error) -> std::io::Error {
+            match err.raw_os_error() {
+                Some(errno) => std::io::Error::from_raw_os_error(errno),
+                None => std::io::Error::new(err.kind(), err.to_string()),
+            }
+        }
+        match self {
+            Error::NotADirectory(path) => Error::NotADirectory(path.clone()),
+            Error::NoCommand => Error::NoCommand,
+            Error::CurrentExe(err) => Error::CurrentExe(io(err)),
+            Error::Spawn { path, source } => Error::Spawn {
+                path: path.clone(),
+                source: io(source),
+            },
+            Error::Io(err) => Error::Io(io(err)),
+            Error::Setup(message) => Error::Setup(message.clone()),
+            Error::Exec(message) => Error::Exec(message.clone()),
+            Error::Helper(message) => Error::Helper(message.clone()),
+            Error::EmulatorMissing { arch, path } => Error::EmulatorMissing {
+                arch: arch.clone(),
+                path: path.clone(),
+            },
+            Error::UnknownArch(arch) => Error::UnknownArch(arch.clone()),
+        }
+    }
 }
 
 /// One command to run in one image root.
@@ -294,6 +361,14 @@ impl Sandbox {
 
     /// Runs the command and waits for it, its whole sandbox torn down.
     pub fn run(&self) -> Result<Outcome, Error> {
-        run::run(self)
+        self.spawn()?.wait()
+    }
+
+    /// Starts the command and returns once it has been executed, with a
+    /// handle to connect to it, signal it and wait for it: what a service
+    /// needs. Errors are those of [`Sandbox::run`]; a program that ends at
+    /// once is a [`Running`] that has ended.
+    pub fn spawn(&self) -> Result<Running, Error> {
+        run::spawn(self)
     }
 }

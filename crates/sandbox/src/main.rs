@@ -5,13 +5,21 @@
 //! scratchpack-sandbox [--user UID:GID] [--env K=V]... [--workdir DIR]
 //!                     [--hostname NAME] [--timeout SECS] [--memory BYTES]
 //!                     [--processes N] [--output BYTES] [--emulator PATH]
-//!                     [--no-seccomp] [--host-network] ROOTFS ARGV...
+//!                     [--no-seccomp] [--host-network]
+//!                     [--publish [IP:]HOST_PORT:CONTAINER_PORT[/tcp]]...
+//!                     ROOTFS ARGV...
 //! ```
 //!
-//! The program's stdout and stderr are passed through; a last stderr line
+//! The program's stdout and stderr are passed through once it has ended; a
+//! last stderr line
 //! `scratchpack-sandbox: outcome status=<exit:N|signal:N> stopped=<reason|none>`
 //! describes the end, and the exit code is the program's (128 + signal).
+//! Each `--publish` forwards connections to a host address (all interfaces
+//! when no IP is given, as `docker run -p` does; port 0 picks a free one)
+//! into the sandbox, and says where on stderr:
+//! `scratchpack-sandbox: publishing HOST_IP:HOST_PORT -> CONTAINER_PORT/tcp`.
 
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -43,6 +51,7 @@ fn run(args: Vec<String>) -> Result<ExitCode, String> {
     let mut emulator = None;
     let mut seccomp = true;
     let mut host_network = false;
+    let mut publish = Vec::new();
     let rootfs = loop {
         let arg = args.next().ok_or("missing ROOTFS")?;
         match arg.as_str() {
@@ -68,12 +77,24 @@ fn run(args: Vec<String>) -> Result<ExitCode, String> {
             "--emulator" => emulator = Some(parse::<String>("--emulator", args.next())?.into()),
             "--no-seccomp" => seccomp = false,
             "--host-network" => host_network = true,
+            "--publish" => {
+                publish.push(parse_publish(&parse::<String>("--publish", args.next())?)?)
+            }
             flag if flag.starts_with("--") => return Err(format!("unknown option {flag}")),
             _ => break arg,
         }
     };
     let argv: Vec<String> = args.collect();
-    let outcome = sandbox::Sandbox::new(rootfs)
+    // Bound first, so a port in use is an error before anything starts.
+    let listeners = publish
+        .into_iter()
+        .map(|(host, port)| {
+            TcpListener::bind(host)
+                .map(|l| (l, port))
+                .map_err(|e| format!("publishing {host}: {e}"))
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    let running = sandbox::Sandbox::new(rootfs)
         .args(argv)
         .env(env)
         .user(uid, gid)
@@ -83,8 +104,23 @@ fn run(args: Vec<String>) -> Result<ExitCode, String> {
         .emulator(emulator)
         .seccomp(seccomp)
         .host_network(host_network)
-        .run()
+        .spawn()
         .map_err(|e| error_chain(&e))?;
+    let outcome = std::thread::scope(|scope| {
+        for (listener, port) in listeners {
+            if let Ok(addr) = listener.local_addr() {
+                eprintln!("scratchpack-sandbox: publishing {addr} -> {port}/tcp");
+            }
+            let running = &running;
+            scope.spawn(move || {
+                if let Err(e) = running.publish(listener, port) {
+                    eprintln!("scratchpack-sandbox: publishing port {port}: {e}");
+                }
+            });
+        }
+        running.wait()
+    })
+    .map_err(|e| error_chain(&e))?;
     use std::io::Write;
     let _ = std::io::stdout().write_all(&outcome.stdout);
     let _ = std::io::stderr().write_all(&outcome.stderr);
@@ -103,6 +139,32 @@ fn run(args: Vec<String>) -> Result<ExitCode, String> {
     Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
 }
 
+/// `[IP:]HOST_PORT:CONTAINER_PORT[/tcp]`, as `docker run -p` takes it: the
+/// host address to listen on and the port inside.
+fn parse_publish(spec: &str) -> Result<(SocketAddr, u16), String> {
+    let bad = || format!("--publish wants [IP:]HOST_PORT:CONTAINER_PORT[/tcp], not {spec:?}");
+    let ports = match spec.split_once('/') {
+        Some((ports, "tcp")) => ports,
+        Some(_) => return Err(bad()),
+        None => spec,
+    };
+    let mut parts = ports.rsplitn(3, ':');
+    let inside: u16 = parts.next().and_then(|p| p.parse().ok()).ok_or_else(bad)?;
+    let host: u16 = parts.next().and_then(|p| p.parse().ok()).ok_or_else(bad)?;
+    let ip = match parts.next() {
+        None => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        Some(ip) => ip
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse()
+            .map_err(|_| bad())?,
+    };
+    if inside == 0 {
+        return Err(bad());
+    }
+    Ok((SocketAddr::new(ip, host), inside))
+}
+
 fn error_chain(err: &dyn std::error::Error) -> String {
     let mut message = err.to_string();
     let mut source = err.source();
@@ -112,4 +174,33 @@ fn error_chain(err: &dyn std::error::Error) -> String {
         source = s.source();
     }
     message
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn publish_specs_read_as_docker_reads_them() {
+        let addr = |s: &str| s.parse::<SocketAddr>().unwrap();
+        assert_eq!(parse_publish("8080:80"), Ok((addr("0.0.0.0:8080"), 80)));
+        assert_eq!(
+            parse_publish("127.0.0.1:0:80/tcp"),
+            Ok((addr("127.0.0.1:0"), 80))
+        );
+        assert_eq!(
+            parse_publish("[::1]:8443:443"),
+            Ok((addr("[::1]:8443"), 443))
+        );
+        for bad in [
+            "80",
+            "8080:80/udp",
+            "x:80",
+            "8080:0",
+            "1.2.3:8080:80",
+            "8080:80:",
+        ] {
+            assert!(parse_publish(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -1,6 +1,8 @@
 //! End-to-end checks of the sandbox: the probe binary, built static for musl,
 //! alone in an image root, reports what it sees from inside, and misbehaves
-//! to show that every limit stops it and nothing is left behind.
+//! to show that every limit stops it and nothing is left behind. As a
+//! server (`probe serve`), it is reached through a running sandbox and a
+//! published port, and stopped.
 //!
 //! Needs the Rust targets x86_64-unknown-linux-musl (added with rustup when
 //! missing) and aarch64-unknown-linux-musl, and the Debian packages
@@ -8,15 +10,16 @@
 //! fails the test that needs it.
 
 use std::collections::BTreeMap;
-use std::net::TcpListener;
+use std::io::{BufRead, ErrorKind, Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use sandbox::{Error, Limits, Outcome, Sandbox, Status, StopReason};
+use sandbox::{Error, Limits, Outcome, Running, Sandbox, Status, StopReason};
 use serde_json::Value;
 
 const HELPER: &str = env!("CARGO_BIN_EXE_scratchpack-sandbox");
@@ -956,4 +959,556 @@ fn the_sandbox_cgroup_carries_its_limits() {
     let out = run.join().unwrap().unwrap();
     assert_eq!(out.stopped, Some(StopReason::Timeout));
     assert!(!memory.exists(), "{} outlived the run", memory.display());
+}
+
+#[test]
+fn a_program_signalling_everyone_still_gets_its_own_result() {
+    let rootfs = Rootfs::new();
+    // Root in its sandbox, so every process there is its to signal. The
+    // signals reach the init at random points of its work: a few runs.
+    for _ in 0..5 {
+        let out = run_probe(&rootfs, &["signal-all", "exit", "3"], |s| s.user(0, 0));
+        assert_eq!(out.status, Status::Exit(3), "{out:?}");
+        assert_eq!(out.stopped, None, "{out:?}");
+        let report = json(&out.stdout);
+        assert_eq!(report["parent"], 1, "{report}");
+        assert_eq!(report["init-term"], 0, "{report}");
+    }
+    let out = run_probe(&rootfs, &["signal-all", "raise", "10"], |s| s.user(0, 0));
+    assert_eq!(out.status, Status::Signal(libc::SIGUSR1), "{out:?}");
+    assert_eq!(out.stopped, None, "{out:?}");
+    json(&out.stdout);
+}
+
+// ---- services: a running sandbox, connected to from outside ----------------
+
+/// Starts the probe as `probe serve ARGS... --tag=…` in a sandbox of its
+/// own; returns the running sandbox and the tag that finds its processes.
+fn spawn_probe(
+    rootfs: &Rootfs,
+    args: &[&str],
+    configure: impl FnOnce(Sandbox) -> Sandbox,
+) -> (Running, String) {
+    let tag = format!("--tag={}", unique("sandbox-service"));
+    let mut argv = vec!["/probe", "serve"];
+    argv.extend_from_slice(args);
+    argv.push(&tag);
+    let sandbox = Sandbox::new(&rootfs.dir)
+        .args(argv)
+        .user(65532, 65532)
+        .limits(limits())
+        .helper(HELPER);
+    let running = configure(sandbox).spawn().expect("starting the probe");
+    (running, tag)
+}
+
+/// Connects to `port` in the sandbox as soon as the program listens there:
+/// the connection, and how many times it was refused first.
+fn ready(running: &Running, port: u16, within: Duration) -> (TcpStream, u32) {
+    let deadline = Instant::now() + within;
+    let mut refused = 0;
+    loop {
+        match running.connect(port) {
+            Ok(stream) => return (stream, refused),
+            Err(e) if e.kind() == ErrorKind::ConnectionRefused && Instant::now() < deadline => {
+                refused += 1;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!(
+                "connecting to port {port} after {refused} refusals: {e}; {:?}",
+                running.wait_timeout(Duration::ZERO)
+            ),
+        }
+    }
+}
+
+/// An HTTP answer: status, headers (names in lower case) and body.
+#[derive(Debug)]
+struct Answer {
+    status: u16,
+    headers: BTreeMap<String, String>,
+    body: Vec<u8>,
+}
+
+/// Sends one request that closes the connection, and reads the whole answer.
+fn http(mut stream: TcpStream, method: &str, path: &str, body: Option<(&str, &[u8])>) -> Answer {
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut request = format!("{method} {path} HTTP/1.1\r\nhost: probe\r\nconnection: close\r\n");
+    if let Some((kind, bytes)) = body {
+        request.push_str(&format!(
+            "content-type: {kind}\r\ncontent-length: {}\r\n",
+            bytes.len()
+        ));
+    }
+    request.push_str("\r\n");
+    let mut bytes = request.into_bytes();
+    bytes.extend_from_slice(body.map_or(&[][..], |(_, b)| b));
+    stream.write_all(&bytes).unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).unwrap();
+    parse_answer(&answer)
+}
+
+fn parse_answer(answer: &[u8]) -> Answer {
+    let split = answer
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no HTTP head in {:?}", String::from_utf8_lossy(answer)));
+    let head = String::from_utf8_lossy(&answer[..split]);
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|s| s.parse().ok())
+        .unwrap();
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    Answer {
+        status,
+        headers,
+        body: answer[split + 4..].to_vec(),
+    }
+}
+
+/// Nothing the sandbox started may outlive it.
+fn assert_gone(tag: &str) {
+    assert_eq!(
+        processes_tagged(tag),
+        Vec::<String>::new(),
+        "processes left behind"
+    );
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn a_server_in_the_sandbox_answers_through_connect() {
+    let rootfs = Rootfs::new();
+    let (running, tag) = spawn_probe(&rootfs, &["8080"], |s| s);
+    let (stream, _) = ready(&running, 8080, Duration::from_secs(5));
+    let answer = http(stream, "GET", "/", None);
+    assert_eq!(answer.status, 200, "{answer:?}");
+    assert_eq!(text(&answer.body), "hello from probe (x86_64)\n");
+    let answer = http(running.connect(8080).unwrap(), "GET", "/status/503", None);
+    assert_eq!(answer.status, 503, "{answer:?}");
+    let json = br#"{"echo":true}"#;
+    let answer = http(
+        running.connect(8080).unwrap(),
+        "POST",
+        "/echo",
+        Some(("application/json", json)),
+    );
+    assert_eq!(answer.status, 200, "{answer:?}");
+    assert_eq!(answer.headers["content-type"], "application/json");
+    assert_eq!(answer.body, json);
+
+    // Many connections at once, from several threads sharing the handle.
+    std::thread::scope(|scope| {
+        for thread in 0..4 {
+            let running = &running;
+            scope.spawn(move || {
+                let streams: Vec<TcpStream> =
+                    (0..8).map(|_| running.connect(8080).unwrap()).collect();
+                for (i, stream) in streams.into_iter().enumerate() {
+                    let body = format!("thread {thread} request {i}");
+                    let answer = http(
+                        stream,
+                        "POST",
+                        "/echo",
+                        Some(("text/plain", body.as_bytes())),
+                    );
+                    assert_eq!(text(&answer.body), body);
+                }
+            });
+        }
+    });
+    // Nothing else listens in there.
+    let err = running.connect(8081).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::ConnectionRefused, "{err}");
+
+    assert_eq!(running.wait_timeout(Duration::ZERO).unwrap(), None);
+    running.kill();
+    let out = running.wait().unwrap();
+    assert_eq!(out.status, Status::Signal(libc::SIGKILL), "{out:?}");
+    assert_eq!(out.stopped, Some(StopReason::Cancelled), "{out:?}");
+    // What it wrote until then is kept, and every waiter gets the same.
+    assert!(
+        text(&out.stdout).contains("listening on port 8080"),
+        "{out:?}"
+    );
+    assert_eq!(running.wait().unwrap(), out);
+    // Once it has ended, it says so, rather than refusing connections.
+    let err = running.connect(8080).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotConnected, "{err}");
+    let err = running.signal(libc::SIGTERM).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::ESRCH), "{err}");
+    assert_gone(&tag);
+}
+
+#[test]
+fn readiness_polling_is_refused_until_the_server_listens() {
+    let rootfs = Rootfs::new();
+    let (running, tag) = spawn_probe(&rootfs, &["8080", "--listen-after", "700"], |s| s);
+    let started = Instant::now();
+    let (stream, refused) = ready(&running, 8080, Duration::from_secs(10));
+    assert!(refused > 0, "never refused");
+    assert!(
+        started.elapsed() >= Duration::from_millis(600),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(http(stream, "GET", "/", None).status, 200);
+    drop(running);
+    assert_gone(&tag);
+}
+
+#[test]
+fn two_sandboxes_listen_on_the_same_port_at_once() {
+    let rootfs = Rootfs::new();
+    let (a, tag_a) = spawn_probe(&rootfs, &["8080", "--name", "first"], |s| s);
+    let (b, tag_b) = spawn_probe(&rootfs, &["8080", "--name", "second"], |s| s);
+    // Both bound the port: neither failed to listen.
+    let (stream_a, _) = ready(&a, 8080, Duration::from_secs(5));
+    let (stream_b, _) = ready(&b, 8080, Duration::from_secs(5));
+    assert_eq!(
+        text(&http(stream_b, "GET", "/", None).body),
+        "hello from second (x86_64)\n"
+    );
+    assert_eq!(
+        text(&http(stream_a, "GET", "/", None).body),
+        "hello from first (x86_64)\n"
+    );
+    for _ in 0..3 {
+        let body_a = http(a.connect(8080).unwrap(), "GET", "/", None).body;
+        let body_b = http(b.connect(8080).unwrap(), "GET", "/", None).body;
+        assert!(text(&body_a).contains("first") && text(&body_b).contains("second"));
+    }
+    for (running, tag) in [(a, tag_a), (b, tag_b)] {
+        running.signal(libc::SIGTERM).unwrap();
+        let out = running.wait().unwrap();
+        assert_eq!(out.status, Status::Signal(libc::SIGTERM), "{out:?}");
+        assert_eq!(out.stopped, None);
+        assert_gone(&tag);
+    }
+}
+
+#[test]
+fn sigterm_ends_a_server_with_its_own_exit_code() {
+    let rootfs = Rootfs::new();
+    let (running, tag) = spawn_probe(&rootfs, &["8080", "--term-exit", "7"], |s| s);
+    let (stream, _) = ready(&running, 8080, Duration::from_secs(5));
+    assert_eq!(http(stream, "GET", "/", None).status, 200);
+    running.signal(libc::SIGTERM).unwrap();
+    let out = running
+        .wait_timeout(Duration::from_secs(5))
+        .unwrap()
+        .expect("the server ended on SIGTERM");
+    assert_eq!(out.status, Status::Exit(7), "{out:?}");
+    assert_eq!(out.stopped, None, "{out:?}");
+    assert!(text(&out.stdout).contains("stopping on SIGTERM"), "{out:?}");
+    assert_gone(&tag);
+}
+
+#[test]
+fn a_server_deaf_to_sigterm_is_killed() {
+    let rootfs = Rootfs::new();
+    let (running, tag) = spawn_probe(&rootfs, &["8080", "--ignore-term"], |s| s);
+    ready(&running, 8080, Duration::from_secs(5));
+    running.signal(libc::SIGTERM).unwrap();
+    assert_eq!(
+        running.wait_timeout(Duration::from_millis(500)).unwrap(),
+        None
+    );
+    // Still serving after the signal it ignored.
+    assert_eq!(
+        http(running.connect(8080).unwrap(), "GET", "/", None).status,
+        200
+    );
+    running.kill();
+    let out = running.wait().unwrap();
+    assert_eq!(out.status, Status::Signal(libc::SIGKILL), "{out:?}");
+    assert_eq!(out.stopped, Some(StopReason::Cancelled), "{out:?}");
+    assert_gone(&tag);
+
+    // And by the wall time, without being asked.
+    let (running, tag) = spawn_probe(&rootfs, &["8080", "--ignore-term"], |s| {
+        s.limits(short(800))
+    });
+    ready(&running, 8080, Duration::from_secs(5));
+    let out = running.wait().unwrap();
+    assert_eq!(out.status, Status::Signal(libc::SIGKILL), "{out:?}");
+    assert_eq!(out.stopped, Some(StopReason::Timeout), "{out:?}");
+    assert!(out.duration >= Duration::from_millis(800), "{out:?}");
+    assert_gone(&tag);
+}
+
+#[test]
+fn a_crashing_server_ends_with_its_signal() {
+    let rootfs = Rootfs::new();
+    let (running, tag) = spawn_probe(&rootfs, &["8080", "--crash-after", "2"], |s| s);
+    let (stream, _) = ready(&running, 8080, Duration::from_secs(5));
+    assert_eq!(http(stream, "GET", "/", None).status, 200);
+    assert_eq!(
+        http(running.connect(8080).unwrap(), "GET", "/", None).status,
+        200
+    );
+    let out = running.wait().unwrap();
+    assert_eq!(out.status, Status::Signal(libc::SIGABRT), "{out:?}");
+    assert_eq!(out.stopped, None, "{out:?}");
+    assert!(
+        text(&out.stdout).contains("crashing after 2 requests"),
+        "{out:?}"
+    );
+    assert_eq!(
+        running.connect(8080).unwrap_err().kind(),
+        ErrorKind::NotConnected
+    );
+    assert_gone(&tag);
+}
+
+#[test]
+fn a_server_that_never_listens_leaves_its_output_for_the_report() {
+    let rootfs = Rootfs::new();
+    let (running, tag) = spawn_probe(&rootfs, &["8080", "--never-listen"], |s| s);
+    let deadline = Instant::now() + Duration::from_millis(300);
+    while Instant::now() < deadline {
+        let err = running.connect(8080).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::ConnectionRefused, "{err}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    running.kill();
+    let out = running.wait().unwrap();
+    assert_eq!(text(&out.stdout), "probe: not listening\n", "{out:?}");
+    assert_eq!(out.stopped, Some(StopReason::Cancelled));
+    assert_gone(&tag);
+}
+
+#[test]
+fn spawn_reports_setup_failures_as_run_does() {
+    let rootfs = Rootfs::new();
+    let err = Sandbox::new(&rootfs.dir)
+        .args(["/missing"])
+        .helper(HELPER)
+        .spawn()
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Exec(ref m) if m.contains("/missing")),
+        "{err}"
+    );
+    // A program that ends at once is a sandbox that has ended.
+    let running = Sandbox::new(&rootfs.dir)
+        .args(["/probe", "exit", "4"])
+        .helper(HELPER)
+        .spawn()
+        .unwrap();
+    assert_eq!(running.wait().unwrap().status, Status::Exit(4));
+}
+
+#[test]
+fn a_port_is_published_from_a_host_listener() {
+    let rootfs = Rootfs::new();
+    let (running, tag) = spawn_probe(&rootfs, &["8080", "--term-exit", "0"], |s| s);
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let host = listener.local_addr().unwrap();
+    std::thread::scope(|scope| {
+        let publisher = scope.spawn(|| running.publish(listener, 8080));
+        ready(&running, 8080, Duration::from_secs(5));
+        let answer = http(TcpStream::connect(host).unwrap(), "GET", "/", None);
+        assert_eq!(answer.status, 200, "{answer:?}");
+        assert_eq!(text(&answer.body), "hello from probe (x86_64)\n");
+
+        // A large body, the request half-closed once sent: the answer
+        // still comes back whole.
+        let body: Vec<u8> = (0..(1u32 << 20)).map(|i| (i % 251) as u8).collect();
+        let mut client = TcpStream::connect(host).unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let head = format!(
+            "POST /echo HTTP/1.1\r\ncontent-type: application/x-test\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+            body.len()
+        );
+        let writer = {
+            let mut client = client.try_clone().unwrap();
+            let body = body.clone();
+            std::thread::spawn(move || {
+                client.write_all(head.as_bytes()).unwrap();
+                client.write_all(&body).unwrap();
+                client.shutdown(std::net::Shutdown::Write).unwrap();
+            })
+        };
+        let mut answer = Vec::new();
+        client.read_to_end(&mut answer).unwrap();
+        writer.join().unwrap();
+        let answer = parse_answer(&answer);
+        assert_eq!(answer.headers["content-type"], "application/x-test");
+        assert_eq!(answer.body.len(), body.len());
+        assert!(answer.body == body);
+
+        // Clients at once.
+        std::thread::scope(|inner| {
+            for i in 0..4 {
+                inner.spawn(move || {
+                    let body = format!("client {i}");
+                    let answer = http(
+                        TcpStream::connect(host).unwrap(),
+                        "POST",
+                        "/echo",
+                        Some(("text/plain", body.as_bytes())),
+                    );
+                    assert_eq!(text(&answer.body), body);
+                });
+            }
+        });
+
+        // A client that stays connected and silent does not keep the
+        // forwarding going once the sandbox has ended.
+        let mut idle = TcpStream::connect(host).unwrap();
+        idle.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        running.signal(libc::SIGTERM).unwrap();
+        let out = running.wait().unwrap();
+        assert_eq!(out.status, Status::Exit(0), "{out:?}");
+        publisher.join().unwrap().unwrap();
+        let mut rest = Vec::new();
+        let _ = idle.read_to_end(&mut rest);
+        assert!(rest.is_empty());
+    });
+    assert_gone(&tag);
+}
+
+#[test]
+fn a_server_signalling_everyone_can_still_be_reached_and_stopped() {
+    let rootfs = Rootfs::new();
+    for _ in 0..3 {
+        let (running, tag) = spawn_probe(
+            &rootfs,
+            &["8080", "--signal-all", "--term-exit", "5"],
+            |s| s.user(0, 0),
+        );
+        let (stream, _) = ready(&running, 8080, Duration::from_secs(5));
+        assert_eq!(http(stream, "GET", "/", None).status, 200);
+        running.signal(libc::SIGTERM).unwrap();
+        let out = running.wait().unwrap();
+        assert_eq!(out.status, Status::Exit(5), "{out:?}");
+        assert_eq!(out.stopped, None, "{out:?}");
+        let first_line = text(&out.stdout)
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        let report = json(first_line.as_bytes());
+        assert_eq!(report["parent"], 1, "{report}");
+        assert_gone(&tag);
+    }
+}
+
+#[test]
+fn an_arm64_server_answers_under_the_emulator() {
+    if !have_tool("qemu-aarch64-static") {
+        return;
+    }
+    let emulator = sandbox::emulator_for("arm64").unwrap();
+    let rootfs = Rootfs::with(&build_probe("aarch64-unknown-linux-musl"));
+    let (running, tag) = spawn_probe(&rootfs, &["8080", "--term-exit", "3"], |s| {
+        s.emulator(emulator)
+    });
+    let (stream, _) = ready(&running, 8080, Duration::from_secs(20));
+    let answer = http(stream, "GET", "/", None);
+    assert_eq!(answer.status, 200, "{answer:?}");
+    assert_eq!(text(&answer.body), "hello from probe (aarch64)\n");
+    let answer = http(
+        running.connect(8080).unwrap(),
+        "POST",
+        "/echo",
+        Some(("text/plain", b"under qemu")),
+    );
+    assert_eq!(answer.body, b"under qemu");
+    // The signal reaches the emulated program's own handler.
+    running.signal(libc::SIGTERM).unwrap();
+    let out = running.wait().unwrap();
+    assert_eq!(out.status, Status::Exit(3), "{out:?}");
+    assert_gone(&tag);
+}
+
+/// What the engine's `run -p` does, from the command-line helper, run by
+/// an unprivileged user (nobody, when the tests run as root): connecting
+/// into the sandbox needs no privilege.
+#[test]
+fn publishing_needs_no_privilege() {
+    if is_root() && !have_tool("setpriv") {
+        return;
+    }
+    let rootfs = Rootfs::new();
+    let tag = format!("--tag={}", unique("sandbox-publish"));
+    let mut cmd = if is_root() {
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(helper_for_everyone());
+        c
+    } else {
+        Command::new(HELPER)
+    };
+    let mut child = cmd
+        .args(["--user", "65532:65532", "--timeout", "30"])
+        .args(["--publish", "127.0.0.1:0:8080"])
+        .arg(&rootfs.dir)
+        .args(["/probe", "serve", "8080", "--crash-after", "2", &tag])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    stderr.read_line(&mut line).unwrap();
+    let host: std::net::SocketAddr = line
+        .trim()
+        .strip_prefix("scratchpack-sandbox: publishing ")
+        .and_then(|rest| rest.strip_suffix(" -> 8080/tcp"))
+        .unwrap_or_else(|| panic!("{line:?}"))
+        .parse()
+        .unwrap();
+    // Until the program listens, a forwarded connection is closed at once.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let first = loop {
+        let mut stream = TcpStream::connect(host).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        stream
+            .write_all(b"GET / HTTP/1.1\r\nconnection: close\r\n\r\n")
+            .unwrap();
+        let mut answer = Vec::new();
+        let _ = stream.read_to_end(&mut answer);
+        if !answer.is_empty() {
+            break parse_answer(&answer);
+        }
+        assert!(Instant::now() < deadline, "never answered");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(text(&first.body), "hello from probe (x86_64)\n");
+    let answer = http(
+        TcpStream::connect(host).unwrap(),
+        "POST",
+        "/echo",
+        Some(("text/plain", b"rootless")),
+    );
+    assert_eq!(answer.body, b"rootless");
+    let status = child.wait().unwrap();
+    let mut rest = String::new();
+    stderr.read_to_string(&mut rest).unwrap();
+    assert!(
+        rest.trim_end()
+            .ends_with("outcome status=signal:6 stopped=none"),
+        "{rest}"
+    );
+    assert_eq!(status.code(), Some(128 + libc::SIGABRT), "{rest}");
+    assert_gone(&tag);
 }
