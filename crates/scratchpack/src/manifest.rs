@@ -16,7 +16,7 @@ pub use resolve::LATEST_EPOCH;
 pub(crate) use resolve::parse_user;
 
 use crate::diagnostic::{Diagnostic, SourceErrors};
-use crate::workspace::Workspace;
+use crate::toolchain::workspace::Workspace;
 
 pub const FILE_NAME: &str = "images.toml";
 

@@ -3,7 +3,7 @@ use std::path::Path;
 
 use super::*;
 use crate::platform::Platform;
-use crate::workspace::Workspace;
+use crate::toolchain::workspace::Workspace;
 
 pub(super) fn workspace(root: &Path) -> Workspace {
     let mut packages = BTreeMap::new();

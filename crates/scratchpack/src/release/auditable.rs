@@ -10,8 +10,8 @@ use std::path::Path;
 
 use serde_json::{Value, json};
 
-use super::sbom::LinkedCrates;
 use crate::elf::{self, Class, Endian, Machine};
+use crate::toolchain::crates::LinkedCrates;
 
 /// The section scanners look for.
 pub const SECTION: &str = ".dep-v0";
@@ -381,7 +381,7 @@ mod tests {
     use std::collections::{BTreeMap, BTreeSet};
 
     use super::*;
-    use crate::release::sbom::Crate;
+    use crate::toolchain::crates::Crate;
 
     fn tree() -> LinkedCrates {
         let c = |name: &str, version: &str, source: Option<&str>| Crate {
