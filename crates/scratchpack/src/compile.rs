@@ -8,15 +8,17 @@
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::process::{Command, Stdio};
 
 use crate::manifest::BuildSettings;
-use crate::release::auditable::{self, Linker};
 use crate::shell::Shell;
 use crate::toolchain::rustup::TargetError;
 use crate::toolchain::{self, Env, answers, crates};
 
+pub mod crate_list;
 pub mod dep_v0;
+
+use crate_list::Linker;
 
 /// One binary to compile.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -304,15 +306,23 @@ impl Cargo<'_> {
         call: &Invocation<'_>,
         toolchain_remap: Option<&str>,
     ) -> Result<Vec<Artifact>, CompileError> {
+        let mut cmd = self.command(call);
+        self.set_environment(&mut cmd, call, toolchain_remap)?;
+        self.run(cmd, call)
+    }
+
+    /// `cargo build` with the arguments of `call`: its profile, triples,
+    /// packages, binaries and features, in the image builds' own target
+    /// directory, printing JSON messages.
+    fn command(&self, call: &Invocation<'_>) -> Command {
         let settings = call.settings;
-        let triples = &call.triples;
         let mut cmd = toolchain::cargo::command(self.env);
         cmd.current_dir(self.workspace_root)
             .args(["build", "--message-format=json-render-diagnostics"])
             .args(["--profile", &settings.profile])
             .arg("--target-dir")
             .arg(self.build_dir());
-        for triple in triples {
+        for triple in &call.triples {
             cmd.args(["--target", triple]);
         }
         let packages = call.packages();
@@ -338,6 +348,23 @@ impl Cargo<'_> {
                 }
             }
         }
+        // cargo's messages are passed through line by line, and watched for
+        // a C compiler that a build script could not find.
+        if self.shell.color() {
+            cmd.arg("--color=always");
+        }
+        cmd
+    }
+
+    /// The variables of `call`'s build: this program as rustc's wrapper
+    /// (with the crate lists it links in), the rustflags, and rust-lld as
+    /// the linker of foreign triples.
+    fn set_environment(
+        &self,
+        cmd: &mut Command,
+        call: &Invocation<'_>,
+        toolchain_remap: Option<&str>,
+    ) -> Result<(), CompileError> {
         // Every build goes through the wrapper, auditable or not: the
         // variable it records for each binary is then set or unset, and
         // cargo relinks when that changes.
@@ -352,28 +379,30 @@ impl Cargo<'_> {
         .env("RUSTC_WRAPPER", exe)
         .env(dep_v0::ACTIVE_VAR, "1")
         .env(dep_v0::DIR_VAR, self.dep_v0_dir());
-        if settings.auditable {
+        if call.settings.auditable {
             for (var, digest) in self.prepare_crate_lists(call)? {
                 cmd.env(var, digest);
             }
         }
         cmd.env(
             "CARGO_ENCODED_RUSTFLAGS",
-            self.rustflags(settings, call.triple_flags, toolchain_remap)
+            self.rustflags(call.settings, call.triple_flags, toolchain_remap)
                 .join("\x1f"),
         );
-        for triple in triples.iter().filter(|t| is_foreign(t)) {
+        for triple in call.triples.iter().filter(|t| is_foreign(t)) {
             // rust-lld ships with rustc and links musl's self-contained objects,
             // so no C cross toolchain is needed for pure-Rust crates.
             if self.env.linker(triple).is_none() {
                 cmd.env(toolchain::linker_var(triple), "rust-lld");
             }
         }
-        // cargo's messages are passed through line by line, and watched for
-        // a C compiler that a build script could not find.
-        if self.shell.color() {
-            cmd.arg("--color=always");
-        }
+        Ok(())
+    }
+
+    /// Runs `cmd`, the build of `call`, passing cargo's messages on and
+    /// reading the binaries it reports.
+    fn run(&self, mut cmd: Command, call: &Invocation<'_>) -> Result<Vec<Artifact>, CompileError> {
+        let (triples, packages) = (&call.triples, call.packages());
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
         let command = format!(
             "cargo build --target {} (for {})",
@@ -386,7 +415,7 @@ impl Cargo<'_> {
                 "{} for {} ({} profile)",
                 packages.join(", "),
                 triples.join(", "),
-                settings.profile
+                call.settings.profile
             ),
         );
         let mut child = cmd.spawn().map_err(|source| CompileError::Spawn {
@@ -569,7 +598,7 @@ impl Cargo<'_> {
             let name = dep_v0::crate_name(bin);
             let args_path = dep_v0::args_path(&dir, triple, package, &name);
             let object = args_path.with_extension("o");
-            let args = auditable::prepare(&crates, triple, &object, linker)
+            let args = crate_list::prepare(&crates, triple, &object, linker)
                 .map_err(|e| failed(e.to_string()))?;
             let text: String = args.iter().map(|a| format!("{a}\n")).collect();
             if std::fs::read_to_string(&args_path).ok().as_deref() != Some(text.as_str()) {

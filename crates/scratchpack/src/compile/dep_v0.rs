@@ -1,5 +1,5 @@
 //! Linking each image binary's own crate list into it (cargo-auditable's
-//! `.dep-v0` section, see [`crate::release::auditable`]) while cargo builds
+//! `.dep-v0` section, see [`super::crate_list`]) while cargo builds
 //! many binaries and triples in one call. Cargo runs this program as its
 //! `RUSTC_WRAPPER`; for the final crate of a binary whose list was prepared,
 //! the wrapper adds the link arguments of that binary's object file, then
