@@ -242,7 +242,8 @@ fn dsse_envelopes_verify_with_securesystemslib_and_statements_validate() {
 
 #[test]
 fn slsa_provenance_validates_and_its_envelope_verifies() {
-    use scratchpack::release::provenance::{self, Build, DEFAULT_BUILDER_ID};
+    use scratchpack::manifest::DEFAULT_BUILDER_ID;
+    use scratchpack::release::provenance::{self, Build};
     use scratchpack::toolchain::{Env, git, versions};
     let Some(oracles) = oracles() else { return };
     let work = tempfile::tempdir().unwrap();

@@ -8,9 +8,8 @@ use std::path::Path;
 
 use super::provenance;
 use super::sbom;
-use super::settings::SbomFormat;
 use super::statement::{Statement, Subject};
-use crate::manifest::{ImagePlan, PlatformTarget};
+use crate::manifest::{ImagePlan, PlatformTarget, SbomFormat};
 use crate::oci::Digest;
 use crate::toolchain::crates::{self, CratesError};
 use crate::toolchain::git::{self, GitSource};

@@ -18,7 +18,6 @@ pub mod provenance;
 #[cfg(feature = "sign")]
 pub mod publish;
 pub mod sbom;
-pub mod settings;
 #[cfg(feature = "sign")]
 pub mod sign;
 pub mod statement;

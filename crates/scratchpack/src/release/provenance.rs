@@ -17,8 +17,6 @@ pub const PREDICATE_SLSA: &str = "https://slsa.dev/provenance/v1";
 /// What the external parameters mean: an image of images.toml built for one
 /// platform by scratchpack.
 pub const BUILD_TYPE: &str = "urn:scratchpack:build-type:image:v1";
-/// The builder id when the CI system names none.
-pub const DEFAULT_BUILDER_ID: &str = "urn:scratchpack:builder:local";
 
 /// Everything the provenance records about one platform's build.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,6 +94,7 @@ fn predicate(build: &Build) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::manifest::DEFAULT_BUILDER_ID;
 
     pub(crate) fn sample() -> Build {
         Build {

@@ -14,8 +14,6 @@ use crate::oci::Digest;
 use crate::oci::image::rfc3339;
 use crate::toolchain::crates::{Crate, LinkedCrates};
 
-pub const PREDICATE_SPDX: &str = "https://spdx.dev/Document";
-pub const PREDICATE_CYCLONEDX: &str = "https://cyclonedx.org/bom";
 const TOOL: &str = concat!("scratchpack-", env!("CARGO_PKG_VERSION"));
 
 /// The image platform an SBOM describes.
