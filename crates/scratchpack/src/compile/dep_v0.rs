@@ -46,6 +46,9 @@ pub fn crate_name(bin: &str) -> String {
 /// Becomes rustc's wrapper when cargo started this program as one, and
 /// exits with rustc's status; returns otherwise.
 pub fn run_if_requested() {
+    // This runs in a process of its own, started by cargo with the
+    // variables the image build set for it: they are read here, where the
+    // wrapper runs, not passed down from the command line.
     if std::env::var_os(ACTIVE_VAR).as_deref() != Some(OsStr::new("1")) {
         return;
     }
