@@ -44,6 +44,8 @@ const NAMED: &[&str] = &[
     // Where the target directory is, for the workspace record.
     "CARGO_TARGET_DIR",
     "CARGO_BUILD_TARGET_DIR",
+    // The time images record, and where the emulators of foreign
+    // platforms are.
     "SOURCE_DATE_EPOCH",
     "SCRATCHPACK_EMULATOR_DIR",
 ];
