@@ -242,10 +242,13 @@ fn dsse_envelopes_verify_with_securesystemslib_and_statements_validate() {
 
 #[test]
 fn slsa_provenance_validates_and_its_envelope_verifies() {
-    use scratchpack::release::provenance::{self, Build, DEFAULT_BUILDER_ID};
+    use scratchpack::manifest::DEFAULT_BUILDER_ID;
+    use scratchpack::release::provenance::{self, Build};
+    use scratchpack::toolchain::{Env, git, versions};
     let Some(oracles) = oracles() else { return };
     let work = tempfile::tempdir().unwrap();
     let root = repo_root();
+    let env = Env::from_process();
     let build = Build {
         manifest_path: "images.toml".into(),
         image: "hello".into(),
@@ -255,9 +258,9 @@ fn slsa_provenance_validates_and_its_envelope_verifies() {
         profile: "release".into(),
         features: vec![],
         default_features: true,
-        source: provenance::git_source(&root, work.path()),
+        source: git::source(&env, &root, work.path()),
         cargo_lock: scratchpack::oci::Digest::of(&std::fs::read(root.join("Cargo.lock")).unwrap()),
-        toolchain: provenance::toolchain(&root, work.path()).unwrap(),
+        toolchain: versions::toolchain(&env, &root, work.path()).unwrap(),
         builder_id: DEFAULT_BUILDER_ID.into(),
     };
     let image = image_digest("provenance");

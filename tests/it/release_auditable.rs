@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use scratchpack::release::auditable;
+use scratchpack::compile::crate_list;
 
 use crate::release_oracles::oracles;
 use crate::support::{self, Fixture};
@@ -63,7 +63,7 @@ fn build(fx: &Fixture) -> std::process::Output {
 /// The names in a binary's `.dep-v0` list, or `None` without the section.
 fn embedded_names(binary: &Path) -> Option<Vec<String>> {
     let bytes = std::fs::read(binary).unwrap();
-    let section = auditable::read_section(&bytes)?;
+    let section = crate_list::read_section(&bytes)?;
     let json: serde_json::Value = serde_json::from_slice(&zlib_inflate(&section)).unwrap();
     Some(
         json["packages"]

@@ -7,6 +7,8 @@ use std::process::Command;
 
 use scratchpack::oci::Digest;
 use scratchpack::release::sbom::{self, ImageInfo};
+use scratchpack::toolchain::Env;
+use scratchpack::toolchain::crates::{self, LinkedCrates};
 
 use crate::release_oracles::{assert_accepted, oracles};
 use crate::support::{repo_root, run};
@@ -32,6 +34,13 @@ fn cargo_tree(package: &str, triple: &str) -> BTreeSet<String> {
         .collect()
 }
 
+/// The crates `package` links for `triple` with its default features,
+/// cargo's answers kept in `kept`.
+fn resolve(kept: &std::path::Path, package: &str, triple: &str) -> LinkedCrates {
+    let env = Env::from_process();
+    crates::load(&env, &repo_root(), kept, package, triple, &[], true).unwrap()
+}
+
 fn image(name: &str, arch: &str) -> ImageInfo {
     ImageInfo {
         name: name.into(),
@@ -50,7 +59,7 @@ fn the_crates_listed_are_those_cargo_tree_shows() {
     let kept = tempfile::tempdir().unwrap();
     for package in ["hello", "greeter", "probe", "scratchpack"] {
         for triple in TRIPLES {
-            let linked = sbom::load(&repo_root(), kept.path(), package, triple, &[], true).unwrap();
+            let linked = resolve(kept.path(), package, triple);
             let listed: BTreeSet<String> = linked.crates.keys().cloned().collect();
             assert_eq!(
                 listed,
@@ -68,15 +77,7 @@ fn a_feature_only_tests_enable_adds_no_crate() {
     // itself does not, so its binary links no xattr crate, although cargo
     // metadata's workspace-wide resolve lists one.
     let kept = tempfile::tempdir().unwrap();
-    let linked = sbom::load(
-        &repo_root(),
-        kept.path(),
-        "scratchpack",
-        TRIPLES[0],
-        &[],
-        true,
-    )
-    .unwrap();
+    let linked = resolve(kept.path(), "scratchpack", TRIPLES[0]);
     assert!(linked.crates.keys().any(|k| k.starts_with("tar@")));
     assert!(
         !linked.crates.keys().any(|k| k.starts_with("xattr@")),
@@ -95,28 +96,12 @@ fn spdx_and_cyclonedx_validate_and_are_reproducible() {
     let Some(oracles) = oracles() else { return };
     let work = tempfile::tempdir().unwrap();
     let kept = tempfile::tempdir().unwrap();
-    let linked = sbom::load(
-        &repo_root(),
-        kept.path(),
-        "scratchpack",
-        TRIPLES[0],
-        &[],
-        true,
-    )
-    .unwrap();
+    let linked = resolve(kept.path(), "scratchpack", TRIPLES[0]);
     let info = image("scratchpack", "amd64");
     let spdx = sbom::spdx(&linked, &info);
     let cdx = sbom::cyclonedx(&linked, &info);
     // A second resolve gives the same bytes.
-    let again = sbom::load(
-        &repo_root(),
-        kept.path(),
-        "scratchpack",
-        TRIPLES[0],
-        &[],
-        true,
-    )
-    .unwrap();
+    let again = resolve(kept.path(), "scratchpack", TRIPLES[0]);
     assert_eq!(sbom::spdx(&again, &info), spdx);
     assert_eq!(sbom::cyclonedx(&again, &info), cdx);
 

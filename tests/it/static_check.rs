@@ -121,7 +121,7 @@ fn a_binary_changed_behind_cargos_back_is_proven_again() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        scratchpack::memo::dir(&fx.path().join("target"))
+        scratchpack::toolchain::answers::dir(&fx.path().join("target"))
             .join("proven.json")
             .is_file(),
         "the proofs were not kept"

@@ -13,14 +13,14 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 
 use crate::manifest::{FileSource, ImagePlan, PlatformTarget};
 use crate::oci::{Digest, canonical_json};
-use crate::workspace::Workspace;
+use crate::toolchain::workspace::Workspace;
+use crate::toolchain::{Env, git, rustc};
 
 /// Bumped whenever what a key covers, or what a cache entry holds, changes.
 pub const FORMAT_VERSION: u32 = 1;
@@ -84,51 +84,20 @@ const WORKSPACE_FILES: &[&str] = &[
     "rust-toolchain",
 ];
 
-/// Whether an environment variable changes what cargo and rustc build.
-/// `RUSTC_WRAPPER` (sccache) is left out: a wrapper caches, it does not
-/// change the output; `RUSTC` is a host path, and `rustc -vV` names the
-/// compiler it runs.
-fn shapes_build(name: &str) -> bool {
-    matches!(
-        name,
-        "RUSTFLAGS" | "CARGO_ENCODED_RUSTFLAGS" | "RUSTDOCFLAGS" | "CARGO_ENCODED_RUSTDOCFLAGS"
-    ) || name.starts_with("CARGO_TARGET_")
-        || name.starts_with("CARGO_PROFILE_")
-        || (name.starts_with("CARGO_BUILD_") && name != "CARGO_BUILD_TARGET_DIR")
-        || name.starts_with("CC_")
-        || name.starts_with("CFLAGS")
-}
-
 impl KeyContext {
     /// Reads the workspace's own files, asks `rustc -vV` and lists the
     /// tracked files (`git ls-files`, else every file outside `target/`).
-    pub fn new(ws: &Workspace, epoch: u64) -> Result<KeyContext, KeyError> {
-        let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
-        let out = Command::new(rustc)
-            .arg("-vV")
-            .current_dir(&ws.root)
-            .output()
-            .map_err(KeyError::Rustc)?;
-        if !out.status.success() {
-            return Err(KeyError::Rustc(std::io::Error::other(
-                String::from_utf8_lossy(&out.stderr).trim().to_owned(),
-            )));
-        }
-        let env = std::env::vars().filter(|(k, _)| shapes_build(k)).collect();
-        KeyContext::with(
-            ws,
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            env,
-            epoch,
-        )
+    pub fn new(ws: &Workspace, env: &Env, epoch: u64) -> Result<KeyContext, KeyError> {
+        let rustc = rustc::verbose_version(env, &ws.root).map_err(KeyError::Rustc)?;
+        KeyContext::with(ws, rustc, env, epoch)
     }
 
-    /// [`KeyContext::new`] with the toolchain's answer and the environment
-    /// given (the test seam).
+    /// [`KeyContext::new`] with the toolchain's answer given (the test
+    /// seam).
     pub fn with(
         ws: &Workspace,
         rustc: String,
-        env: BTreeMap<String, String>,
+        env: &Env,
         epoch: u64,
     ) -> Result<KeyContext, KeyError> {
         let root = ws.root.clone();
@@ -146,13 +115,13 @@ impl KeyContext {
             workspace_files.insert((*name).to_owned(), file_digest(&root.join(name))?);
         }
         Ok(KeyContext {
-            tracked: git_ls_files(&root),
+            tracked: git::ls_files(&root),
             root,
             package_dirs,
             dependencies: ws.dependencies.clone(),
             workspace_files,
             rustc,
-            env: env.into_iter().filter(|(k, _)| shapes_build(k)).collect(),
+            env: env.build_variables(),
             epoch,
             version: format!("{}/{FORMAT_VERSION}", env!("CARGO_PKG_VERSION")),
             target_dir: ws.target_dir.clone(),
@@ -337,28 +306,6 @@ fn file_digest(path: &Path) -> Result<Option<Digest>, KeyError> {
         // A submodule or a directory where a file was tracked.
         Ok(_) => Ok(None),
     }
-}
-
-/// The files git tracks under `root`, relative to it; `None` when `root`
-/// is not in a git work tree (or git is not installed).
-fn git_ls_files(root: &Path) -> Option<Vec<String>> {
-    let out = Command::new("git")
-        .args(["ls-files", "-z", "--cached", "--", "."])
-        .current_dir(root)
-        .output()
-        .ok()?;
-    if !out.status.success() {
-        return None;
-    }
-    let mut files: Vec<String> = out
-        .stdout
-        .split(|b| *b == 0)
-        .filter(|f| !f.is_empty())
-        .map(|f| String::from_utf8_lossy(f).into_owned())
-        .collect();
-    files.sort();
-    files.dedup();
-    Some(files)
 }
 
 /// Every file under `dir` (relative to `root`), skipping `target`

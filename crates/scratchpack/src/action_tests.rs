@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
+use std::process::Command;
 
 use super::*;
 use crate::manifest::parse;
@@ -108,7 +109,8 @@ fn key(dir: &Path, setup: &Setup) -> ImageKey {
     let ws = workspace(dir);
     let plan = parse(&dir.join("images.toml"), &setup.images, &ws)
         .unwrap_or_else(|e| panic!("{}", e.render(false)));
-    let ctx = KeyContext::with(&ws, setup.rustc.clone(), setup.env.clone(), setup.epoch).unwrap();
+    let env = Env::from_vars(setup.env.clone());
+    let ctx = KeyContext::with(&ws, setup.rustc.clone(), &env, setup.epoch).unwrap();
     ctx.image_key(&plan.images[0]).unwrap()
 }
 
@@ -237,7 +239,7 @@ fn the_format_version_is_an_input() {
     let ws = workspace(dir.path());
     let plan = parse(&dir.path().join("images.toml"), IMAGES, &ws).unwrap();
     let s = Setup::default();
-    let mut ctx = KeyContext::with(&ws, s.rustc, s.env, s.epoch).unwrap();
+    let mut ctx = KeyContext::with(&ws, s.rustc, &Env::from_vars(s.env), s.epoch).unwrap();
     ctx.version.push_str("+next");
     assert_ne!(ctx.image_key(&plan.images[0]).unwrap(), before);
 }
@@ -258,7 +260,6 @@ fn what_is_not_an_input_leaves_the_key() {
     assert!(!changes(|_, s| {
         s.env.insert("RUSTC_WRAPPER".into(), "sccache".into());
     }));
-    assert!(!shapes_build("RUSTC_WRAPPER") && !shapes_build("CARGO_BUILD_TARGET_DIR"));
     // The build's own outputs.
     assert!(!changes(|d, _| {
         std::fs::create_dir_all(d.join("target/release")).unwrap();

@@ -302,7 +302,7 @@ fn pack_all(
 }
 
 /// Binaries proven static by the last run, each with its stamp
-/// ([`crate::memo::file_stamp`]), size and digest: a record read like every
+/// ([`crate::toolchain::answers::file_stamp`]), size and digest: a record read like every
 /// record (no link followed, bounded) and replaced once a run has succeeded.
 #[derive(Default, PartialEq, serde::Serialize, serde::Deserialize)]
 struct ProofMemo {
@@ -316,7 +316,7 @@ impl ProofMemo {
         format!(
             "{} {}",
             env!("CARGO_PKG_VERSION"),
-            crate::memo::program_stamp()
+            crate::toolchain::answers::program_stamp()
         )
     }
 
@@ -334,7 +334,7 @@ impl ProofMemo {
     /// the stamp, and so does any other write.
     fn get(&self, platform: Platform, path: &Path) -> Option<Proven> {
         let (stamp, size, digest) = self.proven.get(&Self::entry(platform, path))?;
-        (crate::memo::file_stamp(path).as_ref() == Some(stamp)).then(|| Proven {
+        (crate::toolchain::answers::file_stamp(path).as_ref() == Some(stamp)).then(|| Proven {
             platform,
             path: path.to_owned(),
             size: *size,
@@ -370,7 +370,7 @@ impl ProofMemo {
 
 /// Reads one binary, proves it static and hashes it; its bytes are dropped.
 fn prove(image: &ImagePlan, platform: Platform, path: &Path) -> Result<Proven, BuildError> {
-    let stamp = crate::memo::file_stamp(path);
+    let stamp = crate::toolchain::answers::file_stamp(path);
     let (bytes, digest) = read_hashed(path).map_err(|source| BuildError::Read {
         path: path.to_owned(),
         source,
@@ -640,7 +640,7 @@ mod tests {
     use super::*;
     use crate::elf::tests::elf64;
     use crate::manifest::parse;
-    use crate::workspace::Workspace;
+    use crate::toolchain::workspace::Workspace;
 
     /// Hands out a prepared file for every request, and counts the calls: the
     /// test seam that lets assembly and writing run without cargo.

@@ -29,7 +29,8 @@ use crate::manifest::ImagePlan;
 use crate::diagnostic::SourceErrors;
 use crate::manifest::{self, LoadError, Plan};
 use crate::shell::Shell;
-use crate::workspace::{Origin, Workspace};
+use crate::toolchain::workspace::{Origin, Workspace};
+use crate::toolchain::{self, Env};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -135,8 +136,11 @@ pub struct Common {
     no_cache: bool,
 }
 
-/// The loaded context of a command: workspace, plan and settings.
+/// The loaded context of a command: environment, workspace, plan and
+/// settings.
 pub struct Context {
+    /// The process's environment, read once here and passed down.
+    pub env: Env,
     pub workspace: Workspace,
     pub plan: Plan,
     pub out_dir: PathBuf,
@@ -164,6 +168,7 @@ impl<E: Into<anyhow::Error>> From<E> for Failure {
 
 impl Common {
     fn load(&self) -> Result<Context, Failure> {
+        let env = Env::from_process();
         let shell = Shell::new(self.quiet);
         let cwd = std::env::current_dir().map_err(|e| Failure::Build(e.into()))?;
         let start = self
@@ -174,8 +179,10 @@ impl Common {
             .unwrap_or(&cwd);
         let records = record_dir();
         let load_workspace = |reuse: bool| match &records {
-            Some(dir) => Workspace::load_cached(start, dir, reuse).map(|(ws, k)| (ws, Some(k))),
-            None => Workspace::load(start).map(|ws| (ws, None)),
+            Some(dir) => {
+                Workspace::load_cached(&env, start, dir, reuse).map(|(ws, k)| (ws, Some(k)))
+            }
+            None => Workspace::load(&env, start).map(|ws| (ws, None)),
         };
         let (mut workspace, mut kept) =
             load_workspace(true).map_err(|e| Failure::Usage(e.into()))?;
@@ -201,7 +208,7 @@ impl Common {
         }
         let epoch = source_date_epoch(
             self.source_date_epoch.as_deref(),
-            std::env::var("SOURCE_DATE_EPOCH").ok().as_deref(),
+            env.source_date_epoch(),
             plan.source_date_epoch,
             &workspace.root,
         )
@@ -219,6 +226,7 @@ impl Common {
             .map_err(|e| Failure::Usage(e.into()))?;
         let cache = self.cache_settings(plan.cache.as_ref())?;
         Ok(Context {
+            env,
             cache,
             workspace,
             plan,
@@ -338,6 +346,7 @@ pub fn relative_manifest_path(common: &Common, ctx: &Context) -> String {
 pub fn build_selected(ctx: &Context, names: &[String]) -> Result<Vec<BuiltImage>, Failure> {
     let selected = select(&ctx.plan.images, names)?;
     let compiler = Cargo {
+        env: &ctx.env,
         workspace_root: &ctx.workspace.root,
         target_dir: &ctx.workspace.target_dir,
         manifests: &ctx.workspace.manifests,
@@ -347,11 +356,12 @@ pub fn build_selected(ctx: &Context, names: &[String]) -> Result<Vec<BuiltImage>
         out_dir: ctx.out_dir.clone(),
         epoch: ctx.epoch,
         jobs: ctx.jobs,
-        proofs: Some(crate::memo::dir(&ctx.workspace.target_dir).join("proven.json")),
+        proofs: Some(toolchain::answers::dir(&ctx.workspace.target_dir).join("proven.json")),
     };
     let started = std::time::Instant::now();
     let built = crate::remote_cache::build_cached(
         &ctx.cache,
+        &ctx.env,
         &ctx.workspace,
         &selected,
         &compiler,
@@ -456,22 +466,7 @@ fn source_date_epoch(
 
 /// The committer time of the workspace's last commit.
 fn git_epoch(root: &Path) -> Result<u64, anyhow::Error> {
-    let out = std::process::Command::new("git")
-        .args(["log", "-1", "--format=%ct"])
-        .current_dir(root)
-        .output()
-        .map_err(|e| anyhow::anyhow!("running `git log` in {}: {e}", root.display()))?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    if !out.status.success() || text.trim().is_empty() {
-        return Err(anyhow::anyhow!(
-            "`git log -1 --format=%ct` in {} found no commit: {}",
-            root.display(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
-    }
-    text.trim()
-        .parse::<u64>()
-        .map_err(|_| anyhow::anyhow!("`git log` printed `{}`, not a time", text.trim()))
+    Ok(toolchain::git::last_commit_time(root)?)
 }
 
 /// What a command left out of this build takes: anything, so the refusal

@@ -11,10 +11,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use crate::manifest::BuildSettings;
-use crate::release::auditable::{self, Linker};
 use crate::shell::Shell;
+use crate::toolchain::rustup::TargetError;
+use crate::toolchain::{self, Env, answers, crates};
 
+pub mod crate_list;
 pub mod dep_v0;
+
+use crate_list::Linker;
 
 /// One binary to compile.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -58,14 +62,13 @@ pub enum CompileError {
         triple: String,
         message: String,
     },
-    #[error(
-        "the Rust target {triple} is not installed and `rustup target add {triple}` failed{hint}"
-    )]
-    TargetMissing { triple: String, hint: String },
+    #[error(transparent)]
+    TargetMissing(#[from] TargetError),
 }
 
 /// The real compiler: cargo, run in the workspace.
 pub struct Cargo<'a> {
+    pub env: &'a Env,
     pub workspace_root: &'a Path,
     pub target_dir: &'a Path,
     /// Package name -> its `Cargo.toml`, to tell artifacts apart.
@@ -172,9 +175,14 @@ impl Compiler for Cargo<'_> {
         let mut triples: Vec<&str> = calls.iter().flat_map(|c| c.triples.clone()).collect();
         triples.sort_unstable();
         triples.dedup();
-        let sysroot = self.ensure_targets(&triples)?;
+        let sysroot =
+            toolchain::rustup::ensure_targets(self.env, self.workspace_root, &triples, self.shell)?;
         let toolchain_remap = sysroot.as_deref().and_then(|s| {
-            rust_src_remap(s, &crate::memo::dir(self.target_dir).join("rustc-commit"))
+            rust_src_remap(
+                self.env,
+                s,
+                &answers::dir(self.target_dir).join("rustc-commit"),
+            )
         });
         for call in &calls {
             for artifact in self.build(call, toolchain_remap.as_deref())? {
@@ -214,43 +222,20 @@ impl Compiler for Cargo<'_> {
     }
 }
 
-/// The cargo that runs this program (`CARGO`, which cargo sets), else the
-/// one on `PATH`.
-pub fn cargo() -> std::ffi::OsString {
-    std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into())
-}
-
-fn rustc() -> std::ffi::OsString {
-    std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into())
-}
-
 /// The flag that maps the toolchain's `rust-src` copy of the standard
 /// library to `/rustc/<commit>`, the path the prebuilt standard library
 /// already records. With the `rust-src` component installed, rustc points
 /// the panic locations of generic standard-library code it instantiates at
 /// that local copy, which would put the toolchain's host path (and whether
 /// `rust-src` happens to be installed) into the binary. The commit comes from
-/// `rustc -vV`, asked once per toolchain binary and kept in `cache`, so a
+/// `rustc -vV`, asked once per toolchain binary and kept at `record`, so a
 /// no-op run starts no rustc.
-fn rust_src_remap(sysroot: &Path, memo: &Path) -> Option<String> {
+fn rust_src_remap(env: &Env, sysroot: &Path, record: &Path) -> Option<String> {
     let src = sysroot.join("lib/rustlib/src/rust");
     if !src.is_dir() {
         return None;
     }
-    let stamp = crate::memo::file_stamp(&sysroot.join("bin/rustc"));
-    let commit: String = crate::memo::remembered(memo, stamp.as_deref(), || {
-        let out = Command::new(rustc()).arg("-vV").output().map_err(drop)?;
-        let text = String::from_utf8_lossy(&out.stdout);
-        let commit = text
-            .lines()
-            .find_map(|l| l.strip_prefix("commit-hash: "))
-            .map(|c| c.trim().to_owned())
-            .ok_or(())?;
-        (out.status.success() && !commit.is_empty() && commit != "unknown")
-            .then_some(commit)
-            .ok_or(())
-    })
-    .ok()?;
+    let commit = toolchain::rustc::commit(env, sysroot, record)?;
     Some(format!(
         "--remap-path-prefix={}=/rustc/{commit}",
         src.display()
@@ -266,8 +251,8 @@ type Prepared = (Vec<(String, String)>, Vec<PathBuf>);
 struct ListsRecord {
     /// A digest of the call's triples, binaries and features.
     question: String,
-    /// Cargo.lock's digest and each manifest on disk's, as the SBOM module
-    /// read them.
+    /// Cargo.lock's digest and each manifest on disk's, as
+    /// [`crates::inputs`] read them.
     lock: String,
     on_disk: BTreeMap<PathBuf, String>,
     /// Each object and argument file written, with its stamp.
@@ -289,12 +274,8 @@ impl ListsRecord {
             && record
                 .files
                 .iter()
-                .all(|(f, stamp)| crate::memo::file_stamp(f).as_deref() == Some(stamp.as_str()))
-            && crate::release::sbom::inputs_unchanged(
-                workspace_root,
-                &record.lock,
-                &record.on_disk,
-            );
+                .all(|(f, stamp)| answers::file_stamp(f).as_deref() == Some(stamp.as_str()))
+            && crates::inputs_unchanged(workspace_root, &record.lock, &record.on_disk);
         current.then_some(record.vars)
     }
 }
@@ -319,77 +300,29 @@ struct Artifact {
 }
 
 impl Cargo<'_> {
-    /// Installs the standard library of each target with rustup when it is
-    /// missing; returns the toolchain's sysroot when it is known.
-    fn ensure_targets(&self, triples: &[&str]) -> Result<Option<PathBuf>, CompileError> {
-        // Under rustup, which names the toolchain it runs in the environment,
-        // the toolchain's own directory answers without starting rustc, which
-        // would cost a no-op run as much as cargo's freshness check.
-        if let Some(s) = crate::memo::rustup_toolchain()
-            && triples
-                .iter()
-                .all(|t| s.join("lib/rustlib").join(t).is_dir())
-        {
-            return Ok(Some(s));
-        }
-        let sysroot = Command::new(rustc())
-            .args(["--print", "sysroot"])
-            .current_dir(self.workspace_root)
-            .output()
-            .ok()
-            .filter(|o| o.status.success())
-            .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
-        for triple in triples {
-            let installed = sysroot
-                .as_ref()
-                .is_some_and(|s| s.join("lib/rustlib").join(triple).is_dir());
-            if !installed {
-                self.install_target(triple)?;
-            }
-        }
-        Ok(sysroot)
-    }
-
-    fn install_target(&self, triple: &str) -> Result<(), CompileError> {
-        self.shell.status(
-            "Installing",
-            format!("Rust target {triple} (rustup target add {triple})"),
-        );
-        let status = Command::new("rustup")
-            .args(["target", "add", triple])
-            .current_dir(self.workspace_root)
-            .stdout(Stdio::null())
-            .status();
-        match status {
-            Ok(s) if s.success() => Ok(()),
-            Ok(s) => Err(CompileError::TargetMissing {
-                triple: triple.to_owned(),
-                hint: format!(" ({s})"),
-            }),
-            Err(e) => Err(CompileError::TargetMissing {
-                triple: triple.to_owned(),
-                hint: format!(
-                    ": {e}; install rustup, or add the target's standard library by hand"
-                ),
-            }),
-        }
-    }
-
     /// Runs one cargo build: every binary of `call` for every triple of it.
     fn build(
         &self,
         call: &Invocation<'_>,
         toolchain_remap: Option<&str>,
     ) -> Result<Vec<Artifact>, CompileError> {
+        let mut cmd = self.command(call);
+        self.set_environment(&mut cmd, call, toolchain_remap)?;
+        self.run(cmd, call)
+    }
+
+    /// `cargo build` with the arguments of `call`: its profile, triples,
+    /// packages, binaries and features, in the image builds' own target
+    /// directory, printing JSON messages.
+    fn command(&self, call: &Invocation<'_>) -> Command {
         let settings = call.settings;
-        let triples = &call.triples;
-        let mut cmd = Command::new(cargo());
+        let mut cmd = toolchain::cargo::command(self.env);
         cmd.current_dir(self.workspace_root)
             .args(["build", "--message-format=json-render-diagnostics"])
             .args(["--profile", &settings.profile])
             .arg("--target-dir")
             .arg(self.build_dir());
-        for triple in triples {
+        for triple in &call.triples {
             cmd.args(["--target", triple]);
         }
         let packages = call.packages();
@@ -415,6 +348,23 @@ impl Cargo<'_> {
                 }
             }
         }
+        // cargo's messages are passed through line by line, and watched for
+        // a C compiler that a build script could not find.
+        if self.shell.color() {
+            cmd.arg("--color=always");
+        }
+        cmd
+    }
+
+    /// The variables of `call`'s build: this program as rustc's wrapper
+    /// (with the crate lists it links in), the rustflags, and rust-lld as
+    /// the linker of foreign triples.
+    fn set_environment(
+        &self,
+        cmd: &mut Command,
+        call: &Invocation<'_>,
+        toolchain_remap: Option<&str>,
+    ) -> Result<(), CompileError> {
         // Every build goes through the wrapper, auditable or not: the
         // variable it records for each binary is then set or unset, and
         // cargo relinks when that changes.
@@ -424,37 +374,35 @@ impl Cargo<'_> {
         })?;
         cmd.env(
             dep_v0::INNER_VAR,
-            std::env::var_os("RUSTC_WRAPPER").unwrap_or_default(),
+            self.env.rustc_wrapper().unwrap_or_default(),
         )
         .env("RUSTC_WRAPPER", exe)
         .env(dep_v0::ACTIVE_VAR, "1")
         .env(dep_v0::DIR_VAR, self.dep_v0_dir());
-        if settings.auditable {
+        if call.settings.auditable {
             for (var, digest) in self.prepare_crate_lists(call)? {
                 cmd.env(var, digest);
             }
         }
         cmd.env(
             "CARGO_ENCODED_RUSTFLAGS",
-            self.rustflags(settings, call.triple_flags, toolchain_remap)
+            self.rustflags(call.settings, call.triple_flags, toolchain_remap)
                 .join("\x1f"),
         );
-        for triple in triples.iter().filter(|t| is_foreign(t)) {
+        for triple in call.triples.iter().filter(|t| is_foreign(t)) {
             // rust-lld ships with rustc and links musl's self-contained objects,
             // so no C cross toolchain is needed for pure-Rust crates.
-            let var = format!(
-                "CARGO_TARGET_{}_LINKER",
-                triple.to_uppercase().replace(['-', '.'], "_")
-            );
-            if std::env::var_os(&var).is_none() {
-                cmd.env(var, "rust-lld");
+            if self.env.linker(triple).is_none() {
+                cmd.env(toolchain::linker_var(triple), "rust-lld");
             }
         }
-        // cargo's messages are passed through line by line, and watched for
-        // a C compiler that a build script could not find.
-        if self.shell.color() {
-            cmd.arg("--color=always");
-        }
+        Ok(())
+    }
+
+    /// Runs `cmd`, the build of `call`, passing cargo's messages on and
+    /// reading the binaries it reports.
+    fn run(&self, mut cmd: Command, call: &Invocation<'_>) -> Result<Vec<Artifact>, CompileError> {
+        let (triples, packages) = (&call.triples, call.packages());
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
         let command = format!(
             "cargo build --target {} (for {})",
@@ -467,7 +415,7 @@ impl Cargo<'_> {
                 "{} for {} ({} profile)",
                 packages.join(", "),
                 triples.join(", "),
-                settings.profile
+                call.settings.profile
             ),
         );
         let mut child = cmd.spawn().map_err(|source| CompileError::Spawn {
@@ -477,7 +425,7 @@ impl Cargo<'_> {
         let stderr = child.stderr.take().expect("stderr is piped");
         let watcher = std::thread::spawn(move || relay_stderr(BufReader::new(stderr)));
         let stdout = child.stdout.take().expect("stdout is piped");
-        let artifacts: Vec<Artifact> = crate::cargo_json::built_binaries(BufReader::new(stdout))
+        let artifacts: Vec<Artifact> = toolchain::cargo::built_binaries(BufReader::new(stdout))
             .into_iter()
             .map(|b| Artifact {
                 manifest: b.manifest_path,
@@ -541,7 +489,7 @@ impl Cargo<'_> {
         let question = digest(&format!(
             "{}\n{}\n{call_text}",
             env!("CARGO_PKG_VERSION"),
-            crate::memo::program_stamp()
+            answers::program_stamp()
         ));
         if let Some(vars) = ListsRecord::current(&record_path, &question, self.workspace_root) {
             return Ok(vars);
@@ -549,7 +497,7 @@ impl Cargo<'_> {
         // Asked once, before the lists are prepared side by side: each of
         // them needs what `cargo metadata` says, and would otherwise ask it
         // at the same time as the others.
-        let inputs = crate::release::sbom::inputs(self.workspace_root, self.target_dir);
+        let inputs = crates::inputs(self.env, self.workspace_root, self.target_dir);
         let mut vars = Vec::new();
         let mut files = BTreeMap::new();
         for (v, written) in self.prepare_crate_lists_anew(call)? {
@@ -557,7 +505,7 @@ impl Cargo<'_> {
             files.extend(
                 written
                     .into_iter()
-                    .filter_map(|f| crate::memo::file_stamp(&f).map(|s| (f, s))),
+                    .filter_map(|f| answers::file_stamp(&f).map(|s| (f, s))),
             );
         }
         if let Ok((lock, on_disk)) = inputs {
@@ -629,13 +577,14 @@ impl Cargo<'_> {
     ) -> Result<Prepared, CompileError> {
         let settings = call.settings;
         let dir = self.dep_v0_dir();
-        let linker = linker_kind(triple);
+        let linker = linker_kind(self.env, triple);
         let failed = |message: String| CompileError::CrateList {
             package: package.to_owned(),
             triple: triple.to_owned(),
             message,
         };
-        let crates = crate::release::sbom::load(
+        let crates = crates::load(
+            self.env,
             self.workspace_root,
             self.target_dir,
             package,
@@ -649,7 +598,7 @@ impl Cargo<'_> {
             let name = dep_v0::crate_name(bin);
             let args_path = dep_v0::args_path(&dir, triple, package, &name);
             let object = args_path.with_extension("o");
-            let args = auditable::prepare(&crates, triple, &object, linker)
+            let args = crate_list::prepare(&crates, triple, &object, linker)
                 .map_err(|e| failed(e.to_string()))?;
             let text: String = args.iter().map(|a| format!("{a}\n")).collect();
             if std::fs::read_to_string(&args_path).ok().as_deref() != Some(text.as_str()) {
@@ -676,12 +625,7 @@ impl Cargo<'_> {
         triple_flags: &[&str],
         toolchain_remap: Option<&str>,
     ) -> Vec<String> {
-        let mut flags: Vec<String> = match std::env::var("CARGO_ENCODED_RUSTFLAGS") {
-            Ok(s) if !s.is_empty() => s.split('\x1f').map(str::to_owned).collect(),
-            _ => std::env::var("RUSTFLAGS")
-                .map(|s| s.split_whitespace().map(str::to_owned).collect())
-                .unwrap_or_default(),
-        };
+        let mut flags = self.env.rustflags();
         // Where the checkout, the target directory and cargo's registry live
         // must not show in the binary: panic locations and debug info would
         // otherwise make two checkouts give different bytes.
@@ -691,7 +635,7 @@ impl Cargo<'_> {
             (self.workspace_root.to_owned(), "/workspace"),
             (self.build_dir(), "/target"),
         ];
-        if let Some(home) = cargo_home() {
+        if let Some(home) = self.env.cargo_home() {
             remaps.push((home, "/cargo"));
         }
         for (from, to) in remaps {
@@ -748,23 +692,13 @@ fn c_compiler_hint(tool: &str, triples: &[&str]) -> String {
     )
 }
 
-fn cargo_home() -> Option<PathBuf> {
-    std::env::var_os("CARGO_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
-}
-
 /// How the link of `triple` is driven: the linker set for it in the
 /// environment, else rust-lld (called directly) for a foreign triple and the
 /// C compiler driver for the host's.
-fn linker_kind(triple: &str) -> Linker {
-    let var = format!(
-        "CARGO_TARGET_{}_LINKER",
-        triple.to_uppercase().replace(['-', '.'], "_")
-    );
-    match std::env::var_os(&var) {
+fn linker_kind(env: &Env, triple: &str) -> Linker {
+    match env.linker(triple) {
         Some(linker) => {
-            let name = Path::new(&linker)
+            let name = Path::new(linker)
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();

@@ -10,14 +10,12 @@
 pub mod action;
 pub mod build;
 pub mod cache;
-pub mod cargo_json;
 pub mod cli;
 pub mod compile;
 pub mod diagnostic;
 pub mod elf;
 pub mod gunzip;
 pub mod manifest;
-pub mod memo;
 pub mod oci;
 pub mod output;
 pub mod partition;
@@ -28,4 +26,4 @@ pub mod remote_cache;
 pub mod shell;
 #[cfg(target_os = "linux")]
 pub mod testing;
-pub mod workspace;
+pub mod toolchain;

@@ -6,17 +6,19 @@
 mod os_files;
 mod plan;
 mod raw;
+mod release;
 mod resolve;
 
 use std::path::{Path, PathBuf};
 
 pub use plan::*;
+pub use release::*;
 pub use resolve::LATEST_EPOCH;
 #[cfg(target_os = "linux")]
 pub(crate) use resolve::parse_user;
 
 use crate::diagnostic::{Diagnostic, SourceErrors};
-use crate::workspace::Workspace;
+use crate::toolchain::workspace::Workspace;
 
 pub const FILE_NAME: &str = "images.toml";
 

@@ -23,7 +23,8 @@ use crate::compile::Compiler;
 use crate::manifest::ImagePlan;
 use crate::registry::Repository;
 use crate::shell::Shell;
-use crate::workspace::Workspace;
+use crate::toolchain::Env;
+use crate::toolchain::workspace::Workspace;
 
 #[cfg(feature = "push")]
 pub use registry::{Hit, Pulled, RemoteCache, is_loopback, pulled_dir, request};
@@ -43,6 +44,7 @@ pub struct Settings {
 /// line saying so.
 pub fn build_cached(
     settings: &Settings,
+    env: &Env,
     workspace: &Workspace,
     images: &[&ImagePlan],
     compiler: &dyn Compiler,
@@ -54,11 +56,11 @@ pub fn build_cached(
     }
     #[cfg(feature = "push")]
     {
-        registry::build_cached(settings, workspace, images, compiler, opts, shell)
+        registry::build_cached(settings, env, workspace, images, compiler, opts, shell)
     }
     #[cfg(not(feature = "push"))]
     {
-        let _ = workspace;
+        let _ = (env, workspace);
         shell.warn(
             "cache: the registry cache needs scratchpack's `push` feature, which this \
              xtask was built without; building without the cache",

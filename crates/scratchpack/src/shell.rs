@@ -14,6 +14,9 @@ impl Shell {
     /// A shell writing to stderr, coloured when stderr is a terminal (and
     /// `NO_COLOR` is unset), silent when `quiet`.
     pub fn new(quiet: bool) -> Shell {
+        // `NO_COLOR` is read here, not taken from `toolchain::Env`: it only
+        // changes how this process's own messages look, and an error is
+        // rendered whether or not an environment was ever loaded.
         let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
         Shell { color, quiet }
     }

@@ -95,6 +95,7 @@ fn write_release_files(
         .chain(ctx.workspace.manifests.values().cloned())
         .collect();
     let ws = outputs::Workspace {
+        env: &ctx.env,
         root: &ctx.workspace.root,
         target_dir: &ctx.workspace.target_dir,
         manifest_path: &manifest_path,

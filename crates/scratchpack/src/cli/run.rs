@@ -164,7 +164,7 @@ fn run_image(args: Args) -> Result<i32, Failure> {
         .filter(|w| !w.is_empty())
         .unwrap_or_else(|| "/".to_owned());
     let architecture = wanted.rsplit('/').next().unwrap_or_default();
-    let emulator = sandbox::emulator_in_dir(architecture, &super::test_images::emulator_dir())
+    let emulator = sandbox::emulator_in_dir(architecture, &ctx.env.emulator_dir())
         .with_context(|| format!("running the {wanted} image on this host"))?;
 
     let mut limits = sandbox::Limits {

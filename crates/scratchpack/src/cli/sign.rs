@@ -224,6 +224,7 @@ fn sign_all(
     let targets: Vec<&str> = located.iter().map(|l| l.repository.registry()).collect();
     let creds = registry::default_credentials(&targets);
     let publisher = Publisher {
+        env: &ctx.env,
         workspace_root: ctx.workspace.root.clone(),
         target_dir: ctx.workspace.target_dir.clone(),
         manifest_path: relative,

@@ -108,7 +108,7 @@ pub(super) fn run(args: Args) -> Result<(), Failure> {
             n => n,
         },
         helper: None,
-        emulator_dir: emulator_dir(),
+        emulator_dir: ctx.env.emulator_dir(),
         cancelled: std::sync::Arc::clone(&cancelled),
     };
     // Which limits hold depends on the host and the caller: said once.
@@ -236,12 +236,4 @@ fn unpack_limits(raw: &crate::manifest::UnpackLimitKeys) -> unpack::UnpackLimits
         }),
         max_pax_bytes: d.max_pax_bytes,
     }
-}
-
-/// Where to look for `qemu-<arch>-static`: `SCRATCHPACK_EMULATOR_DIR`, else
-/// `/usr/bin`, where Debian's qemu-user-static installs them.
-pub(crate) fn emulator_dir() -> PathBuf {
-    std::env::var_os("SCRATCHPACK_EMULATOR_DIR")
-        .filter(|d| !d.is_empty())
-        .map_or_else(|| PathBuf::from("/usr/bin"), PathBuf::from)
 }

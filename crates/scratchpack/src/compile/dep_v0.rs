@@ -1,5 +1,5 @@
 //! Linking each image binary's own crate list into it (cargo-auditable's
-//! `.dep-v0` section, see [`crate::release::auditable`]) while cargo builds
+//! `.dep-v0` section, see [`super::crate_list`]) while cargo builds
 //! many binaries and triples in one call. Cargo runs this program as its
 //! `RUSTC_WRAPPER`; for the final crate of a binary whose list was prepared,
 //! the wrapper adds the link arguments of that binary's object file, then
@@ -46,6 +46,9 @@ pub fn crate_name(bin: &str) -> String {
 /// Becomes rustc's wrapper when cargo started this program as one, and
 /// exits with rustc's status; returns otherwise.
 pub fn run_if_requested() {
+    // This runs in a process of its own, started by cargo with the
+    // variables the image build set for it: they are read here, where the
+    // wrapper runs, not passed down from the command line.
     if std::env::var_os(ACTIVE_VAR).as_deref() != Some(OsStr::new("1")) {
         return;
     }

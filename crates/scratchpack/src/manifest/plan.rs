@@ -62,7 +62,7 @@ pub struct ImagePlan {
     /// signature formats, the builder id. They describe the image without
     /// shaping it, so they stay out of its cache key.
     #[serde(skip)]
-    pub release: crate::release::settings::Settings,
+    pub release: super::ReleaseSettings,
     /// Tests do not shape the image either; each has its own cache key.
     #[serde(skip)]
     pub tests: Vec<TestPlan>,

@@ -15,7 +15,7 @@ use super::raw::{
 use crate::diagnostic::Diagnostic;
 use crate::oci::Compression;
 use crate::platform::Platform;
-use crate::workspace::Workspace;
+use crate::toolchain::workspace::Workspace;
 
 mod image_tests;
 mod release;

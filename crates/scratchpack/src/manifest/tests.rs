@@ -3,7 +3,7 @@ use std::path::Path;
 
 use super::*;
 use crate::platform::Platform;
-use crate::workspace::Workspace;
+use crate::toolchain::workspace::Workspace;
 
 pub(super) fn workspace(root: &Path) -> Workspace {
     let mut packages = BTreeMap::new();
@@ -444,7 +444,7 @@ fn profiles_are_listed_once_and_built_ins_need_no_inherits() {
 
 #[test]
 fn release_keys_resolve_with_defaults_into_the_plan() {
-    use crate::release::settings::{SbomFormat, Settings, SignatureFormat};
+    use crate::manifest::{ReleaseSettings, SbomFormat, SignatureFormat};
     let p = plan(
         "[defaults]\nsbom = [\"cyclonedx\", \"spdx\"]\nsignature-format = \"bundle\"\n\
          builder-id = \"https://ci.example/builders/7\"\n\
@@ -470,7 +470,7 @@ fn release_keys_resolve_with_defaults_into_the_plan() {
     assert_eq!(c.release.sbom, a.release.sbom);
 
     let none = plan("[images.a]\npackage = \"hello\"\n");
-    assert_eq!(none.images[0].release, Settings::default());
+    assert_eq!(none.images[0].release, ReleaseSettings::default());
     assert_eq!(none.images[0].release.sbom, vec![SbomFormat::Spdx]);
 }
 

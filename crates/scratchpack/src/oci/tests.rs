@@ -7,7 +7,7 @@ use std::io::Read;
 use super::*;
 use crate::manifest::{ImagePlan, parse};
 use crate::platform::Platform;
-use crate::workspace::Workspace;
+use crate::toolchain::workspace::Workspace;
 
 fn plan() -> ImagePlan {
     let dir = tempfile::tempdir().unwrap();

@@ -6,12 +6,15 @@
 
 use std::path::Path;
 
-use super::provenance::{self, GitSource, Toolchain};
+use super::provenance;
 use super::sbom;
-use super::settings::SbomFormat;
 use super::statement::{Statement, Subject};
-use crate::manifest::{ImagePlan, PlatformTarget};
+use crate::manifest::{ImagePlan, PlatformTarget, SbomFormat};
 use crate::oci::Digest;
+use crate::toolchain::crates::{self, CratesError};
+use crate::toolchain::git::{self, GitSource};
+use crate::toolchain::versions::{self, Toolchain};
+use crate::toolchain::{Env, answers};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DocumentError {
@@ -19,7 +22,7 @@ pub enum DocumentError {
     #[error("{0}")]
     Image(String),
     #[error(transparent)]
-    Sbom(#[from] sbom::SbomError),
+    Crates(#[from] CratesError),
     #[error("{what}: {source}")]
     Io {
         what: String,
@@ -38,21 +41,26 @@ pub struct BuildInputs {
 impl BuildInputs {
     /// Cargo.lock's digest, rustc's and cargo's versions, the git commit.
     /// rustc's, cargo's and git's answers are kept in `target_dir` between
-    /// runs (see [`crate::memo`]).
-    pub fn read(workspace_root: &Path, target_dir: &Path) -> Result<BuildInputs, DocumentError> {
-        let memo = crate::memo::dir(target_dir);
+    /// runs (see [`answers`]).
+    pub fn read(
+        env: &Env,
+        workspace_root: &Path,
+        target_dir: &Path,
+    ) -> Result<BuildInputs, DocumentError> {
+        let answers = answers::dir(target_dir);
         let lock_path = workspace_root.join("Cargo.lock");
         let lock = std::fs::read(&lock_path).map_err(|source| DocumentError::Io {
             what: format!("reading {}", lock_path.display()),
             source,
         })?;
-        let toolchain =
-            provenance::toolchain(workspace_root, &memo).map_err(|source| DocumentError::Io {
+        let toolchain = versions::toolchain(env, workspace_root, &answers).map_err(|source| {
+            DocumentError::Io {
                 what: "asking rustc and cargo for their versions".into(),
                 source,
-            })?;
+            }
+        })?;
         Ok(BuildInputs {
-            source: provenance::git_source(workspace_root, &memo),
+            source: git::source(env, workspace_root, &answers),
             toolchain,
             cargo_lock: Digest::of(&lock),
         })
@@ -88,9 +96,11 @@ pub struct Platform<'a> {
 
 /// The SBOMs and provenance the image's release settings ask for, in a fixed
 /// order (the SBOM formats sorted, then provenance). `inputs` is needed only
-/// when provenance is asked for.
+/// when provenance is asked for; the crates the SBOMs list are asked of
+/// cargo (or its answers kept in `target_dir`) only when SBOMs are.
 pub fn documents(
     p: &Platform<'_>,
+    env: &Env,
     workspace_root: &Path,
     target_dir: &Path,
     manifest_path: &str,
@@ -102,7 +112,8 @@ pub fn documents(
     let subject = vec![Subject::new(p.reference, p.digest)];
     let mut out = Vec::new();
     if !settings.sbom.is_empty() {
-        let crates = sbom::load(
+        let crates = crates::load(
+            env,
             workspace_root,
             target_dir,
             &image.package,

@@ -228,6 +228,9 @@ impl PublicKey {
 
 /// The password for a key file, from `COSIGN_PASSWORD`.
 pub fn password_from_env() -> Result<Vec<u8>, KeyError> {
+    // Read only when a key is loaded, and kept out of `toolchain::Env`,
+    // which is passed to every module that runs a program: a secret goes
+    // no further than the key it opens.
     std::env::var_os(PASSWORD_ENV)
         .map(|p| p.into_encoded_bytes())
         .ok_or(KeyError::NoPassword)

@@ -3,10 +3,9 @@
 //! with in-toto statements, SBOMs and SLSA provenance. Everything here is
 //! made from values and bytes; pushing them is the registry's business.
 
-// The crate list embedded in binaries and the SBOMs are made by every build;
-// keys, signatures, attestations and what reads them back from a registry
-// are the `sign` feature's.
-pub mod auditable;
+// The SBOMs and provenance are made by every build; keys, signatures,
+// attestations and what reads them back from a registry are the `sign`
+// feature's.
 #[cfg(feature = "sign")]
 pub mod bundle;
 pub mod documents;
@@ -19,7 +18,6 @@ pub mod provenance;
 #[cfg(feature = "sign")]
 pub mod publish;
 pub mod sbom;
-pub mod settings;
 #[cfg(feature = "sign")]
 pub mod sign;
 pub mod statement;

@@ -14,6 +14,7 @@ use crate::build::BuiltImage;
 use crate::manifest::ImagePlan;
 use crate::oci::Digest;
 use crate::output::{OutputError, OutputLock, write_tree};
+use crate::toolchain::Env;
 
 /// What the release directory of an image is called in the output directory.
 pub fn dir_name(image: &str) -> String {
@@ -53,6 +54,8 @@ pub trait BundleSigner {
 /// Where the documents are made from: the workspace, and images.toml's path
 /// in it as provenance records it.
 pub struct Workspace<'a> {
+    /// The environment cargo, rustc and git are run in.
+    pub env: &'a Env,
     pub root: &'a Path,
     pub target_dir: &'a Path,
     pub manifest_path: &'a str,
@@ -167,6 +170,7 @@ pub fn files(
         };
         for d in documents(
             &platform,
+            ws.env,
             ws.root,
             ws.target_dir,
             ws.manifest_path,
@@ -225,11 +229,12 @@ pub fn write(
     for (plan, _) in &wanted {
         lock.check_replaceable(&dir_name(&plan.name))?;
     }
-    let inputs =
-        BuildInputs::read(ws.root, ws.target_dir).map_err(|source| OutputsError::Documents {
+    let inputs = BuildInputs::read(ws.env, ws.root, ws.target_dir).map_err(|source| {
+        OutputsError::Documents {
             image: wanted[0].0.name.clone(),
             source: Box::new(source),
-        })?;
+        }
+    })?;
     let manifests: Vec<String> = ws
         .cargo_manifests
         .iter()
@@ -289,11 +294,12 @@ mod tests {
 
     use super::*;
     use crate::build::BuiltPlatform;
-    use crate::workspace::Workspace as CargoWorkspace;
+    use crate::toolchain::workspace::Workspace as CargoWorkspace;
 
     /// A workspace at `root` with nothing on disk but what a test puts there.
-    fn workspace(root: &Path) -> Workspace<'_> {
+    fn workspace<'a>(env: &'a Env, root: &'a Path) -> Workspace<'a> {
         Workspace {
+            env,
             root,
             target_dir: root,
             manifest_path: "images.toml",
@@ -348,7 +354,8 @@ mod tests {
         std::fs::write(out.join("app.release/notes.txt"), "mine").unwrap();
         let image = plan(dir.path(), "");
         let b = built(&out);
-        let ws = workspace(dir.path());
+        let env = Env::default();
+        let ws = workspace(&env, dir.path());
         let e = write(&out, &[(&image, &b)], &ws, None).unwrap_err();
         assert!(
             matches!(&e, OutputsError::Output(OutputError::NotOurs(p)) if p.ends_with("app.release")),
@@ -366,7 +373,8 @@ mod tests {
         let out = dir.path().join("out");
         let image = plan(dir.path(), "sbom = []\nprovenance = false\n");
         let b = built(&out);
-        let ws = workspace(dir.path());
+        let env = Env::default();
+        let ws = workspace(&env, dir.path());
         assert!(write(&out, &[(&image, &b)], &ws, None).unwrap().is_empty());
         assert!(!out.join("app.release").exists());
     }

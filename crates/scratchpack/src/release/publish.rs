@@ -23,6 +23,7 @@ use crate::manifest::ImagePlan;
 use crate::oci::image::rfc3339;
 use crate::oci::{Blob, Config, Descriptor, Digest, Index, MEDIA_TYPE_MANIFEST, Manifest};
 use crate::registry::{CredentialSource, PushOptions, RegistryError, Repository, Session};
+use crate::toolchain::Env;
 
 /// The layer annotation cosign gives an attestation's predicate type.
 pub const ANNOTATION_PREDICATE_TYPE: &str = "predicateType";
@@ -97,6 +98,8 @@ pub fn last_push(out_dir: &Path, name: &str) -> Option<PushRecord> {
 
 /// What signing needs beyond the image plan: the workspace and the key.
 pub struct Publisher<'a> {
+    /// The environment cargo, rustc and git are run in.
+    pub env: &'a Env,
     pub workspace_root: PathBuf,
     pub target_dir: PathBuf,
     /// images.toml relative to the workspace root, as provenance records it.
@@ -269,7 +272,11 @@ impl Publisher<'_> {
         }
 
         let inputs = if settings.provenance {
-            Some(BuildInputs::read(&self.workspace_root, &self.target_dir)?)
+            Some(BuildInputs::read(
+                self.env,
+                &self.workspace_root,
+                &self.target_dir,
+            )?)
         } else {
             None
         };
@@ -296,6 +303,7 @@ impl Publisher<'_> {
                     reference: &reference,
                     repository: Some(&reference),
                 },
+                self.env,
                 &self.workspace_root,
                 &self.target_dir,
                 &self.manifest_path,

@@ -15,9 +15,9 @@ use super::provenance::PREDICATE_SLSA;
 use super::publish::{
     ANNOTATION_PREDICATE_TYPE, MAX_SMALL_BLOB, PublishError, Pushed, read_layers, read_pushed,
 };
-use super::settings::Settings;
 use super::sign::{ANNOTATION_SIGNATURE, VerifyError, signature_tag, verify_simple_signing};
 use super::statement::Statement;
+use crate::manifest::ReleaseSettings;
 use crate::oci::{Descriptor, Digest, Manifest};
 use crate::registry::{CredentialSource, PushOptions, Repository, Session};
 
@@ -43,7 +43,7 @@ pub struct Expected<'a> {
     /// The digest push recorded (or the command line named); without it, the
     /// digests the tags resolve to are checked.
     pub digest: Option<&'a Digest>,
-    pub settings: &'a Settings,
+    pub settings: &'a ReleaseSettings,
 }
 
 /// Runs every check for one image. A registry that cannot be read at all is
@@ -90,7 +90,7 @@ pub fn verify_image(
 fn verify_pushed(
     session: &mut Session<'_, '_>,
     key: &PublicKey,
-    settings: &Settings,
+    settings: &ReleaseSettings,
     pushed: &Pushed,
     checks: &mut Vec<Check>,
 ) -> Result<(), PublishError> {

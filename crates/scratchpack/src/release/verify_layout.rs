@@ -13,8 +13,8 @@ use super::bundle::{Bundle, PREDICATE_COSIGN_SIGN};
 use super::keys::PublicKey;
 use super::provenance::PREDICATE_SLSA;
 use super::publish::PublishError;
-use super::settings::Settings;
 use super::verify::{Check, check_envelope};
+use crate::manifest::ReleaseSettings;
 use crate::oci::source::{resolve, select};
 use crate::oci::{Digest, LayoutDir, source};
 
@@ -62,7 +62,7 @@ pub fn verify_layout(
     key: &PublicKey,
     layout: &Path,
     release: &Path,
-    settings: &Settings,
+    settings: &ReleaseSettings,
 ) -> Result<Vec<Check>, PublishError> {
     let bad = |e: crate::oci::ReadError| {
         PublishError::Image(format!("reading the layout {}: {e}", layout.display()))

@@ -21,7 +21,8 @@ use crate::oci::{
 };
 use crate::registry::{CredentialSource, PushOptions, Session, default_credentials, push_layout};
 use crate::shell::Shell;
-use crate::workspace::Workspace;
+use crate::toolchain::Env;
+use crate::toolchain::workspace::Workspace;
 
 use super::Settings;
 
@@ -516,13 +517,14 @@ impl Compiler for Pulled<'_> {
 /// is pushed to the cache afterwards.
 pub(super) fn build_cached(
     settings: &Settings,
+    env: &Env,
     workspace: &Workspace,
     images: &[&ImagePlan],
     compiler: &dyn Compiler,
     opts: &Options,
     shell: Shell,
 ) -> Result<Vec<BuiltImage>, BuildError> {
-    let keys = match KeyContext::new(workspace, opts.epoch) {
+    let keys = match KeyContext::new(workspace, env, opts.epoch) {
         Ok(k) => k,
         Err(e) => {
             shell.warn(format!(

@@ -1,9 +1,9 @@
 //! The release keys of images.toml (`sbom`, `provenance`, `signature-format`,
-//! `builder-id`), resolved with `[defaults]` into [`Settings`]: what `sign`
+//! `builder-id`), resolved with `[defaults]` into [`ReleaseSettings`]: what `sign`
 //! attaches and `verify` requires (README's "Release pipeline").
 
 use super::*;
-use crate::release::settings::{SbomFormat, Settings, SignatureFormat};
+use crate::manifest::{DEFAULT_BUILDER_ID, ReleaseSettings, SbomFormat, SignatureFormat};
 
 const SBOM_FORMATS: &[(&str, SbomFormat)] = &[
     ("spdx", SbomFormat::Spdx),
@@ -27,8 +27,8 @@ fn names<T>(table: &[(&str, T)]) -> String {
 impl Resolver<'_> {
     /// The image's release settings; a key the image sets replaces the
     /// `[defaults]` one whole, as for every other key.
-    pub(super) fn release(&mut self, raw: &RawImage, defaults: &RawImage) -> Settings {
-        let mut settings = Settings::default();
+    pub(super) fn release(&mut self, raw: &RawImage, defaults: &RawImage) -> ReleaseSettings {
+        let mut settings = ReleaseSettings::default();
         if let Some(list) = raw.sbom.as_ref().or(defaults.sbom.as_ref()) {
             settings.sbom = self.sbom(list);
         }
@@ -118,7 +118,7 @@ impl Resolver<'_> {
                             "SLSA provenance names its builder by URI, e.g. \
                              `https://github.com/<org>/<repo>/.github/workflows/release.yml` \
                              (the default is `{}`)",
-                            crate::release::provenance::DEFAULT_BUILDER_ID
+                            DEFAULT_BUILDER_ID
                         )),
                 );
                 None

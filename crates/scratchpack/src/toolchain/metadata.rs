@@ -1,16 +1,15 @@
-//! What scratchpack reads of cargo's JSON: `cargo metadata --format-version
-//! 1` (workspace members, their targets, features and dependencies; every
-//! package's version, license and source) and the `compiler-artifact`
-//! messages of `cargo build --message-format=json`. Only the fields used are
-//! declared; cargo's documented format adds fields freely, and unknown ones
-//! are ignored.
+//! What scratchpack reads of `cargo metadata --format-version 1`: workspace
+//! members, their targets, features and dependencies; every package's
+//! version, license and source. Only the fields used are declared; cargo's
+//! documented format adds fields freely, and unknown ones are ignored.
 
 use std::collections::BTreeMap;
-use std::io::BufRead;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use serde::Deserialize;
+
+use super::Env;
+use super::cargo::CargoTarget;
 
 /// The answer of `cargo metadata`.
 #[derive(Debug, Clone, Deserialize)]
@@ -33,24 +32,11 @@ pub struct Package {
     pub source: Option<String>,
     pub manifest_path: PathBuf,
     #[serde(default)]
-    pub targets: Vec<Target>,
+    pub targets: Vec<CargoTarget>,
     #[serde(default)]
     pub features: BTreeMap<String, Vec<String>>,
     #[serde(default)]
     pub dependencies: Vec<Dependency>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct Target {
-    pub name: String,
-    #[serde(default)]
-    pub kind: Vec<String>,
-}
-
-impl Target {
-    pub fn is_bin(&self) -> bool {
-        self.kind.iter().any(|k| k == "bin")
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -75,8 +61,8 @@ pub enum MetadataError {
 impl Metadata {
     /// Runs `cargo metadata` in `dir`; with `no_deps`, only the workspace's
     /// own packages are described (and nothing is resolved or downloaded).
-    pub fn read(dir: &Path, no_deps: bool) -> Result<Metadata, MetadataError> {
-        let mut cmd = Command::new(crate::compile::cargo());
+    pub fn read(env: &Env, dir: &Path, no_deps: bool) -> Result<Metadata, MetadataError> {
+        let mut cmd = super::cargo::command(env);
         cmd.current_dir(dir)
             .args(["metadata", "--format-version", "1"]);
         if no_deps {
@@ -100,71 +86,9 @@ impl Metadata {
     }
 }
 
-/// A binary `cargo build --message-format=json` reports having built.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BuiltBinary {
-    pub manifest_path: PathBuf,
-    pub name: String,
-    pub executable: PathBuf,
-}
-
-/// The binaries among the messages of a `cargo build
-/// --message-format=json` on `stdout`; lines that are not JSON messages, and
-/// messages of other kinds, are passed over.
-pub fn built_binaries(stdout: impl BufRead) -> Vec<BuiltBinary> {
-    #[derive(Deserialize)]
-    struct Message {
-        reason: String,
-        #[serde(default)]
-        manifest_path: Option<PathBuf>,
-        #[serde(default)]
-        target: Option<Target>,
-        #[serde(default)]
-        executable: Option<PathBuf>,
-    }
-    stdout
-        .lines()
-        .map_while(Result::ok)
-        .filter_map(|line| serde_json::from_str::<Message>(&line).ok())
-        .filter(|m| m.reason == "compiler-artifact")
-        .filter_map(|m| {
-            let target = m.target.filter(Target::is_bin)?;
-            Some(BuiltBinary {
-                manifest_path: m.manifest_path?,
-                name: target.name,
-                executable: m.executable?,
-            })
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn only_binary_artifacts_with_an_executable_are_taken() {
-        let stdout = concat!(
-            r#"{"reason":"compiler-artifact","manifest_path":"/w/a/Cargo.toml","target":{"name":"a","kind":["lib"]},"executable":null,"fresh":true}"#,
-            "\n",
-            "not json at all\n",
-            r#"{"reason":"compiler-message","message":{}}"#,
-            "\n",
-            r#"{"reason":"compiler-artifact","manifest_path":"/w/a/Cargo.toml","target":{"name":"tool","kind":["bin"],"src_path":"/w/a/src/main.rs"},"executable":"/t/release/tool","fresh":false}"#,
-            "\n",
-            r#"{"reason":"build-finished","success":true}"#,
-            "\n",
-        );
-        let bins = built_binaries(stdout.as_bytes());
-        assert_eq!(
-            bins,
-            [BuiltBinary {
-                manifest_path: "/w/a/Cargo.toml".into(),
-                name: "tool".into(),
-                executable: "/t/release/tool".into(),
-            }]
-        );
-    }
 
     #[test]
     fn members_are_told_from_dependencies() {
@@ -197,7 +121,7 @@ mod tests {
     #[test]
     fn a_failing_cargo_metadata_says_why() {
         let dir = tempfile::tempdir().unwrap();
-        let e = Metadata::read(dir.path(), true).unwrap_err();
+        let e = Metadata::read(&Env::from_process(), dir.path(), true).unwrap_err();
         assert!(e.to_string().contains("could not find `Cargo.toml`"), "{e}");
     }
 }

@@ -32,7 +32,8 @@ pub fn remembered<T: Serialize + DeserializeOwned, E>(
 }
 
 /// Where the answers are kept: in the target directory, beside the image
-/// builds.
+/// builds, in `memo`, the directory earlier versions kept them in, so an
+/// upgrade keeps them.
 pub fn dir(target_dir: &Path) -> PathBuf {
     target_dir.join("scratchpack").join("memo")
 }
@@ -65,19 +66,6 @@ pub fn program_stamp() -> String {
         .ok()
         .and_then(|p| file_stamp(&p))
         .unwrap_or_default()
-}
-
-/// The directory rustup runs the current toolchain from, when this program
-/// was started through rustup (cargo's proxy sets both variables) and no
-/// `RUSTC` overrides the compiler.
-pub fn rustup_toolchain() -> Option<PathBuf> {
-    if std::env::var_os("RUSTC").is_some() {
-        return None;
-    }
-    let home = std::env::var_os("RUSTUP_HOME")?;
-    let toolchain = std::env::var_os("RUSTUP_TOOLCHAIN")?;
-    let dir = Path::new(&home).join("toolchains").join(toolchain);
-    dir.join("bin/rustc").is_file().then_some(dir)
 }
 
 #[cfg(test)]

@@ -2,7 +2,12 @@
 //! `provenance`, `signature-format` and `builder-id` (checked and defaulted by
 //! `manifest::resolve`): what `sign` attaches and what `verify` requires.
 
-use super::provenance::DEFAULT_BUILDER_ID;
+/// The builder id provenance records when the CI system names none.
+pub const DEFAULT_BUILDER_ID: &str = "urn:scratchpack:builder:local";
+/// The in-toto predicate type of an SPDX SBOM.
+pub const PREDICATE_SPDX: &str = "https://spdx.dev/Document";
+/// The in-toto predicate type of a CycloneDX SBOM.
+pub const PREDICATE_CYCLONEDX: &str = "https://cyclonedx.org/bom";
 
 /// Which cosign wire formats signatures and attestations are stored in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,24 +46,24 @@ impl SbomFormat {
 
     pub fn predicate_type(self) -> &'static str {
         match self {
-            SbomFormat::Spdx => super::sbom::PREDICATE_SPDX,
-            SbomFormat::CycloneDx => super::sbom::PREDICATE_CYCLONEDX,
+            SbomFormat::Spdx => PREDICATE_SPDX,
+            SbomFormat::CycloneDx => PREDICATE_CYCLONEDX,
         }
     }
 }
 
 /// One image's release settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Settings {
+pub struct ReleaseSettings {
     pub sbom: Vec<SbomFormat>,
     pub provenance: bool,
     pub signature_format: SignatureFormat,
     pub builder_id: String,
 }
 
-impl Default for Settings {
+impl Default for ReleaseSettings {
     fn default() -> Self {
-        Settings {
+        ReleaseSettings {
             sbom: vec![SbomFormat::Spdx],
             provenance: true,
             signature_format: SignatureFormat::Both,

@@ -7,11 +7,15 @@
 //! run where none of that changed asks cargo nothing.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
+
+use super::Env;
+use super::metadata::{Metadata, MetadataError};
 
 /// The facts about a workspace that a manifest is checked against.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -34,6 +38,10 @@ pub struct Workspace {
     /// The targets `rustc --print target-list` names; `None` inside when rustc
     /// could not be asked, so nothing is refused for want of an answer.
     pub target_list: OnceLock<Option<BTreeSet<String>>>,
+    /// The rustc that [`Workspace::target_list`] asks: the environment's
+    /// `RUSTC`, else the one on `PATH`. Empty in a workspace made by hand,
+    /// which can run no rustc.
+    pub rustc: OsString,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -42,7 +50,7 @@ pub enum WorkspaceError {
     Metadata {
         dir: PathBuf,
         #[source]
-        source: crate::cargo_json::MetadataError,
+        source: MetadataError,
     },
     #[error("reading the profiles of {path}")]
     Profiles {
@@ -62,7 +70,6 @@ pub enum Origin {
 }
 
 impl Workspace {
-    /// Reads the workspace that `dir` belongs to.
     /// Reads the workspace that `dir` belongs to, from its record in
     /// `record_dir` when everything the last `cargo metadata` call read is as
     /// it was then; otherwise as [`Workspace::load`] does. Keep the record
@@ -70,6 +77,7 @@ impl Workspace {
     /// the target list, if it was asked for).
     /// With `reuse` false the record is not read, only replaced.
     pub fn load_cached(
+        env: &Env,
         dir: &Path,
         record_dir: &Path,
         reuse: bool,
@@ -77,7 +85,7 @@ impl Workspace {
         let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_owned());
         let path = record_path(&dir, record_dir);
         let record = reuse.then(|| Record::read(&path)).flatten();
-        if let Some((ws, inputs)) = record.and_then(|r| r.current(&dir)) {
+        if let Some((ws, inputs)) = record.and_then(|r| r.current(env, &dir)) {
             let had_list = ws.target_list.get().is_some();
             let kept = Kept {
                 path,
@@ -88,10 +96,10 @@ impl Workspace {
             };
             return Ok((ws, kept));
         }
-        let ws = Self::load(&dir)?;
+        let ws = Self::load(env, &dir)?;
         // Gathered right after cargo answered, so the record describes what
         // it read.
-        let inputs = Inputs::gather(&dir, &ws);
+        let inputs = Inputs::gather(env, &dir, &ws);
         let kept = Kept {
             path,
             dir,
@@ -103,16 +111,16 @@ impl Workspace {
     }
 
     /// Reads the workspace that `dir` belongs to.
-    pub fn load(dir: &Path) -> Result<Workspace, WorkspaceError> {
-        let metadata = crate::cargo_json::Metadata::read(dir, true).map_err(|source| {
-            WorkspaceError::Metadata {
+    pub fn load(env: &Env, dir: &Path) -> Result<Workspace, WorkspaceError> {
+        let metadata =
+            Metadata::read(env, dir, true).map_err(|source| WorkspaceError::Metadata {
                 dir: dir.to_owned(),
                 source,
-            }
-        })?;
+            })?;
         let mut ws = Workspace {
             root: metadata.workspace_root.clone(),
             target_dir: metadata.target_directory.clone(),
+            rustc: super::rustc::program(env),
             ..Workspace::default()
         };
         for package in metadata.workspace_packages() {
@@ -159,21 +167,7 @@ impl Workspace {
     /// `rust-toolchain.toml` applies) once, on first use.
     pub fn target_list(&self) -> Option<&BTreeSet<String>> {
         self.target_list
-            .get_or_init(|| {
-                let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
-                let out = std::process::Command::new(rustc)
-                    .args(["--print", "target-list"])
-                    .current_dir(&self.root)
-                    .output()
-                    .ok()?;
-                out.status.success().then(|| {
-                    String::from_utf8_lossy(&out.stdout)
-                        .lines()
-                        .map(|l| l.trim().to_owned())
-                        .filter(|l| !l.is_empty())
-                        .collect()
-                })
-            })
+            .get_or_init(|| super::rustc::target_list(&self.rustc, &self.root))
             .as_ref()
     }
 }
@@ -277,12 +271,12 @@ impl Record {
 
     /// The workspace, if the record is of `dir` and nothing it was made from
     /// has changed.
-    fn current(self, dir: &Path) -> Option<(Workspace, Inputs)> {
+    fn current(self, env: &Env, dir: &Path) -> Option<(Workspace, Inputs)> {
         if self.dir != dir {
             return None;
         }
-        let ws = self.facts.into_workspace();
-        let now = Inputs::gather(dir, &ws)?;
+        let ws = self.facts.into_workspace(super::rustc::program(env));
+        let now = Inputs::gather(env, dir, &ws)?;
         (now == self.inputs).then_some((ws, now))
     }
 }
@@ -319,11 +313,11 @@ const ENV: [&str; 6] = [
 impl Inputs {
     /// `None` when the workspace is one a record cannot describe (a member
     /// glob other than `*` and `?` wildcards).
-    fn gather(dir: &Path, ws: &Workspace) -> Option<Inputs> {
+    fn gather(env: &Env, dir: &Path, ws: &Workspace) -> Option<Inputs> {
         let mut inputs = Inputs {
             env: ENV
                 .iter()
-                .map(|k| ((*k).to_owned(), std::env::var(k).ok()))
+                .map(|k| ((*k).to_owned(), env.var(k).map(str::to_owned)))
                 .collect(),
             files: BTreeMap::new(),
             dirs: BTreeMap::new(),
@@ -342,10 +336,7 @@ impl Inputs {
                 inputs.hash(&ancestor.join(name));
             }
         }
-        if let Some(home) = std::env::var_os("CARGO_HOME")
-            .map(PathBuf::from)
-            .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cargo")))
-        {
+        if let Some(home) = env.cargo_home() {
             inputs.hash(&home.join("config.toml"));
             inputs.hash(&home.join("config"));
         }
@@ -488,7 +479,7 @@ impl From<&Workspace> for Facts {
 }
 
 impl Facts {
-    fn into_workspace(self) -> Workspace {
+    fn into_workspace(self, rustc: OsString) -> Workspace {
         let ws = Workspace {
             root: self.root,
             target_dir: self.target_dir,
@@ -498,6 +489,7 @@ impl Facts {
             dependencies: self.dependencies,
             profiles: self.profiles,
             target_list: OnceLock::new(),
+            rustc,
         };
         if let Some(list) = self.target_list {
             let _ = ws.target_list.set(list);
@@ -526,9 +518,13 @@ mod tests {
         );
     }
 
+    fn env() -> Env {
+        Env::from_process()
+    }
+
     /// Loads through the record and keeps it, as the command line does.
     fn load(root: &Path, records: &Path) -> (Workspace, Origin) {
-        let (ws, kept) = Workspace::load_cached(root, records, true).unwrap();
+        let (ws, kept) = Workspace::load_cached(&env(), root, records, true).unwrap();
         kept.keep(&ws);
         (ws, kept.origin())
     }
@@ -609,18 +605,18 @@ mod tests {
             "[package]\nname = \"solo\"\nedition = \"2021\"\n",
         );
         write(&root.join("src/main.rs"), "fn main() {}\n");
-        let (ws, kept) = Workspace::load_cached(&root, &records, true).unwrap();
+        let (ws, kept) = Workspace::load_cached(&env(), &root, &records, true).unwrap();
         kept.keep(&ws);
-        let (ws, kept) = Workspace::load_cached(&root, &records, true).unwrap();
+        let (ws, kept) = Workspace::load_cached(&env(), &root, &records, true).unwrap();
         assert_eq!(kept.origin(), Origin::Record);
         assert!(ws.target_list.get().is_none());
         let list = ws.target_list().cloned();
         kept.keep(&ws);
-        let (ws, kept) = Workspace::load_cached(&root, &records, true).unwrap();
+        let (ws, kept) = Workspace::load_cached(&env(), &root, &records, true).unwrap();
         assert_eq!(kept.origin(), Origin::Record);
         assert_eq!(ws.target_list.get(), Some(&list));
         // Not reused when asked not to.
-        let (_, kept) = Workspace::load_cached(&root, &records, false).unwrap();
+        let (_, kept) = Workspace::load_cached(&env(), &root, &records, false).unwrap();
         assert_eq!(kept.origin(), Origin::Metadata);
     }
 

@@ -10,8 +10,8 @@ use std::path::Path;
 
 use serde_json::{Value, json};
 
-use super::sbom::LinkedCrates;
 use crate::elf::{self, Class, Endian, Machine};
+use crate::toolchain::crates::LinkedCrates;
 
 /// The section scanners look for.
 pub const SECTION: &str = ".dep-v0";
@@ -20,7 +20,7 @@ pub const SECTION: &str = ".dep-v0";
 pub const SYMBOL: &str = "AUDITABLE_VERSION_INFO";
 
 #[derive(Debug, thiserror::Error)]
-pub enum AuditableError {
+pub enum CrateListError {
     #[error("embedding the crate list: no ELF architecture is known for target `{0}`")]
     Target(String),
     #[error(
@@ -177,6 +177,99 @@ const STV_HIDDEN: u8 = 2;
 /// alignment and entry size.
 type SectionRow = (u32, u32, u64, u64, u64, u32, u32, u64, u64);
 
+/// The sizes that differ between 32- and 64-bit files: the ELF header, a
+/// section header, a symbol, and the alignment of the tables.
+struct Sizes {
+    ehsize: u16,
+    shentsize: u16,
+    symentsize: u64,
+    align: usize,
+}
+
+impl Sizes {
+    fn of(class: Class) -> Sizes {
+        let (ehsize, shentsize, symentsize, align) = match class {
+            Class::Elf64 => (64, 64, 24, 8),
+            Class::Elf32 => (52, 40, 16, 4),
+        };
+        Sizes {
+            ehsize,
+            shentsize,
+            symentsize,
+            align,
+        }
+    }
+}
+
+impl Out {
+    /// The symbol table: the null symbol, then [`SYMBOL`], global and
+    /// hidden, covering the `size` bytes of section 1 from its start. The
+    /// fields come in a different order in 32- and 64-bit files.
+    fn symbols(&mut self, symentsize: u64, size: u64) {
+        self.bytes.resize(self.bytes.len() + symentsize as usize, 0);
+        self.u32(1); // st_name: the symbol's name in .strtab
+        if self.class == Class::Elf64 {
+            self.u8(GLOBAL_OBJECT);
+            self.u8(STV_HIDDEN);
+            self.u16(1); // st_shndx: .dep-v0
+            self.word(0); // st_value: the start of the section
+            self.word(size);
+        } else {
+            self.word(0);
+            self.word(size);
+            self.u8(GLOBAL_OBJECT);
+            self.u8(STV_HIDDEN);
+            self.u16(1);
+        }
+    }
+
+    fn section_header(&mut self, row: SectionRow) {
+        let (name, kind, flags, offset, size, link, info, align, entsize) = row;
+        self.u32(name);
+        self.u32(kind);
+        self.word(flags);
+        self.word(0); // sh_addr: nothing is placed before the link
+        self.word(offset);
+        self.word(size);
+        self.u32(link);
+        self.u32(info);
+        self.word(align);
+        self.word(entsize);
+    }
+
+    /// The ELF header of a relocatable object whose section header table
+    /// (`sections` entries, the last of them the section names) is at
+    /// `shoff`.
+    fn elf_header(
+        &mut self,
+        machine: Machine,
+        e_flags: u32,
+        shoff: u64,
+        sizes: &Sizes,
+        sections: u16,
+    ) {
+        self.bytes.extend_from_slice(b"\x7fELF");
+        self.u8(if self.class == Class::Elf64 { 2 } else { 1 });
+        self.u8(if self.endian == Endian::Big { 2 } else { 1 });
+        self.u8(1); // EI_VERSION
+        self.u8(0); // EI_OSABI: System V
+        self.bytes.resize(16, 0); // EI_ABIVERSION and padding
+        self.u16(elf::ET_REL);
+        self.u16(machine.0);
+        self.u32(1); // e_version
+        self.word(0); // e_entry
+        self.word(0); // e_phoff: no program headers in an object file
+        self.word(shoff);
+        self.u32(e_flags);
+        self.u16(sizes.ehsize);
+        self.u16(0); // e_phentsize
+        self.u16(0); // e_phnum
+        self.u16(sizes.shentsize);
+        self.u16(sections);
+        self.u16(sections - 1); // e_shstrndx: .shstrtab, the last section
+    }
+}
+
 /// A relocatable ELF object for `triple` whose `.dep-v0` section holds
 /// `data`, named by the global (hidden) symbol [`SYMBOL`].
 ///
@@ -185,19 +278,15 @@ type SectionRow = (u32, u32, u64, u64, u64, u32, u32, u64, u64);
 /// (a null symbol and [`SYMBOL`]), its string table, the section names, and
 /// the section header table (null, `.dep-v0`, `.symtab`, `.strtab`,
 /// `.shstrtab`). No relocations: the data is self-contained.
-pub fn object_file(triple: &str, data: &[u8]) -> Result<Vec<u8>, AuditableError> {
+pub fn object_file(triple: &str, data: &[u8]) -> Result<Vec<u8>, CrateListError> {
     let (machine, class, endian, e_flags) =
-        architecture(triple).ok_or_else(|| AuditableError::Target(triple.to_owned()))?;
+        architecture(triple).ok_or_else(|| CrateListError::Target(triple.to_owned()))?;
     // Every offset of a 32-bit file, the section header table's last, fits 32 bits.
     if class == Class::Elf32 && u32::try_from(data.len() + 4096).is_err() {
-        return Err(AuditableError::TooLarge(data.len()));
+        return Err(CrateListError::TooLarge(data.len()));
     }
-    let wide = class == Class::Elf64;
-    let (ehsize, shentsize, symentsize, align): (u16, u16, u64, usize) = if wide {
-        (64, 64, 24, 8)
-    } else {
-        (52, 40, 16, 4)
-    };
+    let sizes = Sizes::of(class);
+    let (symentsize, align) = (sizes.symentsize, sizes.align);
     let mut strtab = vec![0];
     strtab.extend_from_slice(SYMBOL.as_bytes());
     strtab.push(0);
@@ -208,26 +297,12 @@ pub fn object_file(triple: &str, data: &[u8]) -> Result<Vec<u8>, AuditableError>
         endian,
     };
     // The header is written last, over these zeros, once offsets are known.
-    out.bytes.resize(usize::from(ehsize), 0);
+    out.bytes.resize(usize::from(sizes.ehsize), 0);
     let data_at = out.at();
     out.bytes.extend_from_slice(data);
     out.align(align);
     let symtab_at = out.at();
-    out.bytes.resize(out.bytes.len() + symentsize as usize, 0);
-    out.u32(1); // st_name: the symbol's name in .strtab
-    if wide {
-        out.u8(GLOBAL_OBJECT);
-        out.u8(STV_HIDDEN);
-        out.u16(1); // st_shndx: .dep-v0
-        out.word(0); // st_value: the start of the section
-        out.word(data.len() as u64);
-    } else {
-        out.word(0);
-        out.word(data.len() as u64);
-        out.u8(GLOBAL_OBJECT);
-        out.u8(STV_HIDDEN);
-        out.u16(1);
-    }
+    out.symbols(symentsize, data.len() as u64);
     let strtab_at = out.at();
     out.bytes.extend_from_slice(&strtab);
     let shstrtab_at = out.at();
@@ -283,41 +358,14 @@ pub fn object_file(triple: &str, data: &[u8]) -> Result<Vec<u8>, AuditableError>
             0,
         ),
     ];
-    for (name, kind, flags, offset, size, link, info, align, entsize) in sections {
-        out.u32(name);
-        out.u32(kind);
-        out.word(flags);
-        out.word(0); // sh_addr: nothing is placed before the link
-        out.word(offset);
-        out.word(size);
-        out.u32(link);
-        out.u32(info);
-        out.word(align);
-        out.word(entsize);
+    for row in sections {
+        out.section_header(row);
     }
 
     let body = std::mem::take(&mut out.bytes);
-    out.bytes.extend_from_slice(b"\x7fELF");
-    out.u8(if wide { 2 } else { 1 });
-    out.u8(if endian == Endian::Big { 2 } else { 1 });
-    out.u8(1); // EI_VERSION
-    out.u8(0); // EI_OSABI: System V
-    out.bytes.resize(16, 0); // EI_ABIVERSION and padding
-    out.u16(elf::ET_REL);
-    out.u16(machine.0);
-    out.u32(1); // e_version
-    out.word(0); // e_entry
-    out.word(0); // e_phoff: no program headers in an object file
-    out.word(shoff);
-    out.u32(e_flags);
-    out.u16(ehsize);
-    out.u16(0); // e_phentsize
-    out.u16(0); // e_phnum
-    out.u16(shentsize);
-    out.u16(sections.len() as u16);
-    out.u16(4); // e_shstrndx: .shstrtab
+    out.elf_header(machine, e_flags, shoff, &sizes, sections.len() as u16);
     let mut bytes = out.bytes;
-    bytes.extend_from_slice(&body[usize::from(ehsize)..]);
+    bytes.extend_from_slice(&body[usize::from(sizes.ehsize)..]);
     Ok(bytes)
 }
 
@@ -355,9 +403,9 @@ pub fn prepare(
     triple: &str,
     path: &Path,
     linker: Linker,
-) -> Result<Vec<String>, AuditableError> {
+) -> Result<Vec<String>, CrateListError> {
     let bytes = object_file(triple, &compress(&dependency_json(crates)))?;
-    let write_err = |source| AuditableError::Write {
+    let write_err = |source| CrateListError::Write {
         path: path.to_owned(),
         source,
     };
@@ -381,7 +429,7 @@ mod tests {
     use std::collections::{BTreeMap, BTreeSet};
 
     use super::*;
-    use crate::release::sbom::Crate;
+    use crate::toolchain::crates::Crate;
 
     fn tree() -> LinkedCrates {
         let c = |name: &str, version: &str, source: Option<&str>| Crate {
@@ -576,7 +624,7 @@ mod tests {
         assert_eq!(back, json);
         assert!(matches!(
             object_file("sparc-unknown-linux-gnu", &data),
-            Err(AuditableError::Target(_))
+            Err(CrateListError::Target(_))
         ));
     }
 
@@ -588,7 +636,7 @@ mod tests {
         let data = compress(
             br#"{"packages":[{"name":"x","root":true,"source":"local","version":"0.1.0"}]}"#,
         );
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/release/auditable");
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/compile/crate_list");
         for &(triple, ..) in TRIPLES {
             let want = std::fs::read(dir.join(format!("{triple}.o"))).unwrap();
             assert_eq!(object_file(triple, &data).unwrap(), want, "{triple}");

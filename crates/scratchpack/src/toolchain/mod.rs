@@ -1,0 +1,267 @@
+//! Every program the engine runs (cargo, rustc, rustup, git) and the
+//! environment they and the engine read. The environment is read once, at
+//! the command line's edge ([`Env::from_process`]), into a value that is
+//! passed down: nothing below the command line asks the process for a
+//! variable, so what a run depends on is what it was handed, and a test
+//! hands it what it wants ([`Env::from_vars`]). Also what those programs
+//! say: the workspace (`cargo metadata`), the crates a binary links (`cargo
+//! tree`, Cargo.lock) and the answers kept between runs.
+
+pub mod answers;
+pub mod cargo;
+pub mod crates;
+pub mod git;
+pub mod metadata;
+pub mod rustc;
+pub mod rustup;
+pub mod versions;
+pub mod workspace;
+
+use std::collections::BTreeMap;
+use std::ffi::{OsStr, OsString};
+use std::path::PathBuf;
+
+/// The variables read by name. Families of variables (cargo's build
+/// variables, the C compilers of [`shapes_build`], git's `GIT_*`) are held
+/// as well.
+const NAMED: &[&str] = &[
+    // The programs to run, and the caller's own rustc wrapper (sccache,
+    // say), which image builds run in turn.
+    "CARGO",
+    "RUSTC",
+    "RUSTC_WRAPPER",
+    // The caller's flags, which image builds start from.
+    "RUSTFLAGS",
+    "CARGO_ENCODED_RUSTFLAGS",
+    // Where cargo's and the user's homes are: remapped out of binaries, and
+    // where cargo's and git's configuration is read.
+    "CARGO_HOME",
+    "HOME",
+    "XDG_CONFIG_HOME",
+    // rustup's toolchain, found without starting rustc.
+    "RUSTUP_HOME",
+    "RUSTUP_TOOLCHAIN",
+    // Where the target directory is, for the workspace record.
+    "CARGO_TARGET_DIR",
+    "CARGO_BUILD_TARGET_DIR",
+    // The time images record, and where the emulators of foreign
+    // platforms are.
+    "SOURCE_DATE_EPOCH",
+    "SCRATCHPACK_EMULATOR_DIR",
+];
+
+/// Whether an environment variable changes what cargo and rustc build.
+/// `RUSTC_WRAPPER` (sccache) is left out: a wrapper caches, it does not
+/// change the output; `RUSTC` is a host path, and `rustc -vV` names the
+/// compiler it runs.
+pub fn shapes_build(name: &str) -> bool {
+    matches!(
+        name,
+        "RUSTFLAGS" | "CARGO_ENCODED_RUSTFLAGS" | "RUSTDOCFLAGS" | "CARGO_ENCODED_RUSTDOCFLAGS"
+    ) || name.starts_with("CARGO_TARGET_")
+        || name.starts_with("CARGO_PROFILE_")
+        || (name.starts_with("CARGO_BUILD_") && name != "CARGO_BUILD_TARGET_DIR")
+        || name.starts_with("CC_")
+        || name.starts_with("CFLAGS")
+}
+
+/// The variable that names the linker cargo uses for `triple`.
+pub fn linker_var(triple: &str) -> String {
+    format!(
+        "CARGO_TARGET_{}_LINKER",
+        triple.to_uppercase().replace(['-', '.'], "_")
+    )
+}
+
+/// Whether [`Env`] holds a variable of this name.
+fn holds(name: &str) -> bool {
+    NAMED.contains(&name) || shapes_build(name) || name.starts_with("GIT_")
+}
+
+/// The environment variables the engine reads, and only those; read once
+/// and passed down.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Env {
+    vars: BTreeMap<String, OsString>,
+}
+
+impl Env {
+    /// This process's environment. Called once, by the command line.
+    pub fn from_process() -> Env {
+        Env::from_vars(std::env::vars_os())
+    }
+
+    /// An environment of the given variables (those it holds; a name that
+    /// is not Unicode is none of them).
+    pub fn from_vars<K, V>(vars: impl IntoIterator<Item = (K, V)>) -> Env
+    where
+        K: Into<OsString>,
+        V: Into<OsString>,
+    {
+        let vars = vars
+            .into_iter()
+            .filter_map(|(name, value)| {
+                let name = name.into().into_string().ok()?;
+                holds(&name).then(|| (name, value.into()))
+            })
+            .collect();
+        Env { vars }
+    }
+
+    /// A variable's value, when it is set.
+    fn var_os(&self, name: &str) -> Option<&OsStr> {
+        debug_assert!(holds(name), "`{name}` is not a variable Env holds");
+        self.vars.get(name).map(OsString::as_os_str)
+    }
+
+    /// A variable's value, when it is set and Unicode (as `std::env::var`
+    /// gives it).
+    fn var(&self, name: &str) -> Option<&str> {
+        self.var_os(name)?.to_str()
+    }
+
+    /// Every variable whose name starts with `prefix`, in name order.
+    fn with_prefix<'a>(&'a self, prefix: &'a str) -> impl Iterator<Item = (&'a str, &'a OsStr)> {
+        self.vars
+            .iter()
+            .filter(move |(name, _)| name.starts_with(prefix))
+            .map(|(name, value)| (name.as_str(), value.as_os_str()))
+    }
+
+    /// The `RUSTC_WRAPPER` the caller set, if any.
+    pub fn rustc_wrapper(&self) -> Option<&OsStr> {
+        self.var_os("RUSTC_WRAPPER")
+    }
+
+    /// The caller's rustflags, read as cargo reads them: the encoded form
+    /// (separated by 0x1f) when it is set and not empty, else `RUSTFLAGS`
+    /// split on whitespace.
+    pub fn rustflags(&self) -> Vec<String> {
+        match self.var("CARGO_ENCODED_RUSTFLAGS") {
+            Some(s) if !s.is_empty() => s.split('\x1f').map(str::to_owned).collect(),
+            _ => self
+                .var("RUSTFLAGS")
+                .map(|s| s.split_whitespace().map(str::to_owned).collect())
+                .unwrap_or_default(),
+        }
+    }
+
+    /// Cargo's home: `CARGO_HOME`, else `.cargo` in the user's home.
+    pub fn cargo_home(&self) -> Option<PathBuf> {
+        self.var_os("CARGO_HOME")
+            .map(PathBuf::from)
+            .or_else(|| self.home().map(|h| h.join(".cargo")))
+    }
+
+    /// The user's home directory, `HOME`.
+    fn home(&self) -> Option<PathBuf> {
+        self.var_os("HOME").map(PathBuf::from)
+    }
+
+    /// The linker the caller set for `triple` ([`linker_var`]), if any.
+    pub fn linker(&self, triple: &str) -> Option<&OsStr> {
+        self.var_os(&linker_var(triple))
+    }
+
+    /// `SOURCE_DATE_EPOCH` as it was set (reproducible-builds.org), unparsed.
+    pub fn source_date_epoch(&self) -> Option<&str> {
+        self.var("SOURCE_DATE_EPOCH")
+    }
+
+    /// Where to look for `qemu-<arch>-static`: `SCRATCHPACK_EMULATOR_DIR`,
+    /// else `/usr/bin`, where Debian's qemu-user-static installs them.
+    pub fn emulator_dir(&self) -> PathBuf {
+        self.var_os("SCRATCHPACK_EMULATOR_DIR")
+            .filter(|d| !d.is_empty())
+            .map_or_else(|| PathBuf::from("/usr/bin"), PathBuf::from)
+    }
+
+    /// The variables that change what cargo and rustc build
+    /// ([`shapes_build`]), with their values.
+    pub fn build_variables(&self) -> BTreeMap<String, String> {
+        self.vars
+            .iter()
+            .filter(|(name, _)| shapes_build(name))
+            .map(|(name, value)| (name.clone(), value.to_string_lossy().into_owned()))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_variables_read_are_held() {
+        let env = Env::from_vars([
+            ("RUSTFLAGS", "-Copt-level=s"),
+            ("CARGO_TARGET_X86_64_UNKNOWN_LINUX_MUSL_LINKER", "cc"),
+            ("GIT_DIR", "/elsewhere"),
+            ("PATH", "/usr/bin"),
+            ("TERM", "dumb"),
+        ]);
+        let names: Vec<&str> = env.vars.keys().map(String::as_str).collect();
+        assert_eq!(
+            names,
+            [
+                "CARGO_TARGET_X86_64_UNKNOWN_LINUX_MUSL_LINKER",
+                "GIT_DIR",
+                "RUSTFLAGS"
+            ]
+        );
+        assert_eq!(
+            env.linker("x86_64-unknown-linux-musl"),
+            Some(OsStr::new("cc"))
+        );
+        assert_eq!(
+            linker_var("armv7-unknown-linux-musleabihf"),
+            "CARGO_TARGET_ARMV7_UNKNOWN_LINUX_MUSLEABIHF_LINKER"
+        );
+        let git: Vec<_> = env.with_prefix("GIT_").collect();
+        assert_eq!(git, [("GIT_DIR", OsStr::new("/elsewhere"))]);
+    }
+
+    #[test]
+    fn a_wrapper_and_the_target_directory_do_not_shape_the_build() {
+        let env = Env::from_vars([
+            ("RUSTC_WRAPPER", "sccache"),
+            ("CARGO_BUILD_TARGET_DIR", "/t"),
+            ("CARGO_PROFILE_RELEASE_LTO", "true"),
+            ("CC_aarch64_unknown_linux_musl", "clang"),
+        ]);
+        assert_eq!(
+            env.build_variables().into_keys().collect::<Vec<_>>(),
+            ["CARGO_PROFILE_RELEASE_LTO", "CC_aarch64_unknown_linux_musl"]
+        );
+        assert_eq!(env.rustc_wrapper(), Some(OsStr::new("sccache")));
+    }
+
+    #[test]
+    fn rustflags_are_read_as_cargo_reads_them() {
+        let env = |vars: &[(&str, &str)]| Env::from_vars(vars.iter().copied());
+        assert_eq!(
+            env(&[("RUSTFLAGS", " -Ca  -Cb ")]).rustflags(),
+            ["-Ca", "-Cb"]
+        );
+        let both = env(&[
+            ("RUSTFLAGS", "-Ca"),
+            ("CARGO_ENCODED_RUSTFLAGS", "-Cx y\x1f-Cz"),
+        ]);
+        assert_eq!(both.rustflags(), ["-Cx y", "-Cz"]);
+        let empty = env(&[("RUSTFLAGS", "-Ca"), ("CARGO_ENCODED_RUSTFLAGS", "")]);
+        assert_eq!(empty.rustflags(), ["-Ca"]);
+        assert!(env(&[]).rustflags().is_empty());
+    }
+
+    #[test]
+    fn cargo_home_falls_back_to_the_users_home() {
+        let home = Env::from_vars([("HOME", "/home/u")]);
+        assert_eq!(home.cargo_home(), Some(PathBuf::from("/home/u/.cargo")));
+        let set = Env::from_vars([("HOME", "/home/u"), ("CARGO_HOME", "/c")]);
+        assert_eq!(set.cargo_home(), Some(PathBuf::from("/c")));
+        assert_eq!(Env::default().cargo_home(), None);
+        assert_eq!(Env::default().emulator_dir(), PathBuf::from("/usr/bin"));
+        let empty = Env::from_vars([("SCRATCHPACK_EMULATOR_DIR", "")]);
+        assert_eq!(empty.emulator_dir(), PathBuf::from("/usr/bin"));
+    }
+}
