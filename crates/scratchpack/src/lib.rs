@@ -14,6 +14,7 @@ pub mod cargo_json;
 pub mod cli;
 pub mod compile;
 pub mod diagnostic;
+pub mod digest;
 pub mod elf;
 pub mod gunzip;
 pub mod manifest;
