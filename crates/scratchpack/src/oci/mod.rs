@@ -4,6 +4,7 @@
 
 pub mod archive;
 pub mod compress;
+pub mod error;
 pub mod image;
 pub mod layer;
 pub mod layout;
@@ -17,9 +18,10 @@ use serde::Serialize;
 pub(crate) use crate::digest::hex;
 pub use crate::digest::{Digest, canonical_json};
 pub use compress::Compression;
+pub use error::ReadError;
 pub use image::{Image, ImageSet};
 pub use layer::{Entry, EntryKind, Layer};
-pub use read::{LayoutDir, ReadError};
+pub use read::LayoutDir;
 pub use source::{ResolvedImage, Source};
 pub use spec::{Config, Descriptor, Index, Manifest, PlatformSpec};
 

@@ -11,16 +11,12 @@ use std::collections::BTreeSet;
 
 use serde::Deserialize;
 
-use super::read::ReadError;
+use super::error::{MAX_JSON, ReadError, blob_path};
 use super::spec::{Config, Index, Manifest};
 use super::{
     DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, Descriptor, Digest, MEDIA_TYPE_INDEX,
     MEDIA_TYPE_MANIFEST,
 };
-
-/// The most bytes a JSON document (index, manifest, config, `oci-layout`)
-/// may have. Real ones are a few KiB; this only stops a hostile one.
-pub const MAX_JSON: u64 = 4 << 20;
 
 /// Image indexes nest; this bounds a broken or hostile chain.
 pub const MAX_DEPTH: usize = 8;
@@ -177,7 +173,7 @@ impl Walk<'_> {
             return Err(ReadError::TooDeep(MAX_DEPTH));
         }
         let bytes = self.src.blob(d, MAX_JSON)?;
-        let path = super::read::blob_path(&d.digest);
+        let path = blob_path(&d.digest);
         // The descriptor names the type; a document's own field backs it up.
         let media_type = if d.media_type.is_empty() {
             #[derive(Deserialize)]
@@ -202,7 +198,7 @@ impl Walk<'_> {
                 let config_bytes = self.src.blob(&manifest.config, MAX_JSON)?;
                 let config: Config = parse(
                     "image config",
-                    &super::read::blob_path(&manifest.config.digest),
+                    &blob_path(&manifest.config.digest),
                     &config_bytes,
                 )?;
                 let platform = match &d.platform {

@@ -298,7 +298,7 @@ fn memory_layout_and_archive_read_alike() {
     let docker = archive.docker_manifest().unwrap();
     assert_eq!(
         docker[0].config,
-        read::blob_path(&images[0].manifest.config.digest)
+        error::blob_path(&images[0].manifest.config.digest)
     );
     for d in images[0].layers() {
         archive.blob(d, u64::MAX).unwrap();
@@ -417,7 +417,7 @@ mod hostile {
         let layout = LayoutDir::open(&dir.path().join("hello")).unwrap();
         let mut d = set.images[0].manifest.descriptor();
         d.size = 8 << 30;
-        let e = layout.blob(&d, source::MAX_JSON).unwrap_err();
+        let e = layout.blob(&d, error::MAX_JSON).unwrap_err();
         assert!(matches!(&e, ReadError::TooLarge { .. }), "{e}");
 
         // A blob whose file is larger than its descriptor: refused by the
@@ -429,7 +429,7 @@ mod hostile {
             .unwrap();
         f.set_len(1 << 40).unwrap();
         let e = layout
-            .blob(&layer.descriptor(), read::MAX_BLOB_IN_MEMORY)
+            .blob(&layer.descriptor(), error::MAX_BLOB_IN_MEMORY)
             .unwrap_err();
         assert!(
             matches!(
@@ -457,7 +457,7 @@ mod hostile {
         std::fs::create_dir(&path).unwrap();
         let layout = LayoutDir::open(&dir.path().join("hello")).unwrap();
         let e = layout
-            .blob(&config.descriptor(), source::MAX_JSON)
+            .blob(&config.descriptor(), error::MAX_JSON)
             .unwrap_err();
         assert!(matches!(&e, ReadError::NotRegular { .. }), "{e}");
     }

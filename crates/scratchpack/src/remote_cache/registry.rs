@@ -14,10 +14,9 @@ use crate::compile::{CompileError, Compiler, Request};
 use crate::elf::check_static;
 use crate::manifest::{FileSource, ImagePlan};
 use crate::oci::image::Contents;
-use crate::oci::read::ReadError;
 use crate::oci::source::{Source, resolve};
 use crate::oci::{
-    Descriptor, Digest, Image, ImageSet, MEDIA_TYPE_LAYER_GZIP, MEDIA_TYPE_LAYER_ZSTD,
+    Descriptor, Digest, Image, ImageSet, MEDIA_TYPE_LAYER_GZIP, MEDIA_TYPE_LAYER_ZSTD, ReadError,
 };
 use crate::registry::{CredentialSource, PushOptions, Session, default_credentials, push_layout};
 use crate::shell::Shell;
@@ -269,7 +268,7 @@ impl Source for Remote<'_, '_> {
     }
 
     fn blob(&self, d: &Descriptor, limit: u64) -> Result<Vec<u8>, ReadError> {
-        let path = crate::oci::read::blob_path(&d.digest);
+        let path = crate::oci::error::blob_path(&d.digest);
         if d.size > limit {
             return Err(ReadError::TooLarge {
                 path,
@@ -293,7 +292,7 @@ impl Source for Remote<'_, '_> {
                 .get_blob(&d.digest, limit as usize)
                 .map_err(|e| io(&e))?
         };
-        crate::oci::read::verify(d, bytes.len() as u64, Digest::of(&bytes))?;
+        crate::oci::error::verify(d, bytes.len() as u64, Digest::of(&bytes))?;
         Ok(bytes)
     }
 }
@@ -368,7 +367,7 @@ fn pull(
             other => return Err(format!("its layer is `{other}`")),
         };
         let blob = src
-            .blob(layer, crate::oci::read::MAX_BLOB_IN_MEMORY)
+            .blob(layer, crate::oci::error::MAX_BLOB_IN_MEMORY)
             .map_err(|e| chain(&e))?;
         let tar = decompress(&blob, zstd)?;
         let diff_id = Digest::of(&tar);
@@ -410,7 +409,7 @@ fn decompress(bytes: &[u8], zstd: bool) -> Result<Vec<u8>, String> {
     };
     let mut out = Vec::new();
     reader
-        .take(crate::oci::read::MAX_BLOB_IN_MEMORY)
+        .take(crate::oci::error::MAX_BLOB_IN_MEMORY)
         .read_to_end(&mut out)
         .map_err(|e| format!("decompressing its layer: {e}"))?;
     Ok(out)

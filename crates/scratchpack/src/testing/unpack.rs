@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest as _, Sha256};
 
 use crate::manifest::FileKind;
-use crate::oci::read::MAX_BLOB_IN_MEMORY;
+use crate::oci::error::MAX_BLOB_IN_MEMORY;
 pub use crate::oci::spec::{Config as ImageConfig, ExecConfig, RootFs};
 use crate::oci::{
     DOCKER_LAYER_GZIP, Descriptor, Digest, LayoutDir, MEDIA_TYPE_LAYER_GZIP, MEDIA_TYPE_LAYER_TAR,
@@ -137,7 +137,7 @@ fn read_blob(dir: &Path, d: &Descriptor) -> Result<(PathBuf, Vec<u8>), UnpackErr
     let bytes = open(dir)?
         .blob(d, MAX_BLOB_IN_MEMORY)
         .map_err(layout_error(dir))?;
-    Ok((dir.join(crate::oci::read::blob_path(&d.digest)), bytes))
+    Ok((dir.join(crate::oci::error::blob_path(&d.digest)), bytes))
 }
 
 /// What an unpacked path is, as the layer's tar header said: the mode is the
