@@ -12,6 +12,7 @@ use std::time::Duration;
 use anyhow::{Context as _, anyhow};
 
 use super::{Common, Failure};
+use crate::oci::PlatformSpec;
 use crate::output::OutputLock;
 use crate::testing::{command, unpack};
 
@@ -38,7 +39,7 @@ pub(super) struct Args {
     args: Vec<String>,
     /// The platform to run, e.g. linux/arm64 [default: the host's, else the first]
     #[arg(long, value_name = "OS/ARCH")]
-    platform: Option<String>,
+    platform: Option<PlatformSpec>,
     /// Set an environment variable (repeatable), over the image's env
     #[arg(long, short, value_name = "K=V")]
     env: Vec<String>,
@@ -110,29 +111,31 @@ fn run_image(args: Args) -> Result<i32, Failure> {
         .with_context(|| format!("locking {}", ctx.out_dir.display()))?;
     let images = unpack::read_layout(&built.layout)
         .with_context(|| format!("reading the image layout {}", built.layout.display()))?;
-    let available: Vec<&str> = images.iter().map(|i| i.platform.as_str()).collect();
-    let host = crate::platform::Platform::host()
-        .map(|p| format!("{}/{}", p.os(), p.architecture()))
-        .unwrap_or_default();
-    let wanted = args.platform.clone().unwrap_or_else(|| {
-        if available.contains(&host.as_str()) {
-            host.clone()
-        } else {
-            available
-                .first()
-                .map_or_else(String::new, |p| (*p).to_owned())
-        }
+    // The host's own platform is named without a variant: an image that
+    // names one runs only when asked for.
+    let host = crate::platform::Platform::host().map(|p| PlatformSpec {
+        architecture: p.architecture().to_owned(),
+        os: p.os().to_owned(),
+        variant: None,
     });
-    let image = images
-        .iter()
-        .find(|i| i.platform == wanted)
-        .ok_or_else(|| {
-            Failure::Usage(anyhow!(
-                "image `{}` has no platform {wanted}; it has {}",
-                args.name,
-                available.join(", ")
-            ))
-        })?;
+    let image = match &args.platform {
+        Some(wanted) => images.iter().find(|i| i.platform == *wanted),
+        None => images
+            .iter()
+            .find(|i| Some(&i.platform) == host.as_ref())
+            .or(images.first()),
+    };
+    let image = image.ok_or_else(|| {
+        let available: Vec<String> = images.iter().map(|i| i.platform.to_string()).collect();
+        let wanted = args.platform.as_ref().map(ToString::to_string);
+        Failure::Usage(anyhow!(
+            "image `{}` has no platform {}; it has {}",
+            args.name,
+            wanted.unwrap_or_default(),
+            available.join(", ")
+        ))
+    })?;
+    let wanted = &image.platform;
     let unpacked = unpack::unpack(&built.layout, image, &unpack::UnpackLimits::default())
         .with_context(|| format!("unpacking image `{}` ({wanted})", args.name))?;
     drop(lock);
@@ -163,9 +166,9 @@ fn run_image(args: Args) -> Result<i32, Failure> {
         .clone()
         .filter(|w| !w.is_empty())
         .unwrap_or_else(|| "/".to_owned());
-    let architecture = wanted.rsplit('/').next().unwrap_or_default();
-    let emulator = sandbox::emulator_in_dir(architecture, &super::test_images::emulator_dir())
-        .with_context(|| format!("running the {wanted} image on this host"))?;
+    let emulator =
+        sandbox::emulator_in_dir(&wanted.architecture, &super::test_images::emulator_dir())
+            .with_context(|| format!("running the {wanted} image on this host"))?;
 
     let mut limits = sandbox::Limits {
         // Far enough that no run meets it: `docker run` has no time limit.

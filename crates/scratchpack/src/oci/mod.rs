@@ -22,8 +22,8 @@ pub use error::ReadError;
 pub use image::{Image, ImageSet};
 pub use layer::{Entry, EntryKind, Layer};
 pub use read::LayoutDir;
-pub use source::{ResolvedImage, Source};
-pub use spec::{Config, Descriptor, Index, Manifest, PlatformSpec};
+pub use source::{ResolvedImage, Source, StoredDocument};
+pub use spec::{Config, Descriptor, Index, Manifest, PlatformSpec, PlatformSpecError};
 
 pub const MEDIA_TYPE_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const MEDIA_TYPE_INDEX: &str = "application/vnd.oci.image.index.v1+json";

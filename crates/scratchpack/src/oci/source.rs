@@ -12,7 +12,7 @@ use std::collections::BTreeSet;
 use serde::Deserialize;
 
 use super::error::{MAX_JSON, ReadError, blob_path};
-use super::spec::{Config, Index, Manifest};
+use super::spec::{Config, Index, Manifest, PlatformSpec};
 use super::{
     DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, Descriptor, Digest, MEDIA_TYPE_INDEX,
     MEDIA_TYPE_MANIFEST,
@@ -33,7 +33,7 @@ pub trait Source {
 /// A manifest or index as stored: its descriptor, its type and the exact
 /// bytes that hash to its digest.
 #[derive(Debug, Clone)]
-pub struct Document {
+pub struct StoredDocument {
     pub descriptor: Descriptor,
     pub media_type: String,
     pub bytes: Vec<u8>,
@@ -42,8 +42,8 @@ pub struct Document {
 /// One platform's image, read and verified down to its config.
 #[derive(Debug, Clone)]
 pub struct ResolvedImage {
-    /// `os/architecture[/variant]`: the index's platform, else the config's.
-    pub platform: String,
+    /// The index's platform, else the config's.
+    pub platform: PlatformSpec,
     pub manifest_digest: Digest,
     pub manifest: Manifest,
     pub config: Config,
@@ -59,9 +59,9 @@ impl ResolvedImage {
 #[derive(Debug, Clone)]
 pub struct Resolved {
     /// The manifest or index a reference resolves to.
-    pub top: Document,
+    pub top: StoredDocument,
     /// Manifests under the top index, children before parents, each once.
-    pub children: Vec<Document>,
+    pub children: Vec<StoredDocument>,
     /// Each platform image, in index order, each once.
     pub images: Vec<ResolvedImage>,
 }
@@ -163,12 +163,12 @@ pub fn resolve_all(src: &dyn Source) -> Result<Vec<ResolvedImage>, ReadError> {
 
 struct Walk<'a> {
     src: &'a dyn Source,
-    children: Vec<Document>,
+    children: Vec<StoredDocument>,
     images: Vec<ResolvedImage>,
 }
 
 impl Walk<'_> {
-    fn document(&mut self, d: &Descriptor, depth: usize) -> Result<Document, ReadError> {
+    fn document(&mut self, d: &Descriptor, depth: usize) -> Result<StoredDocument, ReadError> {
         if depth > MAX_DEPTH {
             return Err(ReadError::TooDeep(MAX_DEPTH));
         }
@@ -202,11 +202,8 @@ impl Walk<'_> {
                     &config_bytes,
                 )?;
                 let platform = match &d.platform {
-                    Some(p) => p.name(),
-                    None => match &config.variant {
-                        Some(v) => format!("{}/{}/{v}", config.os, config.architecture),
-                        None => format!("{}/{}", config.os, config.architecture),
-                    },
+                    Some(p) => p.clone(),
+                    None => config.platform(),
                 };
                 self.images.push(ResolvedImage {
                     platform,
@@ -222,7 +219,7 @@ impl Walk<'_> {
                 });
             }
         }
-        Ok(Document {
+        Ok(StoredDocument {
             descriptor: d.clone(),
             media_type,
             bytes,

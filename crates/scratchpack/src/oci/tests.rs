@@ -223,6 +223,34 @@ fn repository_and_registry_name_the_archive() {
     );
 }
 
+#[test]
+fn platforms_read_as_they_are_written() {
+    for text in ["linux/amd64", "linux/arm/v7"] {
+        let platform: PlatformSpec = text.parse().unwrap();
+        assert_eq!(platform.to_string(), text);
+    }
+    let arm: PlatformSpec = "linux/arm/v7".parse().unwrap();
+    assert_eq!(
+        (
+            arm.os.as_str(),
+            arm.architecture.as_str(),
+            arm.variant.as_deref()
+        ),
+        ("linux", "arm", Some("v7"))
+    );
+    for bad in [
+        "",
+        "linux",
+        "linux/",
+        "/amd64",
+        "linux//v7",
+        "linux/arm/v7/x",
+    ] {
+        let e = bad.parse::<PlatformSpec>().unwrap_err();
+        assert!(e.to_string().contains("OS/ARCH"), "{bad}: {e}");
+    }
+}
+
 /// Writes the set's layout under `dir` and its archive beside it.
 fn write_out(set: &ImageSet, dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
     let meta = layout::LayoutMeta::new(set);
@@ -267,7 +295,7 @@ fn memory_layout_and_archive_read_alike() {
         let platforms: Vec<_> = resolved
             .images
             .iter()
-            .map(|i| i.platform.as_str())
+            .map(|i| i.platform.to_string())
             .collect();
         assert_eq!(platforms, ["linux/amd64", "linux/arm64"]);
         for (r, built) in resolved.images.iter().zip(&set.images) {
@@ -294,7 +322,7 @@ fn memory_layout_and_archive_read_alike() {
     let archive = archive::ArchiveFile::open(&tar).unwrap();
     let images = source::resolve_all(&archive).unwrap();
     assert_eq!(images.len(), 1);
-    assert_eq!(images[0].platform, "linux/amd64");
+    assert_eq!(images[0].platform.to_string(), "linux/amd64");
     let docker = archive.docker_manifest().unwrap();
     assert_eq!(
         docker[0].config,

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use super::error::RegistryError;
 
-use crate::oci::source::{self, Document};
+use crate::oci::source::{self, StoredDocument};
 use crate::oci::{LayoutDir, ReadError};
 
 /// A manifest or index, with the exact bytes that are pushed.
@@ -19,8 +19,8 @@ pub(super) struct ManifestBlob {
     pub bytes: Vec<u8>,
 }
 
-impl From<Document> for ManifestBlob {
-    fn from(d: Document) -> Self {
+impl From<StoredDocument> for ManifestBlob {
+    fn from(d: StoredDocument) -> Self {
         ManifestBlob {
             digest: d.descriptor.digest.to_string(),
             media_type: d.media_type,

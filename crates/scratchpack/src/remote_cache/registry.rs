@@ -352,7 +352,7 @@ fn pull(
     let mut assembled = Vec::new();
     for (pulled, target) in resolved.images.iter().zip(&image.targets) {
         let platform = target.platform.to_string();
-        if pulled.platform != platform {
+        if pulled.platform.to_string() != platform {
             return Err(format!("it holds {}, not {platform}", pulled.platform));
         }
         let [layer] = pulled.layers() else {

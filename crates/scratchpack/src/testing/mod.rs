@@ -130,7 +130,7 @@ pub fn run(
             let id = TestId {
                 image: subject.name.clone(),
                 test: test.name.clone(),
-                platform: subject.image.platform.clone(),
+                platform: subject.image.platform.to_string(),
             };
             let key = cache::key(&KeyInputs {
                 manifest: subject.image.manifest.as_str(),
@@ -276,10 +276,10 @@ fn run_one(
     }
 }
 
-/// The image's architecture, from its config or else its platform name.
+/// The image's architecture, from its config or else its platform.
 fn architecture(image: &PlatformImage) -> &str {
     if image.config.architecture.is_empty() {
-        image.platform.rsplit('/').next().unwrap_or("")
+        &image.platform.architecture
     } else {
         &image.config.architecture
     }

@@ -21,7 +21,7 @@ use crate::oci::error::MAX_BLOB_IN_MEMORY;
 pub use crate::oci::spec::{Config as ImageConfig, ExecConfig, RootFs};
 use crate::oci::{
     DOCKER_LAYER_GZIP, Descriptor, Digest, LayoutDir, MEDIA_TYPE_LAYER_GZIP, MEDIA_TYPE_LAYER_TAR,
-    ReadError, Source,
+    PlatformSpec, ReadError, Source,
 };
 
 /// Host mode of every directory the unpacker creates: the unpacking user must
@@ -95,8 +95,7 @@ pub enum EntryProblem {
 /// One platform's image as the layout holds it.
 #[derive(Debug, Clone)]
 pub struct PlatformImage {
-    /// `os/architecture`, e.g. `linux/arm64`.
-    pub platform: String,
+    pub platform: PlatformSpec,
     pub manifest: Digest,
     pub config: ImageConfig,
     layers: Vec<Descriptor>,

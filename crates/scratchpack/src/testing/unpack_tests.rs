@@ -318,7 +318,7 @@ fn a_layout_is_read_through_its_index_and_unpacked() {
     let dir = layout(&tar, None);
     let images = read_layout(dir.path()).unwrap();
     assert_eq!(images.len(), 1);
-    assert_eq!(images[0].platform, "linux/arm64");
+    assert_eq!(images[0].platform.to_string(), "linux/arm64");
     assert_eq!(images[0].config.config.user.as_deref(), Some("1:2"));
     let unpacked = unpack(dir.path(), &images[0], &UnpackLimits::default()).unwrap();
     assert_eq!(std::fs::read(unpacked.root().join("bin")).unwrap(), b"#!");
