@@ -19,7 +19,7 @@ pub(crate) use crate::digest::hex;
 pub use crate::digest::{Digest, canonical_json};
 pub use compress::Compression;
 pub use error::ReadError;
-pub use image::{Image, ImageSet};
+pub use image::{Image, ImageMeta, ImageSet};
 pub use layer::{Entry, EntryKind, Layer};
 pub use read::LayoutDir;
 pub use source::{ResolvedImage, Source, StoredDocument};
@@ -69,4 +69,4 @@ impl Blob {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -8,16 +8,14 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::action::{ImageKey, KeyContext};
+use crate::build::assemble::{self, Contents};
 use crate::build::{self, BuildError, BuiltImage, Options};
 use crate::cache;
 use crate::compile::{CompileError, Compiler, Request};
 use crate::elf::check_static;
 use crate::manifest::{FileSource, ImagePlan};
-use crate::oci::image::Contents;
 use crate::oci::source::{Source, resolve};
-use crate::oci::{
-    Descriptor, Digest, Image, ImageSet, MEDIA_TYPE_LAYER_GZIP, MEDIA_TYPE_LAYER_ZSTD, ReadError,
-};
+use crate::oci::{Descriptor, Digest, MEDIA_TYPE_LAYER_GZIP, MEDIA_TYPE_LAYER_ZSTD, ReadError};
 use crate::registry::{CredentialSource, PushOptions, Session, default_credentials, push_layout};
 use crate::shell::Shell;
 use crate::workspace::Workspace;
@@ -352,7 +350,7 @@ fn pull(
     let mut assembled = Vec::new();
     for (pulled, target) in resolved.images.iter().zip(&image.targets) {
         let platform = target.platform.to_string();
-        if pulled.platform.to_string() != platform {
+        if pulled.platform != assemble::oci_platform(target.platform) {
             return Err(format!("it holds {}, not {platform}", pulled.platform));
         }
         let [layer] = pulled.layers() else {
@@ -384,12 +382,12 @@ fn pull(
             binary: crate::oci::layer::EntryKind::File(&binary),
             files: &files,
         };
-        let img = Image::assemble(image, target.platform, &contents, epoch)
+        let img = assemble::image(image, target.platform, &contents, epoch)
             .map_err(|e| format!("assembling the image from its binary: {e}"))?;
         assembled.push(img);
         binaries.push(binary);
     }
-    let set = ImageSet::new(image, assembled);
+    let set = assemble::image_set(image, assembled);
     let rebuilt = set.top().digest;
     if rebuilt != top.digest {
         return Err(format!(
