@@ -29,4 +29,6 @@ pub mod remote_cache;
 pub mod shell;
 #[cfg(target_os = "linux")]
 pub mod testing;
+#[cfg(target_os = "linux")]
+pub mod unpack;
 pub mod workspace;

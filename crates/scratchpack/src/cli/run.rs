@@ -14,7 +14,8 @@ use anyhow::{Context as _, anyhow};
 use super::{Common, Failure};
 use crate::oci::PlatformSpec;
 use crate::output::OutputLock;
-use crate::testing::{command, unpack};
+use crate::testing::command;
+use crate::unpack;
 
 /// Exit codes of failures before the program runs, as `docker run` uses them.
 const EXIT_SETUP: i32 = 125;

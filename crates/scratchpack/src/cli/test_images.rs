@@ -10,7 +10,8 @@ use anyhow::{Context as _, anyhow};
 
 use super::{Common, Failure};
 use crate::output::OutputLock;
-use crate::testing::{self, Subject, TestReport, Verdict, junit, unpack};
+use crate::testing::{self, Subject, TestReport, Verdict, junit};
+use crate::unpack;
 
 #[derive(Debug, clap::Args)]
 pub(super) struct Args {

@@ -8,7 +8,6 @@ pub mod command;
 pub mod diff;
 pub mod junit;
 pub mod structure;
-pub mod unpack;
 
 use std::collections::VecDeque;
 use std::fmt::Write as _;
@@ -21,7 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::cache;
 use crate::manifest::TestPlan;
-use unpack::{PlatformImage, Unpacked};
+use crate::unpack::{self, PlatformImage, Unpacked};
 
 /// Names one test on one platform: `hello/greets [linux/arm64]`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -1,8 +1,8 @@
 //! Unpacking an image's layers, read from its OCI layout through
-//! [`crate::oci::LayoutDir`] (which treats the layout as hostile), into
-//! a private root directory for the test sandbox, applying changesets and
-//! whiteouts as image-spec `layer.md` says, and refusing every entry that
-//! could reach outside that root.
+//! [`crate::oci::LayoutDir`] (which treats the layout as hostile), into a
+//! private root directory for the sandbox (image tests and `run`), applying
+//! changesets and whiteouts as image-spec `layer.md` says, and refusing
+//! every entry that could reach outside that root.
 //!
 //! The unpacker writes each file itself rather than letting the `tar` crate
 //! do it: it checks every parent of every path is a real directory (never a
@@ -18,10 +18,9 @@ use sha2::{Digest as _, Sha256};
 
 use crate::manifest::FileKind;
 use crate::oci::error::MAX_BLOB_IN_MEMORY;
-pub use crate::oci::spec::{Config as ImageConfig, ExecConfig, RootFs};
 use crate::oci::{
-    DOCKER_LAYER_GZIP, Descriptor, Digest, LayoutDir, MEDIA_TYPE_LAYER_GZIP, MEDIA_TYPE_LAYER_TAR,
-    PlatformSpec, ReadError, Source,
+    Config, DOCKER_LAYER_GZIP, Descriptor, Digest, LayoutDir, MEDIA_TYPE_LAYER_GZIP,
+    MEDIA_TYPE_LAYER_TAR, PlatformSpec, ReadError, Source,
 };
 
 /// Host mode of every directory the unpacker creates: the unpacking user must
@@ -97,7 +96,7 @@ pub enum EntryProblem {
 pub struct PlatformImage {
     pub platform: PlatformSpec,
     pub manifest: Digest,
-    pub config: ImageConfig,
+    pub config: Config,
     layers: Vec<Descriptor>,
 }
 
@@ -880,5 +879,4 @@ fn check_link_target(parents: &[String], target: &str) -> Result<(), EntryProble
 }
 
 #[cfg(test)]
-#[path = "unpack_tests.rs"]
 mod tests;
