@@ -43,6 +43,10 @@ pub enum ReadError {
     },
     #[error("{digest} has media type `{media_type}`, not an image manifest or index")]
     MediaType { digest: Digest, media_type: String },
+    #[error(
+        "layer {digest} has media type `{media_type}`, which is not a layer this program reads"
+    )]
+    LayerMediaType { digest: Digest, media_type: String },
     #[error("index.json has no image named `{name}` (it has {names:?})")]
     NoSuchRef { name: String, names: Vec<String> },
     #[error("index.json lists no image")]

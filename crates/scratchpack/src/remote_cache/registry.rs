@@ -14,8 +14,11 @@ use crate::cache;
 use crate::compile::{CompileError, Compiler, Request};
 use crate::elf::check_static;
 use crate::manifest::{FileSource, ImagePlan};
+use crate::oci::error::MAX_BLOB_IN_MEMORY;
 use crate::oci::source::{Source, resolve};
-use crate::oci::{Descriptor, Digest, MEDIA_TYPE_LAYER_GZIP, MEDIA_TYPE_LAYER_ZSTD, ReadError};
+use crate::oci::{
+    Descriptor, Digest, LayerBlob, MEDIA_TYPE_LAYER_GZIP, MEDIA_TYPE_LAYER_ZSTD, ReadError,
+};
 use crate::registry::{CredentialSource, PushOptions, Session, default_credentials, push_layout};
 use crate::shell::Shell;
 use crate::workspace::Workspace;
@@ -359,16 +362,15 @@ fn pull(
                 pulled.layers().len()
             ));
         };
-        let zstd = match layer.media_type.as_str() {
-            MEDIA_TYPE_LAYER_GZIP => false,
-            MEDIA_TYPE_LAYER_ZSTD => true,
-            other => return Err(format!("its layer is `{other}`")),
-        };
-        let blob = src
-            .blob(layer, crate::oci::error::MAX_BLOB_IN_MEMORY)
-            .map_err(|e| chain(&e))?;
-        let tar = decompress(&blob, zstd)?;
-        let diff_id = Digest::of(&tar);
+        // An entry holds what the build writes, and it writes no other layer.
+        if !matches!(
+            layer.media_type.as_str(),
+            MEDIA_TYPE_LAYER_GZIP | MEDIA_TYPE_LAYER_ZSTD
+        ) {
+            return Err(format!("its layer is `{}`", layer.media_type));
+        }
+        let blob = LayerBlob::read(&src, layer, MAX_BLOB_IN_MEMORY).map_err(|e| chain(&e))?;
+        let (tar, diff_id) = decompress(&blob)?;
         if pulled.config.rootfs.diff_ids.first() != Some(&diff_id) {
             return Err(format!(
                 "its layer's diff_id is {diff_id}, not what its config says"
@@ -398,19 +400,17 @@ fn pull(
     Ok(Some(Hit { binaries }))
 }
 
-/// The layer's tar, from either layer compression the build writes.
-fn decompress(bytes: &[u8], zstd: bool) -> Result<Vec<u8>, String> {
-    let reader: Box<dyn Read + '_> = if zstd {
-        crate::oci::compress::zstd_reader(bytes)
-    } else {
-        Box::new(crate::gunzip::GzDecoder::new(bytes))
-    };
+/// The layer's tar, held whole so the binary can be taken out of it, and
+/// its diff_id.
+fn decompress(blob: &LayerBlob) -> Result<(Vec<u8>, Digest), String> {
+    let failed = |e: std::io::Error| format!("decompressing its layer: {e}");
+    let mut tar = blob.tar(MAX_BLOB_IN_MEMORY, |limit| {
+        format!("more than {limit} bytes uncompressed")
+    });
     let mut out = Vec::new();
-    reader
-        .take(crate::oci::error::MAX_BLOB_IN_MEMORY)
-        .read_to_end(&mut out)
-        .map_err(|e| format!("decompressing its layer: {e}"))?;
-    Ok(out)
+    tar.read_to_end(&mut out).map_err(failed)?;
+    let (diff_id, _) = tar.finish().map_err(failed)?;
+    Ok((out, diff_id))
 }
 
 /// The bytes of the regular file at `path` in `tar`.

@@ -14,13 +14,10 @@ use std::io::{ErrorKind, Read};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest as _, Sha256};
-
 use crate::manifest::FileKind;
 use crate::oci::error::MAX_BLOB_IN_MEMORY;
 use crate::oci::{
-    Config, DOCKER_LAYER_GZIP, Descriptor, Digest, LayoutDir, MEDIA_TYPE_LAYER_GZIP,
-    MEDIA_TYPE_LAYER_TAR, PlatformSpec, ReadError, Source,
+    Config, Descriptor, Digest, LayerBlob, LayerTar, LayoutDir, PlatformSpec, ReadError,
 };
 
 /// Host mode of every directory the unpacker creates: the unpacking user must
@@ -38,8 +35,6 @@ pub enum UnpackError {
         #[source]
         source: ReadError,
     },
-    #[error("blob {digest} has media type {media_type}, which the unpacker does not read")]
-    MediaType { digest: Digest, media_type: String },
     #[error("the image lists {layers} layers but its config has {diff_ids} diff_ids")]
     LayerCount { layers: usize, diff_ids: usize },
     #[error("layer {layer} unpacks to {actual}, but the config's diff_id is {expected}")]
@@ -127,15 +122,6 @@ fn layout_error(dir: &Path) -> impl FnOnce(ReadError) -> UnpackError + '_ {
         path: dir.to_owned(),
         source,
     }
-}
-
-/// The bytes of the layer blob `d`, after checking its size (before reading,
-/// and at most [`MAX_BLOB_IN_MEMORY`]) and digest.
-fn read_blob(dir: &Path, d: &Descriptor) -> Result<(PathBuf, Vec<u8>), UnpackError> {
-    let bytes = open(dir)?
-        .blob(d, MAX_BLOB_IN_MEMORY)
-        .map_err(layout_error(dir))?;
-    Ok((dir.join(crate::oci::error::blob_path(&d.digest)), bytes))
 }
 
 /// What an unpacked path is, as the layer's tar header said: the mode is the
@@ -365,25 +351,12 @@ pub fn unpack(
     }
     let mut tree = Tree::new();
     let mut budget = Budget::new(*limits);
+    let source = open(layout)?;
     for (layer, diff_id) in image.layers.iter().zip(diff_ids) {
-        let (_, blob) = read_blob(layout, layer)?;
-        let hashing = match layer.media_type.as_str() {
-            MEDIA_TYPE_LAYER_GZIP | DOCKER_LAYER_GZIP => {
-                HashingReader::new(Box::new(crate::gunzip::GzDecoder::new(&blob[..])))
-            }
-            MEDIA_TYPE_LAYER_TAR => HashingReader::new(Box::new(&blob[..])),
-            crate::oci::MEDIA_TYPE_LAYER_ZSTD => {
-                HashingReader::new(crate::oci::compress::zstd_reader(&blob))
-            }
-            other => {
-                return Err(UnpackError::MediaType {
-                    digest: layer.digest.clone(),
-                    media_type: other.to_owned(),
-                });
-            }
-        };
-        let actual = unpack_layer(hashing, &layer.digest, dir.path(), &mut tree, &mut budget)?;
-        if actual.as_str() != diff_id {
+        let blob =
+            LayerBlob::read(&source, layer, MAX_BLOB_IN_MEMORY).map_err(layout_error(layout))?;
+        let actual = apply_layer(&blob, dir.path(), &mut tree, &mut budget)?;
+        if actual != *diff_id {
             return Err(UnpackError::DiffId {
                 layer: layer.digest.clone(),
                 expected: diff_id.clone(),
@@ -392,41 +365,6 @@ pub fn unpack(
         }
     }
     Ok(Unpacked { dir, tree })
-}
-
-/// Hashes what passes through, for the diff_id of an uncompressed layer, and
-/// fails once more than `limit` bytes have come through.
-struct HashingReader<'a> {
-    inner: Box<dyn Read + 'a>,
-    hasher: Sha256,
-    read: u64,
-    limit: u64,
-}
-
-impl<'a> HashingReader<'a> {
-    fn new(inner: Box<dyn Read + 'a>) -> HashingReader<'a> {
-        HashingReader {
-            inner,
-            hasher: Sha256::new(),
-            read: 0,
-            limit: u64::MAX,
-        }
-    }
-}
-
-impl Read for HashingReader<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.read += n as u64;
-        if self.read > self.limit {
-            return Err(std::io::Error::other(format!(
-                "the image's layers unpack to more than {} bytes, the unpack limit `max-bytes`",
-                self.limit
-            )));
-        }
-        self.hasher.update(&buf[..n]);
-        Ok(n)
-    }
 }
 
 /// A name for error messages: never more than a line, however long the
@@ -507,25 +445,50 @@ fn trim_nul(mut name: Vec<u8>) -> Vec<u8> {
     name
 }
 
-/// Unpacks one uncompressed layer tar over `root`, recording what each path
-/// is in `tree`; returns the digest of the tar's bytes (its diff_id).
-/// `layer` names the layer in errors. Metadata entries (PAX headers, GNU
-/// long names) are read here, each bounded, rather than by the `tar` crate,
-/// which would read them whole whatever their size.
-fn unpack_layer(
-    mut reader: HashingReader<'_>,
-    layer: &str,
+/// Unpacks `blob` over `root` within what is left of the budget's bytes,
+/// and gives its diff_id.
+fn apply_layer(
+    blob: &LayerBlob,
     root: &Path,
     tree: &mut Tree,
     budget: &mut Budget,
 ) -> Result<Digest, UnpackError> {
+    let layer = blob.descriptor.digest.as_str();
+    let mut tar = blob.tar(
+        budget.limits.max_bytes.saturating_sub(budget.bytes),
+        |limit| {
+            format!(
+                "the image's layers unpack to more than {limit} bytes, the unpack limit `max-bytes`"
+            )
+        },
+    );
+    unpack_layer(&mut tar, layer, root, tree, budget)?;
+    // The diff_id covers the whole tar, padding after the last entry included.
+    let (diff_id, size) = tar.finish().map_err(|source| UnpackError::Layer {
+        layer: layer.to_owned(),
+        source,
+    })?;
+    budget.bytes += size;
+    Ok(diff_id)
+}
+
+/// Unpacks one layer's tar over `root`, recording what each path is in
+/// `tree`. `layer` names the layer in errors. Metadata entries (PAX headers,
+/// GNU long names) are read here, each bounded, rather than by the `tar`
+/// crate, which would read them whole whatever their size.
+fn unpack_layer(
+    tar: &mut LayerTar<'_>,
+    layer: &str,
+    root: &Path,
+    tree: &mut Tree,
+    budget: &mut Budget,
+) -> Result<(), UnpackError> {
     let layer_err = |source| UnpackError::Layer {
         layer: layer.to_owned(),
         source,
     };
     let limits = budget.limits;
-    reader.limit = limits.max_bytes.saturating_sub(budget.bytes);
-    let mut archive = tar::Archive::new(reader);
+    let mut archive = tar::Archive::new(tar);
     // Paths this layer added: an opaque whiteout hides lower layers only.
     let mut added: HashSet<String> = HashSet::new();
     // Names a PAX header or GNU long-name entry gives the entry after it.
@@ -726,11 +689,7 @@ fn unpack_layer(
         tree.nodes.insert(abs.clone(), node);
         added.insert(abs);
     }
-    // The diff_id covers the whole tar, padding after the last entry included.
-    let mut reader = archive.into_inner();
-    std::io::copy(&mut reader, &mut std::io::sink()).map_err(layer_err)?;
-    budget.bytes += reader.read;
-    Ok(Digest::from_hasher(reader.hasher))
+    Ok(())
 }
 
 /// The components of a layer entry's path, refusing absolute paths and `..`.

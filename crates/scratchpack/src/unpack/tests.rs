@@ -6,7 +6,9 @@
 use std::os::unix::fs::PermissionsExt;
 
 use super::*;
-use crate::oci::{MEDIA_TYPE_INDEX, MEDIA_TYPE_MANIFEST};
+use crate::oci::{
+    MEDIA_TYPE_INDEX, MEDIA_TYPE_LAYER_GZIP, MEDIA_TYPE_LAYER_TAR, MEDIA_TYPE_MANIFEST,
+};
 
 const LAYER: &str = "sha256:00000000000000000000000000000000000000000000000000000000000000aa";
 
@@ -63,12 +65,22 @@ fn apply_within(
     let mut tree = Tree::new();
     let mut budget = Budget::new(limits);
     for bytes in layers {
-        let reader = HashingReader::new(Box::new(&bytes[..]));
-        if let Err(e) = unpack_layer(reader, LAYER, root.path(), &mut tree, &mut budget) {
+        let blob = blob(MEDIA_TYPE_LAYER_TAR, bytes);
+        if let Err(e) = apply_layer(&blob, root.path(), &mut tree, &mut budget) {
             return (root, Err(e));
         }
     }
     (root, Ok(tree))
+}
+
+/// A layer blob of `media_type`, named [`LAYER`] in errors.
+fn blob(media_type: &str, bytes: &[u8]) -> LayerBlob {
+    let d = Descriptor::new(
+        media_type,
+        Digest::parse(LAYER).unwrap(),
+        bytes.len() as u64,
+    );
+    LayerBlob::new(d, bytes.to_vec()).unwrap()
 }
 
 fn refused(entries: &[E]) -> (tempfile::TempDir, String) {
@@ -497,8 +509,8 @@ fn a_gzip_bomb_stops_at_the_byte_limit() {
         max_bytes: 1 << 20,
         ..UnpackLimits::default()
     });
-    let reader = HashingReader::new(Box::new(crate::gunzip::GzDecoder::new(&bomb[..])));
-    let err = unpack_layer(reader, LAYER, root.path(), &mut tree, &mut budget).unwrap_err();
+    let bomb = blob(MEDIA_TYPE_LAYER_GZIP, &bomb);
+    let err = apply_layer(&bomb, root.path(), &mut tree, &mut budget).unwrap_err();
     assert!(chain_of(&err).contains("max-bytes"), "{}", chain_of(&err));
 }
 
