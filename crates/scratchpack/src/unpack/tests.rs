@@ -6,6 +6,7 @@
 use std::os::unix::fs::PermissionsExt;
 
 use super::*;
+use crate::manifest::FileKind;
 use crate::oci::{
     MEDIA_TYPE_INDEX, MEDIA_TYPE_LAYER_GZIP, MEDIA_TYPE_LAYER_TAR, MEDIA_TYPE_MANIFEST,
 };
