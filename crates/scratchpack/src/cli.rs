@@ -539,6 +539,15 @@ fn stop_sandboxes_on_termination() -> Result<std::sync::Arc<std::sync::atomic::A
     Ok(cancelled)
 }
 
+/// Where to look for `qemu-<arch>-static`: `SCRATCHPACK_EMULATOR_DIR`, else
+/// `/usr/bin`, where Debian's qemu-user-static installs them.
+#[cfg(target_os = "linux")]
+fn emulator_dir() -> PathBuf {
+    std::env::var_os("SCRATCHPACK_EMULATOR_DIR")
+        .filter(|d| !d.is_empty())
+        .map_or_else(|| PathBuf::from("/usr/bin"), PathBuf::from)
+}
+
 /// Runs the command line and returns the process's exit code.
 pub fn main() -> ExitCode {
     // Image tests re-execute this program as the sandbox helper; it must

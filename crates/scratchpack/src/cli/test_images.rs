@@ -94,7 +94,7 @@ pub(super) fn run(args: Args) -> Result<(), Failure> {
                 layout: b.layout.clone(),
                 image,
                 tests: plan.tests.clone(),
-                unpack_limits: unpack_limits(&settings.unpack_limits),
+                unpack_limits: unpack::UnpackLimits::from_keys(&settings.unpack_limits),
             });
         }
     }
@@ -109,7 +109,7 @@ pub(super) fn run(args: Args) -> Result<(), Failure> {
             n => n,
         },
         helper: None,
-        emulator_dir: emulator_dir(),
+        emulator_dir: super::emulator_dir(),
         cancelled: std::sync::Arc::clone(&cancelled),
     };
     // Which limits hold depends on the host and the caller: said once.
@@ -221,28 +221,4 @@ pub(super) fn run(args: Args) -> Result<(), Failure> {
         )));
     }
     Ok(())
-}
-
-/// The unpack limits images.toml sets, each key it leaves out at its default.
-fn unpack_limits(raw: &crate::manifest::UnpackLimitKeys) -> unpack::UnpackLimits {
-    let d = unpack::UnpackLimits::default();
-    unpack::UnpackLimits {
-        max_bytes: raw.max_bytes.unwrap_or(d.max_bytes),
-        max_entries: raw.max_entries.unwrap_or(d.max_entries),
-        max_depth: raw
-            .max_depth
-            .map_or(d.max_depth, |n| usize::try_from(n).unwrap_or(usize::MAX)),
-        max_name_bytes: raw.max_name_bytes.map_or(d.max_name_bytes, |n| {
-            usize::try_from(n).unwrap_or(usize::MAX)
-        }),
-        max_pax_bytes: d.max_pax_bytes,
-    }
-}
-
-/// Where to look for `qemu-<arch>-static`: `SCRATCHPACK_EMULATOR_DIR`, else
-/// `/usr/bin`, where Debian's qemu-user-static installs them.
-pub(crate) fn emulator_dir() -> PathBuf {
-    std::env::var_os("SCRATCHPACK_EMULATOR_DIR")
-        .filter(|d| !d.is_empty())
-        .map_or_else(|| PathBuf::from("/usr/bin"), PathBuf::from)
 }

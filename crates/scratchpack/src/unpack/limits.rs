@@ -2,6 +2,8 @@
 //! `unpack-limits`, each key left out at its default) and what the layers
 //! have used of them.
 
+use crate::manifest::UnpackLimitKeys;
+
 /// Bounds on what unpacking one image may cost, whatever its layers say.
 /// A layer is untrusted input: a few megabytes of gzip can expand to
 /// gigabytes, a PAX header can name a path of any length.
@@ -27,6 +29,25 @@ impl Default for UnpackLimits {
             max_depth: 64,
             max_name_bytes: 4096,
             max_pax_bytes: 64 << 10,
+        }
+    }
+}
+
+impl UnpackLimits {
+    /// The limits images.toml sets for an image, each key it leaves out at
+    /// its default.
+    pub fn from_keys(keys: &UnpackLimitKeys) -> UnpackLimits {
+        let d = UnpackLimits::default();
+        UnpackLimits {
+            max_bytes: keys.max_bytes.unwrap_or(d.max_bytes),
+            max_entries: keys.max_entries.unwrap_or(d.max_entries),
+            max_depth: keys
+                .max_depth
+                .map_or(d.max_depth, |n| usize::try_from(n).unwrap_or(usize::MAX)),
+            max_name_bytes: keys.max_name_bytes.map_or(d.max_name_bytes, |n| {
+                usize::try_from(n).unwrap_or(usize::MAX)
+            }),
+            max_pax_bytes: d.max_pax_bytes,
         }
     }
 }

@@ -601,3 +601,20 @@ fn a_tree_deeper_than_the_open_files_limit_is_removed() {
     drop(unpacked);
     assert!(!root.exists(), "{} was left behind", root.display());
 }
+
+#[test]
+fn images_toml_sets_only_the_limits_it_names() {
+    let keys = crate::manifest::UnpackLimitKeys {
+        max_entries: Some(1),
+        max_depth: Some(3),
+        ..Default::default()
+    };
+    assert_eq!(
+        UnpackLimits::from_keys(&keys),
+        UnpackLimits {
+            max_entries: 1,
+            max_depth: 3,
+            ..UnpackLimits::default()
+        }
+    );
+}
