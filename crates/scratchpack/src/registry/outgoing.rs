@@ -1,4 +1,4 @@
-//! What a push sends from an OCI image layout (image-spec "Image Layout"): the
+//! What a push sends, read from an OCI image layout (image-spec "Image Layout"): the
 //! chosen top-level manifest or index, its child manifests and every blob
 //! they reference, read through [`LayoutDir`] (hostile input: no links
 //! followed, only regular files, every size bounded) and each checked
