@@ -87,7 +87,7 @@ pub fn layout_files<'a>(set: &'a ImageSet, meta: &'a LayoutMeta) -> Vec<LayoutFi
 
 pub(crate) fn blob_file(blob: &Blob) -> LayoutFile<'_> {
     LayoutFile {
-        path: format!("blobs/sha256/{}", blob.digest.hex()),
+        path: blob_path(&blob.digest),
         bytes: &blob.bytes,
     }
 }
