@@ -53,12 +53,8 @@ impl LayerBlob {
     /// verified by the source; a media type no decompressor here reads is
     /// refused before anything is read.
     pub fn read(src: &dyn Source, d: &Descriptor, limit: u64) -> Result<LayerBlob, ReadError> {
-        let stored = Stored::of(d)?;
-        Ok(LayerBlob {
-            descriptor: d.clone(),
-            bytes: src.blob(d, limit)?,
-            stored,
-        })
+        Stored::of(d)?;
+        LayerBlob::new(d.clone(), src.blob(d, limit)?)
     }
 
     /// A layer whose bytes the caller has already checked against `d`.
