@@ -168,3 +168,30 @@ fn hello_world_runs_like_docker_run_rm() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn run_refuses_an_image_over_its_unpack_limits() {
+    let images = format!(
+        r#"{IMAGES}
+[images.few-bytes]
+package = "hello"
+unpack-limits = {{ max-bytes = 4096 }}
+
+[images.few-entries]
+package = "hello"
+dirs = [{{ path = "/tmp", mode = "1777" }}]
+unpack-limits = {{ max-entries = 1 }}
+"#
+    );
+    let fx = Fixture::new(&[("hello", HELLO_WORLD)], &images);
+    for (image, limit) in [("few-bytes", "max-bytes"), ("few-entries", "max-entries")] {
+        let out = run_image(&fx, &[image], None);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{image}: {stderr}");
+        assert!(
+            stderr.contains(&format!("the unpack limit `{limit}`")),
+            "{image}: {stderr}"
+        );
+        assert!(!text(&out.stdout).contains("Hello"), "{image} ran");
+    }
+}

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
-use crate::oci::canonical_json;
+use crate::digest::canonical_json;
 use crate::output::STATE_DIR;
 
 /// A cache key: the sha256 of the canonical JSON of all inputs.
@@ -21,7 +21,7 @@ pub fn key(inputs: &impl Serialize) -> String {
     h.update(env!("CARGO_PKG_VERSION").as_bytes());
     h.update([0]);
     h.update(canonical_json(inputs));
-    crate::oci::hex(&h.finalize())
+    crate::digest::hex(&h.finalize())
 }
 
 /// Where the record for `name` lives.

@@ -13,6 +13,7 @@ pub mod cache;
 pub mod cli;
 pub mod compile;
 pub mod diagnostic;
+pub mod digest;
 pub mod elf;
 pub mod gunzip;
 pub mod manifest;
@@ -27,3 +28,5 @@ pub mod shell;
 #[cfg(target_os = "linux")]
 pub mod testing;
 pub mod toolchain;
+#[cfg(target_os = "linux")]
+pub mod unpack;

@@ -11,9 +11,12 @@ use std::time::Duration;
 
 use anyhow::{Context as _, anyhow};
 
-use super::{Common, Failure};
+use super::{Common, Context, Failure};
+use crate::manifest::User;
+use crate::oci::PlatformSpec;
 use crate::output::OutputLock;
-use crate::testing::{command, unpack};
+use crate::testing::command;
+use crate::unpack::{self, PlatformImage, UnpackLimits, Unpacked};
 
 /// Exit codes of failures before the program runs, as `docker run` uses them.
 const EXIT_SETUP: i32 = 125;
@@ -38,7 +41,7 @@ pub(super) struct Args {
     args: Vec<String>,
     /// The platform to run, e.g. linux/arm64 [default: the host's, else the first]
     #[arg(long, value_name = "OS/ARCH")]
-    platform: Option<String>,
+    platform: Option<PlatformSpec>,
     /// Set an environment variable (repeatable), over the image's env
     #[arg(long, short, value_name = "K=V")]
     env: Vec<String>,
@@ -70,106 +73,19 @@ fn run_image(args: Args) -> Result<i32, Failure> {
     // Ctrl-C goes to the program's sandbox, which is stopped and removed;
     // this process then exits as the program did. No thread has started yet.
     let cancelled = super::stop_sandboxes_on_termination()?;
-
-    let env = args
-        .env
-        .iter()
-        .map(|kv| {
-            kv.split_once('=')
-                .map(|(k, v)| (k.to_owned(), v.to_owned()))
-                .filter(|(k, _)| !k.is_empty())
-                .ok_or_else(|| Failure::Usage(anyhow!("--env `{kv}` is not KEY=VALUE")))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let user = args
-        .user
-        .as_deref()
-        .map(|u| {
-            crate::manifest::parse_user(u)
-                .map_err(|_| Failure::Usage(anyhow!("--user `{u}` is not a numeric UID[:GID]")))
-        })
-        .transpose()?;
-    let timeout = match args.timeout {
-        Some(t) if t.is_finite() && t > 0.0 && t < 1e9 => Some(Duration::from_secs_f64(t)),
-        Some(t) => {
-            return Err(Failure::Usage(anyhow!(
-                "--timeout {t} is not a positive number of seconds"
-            )));
-        }
-        None => None,
-    };
+    let overrides = Overrides::of(&args)?;
 
     let ctx = args.common.load()?;
-    let built = super::build_selected(&ctx, std::slice::from_ref(&args.name))?;
-    let built = built
-        .into_iter()
-        .find(|b| b.name == args.name)
-        .ok_or_else(|| anyhow!("image `{}` was not built", args.name))?;
-    // Held while the image is read, so another run cannot replace it.
-    let lock = OutputLock::acquire(&ctx.out_dir)
-        .with_context(|| format!("locking {}", ctx.out_dir.display()))?;
-    let images = unpack::read_layout(&built.layout)
-        .with_context(|| format!("reading the image layout {}", built.layout.display()))?;
-    let available: Vec<&str> = images.iter().map(|i| i.platform.as_str()).collect();
-    let host = crate::platform::Platform::host()
-        .map(|p| format!("{}/{}", p.os(), p.architecture()))
-        .unwrap_or_default();
-    let wanted = args.platform.clone().unwrap_or_else(|| {
-        if available.contains(&host.as_str()) {
-            host.clone()
-        } else {
-            available
-                .first()
-                .map_or_else(String::new, |p| (*p).to_owned())
-        }
-    });
-    let image = images
-        .iter()
-        .find(|i| i.platform == wanted)
-        .ok_or_else(|| {
-            Failure::Usage(anyhow!(
-                "image `{}` has no platform {wanted}; it has {}",
-                args.name,
-                available.join(", ")
-            ))
-        })?;
-    let unpacked = unpack::unpack(&built.layout, image, &unpack::UnpackLimits::default())
-        .with_context(|| format!("unpacking image `{}` ({wanted})", args.name))?;
-    drop(lock);
-
-    let config = &image.config;
-    let mut argv: Vec<String> = config.config.entrypoint.clone().unwrap_or_default();
-    if args.args.is_empty() {
-        argv.extend(config.config.cmd.iter().flatten().cloned());
-    } else {
-        argv.extend(args.args.iter().cloned());
-    }
-    if argv.is_empty() {
-        return Err(Failure::Usage(anyhow!(
-            "image `{}` has neither an entrypoint nor a cmd, and no ARGS were given",
-            args.name
-        )));
-    }
-    let mut environment: BTreeMap<String, String> = command::config_env(config);
-    environment.extend(env);
-    let user = match user {
-        Some(u) => u,
-        None => command::parse_user(config.config.user.as_deref().unwrap_or(""))
-            .map_err(|e| Failure::Build(e.into()))?,
-    };
-    let workdir = config
-        .config
-        .working_dir
-        .clone()
-        .filter(|w| !w.is_empty())
-        .unwrap_or_else(|| "/".to_owned());
-    let architecture = wanted.rsplit('/').next().unwrap_or_default();
-    let emulator = sandbox::emulator_in_dir(architecture, &ctx.env.emulator_dir())
-        .with_context(|| format!("running the {wanted} image on this host"))?;
+    let (image, unpacked) = build_and_unpack(&ctx, &args)?;
+    let program = Program::of(&image, &args, overrides)?;
+    let emulator = sandbox::emulator_in_dir(&image.platform.architecture, &ctx.env.emulator_dir())
+        .with_context(|| format!("running the {} image on this host", image.platform))?;
 
     let mut limits = sandbox::Limits {
         // Far enough that no run meets it: `docker run` has no time limit.
-        wall_time: timeout.unwrap_or(Duration::from_secs(10 * 365 * 24 * 3600)),
+        wall_time: program
+            .timeout
+            .unwrap_or(Duration::from_secs(10 * 365 * 24 * 3600)),
         max_output_bytes: u64::MAX,
         ..command::LIMITS
     };
@@ -177,10 +93,10 @@ fn run_image(args: Args) -> Result<i32, Failure> {
         limits.memory_bytes = limits.memory_bytes.max(4 << 30);
     }
     let outcome = sandbox::Sandbox::new(unpacked.root())
-        .args(&argv)
-        .env(&environment)
-        .user(user.uid, user.gid)
-        .workdir(&workdir)
+        .args(&program.argv)
+        .env(&program.env)
+        .user(program.user.uid, program.user.gid)
+        .workdir(&program.workdir)
         .limits(limits)
         .emulator(emulator)
         .host_network(args.network == Network::Host)
@@ -188,20 +104,7 @@ fn run_image(args: Args) -> Result<i32, Failure> {
         .run();
     let outcome = match outcome {
         Ok(o) => o,
-        Err(sandbox::Error::Exec(message)) => {
-            error(&ctx, &format!("cannot run {}: {message}", argv[0]));
-            let not_found = message.contains("No such file") || message.contains("finding");
-            return Ok(if not_found {
-                EXIT_NOT_FOUND
-            } else {
-                EXIT_CANNOT_RUN
-            });
-        }
-        Err(e) => {
-            let chain = crate::testing::chain(&e);
-            error(&ctx, &format!("running image `{}`: {chain}", args.name));
-            return Ok(EXIT_SETUP);
-        }
+        Err(e) => return Ok(could_not_run(&ctx, &args.name, &program.argv[0], &e)),
     };
     match outcome.stopped {
         Some(sandbox::StopReason::Timeout) => ctx.shell.warn(format!(
@@ -223,8 +126,174 @@ fn run_image(args: Args) -> Result<i32, Failure> {
     })
 }
 
+/// What the command line sets over the image's config, checked before
+/// anything is built.
+struct Overrides {
+    env: Vec<(String, String)>,
+    user: Option<User>,
+    timeout: Option<Duration>,
+}
+
+impl Overrides {
+    fn of(args: &Args) -> Result<Overrides, Failure> {
+        let env = args
+            .env
+            .iter()
+            .map(|kv| {
+                kv.split_once('=')
+                    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                    .filter(|(k, _)| !k.is_empty())
+                    .ok_or_else(|| Failure::Usage(anyhow!("--env `{kv}` is not KEY=VALUE")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let user = args
+            .user
+            .as_deref()
+            .map(|u| {
+                crate::manifest::parse_user(u)
+                    .map_err(|_| Failure::Usage(anyhow!("--user `{u}` is not a numeric UID[:GID]")))
+            })
+            .transpose()?;
+        let timeout = match args.timeout {
+            Some(t) if t.is_finite() && t > 0.0 && t < 1e9 => Some(Duration::from_secs_f64(t)),
+            Some(t) => {
+                return Err(Failure::Usage(anyhow!(
+                    "--timeout {t} is not a positive number of seconds"
+                )));
+            }
+            None => None,
+        };
+        Ok(Overrides { env, user, timeout })
+    }
+}
+
+/// Builds the image if it is out of date and unpacks the platform to run,
+/// within the image's `unpack-limits`.
+fn build_and_unpack(ctx: &Context, args: &Args) -> Result<(PlatformImage, Unpacked), Failure> {
+    let built = super::build_selected(ctx, std::slice::from_ref(&args.name))?;
+    let built = built
+        .into_iter()
+        .find(|b| b.name == args.name)
+        .ok_or_else(|| anyhow!("image `{}` was not built", args.name))?;
+    let plan = ctx
+        .plan
+        .images
+        .iter()
+        .find(|i| i.name == args.name)
+        .ok_or_else(|| anyhow!("built image `{}` is not in the plan", args.name))?;
+    // Held while the image is read, so another run cannot replace it.
+    let lock = OutputLock::acquire(&ctx.out_dir)
+        .with_context(|| format!("locking {}", ctx.out_dir.display()))?;
+    let images = unpack::read_layout(&built.layout)
+        .with_context(|| format!("reading the image layout {}", built.layout.display()))?;
+    let image = choose_platform(images, &args.name, args.platform.as_ref())?;
+    let limits = UnpackLimits::from_keys(&plan.test_settings.unpack_limits);
+    let unpacked = unpack::unpack(&built.layout, &image, &limits)
+        .with_context(|| format!("unpacking image `{}` ({})", args.name, image.platform))?;
+    drop(lock);
+    Ok((image, unpacked))
+}
+
+/// The platform asked for; without one, the host's, else the first.
+fn choose_platform(
+    images: Vec<PlatformImage>,
+    name: &str,
+    wanted: Option<&PlatformSpec>,
+) -> Result<PlatformImage, Failure> {
+    // The host's own platform is named without a variant: an image that
+    // names one runs only when asked for.
+    let host = crate::platform::Platform::host().map(|p| PlatformSpec {
+        architecture: p.architecture().to_owned(),
+        os: p.os().to_owned(),
+        variant: None,
+    });
+    let available: Vec<String> = images.iter().map(|i| i.platform.to_string()).collect();
+    let position = match wanted {
+        Some(wanted) => images.iter().position(|i| i.platform == *wanted),
+        None => Some(
+            images
+                .iter()
+                .position(|i| Some(&i.platform) == host.as_ref())
+                .unwrap_or(0),
+        ),
+    };
+    match position.and_then(|p| images.into_iter().nth(p)) {
+        Some(image) => Ok(image),
+        None => Err(Failure::Usage(anyhow!(
+            "image `{name}` has no platform {}; it has {}",
+            wanted.map(ToString::to_string).unwrap_or_default(),
+            available.join(", ")
+        ))),
+    }
+}
+
+/// The program as it runs: the image's config with the command line's
+/// arguments, variables and user over it.
+struct Program {
+    argv: Vec<String>,
+    env: BTreeMap<String, String>,
+    user: User,
+    workdir: String,
+    timeout: Option<Duration>,
+}
+
+impl Program {
+    fn of(image: &PlatformImage, args: &Args, overrides: Overrides) -> Result<Program, Failure> {
+        let config = &image.config;
+        let mut argv: Vec<String> = config.config.entrypoint.clone().unwrap_or_default();
+        if args.args.is_empty() {
+            argv.extend(config.config.cmd.iter().flatten().cloned());
+        } else {
+            argv.extend(args.args.iter().cloned());
+        }
+        if argv.is_empty() {
+            return Err(Failure::Usage(anyhow!(
+                "image `{}` has neither an entrypoint nor a cmd, and no ARGS were given",
+                args.name
+            )));
+        }
+        let mut env = command::config_env(config);
+        env.extend(overrides.env);
+        let user = match overrides.user {
+            Some(u) => u,
+            None => command::parse_user(config.config.user.as_deref().unwrap_or(""))
+                .map_err(|e| Failure::Build(e.into()))?,
+        };
+        let workdir = config
+            .config
+            .working_dir
+            .clone()
+            .filter(|w| !w.is_empty())
+            .unwrap_or_else(|| "/".to_owned());
+        Ok(Program {
+            argv,
+            env,
+            user,
+            workdir,
+            timeout: overrides.timeout,
+        })
+    }
+}
+
+/// Reports a sandbox that could not start the program, and gives the exit
+/// code `docker run` gives for it.
+fn could_not_run(ctx: &Context, name: &str, program: &str, e: &sandbox::Error) -> i32 {
+    if let sandbox::Error::Exec(message) = e {
+        error(ctx, &format!("cannot run {program}: {message}"));
+        let not_found = message.contains("No such file") || message.contains("finding");
+        return if not_found {
+            EXIT_NOT_FOUND
+        } else {
+            EXIT_CANNOT_RUN
+        };
+    }
+    let chain = crate::testing::chain(e);
+    error(ctx, &format!("running image `{name}`: {chain}"));
+    EXIT_SETUP
+}
+
 /// An error the run cannot go on from, reported as the command's others are.
-fn error(ctx: &super::Context, message: &str) {
+fn error(ctx: &Context, message: &str) {
     let label = ctx.shell.paint("error", "1;31");
     eprintln!("{label}: {message}");
 }

@@ -10,7 +10,8 @@ use anyhow::{Context as _, anyhow};
 
 use super::{Common, Failure};
 use crate::output::OutputLock;
-use crate::testing::{self, Subject, TestReport, Verdict, junit, unpack};
+use crate::testing::{self, Subject, TestReport, Verdict, junit};
+use crate::unpack;
 
 #[derive(Debug, clap::Args)]
 pub(super) struct Args {
@@ -93,7 +94,7 @@ pub(super) fn run(args: Args) -> Result<(), Failure> {
                 layout: b.layout.clone(),
                 image,
                 tests: plan.tests.clone(),
-                unpack_limits: unpack_limits(&settings.unpack_limits),
+                unpack_limits: unpack::UnpackLimits::from_keys(&settings.unpack_limits),
             });
         }
     }
@@ -220,20 +221,4 @@ pub(super) fn run(args: Args) -> Result<(), Failure> {
         )));
     }
     Ok(())
-}
-
-/// The unpack limits images.toml sets, each key it leaves out at its default.
-fn unpack_limits(raw: &crate::manifest::UnpackLimitKeys) -> unpack::UnpackLimits {
-    let d = unpack::UnpackLimits::default();
-    unpack::UnpackLimits {
-        max_bytes: raw.max_bytes.unwrap_or(d.max_bytes),
-        max_entries: raw.max_entries.unwrap_or(d.max_entries),
-        max_depth: raw
-            .max_depth
-            .map_or(d.max_depth, |n| usize::try_from(n).unwrap_or(usize::MAX)),
-        max_name_bytes: raw.max_name_bytes.map_or(d.max_name_bytes, |n| {
-            usize::try_from(n).unwrap_or(usize::MAX)
-        }),
-        max_pax_bytes: d.max_pax_bytes,
-    }
 }

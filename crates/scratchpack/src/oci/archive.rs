@@ -26,10 +26,10 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use super::error::{MAX_JSON, ReadError, blob_path, check_size, read_bounded, verify};
 use super::image::ImageSet;
 use super::layout::{blob_file, index_json, oci_layout};
-use super::read::{ReadError, blob_path, check_size, read_bounded, verify};
-use super::source::{MAX_JSON, Source};
+use super::source::Source;
 use super::{Descriptor, Digest, canonical_json, tar};
 
 /// docker's `manifest.json` entry (docker image spec, "save" format).

@@ -1,22 +1,37 @@
 //! Image configs, manifests and indexes (image-spec `config.md`,
-//! `manifest.md`, `image-index.md`), assembled from a plan and the bytes that
-//! go into the layer.
+//! `manifest.md`, `image-index.md`), made from OCI values: a platform, a
+//! layer, how a runtime starts the image and what it says about itself.
+//! What a plan asks for becomes these values in `build::assemble`.
 
-use super::layer::{Entry, EntryKind, Layer, LayerError};
+use std::collections::BTreeMap;
+
+use super::layer::Layer;
 use super::spec::{Config, ExecConfig, History, Index, Manifest, RootFs};
 use super::{
     Blob, Descriptor, MEDIA_TYPE_CONFIG, MEDIA_TYPE_INDEX, MEDIA_TYPE_MANIFEST, PlatformSpec,
 };
-use crate::manifest::{ImagePlan, RunConfig};
-use crate::platform::Platform;
 
 /// One platform's image: its layer, config and manifest.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Image {
-    pub platform: Platform,
+    pub platform: PlatformSpec,
     pub layer: Layer,
     pub config: Blob,
     pub manifest: Blob,
+}
+
+/// What an image says about itself besides its platform and layer: how a
+/// runtime starts it, its annotations, and its one history entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageMeta {
+    pub exec: ExecConfig,
+    /// The manifest's annotations (and the index's, in an [`ImageSet`]).
+    pub annotations: BTreeMap<String, String>,
+    /// `created` of the config and of its history entry, RFC 3339: the only
+    /// time anywhere in the image.
+    pub created: String,
+    /// The history entry's comment: what the layer holds.
+    pub comment: String,
 }
 
 /// Everything built for one images.toml entry: one image per platform, and
@@ -32,65 +47,27 @@ pub struct ImageSet {
     pub index: Option<Blob>,
 }
 
-/// The bytes that go into one platform's layer.
-pub struct Contents<'a> {
-    /// The binary: bytes, or a host file streamed while packing.
-    pub binary: EntryKind<'a>,
-    /// The data of each of the plan's `files`, in the same order.
-    pub files: &'a [Vec<u8>],
-}
-
-/// Mode of the binary in the image.
-const BINARY_MODE: u32 = 0o755;
-
 impl Image {
-    /// Assembles one platform's image. `epoch` (seconds, from
-    /// `SOURCE_DATE_EPOCH` or 0) is the only time that appears anywhere in it.
-    pub fn assemble(
-        plan: &ImagePlan,
-        platform: Platform,
-        contents: &Contents<'_>,
-        epoch: u64,
-    ) -> Result<Image, LayerError> {
-        let mut entries = vec![Entry {
-            path: plan.binary_path.relative().to_owned(),
-            mode: BINARY_MODE,
-            kind: contents.binary.clone(),
-        }];
-        for (file, data) in plan.files.iter().zip(contents.files) {
-            entries.push(Entry {
-                path: file.dst.relative().to_owned(),
-                mode: file.mode,
-                kind: EntryKind::File(data),
-            });
-        }
-        for dir in &plan.dirs {
-            entries.push(Entry {
-                path: dir.path.relative().to_owned(),
-                mode: dir.mode,
-                kind: EntryKind::Dir,
-            });
-        }
-        let layer = Layer::build(entries, epoch, plan.compression)?;
-        let created = rfc3339(epoch);
+    /// One platform's image of `layer`: its config and the manifest over both.
+    pub fn new(platform: PlatformSpec, layer: Layer, meta: &ImageMeta) -> Image {
         let config = Blob::json(
             MEDIA_TYPE_CONFIG,
             &Config {
-                architecture: platform.architecture().to_owned(),
-                os: platform.os().to_owned(),
+                architecture: platform.architecture.clone(),
+                os: platform.os.clone(),
                 // Absent for platforms without a variant, so their bytes
                 // are as they always were.
-                variant: platform.variant().map(str::to_owned),
-                created: Some(created.clone()),
-                config: exec_config(&plan.config),
+                variant: platform.variant.clone(),
+                created: Some(meta.created.clone()),
+                config: meta.exec.clone(),
                 rootfs: RootFs {
                     kind: "layers".to_owned(),
                     diff_ids: vec![layer.diff_id.clone()],
                 },
                 history: vec![History {
-                    created: Some(created),
+                    created: Some(meta.created.clone()),
                     created_by: Some("scratchpack".to_owned()),
-                    comment: Some(format!("{} binary `{}`", plan.package, plan.bin)),
+                    comment: Some(meta.comment.clone()),
                 }],
             },
         );
@@ -103,33 +80,36 @@ impl Image {
                 config: config.descriptor(),
                 layers: vec![layer.blob.descriptor()],
                 subject: None,
-                annotations: plan.annotations.clone(),
+                annotations: meta.annotations.clone(),
             },
         );
-        Ok(Image {
+        Image {
             platform,
             layer,
             config,
             manifest,
-        })
+        }
     }
 
     /// The manifest's descriptor with its platform, as an index lists it.
     pub fn descriptor(&self) -> Descriptor {
         Descriptor {
-            platform: Some(PlatformSpec {
-                architecture: self.platform.architecture().to_owned(),
-                os: self.platform.os().to_owned(),
-                variant: self.platform.variant().map(str::to_owned),
-            }),
+            platform: Some(self.platform.clone()),
             ..self.manifest.descriptor()
         }
     }
 }
 
 impl ImageSet {
-    /// Groups per-platform images; several platforms get an image index.
-    pub fn new(plan: &ImagePlan, images: Vec<Image>) -> ImageSet {
+    /// Groups per-platform images; several platforms get an image index,
+    /// annotated with `annotations`.
+    pub fn new(
+        name: String,
+        tags: Vec<String>,
+        repository: String,
+        images: Vec<Image>,
+        annotations: &BTreeMap<String, String>,
+    ) -> ImageSet {
         let index = (images.len() > 1).then(|| {
             Blob::json(
                 MEDIA_TYPE_INDEX,
@@ -138,14 +118,14 @@ impl ImageSet {
                     media_type: Some(MEDIA_TYPE_INDEX.to_owned()),
                     manifests: images.iter().map(Image::descriptor).collect(),
                     subject: None,
-                    annotations: plan.annotations.clone(),
+                    annotations: annotations.clone(),
                 },
             )
         });
         ImageSet {
-            name: plan.name.clone(),
-            tags: plan.tags.iter().map(ToString::to_string).collect(),
-            repository: repository(plan),
+            name,
+            tags,
+            repository,
             images,
             index,
         }
@@ -181,36 +161,6 @@ impl ImageSet {
             .chain(self.index.iter())
             .filter(|b| seen.insert(b.digest.clone()))
             .collect()
-    }
-}
-
-/// The repository an image is loaded under (see [`ImageSet::repository`]).
-pub fn repository(plan: &ImagePlan) -> String {
-    match &plan.push {
-        Some(p) => format!("{}/{}", p.registry, p.repository),
-        None => plan.name.clone(),
-    }
-}
-
-/// The config's `config` object for a plan: fields the image always sets are
-/// always written (`User`, `Entrypoint`, `WorkingDir`), the rest only when
-/// non-empty, as the image's bytes have always had them.
-fn exec_config(c: &RunConfig) -> ExecConfig {
-    let some = |v: Vec<String>| (!v.is_empty()).then_some(v);
-    ExecConfig {
-        user: Some(c.user.to_string()),
-        exposed_ports: (!c.exposed_ports.is_empty()).then(|| {
-            c.exposed_ports
-                .iter()
-                .map(|p| (p.as_str().to_owned(), serde_json::json!({})))
-                .collect()
-        }),
-        env: some(c.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
-        entrypoint: Some(c.entrypoint.clone()),
-        cmd: some(c.cmd.clone()),
-        working_dir: Some(c.workdir.as_str().to_owned()),
-        labels: (!c.labels.is_empty()).then(|| c.labels.clone()),
-        stop_signal: c.stop_signal.clone(),
     }
 }
 

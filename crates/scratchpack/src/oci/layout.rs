@@ -5,8 +5,8 @@
 //! [`Source`], so what is about to be written reads exactly as what was
 //! written.
 
+use super::error::{ReadError, blob_path, verify};
 use super::image::ImageSet;
-use super::read::ReadError;
 use super::source::Source;
 use super::spec::Index;
 use super::{ANNOTATION_REF_NAME, Blob, Descriptor, MEDIA_TYPE_INDEX, canonical_json};
@@ -87,7 +87,7 @@ pub fn layout_files<'a>(set: &'a ImageSet, meta: &'a LayoutMeta) -> Vec<LayoutFi
 
 pub(crate) fn blob_file(blob: &Blob) -> LayoutFile<'_> {
     LayoutFile {
-        path: format!("blobs/sha256/{}", blob.digest.hex()),
+        path: blob_path(&blob.digest),
         bytes: &blob.bytes,
     }
 }
@@ -104,7 +104,7 @@ impl Source for InMemory<'_> {
     }
 
     fn blob(&self, d: &Descriptor, limit: u64) -> Result<Vec<u8>, ReadError> {
-        let path = super::read::blob_path(&d.digest);
+        let path = blob_path(&d.digest);
         let blob = self
             .set
             .blobs()
@@ -116,7 +116,7 @@ impl Source for InMemory<'_> {
             return Err(ReadError::TooLarge { path, size, limit });
         }
         // The digest was computed from these bytes when the blob was made.
-        super::read::verify(d, size, blob.digest.clone())?;
+        verify(d, size, blob.digest.clone())?;
         Ok(blob.bytes.clone())
     }
 }

@@ -15,73 +15,9 @@ use rustix::fs::{FileType, Mode, OFlags};
 use rustix::io::Errno;
 use sha2::{Digest as _, Sha256};
 
-use super::source::{MAX_JSON, Source};
+use super::error::{MAX_BLOB, MAX_JSON, ReadError, blob_path, check_size, read_bounded, verify};
+use super::source::Source;
 use super::{Descriptor, Digest};
-
-/// Why a layout, or something in it, cannot be used.
-#[derive(Debug, thiserror::Error)]
-pub enum ReadError {
-    #[error("`{0}` is a symlink; nothing in an image layout is followed through a link")]
-    Symlink(String),
-    #[error("`{path}` is {kind}, not a regular file")]
-    NotRegular { path: String, kind: &'static str },
-    #[error("`{path}` is {size} bytes, more than the {limit} bytes allowed for it")]
-    TooLarge { path: String, size: u64, limit: u64 },
-    #[error("reading `{path}`")]
-    Io {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("parsing {what} `{path}`")]
-    Json {
-        what: &'static str,
-        path: String,
-        #[source]
-        source: serde_json::Error,
-    },
-    #[error(
-        "blob {digest} is corrupt: it is {size} bytes{}, but its descriptor says {expected_size} bytes",
-        match .actual { Some(d) => format!(" hashing to {d}"), None => String::new() }
-    )]
-    Mismatch {
-        digest: Digest,
-        expected_size: u64,
-        size: u64,
-        /// `None` when the size alone was wrong, so nothing was read.
-        actual: Option<Digest>,
-    },
-    #[error("{digest} has media type `{media_type}`, not an image manifest or index")]
-    MediaType { digest: Digest, media_type: String },
-    #[error("index.json has no image named `{name}` (it has {names:?})")]
-    NoSuchRef { name: String, names: Vec<String> },
-    #[error("index.json lists no image")]
-    Empty,
-    #[error("index.json lists {0} different images; name the one to read")]
-    Ambiguous(usize),
-    #[error("image indexes nest deeper than {0} levels")]
-    TooDeep(usize),
-    #[error("the archive has no file `{0}`")]
-    Missing(String),
-    #[error("the archive has more than {0} entries")]
-    TooManyEntries(usize),
-}
-
-impl ReadError {
-    fn io(path: &str) -> impl FnOnce(std::io::Error) -> ReadError + '_ {
-        move |source| ReadError::Io {
-            path: path.to_owned(),
-            source,
-        }
-    }
-}
-
-/// The most bytes a blob read into memory may have (a layer the unpacker
-/// reads whole); larger blobs are refused before a byte is read.
-pub const MAX_BLOB_IN_MEMORY: u64 = 1 << 30;
-
-/// The most bytes a blob streamed from disk (a layer being pushed) may have.
-pub const MAX_BLOB: u64 = 64 << 30;
 
 /// An opened layout directory. The directory itself is named by the caller
 /// and must not be a symlink; everything below it is reached from its file
@@ -236,60 +172,6 @@ impl Source for LayoutDir {
         verify(d, bytes.len() as u64, Digest::of(&bytes))?;
         Ok(bytes)
     }
-}
-
-/// `blobs/sha256/<hex>`: the digest is already checked to be sha256 and hex,
-/// so this path has no `..` and no `/` of its own.
-pub fn blob_path(digest: &Digest) -> String {
-    format!("blobs/sha256/{}", digest.hex())
-}
-
-/// Refuses a blob whose file has another size than its descriptor says,
-/// before reading any of it.
-pub(crate) fn check_size(d: &Descriptor, size: u64) -> Result<(), ReadError> {
-    if size == d.size {
-        return Ok(());
-    }
-    Err(ReadError::Mismatch {
-        digest: d.digest.clone(),
-        expected_size: d.size,
-        size,
-        actual: None,
-    })
-}
-
-pub(crate) fn verify(d: &Descriptor, size: u64, actual: Digest) -> Result<(), ReadError> {
-    if size == d.size && actual == d.digest {
-        return Ok(());
-    }
-    Err(ReadError::Mismatch {
-        digest: d.digest.clone(),
-        expected_size: d.size,
-        size,
-        actual: Some(actual),
-    })
-}
-
-/// Reads at most `limit` bytes (and `size` expected): a file that grows
-/// while it is read is cut off rather than read without end.
-pub(crate) fn read_bounded(
-    file: impl Read,
-    size: u64,
-    limit: u64,
-    rel: &str,
-) -> Result<Vec<u8>, ReadError> {
-    let mut bytes = Vec::with_capacity(usize::try_from(size.min(limit)).unwrap_or(0));
-    file.take(limit.saturating_add(1))
-        .read_to_end(&mut bytes)
-        .map_err(ReadError::io(rel))?;
-    if bytes.len() as u64 > limit {
-        return Err(ReadError::TooLarge {
-            path: rel.to_owned(),
-            size: bytes.len() as u64,
-            limit,
-        });
-    }
-    Ok(bytes)
 }
 
 /// Names the reason an open failed; a directory opened with `O_NOFOLLOW`

@@ -11,16 +11,12 @@ use std::collections::BTreeSet;
 
 use serde::Deserialize;
 
-use super::read::ReadError;
-use super::spec::{Config, Index, Manifest};
+use super::error::{MAX_JSON, ReadError, blob_path};
+use super::spec::{Config, Index, Manifest, PlatformSpec};
 use super::{
     DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, Descriptor, Digest, MEDIA_TYPE_INDEX,
     MEDIA_TYPE_MANIFEST,
 };
-
-/// The most bytes a JSON document (index, manifest, config, `oci-layout`)
-/// may have. Real ones are a few KiB; this only stops a hostile one.
-pub const MAX_JSON: u64 = 4 << 20;
 
 /// Image indexes nest; this bounds a broken or hostile chain.
 pub const MAX_DEPTH: usize = 8;
@@ -37,7 +33,7 @@ pub trait Source {
 /// A manifest or index as stored: its descriptor, its type and the exact
 /// bytes that hash to its digest.
 #[derive(Debug, Clone)]
-pub struct Document {
+pub struct StoredDocument {
     pub descriptor: Descriptor,
     pub media_type: String,
     pub bytes: Vec<u8>,
@@ -46,8 +42,8 @@ pub struct Document {
 /// One platform's image, read and verified down to its config.
 #[derive(Debug, Clone)]
 pub struct ResolvedImage {
-    /// `os/architecture[/variant]`: the index's platform, else the config's.
-    pub platform: String,
+    /// The index's platform, else the config's.
+    pub platform: PlatformSpec,
     pub manifest_digest: Digest,
     pub manifest: Manifest,
     pub config: Config,
@@ -63,9 +59,9 @@ impl ResolvedImage {
 #[derive(Debug, Clone)]
 pub struct Resolved {
     /// The manifest or index a reference resolves to.
-    pub top: Document,
+    pub top: StoredDocument,
     /// Manifests under the top index, children before parents, each once.
-    pub children: Vec<Document>,
+    pub children: Vec<StoredDocument>,
     /// Each platform image, in index order, each once.
     pub images: Vec<ResolvedImage>,
 }
@@ -167,17 +163,17 @@ pub fn resolve_all(src: &dyn Source) -> Result<Vec<ResolvedImage>, ReadError> {
 
 struct Walk<'a> {
     src: &'a dyn Source,
-    children: Vec<Document>,
+    children: Vec<StoredDocument>,
     images: Vec<ResolvedImage>,
 }
 
 impl Walk<'_> {
-    fn document(&mut self, d: &Descriptor, depth: usize) -> Result<Document, ReadError> {
+    fn document(&mut self, d: &Descriptor, depth: usize) -> Result<StoredDocument, ReadError> {
         if depth > MAX_DEPTH {
             return Err(ReadError::TooDeep(MAX_DEPTH));
         }
         let bytes = self.src.blob(d, MAX_JSON)?;
-        let path = super::read::blob_path(&d.digest);
+        let path = blob_path(&d.digest);
         // The descriptor names the type; a document's own field backs it up.
         let media_type = if d.media_type.is_empty() {
             #[derive(Deserialize)]
@@ -202,15 +198,12 @@ impl Walk<'_> {
                 let config_bytes = self.src.blob(&manifest.config, MAX_JSON)?;
                 let config: Config = parse(
                     "image config",
-                    &super::read::blob_path(&manifest.config.digest),
+                    &blob_path(&manifest.config.digest),
                     &config_bytes,
                 )?;
                 let platform = match &d.platform {
-                    Some(p) => p.name(),
-                    None => match &config.variant {
-                        Some(v) => format!("{}/{}/{v}", config.os, config.architecture),
-                        None => format!("{}/{}", config.os, config.architecture),
-                    },
+                    Some(p) => p.clone(),
+                    None => config.platform(),
                 };
                 self.images.push(ResolvedImage {
                     platform,
@@ -226,7 +219,7 @@ impl Walk<'_> {
                 });
             }
         }
-        Ok(Document {
+        Ok(StoredDocument {
             descriptor: d.clone(),
             media_type,
             bytes,

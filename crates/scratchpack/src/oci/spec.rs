@@ -9,6 +9,8 @@
 //! read (the bytes read are the bytes kept), so nothing is lost either.
 
 use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
@@ -51,7 +53,8 @@ impl Descriptor {
     }
 }
 
-/// image-spec index `platform` object.
+/// image-spec index `platform` object; the config's `os`, `architecture`
+/// and `variant` say the same.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PlatformSpec {
     pub architecture: String,
@@ -60,15 +63,44 @@ pub struct PlatformSpec {
     pub variant: Option<String>,
 }
 
-impl PlatformSpec {
-    /// `os/architecture[/variant]`, as users write platforms.
-    pub fn name(&self) -> String {
+/// `os/architecture[/variant]`, as users write platforms.
+impl fmt::Display for PlatformSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.os, self.architecture)?;
         match &self.variant {
-            Some(v) => format!("{}/{}/{v}", self.os, self.architecture),
-            None => format!("{}/{}", self.os, self.architecture),
+            Some(v) => write!(f, "/{v}"),
+            None => Ok(()),
         }
     }
 }
+
+/// Reads what [`Display`](fmt::Display) writes: two or three parts, none
+/// empty.
+impl FromStr for PlatformSpec {
+    type Err = PlatformSpecError;
+
+    fn from_str(s: &str) -> Result<PlatformSpec, PlatformSpecError> {
+        let parts: Vec<&str> = s.split('/').collect();
+        let (os, architecture, variant) = match parts[..] {
+            [os, architecture] => (os, architecture, None),
+            [os, architecture, variant] => (os, architecture, Some(variant)),
+            _ => return Err(PlatformSpecError(s.to_owned())),
+        };
+        if parts.iter().any(|p| p.is_empty()) {
+            return Err(PlatformSpecError(s.to_owned()));
+        }
+        Ok(PlatformSpec {
+            architecture: architecture.to_owned(),
+            os: os.to_owned(),
+            variant: variant.map(str::to_owned),
+        })
+    }
+}
+
+/// A platform written otherwise than `os/architecture[/variant]`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not a platform: expected OS/ARCH or OS/ARCH/VARIANT")]
+pub struct PlatformSpecError(String);
 
 /// image-spec "Image Manifest".
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -121,6 +153,17 @@ pub struct Config {
     pub rootfs: RootFs,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub history: Vec<History>,
+}
+
+impl Config {
+    /// The platform the config names.
+    pub fn platform(&self) -> PlatformSpec {
+        PlatformSpec {
+            architecture: self.architecture.clone(),
+            os: self.os.clone(),
+            variant: self.variant.clone(),
+        }
+    }
 }
 
 /// The config's `config` object: how a runtime starts the image.

@@ -5,57 +5,66 @@ use std::collections::BTreeMap;
 use std::io::Read;
 
 use super::*;
-use crate::manifest::{ImagePlan, parse};
-use crate::platform::Platform;
-use crate::toolchain::workspace::Workspace;
 
-fn plan() -> ImagePlan {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("motd"), "hi\n").unwrap();
-    let mut packages = BTreeMap::new();
-    packages.insert("hello".to_owned(), vec!["hello".to_owned()]);
-    let ws = Workspace {
-        root: dir.path().to_owned(),
-        target_dir: dir.path().join("target"),
-        packages,
-        manifests: BTreeMap::new(),
-        ..Workspace::default()
+/// An image set for two platforms with every kind of entry and every config
+/// field the engine writes; `build::assemble`'s tests check a plan gives
+/// exactly this.
+pub(crate) fn sample_set(epoch: u64) -> ImageSet {
+    let meta = image::ImageMeta {
+        exec: spec::ExecConfig {
+            user: Some("65532:65532".to_owned()),
+            exposed_ports: Some(BTreeMap::from([(
+                "8080/tcp".to_owned(),
+                serde_json::json!({}),
+            )])),
+            env: Some(vec!["A=1".to_owned(), "B=2".to_owned()]),
+            entrypoint: Some(vec!["/hello".to_owned()]),
+            cmd: Some(vec!["world".to_owned()]),
+            working_dir: Some("/".to_owned()),
+            labels: Some(BTreeMap::from([(
+                "org.example.team".to_owned(),
+                "core".to_owned(),
+            )])),
+            stop_signal: Some("SIGINT".to_owned()),
+        },
+        annotations: BTreeMap::from([(
+            "org.opencontainers.image.version".to_owned(),
+            "1.0".to_owned(),
+        )]),
+        created: image::rfc3339(epoch),
+        comment: "hello binary `hello`".to_owned(),
     };
-    let text = r#"
-[images.hello]
-package = "hello"
-platforms = ["linux/amd64", "linux/arm64"]
-cmd = ["world"]
-env = { B = "2", A = "1" }
-labels = { "org.example.team" = "core" }
-annotations = { "org.opencontainers.image.version" = "1.0" }
-ports = ["8080"]
-stop-signal = "SIGINT"
-files = [{ src = "motd", dst = "/etc/motd/today", mode = "0444" }]
-dirs = [{ path = "/tmp", mode = "1777" }]
-tags = ["1.0", "latest"]
-"#;
-    parse(&dir.path().join("images.toml"), text, &ws)
-        .unwrap()
-        .images
-        .remove(0)
-}
-
-fn assemble(epoch: u64) -> ImageSet {
-    let plan = plan();
-    let files = vec![b"hi\n".to_vec()];
-    let images = plan
-        .targets
-        .iter()
-        .map(|t| {
-            let contents = image::Contents {
-                binary: EntryKind::File(b"\x7fELF not really"),
-                files: &files,
-            };
-            Image::assemble(&plan, t.platform, &contents, epoch).unwrap()
+    let images = ["linux/amd64", "linux/arm64"]
+        .into_iter()
+        .map(|platform| {
+            let entries = vec![
+                Entry {
+                    path: "hello".to_owned(),
+                    mode: 0o755,
+                    kind: EntryKind::File(b"\x7fELF not really"),
+                },
+                Entry {
+                    path: "etc/motd/today".to_owned(),
+                    mode: 0o444,
+                    kind: EntryKind::File(b"hi\n"),
+                },
+                Entry {
+                    path: "tmp".to_owned(),
+                    mode: 0o1777,
+                    kind: EntryKind::Dir,
+                },
+            ];
+            let layer = Layer::build(entries, epoch, Compression::Gzip).unwrap();
+            Image::new(platform.parse().unwrap(), layer, &meta)
         })
         .collect();
-    ImageSet::new(&plan, images)
+    ImageSet::new(
+        "hello".to_owned(),
+        vec!["1.0".to_owned(), "latest".to_owned()],
+        "hello".to_owned(),
+        images,
+        &meta.annotations,
+    )
 }
 
 fn text(blob: &Blob) -> String {
@@ -64,7 +73,7 @@ fn text(blob: &Blob) -> String {
 
 #[test]
 fn config_manifest_and_index_bytes() {
-    let set = assemble(0);
+    let set = sample_set(0);
     insta::assert_snapshot!("config_amd64", text(&set.images[0].config));
     insta::assert_snapshot!("manifest_amd64", text(&set.images[0].manifest));
     insta::assert_snapshot!("index", text(set.index.as_ref().unwrap()));
@@ -102,7 +111,7 @@ fn tar_listing(layer: &Layer) -> Vec<(String, u32, u64, u64, u64, u64)> {
 
 #[test]
 fn layer_holds_exactly_the_declared_entries_and_parents() {
-    let set = assemble(0);
+    let set = sample_set(0);
     let listing = tar_listing(&set.images[0].layer);
     let names: Vec<&str> = listing.iter().map(|e| e.0.as_str()).collect();
     assert_eq!(
@@ -116,7 +125,7 @@ fn layer_holds_exactly_the_declared_entries_and_parents() {
 
 #[test]
 fn gzip_header_is_pinned() {
-    let set = assemble(0);
+    let set = sample_set(0);
     let gz = &set.images[0].layer.blob.bytes;
     // magic, deflate, no flags (no name/comment), mtime 0, no level hint, OS 255.
     assert_eq!(&gz[..10], &[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255]);
@@ -124,13 +133,13 @@ fn gzip_header_is_pinned() {
 
 #[test]
 fn same_inputs_same_bytes() {
-    assert_eq!(assemble(0), assemble(0));
+    assert_eq!(sample_set(0), sample_set(0));
 }
 
 #[test]
 fn epoch_changes_only_created_and_mtimes() {
-    let a = assemble(0);
-    let b = assemble(1_700_000_000);
+    let a = sample_set(0);
+    let b = sample_set(1_700_000_000);
     let la = tar_listing(&a.images[0].layer);
     let lb = tar_listing(&b.images[0].layer);
     assert!(lb.iter().all(|e| e.4 == 1_700_000_000));
@@ -151,7 +160,7 @@ fn epoch_changes_only_created_and_mtimes() {
 
 #[test]
 fn archive_is_one_platform_as_a_layout_plus_docker_manifest() {
-    let set = assemble(0);
+    let set = sample_set(0);
     let tar = archive::archive(&set, 0);
     let mut archive = ::tar::Archive::new(tar.as_slice());
     let mut names = Vec::new();
@@ -166,7 +175,7 @@ fn archive_is_one_platform_as_a_layout_plus_docker_manifest() {
     }
     // Only the first platform's blobs: the one image every loader loads.
     let first = &set.images[0];
-    assert_eq!(first.platform, Platform::LinuxAmd64);
+    assert_eq!(first.platform.to_string(), "linux/amd64");
     for blob in set.blobs() {
         let path = format!("blobs/sha256/{}", blob.digest.hex());
         let wanted = [&first.layer.blob, &first.config, &first.manifest]
@@ -212,7 +221,7 @@ fn archive_is_one_platform_as_a_layout_plus_docker_manifest() {
 
 #[test]
 fn repository_and_registry_name_the_archive() {
-    let mut set = assemble(0);
+    let mut set = sample_set(0);
     set.repository = "registry.example:5000/acme/hello".to_owned();
     assert_eq!(
         set.references(),
@@ -221,6 +230,34 @@ fn repository_and_registry_name_the_archive() {
             "registry.example:5000/acme/hello:latest"
         ]
     );
+}
+
+#[test]
+fn platforms_read_as_they_are_written() {
+    for text in ["linux/amd64", "linux/arm/v7"] {
+        let platform: PlatformSpec = text.parse().unwrap();
+        assert_eq!(platform.to_string(), text);
+    }
+    let arm: PlatformSpec = "linux/arm/v7".parse().unwrap();
+    assert_eq!(
+        (
+            arm.os.as_str(),
+            arm.architecture.as_str(),
+            arm.variant.as_deref()
+        ),
+        ("linux", "arm", Some("v7"))
+    );
+    for bad in [
+        "",
+        "linux",
+        "linux/",
+        "/amd64",
+        "linux//v7",
+        "linux/arm/v7/x",
+    ] {
+        let e = bad.parse::<PlatformSpec>().unwrap_err();
+        assert!(e.to_string().contains("OS/ARCH"), "{bad}: {e}");
+    }
 }
 
 /// Writes the set's layout under `dir` and its archive beside it.
@@ -241,7 +278,7 @@ fn write_out(set: &ImageSet, dir: &std::path::Path) -> (std::path::PathBuf, std:
 /// to the same images, each verified.
 #[test]
 fn memory_layout_and_archive_read_alike() {
-    let set = assemble(0);
+    let set = sample_set(0);
     let meta = layout::LayoutMeta::new(&set);
     let dir = tempfile::tempdir().unwrap();
     let (root, tar) = write_out(&set, dir.path());
@@ -267,7 +304,7 @@ fn memory_layout_and_archive_read_alike() {
         let platforms: Vec<_> = resolved
             .images
             .iter()
-            .map(|i| i.platform.as_str())
+            .map(|i| i.platform.to_string())
             .collect();
         assert_eq!(platforms, ["linux/amd64", "linux/arm64"]);
         for (r, built) in resolved.images.iter().zip(&set.images) {
@@ -294,11 +331,11 @@ fn memory_layout_and_archive_read_alike() {
     let archive = archive::ArchiveFile::open(&tar).unwrap();
     let images = source::resolve_all(&archive).unwrap();
     assert_eq!(images.len(), 1);
-    assert_eq!(images[0].platform, "linux/amd64");
+    assert_eq!(images[0].platform.to_string(), "linux/amd64");
     let docker = archive.docker_manifest().unwrap();
     assert_eq!(
         docker[0].config,
-        read::blob_path(&images[0].manifest.config.digest)
+        error::blob_path(&images[0].manifest.config.digest)
     );
     for d in images[0].layers() {
         archive.blob(d, u64::MAX).unwrap();
@@ -315,7 +352,7 @@ mod hostile {
     use super::*;
 
     fn layout() -> (tempfile::TempDir, ImageSet) {
-        let set = assemble(0);
+        let set = sample_set(0);
         let dir = tempfile::tempdir().unwrap();
         write_out(&set, dir.path());
         (dir, set)
@@ -417,7 +454,7 @@ mod hostile {
         let layout = LayoutDir::open(&dir.path().join("hello")).unwrap();
         let mut d = set.images[0].manifest.descriptor();
         d.size = 8 << 30;
-        let e = layout.blob(&d, source::MAX_JSON).unwrap_err();
+        let e = layout.blob(&d, error::MAX_JSON).unwrap_err();
         assert!(matches!(&e, ReadError::TooLarge { .. }), "{e}");
 
         // A blob whose file is larger than its descriptor: refused by the
@@ -429,7 +466,7 @@ mod hostile {
             .unwrap();
         f.set_len(1 << 40).unwrap();
         let e = layout
-            .blob(&layer.descriptor(), read::MAX_BLOB_IN_MEMORY)
+            .blob(&layer.descriptor(), error::MAX_BLOB_IN_MEMORY)
             .unwrap_err();
         assert!(
             matches!(
@@ -457,7 +494,7 @@ mod hostile {
         std::fs::create_dir(&path).unwrap();
         let layout = LayoutDir::open(&dir.path().join("hello")).unwrap();
         let e = layout
-            .blob(&config.descriptor(), source::MAX_JSON)
+            .blob(&config.descriptor(), error::MAX_JSON)
             .unwrap_err();
         assert!(matches!(&e, ReadError::NotRegular { .. }), "{e}");
     }

@@ -8,21 +8,36 @@
 //! talks to a registry is the `push` feature's.
 
 #[cfg(feature = "push")]
-mod auth;
+mod api;
 #[cfg(feature = "push")]
-mod client;
+mod auth;
 #[cfg(feature = "push")]
 pub mod credentials;
 #[cfg(feature = "push")]
 mod error;
 #[cfg(feature = "push")]
-mod layout;
+mod options;
+#[cfg(feature = "push")]
+mod outgoing;
 #[cfg(feature = "push")]
 mod push;
 pub mod reference;
 #[cfg(feature = "push")]
 pub mod remote;
+#[cfg(feature = "push")]
+mod transport;
 
 #[cfg(feature = "push")]
-pub use push::*;
+pub use credentials::{
+    Anonymous, Chain, Credential, CredentialError, CredentialSource, DockerConfig, EnvCredentials,
+    StaticCredential, default_credentials,
+};
+#[cfg(feature = "push")]
+pub use error::{Failure, RegistryError, RemoteError};
+#[cfg(feature = "push")]
+pub use options::{ProgressEvent, PushOptions};
+#[cfg(feature = "push")]
+pub use push::{PushReport, push_layout};
 pub use reference::{Reference, ReferenceError, Repository};
+#[cfg(feature = "push")]
+pub use remote::{Referrers, RemoteManifest, Session, Stored};

@@ -7,11 +7,12 @@
 use serde_json::{Value, json};
 use ureq::http::Method;
 
-use super::PushOptions;
-use super::client::{Answer, Client, check_digest, with_query};
+use super::api::check_digest;
 use super::credentials::CredentialSource;
 use super::error::{Failure, RegistryError};
+use super::options::PushOptions;
 use super::reference::Repository;
+use super::transport::{Answer, Client, with_query};
 use crate::oci::{
     DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, Descriptor, Digest, MEDIA_TYPE_INDEX,
     MEDIA_TYPE_MANIFEST, canonical_json,
@@ -31,13 +32,13 @@ const ACCEPT_MANIFESTS: [&str; 4] = [
 
 /// A manifest or index as the registry stores it: exact bytes, verified.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Manifest {
+pub struct RemoteManifest {
     pub digest: Digest,
     pub media_type: String,
     pub bytes: Vec<u8>,
 }
 
-impl Manifest {
+impl RemoteManifest {
     /// The bytes as JSON.
     pub fn json(&self) -> Result<Value, String> {
         serde_json::from_slice(&self.bytes)
@@ -103,7 +104,10 @@ impl<'o, 'p> Session<'o, 'p> {
 
     /// `GET /v2/<name>/manifests/<reference>` (a tag or a digest); `None` when
     /// the registry has no such manifest.
-    pub fn get_manifest(&mut self, reference: &str) -> Result<Option<Manifest>, RegistryError> {
+    pub fn get_manifest(
+        &mut self,
+        reference: &str,
+    ) -> Result<Option<RemoteManifest>, RegistryError> {
         let url = self.url(&format!("manifests/{reference}"));
         let repo = self.client.repo.clone();
         let action = format!("reading manifest {repo}:{reference}");
@@ -294,7 +298,7 @@ pub fn fallback_tag(subject: &Digest) -> String {
     format!("sha256-{}", subject.hex())
 }
 
-fn read_manifest(answer: &Answer, reference: &str) -> Result<Manifest, Failure> {
+fn read_manifest(answer: &Answer, reference: &str) -> Result<RemoteManifest, Failure> {
     if answer.body.len() > MAX_MANIFEST {
         return Err(Failure::Protocol(format!(
             "the manifest is {} bytes, more than the {MAX_MANIFEST} a manifest may be",
@@ -326,7 +330,7 @@ fn read_manifest(answer: &Answer, reference: &str) -> Result<Manifest, Failure> 
                 .map(|t| t.split(';').next().unwrap_or(t).trim().to_owned())
         })
         .unwrap_or_default();
-    Ok(Manifest {
+    Ok(RemoteManifest {
         digest,
         media_type,
         bytes: answer.body.clone(),

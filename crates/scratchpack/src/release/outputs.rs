@@ -100,7 +100,7 @@ fn key(
         settings: format!("{:?}", image.release),
         build: format!("{:?}", image.build),
         targets: image.targets.iter().map(|t| t.triple.as_str()).collect(),
-        reference: crate::oci::image::repository(image),
+        reference: crate::build::assemble::repository(image),
         top: &built.digest,
         manifests: built
             .platforms
@@ -141,7 +141,7 @@ pub fn files(
     inputs: Option<&BuildInputs>,
     signer: Option<&dyn BundleSigner>,
 ) -> Result<Vec<(String, Vec<u8>)>, DocumentError> {
-    let reference = crate::oci::image::repository(image);
+    let reference = crate::build::assemble::repository(image);
     let repository = image.push.as_ref().map(|_| reference.as_str());
     let bad = |what: &str| DocumentError::Image(format!("image `{}`: {what}", image.name));
     let mut out = Vec::new();

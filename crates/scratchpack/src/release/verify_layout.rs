@@ -107,7 +107,7 @@ pub fn verify_layout(
     }
     for image in &resolved.images {
         let d = &image.manifest_digest;
-        let stem = image.platform.replace('/', "-");
+        let stem = image.platform.to_string().replace('/', "-");
         let outcome = check_bundle(
             release,
             &format!("{stem}.manifest.sigstore.json"),

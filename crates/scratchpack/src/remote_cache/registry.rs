@@ -8,16 +8,16 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::action::{ImageKey, KeyContext};
+use crate::build::assemble::{self, Contents};
 use crate::build::{self, BuildError, BuiltImage, Options};
 use crate::cache;
 use crate::compile::{CompileError, Compiler, Request};
 use crate::elf::check_static;
 use crate::manifest::{FileSource, ImagePlan};
-use crate::oci::image::Contents;
-use crate::oci::read::ReadError;
+use crate::oci::error::MAX_BLOB_IN_MEMORY;
 use crate::oci::source::{Source, resolve};
 use crate::oci::{
-    Descriptor, Digest, Image, ImageSet, MEDIA_TYPE_LAYER_GZIP, MEDIA_TYPE_LAYER_ZSTD,
+    Descriptor, Digest, LayerBlob, MEDIA_TYPE_LAYER_GZIP, MEDIA_TYPE_LAYER_ZSTD, ReadError,
 };
 use crate::registry::{CredentialSource, PushOptions, Session, default_credentials, push_layout};
 use crate::shell::Shell;
@@ -270,7 +270,7 @@ impl Source for Remote<'_, '_> {
     }
 
     fn blob(&self, d: &Descriptor, limit: u64) -> Result<Vec<u8>, ReadError> {
-        let path = crate::oci::read::blob_path(&d.digest);
+        let path = crate::oci::error::blob_path(&d.digest);
         if d.size > limit {
             return Err(ReadError::TooLarge {
                 path,
@@ -294,7 +294,7 @@ impl Source for Remote<'_, '_> {
                 .get_blob(&d.digest, limit as usize)
                 .map_err(|e| io(&e))?
         };
-        crate::oci::read::verify(d, bytes.len() as u64, Digest::of(&bytes))?;
+        crate::oci::error::verify(d, bytes.len() as u64, Digest::of(&bytes))?;
         Ok(bytes)
     }
 }
@@ -354,7 +354,7 @@ fn pull(
     let mut assembled = Vec::new();
     for (pulled, target) in resolved.images.iter().zip(&image.targets) {
         let platform = target.platform.to_string();
-        if pulled.platform != platform {
+        if pulled.platform != assemble::oci_platform(target.platform) {
             return Err(format!("it holds {}, not {platform}", pulled.platform));
         }
         let [layer] = pulled.layers() else {
@@ -363,16 +363,15 @@ fn pull(
                 pulled.layers().len()
             ));
         };
-        let zstd = match layer.media_type.as_str() {
-            MEDIA_TYPE_LAYER_GZIP => false,
-            MEDIA_TYPE_LAYER_ZSTD => true,
-            other => return Err(format!("its layer is `{other}`")),
-        };
-        let blob = src
-            .blob(layer, crate::oci::read::MAX_BLOB_IN_MEMORY)
-            .map_err(|e| chain(&e))?;
-        let tar = decompress(&blob, zstd)?;
-        let diff_id = Digest::of(&tar);
+        // An entry holds what the build writes, and it writes no other layer.
+        if !matches!(
+            layer.media_type.as_str(),
+            MEDIA_TYPE_LAYER_GZIP | MEDIA_TYPE_LAYER_ZSTD
+        ) {
+            return Err(format!("its layer is `{}`", layer.media_type));
+        }
+        let blob = LayerBlob::read(&src, layer, MAX_BLOB_IN_MEMORY).map_err(|e| chain(&e))?;
+        let (tar, diff_id) = decompress(&blob)?;
         if pulled.config.rootfs.diff_ids.first() != Some(&diff_id) {
             return Err(format!(
                 "its layer's diff_id is {diff_id}, not what its config says"
@@ -386,12 +385,12 @@ fn pull(
             binary: crate::oci::layer::EntryKind::File(&binary),
             files: &files,
         };
-        let img = Image::assemble(image, target.platform, &contents, epoch)
+        let img = assemble::image(image, target.platform, &contents, epoch)
             .map_err(|e| format!("assembling the image from its binary: {e}"))?;
         assembled.push(img);
         binaries.push(binary);
     }
-    let set = ImageSet::new(image, assembled);
+    let set = assemble::image_set(image, assembled);
     let rebuilt = set.top().digest;
     if rebuilt != top.digest {
         return Err(format!(
@@ -402,19 +401,17 @@ fn pull(
     Ok(Some(Hit { binaries }))
 }
 
-/// The layer's tar, from either layer compression the build writes.
-fn decompress(bytes: &[u8], zstd: bool) -> Result<Vec<u8>, String> {
-    let reader: Box<dyn Read + '_> = if zstd {
-        crate::oci::compress::zstd_reader(bytes)
-    } else {
-        Box::new(crate::gunzip::GzDecoder::new(bytes))
-    };
+/// The layer's tar, held whole so the binary can be taken out of it, and
+/// its diff_id.
+fn decompress(blob: &LayerBlob) -> Result<(Vec<u8>, Digest), String> {
+    let failed = |e: std::io::Error| format!("decompressing its layer: {e}");
+    let mut tar = blob.tar(MAX_BLOB_IN_MEMORY, |limit| {
+        format!("more than {limit} bytes uncompressed")
+    });
     let mut out = Vec::new();
-    reader
-        .take(crate::oci::read::MAX_BLOB_IN_MEMORY)
-        .read_to_end(&mut out)
-        .map_err(|e| format!("decompressing its layer: {e}"))?;
-    Ok(out)
+    tar.read_to_end(&mut out).map_err(failed)?;
+    let (diff_id, _) = tar.finish().map_err(failed)?;
+    Ok((out, diff_id))
 }
 
 /// The bytes of the regular file at `path` in `tar`.

@@ -11,8 +11,8 @@ use std::time::Duration;
 use sandbox::{Limits, Outcome, Sandbox, Status, StopReason};
 
 use super::diff;
-use super::unpack::ImageConfig;
 use crate::manifest::{CommandTest, OutputExpect, User};
+use crate::oci::spec::Config as ImageConfig;
 
 /// Limits every command test runs under besides its own timeout: generous
 /// for a small server or CLI, tight enough that a runaway test cannot take
@@ -263,7 +263,7 @@ fn indent(text: &str) -> String {
 mod tests {
     use super::*;
     use crate::manifest::DEFAULT_TEST_TIMEOUT_MS;
-    use crate::testing::unpack::ExecConfig;
+    use crate::oci::spec::ExecConfig;
 
     fn config() -> ImageConfig {
         ImageConfig {

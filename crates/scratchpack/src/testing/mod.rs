@@ -8,7 +8,6 @@ pub mod command;
 pub mod diff;
 pub mod junit;
 pub mod structure;
-pub mod unpack;
 
 use std::collections::VecDeque;
 use std::fmt::Write as _;
@@ -21,7 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::cache;
 use crate::manifest::TestPlan;
-use unpack::{PlatformImage, Unpacked};
+use crate::unpack::{self, PlatformImage, Unpacked};
 
 /// Names one test on one platform: `hello/greets [linux/arm64]`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -130,7 +129,7 @@ pub fn run(
             let id = TestId {
                 image: subject.name.clone(),
                 test: test.name.clone(),
-                platform: subject.image.platform.clone(),
+                platform: subject.image.platform.to_string(),
             };
             let key = cache::key(&KeyInputs {
                 manifest: subject.image.manifest.as_str(),
@@ -276,10 +275,10 @@ fn run_one(
     }
 }
 
-/// The image's architecture, from its config or else its platform name.
+/// The image's architecture, from its config or else its platform.
 fn architecture(image: &PlatformImage) -> &str {
     if image.config.architecture.is_empty() {
-        image.platform.rsplit('/').next().unwrap_or("")
+        &image.platform.architecture
     } else {
         &image.config.architecture
     }

@@ -6,8 +6,9 @@
 use std::collections::BTreeSet;
 
 use super::command::{config_env, parse_user};
-use super::unpack::{ImageConfig, Tree};
 use crate::manifest::{FileKind, StructureTest};
+use crate::oci::spec::Config as ImageConfig;
+use crate::unpack::Tree;
 
 /// Every way the image falls short of `test`; empty when it passes.
 pub fn check(tree: &Tree, config: &ImageConfig, test: &StructureTest) -> Vec<String> {
@@ -128,7 +129,8 @@ fn kind_name(kind: FileKind) -> &'static str {
 mod tests {
     use super::*;
     use crate::manifest::{ConfigCheck, FileCheck, ImagePath, User};
-    use crate::testing::unpack::{ExecConfig, Node};
+    use crate::oci::spec::ExecConfig;
+    use crate::unpack::Node;
 
     fn tree() -> Tree {
         let mut t = Tree::default();

@@ -22,7 +22,7 @@ pub fn remembered<T: Serialize + DeserializeOwned, E>(
     let Some(stamp) = stamp else {
         return ask();
     };
-    let key = crate::oci::Digest::of(stamp.as_bytes()).to_string();
+    let key = crate::digest::Digest::of(stamp.as_bytes()).to_string();
     if let Some(answer) = crate::cache::lookup(path, &key) {
         return Ok(answer);
     }

@@ -197,7 +197,7 @@ fn unchanged(on_disk: &BTreeMap<PathBuf, String>) -> bool {
 }
 
 fn hex_digest(bytes: &[u8]) -> String {
-    crate::oci::hex(&Sha256::digest(bytes))
+    crate::digest::hex(&Sha256::digest(bytes))
 }
 
 /// The digest of a file's bytes; a file that cannot be read has the empty
@@ -315,7 +315,7 @@ fn resolve(
     }
     let kept = target_dir
         .join("scratchpack/crate-trees")
-        .join(crate::oci::hex(&key.finalize()));
+        .join(crate::digest::hex(&key.finalize()));
     let recorded = crate::cache::read_record(&kept, MAX_PACKAGES_RECORD)
         .and_then(|b| String::from_utf8(b).ok());
     let tree = match recorded {

@@ -208,7 +208,7 @@ fn stamp(env: &Env, dir: &Path) -> Stamp {
                 {
                     return Stamp::Unknown;
                 }
-                crate::oci::Digest::of(&text).to_string()
+                crate::digest::Digest::of(&text).to_string()
             }
             Err(_) => "missing".to_owned(),
         };

@@ -2,6 +2,8 @@
 //! each static, assemble the images, and write the layout directory and the
 //! archive of each, skipping images whose inputs have not changed.
 
+pub mod assemble;
+
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -12,10 +14,9 @@ use crate::elf::{NotStatic, check_static};
 use crate::manifest::{FileSource, ImagePlan};
 use crate::oci::archive::archive;
 use crate::oci::compress::Pool;
-use crate::oci::image::Contents;
 use crate::oci::layer::{EntryKind, LayerError, Streamed, read_hashed};
 use crate::oci::layout::{LayoutMeta, layout_files};
-use crate::oci::{Digest, Image, ImageSet, LayoutDir};
+use crate::oci::{Digest, LayoutDir};
 use crate::output::{OutputError, OutputLock, write_synced, write_tree};
 use crate::platform::Platform;
 use crate::shell::Shell;
@@ -473,7 +474,7 @@ fn write_image(
 ) -> Result<BuiltImage, BuildError> {
     let key = cache::key(&KeyInputs {
         plan: key_plan(image),
-        repository: crate::oci::image::repository(image),
+        repository: assemble::repository(image),
         binaries: binaries.iter().map(|b| b.digest.clone()).collect(),
         files: files.iter().map(|f| Digest::of(f)).collect(),
         epoch: opts.epoch,
@@ -488,7 +489,7 @@ fn write_image(
     }
 
     let per_platform = in_parallel(pool, platform_threads, binaries, |_, b| {
-        let contents = Contents {
+        let contents = assemble::Contents {
             binary: EntryKind::Streamed(Streamed {
                 path: &b.path,
                 size: b.size,
@@ -496,7 +497,7 @@ fn write_image(
             }),
             files,
         };
-        Image::assemble(image, b.platform, &contents, opts.epoch).map_err(|source| {
+        assemble::image(image, b.platform, &contents, opts.epoch).map_err(|source| {
             BuildError::Layer {
                 image: image.name.clone(),
                 source,
@@ -505,7 +506,7 @@ fn write_image(
     })
     .into_iter()
     .collect::<Result<Vec<_>, _>>()?;
-    let set = ImageSet::new(image, per_platform);
+    let set = assemble::image_set(image, per_platform);
 
     let layout = opts.out_dir.join(&image.name);
     let archive_path = opts.out_dir.join(format!("{}.tar", image.name));

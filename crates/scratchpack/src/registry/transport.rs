@@ -1,9 +1,12 @@
-//! The distribution API calls a push makes (OCI distribution spec "Push": checking
-//! blobs, monolithic and chunked uploads, cross-repository mounts, manifests), with
-//! authentication on 401 and bounded, backed-off retries of transient failures.
+//! Talking to one registry over HTTP: requests and their answers,
+//! authentication on 401 (Basic, RFC 7617; Bearer tokens, RFC 6750, from the
+//! token service a challenge names, as docker's token authentication
+//! specification describes), bounded, backed-off retries of transient
+//! failures, and progress reports. Credentials go only to the registry's own
+//! origin and the token service its challenges name, and in clear text only
+//! where nothing crosses a network or the registry itself is plain HTTP. The
+//! endpoints themselves are the protocol's (`api`, `remote`).
 
-use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
 use std::marker::PhantomData;
 use std::time::Duration;
 
@@ -12,11 +15,8 @@ use ureq::http::{HeaderMap, Method, Request};
 use super::auth::{AuthState, Challenge, parse_challenges, parse_token, push_scopes};
 use super::credentials::Credential;
 use super::error::{Failure, RegistryError};
-use super::layout::{BlobFile, ManifestBlob};
+use super::options::{ProgressEvent, PushOptions};
 use super::reference::Repository;
-use super::{ProgressEvent, PushOptions};
-
-const OCTET_STREAM: &str = "application/octet-stream";
 
 /// One answer from the registry, read in full (answers are small; blobs only go up).
 pub(crate) struct Answer {
@@ -41,30 +41,15 @@ impl Answer {
     }
 }
 
-/// What asking to upload a blob started.
-pub(crate) enum Started {
-    /// The registry linked the blob from the mount source: nothing to send.
-    Mounted,
-    Session(Upload),
-}
-
-/// An upload session the registry knows, and how many of the blob's bytes
-/// it holds.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Upload {
-    pub location: String,
-    pub offset: u64,
-}
-
 /// The push options a client works with, owned so that a client can move to
 /// another thread.
 #[derive(Debug, Clone)]
-struct Settings {
-    chunk_size: usize,
+pub(super) struct ClientSettings {
+    pub(super) chunk_size: usize,
     retries: u32,
     backoff: Duration,
     max_backoff: Duration,
-    mount_from: Option<String>,
+    pub(super) mount_from: Option<String>,
 }
 
 /// Where a client's progress events go.
@@ -102,7 +87,7 @@ pub(crate) struct Client<'o, 'p, S: Sink = Direct<'p>> {
     /// The scopes tokens are asked for: the push scope, the mount source's pull
     /// scope, and any scope a challenge named.
     scopes: Vec<String>,
-    settings: Settings,
+    pub(super) settings: ClientSettings,
     pub sink: S,
     pub stats: Stats,
     // The lifetimes the callers name; a client holds no borrow of the options.
@@ -136,7 +121,7 @@ impl<'o, 'p> Client<'o, 'p> {
             repo: repo.clone(),
             credential,
             auth: AuthState::default(),
-            settings: Settings {
+            settings: ClientSettings {
                 chunk_size: opts.chunk_size,
                 retries: opts.retries,
                 backoff: opts.backoff,
@@ -169,7 +154,7 @@ impl<'o, 'p, S: Sink> Client<'o, 'p, S> {
         }
     }
 
-    fn progress(&self, event: ProgressEvent<'_>) {
+    pub(super) fn progress(&self, event: ProgressEvent<'_>) {
         self.sink.event(&event);
     }
 
@@ -212,233 +197,6 @@ impl<'o, 'p, S: Sink> Client<'o, 'p, S> {
                 }
             }
         }
-    }
-
-    /// `GET /v2/`: checks the endpoint speaks the distribution API and learns how it
-    /// wants to be authenticated, before any blob is touched.
-    pub(super) fn ping(&mut self) -> Result<(), Failure> {
-        let url = format!("{}/v2/", self.base);
-        let answer = self.request(Method::GET, &url, &[], None)?;
-        match answer.status {
-            200 => Ok(()),
-            _ => Err(answer.failure()),
-        }
-    }
-
-    pub(super) fn blob_exists(&mut self, digest: &str) -> Result<bool, Failure> {
-        let url = format!("{}/v2/{}/blobs/{digest}", self.base, self.repo.name());
-        let answer = self.request(Method::HEAD, &url, &[], None)?;
-        match answer.status {
-            200 => Ok(true),
-            // Registries that keep blobs in object storage redirect to it, which
-            // they only do for a blob they have.
-            301 | 302 | 303 | 307 | 308 => Ok(true),
-            404 => Ok(false),
-            _ => Err(answer.failure()),
-        }
-    }
-
-    pub(super) fn manifest_exists(&mut self, manifest: &ManifestBlob) -> Result<bool, Failure> {
-        let url = format!(
-            "{}/v2/{}/manifests/{}",
-            self.base,
-            self.repo.name(),
-            manifest.digest
-        );
-        let accept = [("accept", manifest.media_type.clone())];
-        let answer = self.request(Method::HEAD, &url, &accept, None)?;
-        match answer.status {
-            200 => Ok(true),
-            404 => Ok(false),
-            _ => Err(answer.failure()),
-        }
-    }
-
-    /// `PUT /v2/<name>/manifests/<reference>` with the exact local bytes.
-    pub(super) fn put_manifest(
-        &mut self,
-        reference: &str,
-        manifest: &ManifestBlob,
-    ) -> Result<(), Failure> {
-        let url = format!(
-            "{}/v2/{}/manifests/{reference}",
-            self.base,
-            self.repo.name()
-        );
-        let headers = [("content-type", manifest.media_type.clone())];
-        let answer = self.request(Method::PUT, &url, &headers, Some(&manifest.bytes))?;
-        if answer.status != 201 {
-            return Err(answer.failure());
-        }
-        check_digest(&answer, &manifest.digest, "manifest")
-    }
-
-    /// Asks to upload one blob: a mount when a source repository is set, else
-    /// a new upload session.
-    pub(super) fn start_upload(&mut self, blob: &BlobFile) -> Result<Started, Failure> {
-        let uploads = format!("{}/v2/{}/blobs/uploads/", self.base, self.repo.name());
-        let mount_from = self.settings.mount_from.clone();
-        let url = match mount_from.as_deref().filter(|f| *f != self.repo.name()) {
-            Some(from) => format!(
-                "{uploads}?mount={}&from={}",
-                encode(&blob.digest),
-                encode(from)
-            ),
-            None => uploads,
-        };
-        let answer = self.request(Method::POST, &url, &[], Some(&[]))?;
-        match answer.status {
-            // The registry already had the blob in the source repository.
-            201 if mount_from.is_some() => {
-                check_digest(&answer, &blob.digest, "blob")?;
-                Ok(Started::Mounted)
-            }
-            // An upload session: also the answer to a mount the registry declined.
-            202 => {
-                let location = self.location(&answer)?;
-                self.progress(ProgressEvent::BlobStarted {
-                    digest: &blob.digest,
-                    size: blob.size,
-                });
-                Ok(Started::Session(Upload {
-                    location,
-                    offset: 0,
-                }))
-            }
-            _ => Err(answer.failure()),
-        }
-    }
-
-    /// `GET` on an upload session (distribution spec "Resuming an upload"):
-    /// where it goes on and how many bytes the registry holds, from its
-    /// `Range: 0-<last>`. `None` when the registry no longer knows the
-    /// session (it finished, or expired) or gives no usable offset, so the
-    /// blob is asked about and, if need be, sent again from its start.
-    pub(super) fn upload_status(&mut self, upload: &Upload) -> Result<Option<Upload>, Failure> {
-        let answer = self.request(Method::GET, &upload.location, &[], None)?;
-        match answer.status {
-            200 | 204 => {}
-            _ => {
-                let failure = answer.failure();
-                return if failure.is_transient() {
-                    Err(failure)
-                } else {
-                    Ok(None)
-                };
-            }
-        }
-        let Some(last) = answer
-            .header("range")
-            .and_then(|r| r.trim().strip_prefix("0-"))
-            .and_then(|end| end.parse::<u64>().ok())
-        else {
-            return Ok(None);
-        };
-        // `0-0` is what distribution answers both for no bytes and for one:
-        // starting again costs at most that byte.
-        if last == 0 {
-            return Ok(None);
-        }
-        let location = if answer.header("location").is_some() {
-            self.location(&answer)?
-        } else {
-            upload.location.clone()
-        };
-        Ok(Some(Upload {
-            location,
-            offset: last + 1,
-        }))
-    }
-
-    /// Sends the blob's bytes from the session's offset on: monolithic up to
-    /// the chunk size (the rest in the closing PUT), chunked above it (a PATCH
-    /// per chunk, then an empty closing PUT). `upload` follows every answer, so
-    /// after a failure it says where the session stood.
-    pub(super) fn finish_upload(
-        &mut self,
-        blob: &BlobFile,
-        upload: &mut Upload,
-    ) -> Result<(), Failure> {
-        let fail_read = |e: std::io::Error| Failure::Protocol(format!("reading local blob: {e}"));
-        let mut file = File::open(&blob.path).map_err(fail_read)?;
-        if upload.offset > blob.size {
-            return Err(Failure::Protocol(format!(
-                "registry holds {} bytes of blob {}, which has {}",
-                upload.offset, blob.digest, blob.size
-            )));
-        }
-        file.seek(SeekFrom::Start(upload.offset))
-            .map_err(fail_read)?;
-        let chunk_size = self.settings.chunk_size.max(1) as u64;
-        let final_body: Vec<u8> = if blob.size <= chunk_size {
-            let mut body = Vec::with_capacity((blob.size - upload.offset) as usize);
-            (&mut file)
-                .take(blob.size - upload.offset)
-                .read_to_end(&mut body)
-                .map_err(fail_read)?;
-            body
-        } else {
-            let mut buf = vec![0u8; chunk_size as usize];
-            while upload.offset < blob.size {
-                let offset = upload.offset;
-                let n = (blob.size - offset).min(chunk_size) as usize;
-                file.read_exact(&mut buf[..n]).map_err(fail_read)?;
-                let headers = [
-                    ("content-type", OCTET_STREAM.to_owned()),
-                    // Inclusive byte range, as the spec's chunked upload asks.
-                    (
-                        "content-range",
-                        format!("{offset}-{}", offset + n as u64 - 1),
-                    ),
-                ];
-                let result =
-                    self.request(Method::PATCH, &upload.location, &headers, Some(&buf[..n]));
-                self.stats.bytes_uploaded += n as u64;
-                let answer = result?;
-                if answer.status != 202 {
-                    return Err(answer.failure());
-                }
-                upload.location = self.location(&answer)?;
-                upload.offset = offset + n as u64;
-                self.progress(ProgressEvent::BlobProgress {
-                    digest: &blob.digest,
-                    sent: upload.offset,
-                    size: blob.size,
-                });
-            }
-            Vec::new()
-        };
-        let url = with_query(&upload.location, "digest", &blob.digest);
-        let headers = [("content-type", OCTET_STREAM.to_owned())];
-        let result = self.request(Method::PUT, &url, &headers, Some(&final_body));
-        self.stats.bytes_uploaded += final_body.len() as u64;
-        let answer = result?;
-        if answer.status != 201 {
-            return Err(answer.failure());
-        }
-        check_digest(&answer, &blob.digest, "blob")?;
-        self.progress(ProgressEvent::BlobProgress {
-            digest: &blob.digest,
-            sent: blob.size,
-            size: blob.size,
-        });
-        Ok(())
-    }
-
-    /// The upload session URL from `Location`, which may be relative to the registry.
-    pub(super) fn location(&self, answer: &Answer) -> Result<String, Failure> {
-        let loc = answer.header("location").ok_or_else(|| {
-            Failure::Protocol("registry started an upload without a Location header".into())
-        })?;
-        Ok(
-            if loc.starts_with("http://") || loc.starts_with("https://") {
-                loc.to_owned()
-            } else if loc.starts_with('/') {
-                format!("{}{loc}", self.base)
-            } else {
-                format!("{}/{loc}", self.base)
-            },
-        )
     }
 
     /// Sends a request, answering one authentication challenge if the registry
@@ -653,15 +411,6 @@ impl<'o, 'p, S: Sink> Client<'o, 'p, S> {
     }
 }
 
-pub(super) fn check_digest(answer: &Answer, expected: &str, what: &str) -> Result<(), Failure> {
-    match answer.header("docker-content-digest") {
-        Some(got) if got != expected => Err(Failure::Protocol(format!(
-            "registry stored the {what} as {got}, but its digest is {expected}"
-        ))),
-        _ => Ok(()),
-    }
-}
-
 /// Connection trouble may pass; a bad URL or a TLS problem will not.
 fn transport_failure(e: ureq::Error) -> Failure {
     let transient = match &e {
@@ -721,7 +470,7 @@ pub(super) fn with_query(url: &str, key: &str, value: &str) -> String {
 }
 
 /// Percent-encodes a query value (RFC 3986 unreserved characters pass through).
-fn encode(value: &str) -> String {
+pub(super) fn encode(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
     for b in value.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {

@@ -1,4 +1,4 @@
-//! What a push sends from an OCI image layout (image-spec "Image Layout"): the
+//! What a push sends, read from an OCI image layout (image-spec "Image Layout"): the
 //! chosen top-level manifest or index, its child manifests and every blob
 //! they reference, read through [`LayoutDir`] (hostile input: no links
 //! followed, only regular files, every size bounded) and each checked
@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use super::error::RegistryError;
 
-use crate::oci::source::{self, Document};
+use crate::oci::source::{self, StoredDocument};
 use crate::oci::{LayoutDir, ReadError};
 
 /// A manifest or index, with the exact bytes that are pushed.
@@ -19,8 +19,8 @@ pub(super) struct ManifestBlob {
     pub bytes: Vec<u8>,
 }
 
-impl From<Document> for ManifestBlob {
-    fn from(d: Document) -> Self {
+impl From<StoredDocument> for ManifestBlob {
+    fn from(d: StoredDocument) -> Self {
         ManifestBlob {
             digest: d.descriptor.digest.to_string(),
             media_type: d.media_type,

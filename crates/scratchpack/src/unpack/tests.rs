@@ -6,7 +6,10 @@
 use std::os::unix::fs::PermissionsExt;
 
 use super::*;
-use crate::oci::{MEDIA_TYPE_INDEX, MEDIA_TYPE_MANIFEST};
+use crate::manifest::FileKind;
+use crate::oci::{
+    MEDIA_TYPE_INDEX, MEDIA_TYPE_LAYER_GZIP, MEDIA_TYPE_LAYER_TAR, MEDIA_TYPE_MANIFEST,
+};
 
 const LAYER: &str = "sha256:00000000000000000000000000000000000000000000000000000000000000aa";
 
@@ -63,12 +66,22 @@ fn apply_within(
     let mut tree = Tree::new();
     let mut budget = Budget::new(limits);
     for bytes in layers {
-        let reader = HashingReader::new(Box::new(&bytes[..]));
-        if let Err(e) = unpack_layer(reader, LAYER, root.path(), &mut tree, &mut budget) {
+        let blob = blob(MEDIA_TYPE_LAYER_TAR, bytes);
+        if let Err(e) = apply_layer(&blob, root.path(), &mut tree, &mut budget) {
             return (root, Err(e));
         }
     }
     (root, Ok(tree))
+}
+
+/// A layer blob of `media_type`, named [`LAYER`] in errors.
+fn blob(media_type: &str, bytes: &[u8]) -> LayerBlob {
+    let d = Descriptor::new(
+        media_type,
+        Digest::parse(LAYER).unwrap(),
+        bytes.len() as u64,
+    );
+    LayerBlob::new(d, bytes.to_vec()).unwrap()
 }
 
 fn refused(entries: &[E]) -> (tempfile::TempDir, String) {
@@ -318,7 +331,7 @@ fn a_layout_is_read_through_its_index_and_unpacked() {
     let dir = layout(&tar, None);
     let images = read_layout(dir.path()).unwrap();
     assert_eq!(images.len(), 1);
-    assert_eq!(images[0].platform, "linux/arm64");
+    assert_eq!(images[0].platform.to_string(), "linux/arm64");
     assert_eq!(images[0].config.config.user.as_deref(), Some("1:2"));
     let unpacked = unpack(dir.path(), &images[0], &UnpackLimits::default()).unwrap();
     assert_eq!(std::fs::read(unpacked.root().join("bin")).unwrap(), b"#!");
@@ -366,10 +379,7 @@ fn corrupt_blobs_and_wrong_diff_ids_are_refused() {
         ),
         "{err}"
     );
-    assert!(
-        crate::testing::chain(&err).contains(layer.digest.as_str()),
-        "{err}"
-    );
+    assert!(chain_of(&err).contains(layer.digest.as_str()), "{err}");
 }
 
 /// A tar whose first entry is a PAX header with `records`, then `name`.
@@ -500,13 +510,20 @@ fn a_gzip_bomb_stops_at_the_byte_limit() {
         max_bytes: 1 << 20,
         ..UnpackLimits::default()
     });
-    let reader = HashingReader::new(Box::new(crate::gunzip::GzDecoder::new(&bomb[..])));
-    let err = unpack_layer(reader, LAYER, root.path(), &mut tree, &mut budget).unwrap_err();
+    let bomb = blob(MEDIA_TYPE_LAYER_GZIP, &bomb);
+    let err = apply_layer(&bomb, root.path(), &mut tree, &mut budget).unwrap_err();
     assert!(chain_of(&err).contains("max-bytes"), "{}", chain_of(&err));
 }
 
+/// An error and its causes on one line, as the commands print it.
 fn chain_of(e: &dyn std::error::Error) -> String {
-    crate::testing::chain(e)
+    let mut s = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        s.push_str(&format!(": {c}"));
+        cause = c.source();
+    }
+    s
 }
 
 #[test]
@@ -583,4 +600,21 @@ fn a_tree_deeper_than_the_open_files_limit_is_removed() {
     };
     drop(unpacked);
     assert!(!root.exists(), "{} was left behind", root.display());
+}
+
+#[test]
+fn images_toml_sets_only_the_limits_it_names() {
+    let keys = crate::manifest::UnpackLimitKeys {
+        max_entries: Some(1),
+        max_depth: Some(3),
+        ..Default::default()
+    };
+    assert_eq!(
+        UnpackLimits::from_keys(&keys),
+        UnpackLimits {
+            max_entries: 1,
+            max_depth: 3,
+            ..UnpackLimits::default()
+        }
+    );
 }
