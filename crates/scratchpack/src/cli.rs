@@ -22,7 +22,7 @@ use std::process::ExitCode;
 use anyhow::anyhow;
 use clap::{Parser, Subcommand};
 
-use crate::build::{BuiltImage, Options};
+use crate::build::{BuildOptions, BuiltImage};
 use crate::compile::Cargo;
 use crate::manifest::ImagePlan;
 
@@ -149,7 +149,7 @@ pub struct Context {
     /// Threads that pack (`-j`); 0 for one per core.
     pub jobs: usize,
     /// The registry build cache to read and write.
-    pub cache: crate::remote_cache::Settings,
+    pub cache: crate::action_cache::CacheSettings,
 }
 
 /// Why a command failed, and so its exit code.
@@ -255,7 +255,7 @@ impl Common {
     fn cache_settings(
         &self,
         manifest: Option<&crate::registry::Repository>,
-    ) -> Result<crate::remote_cache::Settings, Failure> {
+    ) -> Result<crate::action_cache::CacheSettings, Failure> {
         if self.no_cache {
             return Ok(Default::default());
         }
@@ -267,7 +267,7 @@ impl Common {
                 })
                 .transpose()
         };
-        Ok(crate::remote_cache::Settings {
+        Ok(crate::action_cache::CacheSettings {
             from: parse("--cache-from", &self.cache_from)?.or_else(|| manifest.cloned()),
             to: parse("--cache-to", &self.cache_to)?.or_else(|| manifest.cloned()),
         })
@@ -352,14 +352,14 @@ pub fn build_selected(ctx: &Context, names: &[String]) -> Result<Vec<BuiltImage>
         manifests: &ctx.workspace.manifests,
         shell: ctx.shell,
     };
-    let opts = Options {
+    let opts = BuildOptions {
         out_dir: ctx.out_dir.clone(),
         epoch: ctx.epoch,
         jobs: ctx.jobs,
         proofs: Some(toolchain::answers::dir(&ctx.workspace.target_dir).join("proven.json")),
     };
     let started = std::time::Instant::now();
-    let built = crate::remote_cache::build_cached(
+    let built = crate::action_cache::build_cached(
         &ctx.cache,
         &ctx.env,
         &ctx.workspace,

@@ -268,7 +268,7 @@ impl ListsRecord {
         question: &str,
         workspace_root: &Path,
     ) -> Option<Vec<(String, String)>> {
-        let bytes = crate::cache::read_record(path, 16 << 20)?;
+        let bytes = crate::record::read_record(path, 16 << 20)?;
         let record: ListsRecord = serde_json::from_slice(&bytes).ok()?;
         let current = record.question == question
             && record

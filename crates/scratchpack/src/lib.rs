@@ -6,10 +6,8 @@
 
 #![forbid(unsafe_code)]
 
-#[cfg(feature = "push")]
-pub mod action;
+pub mod action_cache;
 pub mod build;
-pub mod cache;
 pub mod cli;
 pub mod compile;
 pub mod diagnostic;
@@ -21,9 +19,9 @@ pub mod oci;
 pub mod output;
 pub mod partition;
 pub mod platform;
+pub mod record;
 pub mod registry;
 pub mod release;
-pub mod remote_cache;
 pub mod shell;
 #[cfg(target_os = "linux")]
 pub mod testing;

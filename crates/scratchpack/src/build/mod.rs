@@ -2,13 +2,14 @@
 //! each static, assemble the images, and write the layout directory and the
 //! archive of each, skipping images whose inputs have not changed.
 
+#[cfg(feature = "push")]
+pub mod action_key;
 pub mod assemble;
 
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::cache;
 use crate::compile::{CompileError, Compiler, Request};
 use crate::elf::{NotStatic, check_static};
 use crate::manifest::{FileSource, ImagePlan};
@@ -19,11 +20,12 @@ use crate::oci::layout::{LayoutMeta, layout_files};
 use crate::oci::{Digest, LayoutDir};
 use crate::output::{OutputError, OutputLock, write_synced, write_tree};
 use crate::platform::Platform;
+use crate::record;
 use crate::shell::Shell;
 
 /// Where and how images are written.
 #[derive(Debug, Clone)]
-pub struct Options {
+pub struct BuildOptions {
     pub out_dir: PathBuf,
     /// Seconds since the epoch for `created` and file mtimes
     /// (`SOURCE_DATE_EPOCH`, else 0).
@@ -137,7 +139,7 @@ struct Proven {
 pub fn build(
     images: &[&ImagePlan],
     compiler: &dyn Compiler,
-    opts: &Options,
+    opts: &BuildOptions,
     shell: Shell,
 ) -> Result<Vec<BuiltImage>, BuildError> {
     // A collision with the user's own files is reported before compiling;
@@ -220,7 +222,7 @@ fn in_parallel<T: Sync, R: Send>(
 fn pack_all(
     images: &[&ImagePlan],
     executables: Vec<PathBuf>,
-    opts: &Options,
+    opts: &BuildOptions,
     pool: &Pool,
     shell: Shell,
 ) -> Result<Vec<BuiltImage>, BuildError> {
@@ -326,7 +328,7 @@ impl ProofMemo {
     }
 
     fn read(path: Option<&Path>) -> ProofMemo {
-        path.and_then(|p| crate::cache::lookup(p, &Self::key()))
+        path.and_then(|p| crate::record::lookup(p, &Self::key()))
             .unwrap_or_default()
     }
 
@@ -364,7 +366,7 @@ impl ProofMemo {
         if let Some(path) = path
             && self != known
         {
-            let _ = crate::output::write_atomic(path, &crate::cache::encode(&Self::key(), self));
+            let _ = crate::output::write_atomic(path, &crate::record::encode(&Self::key(), self));
         }
     }
 }
@@ -469,18 +471,18 @@ fn write_image(
     image: &ImagePlan,
     binaries: &[Proven],
     files: &[Vec<u8>],
-    opts: &Options,
+    opts: &BuildOptions,
     (pool, platform_threads): (&Pool, usize),
 ) -> Result<BuiltImage, BuildError> {
-    let key = cache::key(&KeyInputs {
+    let key = record::key(&KeyInputs {
         plan: key_plan(image),
         repository: assemble::repository(image),
         binaries: binaries.iter().map(|b| b.digest.clone()).collect(),
         files: files.iter().map(|f| Digest::of(f)).collect(),
         epoch: opts.epoch,
     });
-    let record = cache::record_path(&opts.out_dir, "images", &image.name);
-    if let Some(recorded) = cache::lookup::<BuiltImage>(&record, &key)
+    let record = record::record_path(&opts.out_dir, "images", &image.name);
+    if let Some(recorded) = record::lookup::<BuiltImage>(&record, &key)
         && let Some(mut done) = recorded.located(&opts.out_dir, binaries)
         && outputs_intact(&done)
     {
@@ -562,7 +564,7 @@ fn write_image(
         archive_size: tar.len() as u64,
         fresh: false,
     };
-    lock.write_state(&record, &cache::encode(&key, &done.recorded()))
+    lock.write_state(&record, &record::encode(&key, &done.recorded()))
         .map_err(write_err(&record))?;
     Ok(done)
 }
@@ -674,8 +676,8 @@ mod tests {
         .remove(0)
     }
 
-    fn options(root: &Path) -> Options {
-        Options {
+    fn options(root: &Path) -> BuildOptions {
+        BuildOptions {
             out_dir: root.join("out"),
             epoch: 0,
             jobs: 2,
@@ -786,7 +788,7 @@ mod tests {
         let image = plan(dir.path());
         let mut archives = Vec::new();
         for jobs in [1, 2, 8] {
-            let opts = Options {
+            let opts = BuildOptions {
                 out_dir: dir.path().join(format!("out-{jobs}")),
                 jobs,
                 ..options(dir.path())

@@ -9,7 +9,7 @@ use super::{
     relative_manifest_path,
 };
 use crate::build::{BuiltImage, short};
-use crate::release::outputs::{self, BundleSigner};
+use crate::release::directory::{self, BundleSigner};
 
 #[derive(Debug, clap::Args)]
 pub(super) struct Args {
@@ -94,7 +94,7 @@ fn write_release_files(
     let cargo_manifests: Vec<PathBuf> = std::iter::once(ctx.workspace.root.join("Cargo.toml"))
         .chain(ctx.workspace.manifests.values().cloned())
         .collect();
-    let ws = outputs::Workspace {
+    let ws = directory::Workspace {
         env: &ctx.env,
         root: &ctx.workspace.root,
         target_dir: &ctx.workspace.target_dir,
@@ -102,7 +102,7 @@ fn write_release_files(
         epoch: ctx.epoch,
         cargo_manifests: cargo_manifests.iter().map(PathBuf::as_path).collect(),
     };
-    for (dir, count) in outputs::write(&ctx.out_dir, &pairs, &ws, signer)? {
+    for (dir, count) in directory::write(&ctx.out_dir, &pairs, &ws, signer)? {
         ctx.shell.status(
             if signer.is_some() {
                 "Signed"

@@ -100,7 +100,7 @@ pub(super) fn run(args: Args) -> Result<(), Failure> {
     }
 
     let total: usize = subjects.iter().map(|s| s.tests.len()).sum();
-    let opts = testing::Options {
+    let opts = testing::TestOptions {
         out_dir: ctx.out_dir.clone(),
         use_cache: !args.no_cache,
         // `-j` (shared with packing) bounds the tests run at once too.

@@ -11,8 +11,8 @@ use anyhow::{Context as _, anyhow};
 use super::sign::{Selection, locate};
 use super::{Common, Failure};
 use crate::registry;
+use crate::release::directory;
 use crate::release::keys;
-use crate::release::outputs;
 use crate::release::verify::{Check, Expected, verify_image};
 use crate::release::verify_layout::verify_layout;
 
@@ -42,7 +42,7 @@ pub(super) fn run(args: Args) -> Result<(), Failure> {
     if args.layout {
         for image in super::select(&ctx.plan.images, &args.names)? {
             let layout = ctx.out_dir.join(&image.name);
-            let release = ctx.out_dir.join(outputs::dir_name(&image.name));
+            let release = ctx.out_dir.join(directory::dir_name(&image.name));
             let checks =
                 verify_layout(&key, &layout, &release, &image.release).with_context(|| {
                     format!("verifying image `{}` in {}", image.name, layout.display())

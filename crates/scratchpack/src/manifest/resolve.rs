@@ -17,7 +17,7 @@ use crate::oci::Compression;
 use crate::platform::Platform;
 use crate::toolchain::workspace::Workspace;
 
-mod image_tests;
+mod declared_tests;
 mod release;
 mod values;
 

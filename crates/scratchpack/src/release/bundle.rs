@@ -10,8 +10,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::directory::BundleSigner;
 use super::dsse::Envelope;
-use super::outputs::BundleSigner;
 use super::sign::{Signer, VerificationMaterial};
 use super::statement::{Statement, Subject};
 use crate::oci::{Blob, Descriptor, Digest, MEDIA_TYPE_MANIFEST, Manifest};

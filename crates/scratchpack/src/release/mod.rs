@@ -8,12 +8,12 @@
 // feature's.
 #[cfg(feature = "sign")]
 pub mod bundle;
+pub mod directory;
 pub mod documents;
 #[cfg(feature = "sign")]
 pub mod dsse;
 #[cfg(feature = "sign")]
 pub mod keys;
-pub mod outputs;
 pub mod provenance;
 #[cfg(feature = "sign")]
 pub mod publish;

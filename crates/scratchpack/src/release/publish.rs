@@ -59,7 +59,7 @@ pub struct PushRecord {
 }
 
 fn record_path(out_dir: &Path, name: &str) -> PathBuf {
-    crate::cache::record_path(out_dir, "pushed", name)
+    crate::record::record_path(out_dir, "pushed", name)
 }
 
 /// Notes that `name` was pushed to `repository` as `digest`.
@@ -82,7 +82,7 @@ pub fn record_push(
     };
     std::fs::create_dir_all(path.parent().expect("records live in a directory")).map_err(io)?;
     let tmp = path.with_extension("json.tmp");
-    std::fs::write(&tmp, crate::cache::encode(digest, &record)).map_err(io)?;
+    std::fs::write(&tmp, crate::record::encode(digest, &record)).map_err(io)?;
     std::fs::rename(&tmp, &path).map_err(io)
 }
 

@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::cache;
 use crate::manifest::TestPlan;
+use crate::record;
 use crate::unpack::{self, PlatformImage, Unpacked};
 
 /// Names one test on one platform: `hello/greets [linux/arm64]`.
@@ -73,7 +73,7 @@ pub struct Subject {
 
 /// How [`run`] runs tests.
 #[derive(Debug, Clone)]
-pub struct Options {
+pub struct TestOptions {
     /// The output directory whose `.scratchpack/tests/` holds cached passes.
     pub out_dir: PathBuf,
     /// Whether to skip tests that passed before.
@@ -119,7 +119,7 @@ struct Job<'a> {
 /// returns all results in the order they came.
 pub fn run(
     subjects: &[Subject],
-    opts: &Options,
+    opts: &TestOptions,
     mut on_report: impl FnMut(&TestReport),
 ) -> Vec<TestReport> {
     let mut reports = Vec::new();
@@ -131,14 +131,14 @@ pub fn run(
                 test: test.name.clone(),
                 platform: subject.image.platform.to_string(),
             };
-            let key = cache::key(&KeyInputs {
+            let key = record::key(&KeyInputs {
                 manifest: subject.image.manifest.as_str(),
                 test,
                 unpack_limits: &subject.unpack_limits,
             });
-            let record = cache::record_path(&opts.out_dir, "tests", &record_name(&id));
+            let record = record::record_path(&opts.out_dir, "tests", &record_name(&id));
             if opts.use_cache
-                && let Some(pass) = cache::lookup::<CachedPass>(&record, &key)
+                && let Some(pass) = record::lookup::<CachedPass>(&record, &key)
             {
                 let report = TestReport {
                     id,
@@ -198,7 +198,7 @@ pub fn run(
                     duration_ms: u64::try_from(report.duration.as_millis()).unwrap_or(u64::MAX),
                 };
                 // A record that cannot be written only costs a re-run.
-                let _ = write_atomic(&record, &cache::encode(&key, &pass));
+                let _ = write_atomic(&record, &record::encode(&key, &pass));
             }
             on_report(&report);
             reports.push(report);
@@ -218,7 +218,7 @@ fn run_one(
     root: Result<&Unpacked, &String>,
     test: &TestPlan,
     id: TestId,
-    opts: &Options,
+    opts: &TestOptions,
 ) -> TestReport {
     let started = Instant::now();
     let mut problems = Vec::new();

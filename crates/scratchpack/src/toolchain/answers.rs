@@ -11,7 +11,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 /// The answer recorded at `path` under `stamp` (a record of
-/// [`crate::cache`], keyed by the stamp's digest), or else what `ask`
+/// [`crate::record`], keyed by the stamp's digest), or else what `ask`
 /// answers, recorded when it is `Ok`. With no stamp (what the answer depends
 /// on is not known), `ask` answers and nothing is recorded.
 pub fn remembered<T: Serialize + DeserializeOwned, E>(
@@ -23,11 +23,11 @@ pub fn remembered<T: Serialize + DeserializeOwned, E>(
         return ask();
     };
     let key = crate::digest::Digest::of(stamp.as_bytes()).to_string();
-    if let Some(answer) = crate::cache::lookup(path, &key) {
+    if let Some(answer) = crate::record::lookup(path, &key) {
         return Ok(answer);
     }
     let answer = ask()?;
-    let _ = crate::output::write_atomic(path, &crate::cache::encode(&key, &answer));
+    let _ = crate::output::write_atomic(path, &crate::record::encode(&key, &answer));
     Ok(answer)
 }
 

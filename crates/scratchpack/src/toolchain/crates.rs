@@ -182,7 +182,7 @@ impl Packages {
     /// The record at `path`, if it answers for the lock file whose digest is
     /// `lock` and no manifest it read has changed since.
     fn recorded(path: &Path, lock: &str) -> Option<Packages> {
-        let bytes = crate::cache::read_record(path, MAX_PACKAGES_RECORD)?;
+        let bytes = crate::record::read_record(path, MAX_PACKAGES_RECORD)?;
         let known: Packages = serde_json::from_slice(&bytes).ok()?;
         let current = known.tool == TOOL && known.lock == lock && unchanged(&known.on_disk);
         current.then_some(known)
@@ -316,7 +316,7 @@ fn resolve(
     let kept = target_dir
         .join("scratchpack/crate-trees")
         .join(crate::digest::hex(&key.finalize()));
-    let recorded = crate::cache::read_record(&kept, MAX_PACKAGES_RECORD)
+    let recorded = crate::record::read_record(&kept, MAX_PACKAGES_RECORD)
         .and_then(|b| String::from_utf8(b).ok());
     let tree = match recorded {
         Some(tree) => tree,

@@ -1,5 +1,5 @@
 //! The registry-backed build cache: an image is pushed to a cache repository
-//! under a tag derived from its action key (`ak-<hex>`, see [`crate::action`])
+//! under a tag derived from its action key (`ak-<hex>`, see [`crate::build::action_key`])
 //! after it is built, and before building, an image whose key is there is
 //! pulled instead of compiled (OCI distribution spec "Pulling manifests" and
 //! "Pulling blobs", through [`Session`]).
@@ -18,7 +18,7 @@
 #[cfg(feature = "push")]
 mod registry;
 
-use crate::build::{self, BuildError, BuiltImage, Options};
+use crate::build::{self, BuildError, BuildOptions, BuiltImage};
 use crate::compile::Compiler;
 use crate::manifest::ImagePlan;
 use crate::registry::Repository;
@@ -31,7 +31,7 @@ pub use registry::{Hit, Pulled, RemoteCache, is_loopback, pulled_dir, request};
 
 /// Where the cache is read from and written to.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Settings {
+pub struct CacheSettings {
     pub from: Option<Repository>,
     pub to: Option<Repository>,
 }
@@ -43,12 +43,12 @@ pub struct Settings {
 /// `push` feature (the cache speaks the distribution protocol), with one
 /// line saying so.
 pub fn build_cached(
-    settings: &Settings,
+    settings: &CacheSettings,
     env: &Env,
     workspace: &Workspace,
     images: &[&ImagePlan],
     compiler: &dyn Compiler,
-    opts: &Options,
+    opts: &BuildOptions,
     shell: Shell,
 ) -> Result<Vec<BuiltImage>, BuildError> {
     if settings.from.is_none() && settings.to.is_none() {

@@ -330,5 +330,5 @@ fn walk(root: &Path, dir: &Path, target_dir: &Path, out: &mut Vec<String>) {
 }
 
 #[cfg(test)]
-#[path = "action_tests.rs"]
+#[path = "action_key_tests.rs"]
 mod tests;

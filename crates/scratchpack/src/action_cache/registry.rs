@@ -7,10 +7,9 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::action::{ImageKey, KeyContext};
+use crate::build::action_key::{ImageKey, KeyContext};
 use crate::build::assemble::{self, Contents};
-use crate::build::{self, BuildError, BuiltImage, Options};
-use crate::cache;
+use crate::build::{self, BuildError, BuildOptions, BuiltImage};
 use crate::compile::{CompileError, Compiler, Request};
 use crate::elf::check_static;
 use crate::manifest::{FileSource, ImagePlan};
@@ -19,12 +18,13 @@ use crate::oci::source::{Source, resolve};
 use crate::oci::{
     Descriptor, Digest, LayerBlob, MEDIA_TYPE_LAYER_GZIP, MEDIA_TYPE_LAYER_ZSTD, ReadError,
 };
+use crate::record;
 use crate::registry::{CredentialSource, PushOptions, Session, default_credentials, push_layout};
 use crate::shell::Shell;
 use crate::toolchain::Env;
 use crate::toolchain::workspace::Workspace;
 
-use super::Settings;
+use super::CacheSettings;
 
 /// Plain HTTP only for a registry on this machine, where nothing travels
 /// over a network: `localhost`, `127.0.0.0/8` or `[::1]`, with any port.
@@ -57,7 +57,7 @@ pub struct Hit {
 
 /// The cache, for one run.
 pub struct RemoteCache<'c> {
-    settings: Settings,
+    settings: CacheSettings,
     keys: KeyContext,
     creds: &'c dyn CredentialSource,
     shell: Shell,
@@ -72,7 +72,7 @@ pub struct RemoteCache<'c> {
 
 impl<'c> RemoteCache<'c> {
     pub fn new(
-        settings: Settings,
+        settings: CacheSettings,
         keys: KeyContext,
         creds: &'c dyn CredentialSource,
         epoch: u64,
@@ -175,7 +175,7 @@ impl<'c> RemoteCache<'c> {
     /// is still where it was, with the same digest: a run with nothing new
     /// asks neither the registry nor cargo.
     fn held(&self, key: &ImageKey) -> Option<Hit> {
-        let held: Vec<(PathBuf, Digest)> = cache::lookup(&self.held_path(key), &key.image)?;
+        let held: Vec<(PathBuf, Digest)> = record::lookup(&self.held_path(key), &key.image)?;
         let binaries = held
             .iter()
             .map(|(path, digest)| {
@@ -204,7 +204,7 @@ impl<'c> RemoteCache<'c> {
         // Only a note: when it cannot be written, the next run asks again.
         let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
         let _ = std::fs::create_dir_all(&self.held_dir)
-            .and_then(|()| std::fs::write(&tmp, cache::encode(&key.image, &held)))
+            .and_then(|()| std::fs::write(&tmp, record::encode(&key.image, &held)))
             .and_then(|()| std::fs::rename(&tmp, &path));
     }
 
@@ -513,12 +513,12 @@ impl Compiler for Pulled<'_> {
 /// compiler is asked only for what was not pulled, and what was built here
 /// is pushed to the cache afterwards.
 pub(super) fn build_cached(
-    settings: &Settings,
+    settings: &CacheSettings,
     env: &Env,
     workspace: &Workspace,
     images: &[&ImagePlan],
     compiler: &dyn Compiler,
-    opts: &Options,
+    opts: &BuildOptions,
     shell: Shell,
 ) -> Result<Vec<BuiltImage>, BuildError> {
     let keys = match KeyContext::new(workspace, env, opts.epoch) {

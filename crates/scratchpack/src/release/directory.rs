@@ -95,7 +95,7 @@ fn key(
     manifests: &[String],
     signer: Option<&dyn BundleSigner>,
 ) -> String {
-    crate::cache::key(&KeyInputs {
+    crate::record::key(&KeyInputs {
         image: &image.name,
         settings: format!("{:?}", image.release),
         build: format!("{:?}", image.build),
@@ -245,8 +245,8 @@ pub fn write(
     for (plan, built) in &wanted {
         let name = dir_name(&plan.name);
         let key = key(plan, built, ws, &inputs, &manifests, signer);
-        let record = crate::cache::record_path(out_dir, "images", &name);
-        if let Some(recorded) = crate::cache::lookup::<Vec<(String, String)>>(&record, &key)
+        let record = crate::record::record_path(out_dir, "images", &name);
+        if let Some(recorded) = crate::record::lookup::<Vec<(String, String)>>(&record, &key)
             && intact(&out_dir.join(&name), &recorded)
         {
             continue;
@@ -278,7 +278,7 @@ pub fn write(
             .iter()
             .map(|(f, b)| (f.clone(), Digest::of(b).to_string()))
             .collect();
-        lock.write_state(&record, &crate::cache::encode(&key, &recorded))
+        lock.write_state(&record, &crate::record::encode(&key, &recorded))
             .map_err(|source| OutputsError::Write {
                 path: record.clone(),
                 source,
