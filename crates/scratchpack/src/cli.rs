@@ -10,7 +10,6 @@ mod push;
 mod run;
 #[cfg(feature = "sign")]
 mod sign;
-mod table;
 #[cfg(target_os = "linux")]
 mod test_images;
 #[cfg(feature = "sign")]

@@ -3,13 +3,13 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use super::table::human_size;
 use super::{
     Common, Context, Failure, MessageFormat, SignFlags, Target, build_selected,
     relative_manifest_path,
 };
 use crate::build::{BuiltImage, short};
 use crate::release::directory::{self, BundleSigner};
+use crate::shell::table::{human_size, render};
 
 #[derive(Debug, clap::Args)]
 pub(super) struct Args {
@@ -145,5 +145,5 @@ fn table(built: &[BuiltImage]) -> String {
             ]);
         }
     }
-    super::table::render(&rows, 3)
+    render(&rows, 3)
 }

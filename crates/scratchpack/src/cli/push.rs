@@ -10,12 +10,12 @@ use std::time::{Duration, Instant};
 use anyhow::anyhow;
 use serde::Serialize;
 
-use super::table::human_size;
 use super::{Common, Context, Failure, MessageFormat, Target, build_selected, select};
 use crate::build::{BuiltImage, short};
 use crate::manifest::ImagePlan;
 use crate::registry::{self, CredentialSource, ProgressEvent, PushOptions, PushReport, Repository};
 use crate::shell::Shell;
+use crate::shell::table::{human_size, render};
 
 #[derive(Debug, clap::Args)]
 pub(super) struct Args {
@@ -336,7 +336,7 @@ fn table(pushed: &[Pushed]) -> String {
             human_size(p.bytes_uploaded),
         ]);
     }
-    super::table::render(&rows, 3)
+    render(&rows, 3)
 }
 
 /// Blobs at least this big get a progress display; smaller ones go up in a
