@@ -95,9 +95,7 @@ fn write_release_files(
         .chain(ctx.workspace.manifests.values().cloned())
         .collect();
     let ws = directory::Workspace {
-        env: &ctx.env,
-        root: &ctx.workspace.root,
-        target_dir: &ctx.workspace.target_dir,
+        facts: ctx,
         manifest_path: &manifest_path,
         epoch: ctx.epoch,
         cargo_manifests: cargo_manifests.iter().map(PathBuf::as_path).collect(),

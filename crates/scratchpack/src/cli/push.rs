@@ -39,8 +39,12 @@ pub(super) fn run(args: Args) -> Result<(), Failure> {
     #[cfg(feature = "sign")]
     let signer = args.sign.signer()?;
     build_and_push(&ctx, &args.names, &args.target, args.message_format)?;
+    // What was pushed is signed where the push records say it went.
     #[cfg(feature = "sign")]
-    super::sign::sign_recorded(&ctx, &args.common, &args.names, signer.as_ref())?;
+    if let Some(signer) = &signer {
+        let located = super::locate(&ctx, &args.names, &super::Selection::default(), true)?;
+        super::sign_located(&ctx, &args.common, signer, &located)?;
+    }
     Ok(())
 }
 
