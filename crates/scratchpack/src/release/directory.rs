@@ -38,9 +38,10 @@ pub enum OutputsError {
     },
 }
 
-/// What signs the release files as Sigstore bundles: any signer of
-/// [`super::sign`], with the `sign` feature ([`super::bundle`] says how).
-/// Without it nothing signs, and only the plain documents are written.
+/// What signs the release files as Sigstore bundles. With the `sign`
+/// feature every signing key is one (`release::bundle` makes the bundles);
+/// without it nothing signs, and only the plain documents are written. The
+/// trait is here, where it is used, so this file needs nothing of signing.
 pub trait BundleSigner {
     /// A bundle holding `statement` as a DSSE attestation.
     fn attest(&self, statement: &Statement) -> Vec<u8>;
