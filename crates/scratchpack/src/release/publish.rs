@@ -21,7 +21,7 @@ use super::sign::{
     attestation_tag, signature_tag,
 };
 use super::statement::Statement;
-use crate::manifest::ImagePlan;
+use crate::manifest::{ImagePlan, ReleaseSettings};
 use crate::oci::image::rfc3339;
 use crate::oci::{Blob, Config, Descriptor, Digest, Index, MEDIA_TYPE_MANIFEST, Manifest};
 use crate::registry::{CredentialSource, PushOptions, RegistryError, Repository, Session};
@@ -409,127 +409,6 @@ pub struct SignReport {
 }
 
 impl Publisher<'_> {
-    /// Signs the image `image` pushed to `repository` as `digest`: the top
-    /// digest and every platform manifest's, then attaches each platform's
-    /// SBOMs and provenance, in the formats its settings ask for. Running it
-    /// again adds nothing: signatures are deterministic and already-present
-    /// layers and referrers are kept, not repeated.
-    pub fn sign_pushed(
-        &self,
-        image: &ImagePlan,
-        repository: &Repository,
-        digest: &str,
-        insecure: bool,
-    ) -> Result<SignReport, PublishError> {
-        let digest = Digest::parse(digest)
-            .ok_or_else(|| image_error(format!("`{digest}` is not a sha256 digest")))?;
-        let settings = &image.release;
-        let opts = PushOptions {
-            insecure,
-            ..PushOptions::default()
-        };
-        let mut session = Session::open(repository, self.creds, &opts)?;
-        let pushed = read_pushed(&mut session, &digest)?;
-        let created = rfc3339(self.epoch);
-        let reference = repository.to_string();
-        let mut report = SignReport::default();
-        for subject in pushed.signed_digests() {
-            if settings.signature_format.tags() {
-                let layer = SignedLayer::simple_signing(
-                    self.signer,
-                    &reference,
-                    &subject.digest,
-                    &BTreeMap::new(),
-                );
-                append_layers(&mut session, &signature_tag(&subject.digest), vec![layer])?;
-            }
-            if settings.signature_format.bundles() {
-                let bundle = Bundle::sign_image(self.signer, &reference, &subject.digest);
-                attach_bundle(
-                    &mut session,
-                    &bundle,
-                    subject,
-                    PREDICATE_COSIGN_SIGN,
-                    &created,
-                )?;
-            }
-            report.signed.push(subject.digest.to_string());
-        }
-
-        let inputs = if settings.provenance {
-            Some(self.facts.build_inputs()?)
-        } else {
-            None
-        };
-        for platform in &pushed.platforms {
-            let name = platform.name();
-            let target = image
-                .targets
-                .iter()
-                .find(|t| t.platform.to_string() == name)
-                .ok_or_else(|| {
-                    image_error(format!(
-                        "{repository}@{digest} holds {name}, which image `{}` does not build",
-                        image.name
-                    ))
-                })?;
-            let statements: Vec<Statement> = documents(
-                &DocumentsOf {
-                    image,
-                    target,
-                    digest: &platform.descriptor.digest,
-                    name: &name,
-                    os: &platform.os,
-                    architecture: &platform.architecture,
-                    reference: &reference,
-                    repository: Some(&reference),
-                },
-                self.facts,
-                &self.manifest_path,
-                self.epoch,
-                inputs.as_ref(),
-            )?
-            .into_iter()
-            .map(|d| d.statement)
-            .collect();
-            let mut layers = Vec::new();
-            for statement in &statements {
-                // One envelope for both stores: the bundle wraps the very
-                // envelope the `.att` layer holds.
-                let bundle = Bundle::sign(self.signer, statement);
-                if settings.signature_format.tags() {
-                    layers.push(attestation_layer(
-                        &bundle.dsse_envelope,
-                        &statement.predicate_type,
-                    ));
-                }
-                if settings.signature_format.bundles() {
-                    attach_bundle(
-                        &mut session,
-                        &bundle,
-                        &platform.descriptor,
-                        &statement.predicate_type,
-                        &created,
-                    )?;
-                }
-                report.attested.push((
-                    platform.descriptor.digest.to_string(),
-                    statement.predicate_type.clone(),
-                ));
-            }
-            if !layers.is_empty() {
-                append_layers(
-                    &mut session,
-                    &attestation_tag(&platform.descriptor.digest),
-                    layers,
-                )?;
-            }
-        }
-        Ok(report)
-    }
-}
-
-impl Publisher<'_> {
     /// Signs every located image, each at its digest, with a status line
     /// before and after each: what `sign` does, and `push --sign` once its
     /// push is recorded.
@@ -558,6 +437,152 @@ impl Publisher<'_> {
                     if report.attested.len() == 1 { "" } else { "s" },
                 ),
             );
+        }
+        Ok(())
+    }
+
+    /// Signs the image `image` pushed to `repository` as `digest`: the top
+    /// digest and every platform manifest's, then attaches each platform's
+    /// SBOMs and provenance, in the formats its settings ask for. Running it
+    /// again adds nothing: signatures are deterministic and already-present
+    /// layers and referrers are kept, not repeated.
+    pub fn sign_pushed(
+        &self,
+        image: &ImagePlan,
+        repository: &Repository,
+        digest: &str,
+        insecure: bool,
+    ) -> Result<SignReport, PublishError> {
+        let digest = Digest::parse(digest)
+            .ok_or_else(|| image_error(format!("`{digest}` is not a sha256 digest")))?;
+        let settings = &image.release;
+        let opts = PushOptions {
+            insecure,
+            ..PushOptions::default()
+        };
+        let mut session = Session::open(repository, self.creds, &opts)?;
+        let pushed = read_pushed(&mut session, &digest)?;
+        let created = rfc3339(self.epoch);
+        let reference = repository.to_string();
+        let mut report = SignReport::default();
+        for subject in pushed.signed_digests() {
+            self.sign_digest(&mut session, settings, &reference, subject, &created)?;
+            report.signed.push(subject.digest.to_string());
+        }
+        let inputs = if settings.provenance {
+            Some(self.facts.build_inputs()?)
+        } else {
+            None
+        };
+        for platform in &pushed.platforms {
+            let name = platform.name();
+            let target = image
+                .targets
+                .iter()
+                .find(|t| t.platform.to_string() == name)
+                .ok_or_else(|| {
+                    image_error(format!(
+                        "{repository}@{digest} holds {name}, which image `{}` does not build",
+                        image.name
+                    ))
+                })?;
+            let of = DocumentsOf {
+                image,
+                target,
+                digest: &platform.descriptor.digest,
+                name: &name,
+                os: &platform.os,
+                architecture: &platform.architecture,
+                reference: &reference,
+                repository: Some(&reference),
+            };
+            let statements: Vec<Statement> = documents(
+                &of,
+                self.facts,
+                &self.manifest_path,
+                self.epoch,
+                inputs.as_ref(),
+            )?
+            .into_iter()
+            .map(|d| d.statement)
+            .collect();
+            self.attest(
+                &mut session,
+                settings,
+                &platform.descriptor,
+                &statements,
+                &created,
+            )?;
+            for statement in statements {
+                report.attested.push((
+                    platform.descriptor.digest.to_string(),
+                    statement.predicate_type,
+                ));
+            }
+        }
+        Ok(report)
+    }
+
+    /// Signs `subject` in the formats `settings` asks for: a simple-signing
+    /// layer in cosign's `.sig` tag, and a bundle referrer.
+    fn sign_digest(
+        &self,
+        session: &mut Session<'_, '_>,
+        settings: &ReleaseSettings,
+        reference: &str,
+        subject: &Descriptor,
+        created: &str,
+    ) -> Result<(), PublishError> {
+        if settings.signature_format.tags() {
+            let layer = SignedLayer::simple_signing(
+                self.signer,
+                reference,
+                &subject.digest,
+                &BTreeMap::new(),
+            );
+            append_layers(session, &signature_tag(&subject.digest), vec![layer])?;
+        }
+        if settings.signature_format.bundles() {
+            let bundle = Bundle::sign_image(self.signer, reference, &subject.digest);
+            attach_bundle(session, &bundle, subject, PREDICATE_COSIGN_SIGN, created)?;
+        }
+        Ok(())
+    }
+
+    /// Attaches each statement about the platform manifest `subject`, signed,
+    /// in the formats `settings` asks for: as layers of cosign's `.att` tag
+    /// and as bundle referrers.
+    fn attest(
+        &self,
+        session: &mut Session<'_, '_>,
+        settings: &ReleaseSettings,
+        subject: &Descriptor,
+        statements: &[Statement],
+        created: &str,
+    ) -> Result<(), PublishError> {
+        let mut layers = Vec::new();
+        for statement in statements {
+            // One envelope for both stores: the bundle wraps the very
+            // envelope the `.att` layer holds.
+            let bundle = Bundle::sign(self.signer, statement);
+            if settings.signature_format.tags() {
+                layers.push(attestation_layer(
+                    &bundle.dsse_envelope,
+                    &statement.predicate_type,
+                ));
+            }
+            if settings.signature_format.bundles() {
+                attach_bundle(
+                    session,
+                    &bundle,
+                    subject,
+                    &statement.predicate_type,
+                    created,
+                )?;
+            }
+        }
+        if !layers.is_empty() {
+            append_layers(session, &attestation_tag(&subject.digest), layers)?;
         }
         Ok(())
     }
