@@ -59,16 +59,14 @@ const RANKS: &[(&str, u32)] = &[
 /// `var_os`, `vars`, `vars_os`) or start a program (`Command::new`), each
 /// with the reason it may. Everywhere else what a run depends on is handed
 /// down as a value (`toolchain::Env`), so that a test hands it what it
-/// wants. A path ending in `/` is a directory. Test code is not checked.
+/// wants. The command line's edge needs no entry: `cli` reads the
+/// environment through `Env::from_process`, which is `toolchain`'s. A path
+/// ending in `/` is a directory. Test code is not checked.
 const ENV_AND_PROGRAMS: &[(&str, &str)] = &[
     (
         "toolchain/",
         "every program the engine runs, and the environment they and the engine read, read \
          once into `Env`",
-    ),
-    (
-        "cli.rs",
-        "the command line's edge, where `Env` is read from the process",
     ),
     (
         "shell.rs",
@@ -82,13 +80,13 @@ const ENV_AND_PROGRAMS: &[(&str, &str)] = &[
     ),
     (
         "registry/credentials.rs",
-        "the docker config and credential helpers, read and run only when a registry asks for \
-         credentials",
+        "secrets: the registry credential variables, the docker config and its credential \
+         helpers, read and run only when a registry asks, and kept out of `Env`",
     ),
     (
         "release/keys.rs",
-        "the key's password (`COSIGN_PASSWORD`), read only when a key is loaded and kept out \
-         of `Env` and every record",
+        "a secret: the key's password (`COSIGN_PASSWORD`), read only when a key is loaded, \
+         and kept out of `Env`",
     ),
 ];
 
