@@ -10,7 +10,6 @@ mod push;
 mod run;
 #[cfg(feature = "sign")]
 mod sign;
-mod table;
 #[cfg(target_os = "linux")]
 mod test_images;
 #[cfg(feature = "sign")]
@@ -27,8 +26,17 @@ use crate::compile::Cargo;
 use crate::manifest::ImagePlan;
 
 use crate::diagnostic::SourceErrors;
-use crate::manifest::{self, LoadError, Plan};
+use crate::manifest::{self, LoadError, Plan, PlatformTarget};
+use crate::oci::Digest;
+use crate::release::documents::{BuildInputs, DocumentError, Facts};
+#[cfg(feature = "sign")]
+use crate::release::keys::{self, PrivateKey};
+#[cfg(feature = "sign")]
+use crate::release::publish::{self, LocateError, LocateOptions, Located, Publisher};
+#[cfg(feature = "sign")]
+use crate::release::sign::KeySigner;
 use crate::shell::Shell;
+use crate::toolchain::crates::LinkedCrates;
 use crate::toolchain::workspace::{Origin, Workspace};
 use crate::toolchain::{self, Env};
 
@@ -238,6 +246,50 @@ impl Common {
     }
 }
 
+/// The release documents' facts, asked of the toolchain in the workspace
+/// with the process's environment. rustc's, cargo's and git's answers are
+/// kept in the target directory between runs ([`toolchain::answers`]), and
+/// the crate lists with them ([`toolchain::crates`]).
+impl Facts for Context {
+    fn build_inputs(&self) -> Result<BuildInputs, DocumentError> {
+        let root = &self.workspace.root;
+        let answers = toolchain::answers::dir(&self.workspace.target_dir);
+        let lock_path = root.join("Cargo.lock");
+        let lock = std::fs::read(&lock_path).map_err(|source| DocumentError::Io {
+            what: format!("reading {}", lock_path.display()),
+            source,
+        })?;
+        let versions =
+            toolchain::versions::toolchain(&self.env, root, &answers).map_err(|source| {
+                DocumentError::Io {
+                    what: "asking rustc and cargo for their versions".into(),
+                    source,
+                }
+            })?;
+        Ok(BuildInputs {
+            source: toolchain::git::source(&self.env, root, &answers),
+            toolchain: versions,
+            cargo_lock: Digest::of(&lock),
+        })
+    }
+
+    fn linked_crates(
+        &self,
+        image: &ImagePlan,
+        target: &PlatformTarget,
+    ) -> Result<LinkedCrates, DocumentError> {
+        Ok(toolchain::crates::load(
+            &self.env,
+            &self.workspace.root,
+            &self.workspace.target_dir,
+            &image.package,
+            &target.triple,
+            &image.build.features,
+            image.build.default_features,
+        )?)
+    }
+}
+
 /// Where the workspace record is kept: beside the running program when cargo
 /// built it, in a profile directory of a target directory (which cargo marks
 /// with `.fingerprint`), and so never in the output directory. A program
@@ -315,6 +367,90 @@ pub struct SignFlags {
     /// cosign's encrypted private key for --sign (password in COSIGN_PASSWORD)
     #[arg(long, value_name = "FILE", requires = "sign")]
     pub(super) key: Option<PathBuf>,
+}
+
+#[cfg(feature = "sign")]
+impl SignFlags {
+    /// The signer, read before anything is built or pushed so that a wrong
+    /// password stops the run early.
+    pub fn signer(&self) -> Result<Option<KeySigner>, Failure> {
+        match (&self.sign, &self.key) {
+            (true, Some(key)) => load_signer(key).map(Some),
+            _ => Ok(None),
+        }
+    }
+}
+
+/// Reads the private key, with the password from `COSIGN_PASSWORD`.
+#[cfg(feature = "sign")]
+pub fn load_signer(path: &Path) -> Result<KeySigner, Failure> {
+    let password = keys::password_from_env().map_err(|e| Failure::Usage(e.into()))?;
+    let key: PrivateKey = keys::read_private_key(path, &password)
+        .map_err(|e| Failure::Usage(anyhow::Error::new(e).context("reading the signing key")))?;
+    Ok(KeySigner::new(&key))
+}
+
+/// Which pushed image a command is about, shared by `sign` and `verify`.
+#[cfg(feature = "sign")]
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct Selection {
+    /// The pushed image's digest, when no push of it is recorded (one NAME only)
+    #[arg(long, value_name = "DIGEST")]
+    digest: Option<String>,
+    /// The registry the image is in, instead of the one images.toml names
+    #[arg(long, value_name = "HOST[/NAMESPACE]")]
+    registry: Option<String>,
+    /// Allow plain HTTP to the registry
+    #[arg(long)]
+    insecure: bool,
+}
+
+/// The images `names` selects (all with a recorded push when none), where
+/// they were pushed, as [`publish::locate`] finds them.
+#[cfg(feature = "sign")]
+pub fn locate<'p>(
+    ctx: &'p Context,
+    names: &[String],
+    select: &Selection,
+    digest_required: bool,
+) -> Result<Vec<Located<'p>>, Failure> {
+    let options = LocateOptions {
+        digest: select.digest.as_deref(),
+        registry: select.registry.as_deref(),
+        insecure: select.insecure,
+    };
+    publish::locate(
+        &ctx.plan.images,
+        &ctx.out_dir,
+        names,
+        &options,
+        digest_required,
+    )
+    .map_err(|e| match e {
+        LocateError::Asked(_) => Failure::Usage(e.into()),
+        LocateError::Record(_) => Failure::Build(e.into()),
+    })
+}
+
+/// Signs the located images and attaches their documents: `sign`, and
+/// `push --sign` after its push.
+#[cfg(feature = "sign")]
+pub fn sign_located(
+    ctx: &Context,
+    common: &Common,
+    signer: &KeySigner,
+    located: &[Located<'_>],
+) -> Result<(), Failure> {
+    let targets: Vec<&str> = located.iter().map(|l| l.repository.registry()).collect();
+    let creds = crate::registry::default_credentials(&targets);
+    let publisher = Publisher {
+        facts: ctx,
+        manifest_path: relative_manifest_path(common, ctx),
+        epoch: ctx.epoch,
+        signer,
+        creds: &creds,
+    };
+    Ok(publisher.sign_located(located, ctx.shell)?)
 }
 
 /// images.toml's path, relative to the workspace root when it is inside it.

@@ -1,5 +1,8 @@
 //! Status output in cargo's style: a right-aligned, coloured verb and a
-//! message, on stderr, so stdout stays free for results.
+//! message, on stderr, so stdout stays free for results; and the tables of
+//! results commands print on stdout ([`table`]).
+
+pub mod table;
 
 use std::io::{IsTerminal, Write};
 

@@ -3,13 +3,13 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use super::table::human_size;
 use super::{
     Common, Context, Failure, MessageFormat, SignFlags, Target, build_selected,
     relative_manifest_path,
 };
 use crate::build::{BuiltImage, short};
 use crate::release::directory::{self, BundleSigner};
+use crate::shell::table::{human_size, render};
 
 #[derive(Debug, clap::Args)]
 pub(super) struct Args {
@@ -95,9 +95,7 @@ fn write_release_files(
         .chain(ctx.workspace.manifests.values().cloned())
         .collect();
     let ws = directory::Workspace {
-        env: &ctx.env,
-        root: &ctx.workspace.root,
-        target_dir: &ctx.workspace.target_dir,
+        facts: ctx,
         manifest_path: &manifest_path,
         epoch: ctx.epoch,
         cargo_manifests: cargo_manifests.iter().map(PathBuf::as_path).collect(),
@@ -145,5 +143,5 @@ fn table(built: &[BuiltImage]) -> String {
             ]);
         }
     }
-    super::table::render(&rows, 3)
+    render(&rows, 3)
 }

@@ -10,12 +10,12 @@ use std::time::{Duration, Instant};
 use anyhow::anyhow;
 use serde::Serialize;
 
-use super::table::human_size;
 use super::{Common, Context, Failure, MessageFormat, Target, build_selected, select};
 use crate::build::{BuiltImage, short};
 use crate::manifest::ImagePlan;
 use crate::registry::{self, CredentialSource, ProgressEvent, PushOptions, PushReport, Repository};
 use crate::shell::Shell;
+use crate::shell::table::{human_size, render};
 
 #[derive(Debug, clap::Args)]
 pub(super) struct Args {
@@ -39,8 +39,12 @@ pub(super) fn run(args: Args) -> Result<(), Failure> {
     #[cfg(feature = "sign")]
     let signer = args.sign.signer()?;
     build_and_push(&ctx, &args.names, &args.target, args.message_format)?;
+    // What was pushed is signed where the push records say it went.
     #[cfg(feature = "sign")]
-    super::sign::sign_recorded(&ctx, &args.common, &args.names, signer.as_ref())?;
+    if let Some(signer) = &signer {
+        let located = super::locate(&ctx, &args.names, &super::Selection::default(), true)?;
+        super::sign_located(&ctx, &args.common, signer, &located)?;
+    }
     Ok(())
 }
 
@@ -336,7 +340,7 @@ fn table(pushed: &[Pushed]) -> String {
             human_size(p.bytes_uploaded),
         ]);
     }
-    super::table::render(&rows, 3)
+    render(&rows, 3)
 }
 
 /// Blobs at least this big get a progress display; smaller ones go up in a

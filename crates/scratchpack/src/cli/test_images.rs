@@ -8,7 +8,8 @@ use std::sync::atomic::Ordering;
 
 use anyhow::{Context as _, anyhow};
 
-use super::{Common, Failure};
+use super::{Common, Context, Failure};
+use crate::build::BuiltImage;
 use crate::output::OutputLock;
 use crate::testing::{self, Subject, TestReport, Verdict, junit};
 use crate::unpack;
@@ -48,56 +49,9 @@ pub(super) fn run(args: Args) -> Result<(), Failure> {
     let built = super::build_selected(&ctx, &names)?;
     // Held while tests read the layouts, so another run cannot replace an
     // image under them.
-    let _lock = OutputLock::acquire(&ctx.out_dir)
+    let lock = OutputLock::acquire(&ctx.out_dir)
         .with_context(|| format!("locking {}", ctx.out_dir.display()))?;
-
-    let mut subjects = Vec::new();
-    // Images whose manifest asks that every platform run.
-    let mut strict: Vec<String> = Vec::new();
-    for b in &built {
-        let plan = ctx
-            .plan
-            .images
-            .iter()
-            .find(|i| i.name == b.name)
-            .ok_or_else(|| anyhow!("built image `{}` is not in the plan", b.name))?;
-        if plan.tests.is_empty() {
-            continue;
-        }
-        // Another run may have replaced the layout between this run's build
-        // and its taking the lock: test only what this run built.
-        let index = crate::oci::LayoutDir::open(&b.layout)
-            .and_then(|l| l.read_small("index.json"))
-            .with_context(|| format!("reading the image layout {}", b.layout.display()))?;
-        if crate::oci::Digest::of(&index).as_str() != b.index_json {
-            return Err(Failure::Build(anyhow!(
-                "image `{}` at {} was replaced by another run after this one built it; run again",
-                b.name,
-                b.layout.display()
-            )));
-        }
-        let images = unpack::read_layout(&b.layout)
-            .with_context(|| format!("reading the image layout {}", b.layout.display()))?;
-        let settings = ctx
-            .plan
-            .images
-            .iter()
-            .find(|i| i.name == b.name)
-            .map(|i| i.test_settings.clone())
-            .unwrap_or_default();
-        if settings.require_all_platforms {
-            strict.push(b.name.clone());
-        }
-        for image in images {
-            subjects.push(Subject {
-                name: b.name.clone(),
-                layout: b.layout.clone(),
-                image,
-                tests: plan.tests.clone(),
-                unpack_limits: unpack::UnpackLimits::from_keys(&settings.unpack_limits),
-            });
-        }
-    }
+    let (subjects, strict) = subjects(&ctx, &built)?;
 
     let total: usize = subjects.iter().map(|s| s.tests.len()).sum();
     let opts = testing::TestOptions {
@@ -137,13 +91,73 @@ pub(super) fn run(args: Args) -> Result<(), Failure> {
     if cancelled.load(Ordering::SeqCst) {
         // Every sandbox has stopped and every unpacked image is removed.
         stdout.flush()?;
-        drop(_lock);
+        drop(lock);
         ctx.shell.warn(format!(
             "interrupted: {} of {total} image tests ran; unpacked images removed",
             reports.len()
         ));
         std::process::exit(130);
     }
+    report(&ctx, &args, &reports, &mut stdout)?;
+    outcome(&args, &reports, &strict)
+}
+
+/// What to test: each platform of each built image that declares tests,
+/// read back from the layout this run built; and the images whose manifest
+/// asks that every platform run.
+fn subjects(ctx: &Context, built: &[BuiltImage]) -> Result<(Vec<Subject>, Vec<String>), Failure> {
+    let mut subjects = Vec::new();
+    let mut strict: Vec<String> = Vec::new();
+    for b in built {
+        let plan = ctx
+            .plan
+            .images
+            .iter()
+            .find(|i| i.name == b.name)
+            .ok_or_else(|| anyhow!("built image `{}` is not in the plan", b.name))?;
+        if plan.tests.is_empty() {
+            continue;
+        }
+        // Another run may have replaced the layout between this run's build
+        // and its taking the lock: test only what this run built.
+        let index = crate::oci::LayoutDir::open(&b.layout)
+            .and_then(|l| l.read_small("index.json"))
+            .with_context(|| format!("reading the image layout {}", b.layout.display()))?;
+        if crate::oci::Digest::of(&index).as_str() != b.index_json {
+            return Err(Failure::Build(anyhow!(
+                "image `{}` at {} was replaced by another run after this one built it; run again",
+                b.name,
+                b.layout.display()
+            )));
+        }
+        let images = unpack::read_layout(&b.layout)
+            .with_context(|| format!("reading the image layout {}", b.layout.display()))?;
+        let settings = &plan.test_settings;
+        if settings.require_all_platforms {
+            strict.push(b.name.clone());
+        }
+        for image in images {
+            subjects.push(Subject {
+                name: b.name.clone(),
+                layout: b.layout.clone(),
+                image,
+                tests: plan.tests.clone(),
+                unpack_limits: unpack::UnpackLimits::from_keys(&settings.unpack_limits),
+            });
+        }
+    }
+    Ok((subjects, strict))
+}
+
+/// The closing report, as `cargo test` prints it: each failure with what the
+/// program printed, the JUnit file if asked for, why tests were skipped, and
+/// the counts.
+fn report(
+    ctx: &Context,
+    args: &Args,
+    reports: &[TestReport],
+    stdout: &mut impl Write,
+) -> Result<(), Failure> {
     let failed: Vec<&TestReport> = reports
         .iter()
         .filter(|r| r.verdict == Verdict::Failed)
@@ -166,7 +180,7 @@ pub(super) fn run(args: Args) -> Result<(), Failure> {
         }
     }
     if let Some(path) = &args.junit {
-        testing::write_atomic(path, junit::render(&reports).as_bytes())
+        testing::write_atomic(path, junit::render(reports).as_bytes())
             .with_context(|| format!("writing the JUnit report {}", path.display()))?;
     }
     let count = |v: Verdict| reports.iter().filter(|r| r.verdict == v).count();
@@ -196,13 +210,21 @@ pub(super) fn run(args: Args) -> Result<(), Failure> {
         count(Verdict::Failed),
     )?;
     stdout.flush()?;
-    if !failed.is_empty() {
+    Ok(())
+}
+
+/// The run fails when a test failed, or when a test was skipped that had
+/// to run (`--require-all-platforms`, or the image's `require-all-platforms`).
+fn outcome(args: &Args, reports: &[TestReport], strict: &[String]) -> Result<(), Failure> {
+    let count = |v: Verdict| reports.iter().filter(|r| r.verdict == v).count();
+    let failed = count(Verdict::Failed);
+    if failed > 0 {
         return Err(Failure::Build(anyhow!(
-            "{} image test{} failed",
-            failed.len(),
-            if failed.len() == 1 { "" } else { "s" }
+            "{failed} image test{} failed",
+            if failed == 1 { "" } else { "s" }
         )));
     }
+    let skipped = count(Verdict::Skipped);
     if skipped > 0 && args.require_all_platforms {
         return Err(Failure::Build(anyhow!(
             "{skipped} image test{} skipped and --require-all-platforms was given",

@@ -8,8 +8,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context as _, anyhow};
 
-use super::sign::{Selection, locate};
-use super::{Common, Failure};
+use super::{Common, Failure, Selection, locate};
 use crate::registry;
 use crate::release::directory;
 use crate::release::keys;

@@ -9,8 +9,8 @@ use std::path::{Component, Path, PathBuf};
 use super::os_files;
 use super::plan::*;
 use super::raw::{
-    DEFAULTS_ONLY_KEYS, IMAGE_ONLY_KEYS, RawEpoch, RawImage, RawManifest, RawMode, RawOutput,
-    RawTest, RawUnpackLimits, S, STRUCTURE_KEYS,
+    DEFAULTS_ONLY_KEYS, IMAGE_ONLY_KEYS, RawConfigCheck, RawEpoch, RawImage, RawManifest, RawMode,
+    RawOutput, RawTest, RawUnpackLimits, S, STRUCTURE_KEYS,
 };
 use crate::diagnostic::Diagnostic;
 use crate::oci::Compression;
@@ -51,6 +51,25 @@ struct Resolver<'w> {
     /// must stay under once its symlinks are resolved too.
     canonical_root: Option<PathBuf>,
     diagnostics: &'w mut Vec<Diagnostic>,
+}
+
+/// A key and its string value in a TOML table, as written.
+type StringPair = (S<String>, S<String>);
+
+/// What an image holds besides its binary, and the labels the files
+/// scratchpack writes add.
+struct Contents {
+    files: Vec<FileEntry>,
+    dirs: Vec<DirEntry>,
+    labels: BTreeMap<String, String>,
+}
+
+/// The paths an image's entries take, each with what took it (for the
+/// message of a collision), and where the user's entries were written.
+#[derive(Default)]
+struct Taken {
+    paths: BTreeMap<ImagePath, String>,
+    spans: Vec<(ImagePath, Range<usize>)>,
 }
 
 fn span_of<T>(s: &S<T>) -> Range<usize> {
@@ -290,11 +309,78 @@ impl Resolver<'_> {
             .as_ref()
             .filter(|p| self.workspace.packages.contains_key(p.get_ref()));
         let build = self.build_settings(member, raw, defaults);
+        let bin = chosen.as_ref().map(|(_, bin)| bin.as_str());
+        let binary_path = self.binary_path(raw, &name_span, bin);
 
-        // Paths in the image.
+        // The user is the run configuration's, and `passwd` names it too.
+        let user = raw
+            .user
+            .as_ref()
+            .or(defaults.user.as_ref())
+            .and_then(|u| self.user(u))
+            .unwrap_or(DEFAULT_USER);
+        let contents = self.contents(name, &name_span, raw, defaults, binary_path.as_ref(), user);
+        let config = self.run_config(raw, defaults, binary_path.as_ref(), user, contents.labels);
+        let compression = self.compression(raw, defaults);
+        let annotations = self.string_table(
+            "annotation",
+            defaults.annotations.as_ref(),
+            raw.annotations.as_ref(),
+        );
+        let tags = self.tags(raw.tags.as_ref().or(defaults.tags.as_ref()));
+        let push = self.push(name, raw, defaults);
+        let release = self.release(raw, defaults);
+
+        let mut tests = Vec::new();
+        for (test_name, test) in raw.tests.iter().flatten() {
+            if let Some(t) = self.test(test_name, test, binary_path.as_ref()) {
+                tests.push(t);
+            }
+        }
+
+        if self.diagnostics.len() > errors_before {
+            return None;
+        }
+        let ((package, bin), binary_path) = chosen.zip(binary_path)?;
+        Some(ImagePlan {
+            name: name.to_owned(),
+            package: package.get_ref().clone(),
+            bin,
+            targets,
+            build,
+            binary_path,
+            files: contents.files,
+            dirs: contents.dirs,
+            config,
+            annotations,
+            compression,
+            tags,
+            push,
+            release,
+            tests,
+            test_settings: TestSettings {
+                unpack_limits: self
+                    .unpack_limits(raw.unpack_limits.as_ref(), defaults.unpack_limits.as_ref()),
+                require_all_platforms: raw
+                    .require_all_platforms
+                    .as_ref()
+                    .or(defaults.require_all_platforms.as_ref())
+                    .is_some_and(|b| *b.get_ref()),
+            },
+        })
+    }
+
+    /// Where the binary goes: `binary-path`, else `/<bin>` once the binary
+    /// is known.
+    fn binary_path(
+        &mut self,
+        raw: &RawImage,
+        name_span: &Range<usize>,
+        bin: Option<&str>,
+    ) -> Option<ImagePath> {
         let binary_path = match &raw.binary_path {
             Some(p) => self.image_path(p, "binary-path"),
-            None => chosen.as_ref().map(|(_, bin)| {
+            None => bin.map(|bin| {
                 ImagePath::parse(&format!("/{bin}")).expect("a binary name is one component")
             }),
         };
@@ -302,21 +388,48 @@ impl Resolver<'_> {
             let p = raw.binary_path.as_ref().map_or(name_span.clone(), span_of);
             self.error(Diagnostic::new("`binary-path` cannot be `/`", p).label("not a file path"));
         }
-        let mut taken: BTreeMap<ImagePath, String> = BTreeMap::new();
-        if let Some(b) = &binary_path {
-            taken.insert(b.clone(), "the binary".to_owned());
+        binary_path
+    }
+
+    /// Everything in the image besides its binary: the files scratchpack
+    /// writes, then `files` and `dirs`, every path taken once, and no entry
+    /// inside a file.
+    fn contents(
+        &mut self,
+        name: &str,
+        name_span: &Range<usize>,
+        raw: &RawImage,
+        defaults: &RawImage,
+        binary_path: Option<&ImagePath>,
+        user: User,
+    ) -> Contents {
+        let mut taken = Taken::default();
+        if let Some(b) = binary_path {
+            taken.paths.insert(b.clone(), "the binary".to_owned());
         }
-
-        // Run configuration (the user is needed by `passwd`).
-        let user = raw
-            .user
-            .as_ref()
-            .or(defaults.user.as_ref())
-            .and_then(|u| self.user(u))
-            .unwrap_or(DEFAULT_USER);
-
         // Files scratchpack writes itself come first, so a `files` entry
         // with the same destination is named as the one that collides.
+        let (mut files, labels) = self.generated_files(name, raw, defaults, user, &mut taken);
+        files.extend(self.listed_files(name, raw, defaults, &mut taken));
+        let dirs = self.listed_dirs(name, raw, defaults, &mut taken);
+        self.inside_files(name, name_span, binary_path, &files, &taken);
+        Contents {
+            files,
+            dirs,
+            labels,
+        }
+    }
+
+    /// The files `ca-certificates = true` and `passwd = true` write, and the
+    /// label that says which roots the bundle holds.
+    fn generated_files(
+        &mut self,
+        name: &str,
+        raw: &RawImage,
+        defaults: &RawImage,
+        user: User,
+        taken: &mut Taken,
+    ) -> (Vec<FileEntry>, BTreeMap<String, String>) {
         let mut files = Vec::new();
         let mut labels = BTreeMap::new();
         let ca = raw
@@ -325,8 +438,8 @@ impl Resolver<'_> {
             .or(defaults.ca_certificates.as_ref());
         if let Some(ca) = ca.filter(|c| *c.get_ref()) {
             let dst = ImagePath::parse(os_files::CA_BUNDLE_PATH).expect("a valid constant path");
-            self.generated_collides(name, &taken, &dst, "ca-certificates", span_of(ca));
-            taken.insert(
+            self.generated_collides(name, &taken.paths, &dst, "ca-certificates", span_of(ca));
+            taken.paths.insert(
                 dst.clone(),
                 "the bundle `ca-certificates = true` writes".to_owned(),
             );
@@ -348,8 +461,8 @@ impl Resolver<'_> {
                 (os_files::GROUP_PATH, group),
             ] {
                 let dst = ImagePath::parse(path).expect("a valid constant path");
-                self.generated_collides(name, &taken, &dst, "passwd", span.clone());
-                taken.insert(
+                self.generated_collides(name, &taken.paths, &dst, "passwd", span.clone());
+                taken.paths.insert(
                     dst.clone(),
                     format!("the `{path}` that `passwd = true` writes"),
                 );
@@ -360,8 +473,18 @@ impl Resolver<'_> {
                 });
             }
         }
+        (files, labels)
+    }
 
-        let mut file_spans = Vec::new();
+    /// The `files` of `[defaults]` and of the image, copied from the host.
+    fn listed_files(
+        &mut self,
+        name: &str,
+        raw: &RawImage,
+        defaults: &RawImage,
+        taken: &mut Taken,
+    ) -> Vec<FileEntry> {
+        let mut files = Vec::new();
         for f in [defaults.files.as_ref(), raw.files.as_ref()]
             .into_iter()
             .flatten()
@@ -374,7 +497,7 @@ impl Resolver<'_> {
                 self.error(Diagnostic::new("`dst` cannot be `/`", span_of(&f.dst)));
                 continue;
             }
-            if let Some(what) = taken.get(&dst) {
+            if let Some(what) = taken.paths.get(&dst) {
                 self.error(
                     Diagnostic::new(
                         format!("`{dst}` collides with {what} in image `{name}`"),
@@ -389,15 +512,27 @@ impl Resolver<'_> {
                 continue;
             };
             let mode = self.mode(f.mode.as_ref(), 0o644);
-            taken.insert(dst.clone(), "a file from `files`".to_owned());
-            file_spans.push((dst.clone(), span_of(&f.dst)));
+            taken
+                .paths
+                .insert(dst.clone(), "a file from `files`".to_owned());
+            taken.spans.push((dst.clone(), span_of(&f.dst)));
             files.push(FileEntry {
                 src: FileSource::Host(src),
                 dst,
                 mode,
             });
         }
+        files
+    }
 
+    /// The `dirs` of `[defaults]` and of the image.
+    fn listed_dirs(
+        &mut self,
+        name: &str,
+        raw: &RawImage,
+        defaults: &RawImage,
+        taken: &mut Taken,
+    ) -> Vec<DirEntry> {
         let mut dirs = Vec::new();
         for d in [defaults.dirs.as_ref(), raw.dirs.as_ref()]
             .into_iter()
@@ -414,7 +549,7 @@ impl Resolver<'_> {
                 );
                 continue;
             }
-            if let Some(what) = taken.get(&path) {
+            if let Some(what) = taken.paths.get(&path) {
                 self.error(
                     Diagnostic::new(
                         format!("`{path}` collides with {what} in image `{name}`"),
@@ -425,19 +560,33 @@ impl Resolver<'_> {
                 continue;
             }
             let mode = self.mode(d.mode.as_ref(), 0o755);
-            taken.insert(path.clone(), "a directory from `dirs`".to_owned());
-            file_spans.push((path.clone(), span_of(&d.path)));
+            taken
+                .paths
+                .insert(path.clone(), "a directory from `dirs`".to_owned());
+            taken.spans.push((path.clone(), span_of(&d.path)));
             dirs.push(DirEntry { path, mode });
         }
-        // A file cannot also be the parent of another entry.
+        dirs
+    }
+
+    /// A file cannot also be the parent of another entry.
+    fn inside_files(
+        &mut self,
+        name: &str,
+        name_span: &Range<usize>,
+        binary_path: Option<&ImagePath>,
+        files: &[FileEntry],
+        taken: &Taken,
+    ) {
         let file_paths: BTreeSet<&str> = binary_path
-            .iter()
+            .into_iter()
             .map(ImagePath::relative)
             .chain(files.iter().map(|f| f.dst.relative()))
             .collect();
-        for path in taken.keys() {
+        for path in taken.paths.keys() {
             if let Some(parent) = path.ancestors().find(|a| file_paths.contains(a)) {
-                let span = file_spans
+                let span = taken
+                    .spans
                     .iter()
                     .find(|(p, _)| p == path)
                     .map_or(name_span.clone(), |(_, s)| s.clone());
@@ -450,7 +599,19 @@ impl Resolver<'_> {
                 );
             }
         }
+    }
 
+    /// How the image runs: entrypoint, cmd, env, user, workdir, ports, stop
+    /// signal and labels (the user's, under those scratchpack sets, which
+    /// win so that what they say about the image stays true).
+    fn run_config(
+        &mut self,
+        raw: &RawImage,
+        defaults: &RawImage,
+        binary_path: Option<&ImagePath>,
+        user: User,
+        generated_labels: BTreeMap<String, String>,
+    ) -> RunConfig {
         let entrypoint = match &raw.entrypoint {
             Some(e) if e.get_ref().is_empty() => {
                 self.error(
@@ -505,124 +666,77 @@ impl Resolver<'_> {
             }
             None => None,
         };
-        let compression = match raw.compression.as_ref().or(defaults.compression.as_ref()) {
-            Some(c) => match Compression::parse(c.get_ref()) {
-                #[cfg(not(feature = "zstd"))]
-                Some(Compression::Zstd) => {
-                    self.error(
-                        Diagnostic::new("zstd layers are not built into this xtask", span_of(c))
-                            .help(
-                                "add `features = [\"zstd\"]` to the scratchpack dependency in \
-                                 the xtask's Cargo.toml, or use `gzip`",
-                            ),
-                    );
-                    Compression::default()
-                }
-                Some(known) => known,
-                None => {
+        let mut labels = self.string_table("label", defaults.labels.as_ref(), raw.labels.as_ref());
+        labels.extend(generated_labels);
+        RunConfig {
+            entrypoint,
+            cmd,
+            env,
+            user,
+            workdir,
+            labels,
+            exposed_ports,
+            stop_signal,
+        }
+    }
+
+    fn compression(&mut self, raw: &RawImage, defaults: &RawImage) -> Compression {
+        let Some(c) = raw.compression.as_ref().or(defaults.compression.as_ref()) else {
+            return Compression::default();
+        };
+        match Compression::parse(c.get_ref()) {
+            #[cfg(not(feature = "zstd"))]
+            Some(Compression::Zstd) => {
+                self.error(
+                    Diagnostic::new("zstd layers are not built into this xtask", span_of(c)).help(
+                        "add `features = [\"zstd\"]` to the scratchpack dependency in \
+                         the xtask's Cargo.toml, or use `gzip`",
+                    ),
+                );
+                Compression::default()
+            }
+            Some(known) => known,
+            None => {
+                self.error(
+                    Diagnostic::new(format!("unknown compression `{}`", c.get_ref()), span_of(c))
+                        .help(format!("compressions: {}", Compression::NAMES.join(", "))),
+                );
+                Compression::default()
+            }
+        }
+    }
+
+    /// Labels or annotations (`what`): those of `[defaults]`, then the
+    /// image's over them, none holding a NUL byte.
+    fn string_table(
+        &mut self,
+        what: &str,
+        shared: Option<&Vec<StringPair>>,
+        own: Option<&Vec<StringPair>>,
+    ) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        for (k, v) in [shared, own].into_iter().flatten().flatten() {
+            let mut ok = true;
+            for s in [k, v] {
+                if s.get_ref().contains('\0') {
+                    ok = false;
                     self.error(
                         Diagnostic::new(
-                            format!("unknown compression `{}`", c.get_ref()),
-                            span_of(c),
+                            format!(
+                                "{what} `{}` contains a NUL byte",
+                                k.get_ref().escape_debug()
+                            ),
+                            span_of(s),
                         )
-                        .help(format!("compressions: {}", Compression::NAMES.join(", "))),
+                        .label("not representable in an image"),
                     );
-                    Compression::default()
-                }
-            },
-            None => Compression::default(),
-        };
-        let mut user_labels = BTreeMap::new();
-        let mut annotations = BTreeMap::new();
-        for (what, out, tables) in [
-            (
-                "label",
-                &mut user_labels,
-                [defaults.labels.as_ref(), raw.labels.as_ref()],
-            ),
-            (
-                "annotation",
-                &mut annotations,
-                [defaults.annotations.as_ref(), raw.annotations.as_ref()],
-            ),
-        ] {
-            for (k, v) in tables.into_iter().flatten().flatten() {
-                let mut ok = true;
-                for s in [k, v] {
-                    if s.get_ref().contains('\0') {
-                        ok = false;
-                        self.error(
-                            Diagnostic::new(
-                                format!(
-                                    "{what} `{}` contains a NUL byte",
-                                    k.get_ref().escape_debug()
-                                ),
-                                span_of(s),
-                            )
-                            .label("not representable in an image"),
-                        );
-                    }
-                }
-                if ok {
-                    out.insert(k.get_ref().clone(), v.get_ref().clone());
                 }
             }
-        }
-        // The labels scratchpack sets itself win over a user's, so what they
-        // say about the image stays true.
-        user_labels.extend(labels);
-        let labels = user_labels;
-
-        let tags = self.tags(raw.tags.as_ref().or(defaults.tags.as_ref()));
-        let push = self.push(name, raw, defaults);
-        let release = self.release(raw, defaults);
-
-        let mut tests = Vec::new();
-        for (test_name, test) in raw.tests.iter().flatten() {
-            if let Some(t) = self.test(test_name, test, binary_path.as_ref()) {
-                tests.push(t);
+            if ok {
+                out.insert(k.get_ref().clone(), v.get_ref().clone());
             }
         }
-
-        if self.diagnostics.len() > errors_before {
-            return None;
-        }
-        let ((package, bin), binary_path) = chosen.zip(binary_path)?;
-        Some(ImagePlan {
-            name: name.to_owned(),
-            package: package.get_ref().clone(),
-            bin,
-            targets,
-            build,
-            binary_path,
-            files,
-            dirs,
-            config: RunConfig {
-                entrypoint,
-                cmd,
-                env,
-                user,
-                workdir,
-                labels,
-                exposed_ports,
-                stop_signal,
-            },
-            annotations,
-            compression,
-            tags,
-            push,
-            release,
-            tests,
-            test_settings: TestSettings {
-                unpack_limits: self
-                    .unpack_limits(raw.unpack_limits.as_ref(), defaults.unpack_limits.as_ref()),
-                require_all_platforms: raw
-                    .require_all_platforms
-                    .as_ref()
-                    .or(defaults.require_all_platforms.as_ref())
-                    .is_some_and(|b| *b.get_ref()),
-            },
-        })
+        out
     }
 
     /// The `unpack-limits` of an image over those of `[defaults]`, key by key.

@@ -8,13 +8,12 @@
 
 use std::path::{Path, PathBuf};
 
-use super::documents::{BuildInputs, DocumentError, Platform, documents};
+use super::documents::{BuildInputs, DocumentError, Facts, Platform, documents};
 use super::statement::Statement;
 use crate::build::BuiltImage;
 use crate::manifest::ImagePlan;
 use crate::oci::Digest;
 use crate::output::{OutputError, OutputLock, write_tree};
-use crate::toolchain::Env;
 
 /// What the release directory of an image is called in the output directory.
 pub fn dir_name(image: &str) -> String {
@@ -39,9 +38,10 @@ pub enum OutputsError {
     },
 }
 
-/// What signs the release files as Sigstore bundles: any signer of
-/// [`super::sign`], with the `sign` feature ([`super::bundle`] says how).
-/// Without it nothing signs, and only the plain documents are written.
+/// What signs the release files as Sigstore bundles. With the `sign`
+/// feature every signing key is one (`release::bundle` makes the bundles);
+/// without it nothing signs, and only the plain documents are written. The
+/// trait is here, where it is used, so this file needs nothing of signing.
 pub trait BundleSigner {
     /// A bundle holding `statement` as a DSSE attestation.
     fn attest(&self, statement: &Statement) -> Vec<u8>;
@@ -51,13 +51,11 @@ pub trait BundleSigner {
     fn key_hint(&self) -> String;
 }
 
-/// Where the documents are made from: the workspace, and images.toml's path
-/// in it as provenance records it.
+/// Where the documents are made from: the workspace's facts, and
+/// images.toml's path in it as provenance records it.
 pub struct Workspace<'a> {
-    /// The environment cargo, rustc and git are run in.
-    pub env: &'a Env,
-    pub root: &'a Path,
-    pub target_dir: &'a Path,
+    /// Asked only for the documents of images whose files are not current.
+    pub facts: &'a dyn Facts,
     pub manifest_path: &'a str,
     pub epoch: u64,
     /// Every member's Cargo.toml: what `cargo tree` reads besides Cargo.lock,
@@ -168,15 +166,7 @@ pub fn files(
             reference: &reference,
             repository,
         };
-        for d in documents(
-            &platform,
-            ws.env,
-            ws.root,
-            ws.target_dir,
-            ws.manifest_path,
-            ws.epoch,
-            inputs,
-        )? {
+        for d in documents(&platform, ws.facts, ws.manifest_path, ws.epoch, inputs)? {
             if let Some(signer) = signer {
                 out.push((
                     format!("{stem}.{}.sigstore.json", d.kind),
@@ -229,12 +219,13 @@ pub fn write(
     for (plan, _) in &wanted {
         lock.check_replaceable(&dir_name(&plan.name))?;
     }
-    let inputs = BuildInputs::read(ws.env, ws.root, ws.target_dir).map_err(|source| {
-        OutputsError::Documents {
+    let inputs = ws
+        .facts
+        .build_inputs()
+        .map_err(|source| OutputsError::Documents {
             image: wanted[0].0.name.clone(),
             source: Box::new(source),
-        }
-    })?;
+        })?;
     let manifests: Vec<String> = ws
         .cargo_manifests
         .iter()
@@ -294,14 +285,31 @@ mod tests {
 
     use super::*;
     use crate::build::BuiltPlatform;
+    use crate::manifest::PlatformTarget;
+    use crate::toolchain::crates::LinkedCrates;
     use crate::toolchain::workspace::Workspace as CargoWorkspace;
 
-    /// A workspace at `root` with nothing on disk but what a test puts there.
-    fn workspace<'a>(env: &'a Env, root: &'a Path) -> Workspace<'a> {
+    /// The facts of a run that makes no document: asking for one fails the
+    /// test.
+    struct Unasked;
+
+    impl Facts for Unasked {
+        fn build_inputs(&self) -> Result<BuildInputs, DocumentError> {
+            panic!("no document is made, so no build input is needed")
+        }
+
+        fn linked_crates(
+            &self,
+            _: &ImagePlan,
+            _: &PlatformTarget,
+        ) -> Result<LinkedCrates, DocumentError> {
+            panic!("no SBOM is made, so no crate list is needed")
+        }
+    }
+
+    fn workspace() -> Workspace<'static> {
         Workspace {
-            env,
-            root,
-            target_dir: root,
+            facts: &Unasked,
             manifest_path: "images.toml",
             epoch: 0,
             cargo_manifests: Vec::new(),
@@ -354,8 +362,7 @@ mod tests {
         std::fs::write(out.join("app.release/notes.txt"), "mine").unwrap();
         let image = plan(dir.path(), "");
         let b = built(&out);
-        let env = Env::default();
-        let ws = workspace(&env, dir.path());
+        let ws = workspace();
         let e = write(&out, &[(&image, &b)], &ws, None).unwrap_err();
         assert!(
             matches!(&e, OutputsError::Output(OutputError::NotOurs(p)) if p.ends_with("app.release")),
@@ -373,8 +380,7 @@ mod tests {
         let out = dir.path().join("out");
         let image = plan(dir.path(), "sbom = []\nprovenance = false\n");
         let b = built(&out);
-        let env = Env::default();
-        let ws = workspace(&env, dir.path());
+        let ws = workspace();
         assert!(write(&out, &[(&image, &b)], &ws, None).unwrap().is_empty());
         assert!(!out.join("app.release").exists());
     }

@@ -4,17 +4,14 @@
 //! image and `images` writes them beside the layout, from this one place so
 //! that both say the same.
 
-use std::path::Path;
-
 use super::provenance;
 use super::sbom;
 use super::statement::{Statement, Subject};
 use crate::manifest::{ImagePlan, PlatformTarget, SbomFormat};
 use crate::oci::Digest;
-use crate::toolchain::crates::{self, CratesError};
-use crate::toolchain::git::{self, GitSource};
-use crate::toolchain::versions::{self, Toolchain};
-use crate::toolchain::{Env, answers};
+use crate::toolchain::crates::{CratesError, LinkedCrates};
+use crate::toolchain::git::GitSource;
+use crate::toolchain::versions::Toolchain;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DocumentError {
@@ -38,33 +35,21 @@ pub struct BuildInputs {
     pub cargo_lock: Digest,
 }
 
-impl BuildInputs {
-    /// Cargo.lock's digest, rustc's and cargo's versions, the git commit.
-    /// rustc's, cargo's and git's answers are kept in `target_dir` between
-    /// runs (see [`answers`]).
-    pub fn read(
-        env: &Env,
-        workspace_root: &Path,
-        target_dir: &Path,
-    ) -> Result<BuildInputs, DocumentError> {
-        let answers = answers::dir(target_dir);
-        let lock_path = workspace_root.join("Cargo.lock");
-        let lock = std::fs::read(&lock_path).map_err(|source| DocumentError::Io {
-            what: format!("reading {}", lock_path.display()),
-            source,
-        })?;
-        let toolchain = versions::toolchain(env, workspace_root, &answers).map_err(|source| {
-            DocumentError::Io {
-                what: "asking rustc and cargo for their versions".into(),
-                source,
-            }
-        })?;
-        Ok(BuildInputs {
-            source: git::source(env, workspace_root, &answers),
-            toolchain,
-            cargo_lock: Digest::of(&lock),
-        })
-    }
+/// The facts about the workspace that the documents record and only cargo,
+/// rustc and git can tell. The caller gathers them: the documents are
+/// rendered from values, and nothing here starts a program. They are asked
+/// for only when a document needs them, so a run whose release files are
+/// current asks for none, and a test hands in what it wants.
+pub trait Facts {
+    /// Cargo.lock's digest, rustc's and cargo's versions and the git commit.
+    fn build_inputs(&self) -> Result<BuildInputs, DocumentError>;
+    /// The crates the binary of `image` links when built for `target`: what
+    /// its SBOMs list.
+    fn linked_crates(
+        &self,
+        image: &ImagePlan,
+        target: &PlatformTarget,
+    ) -> Result<LinkedCrates, DocumentError>;
 }
 
 /// One document about one platform manifest.
@@ -97,12 +82,10 @@ pub struct Platform<'a> {
 /// The SBOMs and provenance the image's release settings ask for, in a fixed
 /// order (the SBOM formats sorted, then provenance). `inputs` is needed only
 /// when provenance is asked for; the crates the SBOMs list are asked of
-/// cargo (or its answers kept in `target_dir`) only when SBOMs are.
+/// `facts` only when SBOMs are.
 pub fn documents(
     p: &Platform<'_>,
-    env: &Env,
-    workspace_root: &Path,
-    target_dir: &Path,
+    facts: &dyn Facts,
     manifest_path: &str,
     epoch: u64,
     inputs: Option<&BuildInputs>,
@@ -112,15 +95,7 @@ pub fn documents(
     let subject = vec![Subject::new(p.reference, p.digest)];
     let mut out = Vec::new();
     if !settings.sbom.is_empty() {
-        let crates = crates::load(
-            env,
-            workspace_root,
-            target_dir,
-            &image.package,
-            &p.target.triple,
-            &image.build.features,
-            image.build.default_features,
-        )?;
+        let crates = facts.linked_crates(image, p.target)?;
         let info = sbom::ImageInfo {
             name: image.name.clone(),
             repository: p.repository.map(str::to_owned),

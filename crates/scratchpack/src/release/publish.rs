@@ -4,7 +4,9 @@
 //! as DSSE-signed in-toto attestations, stored as cosign's `.att` tag and as
 //! bundle referrers (cosign's storage conventions; OCI distribution v1.1
 //! referrers, with the referrers tag schema where the API is missing). Also
-//! the record of what `push` sent, which `sign` and `verify` start from.
+//! the record of what `push` sent, and where the images `sign` and `verify`
+//! name are: in the recorded repository at the recorded digest, unless the
+//! caller says otherwise ([`locate`]).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -12,18 +14,18 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::bundle::{Bundle, PREDICATE_COSIGN_SIGN, Referrer};
-use super::documents::{BuildInputs, DocumentError, Platform as DocumentsOf, documents};
+use super::documents::{DocumentError, Facts, Platform as DocumentsOf, documents};
 use super::dsse::{Envelope, MEDIA_TYPE_DSSE};
 use super::sign::{
     ANNOTATION_SIGNATURE, MEDIA_TYPE_SIMPLE_SIGNING, SignatureImage, SignedLayer, Signer,
     attestation_tag, signature_tag,
 };
 use super::statement::Statement;
-use crate::manifest::ImagePlan;
+use crate::manifest::{ImagePlan, ReleaseSettings};
 use crate::oci::image::rfc3339;
 use crate::oci::{Blob, Config, Descriptor, Digest, Index, MEDIA_TYPE_MANIFEST, Manifest};
 use crate::registry::{CredentialSource, PushOptions, RegistryError, Repository, Session};
-use crate::toolchain::Env;
+use crate::shell::Shell;
 
 /// The layer annotation cosign gives an attestation's predicate type.
 pub const ANNOTATION_PREDICATE_TYPE: &str = "predicateType";
@@ -42,6 +44,13 @@ pub enum PublishError {
     Io {
         what: String,
         source: std::io::Error,
+    },
+    #[error("signing image `{image}` in {repository}")]
+    Signing {
+        image: String,
+        repository: String,
+        #[source]
+        source: Box<PublishError>,
     },
 }
 
@@ -96,12 +105,188 @@ pub fn last_push(out_dir: &Path, name: &str) -> Option<PushRecord> {
     serde_json::from_slice::<Raw>(&bytes).ok().map(|r| r.value)
 }
 
-/// What signing needs beyond the image plan: the workspace and the key.
+/// What the caller says of the images it names beyond images.toml: a digest
+/// when no push of it is recorded, another registry, plain HTTP.
+#[derive(Debug, Clone, Default)]
+pub struct LocateOptions<'a> {
+    /// The pushed image's digest, for exactly one named image.
+    pub digest: Option<&'a str>,
+    /// The registry (`HOST[/NAMESPACE]`) the images are in.
+    pub registry: Option<&'a str>,
+    pub insecure: bool,
+}
+
+/// Why images could not be located.
+#[derive(Debug, thiserror::Error)]
+pub enum LocateError {
+    /// The names or options ask for what is not there, or not enough.
+    #[error("{0}")]
+    Asked(String),
+    /// A push record holds what `push` never writes.
+    #[error("{0}")]
+    Record(String),
+}
+
+/// One image to sign or verify: where it is and which digest.
+pub struct Located<'p> {
+    pub image: &'p ImagePlan,
+    pub repository: Repository,
+    pub insecure: bool,
+    /// `None` only when no digest is required and none is recorded: the
+    /// tags decide.
+    pub digest: Option<Digest>,
+}
+
+/// Resolves the images `names` (every image with a recorded push when none;
+/// without `digest_required`, every image with a registry too) to
+/// repositories and digests: the options first, then the push recorded in
+/// `out_dir`, then images.toml's registry.
+pub fn locate<'p>(
+    images: &'p [ImagePlan],
+    out_dir: &Path,
+    names: &[String],
+    options: &LocateOptions<'_>,
+    digest_required: bool,
+) -> Result<Vec<Located<'p>>, LocateError> {
+    let pinned = pinned_digest(names, options)?;
+    let images = named_images(images, out_dir, names, digest_required)?;
+    let mut found = Vec::new();
+    for image in images {
+        let record = last_push(out_dir, &image.name);
+        let (repository, insecure) =
+            repository_of(image, record.as_ref(), options, pinned.is_some())?;
+        let digest = match (&pinned, &record) {
+            (Some(d), _) => Some(d.clone()),
+            (None, Some(rec)) => Some(Digest::parse(&rec.digest).ok_or_else(|| {
+                LocateError::Record(format!(
+                    "the push record of `{}` holds `{}`, not a digest",
+                    image.name, rec.digest
+                ))
+            })?),
+            (None, None) if digest_required => {
+                return Err(LocateError::Asked(format!(
+                    "no push of image `{}` is recorded in {}: push it first (cargo xtask push {}) \
+                     or pass --digest with the pushed digest",
+                    image.name,
+                    out_dir.display(),
+                    image.name
+                )));
+            }
+            (None, None) => None,
+        };
+        found.push(Located {
+            image,
+            repository,
+            insecure,
+            digest,
+        });
+    }
+    Ok(found)
+}
+
+/// The digest the options pin, which names one image's.
+fn pinned_digest(
+    names: &[String],
+    options: &LocateOptions<'_>,
+) -> Result<Option<Digest>, LocateError> {
+    let Some(d) = options.digest else {
+        return Ok(None);
+    };
+    if names.len() != 1 {
+        return Err(LocateError::Asked(
+            "--digest names one image's digest: give exactly one NAME with it".into(),
+        ));
+    }
+    Digest::parse(d).map(Some).ok_or_else(|| {
+        LocateError::Asked(format!(
+            "--digest `{d}` is not a digest like sha256:<64 hex digits>"
+        ))
+    })
+}
+
+/// The images `names` names, or, when it names none, those with a recorded
+/// push (and, when no digest is required, those with a registry, whose tags
+/// say what to check).
+fn named_images<'p>(
+    images: &'p [ImagePlan],
+    out_dir: &Path,
+    names: &[String],
+    digest_required: bool,
+) -> Result<Vec<&'p ImagePlan>, LocateError> {
+    let named: Vec<&ImagePlan> = if names.is_empty() {
+        images
+            .iter()
+            .filter(|i| {
+                last_push(out_dir, &i.name).is_some() || (!digest_required && i.push.is_some())
+            })
+            .collect()
+    } else {
+        let mut out = Vec::new();
+        for name in names {
+            let image = images.iter().find(|i| &i.name == name).ok_or_else(|| {
+                let known: Vec<&str> = images.iter().map(|i| i.name.as_str()).collect();
+                LocateError::Asked(format!(
+                    "no image `{name}` in images.toml (it has {})",
+                    known.join(", ")
+                ))
+            })?;
+            out.push(image);
+        }
+        out
+    };
+    if named.is_empty() {
+        return Err(LocateError::Asked(format!(
+            "no push is recorded in {}: push first (cargo xtask push), or name an image \
+             and pass --digest",
+            out_dir.display()
+        )));
+    }
+    Ok(named)
+}
+
+/// Where `image` is and whether plain HTTP is allowed: the registry the
+/// options name, else the recorded push's repository (unless a digest is
+/// pinned, which is not the record's), else images.toml's registry.
+fn repository_of(
+    image: &ImagePlan,
+    record: Option<&PushRecord>,
+    options: &LocateOptions<'_>,
+    pinned: bool,
+) -> Result<(Repository, bool), LocateError> {
+    match (options.registry, &image.push, record) {
+        (Some(r), _, _) => {
+            let name = image
+                .push
+                .as_ref()
+                .map_or(image.name.as_str(), |p| p.repository.as_str());
+            let repo = Repository::parse(&format!("{r}/{name}")).map_err(|e| {
+                LocateError::Asked(format!("--registry for image `{}`: {e}", image.name))
+            })?;
+            Ok((repo, options.insecure))
+        }
+        (None, _, Some(rec)) if !pinned => {
+            let repo = Repository::parse(&rec.repository).map_err(|e| {
+                LocateError::Record(format!("the push record of `{}`: {e}", image.name))
+            })?;
+            Ok((repo, options.insecure || rec.insecure))
+        }
+        (None, Some(p), _) => {
+            let repo = Repository::parse(&format!("{}/{}", p.registry, p.repository))
+                .map_err(|e| LocateError::Asked(format!("image `{}`: {e}", image.name)))?;
+            Ok((repo, options.insecure || p.insecure))
+        }
+        (None, None, _) => Err(LocateError::Asked(format!(
+            "image `{}` has no registry: set `registry` in images.toml or pass --registry",
+            image.name
+        ))),
+    }
+}
+
+/// What signing needs beyond the image plan: the workspace's facts and the
+/// key.
 pub struct Publisher<'a> {
-    /// The environment cargo, rustc and git are run in.
-    pub env: &'a Env,
-    pub workspace_root: PathBuf,
-    pub target_dir: PathBuf,
+    /// What the SBOMs and provenance record, asked when they are made.
+    pub facts: &'a dyn Facts,
     /// images.toml relative to the workspace root, as provenance records it.
     pub manifest_path: String,
     /// `SOURCE_DATE_EPOCH`: the `created` time of the referrer manifests.
@@ -224,6 +409,38 @@ pub struct SignReport {
 }
 
 impl Publisher<'_> {
+    /// Signs every located image, each at its digest, with a status line
+    /// before and after each: what `sign` does, and `push --sign` once its
+    /// push is recorded.
+    pub fn sign_located(&self, located: &[Located<'_>], shell: Shell) -> Result<(), PublishError> {
+        for l in located {
+            let digest = l.digest.as_ref().expect("signing always has a digest");
+            shell.status(
+                "Signing",
+                format!("{} {}@{digest}", l.image.name, l.repository),
+            );
+            let report = self
+                .sign_pushed(l.image, &l.repository, digest.as_str(), l.insecure)
+                .map_err(|source| PublishError::Signing {
+                    image: l.image.name.clone(),
+                    repository: l.repository.to_string(),
+                    source: Box::new(source),
+                })?;
+            shell.status(
+                "Signed",
+                format!(
+                    "{} ({} digest{}, {} attestation{})",
+                    l.image.name,
+                    report.signed.len(),
+                    if report.signed.len() == 1 { "" } else { "s" },
+                    report.attested.len(),
+                    if report.attested.len() == 1 { "" } else { "s" },
+                ),
+            );
+        }
+        Ok(())
+    }
+
     /// Signs the image `image` pushed to `repository` as `digest`: the top
     /// digest and every platform manifest's, then attaches each platform's
     /// SBOMs and provenance, in the formats its settings ask for. Running it
@@ -249,34 +466,11 @@ impl Publisher<'_> {
         let reference = repository.to_string();
         let mut report = SignReport::default();
         for subject in pushed.signed_digests() {
-            if settings.signature_format.tags() {
-                let layer = SignedLayer::simple_signing(
-                    self.signer,
-                    &reference,
-                    &subject.digest,
-                    &BTreeMap::new(),
-                );
-                append_layers(&mut session, &signature_tag(&subject.digest), vec![layer])?;
-            }
-            if settings.signature_format.bundles() {
-                let bundle = Bundle::sign_image(self.signer, &reference, &subject.digest);
-                attach_bundle(
-                    &mut session,
-                    &bundle,
-                    subject,
-                    PREDICATE_COSIGN_SIGN,
-                    &created,
-                )?;
-            }
+            self.sign_digest(&mut session, settings, &reference, subject, &created)?;
             report.signed.push(subject.digest.to_string());
         }
-
         let inputs = if settings.provenance {
-            Some(BuildInputs::read(
-                self.env,
-                &self.workspace_root,
-                &self.target_dir,
-            )?)
+            Some(self.facts.build_inputs()?)
         } else {
             None
         };
@@ -292,20 +486,19 @@ impl Publisher<'_> {
                         image.name
                     ))
                 })?;
+            let of = DocumentsOf {
+                image,
+                target,
+                digest: &platform.descriptor.digest,
+                name: &name,
+                os: &platform.os,
+                architecture: &platform.architecture,
+                reference: &reference,
+                repository: Some(&reference),
+            };
             let statements: Vec<Statement> = documents(
-                &DocumentsOf {
-                    image,
-                    target,
-                    digest: &platform.descriptor.digest,
-                    name: &name,
-                    os: &platform.os,
-                    architecture: &platform.architecture,
-                    reference: &reference,
-                    repository: Some(&reference),
-                },
-                self.env,
-                &self.workspace_root,
-                &self.target_dir,
+                &of,
+                self.facts,
                 &self.manifest_path,
                 self.epoch,
                 inputs.as_ref(),
@@ -313,40 +506,85 @@ impl Publisher<'_> {
             .into_iter()
             .map(|d| d.statement)
             .collect();
-            let mut layers = Vec::new();
-            for statement in &statements {
-                // One envelope for both stores: the bundle wraps the very
-                // envelope the `.att` layer holds.
-                let bundle = Bundle::sign(self.signer, statement);
-                if settings.signature_format.tags() {
-                    layers.push(attestation_layer(
-                        &bundle.dsse_envelope,
-                        &statement.predicate_type,
-                    ));
-                }
-                if settings.signature_format.bundles() {
-                    attach_bundle(
-                        &mut session,
-                        &bundle,
-                        &platform.descriptor,
-                        &statement.predicate_type,
-                        &created,
-                    )?;
-                }
+            self.attest(
+                &mut session,
+                settings,
+                &platform.descriptor,
+                &statements,
+                &created,
+            )?;
+            for statement in statements {
                 report.attested.push((
                     platform.descriptor.digest.to_string(),
-                    statement.predicate_type.clone(),
+                    statement.predicate_type,
                 ));
-            }
-            if !layers.is_empty() {
-                append_layers(
-                    &mut session,
-                    &attestation_tag(&platform.descriptor.digest),
-                    layers,
-                )?;
             }
         }
         Ok(report)
+    }
+
+    /// Signs `subject` in the formats `settings` asks for: a simple-signing
+    /// layer in cosign's `.sig` tag, and a bundle referrer.
+    fn sign_digest(
+        &self,
+        session: &mut Session<'_, '_>,
+        settings: &ReleaseSettings,
+        reference: &str,
+        subject: &Descriptor,
+        created: &str,
+    ) -> Result<(), PublishError> {
+        if settings.signature_format.tags() {
+            let layer = SignedLayer::simple_signing(
+                self.signer,
+                reference,
+                &subject.digest,
+                &BTreeMap::new(),
+            );
+            append_layers(session, &signature_tag(&subject.digest), vec![layer])?;
+        }
+        if settings.signature_format.bundles() {
+            let bundle = Bundle::sign_image(self.signer, reference, &subject.digest);
+            attach_bundle(session, &bundle, subject, PREDICATE_COSIGN_SIGN, created)?;
+        }
+        Ok(())
+    }
+
+    /// Attaches each statement about the platform manifest `subject`, signed,
+    /// in the formats `settings` asks for: as layers of cosign's `.att` tag
+    /// and as bundle referrers.
+    fn attest(
+        &self,
+        session: &mut Session<'_, '_>,
+        settings: &ReleaseSettings,
+        subject: &Descriptor,
+        statements: &[Statement],
+        created: &str,
+    ) -> Result<(), PublishError> {
+        let mut layers = Vec::new();
+        for statement in statements {
+            // One envelope for both stores: the bundle wraps the very
+            // envelope the `.att` layer holds.
+            let bundle = Bundle::sign(self.signer, statement);
+            if settings.signature_format.tags() {
+                layers.push(attestation_layer(
+                    &bundle.dsse_envelope,
+                    &statement.predicate_type,
+                ));
+            }
+            if settings.signature_format.bundles() {
+                attach_bundle(
+                    session,
+                    &bundle,
+                    subject,
+                    &statement.predicate_type,
+                    created,
+                )?;
+            }
+        }
+        if !layers.is_empty() {
+            append_layers(session, &attestation_tag(&subject.digest), layers)?;
+        }
+        Ok(())
     }
 }
 

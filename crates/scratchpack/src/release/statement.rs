@@ -1,6 +1,6 @@
 //! The in-toto Statement v1 (in-toto attestation framework,
 //! `spec/v1/statement.md`) that SBOMs and provenance are wrapped in: written
-//! unsigned beside a layout, and signed as an attestation by [`super::dsse`].
+//! unsigned beside a layout, and signed as a DSSE attestation.
 
 use serde::{Deserialize, Serialize};
 

@@ -31,137 +31,147 @@ impl Resolver<'_> {
             );
             return None;
         }
-        let command = is_command.then(|| {
-            if let Some(args) = &t.args {
-                self.no_nul(
-                    &format!("`args` of test `{}`", name.get_ref()),
-                    args.get_ref(),
-                );
-            }
-            let mut env = BTreeMap::new();
-            for (k, v) in t.env.iter().flatten() {
-                if self.env_var(k, v) {
-                    env.insert(k.get_ref().clone(), v.get_ref().clone());
-                }
-            }
-            let timeout_ms = match &t.timeout {
-                Some(s) if *s.get_ref() > 0.0 && *s.get_ref() <= 3600.0 => {
-                    (*s.get_ref() * 1000.0).ceil() as u64
-                }
-                Some(s) => {
-                    self.error(
-                        Diagnostic::new("invalid timeout", span_of(s))
-                            .label("seconds, more than 0 and at most 3600"),
-                    );
-                    DEFAULT_TEST_TIMEOUT_MS
-                }
-                None => DEFAULT_TEST_TIMEOUT_MS,
-            };
-            let user = t.user.as_ref().and_then(|u| self.user(u));
-            let workdir = t
-                .workdir
-                .as_ref()
-                .and_then(|w| self.image_path(w, "workdir"));
-            let exit_code = match &t.exit_code {
-                Some(code) if (0..=255).contains(code.get_ref()) => *code.get_ref() as i32,
-                Some(code) => {
-                    self.error(
-                        Diagnostic::new(
-                            format!("exit code {} can never happen", code.get_ref()),
-                            span_of(code),
-                        )
-                        .label("exit codes are 0 to 255"),
-                    );
-                    0
-                }
-                None => 0,
-            };
-            CommandTest {
-                args: t.args.as_ref().map(strings),
-                env,
-                stdin: t.stdin.as_ref().map(|s| s.get_ref().clone()),
-                timeout_ms,
-                user,
-                workdir,
-                exit_code,
-                stdout: self.output(t.stdout.as_ref()),
-                stderr: self.output(t.stderr.as_ref()),
-                seccomp: t.seccomp.as_ref().is_none_or(|s| *s.get_ref()),
-            }
-        });
-        let structure = is_structure.then(|| {
-            let mut files = Vec::new();
-            for f in t.files.iter().flatten() {
-                let Some(path) = self.image_path(&f.path, "path") else {
-                    continue;
-                };
-                let mode = f.mode.as_ref().map(|m| self.mode(Some(m), 0));
-                let kind = match f.kind.as_ref() {
-                    None => None,
-                    Some(k) => match k.get_ref().as_str() {
-                        "file" => Some(FileKind::File),
-                        "dir" => Some(FileKind::Dir),
-                        "symlink" => Some(FileKind::Symlink),
-                        other => {
-                            self.error(
-                                Diagnostic::new(format!("unknown file type `{other}`"), span_of(k))
-                                    .help("types: `file`, `dir`, `symlink`"),
-                            );
-                            None
-                        }
-                    },
-                };
-                files.push(FileCheck { path, mode, kind });
-            }
-            let mut absent = Vec::new();
-            for a in t.absent.iter().flat_map(|a| a.get_ref()) {
-                if let Some(p) = self.image_path(a, "absent") {
-                    if Some(&p) == binary_path {
-                        self.error(
-                            Diagnostic::new(format!("`{p}` is the image's binary"), span_of(a))
-                                .label("always present"),
-                        );
-                    }
-                    absent.push(p);
-                }
-            }
-            let config = match &t.config {
-                None => ConfigCheck::default(),
-                Some(c) => {
-                    let mut env = BTreeMap::new();
-                    for (k, v) in c.env.iter().flatten() {
-                        env.insert(k.get_ref().clone(), v.get_ref().clone());
-                    }
-                    ConfigCheck {
-                        entrypoint: c.entrypoint.as_ref().map(strings),
-                        cmd: c.cmd.as_ref().map(strings),
-                        user: c.user.as_ref().and_then(|u| self.user(u)),
-                        workdir: c
-                            .workdir
-                            .as_ref()
-                            .and_then(|w| self.image_path(w, "workdir")),
-                        env,
-                        ports: c.ports.as_ref().map(|ports| {
-                            ports
-                                .get_ref()
-                                .iter()
-                                .filter_map(|p| self.port(p))
-                                .collect()
-                        }),
-                    }
-                }
-            };
-            StructureTest {
-                files,
-                absent,
-                config,
-            }
-        });
+        let command = is_command.then(|| self.command_test(name, t));
+        let structure = is_structure.then(|| self.structure_test(t, binary_path));
         Some(TestPlan {
             name: name.get_ref().clone(),
             command,
             structure,
         })
+    }
+
+    /// The keys of a command test: how the program runs and what it must do.
+    fn command_test(&mut self, name: &S<String>, t: &RawTest) -> CommandTest {
+        if let Some(args) = &t.args {
+            self.no_nul(
+                &format!("`args` of test `{}`", name.get_ref()),
+                args.get_ref(),
+            );
+        }
+        let mut env = BTreeMap::new();
+        for (k, v) in t.env.iter().flatten() {
+            if self.env_var(k, v) {
+                env.insert(k.get_ref().clone(), v.get_ref().clone());
+            }
+        }
+        let timeout_ms = match &t.timeout {
+            Some(s) if *s.get_ref() > 0.0 && *s.get_ref() <= 3600.0 => {
+                (*s.get_ref() * 1000.0).ceil() as u64
+            }
+            Some(s) => {
+                self.error(
+                    Diagnostic::new("invalid timeout", span_of(s))
+                        .label("seconds, more than 0 and at most 3600"),
+                );
+                DEFAULT_TEST_TIMEOUT_MS
+            }
+            None => DEFAULT_TEST_TIMEOUT_MS,
+        };
+        let user = t.user.as_ref().and_then(|u| self.user(u));
+        let workdir = t
+            .workdir
+            .as_ref()
+            .and_then(|w| self.image_path(w, "workdir"));
+        let exit_code = match &t.exit_code {
+            Some(code) if (0..=255).contains(code.get_ref()) => *code.get_ref() as i32,
+            Some(code) => {
+                self.error(
+                    Diagnostic::new(
+                        format!("exit code {} can never happen", code.get_ref()),
+                        span_of(code),
+                    )
+                    .label("exit codes are 0 to 255"),
+                );
+                0
+            }
+            None => 0,
+        };
+        CommandTest {
+            args: t.args.as_ref().map(strings),
+            env,
+            stdin: t.stdin.as_ref().map(|s| s.get_ref().clone()),
+            timeout_ms,
+            user,
+            workdir,
+            exit_code,
+            stdout: self.output(t.stdout.as_ref()),
+            stderr: self.output(t.stderr.as_ref()),
+            seccomp: t.seccomp.as_ref().is_none_or(|s| *s.get_ref()),
+        }
+    }
+
+    /// The keys of a structure test: files that must be there, paths that
+    /// must not, and the image's configuration.
+    fn structure_test(&mut self, t: &RawTest, binary_path: Option<&ImagePath>) -> StructureTest {
+        let mut files = Vec::new();
+        for f in t.files.iter().flatten() {
+            let Some(path) = self.image_path(&f.path, "path") else {
+                continue;
+            };
+            let mode = f.mode.as_ref().map(|m| self.mode(Some(m), 0));
+            let kind = match f.kind.as_ref() {
+                None => None,
+                Some(k) => match k.get_ref().as_str() {
+                    "file" => Some(FileKind::File),
+                    "dir" => Some(FileKind::Dir),
+                    "symlink" => Some(FileKind::Symlink),
+                    other => {
+                        self.error(
+                            Diagnostic::new(format!("unknown file type `{other}`"), span_of(k))
+                                .help("types: `file`, `dir`, `symlink`"),
+                        );
+                        None
+                    }
+                },
+            };
+            files.push(FileCheck { path, mode, kind });
+        }
+        let mut absent = Vec::new();
+        for a in t.absent.iter().flat_map(|a| a.get_ref()) {
+            if let Some(p) = self.image_path(a, "absent") {
+                if Some(&p) == binary_path {
+                    self.error(
+                        Diagnostic::new(format!("`{p}` is the image's binary"), span_of(a))
+                            .label("always present"),
+                    );
+                }
+                absent.push(p);
+            }
+        }
+        let config = match &t.config {
+            None => ConfigCheck::default(),
+            Some(c) => self.config_check(c),
+        };
+        StructureTest {
+            files,
+            absent,
+            config,
+        }
+    }
+
+    /// What a structure test expects of the image's configuration.
+    fn config_check(&mut self, c: &RawConfigCheck) -> ConfigCheck {
+        let mut env = BTreeMap::new();
+        for (k, v) in c.env.iter().flatten() {
+            env.insert(k.get_ref().clone(), v.get_ref().clone());
+        }
+        ConfigCheck {
+            entrypoint: c.entrypoint.as_ref().map(strings),
+            cmd: c.cmd.as_ref().map(strings),
+            user: c.user.as_ref().and_then(|u| self.user(u)),
+            workdir: c
+                .workdir
+                .as_ref()
+                .and_then(|w| self.image_path(w, "workdir")),
+            env,
+            ports: c.ports.as_ref().map(|ports| {
+                ports
+                    .get_ref()
+                    .iter()
+                    .filter_map(|p| self.port(p))
+                    .collect()
+            }),
+        }
     }
 
     pub(super) fn output(&mut self, raw: Option<&RawOutput>) -> OutputExpect {

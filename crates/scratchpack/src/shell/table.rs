@@ -3,7 +3,7 @@
 
 /// Renders `rows` (the first is the header); columns from `right_from` on
 /// are right-aligned.
-pub(super) fn render(rows: &[Vec<String>], right_from: usize) -> String {
+pub fn render(rows: &[Vec<String>], right_from: usize) -> String {
     let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
     let widths: Vec<usize> = (0..columns)
         .map(|c| {
@@ -33,7 +33,7 @@ pub(super) fn render(rows: &[Vec<String>], right_from: usize) -> String {
 }
 
 /// `212.7 KiB`, `3 B`.
-pub(super) fn human_size(bytes: u64) -> String {
+pub fn human_size(bytes: u64) -> String {
     const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
     let mut value = bytes as f64;
     let mut unit = 0;
