@@ -5,7 +5,9 @@
 use std::net::{IpAddr, UdpSocket};
 use std::time::Duration;
 
-use scratchpack::registry::{Credential, PushOptions, Repository, StaticCredential, push_layout};
+use scratchpack::registry::{
+    Credential, PushOptions, RegistryLimits, Repository, StaticCredential, push_layout,
+};
 
 use crate::registry::image;
 use crate::registry::proxy::{Action, Front, error_answer};
@@ -28,7 +30,10 @@ fn options() -> PushOptions<'static> {
         retries: 1,
         backoff: Duration::from_millis(5),
         max_backoff: Duration::from_millis(10),
-        timeout: Duration::from_secs(10),
+        limits: RegistryLimits {
+            idle_timeout: Duration::from_secs(10),
+            ..RegistryLimits::default()
+        },
         ..PushOptions::default()
     }
 }

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use scratchpack::registry::{
     Anonymous, Credential, CredentialSource, DockerConfig, ProgressEvent, PushOptions, PushReport,
-    RegistryError, Repository, StaticCredential, push_layout,
+    RegistryError, RegistryLimits, Repository, StaticCredential, push_layout,
 };
 
 use image::{TestLayout, sha256};
@@ -31,7 +31,10 @@ fn options() -> PushOptions<'static> {
         retries: 4,
         backoff: Duration::from_millis(5),
         max_backoff: Duration::from_millis(50),
-        timeout: Duration::from_secs(20),
+        limits: RegistryLimits {
+            idle_timeout: Duration::from_secs(20),
+            ..RegistryLimits::default()
+        },
         ..PushOptions::default()
     }
 }

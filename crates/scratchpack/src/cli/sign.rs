@@ -231,6 +231,7 @@ fn sign_all(
         epoch: ctx.epoch,
         signer,
         creds: &creds,
+        limits: ctx.registry,
     };
     for l in located {
         let digest = l.digest.as_ref().expect("signing always has a digest");
