@@ -374,7 +374,7 @@ fn bearer_setup(registry: &Registry, repo: &'static str, max_uses: usize) -> Bea
             Action::Respond {
                 status: 200,
                 headers: vec![],
-                body: format!(r#"{{"{field}":"{token}","expires_in":300}}"#),
+                body: format!(r#"{{"{field}":"{token}","expires_in":300}}"#).into(),
             }
         })
     };
@@ -494,7 +494,7 @@ fn transient_faults_are_retried_to_a_complete_push() {
                 return Action::Respond {
                     status: 429,
                     headers: vec![("Retry-After".into(), "0".into())],
-                    body: String::new(),
+                    body: Vec::new(),
                 };
             }
         }
@@ -696,7 +696,7 @@ fn refuses_plain_http_unless_asked_and_bad_layouts_before_any_request() {
     let plain = Front::start(None, |_| Action::Respond {
         status: 200,
         headers: vec![],
-        body: String::new(),
+        body: Vec::new(),
     });
     let secure = PushOptions {
         insecure: false,

@@ -80,7 +80,11 @@ pub enum Failure {
     Transport { message: String, transient: bool },
     /// The registry answered something the spec does not allow, e.g. a wrong digest.
     Protocol(String),
-    /// The operation's time budget ran out; `last` is how its last try failed.
+    /// The operation's time budget ran out while a request was under way,
+    /// or before it could start.
+    BudgetSpent,
+    /// The operation's time budget ran out; `last` is how its tries failed
+    /// before that.
     OutOfTime {
         last: Box<Failure>,
         spent: Duration,
@@ -114,7 +118,7 @@ impl Failure {
         match self {
             Failure::Status { status, .. } => *status >= 500 || *status == 429 || *status == 408,
             Failure::Transport { transient, .. } => *transient,
-            Failure::Protocol(_) | Failure::OutOfTime { .. } => false,
+            Failure::Protocol(_) | Failure::BudgetSpent | Failure::OutOfTime { .. } => false,
         }
     }
 
@@ -169,6 +173,7 @@ impl fmt::Display for Failure {
             }
             Failure::Transport { message, .. } => write!(f, "connection failed: {message}"),
             Failure::Protocol(message) => f.write_str(message),
+            Failure::BudgetSpent => f.write_str("the operation's time budget ran out"),
             Failure::OutOfTime {
                 last,
                 spent,

@@ -230,10 +230,20 @@ impl<'o, 'p, S: Sink> Client<'o, 'p, S> {
         op: &mut impl FnMut(&mut Self) -> Result<T, Failure>,
     ) -> Result<T, RegistryError> {
         let mut tries = 0u32;
+        // What the last retried try failed with: when the budget then cuts
+        // a try short, that says more than the cut.
+        let mut earlier = None;
         loop {
             tries += 1;
             match op(self) {
                 Ok(v) => return Ok(v),
+                Err(Failure::BudgetSpent) => {
+                    return Err(RegistryError::Request {
+                        action: action.to_owned(),
+                        failure: self.out_of_time(earlier.unwrap_or(Failure::BudgetSpent), started),
+                        tries,
+                    });
+                }
                 Err(failure) if failure.is_transient() && tries <= self.settings.retries => {
                     let exp = self
                         .settings
@@ -258,6 +268,7 @@ impl<'o, 'p, S: Sink> Client<'o, 'p, S> {
                         reason: &reason,
                     });
                     std::thread::sleep(delay);
+                    earlier = Some(failure);
                 }
                 Err(failure) => {
                     let failure = if self.deadline.is_some_and(|d| Instant::now() >= d) {
@@ -300,13 +311,7 @@ impl<'o, 'p, S: Sink> Client<'o, 'p, S> {
         };
         match deadline.checked_duration_since(Instant::now()) {
             Some(left) if !left.is_zero() => Ok(Some(left)),
-            _ => Err(Failure::Transport {
-                message: format!(
-                    "the operation's time budget of {} s is spent",
-                    self.settings.budget.as_secs()
-                ),
-                transient: false,
-            }),
+            _ => Err(Failure::BudgetSpent),
         }
     }
 
@@ -585,12 +590,13 @@ impl<'o, 'p, S: Sink> Client<'o, 'p, S> {
 /// Connection trouble may pass; a bad URL or a TLS problem will not. A
 /// timeout says which bound it hit.
 fn transport_failure(e: ureq::Error, idle: Duration) -> Failure {
+    if let ureq::Error::Timeout(ureq::Timeout::Global) = e {
+        return Failure::BudgetSpent;
+    }
     let transient = match &e {
         // rustls reports a failed handshake (a plain-HTTP server answering,
         // a certificate it rejects) as invalid data: trying again cannot help.
         ureq::Error::Io(io) => io.kind() != std::io::ErrorKind::InvalidData,
-        // The operation's budget is spent: another try has no time either.
-        ureq::Error::Timeout(ureq::Timeout::Global) => false,
         ureq::Error::Timeout(_)
         | ureq::Error::ConnectionFailed
         | ureq::Error::HostNotFound
@@ -598,9 +604,6 @@ fn transport_failure(e: ureq::Error, idle: Duration) -> Failure {
         _ => false,
     };
     let message = match &e {
-        ureq::Error::Timeout(ureq::Timeout::Global) => {
-            "the operation's time budget ran out during the request".to_owned()
-        }
         ureq::Error::Timeout(ureq::Timeout::RecvResponse) => format!(
             "the answer's headers did not arrive within the idle timeout ({} s)",
             idle.as_secs_f64()
