@@ -188,6 +188,17 @@ impl<E: Into<anyhow::Error>> From<E> for Failure {
 
 impl Common {
     fn load(&self) -> Result<Context, Failure> {
+        // Refused before anything is read, as every flag of a feature left
+        // out of the build is.
+        #[cfg(not(feature = "sign"))]
+        for (flag, given) in [
+            ("--cache-sign-key", &self.cache_sign_key),
+            ("--cache-verify-key", &self.cache_verify_key),
+        ] {
+            if given.is_some() {
+                return Err(NeedsFeature::refusal(flag, "sign"));
+            }
+        }
         let env = Env::from_process();
         let shell = Shell::new(self.quiet);
         let cwd = std::env::current_dir().map_err(|e| Failure::Build(e.into()))?;
@@ -334,9 +345,15 @@ impl Common {
         } else {
             None
         };
+        // Without the `sign` feature a key images.toml names cannot be
+        // used: refused, rather than using entries nobody vouched for.
         #[cfg(not(feature = "sign"))]
         if active && let Some((_, from)) = sign.or(verify) {
-            return Err(no_cache_keys(&from));
+            return Err(Failure::Usage(anyhow!(
+                "{from} needs scratchpack's `sign` feature, which this xtask was built \
+                 without; add it to the scratchpack dependency in the xtask's Cargo.toml: \
+                 `features = [\"sign\"]`"
+            )));
         }
         let settings = crate::action_cache::CacheSettings::new(from, to, limits);
         #[cfg(feature = "sign")]
@@ -380,20 +397,6 @@ fn cache_keys(
     Ok(Some(std::sync::Arc::new(CacheKeys::new(signer, verifier))))
 }
 
-/// Without the `sign` feature a cache key cannot be used: refused, rather
-/// than using entries nobody vouched for. `from` is the flag or the
-/// images.toml key that named it.
-#[cfg(not(feature = "sign"))]
-fn no_cache_keys(from: &str) -> Failure {
-    if from.starts_with('-') {
-        return NeedsFeature::refusal(from, "sign");
-    }
-    Failure::Usage(anyhow!(
-        "{from} needs scratchpack's `sign` feature, which this xtask was built without; \
-         add it to the scratchpack dependency in the xtask's Cargo.toml: \
-         `features = [\"sign\"]`"
-    ))
-}
 
 /// How `images` and `push` print results: a table, or one JSON object per image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -783,6 +786,8 @@ mod tests {
             &["keygen", "--out", "/nonexistent"],
             &["verify", "--key", "k.pub", "hello"],
             &["images", "--sign", "--key", "k"],
+            &["images", "--cache-sign-key", "cache.key"],
+            &["images", "--cache-verify-key", "cache.pub", "--no-cache"],
         ] {
             let e = refusal(args).unwrap();
             assert!(e.contains("`sign` feature"), "{args:?}: {e}");
