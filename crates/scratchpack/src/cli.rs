@@ -397,7 +397,6 @@ fn cache_keys(
     Ok(Some(std::sync::Arc::new(CacheKeys::new(signer, verifier))))
 }
 
-
 /// How `images` and `push` print results: a table, or one JSON object per image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum MessageFormat {

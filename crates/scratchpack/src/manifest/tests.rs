@@ -607,7 +607,10 @@ package = "hello"
     // What the file leaves out keeps its default.
     assert_eq!(p.registry_limits.timeout, limits.timeout);
     assert_eq!(p.registry_limits.walk.bytes, limits.walk.bytes);
-    assert_eq!(p.cache_keys.sign, Some(p.workspace_root.join("ci/cache.key")));
+    assert_eq!(
+        p.cache_keys.sign,
+        Some(p.workspace_root.join("ci/cache.key"))
+    );
     assert_eq!(
         p.cache_keys.verify,
         Some(p.workspace_root.join("keys/cache.pub"))

@@ -336,8 +336,14 @@ mod tests {
     #[test]
     fn a_location_is_joined_to_the_url_that_answered_with_it() {
         let from = "http://storage.example:9000/bucket/blob?sig=1";
-        assert_eq!(joined(from, "https://cdn.example/x"), "https://cdn.example/x");
-        assert_eq!(joined(from, "/other/y"), "http://storage.example:9000/other/y");
+        assert_eq!(
+            joined(from, "https://cdn.example/x"),
+            "https://cdn.example/x"
+        );
+        assert_eq!(
+            joined(from, "/other/y"),
+            "http://storage.example:9000/other/y"
+        );
         assert_eq!(joined(from, "z"), "http://storage.example:9000/z");
     }
 }
