@@ -6,9 +6,10 @@
 //!
 //! A pulled entry is hostile input. It is read through the same
 //! [`crate::oci::source`] walk as a layout on disk (every manifest and config
-//! checked against its digest and size), each layer's bytes against its
-//! digest, size and the config's `diff_id`, the binary taken from the layer
-//! must pass the static proof, and the image reassembled from that binary
+//! checked against its digest and size, within the registry's walk limits),
+//! each layer streamed to disk and checked against its digest, size and the
+//! config's `diff_id` as it is decompressed, never held in memory, the
+//! binary taken from the layer must pass the static proof, and the image reassembled from that binary
 //! under this run's plan must have exactly the pulled digest. Only then is
 //! the binary handed to the build in place of cargo's, so the outputs are
 //! written by the same code, with the same bytes, as a local build's.

@@ -423,13 +423,9 @@ pub fn fallback_tag(subject: &Digest) -> String {
     format!("sha256-{}", subject.hex())
 }
 
+/// The manifest an answer holds (read within [`MAX_MANIFEST`]), checked
+/// against the digest asked for and the one the registry names.
 fn read_manifest(answer: &Answer, reference: &str) -> Result<RemoteManifest, Failure> {
-    if answer.body.len() > MAX_MANIFEST {
-        return Err(Failure::Protocol(format!(
-            "the manifest is {} bytes, more than the {MAX_MANIFEST} a manifest may be",
-            answer.body.len()
-        )));
-    }
     let digest = Digest::of(&answer.body);
     if let Some(asked) = Digest::parse(reference)
         && asked != digest
