@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use scratchpack::registry::{
     Anonymous, Credential, CredentialSource, DockerConfig, ProgressEvent, PushOptions, PushReport,
-    RegistryError, Repository, StaticCredential, push_layout,
+    RegistryError, RegistryLimits, Repository, StaticCredential, push_layout,
 };
 
 use image::{TestLayout, sha256};
@@ -31,7 +31,10 @@ fn options() -> PushOptions<'static> {
         retries: 4,
         backoff: Duration::from_millis(5),
         max_backoff: Duration::from_millis(50),
-        timeout: Duration::from_secs(20),
+        limits: RegistryLimits {
+            idle_timeout: Duration::from_secs(20),
+            ..RegistryLimits::default()
+        },
         ..PushOptions::default()
     }
 }
@@ -371,7 +374,7 @@ fn bearer_setup(registry: &Registry, repo: &'static str, max_uses: usize) -> Bea
             Action::Respond {
                 status: 200,
                 headers: vec![],
-                body: format!(r#"{{"{field}":"{token}","expires_in":300}}"#),
+                body: format!(r#"{{"{field}":"{token}","expires_in":300}}"#).into(),
             }
         })
     };
@@ -491,7 +494,7 @@ fn transient_faults_are_retried_to_a_complete_push() {
                 return Action::Respond {
                     status: 429,
                     headers: vec![("Retry-After".into(), "0".into())],
-                    body: String::new(),
+                    body: Vec::new(),
                 };
             }
         }
@@ -693,7 +696,7 @@ fn refuses_plain_http_unless_asked_and_bad_layouts_before_any_request() {
     let plain = Front::start(None, |_| Action::Respond {
         status: 200,
         headers: vec![],
-        body: String::new(),
+        body: Vec::new(),
     });
     let secure = PushOptions {
         insecure: false,

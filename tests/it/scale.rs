@@ -711,3 +711,279 @@ fn sccache_with_redis_serves_a_fresh_checkouts_crates() {
     );
     assert_eq!(outputs(&first), outputs(&second));
 }
+
+/// Like [`xtask`], with variables added.
+fn xtask_env(dir: &Path, wrapper: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    run(support::cli()
+        .current_dir(dir)
+        .env_remove("CARGO_TARGET_DIR")
+        .env("RUSTC_WRAPPER", wrapper)
+        .envs(env.iter().copied())
+        .args(args))
+}
+
+/// Deterministic bytes that do not compress.
+fn noise(len: usize) -> Vec<u8> {
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+/// A git repository whose one binary carries 12 MiB that do not compress:
+/// its cache layer is larger than the 10 MB an HTTP client reads into
+/// memory by default.
+fn big_binary_repository(cache: &str) -> Fixture {
+    let main = "static DATA: &[u8] = include_bytes!(\"data.bin\");\n\
+                fn main() { println!(\"{}\", std::hint::black_box(DATA).len()); }\n";
+    let fx = Fixture::new(
+        &[("a", main)],
+        &format!(
+            "[defaults]\nplatforms = [\"linux/amd64\"]\ncache = \"{cache}\"\n\n[images.a]\npackage = \"a\"\n"
+        ),
+    );
+    std::fs::write(fx.path().join("crates/a/src/data.bin"), noise(12 << 20)).unwrap();
+    let lock = run(Command::new(env!("CARGO"))
+        .args(["generate-lockfile", "--offline"])
+        .current_dir(fx.path()));
+    assert!(lock.status.success());
+    git(fx.path(), &["init", "-q"]);
+    git(fx.path(), &["add", "-A"]);
+    git(fx.path(), &["commit", "-q", "-m", "fixture"]);
+    fx
+}
+
+#[test]
+fn a_cache_layer_over_ten_megabytes_is_pulled() {
+    if !have_tool("docker-registry", "docker-registry") {
+        return;
+    }
+    let registry = Registry::start();
+    let cache = format!("{}/build-cache", registry.host());
+    let origin = big_binary_repository(&cache);
+    let logs = tempfile::tempdir().unwrap();
+    let (_a, first) = clone(origin.path(), 1);
+    let (_b, second) = clone(origin.path(), 2);
+    let wrapper = logging_wrapper(logs.path(), &logs.path().join("a.log"));
+    let (out_a, _) = xtask(&first, &wrapper, &["images", "--message-format", "json"]);
+    assert!(out_a.status.success(), "{}", stderr(&out_a));
+    assert!(stderr(&out_a).contains("Cached"), "{}", stderr(&out_a));
+    let log_b = logs.path().join("b.log");
+    let wrapper = logging_wrapper(logs.path(), &log_b);
+    let (out_b, _) = xtask(&second, &wrapper, &["images", "--message-format", "json"]);
+    let err_b = stderr(&out_b);
+    assert!(out_b.status.success(), "{err_b}");
+    assert!(!err_b.contains("unusable"), "{err_b}");
+    assert_eq!(err_b.matches("Pulled").count(), 1, "{err_b}");
+    assert_eq!(compiled(&log_b), Vec::<String>::new(), "{err_b}");
+    assert_eq!(outputs(&out_a), outputs(&out_b));
+}
+
+const SIGNED_CACHE: &str = r#"
+[defaults]
+platforms = ["linux/amd64"]
+cache = "CACHE"
+cache-verify-key = "keys/cache.pub"
+
+[images.a]
+package = "a"
+
+[images.b]
+package = "b"
+"#;
+
+/// The cache's signing key (cosign's own test key) and its password.
+fn cache_signing_key() -> (PathBuf, &'static str) {
+    (
+        support::repo_root().join("crates/scratchpack/src/release/testdata/sigstore-label.key"),
+        "hello",
+    )
+}
+
+/// The `REPO:ak-…` tag a run cached `image` under, from its status line.
+fn cached_tag(out: &Output, image: &str) -> String {
+    let err = stderr(out);
+    let line = err
+        .lines()
+        .find(|l| l.trim_start().starts_with(&format!("Cached {image} as ")))
+        .unwrap_or_else(|| panic!("`{image}` was not cached:\n{err}"));
+    line.rsplit(':').next().unwrap().to_owned()
+}
+
+#[test]
+fn a_signed_cache_is_used_only_with_its_key() {
+    use scratchpack::action_cache::EntryKeys as _;
+    use scratchpack::oci::Digest;
+    use scratchpack::registry::{Anonymous, PushOptions, Repository, Session, push_layout};
+    use scratchpack::release::PrivateKey;
+    use scratchpack::release::cache_keys::CacheKeys;
+
+    if !have_tool("docker-registry", "docker-registry") {
+        return;
+    }
+    let registry = Registry::start();
+    let cache = format!("{}/build-cache", registry.host());
+    let origin = Fixture::new(
+        &[("a", MAIN_A), ("b", MAIN_B)],
+        &SIGNED_CACHE.replace("CACHE", &cache),
+    );
+    std::fs::create_dir_all(origin.path().join("keys")).unwrap();
+    std::fs::copy(
+        support::repo_root().join("crates/scratchpack/src/release/testdata/sigstore-label.pub"),
+        origin.path().join("keys/cache.pub"),
+    )
+    .unwrap();
+    let lock = run(Command::new(env!("CARGO"))
+        .args(["generate-lockfile", "--offline"])
+        .current_dir(origin.path()));
+    assert!(lock.status.success());
+    git(origin.path(), &["init", "-q"]);
+    git(origin.path(), &["add", "-A"]);
+    git(origin.path(), &["commit", "-q", "-m", "fixture"]);
+    let logs = tempfile::tempdir().unwrap();
+    let json = ["images", "--message-format", "json"];
+
+    // The builder holds the signing key: what it pushes is signed.
+    let (_a, builder) = clone(origin.path(), 1);
+    let (key, password) = cache_signing_key();
+    let wrapper = logging_wrapper(logs.path(), &logs.path().join("builder.log"));
+    let signing = [&json[..], &["--cache-sign-key", key.to_str().unwrap()]].concat();
+    let built = xtask_env(
+        &builder,
+        &wrapper,
+        &signing,
+        &[("COSIGN_PASSWORD", password)],
+    );
+    assert!(built.status.success(), "{}", stderr(&built));
+    let signatures = registry
+        .tags("build-cache", None)
+        .into_iter()
+        .filter(|t| t.ends_with(".sig"))
+        .count();
+    assert_eq!(signatures, 2, "one signature per entry");
+
+    // A second clone that only verifies uses every entry.
+    let (_b, second) = clone(origin.path(), 2);
+    let log = logs.path().join("second.log");
+    let wrapper = logging_wrapper(logs.path(), &log);
+    let pulled = xtask_env(&second, &wrapper, &json, &[]);
+    assert!(pulled.status.success(), "{}", stderr(&pulled));
+    assert_eq!(
+        stderr(&pulled).matches("Pulled").count(),
+        2,
+        "{}",
+        stderr(&pulled)
+    );
+    assert_eq!(compiled(&log), Vec::<String>::new());
+    assert_eq!(outputs(&built), outputs(&pulled));
+
+    // Someone without the key builds `a` from other source and puts it
+    // under `a`'s action key, signed with a key of their own: an entry
+    // every other check finds consistent.
+    let tag_a = cached_tag(&built, "a");
+    let (_c, attacker) = clone(origin.path(), 3);
+    std::fs::write(
+        attacker.join("crates/a/src/main.rs"),
+        "fn main() { println!(\"not what was reviewed\"); }\n",
+    )
+    .unwrap();
+    let wrapper = logging_wrapper(logs.path(), &logs.path().join("attacker.log"));
+    let forged = xtask_env(
+        &attacker,
+        &wrapper,
+        &[&json[..], &["--no-cache"]].concat(),
+        &[],
+    );
+    assert!(forged.status.success(), "{}", stderr(&forged));
+    let forged_a = built_images(&forged)
+        .into_iter()
+        .find(|i| i["name"] == "a")
+        .unwrap();
+    let repo = Repository::parse(&cache).unwrap();
+    let opts = PushOptions {
+        insecure: true,
+        ..PushOptions::default()
+    };
+    let layout = PathBuf::from(forged_a["layout"].as_str().unwrap());
+    let report = push_layout(
+        &layout,
+        None,
+        &repo,
+        std::slice::from_ref(&tag_a),
+        &Anonymous,
+        &opts,
+    )
+    .unwrap();
+    let mut session = Session::open(&repo, &Anonymous, &opts).unwrap();
+    let theirs = CacheKeys::new(Some(PrivateKey::generate()), None);
+    theirs
+        .sign(
+            &mut session,
+            &Digest::parse(&report.digest).unwrap(),
+            &tag_a,
+        )
+        .unwrap();
+
+    // Without a verifying key the forged entry passes every check and is
+    // used: the cache trusts whoever can write to it.
+    let (_d, trusting) = clone(origin.path(), 4);
+    let toml = trusting.join("images.toml");
+    let text = std::fs::read_to_string(&toml).unwrap();
+    std::fs::write(
+        &toml,
+        text.replace("cache-verify-key = \"keys/cache.pub\"\n", ""),
+    )
+    .unwrap();
+    let wrapper = logging_wrapper(logs.path(), &logs.path().join("trusting.log"));
+    let fooled = xtask_env(&trusting, &wrapper, &json, &[]);
+    assert!(fooled.status.success(), "{}", stderr(&fooled));
+    assert_eq!(
+        stderr(&fooled).matches("Pulled").count(),
+        2,
+        "{}",
+        stderr(&fooled)
+    );
+    assert_eq!(
+        outputs(&fooled)["a"].0,
+        report.digest,
+        "the forged entry was not used"
+    );
+
+    // With the verifying key it is a miss, said in one line, and `a` is
+    // built here from the reviewed source.
+    let (_e, verifying) = clone(origin.path(), 5);
+    let log = logs.path().join("verifying.log");
+    let wrapper = logging_wrapper(logs.path(), &log);
+    let out = xtask_env(&verifying, &wrapper, &json, &[]);
+    let err = stderr(&out);
+    assert!(
+        out.status.success(),
+        "an unsigned entry never fails the build: {err}"
+    );
+    let notices: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains("is not signed by the cache's key"))
+        .collect();
+    assert_eq!(notices.len(), 1, "{err}");
+    assert!(
+        notices[0].contains("for image `a`") && notices[0].contains("no signature in sha256-"),
+        "{}",
+        notices[0]
+    );
+    assert_eq!(compiled(&log), vec!["a".to_owned()], "{err}");
+    assert_eq!(
+        err.matches("Pulled").count(),
+        1,
+        "`b` still comes from the cache: {err}"
+    );
+    assert_eq!(
+        outputs(&out),
+        outputs(&built),
+        "the reviewed bytes, not the forged ones"
+    );
+}

@@ -157,7 +157,7 @@ pub(crate) fn layout(layout: &Path) -> Validated {
                 }
                 "application/vnd.oci.image.layer.v1.tar+zstd" => {
                     let mut tar = Vec::new();
-                    scratchpack::oci::compress::zstd_reader(&stored)
+                    scratchpack::oci::compress::zstd_reader(stored.as_slice())
                         .read_to_end(&mut tar)
                         .unwrap();
                     tar

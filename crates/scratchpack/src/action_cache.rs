@@ -6,14 +6,21 @@
 //!
 //! A pulled entry is hostile input. It is read through the same
 //! [`crate::oci::source`] walk as a layout on disk (every manifest and config
-//! checked against its digest and size), each layer's bytes against its
-//! digest, size and the config's `diff_id`, the binary taken from the layer
-//! must pass the static proof, and the image reassembled from that binary
+//! checked against its digest and size, within the registry's walk limits),
+//! each layer streamed to disk and checked against its digest, size and the
+//! config's `diff_id` as it is decompressed, never held in memory, the
+//! binary taken from the layer must pass the static proof, and the image reassembled from that binary
 //! under this run's plan must have exactly the pulled digest. Only then is
 //! the binary handed to the build in place of cargo's, so the outputs are
 //! written by the same code, with the same bytes, as a local build's.
 //! A miss, an unreachable registry or a corrupt entry is one status line and
 //! a local build: the cache never fails a build nor changes its bytes.
+//!
+//! Those checks prove an entry consistent, not who made it: anyone who can
+//! write to the cache repository can put there a binary built from other
+//! source, and it passes them. With [`EntryKeys`] a run signs what it
+//! pushes, and uses only entries signed by the verifying key; an entry
+//! without such a signature is a miss like any other.
 
 #[cfg(feature = "push")]
 mod registry;
@@ -21,19 +28,67 @@ mod registry;
 use crate::build::{self, BuildError, BuildOptions, BuiltImage};
 use crate::compile::Compiler;
 use crate::manifest::ImagePlan;
-use crate::registry::Repository;
+#[cfg(feature = "push")]
+use crate::oci::Digest;
+#[cfg(feature = "push")]
+use crate::registry::Session;
+use crate::registry::{RegistryLimits, Repository};
 use crate::shell::Shell;
 use crate::toolchain::Env;
 use crate::toolchain::workspace::Workspace;
 
 #[cfg(feature = "push")]
-pub use registry::{Hit, Pulled, RemoteCache, is_loopback, pulled_dir, request};
+pub use registry::{Hit, MAX_LAYER, Pulled, RemoteCache, is_loopback, pulled_dir, request};
 
-/// Where the cache is read from and written to.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// Where the cache is read from and written to, and how far its entries
+/// are trusted.
+#[derive(Debug, Clone, Default)]
 pub struct CacheSettings {
     pub from: Option<Repository>,
     pub to: Option<Repository>,
+    /// The bounds the cache's registry is held to.
+    pub limits: RegistryLimits,
+    /// Who signs what is pushed, and whose signature an entry needs to be
+    /// used; `None`: entries are neither signed nor asked for signatures.
+    #[cfg(feature = "push")]
+    pub keys: Option<std::sync::Arc<dyn EntryKeys>>,
+}
+
+impl CacheSettings {
+    /// A cache read from `from` and written to `to`, its entries neither
+    /// signed nor asked for signatures.
+    pub fn new(from: Option<Repository>, to: Option<Repository>, limits: RegistryLimits) -> Self {
+        CacheSettings {
+            from,
+            to,
+            limits,
+            #[cfg(feature = "push")]
+            keys: None,
+        }
+    }
+}
+
+/// Signs cache entries and checks their signatures. The command line makes
+/// one from cosign keys (the `sign` feature's), so the cache holds no
+/// signing code; a signature binds an entry's digest to its action key's
+/// tag, so an entry signed for one key cannot be tagged as another's.
+#[cfg(feature = "push")]
+pub trait EntryKeys: std::fmt::Debug {
+    /// Whether what a run pushes is signed.
+    fn signs(&self) -> bool;
+    /// Whether an entry is used only with a signature [`Self::check`] accepts.
+    fn verifies(&self) -> bool;
+    /// Signs the entry `digest`, pushed under `tag` in the session's repository.
+    fn sign(&self, session: &mut Session<'_, '_>, digest: &Digest, tag: &str)
+    -> Result<(), String>;
+    /// Whether the entry `digest` under `tag` carries a signature of the
+    /// verifying key naming both; the error says why not, in a few words.
+    fn check(
+        &self,
+        session: &mut Session<'_, '_>,
+        digest: &Digest,
+        tag: &str,
+    ) -> Result<(), String>;
 }
 
 /// [`build::build`] with the cache: each image is looked up first, the

@@ -138,6 +138,23 @@ pub struct Common {
     /// [default: images.toml's `cache`]
     #[arg(long, value_name = "REGISTRY/REPO", global = true)]
     cache_to: Option<String>,
+    /// Sign what is pushed to the registry cache with this cosign private
+    /// key (password in COSIGN_PASSWORD) [default: images.toml's `cache-sign-key`]
+    #[arg(long, value_name = "FILE", global = true)]
+    cache_sign_key: Option<PathBuf>,
+    /// Use only registry cache entries signed by this public key (PEM)
+    /// [default: images.toml's `cache-verify-key`]
+    #[arg(long, value_name = "FILE", global = true)]
+    cache_verify_key: Option<PathBuf>,
+    /// Fail a registry request when no byte moves for this long; retried
+    /// within --registry-timeout [default: images.toml's
+    /// `registry-limits.idle-timeout`, else 30]
+    #[arg(long, value_name = "SECONDS", global = true, value_parser = clap::value_parser!(u64).range(1..))]
+    registry_idle_timeout: Option<u64>,
+    /// The most one registry operation may take, its retries included
+    /// [default: images.toml's `registry-limits.timeout`, else 600]
+    #[arg(long, value_name = "SECONDS", global = true, value_parser = clap::value_parser!(u64).range(1..))]
+    registry_timeout: Option<u64>,
     /// Use no registry cache, whatever images.toml or the flags say: set
     /// by the `--no-cache` of the commands that have one.
     #[arg(skip)]
@@ -158,6 +175,9 @@ pub struct Context {
     pub jobs: usize,
     /// The registry build cache to read and write.
     pub cache: crate::action_cache::CacheSettings,
+    /// The bounds every registry is held to: the flags over images.toml's
+    /// `registry-limits`.
+    pub registry: crate::registry::RegistryLimits,
 }
 
 /// Why a command failed, and so its exit code.
@@ -176,6 +196,17 @@ impl<E: Into<anyhow::Error>> From<E> for Failure {
 
 impl Common {
     fn load(&self) -> Result<Context, Failure> {
+        // Refused before anything is read, as every flag of a feature left
+        // out of the build is.
+        #[cfg(not(feature = "sign"))]
+        for (flag, given) in [
+            ("--cache-sign-key", &self.cache_sign_key),
+            ("--cache-verify-key", &self.cache_verify_key),
+        ] {
+            if given.is_some() {
+                return Err(NeedsFeature::refusal(flag, "sign"));
+            }
+        }
         let env = Env::from_process();
         let shell = Shell::new(self.quiet);
         let cwd = std::env::current_dir().map_err(|e| Failure::Build(e.into()))?;
@@ -232,10 +263,12 @@ impl Common {
         };
         crate::output::check_out_dir(&out_dir, &workspace.root)
             .map_err(|e| Failure::Usage(e.into()))?;
-        let cache = self.cache_settings(plan.cache.as_ref())?;
+        let registry = self.registry_limits(plan.registry_limits);
+        let cache = self.cache_settings(&plan, registry)?;
         Ok(Context {
             env,
             cache,
+            registry,
             workspace,
             plan,
             out_dir,
@@ -303,14 +336,32 @@ fn record_dir() -> Option<PathBuf> {
 }
 
 impl Common {
-    /// The flags win over images.toml's `cache`; `--no-cache` over both.
+    /// The flags over images.toml's `registry-limits`.
+    fn registry_limits(
+        &self,
+        manifest: crate::registry::RegistryLimits,
+    ) -> crate::registry::RegistryLimits {
+        let seconds = std::time::Duration::from_secs;
+        crate::registry::RegistryLimits {
+            idle_timeout: self
+                .registry_idle_timeout
+                .map_or(manifest.idle_timeout, seconds),
+            timeout: self.registry_timeout.map_or(manifest.timeout, seconds),
+            ..manifest
+        }
+    }
+
+    /// The flags win over images.toml's `cache`, `cache-sign-key` and
+    /// `cache-verify-key`; `--no-cache` over both.
     fn cache_settings(
         &self,
-        manifest: Option<&crate::registry::Repository>,
+        plan: &Plan,
+        limits: crate::registry::RegistryLimits,
     ) -> Result<crate::action_cache::CacheSettings, Failure> {
         if self.no_cache {
             return Ok(Default::default());
         }
+        let manifest = plan.cache.as_ref();
         let parse = |flag: &str, v: &Option<String>| {
             v.as_deref()
                 .map(|r| {
@@ -319,11 +370,83 @@ impl Common {
                 })
                 .transpose()
         };
-        Ok(crate::action_cache::CacheSettings {
-            from: parse("--cache-from", &self.cache_from)?.or_else(|| manifest.cloned()),
-            to: parse("--cache-to", &self.cache_to)?.or_else(|| manifest.cloned()),
-        })
+        let from = parse("--cache-from", &self.cache_from)?.or_else(|| manifest.cloned());
+        let to = parse("--cache-to", &self.cache_to)?.or_else(|| manifest.cloned());
+        let key =
+            |flag: &Option<PathBuf>, file: &Option<PathBuf>, name: &'static str| match (flag, file)
+            {
+                (Some(f), _) => Some((f.clone(), format!("--{name}"))),
+                (None, Some(f)) => Some((f.clone(), format!("images.toml's `{name}`"))),
+                (None, None) => None,
+            };
+        let sign = key(
+            &self.cache_sign_key,
+            &plan.cache_keys.sign,
+            "cache-sign-key",
+        );
+        let verify = key(
+            &self.cache_verify_key,
+            &plan.cache_keys.verify,
+            "cache-verify-key",
+        );
+        // Keys matter only to a run that uses the cache.
+        let active = from.is_some() || to.is_some();
+        #[cfg(feature = "sign")]
+        let keys = if active {
+            cache_keys(sign, verify)?
+        } else {
+            None
+        };
+        // Without the `sign` feature a key images.toml names cannot be
+        // used: refused, rather than using entries nobody vouched for.
+        #[cfg(not(feature = "sign"))]
+        if active && let Some((_, from)) = sign.or(verify) {
+            return Err(Failure::Usage(anyhow!(
+                "{from} needs scratchpack's `sign` feature, which this xtask was built \
+                 without; add it to the scratchpack dependency in the xtask's Cargo.toml: \
+                 `features = [\"sign\"]`"
+            )));
+        }
+        let settings = crate::action_cache::CacheSettings::new(from, to, limits);
+        #[cfg(feature = "sign")]
+        let settings = crate::action_cache::CacheSettings { keys, ..settings };
+        Ok(settings)
     }
+}
+
+/// The cache's signing and verifying keys, read once: a file that cannot be
+/// read, or a key that cannot be decrypted, is a usage error naming where it
+/// was set.
+#[cfg(feature = "sign")]
+fn cache_keys(
+    sign: Option<(PathBuf, String)>,
+    verify: Option<(PathBuf, String)>,
+) -> Result<Option<std::sync::Arc<dyn crate::action_cache::EntryKeys>>, Failure> {
+    use crate::release::cache_keys::CacheKeys;
+    if sign.is_none() && verify.is_none() {
+        return Ok(None);
+    }
+    let read = |(path, from): &(PathBuf, String), what: &str| {
+        anyhow!(
+            "reading the cache's {what} key {} (from {from})",
+            path.display()
+        )
+    };
+    let signer = sign
+        .as_ref()
+        .map(|s| {
+            CacheKeys::read_signing(&s.0)
+                .map_err(|e| Failure::Usage(anyhow::Error::new(e).context(read(s, "signing"))))
+        })
+        .transpose()?;
+    let verifier = verify
+        .as_ref()
+        .map(|v| {
+            CacheKeys::read_verifying(&v.0)
+                .map_err(|e| Failure::Usage(anyhow::Error::new(e).context(read(v, "verifying"))))
+        })
+        .transpose()?;
+    Ok(Some(std::sync::Arc::new(CacheKeys::new(signer, verifier))))
 }
 
 /// How `images` and `push` print results: a table, or one JSON object per image.
@@ -449,6 +572,7 @@ pub fn sign_located(
         epoch: ctx.epoch,
         signer,
         creds: &creds,
+        limits: ctx.registry,
     };
     Ok(publisher.sign_located(located, ctx.shell)?)
 }
@@ -798,6 +922,8 @@ mod tests {
             &["keygen", "--out", "/nonexistent"],
             &["verify", "--key", "k.pub", "hello"],
             &["images", "--sign", "--key", "k"],
+            &["images", "--cache-sign-key", "cache.key"],
+            &["images", "--cache-verify-key", "cache.pub", "--no-cache"],
         ] {
             let e = refusal(args).unwrap();
             assert!(e.contains("`sign` feature"), "{args:?}: {e}");

@@ -139,9 +139,22 @@ fn describe_dynamic(interpreter: &Option<String>, needed: &[String]) -> String {
     s
 }
 
-/// Checks that `data` is a static executable for `expected` (machine, class
-/// and byte order); `platform` names it in messages.
-pub fn check_static(data: &[u8], expected: ElfMachine, platform: &str) -> Result<(), NotStatic> {
+/// The largest ELF header: what [`check_header`] needs of a file.
+pub const HEADER_BYTES: usize = 64;
+
+/// Checks the ELF header alone, from a file's first [`HEADER_BYTES`]: an
+/// ELF executable for `expected` (machine, class and byte order). A reader
+/// of an untrusted file asks this before reading the rest of it;
+/// [`check_static`] starts with it.
+pub fn check_header(data: &[u8], expected: ElfMachine, platform: &str) -> Result<(), NotStatic> {
+    checked_header(data, expected, platform).map(drop)
+}
+
+fn checked_header<'a>(
+    data: &'a [u8],
+    expected: ElfMachine,
+    platform: &str,
+) -> Result<Header<'a>, NotStatic> {
     let header = Header::parse(data)?;
     let file = header.file;
     // The machine first: a binary for another architecture usually differs
@@ -169,6 +182,14 @@ pub fn check_static(data: &[u8], expected: ElfMachine, platform: &str) -> Result
     if header.e_type != ET_EXEC && header.e_type != ET_DYN {
         return Err(NotStatic::NotExecutable(type_name(header.e_type)));
     }
+    Ok(header)
+}
+
+/// Checks that `data` is a static executable for `expected` (machine, class
+/// and byte order); `platform` names it in messages.
+pub fn check_static(data: &[u8], expected: ElfMachine, platform: &str) -> Result<(), NotStatic> {
+    let header = checked_header(data, expected, platform)?;
+    let file = header.file;
     let segments = header.program_headers()?;
 
     let mut interpreter = None;

@@ -1,7 +1,9 @@
 //! A tiny HTTP/1.1 front on 127.0.0.1 that, per request, forwards to the real
-//! registry, answers by itself, or drops the connection. Used as a fault injector,
-//! as a Bearer-token gate in front of the registry, and (forwarding nowhere) as a
-//! token server.
+//! registry, answers by itself, drops the connection, never answers, or
+//! answers a byte at a time. Used as a fault injector, as a Bearer-token gate
+//! in front of the registry, (forwarding nowhere) as a token server, and as a
+//! hostile registry of its own serving documents by digest from a
+//! [`Documents`] store.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -34,7 +36,7 @@ pub(crate) enum Action {
     Respond {
         status: u16,
         headers: Vec<(String, String)>,
-        body: String,
+        body: Vec<u8>,
     },
     /// Close the connection without reading the body or answering: the client
     /// sees a reset or an early end of stream.
@@ -42,6 +44,16 @@ pub(crate) enum Action {
     /// Forward to the registry, then close without passing its answer on: the
     /// registry did the work, the client never hears of it.
     ForwardThenDrop,
+    /// Read the request, then send nothing and keep the connection open
+    /// until the front stops: a registry that accepts and never answers.
+    Stall,
+    /// Answer as `Respond` would, one byte every `pause`: headers that
+    /// trickle in.
+    Trickle {
+        status: u16,
+        body: Vec<u8>,
+        pause: Duration,
+    },
 }
 
 type Policy = dyn Fn(&Req) -> Action + Send + Sync;
@@ -85,10 +97,10 @@ impl Front {
                 while !stop.load(Ordering::Relaxed) {
                     match listener.accept() {
                         Ok((stream, _)) => {
-                            let (policy, log, counter) =
-                                (policy.clone(), log.clone(), counter.clone());
+                            let (policy, log, counter, stop) =
+                                (policy.clone(), log.clone(), counter.clone(), stop.clone());
                             std::thread::spawn(move || {
-                                let _ = serve(stream, upstream, &*policy, &log, &counter);
+                                let _ = serve(stream, upstream, &*policy, &log, &counter, &stop);
                             });
                         }
                         Err(_) => std::thread::sleep(Duration::from_millis(2)),
@@ -117,6 +129,11 @@ impl Front {
             .iter()
             .filter_map(|(r, _)| r.header(name).map(str::to_owned))
             .collect()
+    }
+
+    /// How many requests the front has seen.
+    pub(crate) fn count(&self) -> usize {
+        self.log.lock().unwrap().len()
     }
 
     /// (method, path without query, status) of every request seen so far.
@@ -152,6 +169,7 @@ fn serve(
     policy: &Policy,
     log: &Mutex<Vec<(Req, u16)>>,
     counter: &AtomicUsize,
+    stop: &AtomicBool,
 ) -> std::io::Result<()> {
     stream.set_nonblocking(false)?;
     stream.set_read_timeout(Some(Duration::from_secs(20)))?;
@@ -214,9 +232,41 @@ fn serve(
                 log.lock().unwrap().push((req.clone(), status));
                 client.write_all(head.as_bytes())?;
                 if req.method != "HEAD" {
-                    client.write_all(body.as_bytes())?;
+                    client.write_all(&body)?;
                 }
                 client.flush()?;
+            }
+            Action::Stall => {
+                let mut body_in = vec![0u8; length];
+                reader.read_exact(&mut body_in)?;
+                log.lock().unwrap().push((req, 0));
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                return Ok(());
+            }
+            Action::Trickle {
+                status,
+                body,
+                pause,
+            } => {
+                let mut body_in = vec![0u8; length];
+                reader.read_exact(&mut body_in)?;
+                log.lock().unwrap().push((req, status));
+                let mut answer = format!(
+                    "HTTP/1.1 {status} Status\r\nContent-Length: {}\r\n\r\n",
+                    body.len()
+                )
+                .into_bytes();
+                answer.extend_from_slice(&body);
+                for byte in answer {
+                    if stop.load(Ordering::Relaxed) {
+                        return Ok(());
+                    }
+                    client.write_all(&[byte])?;
+                    client.flush()?;
+                    std::thread::sleep(pause);
+                }
             }
             action @ (Action::Forward | Action::ForwardThenDrop) => {
                 let mut body_in = vec![0u8; length];
@@ -261,6 +311,67 @@ pub(crate) fn error_answer(status: u16, code: &str, message: &str) -> Action {
     Action::Respond {
         status,
         headers: vec![("Content-Type".into(), "application/json".into())],
-        body: format!(r#"{{"errors":[{{"code":"{code}","message":"{message}"}}]}}"#),
+        body: format!(r#"{{"errors":[{{"code":"{code}","message":"{message}"}}]}}"#).into(),
+    }
+}
+
+/// Documents and blobs a hostile registry serves, by digest: exact bytes
+/// whose digests are right, so a client checks them and reads on.
+#[derive(Default)]
+pub(crate) struct Documents {
+    by_digest: std::collections::HashMap<String, (String, Arc<Vec<u8>>)>,
+}
+
+impl Documents {
+    /// Stores `bytes` and gives their descriptor as JSON.
+    pub(crate) fn put(&mut self, media_type: &str, bytes: Vec<u8>) -> serde_json::Value {
+        let digest = crate::registry::image::sha256(&bytes);
+        let descriptor = serde_json::json!({
+            "mediaType": media_type,
+            "digest": digest,
+            "size": bytes.len(),
+        });
+        self.by_digest
+            .insert(digest, (media_type.to_owned(), Arc::new(bytes)));
+        descriptor
+    }
+
+    /// Stores a JSON document (its bytes as serde_json writes them).
+    pub(crate) fn put_json(
+        &mut self,
+        media_type: &str,
+        value: &serde_json::Value,
+    ) -> serde_json::Value {
+        self.put(media_type, serde_json::to_vec(value).unwrap())
+    }
+
+    /// The answer to a `GET` or `HEAD` of `/v2/<repo>/{manifests,blobs}/<digest>`,
+    /// if this store has it; `tags` maps other references to a digest.
+    pub(crate) fn answer(
+        &self,
+        req: &Req,
+        tags: &dyn Fn(&str) -> Option<String>,
+    ) -> Option<Action> {
+        if req.method != "GET" && req.method != "HEAD" {
+            return None;
+        }
+        let path = req.target.split('?').next().unwrap_or_default();
+        let (_, reference) = path
+            .rsplit_once("/manifests/")
+            .or_else(|| path.rsplit_once("/blobs/"))?;
+        let digest = if reference.starts_with("sha256:") {
+            reference.to_owned()
+        } else {
+            tags(reference)?
+        };
+        let (media_type, bytes) = self.by_digest.get(&digest)?;
+        Some(Action::Respond {
+            status: 200,
+            headers: vec![
+                ("Content-Type".into(), media_type.clone()),
+                ("Docker-Content-Digest".into(), digest),
+            ],
+            body: bytes.to_vec(),
+        })
     }
 }

@@ -1,30 +1,36 @@
 //! The cache's registry side: looking entries up, pulling and checking
-//! them, and pushing what was built.
+//! them (each layer streamed to disk, never held whole), and pushing and
+//! signing what was built.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Read;
+use std::fs::File;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use sha2::{Digest as _, Sha256};
+
+use super::CacheSettings;
 use crate::build::action_key::{ImageKey, KeyContext};
 use crate::build::assemble::{self, Contents};
 use crate::build::{self, BuildError, BuildOptions, BuiltImage};
 use crate::compile::{CompileError, Compiler, Request};
-use crate::elf::check_static;
+use crate::elf::{HEADER_BYTES, check_header, check_static};
 use crate::manifest::{FileSource, ImagePlan};
-use crate::oci::error::MAX_BLOB_IN_MEMORY;
-use crate::oci::source::{Source, resolve};
+use crate::oci::layer::{EntryKind, Streamed};
+use crate::oci::source::{Source, resolve_within};
 use crate::oci::{
     Descriptor, Digest, LayerBlob, MEDIA_TYPE_LAYER_GZIP, MEDIA_TYPE_LAYER_ZSTD, ReadError,
 };
+use crate::platform::Platform;
 use crate::record;
-use crate::registry::{CredentialSource, PushOptions, Session, default_credentials, push_layout};
+use crate::registry::{
+    CredentialSource, PushOptions, RemoteManifest, Session, default_credentials, push_layout,
+};
 use crate::shell::Shell;
 use crate::toolchain::Env;
 use crate::toolchain::workspace::Workspace;
-
-use super::CacheSettings;
 
 /// Plain HTTP only for a registry on this machine, where nothing travels
 /// over a network: `localhost`, `127.0.0.0/8` or `[::1]`, with any port.
@@ -36,23 +42,34 @@ pub fn is_loopback(registry: &str) -> bool {
     host == "localhost" || host == "::1" || host.starts_with("127.")
 }
 
-fn options() -> PushOptions<'static> {
+/// The most bytes a cache entry's layer may have, compressed and again
+/// uncompressed: a binary of up to about this size comes from the cache.
+/// The layer goes to disk and is decompressed as a stream, so this bounds
+/// the disk and the time a hostile entry can take, not memory.
+pub const MAX_LAYER: u64 = 4 << 30;
+
+/// The most bytes of a PAX header read from an entry's layer: the writer
+/// puts one `path` record in one, for a name ustar cannot hold.
+const MAX_PAX: u64 = 64 << 10;
+
+fn options(settings: &CacheSettings, repo: &crate::registry::Repository) -> PushOptions<'static> {
     PushOptions {
+        insecure: is_loopback(repo.registry()),
         // A cache that does not answer at once is not worth waiting for: the
         // build goes on without it.
         retries: 1,
         backoff: Duration::from_millis(200),
         max_backoff: Duration::from_secs(1),
-        timeout: Duration::from_secs(60),
+        limits: settings.limits,
         ..PushOptions::default()
     }
 }
 
 /// A verified hit: the binary of each of the image's platforms, in plan
-/// order.
+/// order, each a file in the target directory's place for pulled binaries.
 #[derive(Debug, Clone)]
 pub struct Hit {
-    pub binaries: Vec<Vec<u8>>,
+    pub binaries: Vec<PathBuf>,
 }
 
 /// The cache, for one run.
@@ -68,6 +85,8 @@ pub struct RemoteCache<'c> {
     keyed: RefCell<BTreeMap<String, Option<ImageKey>>>,
     /// Where notes of the binaries made for each key are kept.
     held_dir: PathBuf,
+    /// Where pulled binaries go.
+    pulled_dir: PathBuf,
 }
 
 impl<'c> RemoteCache<'c> {
@@ -81,6 +100,7 @@ impl<'c> RemoteCache<'c> {
     ) -> Self {
         RemoteCache {
             held_dir: pulled_dir(target_dir).join("keys"),
+            pulled_dir: pulled_dir(target_dir),
             settings,
             keys,
             creds,
@@ -128,10 +148,7 @@ impl<'c> RemoteCache<'c> {
         if self.from_down.get() {
             return None;
         }
-        let opts = PushOptions {
-            insecure: is_loopback(repo.registry()),
-            ..options()
-        };
+        let opts = options(&self.settings, repo);
         let mut session = match Session::open(repo, self.creds, &opts) {
             Ok(s) => s,
             Err(e) => {
@@ -144,27 +161,61 @@ impl<'c> RemoteCache<'c> {
             }
         };
         let tag = key.tag();
-        match pull(&mut session, image, &tag, self.epoch) {
-            Ok(Some(hit)) => {
-                self.shell
-                    .status("Pulled", format!("{} from {repo}:{tag}", image.name));
-                Some(hit)
-            }
+        let top = match session.get_manifest(&tag) {
+            Ok(Some(top)) => top,
             Ok(None) => {
                 self.shell.status(
                     "Missed",
                     format!("{} in {repo} ({tag}), building it", image.name),
                 );
-                None
+                return None;
+            }
+            Err(e) => {
+                self.unusable(repo, &tag, image, &chain(&e));
+                return None;
+            }
+        };
+        // Who made the entry is asked before anything else of it is read.
+        if let Some(keys) = self.settings.keys.as_deref().filter(|k| k.verifies())
+            && let Err(reason) = keys.check(&mut session, &top.digest, &tag)
+        {
+            self.shell.warn(format!(
+                "cache entry {repo}:{tag} for image `{}` is not signed by the cache's key \
+                 ({reason}); ignoring it and building the image",
+                image.name
+            ));
+            return None;
+        }
+        let pull = Pull {
+            image,
+            epoch: self.epoch,
+            dir: &self.pulled_dir,
+            walk: self.settings.limits.walk,
+        };
+        match pull.run(&mut session, &top) {
+            Ok(hit) => {
+                self.shell
+                    .status("Pulled", format!("{} from {repo}:{tag}", image.name));
+                Some(hit)
             }
             Err(reason) => {
-                self.shell.warn(format!(
-                    "cache entry {repo}:{tag} for image `{}` is unusable ({reason}); building it",
-                    image.name
-                ));
+                self.unusable(repo, &tag, image, &reason);
                 None
             }
         }
+    }
+
+    fn unusable(
+        &self,
+        repo: &crate::registry::Repository,
+        tag: &str,
+        image: &ImagePlan,
+        reason: &str,
+    ) {
+        self.shell.warn(format!(
+            "cache entry {repo}:{tag} for image `{}` is unusable ({reason}); building it",
+            image.name
+        ));
     }
 
     fn held_path(&self, key: &ImageKey) -> PathBuf {
@@ -177,11 +228,8 @@ impl<'c> RemoteCache<'c> {
     fn held(&self, key: &ImageKey) -> Option<Hit> {
         let held: Vec<(PathBuf, Digest)> = record::lookup(&self.held_path(key), &key.image)?;
         let binaries = held
-            .iter()
-            .map(|(path, digest)| {
-                let bytes = std::fs::read(path).ok()?;
-                (Digest::of(&bytes) == *digest).then_some(bytes)
-            })
+            .into_iter()
+            .map(|(path, digest)| (file_digest(&path).ok()? == digest).then_some(path))
             .collect::<Option<Vec<_>>>()?;
         (binaries.len() == key.platforms.len()).then_some(Hit { binaries })
     }
@@ -192,12 +240,7 @@ impl<'c> RemoteCache<'c> {
         let held: Option<Vec<(PathBuf, Digest)>> = built
             .platforms
             .iter()
-            .map(|p| {
-                Some((
-                    p.binary.clone(),
-                    Digest::of(&std::fs::read(&p.binary).ok()?),
-                ))
-            })
+            .map(|p| Some((p.binary.clone(), file_digest(&p.binary).ok()?)))
             .collect();
         let Some(held) = held else { return };
         let path = self.held_path(&key);
@@ -208,8 +251,9 @@ impl<'c> RemoteCache<'c> {
             .and_then(|()| std::fs::rename(&tmp, &path));
     }
 
-    /// Pushes what was built to the cache under its key. A failure is one
-    /// line: the build it follows has succeeded.
+    /// Pushes what was built to the cache under its key, and signs it when
+    /// the run has the cache's signing key. A failure is one line: the build
+    /// it follows has succeeded.
     pub fn store(&self, image: &ImagePlan, built: &BuiltImage) {
         let Some(repo) = self.settings.to.as_ref() else {
             return;
@@ -218,28 +262,36 @@ impl<'c> RemoteCache<'c> {
             return;
         }
         let Some(key) = self.key(image) else { return };
-        let opts = PushOptions {
-            insecure: is_loopback(repo.registry()),
-            ..options()
-        };
+        let opts = options(&self.settings, repo);
         let tag = key.tag();
-        match push_layout(
+        let pushed = push_layout(
             &built.layout,
             None,
             repo,
             std::slice::from_ref(&tag),
             self.creds,
             &opts,
-        ) {
-            Ok(_) => self
+        )
+        .map_err(|e| chain(&e))
+        .and_then(|report| {
+            let Some(keys) = self.settings.keys.as_deref().filter(|k| k.signs()) else {
+                return Ok(());
+            };
+            let digest = Digest::parse(&report.digest)
+                .ok_or_else(|| format!("the push reported `{}`", report.digest))?;
+            let mut session = Session::open(repo, self.creds, &opts).map_err(|e| chain(&e))?;
+            keys.sign(&mut session, &digest, &tag)
+                .map_err(|e| format!("signing the entry: {e}"))
+        });
+        match pushed {
+            Ok(()) => self
                 .shell
                 .status("Cached", format!("{} as {repo}:{tag}", image.name)),
             Err(e) => {
                 self.to_down.set(true);
                 self.shell.warn(format!(
-                    "caching image `{}` in {repo} failed ({}); not caching this run",
+                    "caching image `{}` in {repo} failed ({e}); not caching this run",
                     image.name,
-                    chain(&e)
                 ));
             }
         }
@@ -257,8 +309,16 @@ fn chain(e: &dyn std::error::Error) -> String {
     s
 }
 
-/// The registry as a [`Source`]: manifests through the manifests endpoint,
-/// everything else as blobs; each checked against its descriptor.
+/// The sha256 of a file, read as a stream.
+fn file_digest(path: &Path) -> std::io::Result<Digest> {
+    let mut hasher = Sha256::new();
+    std::io::copy(&mut File::open(path)?, &mut hasher)?;
+    Ok(Digest::from_hasher(hasher))
+}
+
+/// The registry as a [`Source`] of the entry's documents: manifests through
+/// the manifests endpoint, configs as blobs; each checked against its
+/// descriptor. Layers are not read through it: they are streamed to disk.
 struct Remote<'s, 'o> {
     session: RefCell<&'s mut Session<'o, 'static>>,
 }
@@ -309,170 +369,285 @@ fn is_manifest(media_type: &str) -> bool {
     )
 }
 
-/// Reads and checks the entry under `tag`: `Ok(None)` when there is none,
-/// `Err` with the reason when it is not exactly what this run would build.
-fn pull(
-    session: &mut Session<'_, 'static>,
-    image: &ImagePlan,
-    tag: &str,
+/// Pulling one entry for one image.
+struct Pull<'a> {
+    image: &'a ImagePlan,
     epoch: u64,
-) -> Result<Option<Hit>, String> {
-    let top = match session.get_manifest(tag) {
-        Ok(Some(m)) => m,
-        Ok(None) => return Ok(None),
-        Err(e) => return Err(chain(&e)),
-    };
-    let descriptor = Descriptor::new(
-        // The walk reads the type from the descriptor; a manifest's own
-        // field was preferred when it was read.
-        top.media_type.clone(),
-        top.digest.clone(),
-        top.bytes.len() as u64,
-    );
-    let src = Remote {
-        session: RefCell::new(session),
-    };
-    let resolved = resolve(&src, &descriptor).map_err(|e| chain(&e))?;
-    if resolved.images.len() != image.targets.len() {
-        return Err(format!(
-            "it has {} platforms, the image has {}",
-            resolved.images.len(),
-            image.targets.len()
-        ));
-    }
-    let files = image
-        .files
-        .iter()
-        .map(|f| match &f.src {
-            FileSource::Host(p) => {
-                std::fs::read(p).map_err(|e| format!("reading {}: {e}", p.display()))
+    /// Where pulled binaries go: the layers and binaries being checked are
+    /// temporary files under it, removed whatever happens.
+    dir: &'a Path,
+    walk: crate::oci::WalkLimits,
+}
+
+/// One platform's binary taken out of a layer: a temporary file until the
+/// whole entry has been checked.
+struct Extracted {
+    file: tempfile::NamedTempFile,
+    size: u64,
+    digest: Digest,
+}
+
+impl Pull<'_> {
+    /// Reads and checks the entry whose top manifest or index is `top`: it
+    /// must be exactly what this run would build. Then its binaries are put
+    /// in place.
+    fn run(&self, session: &mut Session<'_, 'static>, top: &RemoteManifest) -> Result<Hit, String> {
+        let image = self.image;
+        let descriptor = Descriptor::new(
+            // The walk reads the type from the descriptor; a manifest's own
+            // field was preferred when it was read.
+            top.media_type.clone(),
+            top.digest.clone(),
+            top.bytes.len() as u64,
+        );
+        let src = Remote {
+            session: RefCell::new(session),
+        };
+        let resolved = resolve_within(&src, &descriptor, self.walk).map_err(|e| chain(&e))?;
+        if resolved.images.len() != image.targets.len() {
+            return Err(format!(
+                "it has {} platforms, the image has {}",
+                resolved.images.len(),
+                image.targets.len()
+            ));
+        }
+        let files = image
+            .files
+            .iter()
+            .map(|f| match &f.src {
+                FileSource::Host(p) => {
+                    std::fs::read(p).map_err(|e| format!("reading {}: {e}", p.display()))
+                }
+                FileSource::Generated(b) => Ok(b.clone()),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let tmp = self.dir.join("tmp");
+        std::fs::create_dir_all(&tmp).map_err(|e| format!("making {}: {e}", tmp.display()))?;
+        let mut binaries = Vec::new();
+        let mut assembled = Vec::new();
+        for (pulled, target) in resolved.images.iter().zip(&image.targets) {
+            let platform = target.platform.to_string();
+            if pulled.platform != assemble::oci_platform(target.platform) {
+                return Err(format!("it holds {}, not {platform}", pulled.platform));
             }
-            FileSource::Generated(b) => Ok(b.clone()),
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let mut binaries = Vec::new();
-    let mut assembled = Vec::new();
-    for (pulled, target) in resolved.images.iter().zip(&image.targets) {
-        let platform = target.platform.to_string();
-        if pulled.platform != assemble::oci_platform(target.platform) {
-            return Err(format!("it holds {}, not {platform}", pulled.platform));
+            let [layer] = pulled.layers() else {
+                return Err(format!(
+                    "its {platform} image has {} layers, not one",
+                    pulled.layers().len()
+                ));
+            };
+            // An entry holds what the build writes, and it writes no other layer.
+            if !matches!(
+                layer.media_type.as_str(),
+                MEDIA_TYPE_LAYER_GZIP | MEDIA_TYPE_LAYER_ZSTD
+            ) {
+                return Err(format!("its layer is `{}`", layer.media_type));
+            }
+            if layer.size > MAX_LAYER {
+                return Err(format!(
+                    "its layer is {} bytes, more than the {MAX_LAYER} a cached layer may be",
+                    layer.size
+                ));
+            }
+            let mut file = tempfile::tempfile_in(&tmp)
+                .map_err(|e| format!("making a file in {}: {e}", tmp.display()))?;
+            src.session
+                .borrow_mut()
+                .get_blob_to(&layer.digest, layer.size, &mut file)
+                .map_err(|e| chain(&e))?;
+            let blob = LayerBlob::from_file(layer.clone(), file).map_err(|e| chain(&e))?;
+            let (extracted, diff_id) = self.extract(&blob, target.platform, &tmp)?;
+            if pulled.config.rootfs.diff_ids.first() != Some(&diff_id) {
+                return Err(format!(
+                    "its layer's diff_id is {diff_id}, not what its config says"
+                ));
+            }
+            let path = image.binary_path.relative();
+            let extracted = extracted.ok_or_else(|| format!("its layer has no /{path}"))?;
+            // Proven as the build proves its own binaries: read whole, once
+            // the header has shown it is an executable for the platform.
+            let bytes = std::fs::read(extracted.file.path())
+                .map_err(|e| format!("reading /{path} back: {e}"))?;
+            check_static(&bytes, target.platform.elf_machine(), &platform)
+                .map_err(|e| format!("/{path} for {platform} is not a static executable: {e}"))?;
+            drop(bytes);
+            let contents = Contents {
+                binary: EntryKind::Streamed(Streamed {
+                    path: extracted.file.path(),
+                    size: extracted.size,
+                    digest: &extracted.digest,
+                }),
+                files: &files,
+            };
+            let img = assemble::image(image, target.platform, &contents, self.epoch)
+                .map_err(|e| format!("assembling the image from its binary: {e}"))?;
+            assembled.push(img);
+            binaries.push(extracted);
         }
-        let [layer] = pulled.layers() else {
+        let set = assemble::image_set(image, assembled);
+        let rebuilt = set.top().digest;
+        if rebuilt != top.digest {
             return Err(format!(
-                "its {platform} image has {} layers, not one",
-                pulled.layers().len()
-            ));
-        };
-        // An entry holds what the build writes, and it writes no other layer.
-        if !matches!(
-            layer.media_type.as_str(),
-            MEDIA_TYPE_LAYER_GZIP | MEDIA_TYPE_LAYER_ZSTD
-        ) {
-            return Err(format!("its layer is `{}`", layer.media_type));
-        }
-        let blob = LayerBlob::read(&src, layer, MAX_BLOB_IN_MEMORY).map_err(|e| chain(&e))?;
-        let (tar, diff_id) = decompress(&blob)?;
-        if pulled.config.rootfs.diff_ids.first() != Some(&diff_id) {
-            return Err(format!(
-                "its layer's diff_id is {diff_id}, not what its config says"
+                "its binaries make {rebuilt} here, not the {} it holds",
+                top.digest
             ));
         }
-        let path = image.binary_path.relative();
-        let binary = entry(&tar, path)?.ok_or_else(|| format!("its layer has no /{path}"))?;
-        check_static(&binary, target.platform.elf_machine(), &platform)
-            .map_err(|e| format!("/{path} for {platform} is not a static executable: {e}"))?;
-        let contents = Contents {
-            binary: crate::oci::layer::EntryKind::File(&binary),
-            files: &files,
-        };
-        let img = assemble::image(image, target.platform, &contents, epoch)
-            .map_err(|e| format!("assembling the image from its binary: {e}"))?;
-        assembled.push(img);
-        binaries.push(binary);
+        let placed = binaries
+            .into_iter()
+            .zip(&image.targets)
+            .map(|(b, t)| self.place(b, &t.triple))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Hit { binaries: placed })
     }
-    let set = assemble::image_set(image, assembled);
-    let rebuilt = set.top().digest;
-    if rebuilt != top.digest {
+
+    /// Streams the layer's tar once: its diff_id, and the binary's entry
+    /// written to a temporary file, after its ELF header has shown it is an
+    /// executable for `platform`. The tar is read in raw mode, every
+    /// metadata entry bounded, so no entry is ever held whole.
+    fn extract(
+        &self,
+        blob: &LayerBlob,
+        platform: Platform,
+        tmp: &Path,
+    ) -> Result<(Option<Extracted>, Digest), String> {
+        let failed = |e: std::io::Error| format!("decompressing its layer: {e}");
+        let tar = blob.tar(MAX_LAYER, |limit| {
+            format!("more than {limit} bytes uncompressed")
+        });
+        let wanted = self.image.binary_path.relative();
+        let mut archive = tar::Archive::new(tar);
+        let mut found = None;
+        let mut pax_path: Option<Vec<u8>> = None;
+        for entry in archive.entries().map_err(failed)?.raw(true) {
+            let mut entry = entry.map_err(failed)?;
+            let kind = entry.header().entry_type();
+            if kind == tar::EntryType::XHeader {
+                pax_path = Some(pax_path_record(&mut entry)?);
+                continue;
+            }
+            let name = pax_path
+                .take()
+                .unwrap_or_else(|| entry.path_bytes().into_owned());
+            if found.is_none() && kind.is_file() && name == wanted.as_bytes() {
+                found = Some(binary_entry(&mut entry, platform, wanted, tmp)?);
+            }
+        }
+        let (diff_id, _) = archive.into_inner().finish().map_err(failed)?;
+        Ok((found, diff_id))
+    }
+
+    /// Moves a checked binary to where pulled binaries are kept for its
+    /// triple and digest.
+    fn place(&self, binary: Extracted, triple: &str) -> Result<PathBuf, String> {
+        let dir = self.dir.join(triple).join(binary.digest.hex());
+        let path = dir.join(&self.image.bin);
+        let failed =
+            |e: std::io::Error| format!("putting the pulled binary at {}: {e}", path.display());
+        std::fs::create_dir_all(&dir).map_err(failed)?;
+        // Renamed whole into place, so a reader never sees half a binary.
+        binary.file.persist(&path).map_err(|e| failed(e.error))?;
+        Ok(path)
+    }
+}
+
+/// The `path` a PAX header gives the entry after it (the only record the
+/// image writer puts in one), read within [`MAX_PAX`] bytes.
+fn pax_path_record<R: Read>(entry: &mut tar::Entry<'_, R>) -> Result<Vec<u8>, String> {
+    let size = entry
+        .header()
+        .entry_size()
+        .map_err(|e| format!("reading its layer: {e}"))?;
+    if size > MAX_PAX {
         return Err(format!(
-            "its binaries make {rebuilt} here, not the {} it holds",
-            top.digest
+            "its layer has a PAX header of {size} bytes; the image writer's are far smaller"
         ));
     }
-    Ok(Some(Hit { binaries }))
-}
-
-/// The layer's tar, held whole so the binary can be taken out of it, and
-/// its diff_id.
-fn decompress(blob: &LayerBlob) -> Result<(Vec<u8>, Digest), String> {
-    let failed = |e: std::io::Error| format!("decompressing its layer: {e}");
-    let mut tar = blob.tar(MAX_BLOB_IN_MEMORY, |limit| {
-        format!("more than {limit} bytes uncompressed")
-    });
-    let mut out = Vec::new();
-    tar.read_to_end(&mut out).map_err(failed)?;
-    let (diff_id, _) = tar.finish().map_err(failed)?;
-    Ok((out, diff_id))
-}
-
-/// The bytes of the regular file at `path` in `tar`.
-fn entry(tar: &[u8], path: &str) -> Result<Option<Vec<u8>>, String> {
-    let mut archive = tar::Archive::new(tar);
-    let entries = archive
-        .entries()
+    let mut data = Vec::new();
+    entry
+        .read_to_end(&mut data)
         .map_err(|e| format!("reading its layer: {e}"))?;
-    for e in entries {
-        let mut e = e.map_err(|e| format!("reading its layer: {e}"))?;
-        let name = e.path().map_err(|e| format!("reading its layer: {e}"))?;
-        if name.as_os_str() == path && e.header().entry_type().is_file() {
-            let mut bytes = Vec::new();
-            e.read_to_end(&mut bytes)
-                .map_err(|e| format!("reading /{path} from its layer: {e}"))?;
-            return Ok(Some(bytes));
-        }
+    let record = data
+        .split(|b| *b == b'\n')
+        .find_map(|r| {
+            let (_, kv) = r.split_at(r.iter().position(|b| *b == b' ')? + 1);
+            kv.strip_prefix(b"path=")
+        })
+        .ok_or("its layer has a PAX header without a path")?;
+    Ok(record.to_vec())
+}
+
+/// Writes the binary's entry to a temporary file in `tmp`, hashing it, once
+/// its first bytes are an ELF header for `platform`: a hostile entry that
+/// is no executable is refused before the rest of it is written.
+fn binary_entry<R: Read>(
+    entry: &mut tar::Entry<'_, R>,
+    platform: Platform,
+    path: &str,
+    tmp: &Path,
+) -> Result<Extracted, String> {
+    let failed = |e: std::io::Error| format!("reading /{path} from its layer: {e}");
+    let mut head = Vec::with_capacity(HEADER_BYTES);
+    (&mut *entry)
+        .take(HEADER_BYTES as u64)
+        .read_to_end(&mut head)
+        .map_err(failed)?;
+    check_header(&head, platform.elf_machine(), &platform.to_string())
+        .map_err(|e| format!("/{path} for {platform} is not a static executable: {e}"))?;
+    let mut file = tempfile::NamedTempFile::new_in(tmp)
+        .map_err(|e| format!("making a file in {}: {e}", tmp.display()))?;
+    let mut hasher = Sha256::new();
+    hasher.update(&head);
+    file.write_all(&head).map_err(failed)?;
+    let mut hashing = HashTo {
+        file: file.as_file_mut(),
+        hasher: &mut hasher,
+    };
+    let rest = std::io::copy(entry, &mut hashing).map_err(failed)?;
+    Ok(Extracted {
+        file,
+        size: head.len() as u64 + rest,
+        digest: Digest::from_hasher(hasher),
+    })
+}
+
+/// Writes to a file and hashes what it wrote.
+struct HashTo<'a> {
+    file: &'a mut File,
+    hasher: &'a mut Sha256,
+}
+
+impl Write for HashTo<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
     }
-    Ok(None)
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
 }
 
 /// A [`Compiler`] that answers from pulled binaries where it can and asks
 /// `inner` for the rest; cargo is not run at all when everything was pulled.
 pub struct Pulled<'a> {
     pub inner: &'a dyn Compiler,
-    /// Where pulled binaries are written (the target directory's own place).
-    pub dir: PathBuf,
-    binaries: BTreeMap<Request, Vec<u8>>,
+    binaries: BTreeMap<Request, PathBuf>,
 }
 
 impl<'a> Pulled<'a> {
-    pub fn new(inner: &'a dyn Compiler, dir: PathBuf) -> Self {
+    pub fn new(inner: &'a dyn Compiler) -> Self {
         Pulled {
             inner,
-            dir,
             binaries: BTreeMap::new(),
         }
     }
 
     /// Adds the binaries of `image` from `hit`.
     pub fn add(&mut self, image: &ImagePlan, hit: Hit) {
-        for (t, bytes) in image.targets.iter().zip(hit.binaries) {
-            self.binaries.insert(request(image, &t.triple), bytes);
+        for (t, path) in image.targets.iter().zip(hit.binaries) {
+            self.binaries.insert(request(image, &t.triple), path);
         }
-    }
-
-    fn write(&self, r: &Request, bytes: &[u8]) -> Result<PathBuf, CompileError> {
-        let digest = Digest::of(bytes);
-        let dir = self.dir.join(&r.triple).join(digest.hex());
-        let path = dir.join(&r.bin);
-        let err = |source| CompileError::Spawn {
-            command: format!("writing the pulled binary {}", path.display()),
-            source,
-        };
-        std::fs::create_dir_all(&dir).map_err(err)?;
-        // Written whole under another name and renamed, so a reader never
-        // sees half a binary.
-        let tmp = dir.join(format!(".{}.{}", r.bin, std::process::id()));
-        std::fs::write(&tmp, bytes).map_err(err)?;
-        std::fs::rename(&tmp, &path).map_err(err)?;
-        Ok(path)
     }
 }
 
@@ -499,13 +674,13 @@ impl Compiler for Pulled<'_> {
             self.inner.compile(&rest)?
         }
         .into_iter();
-        requests
+        Ok(requests
             .iter()
             .map(|r| match self.binaries.get(r) {
-                Some(bytes) => self.write(r, bytes),
-                None => Ok(compiled.next().expect("one executable per request")),
+                Some(path) => path.clone(),
+                None => compiled.next().expect("one executable per request"),
             })
-            .collect()
+            .collect())
     }
 }
 
@@ -546,7 +721,7 @@ pub(super) fn build_cached(
         shell,
         &workspace.target_dir,
     );
-    let mut pulled = Pulled::new(compiler, pulled_dir(&workspace.target_dir));
+    let mut pulled = Pulled::new(compiler);
     let mut hits = BTreeSet::new();
     for image in images {
         if let Some(hit) = cache.fetch(image) {
@@ -608,7 +783,7 @@ mod tests {
     fn pulled_binaries_skip_the_compiler() {
         let dir = tempfile::tempdir().unwrap();
         let inner = Counting(Default::default(), dir.path().join("built"));
-        let mut pulled = Pulled::new(&inner, dir.path().join("pulled"));
+        let mut pulled = Pulled::new(&inner);
         let settings = crate::manifest::BuildSettings {
             profile: "release".into(),
             rustflags: vec![],
@@ -622,17 +797,17 @@ mod tests {
             triple: "x86_64-unknown-linux-musl".into(),
             settings: settings.clone(),
         };
-        pulled.binaries.insert(req("a"), b"binary a".to_vec());
+        let a = dir.path().join("pulled-a");
+        pulled.binaries.insert(req("a"), a.clone());
         let got = pulled.compile(&[req("a")]).unwrap();
         assert_eq!(
             inner.0.get(),
             0,
             "cargo is not run when everything was pulled"
         );
-        assert_eq!(std::fs::read(&got[0]).unwrap(), b"binary a");
+        assert_eq!(got, vec![a.clone()]);
         let got = pulled.compile(&[req("b"), req("a")]).unwrap();
         assert_eq!(inner.0.get(), 1);
-        assert_eq!(got[0], dir.path().join("built"));
-        assert_eq!(std::fs::read(&got[1]).unwrap(), b"binary a");
+        assert_eq!(got, vec![dir.path().join("built"), a]);
     }
 }

@@ -89,7 +89,7 @@ fn build_and_push(
             .get(dest.repository.registry())
             .filter(|repo| repo.as_str() != dest.repository.name())
             .cloned();
-        match push_one(ctx.shell, image, dest, &creds, mount_from) {
+        match push_one(ctx, image, dest, &creds, mount_from) {
             Ok(p) => {
                 // What `sign` and `verify` start from.
                 #[cfg(feature = "sign")]
@@ -208,12 +208,13 @@ struct Pushed {
 }
 
 fn push_one(
-    shell: Shell,
+    ctx: &Context,
     image: &BuiltImage,
     dest: &Destination<'_>,
     creds: &dyn CredentialSource,
     mount_from: Option<String>,
 ) -> anyhow::Result<Pushed> {
+    let shell = ctx.shell;
     let repo = &dest.repository;
     shell.status(
         "Pushing",
@@ -225,6 +226,7 @@ fn push_one(
         insecure: dest.insecure,
         progress: Some(&on_event),
         mount_from,
+        limits: ctx.registry,
         ..PushOptions::default()
     };
     // The layout's index.json names an entry by each tag; all point at the

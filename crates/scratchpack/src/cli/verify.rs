@@ -60,6 +60,7 @@ pub(super) fn run(args: Args) -> Result<(), Failure> {
                 tags: &tags,
                 digest: l.digest.as_ref(),
                 settings: &l.image.release,
+                limits: ctx.registry,
             };
             let checks: Vec<Check> = verify_image(&key, &creds, &expected).with_context(|| {
                 format!("verifying image `{}` in {}", l.image.name, l.repository)

@@ -27,6 +27,22 @@ pub struct Plan {
     /// The registry build cache `[defaults]` names (`cache`), checked.
     #[serde(skip)]
     pub cache: Option<crate::registry::Repository>,
+    /// The key files `[defaults]` names for cache entries.
+    #[serde(skip)]
+    pub cache_keys: CacheKeyFiles,
+    /// `[defaults]`' `registry-limits` over the defaults.
+    #[serde(skip)]
+    pub registry_limits: crate::registry::RegistryLimits,
+}
+
+/// `cache-sign-key` and `cache-verify-key`, as paths from the workspace
+/// root; read when a run uses the cache.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CacheKeyFiles {
+    /// cosign's private key: what a run pushes to the cache is signed.
+    pub sign: Option<PathBuf>,
+    /// A PEM public key: only entries it verifies are used.
+    pub verify: Option<PathBuf>,
 }
 
 /// `source-date-epoch` in `[defaults]`, checked but not yet looked up.

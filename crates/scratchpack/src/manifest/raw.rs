@@ -62,6 +62,11 @@ pub(crate) struct RawImage {
     pub require_all_platforms: Option<S<bool>>,
     /// `cache = "REGISTRY/REPOSITORY"`: the registry build cache.
     pub cache: Option<S<String>>,
+    /// `cache-sign-key = "FILE"`: cosign's private key that signs entries.
+    pub cache_sign_key: Option<S<String>>,
+    /// `cache-verify-key = "FILE"`: the public key entries must be signed by.
+    pub cache_verify_key: Option<S<String>>,
+    pub registry_limits: Option<S<RawRegistryLimits>>,
     pub tests: Option<Vec<(S<String>, RawTest)>>,
     /// Where each key was written, for keys that are allowed only in one of
     /// `[defaults]` and an image.
@@ -83,6 +88,16 @@ pub(crate) struct RawUnpackLimits {
     pub max_entries: Option<S<i64>>,
     pub max_depth: Option<S<i64>>,
     pub max_name_bytes: Option<S<i64>>,
+}
+
+/// `registry-limits = { idle-timeout = …, timeout = …, max-documents = …,
+/// max-bytes = … }`: each key as written.
+#[derive(Debug, Default)]
+pub(crate) struct RawRegistryLimits {
+    pub idle_timeout: Option<S<i64>>,
+    pub timeout: Option<S<i64>>,
+    pub max_documents: Option<S<i64>>,
+    pub max_bytes: Option<S<i64>>,
 }
 
 /// One named image test.
@@ -190,7 +205,13 @@ pub(crate) const IMAGE_KEYS: &[&str] = &[
 ];
 
 /// Keys `[defaults]` accepts on top of the image keys it shares.
-pub(crate) const DEFAULTS_ONLY_KEYS: &[&str] = &["source-date-epoch", "cache"];
+pub(crate) const DEFAULTS_ONLY_KEYS: &[&str] = &[
+    "source-date-epoch",
+    "cache",
+    "cache-sign-key",
+    "cache-verify-key",
+    "registry-limits",
+];
 
 /// Image keys that name one image's own things and so make no sense as a default.
 pub(crate) const IMAGE_ONLY_KEYS: &[&str] = &[
@@ -225,6 +246,7 @@ const CONFIG_CHECK_KEYS: &[&str] = &["entrypoint", "cmd", "user", "workdir", "en
 const FILE_KEYS: &[&str] = &["src", "dst", "mode"];
 const DIR_KEYS: &[&str] = &["path", "mode"];
 const UNPACK_LIMIT_KEYS: &[&str] = &["max-bytes", "max-entries", "max-depth", "max-name-bytes"];
+const REGISTRY_LIMIT_KEYS: &[&str] = &["idle-timeout", "timeout", "max-documents", "max-bytes"];
 
 type V<'i> = Spanned<DeValue<'i>>;
 
@@ -524,6 +546,9 @@ impl Walker<'_> {
                     }
                 }
                 "cache" => r.cache = self.string(what, v),
+                "cache-sign-key" => r.cache_sign_key = self.string(what, v),
+                "cache-verify-key" => r.cache_verify_key = self.string(what, v),
+                "registry-limits" => r.registry_limits = self.registry_limits(what, v),
                 "tests" => {
                     let Some(tests) = self.table(what, v) else {
                         continue;
@@ -739,6 +764,32 @@ impl Walker<'_> {
                 "max-name-bytes" => &mut limits.max_name_bytes,
                 _ => {
                     self.unknown_key(key, what, UNPACK_LIMIT_KEYS);
+                    continue;
+                }
+            };
+            *slot = match value.get_ref() {
+                DeValue::Integer(_) => self.integer(value).map(|i| Spanned::new(value.span(), i)),
+                _ => {
+                    self.wrong_type(&w, "a positive integer", value);
+                    None
+                }
+            };
+        }
+        Some(Spanned::new(v.span(), limits))
+    }
+
+    fn registry_limits(&mut self, what: &str, v: &V<'_>) -> Option<S<RawRegistryLimits>> {
+        let t = self.table(what, v)?;
+        let mut limits = RawRegistryLimits::default();
+        for (key, value) in t.iter() {
+            let w = format!("`{}` in {what}", key.get_ref());
+            let slot = match key.get_ref().as_ref() {
+                "idle-timeout" => &mut limits.idle_timeout,
+                "timeout" => &mut limits.timeout,
+                "max-documents" => &mut limits.max_documents,
+                "max-bytes" => &mut limits.max_bytes,
+                _ => {
+                    self.unknown_key(key, what, REGISTRY_LIMIT_KEYS);
                     continue;
                 }
             };

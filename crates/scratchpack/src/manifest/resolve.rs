@@ -18,6 +18,7 @@ use crate::platform::Platform;
 use crate::toolchain::workspace::Workspace;
 
 mod declared_tests;
+mod registry;
 mod release;
 mod values;
 
@@ -110,6 +111,8 @@ impl Resolver<'_> {
             .as_ref()
             .and_then(|e| self.epoch(e));
         let cache = defaults.cache.as_ref().and_then(|c| self.cache(c));
+        let cache_keys = self.cache_keys(&defaults);
+        let registry_limits = self.registry_limits(defaults.registry_limits.as_ref());
         if !raw.declares_images {
             self.error(
                 Diagnostic::new("no images are declared", 0..text_len.min(1))
@@ -150,6 +153,8 @@ impl Resolver<'_> {
             images,
             source_date_epoch,
             cache,
+            cache_keys,
+            registry_limits,
         }
     }
 

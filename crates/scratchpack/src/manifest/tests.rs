@@ -585,3 +585,37 @@ fn without_zstd_a_zstd_layer_is_refused_naming_the_feature() {
         e.render(false)
     );
 }
+
+#[test]
+fn registry_limits_and_cache_keys_come_from_defaults() {
+    use std::time::Duration;
+    let p = plan(
+        r#"
+[defaults]
+cache = "registry.example/cache"
+cache-sign-key = "ci/cache.key"
+cache-verify-key = "keys/cache.pub"
+registry-limits = { idle-timeout = 5, max-documents = 50 }
+
+[images.hello]
+package = "hello"
+"#,
+    );
+    let limits = crate::registry::RegistryLimits::default();
+    assert_eq!(p.registry_limits.idle_timeout, Duration::from_secs(5));
+    assert_eq!(p.registry_limits.walk.documents, 50);
+    // What the file leaves out keeps its default.
+    assert_eq!(p.registry_limits.timeout, limits.timeout);
+    assert_eq!(p.registry_limits.walk.bytes, limits.walk.bytes);
+    assert_eq!(
+        p.cache_keys.sign,
+        Some(p.workspace_root.join("ci/cache.key"))
+    );
+    assert_eq!(
+        p.cache_keys.verify,
+        Some(p.workspace_root.join("keys/cache.pub"))
+    );
+    let p = plan("[images.hello]\npackage = \"hello\"\n");
+    assert_eq!(p.registry_limits, limits);
+    assert_eq!(p.cache_keys, CacheKeyFiles::default());
+}

@@ -628,8 +628,8 @@ fn zstd_block(_: &[u8]) -> Vec<u8> {
 /// A reader of a zstd stream (any number of frames), for reading layers
 /// back; a decoder that cannot start reports it on the first read.
 #[cfg(feature = "zstd")]
-pub fn zstd_reader<'a>(compressed: &'a [u8]) -> Box<dyn std::io::Read + 'a> {
-    match zstd::stream::read::Decoder::with_buffer(compressed) {
+pub fn zstd_reader<'a>(compressed: impl std::io::Read + 'a) -> Box<dyn std::io::Read + 'a> {
+    match zstd::stream::read::Decoder::new(compressed) {
         Ok(d) => Box::new(d),
         Err(e) => Box::new(FailedReader(Some(e))),
     }
@@ -638,7 +638,7 @@ pub fn zstd_reader<'a>(compressed: &'a [u8]) -> Box<dyn std::io::Read + 'a> {
 /// Without the `zstd` feature a zstd layer cannot be read; the first read
 /// says so.
 #[cfg(not(feature = "zstd"))]
-pub fn zstd_reader<'a>(_: &'a [u8]) -> Box<dyn std::io::Read + 'a> {
+pub fn zstd_reader<'a>(_: impl std::io::Read + 'a) -> Box<dyn std::io::Read + 'a> {
     Box::new(FailedReader(Some(std::io::Error::other(
         "reading a zstd layer needs scratchpack's `zstd` feature, which this program was built without",
     ))))
@@ -791,7 +791,9 @@ pub(crate) mod tests {
             let data = sample(len);
             let c = compress(Compression::Zstd, &data);
             let mut back = Vec::new();
-            zstd_reader(&c.bytes).read_to_end(&mut back).unwrap();
+            zstd_reader(c.bytes.as_slice())
+                .read_to_end(&mut back)
+                .unwrap();
             assert_eq!(back, data, "length {len}");
         }
     }

@@ -55,6 +55,13 @@ pub enum ReadError {
     Ambiguous(usize),
     #[error("image indexes nest deeper than {0} levels")]
     TooDeep(usize),
+    #[error(
+        "the image lists more than {0} documents (indexes, manifests and configs, each \
+         counted once); no more are read"
+    )]
+    TooManyDocuments(usize),
+    #[error("the image's documents add up to more than {0} bytes; no more are read")]
+    TooManyBytes(u64),
     #[error("the archive has no file `{0}`")]
     Missing(String),
     #[error("the archive has more than {0} entries")]

@@ -6,7 +6,9 @@
 //! since a few megabytes of gzip can expand to gigabytes, and hashes what
 //! passes, so the caller can check the config's `diff_id`.
 
+use std::fs::File;
 use std::io::Read;
+use std::os::unix::fs::FileExt as _;
 
 use sha2::{Digest as _, Sha256};
 
@@ -40,12 +42,19 @@ impl Stored {
 }
 
 /// A layer blob's bytes, checked against its descriptor, of a media type
-/// this program can read.
-#[derive(Debug, Clone)]
+/// this program can read: in memory, or in a file for a blob too large to
+/// hold.
+#[derive(Debug)]
 pub struct LayerBlob {
     pub descriptor: Descriptor,
-    pub bytes: Vec<u8>,
+    held: Held,
     stored: Stored,
+}
+
+#[derive(Debug)]
+enum Held {
+    Memory(Vec<u8>),
+    File(File),
 }
 
 impl LayerBlob {
@@ -62,17 +71,34 @@ impl LayerBlob {
         Ok(LayerBlob {
             stored: Stored::of(&d)?,
             descriptor: d,
-            bytes,
+            held: Held::Memory(bytes),
+        })
+    }
+
+    /// A layer in `file`, whose bytes the caller has already checked
+    /// against `d`; it is read from its start, whatever the file's offset.
+    pub fn from_file(d: Descriptor, file: File) -> Result<LayerBlob, ReadError> {
+        Ok(LayerBlob {
+            stored: Stored::of(&d)?,
+            descriptor: d,
+            held: Held::File(file),
         })
     }
 
     /// The layer's tar, as a stream that fails once more than `limit` bytes
     /// have come out, with the message `exceeded(limit)`.
     pub fn tar(&self, limit: u64, exceeded: fn(u64) -> String) -> LayerTar<'_> {
+        let raw: Box<dyn Read + '_> = match &self.held {
+            Held::Memory(bytes) => Box::new(bytes.as_slice()),
+            Held::File(file) => Box::new(std::io::BufReader::with_capacity(
+                1 << 16,
+                FromStart { file, at: 0 },
+            )),
+        };
         let inner: Box<dyn Read + '_> = match self.stored {
-            Stored::Tar => Box::new(self.bytes.as_slice()),
-            Stored::Gzip => Box::new(crate::gunzip::GzDecoder::new(self.bytes.as_slice())),
-            Stored::Zstd => super::compress::zstd_reader(&self.bytes),
+            Stored::Tar => raw,
+            Stored::Gzip => Box::new(crate::gunzip::GzDecoder::new(raw)),
+            Stored::Zstd => super::compress::zstd_reader(raw),
         };
         LayerTar {
             inner,
@@ -81,6 +107,21 @@ impl LayerBlob {
             limit,
             exceeded,
         }
+    }
+}
+
+/// A file read from its start by position, so a shared reference reads it
+/// whole whatever its offset.
+struct FromStart<'a> {
+    file: &'a File,
+    at: u64,
+}
+
+impl Read for FromStart<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.file.read_at(buf, self.at)?;
+        self.at += n as u64;
+        Ok(n)
     }
 }
 

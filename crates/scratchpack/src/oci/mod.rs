@@ -24,7 +24,7 @@ pub use image::{Image, ImageMeta, ImageSet};
 pub use layer::{Entry, EntryKind, Layer};
 pub use layer_tar::{LayerBlob, LayerTar};
 pub use read::LayoutDir;
-pub use source::{ResolvedImage, Source, StoredDocument};
+pub use source::{ResolvedImage, Source, StoredDocument, WalkLimits};
 pub use spec::{Config, Descriptor, Index, Manifest, PlatformSpec, PlatformSpecError};
 
 pub const MEDIA_TYPE_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";

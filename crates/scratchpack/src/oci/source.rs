@@ -7,7 +7,7 @@
 //! images through here, as go-containerregistry's `v1.ImageIndex` and
 //! `v1.Image` are read the same way from any backing store.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Deserialize;
 
@@ -115,20 +115,50 @@ pub fn select<'a>(index: &'a Index, ref_name: Option<&str>) -> Result<&'a Descri
     }
 }
 
-/// Reads everything under `top`, verifying each document.
+/// How much one walk may read. A registry (or a layout) is hostile input: an
+/// index may list thousands of documents, or one large document many times.
+/// Each distinct digest is read once however often it is listed, and every
+/// document (index, manifest, config) counts against both bounds before it
+/// is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WalkLimits {
+    /// The most documents one walk reads.
+    pub documents: usize,
+    /// The most bytes the documents of one walk may add up to (each is at
+    /// most [`MAX_JSON`] besides).
+    pub bytes: u64,
+}
+
+impl Default for WalkLimits {
+    fn default() -> Self {
+        WalkLimits {
+            // A multi-platform image is an index, a manifest and a config
+            // per platform: a few dozen documents. Far more than any image
+            // needs, far fewer than a hostile index can list.
+            documents: 1000,
+            // Real documents are a few KiB each; this bounds what a walk
+            // holds in memory.
+            bytes: 64 << 20,
+        }
+    }
+}
+
+/// Reads everything under `top`, verifying each document, within the
+/// default [`WalkLimits`].
 pub fn resolve(src: &dyn Source, top: &Descriptor) -> Result<Resolved, ReadError> {
-    let mut walk = Walk {
-        src,
-        children: Vec::new(),
-        images: Vec::new(),
-    };
+    resolve_within(src, top, WalkLimits::default())
+}
+
+/// Reads everything under `top`, verifying each document, reading each
+/// distinct digest once and no more than `limits` allow.
+pub fn resolve_within(
+    src: &dyn Source,
+    top: &Descriptor,
+    limits: WalkLimits,
+) -> Result<Resolved, ReadError> {
+    let mut walk = Walk::new(src, limits);
+    walk.charge(std::slice::from_ref(top))?;
     let top = walk.document(top, 0)?;
-    let mut seen = BTreeSet::new();
-    walk.children
-        .retain(|m| seen.insert(m.descriptor.digest.clone()));
-    let mut seen = BTreeSet::new();
-    walk.images
-        .retain(|i| seen.insert(i.manifest_digest.clone()));
     Ok(Resolved {
         top,
         children: walk.children,
@@ -137,41 +167,79 @@ pub fn resolve(src: &dyn Source, top: &Descriptor) -> Result<Resolved, ReadError
 }
 
 /// Every platform image that any entry of the top-level index reaches, each
-/// once (entries for several tags of one image share it).
+/// once (entries for several tags of one image share it), within the
+/// default [`WalkLimits`] for the whole layout.
 pub fn resolve_all(src: &dyn Source) -> Result<Vec<ResolvedImage>, ReadError> {
     let (_, index) = index(src)?;
-    let mut seen = BTreeSet::new();
-    let mut images = Vec::new();
-    for d in &index.manifests {
-        if !seen.insert(d.digest.clone()) {
-            continue;
-        }
-        for image in resolve(src, d)?.images {
-            if !images
-                .iter()
-                .any(|i: &ResolvedImage| i.manifest_digest == image.manifest_digest)
-            {
-                images.push(image);
-            }
-        }
+    let mut walk = Walk::new(src, WalkLimits::default());
+    let entries = walk.unseen(&index.manifests);
+    walk.charge(&entries)?;
+    for d in &entries {
+        walk.document(d, 0)?;
     }
-    if images.is_empty() {
+    if walk.images.is_empty() {
         return Err(ReadError::Empty);
     }
-    Ok(images)
+    Ok(walk.images)
 }
 
 struct Walk<'a> {
     src: &'a dyn Source,
+    limits: WalkLimits,
+    /// Every digest read, or listed and about to be.
+    seen: BTreeSet<Digest>,
+    /// Configs read so far: images that share one read it once.
+    configs: BTreeMap<Digest, Config>,
+    documents: usize,
+    bytes: u64,
     children: Vec<StoredDocument>,
     images: Vec<ResolvedImage>,
 }
 
-impl Walk<'_> {
+impl<'a> Walk<'a> {
+    fn new(src: &'a dyn Source, limits: WalkLimits) -> Self {
+        Walk {
+            src,
+            limits,
+            seen: BTreeSet::new(),
+            configs: BTreeMap::new(),
+            documents: 0,
+            bytes: 0,
+            children: Vec::new(),
+            images: Vec::new(),
+        }
+    }
+
+    /// The descriptors of `listed` whose digests the walk has not met yet,
+    /// each once, in the order listed; they are marked as met.
+    fn unseen(&mut self, listed: &[Descriptor]) -> Vec<Descriptor> {
+        listed
+            .iter()
+            .filter(|d| self.seen.insert(d.digest.clone()))
+            .cloned()
+            .collect()
+    }
+
+    /// Counts `documents` against the limits before any of them is read.
+    fn charge(&mut self, documents: &[Descriptor]) -> Result<(), ReadError> {
+        self.documents = self.documents.saturating_add(documents.len());
+        if self.documents > self.limits.documents {
+            return Err(ReadError::TooManyDocuments(self.limits.documents));
+        }
+        for d in documents {
+            self.bytes = self.bytes.saturating_add(d.size);
+        }
+        if self.bytes > self.limits.bytes {
+            return Err(ReadError::TooManyBytes(self.limits.bytes));
+        }
+        Ok(())
+    }
+
     fn document(&mut self, d: &Descriptor, depth: usize) -> Result<StoredDocument, ReadError> {
         if depth > MAX_DEPTH {
             return Err(ReadError::TooDeep(MAX_DEPTH));
         }
+        self.seen.insert(d.digest.clone());
         let bytes = self.src.blob(d, MAX_JSON)?;
         let path = blob_path(&d.digest);
         // The descriptor names the type; a document's own field backs it up.
@@ -188,19 +256,17 @@ impl Walk<'_> {
         match media_type.as_str() {
             MEDIA_TYPE_INDEX | DOCKER_MANIFEST_LIST => {
                 let index: Index = parse("image index", &path, &bytes)?;
-                for child in &index.manifests {
+                // Deduplicated and counted before the first child is read.
+                let listed = self.unseen(&index.manifests);
+                self.charge(&listed)?;
+                for child in &listed {
                     let doc = self.document(child, depth + 1)?;
                     self.children.push(doc);
                 }
             }
             MEDIA_TYPE_MANIFEST | DOCKER_MANIFEST => {
                 let manifest: Manifest = parse("image manifest", &path, &bytes)?;
-                let config_bytes = self.src.blob(&manifest.config, MAX_JSON)?;
-                let config: Config = parse(
-                    "image config",
-                    &blob_path(&manifest.config.digest),
-                    &config_bytes,
-                )?;
+                let config = self.config(&manifest.config)?;
                 let platform = match &d.platform {
                     Some(p) => p.clone(),
                     None => config.platform(),
@@ -224,6 +290,18 @@ impl Walk<'_> {
             media_type,
             bytes,
         })
+    }
+
+    /// The config `d` names, read once per walk.
+    fn config(&mut self, d: &Descriptor) -> Result<Config, ReadError> {
+        if let Some(config) = self.configs.get(&d.digest) {
+            return Ok(config.clone());
+        }
+        self.charge(std::slice::from_ref(d))?;
+        let bytes = self.src.blob(d, MAX_JSON)?;
+        let config: Config = parse("image config", &blob_path(&d.digest), &bytes)?;
+        self.configs.insert(d.digest.clone(), config.clone());
+        Ok(config)
     }
 }
 

@@ -525,3 +525,157 @@ mod hostile {
         assert!(matches!(&e, ReadError::Json { .. }), "{e}");
     }
 }
+
+/// Walks over documents a registry could serve: each listed digest is read
+/// once, and the limits hold before anything past them is read.
+mod bounded_walks {
+    use std::cell::RefCell;
+
+    use super::*;
+    use crate::oci::source::{WalkLimits, resolve_within};
+
+    /// Documents by digest, counting every read.
+    #[derive(Default)]
+    struct Counting {
+        docs: BTreeMap<Digest, Vec<u8>>,
+        reads: RefCell<Vec<Digest>>,
+    }
+
+    impl Counting {
+        fn put(&mut self, media_type: &str, bytes: Vec<u8>) -> Descriptor {
+            let d = Descriptor::new(media_type, Digest::of(&bytes), bytes.len() as u64);
+            self.docs.insert(d.digest.clone(), bytes);
+            d
+        }
+
+        fn index(&mut self, children: &[Descriptor], pad: &str) -> Descriptor {
+            let index = serde_json::json!({
+                "schemaVersion": 2,
+                "mediaType": MEDIA_TYPE_INDEX,
+                "manifests": children,
+                "annotations": {"pad": pad},
+            });
+            self.put(MEDIA_TYPE_INDEX, canonical_json(&index))
+        }
+
+        fn image(&mut self, n: u32) -> Descriptor {
+            let config = self.put(
+                MEDIA_TYPE_CONFIG,
+                format!(r#"{{"architecture":"amd64","os":"linux","n":{n}}}"#).into_bytes(),
+            );
+            let manifest = serde_json::json!({
+                "schemaVersion": 2,
+                "mediaType": MEDIA_TYPE_MANIFEST,
+                "config": config,
+                "layers": [],
+            });
+            self.put(MEDIA_TYPE_MANIFEST, canonical_json(&manifest))
+        }
+
+        fn reads_of(&self, d: &Descriptor) -> usize {
+            self.reads
+                .borrow()
+                .iter()
+                .filter(|r| **r == d.digest)
+                .count()
+        }
+    }
+
+    impl Source for Counting {
+        fn index_bytes(&self) -> Result<Vec<u8>, ReadError> {
+            Err(ReadError::Missing("index.json".to_owned()))
+        }
+
+        fn blob(&self, d: &Descriptor, limit: u64) -> Result<Vec<u8>, ReadError> {
+            assert!(d.size <= limit, "the walk asked for more than its limit");
+            self.reads.borrow_mut().push(d.digest.clone());
+            Ok(self.docs[&d.digest].clone())
+        }
+    }
+
+    #[test]
+    fn a_document_listed_many_times_is_read_once() {
+        let mut src = Counting::default();
+        let image = src.image(1);
+        let big = src.index(std::slice::from_ref(&image), &"x".repeat(1 << 20));
+        let top = src.index(&vec![big.clone(); 250], "");
+        let resolved = resolve_within(&src, &top, WalkLimits::default()).unwrap();
+        assert_eq!(src.reads_of(&big), 1, "the listed index was read again");
+        assert_eq!(src.reads_of(&image), 1);
+        assert_eq!(resolved.images.len(), 1);
+        assert_eq!(
+            resolved.children.len(),
+            2,
+            "the index and the image, once each"
+        );
+        // Configs shared by several manifests are read once too.
+        assert_eq!(src.reads.borrow().len(), 4, "top, index, manifest, config");
+    }
+
+    #[test]
+    fn too_many_documents_are_refused_before_any_is_read() {
+        let mut src = Counting::default();
+        let images: Vec<Descriptor> = (0..1500).map(|n| src.image(n)).collect();
+        let top = src.index(&images, "");
+        let e = resolve_within(&src, &top, WalkLimits::default()).unwrap_err();
+        assert!(matches!(e, ReadError::TooManyDocuments(1000)), "{e}");
+        assert_eq!(src.reads.borrow().len(), 1, "only the top was read");
+        // The same within a larger limit reads each document once.
+        let limits = WalkLimits {
+            documents: 5000,
+            ..WalkLimits::default()
+        };
+        src.reads.borrow_mut().clear();
+        let resolved = resolve_within(&src, &top, limits).unwrap();
+        assert_eq!(resolved.images.len(), 1500);
+        assert_eq!(src.reads.borrow().len(), 1 + 1500 * 2);
+    }
+
+    #[test]
+    fn nested_indexes_are_bounded_by_the_documents_they_add_up_to() {
+        let mut src = Counting::default();
+        let leaves: Vec<Descriptor> = (0..40).map(|n| src.image(n)).collect();
+        let mids: Vec<Descriptor> = (0..40)
+            .map(|n| src.index(&leaves, &n.to_string()))
+            .collect();
+        let top = src.index(&mids, "");
+        let limits = WalkLimits {
+            documents: 100,
+            ..WalkLimits::default()
+        };
+        let e = resolve_within(&src, &top, limits).unwrap_err();
+        assert!(matches!(e, ReadError::TooManyDocuments(100)), "{e}");
+        assert!(
+            src.reads.borrow().len() <= 101,
+            "{}",
+            src.reads.borrow().len()
+        );
+        // Every leaf is shared: with room, each is read once.
+        src.reads.borrow_mut().clear();
+        let resolved = resolve_within(&src, &top, WalkLimits::default()).unwrap();
+        assert_eq!(resolved.images.len(), 40);
+        assert_eq!(src.reads.borrow().len(), 1 + 40 + 40 * 2);
+    }
+
+    #[test]
+    fn documents_are_bounded_in_bytes_before_they_are_read() {
+        let mut src = Counting::default();
+        let image = src.image(1);
+        let fat: Vec<Descriptor> = (0..4)
+            .map(|n| {
+                src.index(
+                    std::slice::from_ref(&image),
+                    &format!("{n}{}", "x".repeat(1 << 20)),
+                )
+            })
+            .collect();
+        let top = src.index(&fat, "");
+        let limits = WalkLimits {
+            bytes: 3 << 20,
+            ..WalkLimits::default()
+        };
+        let e = resolve_within(&src, &top, limits).unwrap_err();
+        assert!(matches!(e, ReadError::TooManyBytes(_)), "{e}");
+        assert_eq!(src.reads.borrow().len(), 1, "only the top was read");
+    }
+}

@@ -11,7 +11,7 @@ use ureq::http::Method;
 use super::error::Failure;
 use super::options::ProgressEvent;
 use super::outgoing::{BlobFile, ManifestBlob};
-use super::transport::{Answer, Client, Sink, encode, with_query};
+use super::transport::{Answer, Client, Sink, Want, encode, with_query};
 
 const OCTET_STREAM: &str = "application/octet-stream";
 
@@ -35,7 +35,7 @@ impl<S: Sink> Client<'_, '_, S> {
     /// wants to be authenticated, before any blob is touched.
     pub(super) fn ping(&mut self) -> Result<(), Failure> {
         let url = format!("{}/v2/", self.base);
-        let answer = self.request(Method::GET, &url, &[], None)?;
+        let answer = self.request(Method::GET, &url, &[], None, &mut Want::Words)?;
         match answer.status {
             200 => Ok(()),
             _ => Err(answer.failure()),
@@ -44,15 +44,42 @@ impl<S: Sink> Client<'_, '_, S> {
 
     pub(super) fn blob_exists(&mut self, digest: &str) -> Result<bool, Failure> {
         let url = format!("{}/v2/{}/blobs/{digest}", self.base, self.repo.name());
-        let answer = self.request(Method::HEAD, &url, &[], None)?;
+        let answer = self.request(Method::HEAD, &url, &[], None, &mut Want::Words)?;
         match answer.status {
             200 => Ok(true),
-            // Registries that keep blobs in object storage redirect to it, which
-            // they only do for a blob they have.
-            301 | 302 | 303 | 307 | 308 => Ok(true),
+            301 | 302 | 303 | 307 | 308 => Ok(self.redirect_confirms(&answer)),
             404 => Ok(false),
             _ => Err(answer.failure()),
         }
+    }
+
+    /// Whether a blob `HEAD` the registry redirected ends, within a few
+    /// hops, at an answer that the blob is there. Registries that keep
+    /// blobs in object storage redirect to it, but a redirect alone proves
+    /// nothing: counting it as present would skip the upload, and the push
+    /// would fail later naming a manifest instead. Each hop is asked as any
+    /// other URL is (credentials only to the registry's own origin); an
+    /// answer that is not a success, or no answer, means the blob is sent,
+    /// which costs a registry that had it nothing but the bytes.
+    fn redirect_confirms(&mut self, answer: &Answer) -> bool {
+        const MAX_HOPS: usize = 3;
+        let mut next = self.location(answer).ok();
+        for _ in 0..MAX_HOPS {
+            let Some(url) = next.take() else {
+                return false;
+            };
+            let Ok(answer) = self.request(Method::HEAD, &url, &[], None, &mut Want::Words) else {
+                return false;
+            };
+            match answer.status {
+                200..=299 => return true,
+                301 | 302 | 303 | 307 | 308 => {
+                    next = answer.header("location").map(|l| joined(&url, l));
+                }
+                _ => return false,
+            }
+        }
+        false
     }
 
     pub(super) fn manifest_exists(&mut self, manifest: &ManifestBlob) -> Result<bool, Failure> {
@@ -63,7 +90,7 @@ impl<S: Sink> Client<'_, '_, S> {
             manifest.digest
         );
         let accept = [("accept", manifest.media_type.clone())];
-        let answer = self.request(Method::HEAD, &url, &accept, None)?;
+        let answer = self.request(Method::HEAD, &url, &accept, None, &mut Want::Words)?;
         match answer.status {
             200 => Ok(true),
             404 => Ok(false),
@@ -83,7 +110,13 @@ impl<S: Sink> Client<'_, '_, S> {
             self.repo.name()
         );
         let headers = [("content-type", manifest.media_type.clone())];
-        let answer = self.request(Method::PUT, &url, &headers, Some(&manifest.bytes))?;
+        let answer = self.request(
+            Method::PUT,
+            &url,
+            &headers,
+            Some(&manifest.bytes),
+            &mut Want::Words,
+        )?;
         if answer.status != 201 {
             return Err(answer.failure());
         }
@@ -103,7 +136,7 @@ impl<S: Sink> Client<'_, '_, S> {
             ),
             None => uploads,
         };
-        let answer = self.request(Method::POST, &url, &[], Some(&[]))?;
+        let answer = self.request(Method::POST, &url, &[], Some(&[]), &mut Want::Words)?;
         match answer.status {
             // The registry already had the blob in the source repository.
             201 if mount_from.is_some() => {
@@ -132,7 +165,7 @@ impl<S: Sink> Client<'_, '_, S> {
     /// session (it finished, or expired) or gives no usable offset, so the
     /// blob is asked about and, if need be, sent again from its start.
     pub(super) fn upload_status(&mut self, upload: &Upload) -> Result<Option<Upload>, Failure> {
-        let answer = self.request(Method::GET, &upload.location, &[], None)?;
+        let answer = self.request(Method::GET, &upload.location, &[], None, &mut Want::Words)?;
         match answer.status {
             200 | 204 => {}
             _ => {
@@ -208,8 +241,13 @@ impl<S: Sink> Client<'_, '_, S> {
                         format!("{offset}-{}", offset + n as u64 - 1),
                     ),
                 ];
-                let result =
-                    self.request(Method::PATCH, &upload.location, &headers, Some(&buf[..n]));
+                let result = self.request(
+                    Method::PATCH,
+                    &upload.location,
+                    &headers,
+                    Some(&buf[..n]),
+                    &mut Want::Words,
+                );
                 self.stats.bytes_uploaded += n as u64;
                 let answer = result?;
                 if answer.status != 202 {
@@ -217,6 +255,7 @@ impl<S: Sink> Client<'_, '_, S> {
                 }
                 upload.location = self.location(&answer)?;
                 upload.offset = offset + n as u64;
+                self.progressed();
                 self.progress(ProgressEvent::BlobProgress {
                     digest: &blob.digest,
                     sent: upload.offset,
@@ -227,7 +266,13 @@ impl<S: Sink> Client<'_, '_, S> {
         };
         let url = with_query(&upload.location, "digest", &blob.digest);
         let headers = [("content-type", OCTET_STREAM.to_owned())];
-        let result = self.request(Method::PUT, &url, &headers, Some(&final_body));
+        let result = self.request(
+            Method::PUT,
+            &url,
+            &headers,
+            Some(&final_body),
+            &mut Want::Words,
+        );
         self.stats.bytes_uploaded += final_body.len() as u64;
         let answer = result?;
         if answer.status != 201 {
@@ -259,11 +304,46 @@ impl<S: Sink> Client<'_, '_, S> {
     }
 }
 
+/// `location` as an absolute URL, relative to the URL that answered with it.
+fn joined(answered: &str, location: &str) -> String {
+    if location.starts_with("http://") || location.starts_with("https://") {
+        return location.to_owned();
+    }
+    let after_scheme = answered.find("://").map_or(0, |i| i + 3);
+    let origin_end = answered[after_scheme..]
+        .find(['/', '?', '#'])
+        .map_or(answered.len(), |i| after_scheme + i);
+    let origin = &answered[..origin_end];
+    match location.strip_prefix('/') {
+        Some(path) => format!("{origin}/{path}"),
+        None => format!("{origin}/{location}"),
+    }
+}
+
 pub(super) fn check_digest(answer: &Answer, expected: &str, what: &str) -> Result<(), Failure> {
     match answer.header("docker-content-digest") {
         Some(got) if got != expected => Err(Failure::Protocol(format!(
             "registry stored the {what} as {got}, but its digest is {expected}"
         ))),
         _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_location_is_joined_to_the_url_that_answered_with_it() {
+        let from = "http://storage.example:9000/bucket/blob?sig=1";
+        assert_eq!(
+            joined(from, "https://cdn.example/x"),
+            "https://cdn.example/x"
+        );
+        assert_eq!(
+            joined(from, "/other/y"),
+            "http://storage.example:9000/other/y"
+        );
+        assert_eq!(joined(from, "z"), "http://storage.example:9000/z");
     }
 }

@@ -80,6 +80,16 @@ pub enum Failure {
     Transport { message: String, transient: bool },
     /// The registry answered something the spec does not allow, e.g. a wrong digest.
     Protocol(String),
+    /// The operation's time budget ran out while a request was under way,
+    /// or before it could start.
+    BudgetSpent,
+    /// The operation's time budget ran out; `last` is how its tries failed
+    /// before that.
+    OutOfTime {
+        last: Box<Failure>,
+        spent: Duration,
+        budget: Duration,
+    },
 }
 
 impl Failure {
@@ -108,7 +118,7 @@ impl Failure {
         match self {
             Failure::Status { status, .. } => *status >= 500 || *status == 429 || *status == 408,
             Failure::Transport { transient, .. } => *transient,
-            Failure::Protocol(_) => false,
+            Failure::Protocol(_) | Failure::BudgetSpent | Failure::OutOfTime { .. } => false,
         }
     }
 
@@ -116,6 +126,7 @@ impl Failure {
     pub fn status(&self) -> Option<u16> {
         match self {
             Failure::Status { status, .. } => Some(*status),
+            Failure::OutOfTime { last, .. } => last.status(),
             _ => None,
         }
     }
@@ -124,6 +135,7 @@ impl Failure {
     pub fn codes(&self) -> Vec<&str> {
         match self {
             Failure::Status { errors, .. } => errors.iter().map(|e| e.code.as_str()).collect(),
+            Failure::OutOfTime { last, .. } => last.codes(),
             _ => Vec::new(),
         }
     }
@@ -161,6 +173,17 @@ impl fmt::Display for Failure {
             }
             Failure::Transport { message, .. } => write!(f, "connection failed: {message}"),
             Failure::Protocol(message) => f.write_str(message),
+            Failure::BudgetSpent => f.write_str("the operation's time budget ran out"),
+            Failure::OutOfTime {
+                last,
+                spent,
+                budget,
+            } => write!(
+                f,
+                "{last}; gave up after {:.1} s, the operation's time budget being {} s",
+                spent.as_secs_f64(),
+                budget.as_secs_f64()
+            ),
         }
     }
 }

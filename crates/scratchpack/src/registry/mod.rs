@@ -15,6 +15,7 @@ mod auth;
 pub mod credentials;
 #[cfg(feature = "push")]
 mod error;
+pub mod limits;
 #[cfg(feature = "push")]
 mod options;
 #[cfg(feature = "push")]
@@ -34,6 +35,7 @@ pub use credentials::{
 };
 #[cfg(feature = "push")]
 pub use error::{Failure, RegistryError, RemoteError};
+pub use limits::RegistryLimits;
 #[cfg(feature = "push")]
 pub use options::{ProgressEvent, PushOptions};
 #[cfg(feature = "push")]

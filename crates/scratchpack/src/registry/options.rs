@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use super::limits::RegistryLimits;
+
 /// What a push reports as it goes, for the CLI to render.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ProgressEvent<'a> {
@@ -45,8 +47,9 @@ pub struct PushOptions<'a> {
     pub backoff: Duration,
     /// The longest wait between tries, also capping a registry's `Retry-After`.
     pub max_backoff: Duration,
-    /// Connect and per-request timeout.
-    pub timeout: Duration,
+    /// The idle timeout, each operation's time budget, and how much one walk
+    /// of documents may read.
+    pub limits: RegistryLimits,
     /// A repository on the same registry to mount existing blobs from.
     pub mount_from: Option<String>,
     pub progress: Option<&'a dyn Fn(&ProgressEvent<'_>)>,
@@ -65,7 +68,7 @@ impl Default for PushOptions<'_> {
             retries: 4,
             backoff: Duration::from_millis(500),
             max_backoff: Duration::from_secs(30),
-            timeout: Duration::from_secs(300),
+            limits: RegistryLimits::default(),
             mount_from: None,
             progress: None,
         }
@@ -81,7 +84,7 @@ impl std::fmt::Debug for PushOptions<'_> {
             .field("retries", &self.retries)
             .field("backoff", &self.backoff)
             .field("max_backoff", &self.max_backoff)
-            .field("timeout", &self.timeout)
+            .field("limits", &self.limits)
             .field("mount_from", &self.mount_from)
             .field("progress", &self.progress.is_some())
             .finish()

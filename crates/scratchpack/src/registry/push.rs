@@ -112,7 +112,9 @@ pub fn push_layout(
             continue;
         }
         let action = format!("pushing manifest {} to {target}", child.digest);
-        client.retrying(&action, |c| c.put_manifest(&child.digest, child))?;
+        client
+            .retrying(&action, |c| c.put_manifest(&child.digest, child))
+            .map_err(|e| blob_unknown(e, &sent.skipped_digests))?;
         report.manifests_pushed += 1;
         progress(
             opts,
@@ -135,7 +137,9 @@ pub fn push_layout(
         } else {
             format!("tagging {} as {target}:{reference}", plan.top.digest)
         };
-        client.retrying(&action, |c| c.put_manifest(reference, &plan.top))?;
+        client
+            .retrying(&action, |c| c.put_manifest(reference, &plan.top))
+            .map_err(|e| blob_unknown(e, &sent.skipped_digests))?;
         report.manifests_pushed += 1;
         progress(
             opts,
@@ -159,11 +163,37 @@ fn progress(opts: &PushOptions<'_>, event: ProgressEvent<'_>) {
     }
 }
 
+/// A manifest the registry refused for naming a blob it does not know, when
+/// the registry had said it held some of the blobs, which were therefore not
+/// sent: that claim is the cause, and the error names the blobs.
+fn blob_unknown(e: RegistryError, skipped: &[String]) -> RegistryError {
+    match e {
+        RegistryError::Request {
+            action,
+            failure,
+            tries,
+        } if !skipped.is_empty() && failure.codes().contains(&"MANIFEST_BLOB_UNKNOWN") => {
+            let note = format!(
+                "the registry had answered that it held {}, so they were not uploaded",
+                skipped.join(", ")
+            );
+            RegistryError::Request {
+                action,
+                failure: failure.with_note(note),
+                tries,
+            }
+        }
+        other => other,
+    }
+}
+
 /// How the blobs of a push reached the registry, and what that took.
 #[derive(Default)]
 struct Sent {
     uploaded: usize,
     skipped: usize,
+    /// The blobs the registry said it had.
+    skipped_digests: Vec<String>,
     mounted: usize,
     stats: transport::Stats,
 }
@@ -175,10 +205,11 @@ enum Outcome {
     Uploaded,
 }
 
-/// What an upload thread tells the pushing thread.
+/// What an upload thread tells the pushing thread: an event, or how one
+/// blob (named by its digest) went.
 enum Message {
     Event(OwnedEvent),
-    Done(Result<Outcome, RegistryError>),
+    Done(String, Result<Outcome, RegistryError>),
 }
 
 /// A progress event that can cross threads; the caller's callback is only
@@ -316,7 +347,7 @@ fn send_blobs(
                         if result.is_err() {
                             stop.store(true, Ordering::SeqCst);
                         }
-                        let _ = c.sink.send(Message::Done(result));
+                        let _ = c.sink.send(Message::Done(blob.digest.clone(), result));
                     }
                     c.stats
                 })
@@ -327,10 +358,13 @@ fn send_blobs(
         for message in rx {
             match message {
                 Message::Event(event) => progress(opts, event.event()),
-                Message::Done(Ok(Outcome::Skipped)) => sent.skipped += 1,
-                Message::Done(Ok(Outcome::Mounted)) => sent.mounted += 1,
-                Message::Done(Ok(Outcome::Uploaded)) => sent.uploaded += 1,
-                Message::Done(Err(e)) => {
+                Message::Done(digest, Ok(Outcome::Skipped)) => {
+                    sent.skipped += 1;
+                    sent.skipped_digests.push(digest);
+                }
+                Message::Done(_, Ok(Outcome::Mounted)) => sent.mounted += 1,
+                Message::Done(_, Ok(Outcome::Uploaded)) => sent.uploaded += 1,
+                Message::Done(_, Err(e)) => {
                     failure.get_or_insert(e);
                 }
             }

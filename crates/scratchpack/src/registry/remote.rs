@@ -2,9 +2,15 @@
 //! to images already pushed (OCI distribution spec v1.1: "Pulling manifests",
 //! "Pushing manifests" with exact bytes, monolithic blob uploads, "Listing
 //! Referrers", and the referrers tag schema for registries without that API).
-//! Every manifest read is bounded in size and checked against its digest.
+//! Every manifest and blob read is bounded in size and checked against its
+//! digest; a blob too large for memory is streamed to a file; a referrers
+//! list is deduplicated and bounded before anything it names is read.
+
+use std::fs::File;
+use std::io::{Seek, Write};
 
 use serde_json::{Value, json};
+use sha2::{Digest as _, Sha256};
 use ureq::http::Method;
 
 use super::api::check_digest;
@@ -12,10 +18,10 @@ use super::credentials::CredentialSource;
 use super::error::{Failure, RegistryError};
 use super::options::PushOptions;
 use super::reference::Repository;
-use super::transport::{Answer, Client, with_query};
+use super::transport::{Answer, Client, Want, with_query};
 use crate::oci::{
     DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, Descriptor, Digest, MEDIA_TYPE_INDEX,
-    MEDIA_TYPE_MANIFEST, canonical_json,
+    MEDIA_TYPE_MANIFEST, WalkLimits, canonical_json,
 };
 
 /// The largest manifest read: the size the distribution spec asks every
@@ -72,6 +78,7 @@ pub struct Referrers {
 /// A session with one repository.
 pub struct Session<'o, 'p> {
     client: Client<'o, 'p>,
+    walk: WalkLimits,
 }
 
 impl<'o, 'p> Session<'o, 'p> {
@@ -91,11 +98,19 @@ impl<'o, 'p> Session<'o, 'p> {
                 })?;
         let mut client = Client::new(repo, credential, opts);
         client.retrying(&format!("connecting to {}", repo.registry()), Client::ping)?;
-        Ok(Session { client })
+        Ok(Session {
+            client,
+            walk: opts.limits.walk,
+        })
     }
 
     pub fn repository(&self) -> &Repository {
         &self.client.repo
+    }
+
+    /// How much one walk of documents over this session may read.
+    pub fn walk_limits(&self) -> WalkLimits {
+        self.walk
     }
 
     fn url(&self, tail: &str) -> String {
@@ -113,7 +128,13 @@ impl<'o, 'p> Session<'o, 'p> {
         let action = format!("reading manifest {repo}:{reference}");
         let accept = [("accept", ACCEPT_MANIFESTS.join(", "))];
         self.client.retrying(&action, |c| {
-            let answer = c.request(Method::GET, &url, &accept, None)?;
+            let answer = c.request(
+                Method::GET,
+                &url,
+                &accept,
+                None,
+                &mut Want::Bytes(MAX_MANIFEST as u64),
+            )?;
             match answer.status {
                 200 => read_manifest(&answer, reference).map(Some),
                 404 => Ok(None),
@@ -137,7 +158,7 @@ impl<'o, 'p> Session<'o, 'p> {
         );
         let headers = [("content-type", media_type.to_owned())];
         self.client.retrying(&action, |c| {
-            let answer = c.request(Method::PUT, &url, &headers, Some(bytes))?;
+            let answer = c.request(Method::PUT, &url, &headers, Some(bytes), &mut Want::Words)?;
             if answer.status != 201 {
                 return Err(answer.failure());
             }
@@ -154,22 +175,20 @@ impl<'o, 'p> Session<'o, 'p> {
     pub fn put_blob(&mut self, bytes: &[u8]) -> Result<Digest, RegistryError> {
         let digest = Digest::of(bytes);
         let repo = self.client.repo.clone();
-        let head = self.url(&format!("blobs/{digest}"));
         let uploads = self.url("blobs/uploads/");
         let action = format!("uploading blob {digest} to {repo}");
         self.client.retrying(&action, |c| {
-            let answer = c.request(Method::HEAD, &head, &[], None)?;
-            if answer.status == 200 {
+            if c.blob_exists(digest.as_str())? {
                 return Ok(());
             }
-            let answer = c.request(Method::POST, &uploads, &[], Some(&[]))?;
+            let answer = c.request(Method::POST, &uploads, &[], Some(&[]), &mut Want::Words)?;
             if answer.status != 202 {
                 return Err(answer.failure());
             }
             let location = c.location(&answer)?;
             let url = with_query(&location, "digest", digest.as_str());
             let headers = [("content-type", "application/octet-stream".to_owned())];
-            let answer = c.request(Method::PUT, &url, &headers, Some(bytes))?;
+            let answer = c.request(Method::PUT, &url, &headers, Some(bytes), &mut Want::Words)?;
             if answer.status != 201 {
                 return Err(answer.failure());
             }
@@ -179,21 +198,15 @@ impl<'o, 'p> Session<'o, 'p> {
         Ok(digest)
     }
 
-    /// `GET /v2/<name>/blobs/<digest>`, refusing more than `max` bytes and
-    /// bytes that do not hash to `digest`.
+    /// `GET /v2/<name>/blobs/<digest>` into memory, refusing more than `max`
+    /// bytes and bytes that do not hash to `digest`.
     pub fn get_blob(&mut self, digest: &Digest, max: usize) -> Result<Vec<u8>, RegistryError> {
         let url = self.url(&format!("blobs/{digest}"));
         let action = format!("reading blob {digest} from {}", self.client.repo);
         self.client.retrying(&action, |c| {
-            let answer = c.request(Method::GET, &url, &[], None)?;
+            let answer = c.request(Method::GET, &url, &[], None, &mut Want::Bytes(max as u64))?;
             if answer.status != 200 {
                 return Err(answer.failure());
-            }
-            if answer.body.len() > max {
-                return Err(Failure::Protocol(format!(
-                    "the blob is {} bytes, more than the {max} allowed here",
-                    answer.body.len()
-                )));
             }
             let got = Digest::of(&answer.body);
             if &got != digest {
@@ -201,7 +214,47 @@ impl<'o, 'p> Session<'o, 'p> {
                     "the registry sent bytes whose digest is {got}"
                 )));
             }
-            Ok(answer.body.clone())
+            Ok(answer.body)
+        })
+    }
+
+    /// `GET /v2/<name>/blobs/<digest>` streamed into `file` (emptied first,
+    /// and again before each retry), `size` bytes exactly, which must hash
+    /// to `digest`: a blob of any size, never held in memory.
+    pub fn get_blob_to(
+        &mut self,
+        digest: &Digest,
+        size: u64,
+        file: &mut File,
+    ) -> Result<(), RegistryError> {
+        let url = self.url(&format!("blobs/{digest}"));
+        let action = format!("reading blob {digest} from {}", self.client.repo);
+        self.client.retrying(&action, |c| {
+            let local = |e: std::io::Error| Failure::Protocol(format!("writing the blob: {e}"));
+            file.set_len(0).map_err(local)?;
+            file.rewind().map_err(local)?;
+            let mut to = Hashing::new(&mut *file);
+            let answer = c.request(
+                Method::GET,
+                &url,
+                &[],
+                None,
+                &mut Want::Stream {
+                    to: &mut to,
+                    limit: size,
+                },
+            )?;
+            if answer.status != 200 {
+                return Err(answer.failure());
+            }
+            let (written, got) = to.finish();
+            if written != size || &got != digest {
+                return Err(Failure::Protocol(format!(
+                    "the registry sent {written} bytes whose digest is {got}, not the \
+                     {size} bytes of {digest}"
+                )));
+            }
+            Ok(())
         })
     }
 
@@ -213,7 +266,13 @@ impl<'o, 'p> Session<'o, 'p> {
         let action = format!("listing referrers of {subject} in {}", self.client.repo);
         let accept = [("accept", MEDIA_TYPE_INDEX.to_owned())];
         let from_api = self.client.retrying(&action, |c| {
-            let answer = c.request(Method::GET, &url, &accept, None)?;
+            let answer = c.request(
+                Method::GET,
+                &url,
+                &accept,
+                None,
+                &mut Want::Bytes(MAX_MANIFEST as u64),
+            )?;
             match answer.status {
                 200 => index_descriptors(&answer.body, "referrers index").map(Some),
                 // The spec forbids 404 from a registry that has the API, so 404
@@ -222,25 +281,33 @@ impl<'o, 'p> Session<'o, 'p> {
                 _ => Err(answer.failure()),
             }
         })?;
-        if let Some(descriptors) = from_api {
-            return Ok(Referrers {
-                descriptors,
-                from_api: true,
-            });
-        }
-        let descriptors = match self.get_manifest(&fallback_tag(subject))? {
-            Some(index) => index_descriptors(&index.bytes, "referrers tag index").map_err(|f| {
+        let (descriptors, from_api) = match from_api {
+            Some(descriptors) => (descriptors, true),
+            None => match self.get_manifest(&fallback_tag(subject))? {
+                Some(index) => (
+                    index_descriptors(&index.bytes, "referrers tag index").map_err(|f| {
+                        RegistryError::Request {
+                            action: action.clone(),
+                            failure: f,
+                            tries: 1,
+                        }
+                    })?,
+                    false,
+                ),
+                None => (Vec::new(), false),
+            },
+        };
+        let descriptors =
+            bounded_referrers(descriptors, self.walk.documents).map_err(|failure| {
                 RegistryError::Request {
                     action,
-                    failure: f,
+                    failure,
                     tries: 1,
                 }
-            })?,
-            None => Vec::new(),
-        };
+            })?;
         Ok(Referrers {
             descriptors,
-            from_api: false,
+            from_api,
         })
     }
 
@@ -293,18 +360,72 @@ impl<'o, 'p> Session<'o, 'p> {
     }
 }
 
+/// A referrers list with each digest once (the first entry kept), refused
+/// when it still names more referrers than one walk reads: every one a
+/// reader looks at is a request, and a registry could list any number.
+fn bounded_referrers(descriptors: Vec<Value>, limit: usize) -> Result<Vec<Value>, Failure> {
+    let mut seen = std::collections::BTreeSet::new();
+    let listed = descriptors.len();
+    let unique: Vec<Value> = descriptors
+        .into_iter()
+        .filter(|d| match d.get("digest").and_then(Value::as_str) {
+            Some(digest) => seen.insert(digest.to_owned()),
+            // Not a descriptor: nothing to read, kept for the caller to judge.
+            None => true,
+        })
+        .collect();
+    if unique.len() > limit {
+        return Err(Failure::Protocol(format!(
+            "the registry lists {} referrers ({listed} entries), more than the {limit} one \
+             walk reads (raise `registry-limits.max-documents` if there are that many)",
+            unique.len()
+        )));
+    }
+    Ok(unique)
+}
+
+/// A writer that hashes and counts what passes through it.
+struct Hashing<W> {
+    inner: W,
+    hasher: Sha256,
+    written: u64,
+}
+
+impl<W: Write> Hashing<W> {
+    fn new(inner: W) -> Self {
+        Hashing {
+            inner,
+            hasher: Sha256::new(),
+            written: 0,
+        }
+    }
+
+    fn finish(self) -> (u64, Digest) {
+        (self.written, Digest::from_hasher(self.hasher))
+    }
+}
+
+impl<W: Write> Write for Hashing<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.written += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
 /// The referrers tag schema's tag for `subject`: `sha256-<hex>`.
 pub fn fallback_tag(subject: &Digest) -> String {
     format!("sha256-{}", subject.hex())
 }
 
+/// The manifest an answer holds (read within [`MAX_MANIFEST`]), checked
+/// against the digest asked for and the one the registry names.
 fn read_manifest(answer: &Answer, reference: &str) -> Result<RemoteManifest, Failure> {
-    if answer.body.len() > MAX_MANIFEST {
-        return Err(Failure::Protocol(format!(
-            "the manifest is {} bytes, more than the {MAX_MANIFEST} a manifest may be",
-            answer.body.len()
-        )));
-    }
     let digest = Digest::of(&answer.body);
     if let Some(asked) = Digest::parse(reference)
         && asked != digest
@@ -357,6 +478,32 @@ mod tests {
     fn fallback_tags_follow_the_schema() {
         let d = Digest::of(b"x");
         assert_eq!(fallback_tag(&d), format!("sha256-{}", d.hex()));
+    }
+
+    #[test]
+    fn referrer_lists_are_deduplicated_then_bounded() {
+        let d = |n: u32| json!({"digest": format!("sha256:{n:064x}")});
+        let listed = vec![d(1), d(2), d(1), d(1), json!({"odd": true}), d(3)];
+        let kept = bounded_referrers(listed.clone(), 4).unwrap();
+        assert_eq!(kept, vec![d(1), d(2), json!({"odd": true}), d(3)]);
+        let e = bounded_referrers(listed, 3).unwrap_err().to_string();
+        assert!(
+            e.contains("lists 4 referrers (6 entries), more than the 3"),
+            "{e}"
+        );
+        let many: Vec<Value> = (0..12_000).map(|_| d(7)).collect();
+        assert_eq!(bounded_referrers(many, 1).unwrap(), vec![d(7)]);
+    }
+
+    #[test]
+    fn hashing_writer_counts_and_hashes() {
+        let mut out = Vec::new();
+        let mut w = Hashing::new(&mut out);
+        w.write_all(b"hello ").unwrap();
+        w.write_all(b"world").unwrap();
+        let (n, digest) = w.finish();
+        assert_eq!((n, digest), (11, Digest::of(b"hello world")));
+        assert_eq!(out, b"hello world");
     }
 
     #[test]

@@ -4,12 +4,17 @@
 //! specification describes), bounded, backed-off retries of transient
 //! failures, and progress reports. Credentials go only to the registry's own
 //! origin and the token service its challenges name, and in clear text only
-//! where nothing crosses a network or the registry itself is plain HTTP. The
-//! endpoints themselves are the protocol's (`api`, `remote`).
+//! where nothing crosses a network or the registry itself is plain HTTP.
+//! Every answer is bounded: no byte for the idle timeout fails a request,
+//! each operation (a request and its retries) has a time budget, and every
+//! body is read within a limit its caller sets, or streamed to the caller.
+//! The endpoints themselves are the protocol's (`api`, `remote`).
 
+use std::io::{Read, Write};
 use std::marker::PhantomData;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use ureq::RequestExt as _;
 use ureq::http::{HeaderMap, Method, Request};
 
 use super::auth::{AuthState, Challenge, parse_challenges, parse_token, push_scopes};
@@ -18,7 +23,30 @@ use super::error::{Failure, RegistryError};
 use super::options::{ProgressEvent, PushOptions};
 use super::reference::Repository;
 
-/// One answer from the registry, read in full (answers are small; blobs only go up).
+/// What a request wants of its answer's body.
+pub(crate) enum Want<'w> {
+    /// Only the registry's words when it refuses: at most [`WORDS`] bytes of
+    /// any answer are kept, the rest left unread.
+    Words,
+    /// A successful answer's body, at most this many bytes; more is a
+    /// failure. Other answers are read as [`Want::Words`].
+    Bytes(u64),
+    /// A successful answer's body written to `to` as it arrives, at most
+    /// `limit` bytes; more is a failure. Other answers are read as
+    /// [`Want::Words`].
+    Stream { to: &'w mut dyn Write, limit: u64 },
+}
+
+/// The most bytes kept of an answer whose body only explains a status: the
+/// distribution spec's error JSON is a few hundred bytes.
+const WORDS: u64 = 64 << 10;
+
+/// The most bytes of a token service's answer: a JSON object with a token
+/// (a JWT of a few KiB at most) and its lifetime.
+const MAX_TOKEN_ANSWER: u64 = 1 << 20;
+
+/// One answer from the registry: the status, the headers, and the body as
+/// the request's [`Want`] asked for it (empty when it was streamed).
 pub(crate) struct Answer {
     pub status: u16,
     pub(super) headers: HeaderMap,
@@ -49,6 +77,10 @@ pub(super) struct ClientSettings {
     retries: u32,
     backoff: Duration,
     max_backoff: Duration,
+    /// Each operation's time budget, retries included.
+    budget: Duration,
+    /// How long a request may go without a byte moving.
+    idle: Duration,
     pub(super) mount_from: Option<String>,
 }
 
@@ -88,6 +120,8 @@ pub(crate) struct Client<'o, 'p, S: Sink = Direct<'p>> {
     /// scope, and any scope a challenge named.
     scopes: Vec<String>,
     pub(super) settings: ClientSettings,
+    /// When the operation under way must be done by.
+    deadline: Option<Instant>,
     pub sink: S,
     pub stats: Stats,
     // The lifetimes the callers name; a client holds no borrow of the options.
@@ -110,8 +144,15 @@ impl<'o, 'p> Client<'o, 'p> {
             // (following one would re-send the body and the credentials elsewhere).
             .max_redirects(0)
             .max_redirects_will_error(false)
-            .timeout_connect(Some(opts.timeout))
-            .timeout_per_call(Some(opts.timeout))
+            // No byte for the idle timeout, in any direction, fails the
+            // request; connecting and the answer's headers get no longer,
+            // so a registry cannot hold a request by answering slowly. The
+            // whole request is bounded by the operation's budget, set per
+            // request.
+            .timeout_connect(Some(opts.limits.idle_timeout))
+            .timeout_per_read(Some(opts.limits.idle_timeout))
+            .timeout_per_write(Some(opts.limits.idle_timeout))
+            .timeout_recv_response(Some(opts.limits.idle_timeout))
             .user_agent(concat!("scratchpack/", env!("CARGO_PKG_VERSION")))
             .build();
         Client {
@@ -126,8 +167,11 @@ impl<'o, 'p> Client<'o, 'p> {
                 retries: opts.retries,
                 backoff: opts.backoff,
                 max_backoff: opts.max_backoff,
+                budget: opts.limits.timeout,
+                idle: opts.limits.idle_timeout,
                 mount_from: opts.mount_from.clone(),
             },
+            deadline: None,
             sink: opts.progress,
             stats: Stats::default(),
             _opts: PhantomData,
@@ -148,6 +192,7 @@ impl<'o, 'p, S: Sink> Client<'o, 'p, S> {
             auth: self.auth.clone(),
             scopes: self.scopes.clone(),
             settings: self.settings.clone(),
+            deadline: None,
             sink,
             stats: Stats::default(),
             _opts: PhantomData,
@@ -158,18 +203,47 @@ impl<'o, 'p, S: Sink> Client<'o, 'p, S> {
         self.sink.event(&event);
     }
 
-    /// Runs `op` until it succeeds, fails for good, or has been retried
-    /// `opts.retries` times, waiting longer after each transient failure.
+    /// Runs `op` until it succeeds, fails for good, has been retried
+    /// `opts.retries` times, or has used its time budget, waiting longer
+    /// after each transient failure. Every request `op` makes is cut off
+    /// when the budget runs out, and no retry starts that would begin after
+    /// it.
     pub(super) fn retrying<T>(
         &mut self,
         action: &str,
         mut op: impl FnMut(&mut Self) -> Result<T, Failure>,
     ) -> Result<T, RegistryError> {
+        let outer = self.deadline;
+        let started = Instant::now();
+        let own = started + self.settings.budget;
+        // An operation inside another keeps within the outer one's budget.
+        self.deadline = Some(outer.map_or(own, |o| o.min(own)));
+        let result = self.retry_loop(action, started, &mut op);
+        self.deadline = outer;
+        result
+    }
+
+    fn retry_loop<T>(
+        &mut self,
+        action: &str,
+        started: Instant,
+        op: &mut impl FnMut(&mut Self) -> Result<T, Failure>,
+    ) -> Result<T, RegistryError> {
         let mut tries = 0u32;
+        // What the last retried try failed with: when the budget then cuts
+        // a try short, that says more than the cut.
+        let mut earlier = None;
         loop {
             tries += 1;
             match op(self) {
                 Ok(v) => return Ok(v),
+                Err(Failure::BudgetSpent) => {
+                    return Err(RegistryError::Request {
+                        action: action.to_owned(),
+                        failure: self.out_of_time(earlier.unwrap_or(Failure::BudgetSpent), started),
+                        tries,
+                    });
+                }
                 Err(failure) if failure.is_transient() && tries <= self.settings.retries => {
                     let exp = self
                         .settings
@@ -178,6 +252,13 @@ impl<'o, 'p, S: Sink> Client<'o, 'p, S> {
                     let delay = exp
                         .max(failure.retry_after().unwrap_or_default())
                         .min(self.settings.max_backoff);
+                    if self.deadline.is_some_and(|d| Instant::now() + delay >= d) {
+                        return Err(RegistryError::Request {
+                            action: action.to_owned(),
+                            failure: self.out_of_time(failure, started),
+                            tries,
+                        });
+                    }
                     self.stats.retries += 1;
                     let reason = failure.to_string();
                     self.progress(ProgressEvent::Retrying {
@@ -187,8 +268,14 @@ impl<'o, 'p, S: Sink> Client<'o, 'p, S> {
                         reason: &reason,
                     });
                     std::thread::sleep(delay);
+                    earlier = Some(failure);
                 }
                 Err(failure) => {
+                    let failure = if self.deadline.is_some_and(|d| Instant::now() >= d) {
+                        self.out_of_time(failure, started)
+                    } else {
+                        failure
+                    };
                     return Err(RegistryError::Request {
                         action: action.to_owned(),
                         failure,
@@ -196,6 +283,35 @@ impl<'o, 'p, S: Sink> Client<'o, 'p, S> {
                     });
                 }
             }
+        }
+    }
+
+    /// `failure`, saying that the operation's budget is spent.
+    fn out_of_time(&self, failure: Failure, started: Instant) -> Failure {
+        Failure::OutOfTime {
+            last: Box::new(failure),
+            spent: started.elapsed(),
+            budget: self.settings.budget,
+        }
+    }
+
+    /// Gives the operation under way its whole budget again: a chunked
+    /// upload calls it for each chunk the registry accepts, so a large blob
+    /// is bounded by its progress rather than by its size.
+    pub(super) fn progressed(&mut self) {
+        if self.deadline.is_some() {
+            self.deadline = Some(Instant::now() + self.settings.budget);
+        }
+    }
+
+    /// What is left of the operation's budget; a failure when nothing is.
+    fn time_left(&self) -> Result<Option<Duration>, Failure> {
+        let Some(deadline) = self.deadline else {
+            return Ok(None);
+        };
+        match deadline.checked_duration_since(Instant::now()) {
+            Some(left) if !left.is_zero() => Ok(Some(left)),
+            _ => Err(Failure::BudgetSpent),
         }
     }
 
@@ -207,6 +323,7 @@ impl<'o, 'p, S: Sink> Client<'o, 'p, S> {
         url: &str,
         headers: &[(&str, String)],
         body: Option<&[u8]>,
+        want: &mut Want<'_>,
     ) -> Result<Answer, Failure> {
         let mut challenged = false;
         // Credentials go to the registry only: an upload URL the registry
@@ -214,7 +331,14 @@ impl<'o, 'p, S: Sink> Client<'o, 'p, S> {
         let home = same_origin(url, &self.base);
         loop {
             let authorization = if home { self.authorization()? } else { None };
-            let answer = self.send(method.clone(), url, headers, body, authorization.as_deref())?;
+            let answer = self.send(
+                method.clone(),
+                url,
+                headers,
+                body,
+                authorization.as_deref(),
+                want,
+            )?;
             if answer.status != 401 {
                 return Ok(answer);
             }
@@ -341,7 +465,14 @@ impl<'o, 'p, S: Sink> Client<'o, 'p, S> {
             Some(c) => Some(c.basic_header()),
             None => None,
         };
-        let answer = self.send(Method::GET, &url, &[], None, basic.as_deref())?;
+        let answer = self.send(
+            Method::GET,
+            &url,
+            &[],
+            None,
+            basic.as_deref(),
+            &mut Want::Bytes(MAX_TOKEN_ANSWER),
+        )?;
         if answer.status != 200 {
             let note = match (&self.credential, answer.status) {
                 (Some(c), 401 | 403) => format!(
@@ -379,30 +510,75 @@ impl<'o, 'p, S: Sink> Client<'o, 'p, S> {
         headers: &[(&str, String)],
         body: Option<&[u8]>,
         authorization: Option<&str>,
+        want: &mut Want<'_>,
     ) -> Result<Answer, Failure> {
-        let mut builder = Request::builder().method(method).uri(url);
+        let mut builder = Request::builder().method(method.clone()).uri(url);
         for (name, value) in headers {
             builder = builder.header(*name, value.as_str());
         }
         if let Some(auth) = authorization {
             builder = builder.header("authorization", auth);
         }
+        let left = self.time_left()?;
         self.stats.requests += 1;
+        let agent = &self.agent;
         let result = match body {
-            Some(bytes) => builder.body(bytes).map(|r| self.agent.run(r)),
-            None => builder.body(()).map(|r| self.agent.run(r)),
+            Some(bytes) => builder
+                .body(bytes)
+                .map(|r| r.with_agent(agent).configure().timeout_global(left).run()),
+            None => builder
+                .body(())
+                .map(|r| r.with_agent(agent).configure().timeout_global(left).run()),
         };
+        let idle = self.settings.idle;
+        let failed = |e: ureq::Error| transport_failure(e, idle);
         let mut response = result
             .map_err(|e| Failure::Protocol(format!("building a request for {url}: {e}")))?
-            .map_err(transport_failure)?;
+            .map_err(failed)?;
         let status = response.status().as_u16();
         let headers = response.headers().clone();
+        let reader = response.body_mut().with_config().reader();
+        let success = (200..300).contains(&status);
         // A connection cut while the answer's body is read is as transient as one
         // cut while sending.
-        let body = response
-            .body_mut()
-            .read_to_vec()
-            .map_err(transport_failure)?;
+        let read_failed = |e: std::io::Error| io_failure(e, idle);
+        let too_large = |limit: u64| {
+            Failure::Protocol(format!(
+                "the answer to {method} {} is more than {limit} bytes",
+                origin_and_path(url)
+            ))
+        };
+        let body = match want {
+            Want::Stream { to, limit } if success => {
+                let copied = std::io::copy(&mut reader.take(limit.saturating_add(1)), to)
+                    .map_err(read_failed)?;
+                if copied > *limit {
+                    return Err(too_large(*limit));
+                }
+                Vec::new()
+            }
+            Want::Bytes(limit) if success => {
+                let mut body = Vec::new();
+                reader
+                    .take(limit.saturating_add(1))
+                    .read_to_end(&mut body)
+                    .map_err(read_failed)?;
+                if body.len() as u64 > *limit {
+                    return Err(too_large(*limit));
+                }
+                body
+            }
+            _ => {
+                // The rest stays unread: the words that explain a status fit
+                // well within this, and nothing else of the body is used.
+                let mut body = Vec::new();
+                reader
+                    .take(WORDS)
+                    .read_to_end(&mut body)
+                    .map_err(read_failed)?;
+                body
+            }
+        };
         Ok(Answer {
             status,
             headers,
@@ -411,8 +587,12 @@ impl<'o, 'p, S: Sink> Client<'o, 'p, S> {
     }
 }
 
-/// Connection trouble may pass; a bad URL or a TLS problem will not.
-fn transport_failure(e: ureq::Error) -> Failure {
+/// Connection trouble may pass; a bad URL or a TLS problem will not. A
+/// timeout says which bound it hit.
+fn transport_failure(e: ureq::Error, idle: Duration) -> Failure {
+    if let ureq::Error::Timeout(ureq::Timeout::Global) = e {
+        return Failure::BudgetSpent;
+    }
     let transient = match &e {
         // rustls reports a failed handshake (a plain-HTTP server answering,
         // a certificate it rejects) as invalid data: trying again cannot help.
@@ -423,10 +603,37 @@ fn transport_failure(e: ureq::Error) -> Failure {
         | ureq::Error::Protocol(_) => true,
         _ => false,
     };
-    Failure::Transport {
-        message: e.to_string(),
-        transient,
+    let message = match &e {
+        ureq::Error::Timeout(ureq::Timeout::RecvResponse) => format!(
+            "the answer's headers did not arrive within the idle timeout ({} s)",
+            idle.as_secs_f64()
+        ),
+        ureq::Error::Timeout(_) => format!(
+            "no byte moved for the idle timeout ({} s)",
+            idle.as_secs_f64()
+        ),
+        _ => e.to_string(),
+    };
+    Failure::Transport { message, transient }
+}
+
+/// A failure while an answer's body is read: ureq's own error when it is
+/// one (a timeout), the connection's otherwise.
+fn io_failure(e: std::io::Error, idle: Duration) -> Failure {
+    if e.get_ref().is_some_and(|inner| inner.is::<ureq::Error>()) {
+        let inner = e
+            .into_inner()
+            .and_then(|inner| inner.downcast::<ureq::Error>().ok())
+            .expect("checked to be a ureq error");
+        return transport_failure(*inner, idle);
     }
+    transport_failure(ureq::Error::Io(e), idle)
+}
+
+/// A URL without its query, for messages: upload URLs carry session state
+/// there.
+fn origin_and_path(url: &str) -> &str {
+    url.split('?').next().unwrap_or(url)
 }
 
 /// Whether `url` is on the registry at `base` (scheme, host and port).

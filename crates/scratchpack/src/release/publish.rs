@@ -24,7 +24,9 @@ use super::statement::Statement;
 use crate::manifest::{ImagePlan, ReleaseSettings};
 use crate::oci::image::rfc3339;
 use crate::oci::{Blob, Config, Descriptor, Digest, Index, MEDIA_TYPE_MANIFEST, Manifest};
-use crate::registry::{CredentialSource, PushOptions, RegistryError, Repository, Session};
+use crate::registry::{
+    CredentialSource, PushOptions, RegistryError, RegistryLimits, Repository, Session,
+};
 use crate::shell::Shell;
 
 /// The layer annotation cosign gives an attestation's predicate type.
@@ -293,6 +295,8 @@ pub struct Publisher<'a> {
     pub epoch: u64,
     pub signer: &'a dyn Signer,
     pub creds: &'a dyn CredentialSource,
+    /// The bounds the registry is held to.
+    pub limits: RegistryLimits,
 }
 
 /// One platform manifest of a pushed image.
@@ -351,7 +355,9 @@ pub fn read_pushed(session: &mut Session<'_, '_>, digest: &Digest) -> Result<Pus
     if top.is_index() {
         let index: Index = serde_json::from_slice(&top.bytes)
             .map_err(|e| image_error(format!("index {digest} in {repo} is not an index: {e}")))?;
-        for child in index.manifests {
+        let children = distinct_within(index.manifests, session.walk_limits().documents)
+            .map_err(|n| image_error(format!("index {digest} in {repo} lists {n}")))?;
+        for child in children {
             let Some(platform) = child.platform else {
                 return Err(image_error(format!(
                     "index {digest} in {repo} lists manifest {} without a platform",
@@ -458,6 +464,7 @@ impl Publisher<'_> {
         let settings = &image.release;
         let opts = PushOptions {
             insecure,
+            limits: self.limits,
             ..PushOptions::default()
         };
         let mut session = Session::open(repository, self.creds, &opts)?;
@@ -603,8 +610,26 @@ pub fn attestation_layer(envelope: &Envelope, predicate_type: &str) -> SignedLay
     }
 }
 
+/// `listed` with each digest once (the first kept), or, when that is still
+/// more than `limit`, how many distinct manifests it lists.
+fn distinct_within(listed: Vec<Descriptor>, limit: usize) -> Result<Vec<Descriptor>, String> {
+    let mut seen = std::collections::BTreeSet::new();
+    let distinct: Vec<Descriptor> = listed
+        .into_iter()
+        .filter(|d| seen.insert(d.digest.clone()))
+        .collect();
+    if distinct.len() > limit {
+        return Err(format!(
+            "{} manifests, more than the {limit} one walk reads",
+            distinct.len()
+        ));
+    }
+    Ok(distinct)
+}
+
 /// The layers of the cosign signature or attestation image under `tag`, with
-/// their payloads read back.
+/// their payloads read back: a layer listed again is read once, and the
+/// layers together are bounded in number and bytes before any is read.
 pub fn read_layers(
     session: &mut Session<'_, '_>,
     tag: &str,
@@ -615,8 +640,27 @@ pub fn read_layers(
     let repo = session.repository().clone();
     let manifest: Manifest = serde_json::from_slice(&manifest.bytes)
         .map_err(|e| image_error(format!("{repo}:{tag} is not an image manifest: {e}")))?;
-    let mut layers = Vec::new();
-    for layer in manifest.layers {
+    let mut seen = std::collections::BTreeSet::new();
+    let listed: Vec<Descriptor> = manifest
+        .layers
+        .into_iter()
+        .filter(|l| seen.insert((l.digest.clone(), l.annotations.clone())))
+        .collect();
+    let walk = session.walk_limits();
+    let bytes: u64 = listed.iter().map(|l| l.size).fold(0, u64::saturating_add);
+    if listed.len() > walk.documents || bytes > walk.bytes {
+        return Err(image_error(format!(
+            "{repo}:{tag} lists {} layers of {bytes} bytes together, more than one walk \
+             reads ({} documents, {} bytes)",
+            listed.len(),
+            walk.documents,
+            walk.bytes
+        )));
+    }
+    // Where each digest's bytes were first read into `layers`.
+    let mut read: BTreeMap<Digest, usize> = BTreeMap::new();
+    let mut layers: Vec<SignedLayer> = Vec::new();
+    for layer in listed {
         let media_type = match layer.media_type.as_str() {
             MEDIA_TYPE_SIMPLE_SIGNING => MEDIA_TYPE_SIMPLE_SIGNING,
             MEDIA_TYPE_DSSE => MEDIA_TYPE_DSSE,
@@ -627,7 +671,25 @@ pub fn read_layers(
                 )));
             }
         };
-        let bytes = session.get_blob(&layer.digest, MAX_SMALL_BLOB)?;
+        let bytes = match read.get(&layer.digest) {
+            Some(&at) => layers[at].payload.bytes.clone(),
+            None => {
+                let max =
+                    usize::try_from(layer.size).map_or(MAX_SMALL_BLOB, |s| s.min(MAX_SMALL_BLOB));
+                let bytes = session.get_blob(&layer.digest, max)?;
+                // The size counted above is the size read.
+                if bytes.len() as u64 != layer.size {
+                    return Err(image_error(format!(
+                        "{repo}:{tag} says layer {} has {} bytes; it has {}",
+                        layer.digest,
+                        layer.size,
+                        bytes.len()
+                    )));
+                }
+                read.insert(layer.digest.clone(), layers.len());
+                bytes
+            }
+        };
         layers.push(SignedLayer {
             payload: Blob::new(media_type, bytes),
             annotations: layer.annotations,
@@ -638,7 +700,7 @@ pub fn read_layers(
 
 /// Adds `new` to the cosign image under `tag` (created if missing), after
 /// its existing layers, skipping any layer already there.
-fn append_layers(
+pub(crate) fn append_layers(
     session: &mut Session<'_, '_>,
     tag: &str,
     new: Vec<SignedLayer>,

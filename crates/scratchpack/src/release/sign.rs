@@ -114,13 +114,14 @@ pub fn simple_signing_payload(
 }
 
 /// Verifies a `.sig` layer: the signature over the exact payload bytes, then
-/// that the payload is a cosign image signature for `expected`.
+/// that the payload is a cosign image signature for `expected`. Gives the
+/// payload's `optional` fields, which the signature covers too.
 pub fn verify_simple_signing(
     key: &PublicKey,
     payload: &[u8],
     signature_b64: &str,
     expected: &Digest,
-) -> Result<(), VerifyError> {
+) -> Result<BTreeMap<String, String>, VerifyError> {
     let der = STANDARD
         .decode(signature_b64.trim())
         .map_err(|_| VerifyError::NotBase64)?;
@@ -139,7 +140,7 @@ pub fn verify_simple_signing(
             expected: expected.to_string(),
         });
     }
-    Ok(())
+    Ok(parsed.optional.unwrap_or_default())
 }
 
 #[derive(Serialize, Deserialize)]

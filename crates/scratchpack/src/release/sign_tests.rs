@@ -35,7 +35,15 @@ fn signs_and_verifies_and_refuses_what_it_must() {
     let public = key.public_key();
     assert_eq!(
         verify_simple_signing(&public, &layer.payload.bytes, sig, &digest(1)),
-        Ok(())
+        Ok(BTreeMap::new())
+    );
+    // What `optional` holds is signed, and handed back.
+    let extra = BTreeMap::from([("k".to_owned(), "v".to_owned())]);
+    let with = SignedLayer::simple_signing(&signer, "r/h", &digest(1), &extra);
+    let with_sig = &with.annotations[ANNOTATION_SIGNATURE];
+    assert_eq!(
+        verify_simple_signing(&public, &with.payload.bytes, with_sig, &digest(1)),
+        Ok(extra)
     );
     // Another digest than the one signed.
     assert!(matches!(

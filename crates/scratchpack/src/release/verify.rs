@@ -4,7 +4,9 @@
 //! image's `signature-format` says), and each platform's SBOMs and provenance
 //! are DSSE envelopes the key verifies whose in-toto subjects are exactly the
 //! pushed digests. Every check is reported, passed or failed, so a failure
-//! names what is missing or wrong.
+//! names what is missing or wrong. What the registry lists is read within
+//! the session's walk limits: each subject's referrers are listed and read
+//! once, whatever the number of checks that look at them.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -19,7 +21,9 @@ use super::sign::{ANNOTATION_SIGNATURE, VerifyError, signature_tag, verify_simpl
 use super::statement::Statement;
 use crate::manifest::ReleaseSettings;
 use crate::oci::{Descriptor, Digest, Manifest};
-use crate::registry::{CredentialSource, PushOptions, Repository, Session};
+use crate::registry::{
+    CredentialSource, Failure, PushOptions, RegistryLimits, Repository, Session,
+};
 
 /// One thing checked, and why it failed if it did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,6 +48,8 @@ pub struct Expected<'a> {
     /// digests the tags resolve to are checked.
     pub digest: Option<&'a Digest>,
     pub settings: &'a ReleaseSettings,
+    /// The bounds the registry is held to.
+    pub limits: RegistryLimits,
 }
 
 /// Runs every check for one image. A registry that cannot be read at all is
@@ -56,6 +62,7 @@ pub fn verify_image(
     let repo = expected.repository;
     let opts = PushOptions {
         insecure: expected.insecure,
+        limits: expected.limits,
         ..PushOptions::default()
     };
     let mut session = Session::open(repo, creds, &opts)?;
@@ -100,6 +107,9 @@ fn verify_pushed(
     for p in &pushed.platforms {
         allowed.insert(p.descriptor.digest.clone());
     }
+    // The last subject's bundle referrers, read once for all its checks
+    // in a row; one subject's at a time are held.
+    let mut bundles = Bundles::default();
     for subject in pushed.signed_digests() {
         let d = &subject.digest;
         if format.tags() {
@@ -110,7 +120,8 @@ fn verify_pushed(
             ));
         }
         if format.bundles() {
-            let outcome = check_bundles(session, key, d, PREDICATE_COSIGN_SIGN, &allowed)?;
+            let listed = bundles.of(session, d)?;
+            let outcome = check_bundles(listed, key, d, PREDICATE_COSIGN_SIGN, &allowed);
             checks.push(Check::new(
                 format!("signature bundle referrer of {d}"),
                 outcome,
@@ -173,7 +184,8 @@ fn verify_pushed(
                 ));
             }
             if format.bundles() {
-                let outcome = check_bundles(session, key, d, predicate, &allowed)?;
+                let listed = bundles.of(session, d)?;
+                let outcome = check_bundles(listed, key, d, predicate, &allowed);
                 checks.push(Check::new(
                     format!("{label} attestation bundle referrer of {arch} {d}"),
                     outcome,
@@ -217,14 +229,14 @@ fn check_sig_tag(
             .cloned()
             .unwrap_or_default();
         results.push(
-            verify_simple_signing(key, &layer.payload.bytes, &signature, digest).map_err(
-                |e| match e {
+            verify_simple_signing(key, &layer.payload.bytes, &signature, digest)
+                .map(drop)
+                .map_err(|e| match e {
                     VerifyError::BadSignature => {
                         "no signature in it verifies with the key".to_owned()
                     }
                     other => other.to_string(),
-                },
-            ),
+                }),
         );
     }
     // A signature for another digest says more than one that does not verify.
@@ -236,17 +248,46 @@ fn check_sig_tag(
     Ok(first_ok(results.into_iter(), "it holds no signature"))
 }
 
-/// Some bundle referrer of `digest` holds a statement of `predicate` about
-/// exactly the pushed digests, signed by `key`.
-fn check_bundles(
+/// What one subject's bundle referrers held: each readable bundle, or why
+/// a referrer gave none; or, when the listing itself could not be used, why.
+type Listed = Result<Vec<Result<Bundle, String>>, String>;
+
+/// The bundle referrers of the subject checked last.
+#[derive(Default)]
+struct Bundles {
+    last: Option<(Digest, Listed)>,
+}
+
+impl Bundles {
+    fn of(&mut self, session: &mut Session<'_, '_>, d: &Digest) -> Result<&Listed, PublishError> {
+        if self.last.as_ref().is_none_or(|(last, _)| last != d) {
+            // The previous subject's go before the next are read.
+            self.last = None;
+            self.last = Some((d.clone(), bundle_referrers(session, d)?));
+        }
+        Ok(&self.last.as_ref().expect("just read").1)
+    }
+}
+
+/// Lists the referrers of `digest` once, and reads each bundle referrer's
+/// manifest and bundle once: the listing is deduplicated and bounded by the
+/// session (a registry can list any number), and the bytes read are
+/// counted against the walk's bound before each read.
+fn bundle_referrers(
     session: &mut Session<'_, '_>,
-    key: &PublicKey,
     digest: &Digest,
-    predicate: &str,
-    allowed: &BTreeSet<Digest>,
-) -> Result<Result<(), String>, PublishError> {
-    let referrers = session.referrers(digest)?;
-    let mut results = Vec::new();
+) -> Result<Listed, PublishError> {
+    let referrers = match session.referrers(digest) {
+        Ok(r) => r,
+        // A listing refused for its size fails the checks that need it.
+        Err(e) if matches!(e.failure(), Some(Failure::Protocol(_))) => {
+            return Ok(Err(e.to_string()));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let budget = session.walk_limits().bytes;
+    let mut read = 0u64;
+    let mut found = Vec::new();
     // A descriptor without `artifactType` is looked at too: copiers that
     // predate OCI 1.1 (skopeo 1.9) rewrite a referrers tag index without it,
     // and the referrer manifest's own `artifactType` decides.
@@ -260,11 +301,12 @@ fn check_bundles(
     }) {
         let manifest_digest = descriptor.digest;
         let Some(manifest) = session.get_manifest(manifest_digest.as_str())? else {
-            results.push(Err(format!(
+            found.push(Err(format!(
                 "referrer {manifest_digest} is listed but missing"
             )));
             continue;
         };
+        read = read.saturating_add(manifest.bytes.len() as u64);
         let Ok(manifest) = serde_json::from_slice::<Manifest>(&manifest.bytes) else {
             continue;
         };
@@ -272,20 +314,48 @@ fn check_bundles(
             continue;
         }
         if manifest.subject.as_ref().map(|s| &s.digest) != Some(digest) {
-            results.push(Err(format!(
+            found.push(Err(format!(
                 "referrer {manifest_digest} is about another subject"
             )));
             continue;
         }
-        let Some(layer) = manifest.layers.first().map(|l| l.digest.clone()) else {
-            results.push(Err(format!(
+        let Some(layer) = manifest.layers.first() else {
+            found.push(Err(format!(
                 "referrer {manifest_digest} has no bundle layer"
             )));
             continue;
         };
-        let bytes = session.get_blob(&layer, MAX_SMALL_BLOB)?;
-        let outcome = serde_json::from_slice::<Bundle>(&bytes)
-            .map_err(|e| format!("referrer {manifest_digest} holds no Sigstore bundle: {e}"))
+        read = read.saturating_add(layer.size);
+        if read > budget {
+            return Ok(Err(format!(
+                "the referrers of {digest} add up to more than the {budget} bytes one walk \
+                 reads (raise `registry-limits.max-bytes` if they are that large)"
+            )));
+        }
+        let max = usize::try_from(layer.size).map_or(MAX_SMALL_BLOB, |s| s.min(MAX_SMALL_BLOB));
+        let bytes = session.get_blob(&layer.digest, max)?;
+        found.push(
+            serde_json::from_slice::<Bundle>(&bytes)
+                .map_err(|e| format!("referrer {manifest_digest} holds no Sigstore bundle: {e}")),
+        );
+    }
+    Ok(Ok(found))
+}
+
+/// Some bundle referrer of `digest` holds a statement of `predicate` about
+/// exactly the pushed digests, signed by `key`.
+fn check_bundles(
+    listed: &Listed,
+    key: &PublicKey,
+    digest: &Digest,
+    predicate: &str,
+    allowed: &BTreeSet<Digest>,
+) -> Result<(), String> {
+    let found = listed.as_ref().map_err(Clone::clone)?;
+    let mut results = Vec::new();
+    for bundle in found {
+        let outcome = bundle
+            .clone()
             .and_then(|b| check_envelope(&b.dsse_envelope, key, digest, predicate, allowed));
         // Bundles of other predicate types are not this check's business.
         match outcome {
@@ -293,10 +363,10 @@ fn check_bundles(
             other => results.push(other),
         }
     }
-    Ok(first_ok(
+    first_ok(
         results.into_iter(),
         "the registry lists no bundle of that type for it",
-    ))
+    )
 }
 
 /// The envelope verifies with `key` and holds an in-toto statement of
