@@ -818,10 +818,10 @@ fn cached_tag(out: &Output, image: &str) -> String {
 #[test]
 fn a_signed_cache_is_used_only_with_its_key() {
     use scratchpack::action_cache::EntryKeys as _;
+    use scratchpack::action_cache::keys::CacheKeys;
     use scratchpack::oci::Digest;
     use scratchpack::registry::{Anonymous, PushOptions, Repository, Session, push_layout};
     use scratchpack::release::PrivateKey;
-    use scratchpack::release::cache_keys::CacheKeys;
 
     if !have_tool("docker-registry", "docker-registry") {
         return;

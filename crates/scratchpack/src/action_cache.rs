@@ -22,6 +22,8 @@
 //! pushes, and uses only entries signed by the verifying key; an entry
 //! without such a signature is a miss like any other.
 
+#[cfg(feature = "sign")]
+pub mod keys;
 #[cfg(feature = "push")]
 mod registry;
 

@@ -422,7 +422,7 @@ fn cache_keys(
     sign: Option<(PathBuf, String)>,
     verify: Option<(PathBuf, String)>,
 ) -> Result<Option<std::sync::Arc<dyn crate::action_cache::EntryKeys>>, Failure> {
-    use crate::release::cache_keys::CacheKeys;
+    use crate::action_cache::keys::CacheKeys;
     if sign.is_none() && verify.is_none() {
         return Ok(None);
     }

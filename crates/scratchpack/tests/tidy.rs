@@ -53,8 +53,11 @@ const RANKS: &[(&str, u32)] = &[
     ("unpack", 6),
     ("partition", 6),
     ("build", 7),
-    ("action_cache", 8),
+    // Documents and signatures about what a build made.
     ("release", 8),
+    // The registry cache of a build's outputs signs and checks its entries
+    // with release's cosign keys.
+    ("action_cache", 9),
     ("testing", 9),
     ("cli", 10),
 ];

@@ -8,8 +8,6 @@
 // feature's.
 #[cfg(feature = "sign")]
 pub mod bundle;
-#[cfg(feature = "sign")]
-pub mod cache_keys;
 pub mod directory;
 pub mod documents;
 #[cfg(feature = "sign")]

@@ -10,15 +10,15 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use super::keys::{self, KeyError, PrivateKey, PublicKey};
-use super::publish::{append_layers, read_layers};
-use super::sign::{
+use super::EntryKeys;
+use crate::oci::Digest;
+use crate::registry::Session;
+use crate::release::keys::{self, KeyError, PrivateKey, PublicKey};
+use crate::release::publish::{append_layers, read_layers};
+use crate::release::sign::{
     ANNOTATION_SIGNATURE, KeySigner, MEDIA_TYPE_SIMPLE_SIGNING, SignedLayer, signature_tag,
     verify_simple_signing,
 };
-use crate::action_cache::EntryKeys;
-use crate::oci::Digest;
-use crate::registry::Session;
 
 /// The `optional` field of a cache entry's signature that names the action
 /// key's tag the entry was pushed under.
