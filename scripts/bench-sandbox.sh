@@ -9,7 +9,7 @@ set -euo pipefail
 runs=${1:-100}
 cd "$(dirname "$0")/.."
 cargo xtask images -q hello >/dev/null
-cargo build -q --release -p sandbox --example bench
+cargo build -q --release -p scratchpack-sandbox --example bench
 root=$(mktemp -d)
 trap 'rm -rf "$root"' EXIT
 # The amd64 image's layer, found through the layout's index.

@@ -3,7 +3,7 @@
 //! the same process so all three see the same machine.
 //!
 //! ```text
-//! cargo run -p sandbox --release --example bench -- [--runs N] ROOTFS ARGV...
+//! cargo run -p scratchpack-sandbox --release --example bench -- [--runs N] ROOTFS ARGV...
 //! ```
 //!
 //! Each tool gets the same isolation where it offers it: new user, mount,

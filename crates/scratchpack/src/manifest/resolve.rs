@@ -17,9 +17,9 @@ use crate::oci::Compression;
 use crate::platform::Platform;
 use crate::toolchain::workspace::Workspace;
 
-mod declared_tests;
 mod registry;
 mod release;
+mod test_tables;
 mod values;
 
 #[cfg(target_os = "linux")]

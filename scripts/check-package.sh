@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# The published crates as another workspace gets them: packs the engine and
+# the sandbox (cargo verifies that each builds from its .crate alone), then
+# makes a workspace outside this repository whose xtask depends on
+# `scratchpack` from the registry, as "Using scratchpack from another
+# workspace" in the README says, with [patch.crates-io] pointing at the
+# unpacked .crate files; builds its image and runs its test there.
+# The other workspace's target directory is kept under target/, so a second
+# run on a machine compiles nothing again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+
+version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
+cargo package --locked --quiet -p scratchpack-sandbox -p scratchpack
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+mkdir -p "$work/crates"
+for crate in scratchpack-sandbox scratchpack; do
+  tar -xzf "target/package/$crate-$version.crate" -C "$work/crates"
+done
+
+ws="$work/app"
+mkdir -p "$ws/xtask/src" "$ws/hello/src" "$ws/.cargo"
+cat >"$ws/Cargo.toml" <<EOF
+[workspace]
+resolver = "3"
+members = ["xtask", "hello"]
+
+[patch.crates-io]
+scratchpack = { path = "$work/crates/scratchpack-$version" }
+scratchpack-sandbox = { path = "$work/crates/scratchpack-sandbox-$version" }
+EOF
+cat >"$ws/xtask/Cargo.toml" <<EOF
+[package]
+name = "xtask"
+version = "0.1.0"
+edition = "2024"
+publish = false
+
+[dependencies]
+scratchpack = "$version"
+EOF
+printf 'fn main() -> std::process::ExitCode {\n    scratchpack::cli::main()\n}\n' >"$ws/xtask/src/main.rs"
+printf '[alias]\nxtask = "run --quiet --package xtask --"\n' >"$ws/.cargo/config.toml"
+printf '[package]\nname = "hello"\nversion = "0.1.0"\nedition = "2024"\n' >"$ws/hello/Cargo.toml"
+printf 'fn main() {\n    println!("hello from another workspace");\n}\n' >"$ws/hello/src/main.rs"
+cat >"$ws/images.toml" <<'EOF'
+[images.hello]
+package = "hello"
+platforms = ["linux/amd64"]
+
+[images.hello.tests.greets]
+stdout = { contains = ["hello from another workspace"] }
+EOF
+
+# The crates' own dependencies are resolved afresh, as a new workspace's
+# would be; the target directory outlives this run.
+export CARGO_TARGET_DIR="$root/target/package-check"
+(cd "$ws" && cargo xtask images -q && cargo xtask test-images -q)
+test -f "$CARGO_TARGET_DIR/images/hello/index.json"
+echo "the packed crates build and test an image in a workspace of their own"
