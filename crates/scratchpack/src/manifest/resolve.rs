@@ -19,6 +19,7 @@ use crate::toolchain::workspace::Workspace;
 
 mod declared_tests;
 mod release;
+mod service_tests;
 mod values;
 
 #[cfg(target_os = "linux")]
