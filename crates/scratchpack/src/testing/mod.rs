@@ -258,7 +258,12 @@ fn run_one(
                             Some(service) => run.service(c, service, config),
                         };
                         if !p.is_empty() {
-                            problems.push(format!("command: {inv}"));
+                            let kind = if test.service.is_some() {
+                                "service"
+                            } else {
+                                "command"
+                            };
+                            problems.push(format!("{kind}: {inv}"));
                             problems.extend(p);
                         }
                         output = out;
