@@ -9,7 +9,7 @@ use std::process::{Child, Command};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use rustix::process::{Pid, Signal, kill_process_group};
+use rustix::process::{Pid, Signal, kill_process_group, test_kill_process_group};
 
 struct State {
     /// Whether a caller turns termination signals into [`interrupt`].
@@ -82,10 +82,24 @@ pub(super) struct Build {
 }
 
 impl Drop for Build {
+    /// Unlists the group; after an interrupt, first waits for everything
+    /// in it (a build script, a rustc cargo started) to have ended, killing
+    /// what is left after the grace, so that nothing of the build outlives
+    /// the command.
     fn drop(&mut self) {
-        if let Some(group) = self.group {
-            state().groups.retain(|g| *g != group);
+        let Some(group) = self.group else {
+            return;
+        };
+        if interrupted() {
+            let started = Instant::now();
+            while test_kill_process_group(group).is_ok() && started.elapsed() < 2 * GRACE {
+                if started.elapsed() >= GRACE {
+                    let _ = kill_process_group(group, Signal::KILL);
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
         }
+        state().groups.retain(|g| *g != group);
     }
 }
 

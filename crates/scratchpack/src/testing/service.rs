@@ -27,6 +27,9 @@ const POLL: Duration = Duration::from_millis(50);
 /// How often a `ready.http` path is asked again after an answer that was
 /// not a success.
 const HTTP_POLL: Duration = Duration::from_millis(200);
+/// How long a failed request waits for the program's end to be told, in
+/// case the program is gone.
+const END_NOTICE: Duration = Duration::from_secs(2);
 /// How much of a body a failure quotes.
 const QUOTED_BODY_BYTES: usize = 512;
 
@@ -236,12 +239,19 @@ fn ask(
             ServiceRequest::Http(r) => http_request(running, service.port, r),
             ServiceRequest::Tcp(t) => tcp_exchange(running, service.port, t),
         };
+        // A request that failed may have found the program gone, before the
+        // sandbox has told its end: that is given a moment to arrive.
+        let settle = if found.is_empty() {
+            Duration::ZERO
+        } else {
+            END_NOTICE
+        };
         if !found.is_empty() {
             problems.push(format!("{what}:\n{}", indent(&found.join("\n"))));
         }
-        if let Some(outcome) = has_ended(running)? {
+        if let Some(outcome) = running.wait_timeout(settle)? {
             problems.push(format!(
-                "the program {} during {what}, before it was stopped",
+                "the program {} before it was stopped (noticed at {what})",
                 ended(outcome.status)
             ));
             return Ok(true);
