@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Oracles the tests check our output with, and the tools they run images with.
-debian_packages=(skopeo umoci crun bubblewrap docker-registry qemu-user-static util-linux file tar podman diffutils python3-venv sccache redis-server)
+debian_packages=(skopeo umoci crun bubblewrap docker-registry qemu-user-static util-linux file tar podman diffutils python3-venv sccache redis-server curl)
 # The release tests install their Python and npm checkers themselves (into
 # target/oracles); they need python3-venv, and node with npm. A node from
 # elsewhere that already brings npm is kept.

@@ -10,7 +10,7 @@ use crate::validate;
 #[test]
 fn every_example_is_a_valid_layout_for_every_platform() {
     let ex = examples();
-    assert_eq!(ex.images.len(), 2);
+    assert_eq!(ex.images.len(), 3);
     for image in &ex.images {
         let layout = Path::new(image["layout"].as_str().unwrap());
         let v = validate::layout(layout);

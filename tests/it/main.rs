@@ -18,6 +18,7 @@ mod release_sbom;
 mod reproducible;
 mod run;
 mod scale;
+mod service;
 mod static_check;
 mod support;
 mod test_images;

@@ -23,13 +23,13 @@ fn checkout() -> tempfile::TempDir {
         .unwrap();
     let cargo_toml = cargo_toml.replace(
         members_line,
-        "members = [\"crates/hello\", \"crates/greeter\"]",
+        "members = [\"crates/hello\", \"crates/greeter\", \"crates/web\"]",
     );
     std::fs::write(dir.path().join("Cargo.toml"), cargo_toml).unwrap();
     for file in ["Cargo.lock", "images.toml"] {
         std::fs::copy(root.join(file), dir.path().join(file)).unwrap();
     }
-    for krate in ["hello", "greeter"] {
+    for krate in ["hello", "greeter", "web"] {
         copy_tree(
             &root.join("crates").join(krate),
             &dir.path().join("crates").join(krate),
@@ -85,7 +85,7 @@ fn build(dir: &Path, epoch: Option<&str>) -> BTreeMap<String, (String, Vec<Strin
 fn two_checkouts_a_clean_rebuild_and_the_epoch() {
     let a = checkout();
     let first = build(a.path(), None);
-    assert_eq!(first.len(), 2);
+    assert_eq!(first.len(), 3);
 
     // Another directory, later, with every file newer.
     std::thread::sleep(std::time::Duration::from_millis(1100));
@@ -147,7 +147,7 @@ fn two_checkouts_a_clean_rebuild_and_the_epoch() {
     // SOURCE_DATE_EPOCH: only `created` and mtimes change.
     let layouts = |dir: &Path| {
         let out = dir.join("target/images");
-        ["hello", "greeter"].map(|n| validate::layout(&out.join(n)))
+        ["hello", "greeter", "web"].map(|n| validate::layout(&out.join(n)))
     };
     let before = layouts(a.path());
     let dated = build(a.path(), Some("1700000000"));

@@ -124,11 +124,26 @@ fn the_examples_pass_on_every_platform_then_come_from_the_cache() {
         .children()
         .filter(|n| n.has_tag_name("testsuite"))
         .collect();
+    let images_with_tests: std::collections::BTreeSet<&str> = declared
+        .iter()
+        .filter_map(|t| t.split_once('/').map(|(image, _)| image))
+        .collect();
     assert_eq!(
         suites.len(),
-        2 * EXAMPLE_PLATFORMS.len(),
+        images_with_tests.len() * EXAMPLE_PLATFORMS.len(),
         "one suite per image and platform"
     );
+    // A service test keeps what the service printed, passed or not.
+    let serves = doc
+        .descendants()
+        .find(|n| n.attribute("name") == Some("serves"))
+        .expect("the web example's service test");
+    let out = serves
+        .children()
+        .find(|n| n.has_tag_name("system-out"))
+        .and_then(|n| n.text())
+        .unwrap_or_default();
+    assert!(out.contains("web: listening on port 8080"), "{xml}");
     let cases = doc
         .descendants()
         .filter(|n| n.has_tag_name("testcase"))

@@ -135,7 +135,13 @@ pub(crate) fn spawn(sandbox: &Sandbox) -> Result<Running, Error> {
     command
         .arg(MARKER)
         .arg(std::process::id().to_string())
-        .env_clear();
+        .env_clear()
+        // Out of the caller's process group, so that a terminal's Ctrl-C
+        // reaches the caller alone, which decides what the sandbox gets: the
+        // program's stop signal (`run`), or a stop (`signals::stop_all`). A
+        // caller that dies of it still takes the sandbox along, through the
+        // helper's parent death signal.
+        .process_group(0);
     if sandbox.attach {
         command
             .stdin(Stdio::inherit())

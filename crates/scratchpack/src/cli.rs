@@ -186,6 +186,9 @@ pub enum Failure {
     Usage(anyhow::Error),
     /// Anything else: exit 1.
     Build(anyhow::Error),
+    /// SIGINT or SIGTERM stopped the command before it had done anything
+    /// it could not take back: exit 130, as a shell reports Ctrl-C.
+    Interrupted,
 }
 
 impl<E: Into<anyhow::Error>> From<E> for Failure {
@@ -627,7 +630,13 @@ pub fn build_selected(ctx: &Context, names: &[String]) -> Result<Vec<BuiltImage>
         &compiler,
         &opts,
         ctx.shell,
-    )?;
+    );
+    // Nothing is started after an interrupt: not the images' tests, not a
+    // run, not a push, whether the build was stopped or had just ended.
+    if crate::compile::interrupt::interrupted() {
+        return Err(Failure::Interrupted);
+    }
+    let built = built?;
     ctx.shell.status(
         "Finished",
         format!(
@@ -776,21 +785,35 @@ impl NeedsLinux {
 }
 
 /// Makes SIGINT and SIGTERM stop every running sandbox, so what they had
-/// unpacked can be removed before the process ends; the flag says a signal
-/// came. Must be called before any thread starts, as `on_termination`
-/// requires.
+/// unpacked can be removed before the process ends, and stop the build if
+/// one runs; the flag says a signal came. Must be called before any thread
+/// starts, as `on_termination` requires.
 #[cfg(target_os = "linux")]
 fn stop_sandboxes_on_termination() -> Result<std::sync::Arc<std::sync::atomic::AtomicBool>, Failure>
 {
+    on_termination(|_, _| sandbox::signals::stop_all())
+}
+
+/// Makes SIGINT and SIGTERM set the returned flag, stop the build if one
+/// runs (every cargo then runs in a process group of its own, which the
+/// signal is passed to), then call `then` with the signal and whether a
+/// build was stopped. A second signal ends the process at once. Must be
+/// called before any thread starts, as `on_termination` requires.
+#[cfg(target_os = "linux")]
+fn on_termination(
+    then: impl FnOnce(i32, bool) + Send + 'static,
+) -> Result<std::sync::Arc<std::sync::atomic::AtomicBool>, Failure> {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, Ordering};
     let cancelled = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&cancelled);
-    sandbox::signals::on_termination(move |_| {
+    sandbox::signals::on_termination(move |signal| {
         flag.store(true, Ordering::SeqCst);
-        sandbox::signals::stop_all();
+        let building = crate::compile::interrupt::interrupt(signal);
+        then(signal, building);
     })
     .map_err(|e| Failure::Build(anyhow::Error::new(e).context("handling termination signals")))?;
+    crate::compile::interrupt::arm();
     Ok(cancelled)
 }
 
@@ -802,7 +825,8 @@ pub fn main() -> ExitCode {
     sandbox::helper::run_if_requested();
     // Cargo runs this program as rustc's wrapper to link crate lists in.
     crate::compile::dep_v0::run_if_requested();
-    let result = dispatch(Cli::parse().command);
+    let command = Cli::parse().command;
+    let result = stop_builds_on_termination(&command).and_then(|()| dispatch(command));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::Usage(e)) => {
@@ -813,7 +837,29 @@ pub fn main() -> ExitCode {
             report(&e);
             ExitCode::from(1)
         }
+        Err(Failure::Interrupted) => {
+            Shell::new(false).warn("interrupted: the build was stopped and nothing was started");
+            ExitCode::from(130)
+        }
     }
+}
+
+/// `images` and `push` take SIGINT and SIGTERM over only to stop a build
+/// with them; at any other time they end at once, as without a handler.
+/// `test-images` and `run` take them over themselves; the other commands
+/// build nothing.
+fn stop_builds_on_termination(command: &Command) -> Result<(), Failure> {
+    #[cfg(target_os = "linux")]
+    if matches!(command, Command::Images(_) | Command::Push(_)) {
+        on_termination(|signal, building| {
+            if !building {
+                std::process::exit(128 + signal);
+            }
+        })?;
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = command;
+    Ok(())
 }
 
 /// Runs one parsed command.

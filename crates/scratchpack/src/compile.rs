@@ -17,6 +17,7 @@ use crate::toolchain::{self, Env, answers, crates};
 
 pub mod crate_list;
 pub mod dep_v0;
+pub mod interrupt;
 
 use crate_list::Linker;
 
@@ -64,6 +65,8 @@ pub enum CompileError {
     },
     #[error(transparent)]
     TargetMissing(#[from] TargetError),
+    #[error("the build was interrupted")]
+    Interrupted,
 }
 
 /// The real compiler: cargo, run in the workspace.
@@ -418,10 +421,14 @@ impl Cargo<'_> {
                 call.settings.profile
             ),
         );
-        let mut child = cmd.spawn().map_err(|source| CompileError::Spawn {
-            command: command.clone(),
-            source,
+        let mut build = interrupt::spawn(&mut cmd).map_err(|source| match source.kind() {
+            std::io::ErrorKind::Interrupted => CompileError::Interrupted,
+            _ => CompileError::Spawn {
+                command: command.clone(),
+                source,
+            },
         })?;
+        let child = &mut build.child;
         let stderr = child.stderr.take().expect("stderr is piped");
         let watcher = std::thread::spawn(move || relay_stderr(BufReader::new(stderr)));
         let stdout = child.stdout.take().expect("stdout is piped");
@@ -438,6 +445,10 @@ impl Cargo<'_> {
             source,
         })?;
         let missing_tool = watcher.join().unwrap_or(None);
+        drop(build);
+        if interrupt::interrupted() {
+            return Err(CompileError::Interrupted);
+        }
         if !status.success() {
             return Err(CompileError::Failed {
                 command,

@@ -1,12 +1,17 @@
 //! `cargo xtask run NAME [-- ARGS…]`: build the image if it is out of date,
 //! then run it in the namespace sandbox as `docker run --rm` would: stdin,
 //! stdout and stderr attached, the image's config (image-spec `config.md`)
-//! for entrypoint, cmd, env, user and working directory, the program's exit
-//! code as this command's own, nothing left behind.
+//! for entrypoint, cmd, env, user and working directory, ports published
+//! on the host with `-p` (forwarded into the sandbox's own network
+//! namespace, as rootless runtimes' port drivers do), Ctrl-C passed on as
+//! the image's stop signal, the program's exit code as this command's own,
+//! nothing left behind.
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::sync::atomic::Ordering;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context as _, anyhow};
@@ -15,7 +20,7 @@ use super::{Common, Context, Failure};
 use crate::manifest::User;
 use crate::oci::PlatformSpec;
 use crate::output::OutputLock;
-use crate::testing::command;
+use crate::testing::{command, service};
 use crate::unpack::{self, PlatformImage, UnpackLimits, Unpacked};
 
 /// Exit codes of failures before the program runs, as `docker run` uses them.
@@ -54,6 +59,14 @@ pub(super) struct Args {
     /// The program's network
     #[arg(long, value_enum, default_value = "none")]
     network: Network,
+    /// Publish a port of the program on the host (repeatable); without an
+    /// IP, on every IPv4 interface (0.0.0.0), as `docker run -p`
+    #[arg(
+        long = "publish",
+        short = 'p',
+        value_name = "[IP:]HOST_PORT:CONTAINER_PORT[/tcp]"
+    )]
+    publish: Vec<String>,
     #[command(flatten)]
     common: Common,
 }
@@ -69,10 +82,24 @@ pub(super) fn run(args: Args) -> Result<(), Failure> {
     Ok(())
 }
 
+/// The program the first SIGINT or SIGTERM is passed to, with its stop
+/// signal, once it runs.
+type Stoppable = Arc<Mutex<Option<(Arc<sandbox::Running>, i32)>>>;
+
 fn run_image(args: Args) -> Result<i32, Failure> {
-    // Ctrl-C goes to the program's sandbox, which is stopped and removed;
-    // this process then exits as the program did. No thread has started yet.
-    let cancelled = super::stop_sandboxes_on_termination()?;
+    // The first Ctrl-C (or SIGTERM) stops a build, or gives the running
+    // program its stop signal and waits for it, as `docker run` does; before
+    // the program runs, it stops the sandbox being set up. A second one ends
+    // this process at once, and the sandbox with it. No thread has started
+    // yet.
+    let stoppable: Stoppable = Arc::default();
+    let slot = Arc::clone(&stoppable);
+    let cancelled = super::on_termination(move |_, _| match lock(&slot).as_ref() {
+        Some((running, signal)) => {
+            let _ = running.signal(*signal);
+        }
+        None => sandbox::signals::stop_all(),
+    })?;
     let overrides = Overrides::of(&args)?;
 
     let ctx = args.common.load()?;
@@ -80,6 +107,20 @@ fn run_image(args: Args) -> Result<i32, Failure> {
     let program = Program::of(&image, &args, overrides)?;
     let emulator = sandbox::emulator_in_dir(&image.platform.architecture, &ctx.env.emulator_dir())
         .with_context(|| format!("running the {} image on this host", image.platform))?;
+    let stop = service::stop_signal(&image.config).unwrap_or_else(|e| {
+        ctx.shell.warn(format!("{e}; Ctrl-C sends SIGTERM"));
+        service::StopSignal {
+            number: rustix::process::Signal::TERM.as_raw(),
+            name: "SIGTERM",
+        }
+    });
+    let listeners = match listen(&program.publish) {
+        Ok(listeners) => listeners,
+        Err(e) => {
+            error(&ctx, &format!("publishing a port: {e:#}"));
+            return Ok(EXIT_SETUP);
+        }
+    };
 
     let mut limits = sandbox::Limits {
         // Far enough that no run meets it: `docker run` has no time limit.
@@ -92,7 +133,10 @@ fn run_image(args: Args) -> Result<i32, Failure> {
     if emulator.is_some() && sandbox::cgroup::parent().is_none() {
         limits.memory_bytes = limits.memory_bytes.max(4 << 30);
     }
-    let outcome = sandbox::Sandbox::new(unpacked.root())
+    if cancelled.load(Ordering::SeqCst) {
+        return Err(Failure::Interrupted);
+    }
+    let sandbox = sandbox::Sandbox::new(unpacked.root())
         .args(&program.argv)
         .env(&program.env)
         .user(program.user.uid, program.user.gid)
@@ -100,12 +144,75 @@ fn run_image(args: Args) -> Result<i32, Failure> {
         .limits(limits)
         .emulator(emulator)
         .host_network(args.network == Network::Host)
-        .attach_stdio(true)
-        .run();
+        .attach_stdio(true);
+    let outcome = match sandbox.spawn() {
+        Ok(running) => serve(
+            &ctx,
+            running,
+            listeners,
+            (&stoppable, stop.number),
+            &cancelled,
+        ),
+        Err(e) => Err(e),
+    };
     let outcome = match outcome {
         Ok(o) => o,
         Err(e) => return Ok(could_not_run(&ctx, &args.name, &program.argv[0], &e)),
     };
+    report_stop(&ctx, &outcome, &limits, &cancelled);
+    Ok(match outcome.status {
+        sandbox::Status::Exit(code) => code,
+        sandbox::Status::Signal(signal) => 128 + signal,
+    })
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic elsewhere while holding this lock leaves nothing half done:
+    // it guards a handle.
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Waits for the started program, publishing its ports until it ends, with
+/// the termination handler able to give it its stop signal meanwhile.
+fn serve(
+    ctx: &Context,
+    running: sandbox::Running,
+    listeners: Vec<(TcpListener, u16)>,
+    (stoppable, stop_signal): (&Stoppable, i32),
+    cancelled: &AtomicBool,
+) -> Result<sandbox::Outcome, sandbox::Error> {
+    let running = Arc::new(running);
+    *lock(stoppable) = Some((Arc::clone(&running), stop_signal));
+    // A signal that came as the program started found no program to stop.
+    if cancelled.load(Ordering::SeqCst) {
+        let _ = running.signal(stop_signal);
+    }
+    let outcome = std::thread::scope(|scope| {
+        for (listener, port) in listeners {
+            if let Ok(address) = listener.local_addr() {
+                ctx.shell
+                    .status("Publishing", format!("{address} -> {port}/tcp"));
+            }
+            let (running, shell) = (&running, ctx.shell);
+            scope.spawn(move || {
+                if let Err(e) = running.publish(listener, port) {
+                    shell.warn(format!("forwarding to port {port}: {e}"));
+                }
+            });
+        }
+        running.wait()
+    });
+    lock(stoppable).take();
+    outcome
+}
+
+/// Says why the sandbox stopped the program, when it did.
+fn report_stop(
+    ctx: &Context,
+    outcome: &sandbox::Outcome,
+    limits: &sandbox::Limits,
+    cancelled: &AtomicBool,
+) {
     match outcome.stopped {
         Some(sandbox::StopReason::Timeout) => ctx.shell.warn(format!(
             "stopped: still running after the timeout of {:.1}s",
@@ -120,10 +227,53 @@ fn run_image(args: Args) -> Result<i32, Failure> {
         }
         _ => {}
     }
-    Ok(match outcome.status {
-        sandbox::Status::Exit(code) => code,
-        sandbox::Status::Signal(signal) => 128 + signal,
-    })
+}
+
+/// A port to publish: where on the host, and which port inside.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Published {
+    host: SocketAddr,
+    port: u16,
+}
+
+impl Published {
+    /// `[IP:]HOST_PORT:CONTAINER_PORT[/tcp]`, as `docker run -p` writes it;
+    /// without an IP, every IPv4 interface.
+    fn parse(spec: &str) -> Result<Published, String> {
+        let form = "the form is [IP:]HOST_PORT:CONTAINER_PORT[/tcp]";
+        let (rest, protocol) = spec.rsplit_once('/').unwrap_or((spec, "tcp"));
+        if protocol != "tcp" {
+            return Err(format!("only tcp ports are published, not `{protocol}`"));
+        }
+        let (rest, inside) = rest.rsplit_once(':').ok_or(form)?;
+        let (ip, host_port) = rest.rsplit_once(':').unwrap_or(("", rest));
+        let ip: IpAddr = match ip.trim_start_matches('[').trim_end_matches(']') {
+            "" => Ipv4Addr::UNSPECIFIED.into(),
+            ip => ip
+                .parse()
+                .map_err(|_| format!("`{ip}` is not an IP address"))?,
+        };
+        let port = |p: &str| match p.parse::<u16>() {
+            Ok(port) if port > 0 => Ok(port),
+            _ => Err(format!("`{p}` is not a port (1 to 65535); {form}")),
+        };
+        Ok(Published {
+            host: SocketAddr::new(ip, port(host_port)?),
+            port: port(inside)?,
+        })
+    }
+}
+
+/// A listener on the host for each published port.
+fn listen(published: &[Published]) -> anyhow::Result<Vec<(TcpListener, u16)>> {
+    published
+        .iter()
+        .map(|p| {
+            let listener =
+                TcpListener::bind(p.host).with_context(|| format!("listening on {}", p.host))?;
+            Ok((listener, p.port))
+        })
+        .collect()
 }
 
 /// What the command line sets over the image's config, checked before
@@ -132,6 +282,7 @@ struct Overrides {
     env: Vec<(String, String)>,
     user: Option<User>,
     timeout: Option<Duration>,
+    publish: Vec<Published>,
 }
 
 impl Overrides {
@@ -163,7 +314,23 @@ impl Overrides {
             }
             None => None,
         };
-        Ok(Overrides { env, user, timeout })
+        let publish = args
+            .publish
+            .iter()
+            .map(|p| Published::parse(p).map_err(|e| Failure::Usage(anyhow!("-p `{p}`: {e}"))))
+            .collect::<Result<Vec<_>, _>>()?;
+        if !publish.is_empty() && args.network == Network::Host {
+            return Err(Failure::Usage(anyhow!(
+                "-p publishes a port of a private network; with --network host the program's \
+                 ports are the host's already"
+            )));
+        }
+        Ok(Overrides {
+            env,
+            user,
+            timeout,
+            publish,
+        })
     }
 }
 
@@ -235,6 +402,7 @@ struct Program {
     user: User,
     workdir: String,
     timeout: Option<Duration>,
+    publish: Vec<Published>,
 }
 
 impl Program {
@@ -271,6 +439,7 @@ impl Program {
             user,
             workdir,
             timeout: overrides.timeout,
+            publish: overrides.publish,
         })
     }
 }
@@ -296,4 +465,30 @@ fn could_not_run(ctx: &Context, name: &str, program: &str, e: &sandbox::Error) -
 fn error(ctx: &Context, message: &str) {
     let label = ctx.shell.paint("error", "1;31");
     eprintln!("{label}: {message}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn published_ports_are_read_as_docker_writes_them() {
+        let p = Published::parse("8080:80").unwrap();
+        assert_eq!(p.host, "0.0.0.0:8080".parse().unwrap());
+        assert_eq!(p.port, 80);
+        let p = Published::parse("127.0.0.1:9000:9000/tcp").unwrap();
+        assert_eq!(p.host, "127.0.0.1:9000".parse().unwrap());
+        let p = Published::parse("[::1]:9000:90").unwrap();
+        assert_eq!((p.host, p.port), ("[::1]:9000".parse().unwrap(), 90));
+        for bad in [
+            "8080",
+            "0:80",
+            "8080:70000",
+            "1.2.3:80:80",
+            "53:53/udp",
+            "x:80",
+        ] {
+            assert!(Published::parse(bad).is_err(), "{bad}");
+        }
+    }
 }

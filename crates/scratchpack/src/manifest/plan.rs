@@ -125,6 +125,11 @@ pub struct TestPlan {
     pub name: String,
     pub command: Option<CommandTest>,
     pub structure: Option<StructureTest>,
+    /// Set for a service test: the command is started and left running,
+    /// reached on its port, then stopped; `command` says how it runs, its
+    /// exit code is the one expected after the stop, its timeout bounds the
+    /// whole test, and its output is checked once it has stopped.
+    pub service: Option<ServiceTest>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -358,4 +363,59 @@ impl std::fmt::Display for ImagePath {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.0)
     }
+}
+
+/// A service test: how the program is known to be ready, what it is asked,
+/// and how long it has to stop.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ServiceTest {
+    /// The TCP port the program listens on inside the sandbox.
+    pub port: u16,
+    pub ready_timeout_ms: u64,
+    /// A path whose answer must have a 2xx status before the program counts
+    /// as ready; without one, the first accepted connection is enough.
+    pub ready_http: Option<String>,
+    /// Sent in order, each on a connection of its own.
+    pub requests: Vec<ServiceRequest>,
+    /// How long the program has to end after its stop signal.
+    pub stop_timeout_ms: u64,
+}
+
+/// Default `ready-timeout` and `stop.timeout` of a service test, in
+/// milliseconds (`docker stop` waits ten seconds too).
+pub const DEFAULT_SERVICE_TIMEOUT_MS: u64 = 10_000;
+
+/// The longest one request of a service test may take, from connecting to
+/// the end of its answer.
+pub const REQUEST_TIMEOUT_MS: u64 = 10_000;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ServiceRequest {
+    Http(HttpRequest),
+    Tcp(TcpExchange),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HttpRequest {
+    /// An HTTP method: uppercase letters.
+    pub method: String,
+    /// The request target, starting with `/`.
+    pub path: String,
+    /// Sent as written, after `Host` and `Connection: close`.
+    pub headers: Vec<(String, String)>,
+    pub body: Option<String>,
+    /// The status expected; without one, any 2xx.
+    pub status: Option<u16>,
+    /// Header values expected, by lowercase name.
+    pub response_headers: BTreeMap<String, String>,
+    pub body_expect: OutputExpect,
+}
+
+/// A non-HTTP exchange: bytes sent, and what the program must send back
+/// before it closes the connection or the request's time is up.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TcpExchange {
+    pub send: String,
+    pub expect: OutputExpect,
 }

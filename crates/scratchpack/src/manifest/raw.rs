@@ -9,6 +9,10 @@ use toml::de::{DeTable, DeValue};
 
 use crate::diagnostic::Diagnostic;
 
+mod service;
+
+pub(crate) use service::{RawRequest, RawService, RawStop, RawTcp};
+
 /// A value and where it was written.
 pub(crate) type S<T> = Spanned<T>;
 
@@ -116,9 +120,19 @@ pub(crate) struct RawTest {
     pub absent: Option<S<Vec<S<String>>>>,
     pub config: Option<RawConfigCheck>,
     pub seccomp: Option<S<bool>>,
+    pub service: Option<RawService>,
+    pub requests: Option<RawRequests>,
+    pub stop: Option<RawStop>,
     /// The known keys the test sets, read or not: what kind of test it is
     /// does not depend on whether its values were well typed.
     pub keys: Vec<&'static str>,
+}
+
+/// `requests = [ … ]` of a service test, and where its key was written.
+#[derive(Debug)]
+pub(crate) struct RawRequests {
+    pub key: Range<usize>,
+    pub entries: Vec<RawRequest>,
 }
 
 #[derive(Debug, Default)]
@@ -237,6 +251,9 @@ pub(crate) const TEST_KEYS: &[&str] = &[
     "absent",
     "config",
     "seccomp",
+    "service",
+    "requests",
+    "stop",
 ];
 /// Test keys that make a test a structure test; the others make it a command test.
 pub(crate) const STRUCTURE_KEYS: &[&str] = &["files", "absent", "config"];
@@ -438,6 +455,23 @@ impl Walker<'_> {
             }
         }
         ok.then_some(out)
+    }
+
+    /// A number of seconds, whole or with a fraction.
+    fn seconds(&mut self, what: &str, v: &V<'_>) -> Option<S<f64>> {
+        match v.get_ref() {
+            DeValue::Integer(_) => self.integer(v).map(|i| Spanned::new(v.span(), i as f64)),
+            DeValue::Float(f) => f
+                .as_str()
+                .replace('_', "")
+                .parse::<f64>()
+                .ok()
+                .map(|f| Spanned::new(v.span(), f)),
+            _ => {
+                self.wrong_type(what, "a number of seconds", v);
+                None
+            }
+        }
     }
 
     fn mode(&mut self, what: &str, v: &V<'_>) -> Option<S<RawMode>> {
@@ -665,25 +699,12 @@ impl Walker<'_> {
                 "args" => r.args = self.strings(what, v),
                 "env" => r.env = self.string_table(what, v),
                 "stdin" => r.stdin = self.string(what, v),
-                "timeout" => {
-                    r.timeout = match v.get_ref() {
-                        DeValue::Integer(_) => {
-                            self.integer(v).map(|i| Spanned::new(v.span(), i as f64))
-                        }
-                        DeValue::Float(f) => f
-                            .as_str()
-                            .replace('_', "")
-                            .parse::<f64>()
-                            .ok()
-                            .map(|f| Spanned::new(v.span(), f)),
-                        _ => {
-                            self.wrong_type(what, "a number of seconds", v);
-                            None
-                        }
-                    }
-                }
+                "timeout" => r.timeout = self.seconds(what, v),
                 "user" => r.user = self.string(what, v),
                 "seccomp" => r.seccomp = self.boolean(what, v),
+                "service" => r.service = self.service(what, v),
+                "requests" => r.requests = self.requests(what, key.span(), v),
+                "stop" => r.stop = self.stop(what, key.span(), v),
                 "workdir" => r.workdir = self.string(what, v),
                 "exit-code" => {
                     r.exit_code = match v.get_ref() {

@@ -19,6 +19,7 @@ use crate::toolchain::workspace::Workspace;
 
 mod registry;
 mod release;
+mod service_tables;
 mod test_tables;
 mod values;
 

@@ -619,3 +619,73 @@ package = "hello"
     assert_eq!(p.registry_limits, limits);
     assert_eq!(p.cache_keys, CacheKeyFiles::default());
 }
+
+#[test]
+fn a_service_test_resolves_with_its_defaults() {
+    let p = plan(
+        r#"
+[images.hello]
+package = "hello"
+
+[images.hello.tests.serves]
+service = { port = 8080, ready-timeout = 2.5, ready = { http = "/healthz" } }
+args = ["serve"]
+requests = [
+  { path = "/", body = { contains = ["<title>"] } },
+  { method = "POST", path = "/api", headers = { "Content-Type" = "application/json" },
+    body-text = "{}", status = 201, response-headers = { "Content-Type" = "application/json" } },
+  { tcp = { send = "PING\r\n", expect = { equals = "+PONG\r\n" } } },
+]
+stop = { exit-code = 143, timeout = 3 }
+stderr = { contains = ["stopping"] }
+
+[images.hello.tests.plain]
+service = { port = 9000 }
+"#,
+    );
+    let tests = &p.images[0].tests;
+    let serves = tests.iter().find(|t| t.name == "serves").unwrap();
+    let service = serves.service.as_ref().unwrap();
+    assert_eq!(service.port, 8080);
+    assert_eq!(service.ready_timeout_ms, 2500);
+    assert_eq!(service.ready_http.as_deref(), Some("/healthz"));
+    assert_eq!(service.stop_timeout_ms, 3000);
+    let ServiceRequest::Http(get) = &service.requests[0] else {
+        panic!("{:?}", service.requests[0])
+    };
+    assert_eq!((get.method.as_str(), get.status), ("GET", None));
+    assert_eq!(get.body_expect.contains, ["<title>"]);
+    let ServiceRequest::Http(post) = &service.requests[1] else {
+        panic!("{:?}", service.requests[1])
+    };
+    assert_eq!(post.status, Some(201));
+    assert_eq!(post.body.as_deref(), Some("{}"));
+    assert_eq!(
+        post.headers,
+        [("Content-Type".to_owned(), "application/json".to_owned())]
+    );
+    // Response header names are compared without regard to case.
+    assert_eq!(
+        post.response_headers["content-type"],
+        "application/json".to_owned()
+    );
+    let ServiceRequest::Tcp(tcp) = &service.requests[2] else {
+        panic!("{:?}", service.requests[2])
+    };
+    assert_eq!(tcp.send, "PING\r\n");
+    assert_eq!(tcp.expect.equals.as_deref(), Some("+PONG\r\n"));
+    // The command says how it runs; its exit code is the stop's, and its
+    // timeout covers readiness, every request and the stop.
+    let command = serves.command.as_ref().unwrap();
+    assert_eq!(command.args.as_deref(), Some(&["serve".to_owned()][..]));
+    assert_eq!(command.exit_code, 143);
+    assert_eq!(command.stderr.contains, ["stopping"]);
+    assert_eq!(command.timeout_ms, 2500 + 3000 + 4 * REQUEST_TIMEOUT_MS);
+
+    let plain = tests.iter().find(|t| t.name == "plain").unwrap();
+    let service = plain.service.as_ref().unwrap();
+    assert_eq!(service.ready_timeout_ms, DEFAULT_SERVICE_TIMEOUT_MS);
+    assert_eq!(service.stop_timeout_ms, DEFAULT_SERVICE_TIMEOUT_MS);
+    assert!(service.requests.is_empty() && service.ready_http.is_none());
+    assert_eq!(plain.command.as_ref().unwrap().exit_code, 0);
+}

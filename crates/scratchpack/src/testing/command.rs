@@ -149,6 +149,17 @@ pub fn run(
     inv: &Invocation,
     helper: Option<&Path>,
 ) -> Result<Outcome, CommandError> {
+    Ok(sandbox(root, emulator, inv, helper).run()?)
+}
+
+/// The sandbox that runs `inv`, as [`run`] runs it; a service test starts
+/// it and leaves it running.
+pub fn sandbox(
+    root: &Path,
+    emulator: Option<std::path::PathBuf>,
+    inv: &Invocation,
+    helper: Option<&Path>,
+) -> Sandbox {
     let mut limits = inv.limits;
     // Only an address-space rlimit needs the room: a cgroup counts what
     // qemu actually uses.
@@ -169,7 +180,7 @@ pub fn run(
     if let Some(helper) = helper {
         sb = sb.helper(helper);
     }
-    Ok(sb.run()?)
+    sb
 }
 
 /// Every way `out` falls short of `test`, as readable paragraphs; empty
@@ -177,21 +188,7 @@ pub fn run(
 pub fn check(test: &CommandTest, inv: &Invocation, out: &Outcome) -> Vec<String> {
     let mut problems = Vec::new();
     if let Some(stop) = out.stopped {
-        problems.push(match stop {
-            StopReason::Timeout => format!(
-                "stopped: still running after the timeout of {:.1}s",
-                inv.limits.wall_time.as_secs_f64()
-            ),
-            StopReason::Memory => format!(
-                "stopped: went over the memory limit of {} MiB",
-                inv.limits.memory_bytes >> 20
-            ),
-            StopReason::Cancelled => "stopped: the run was interrupted".to_owned(),
-            StopReason::OutputLimit => format!(
-                "stopped: wrote more than the output limit of {} KiB",
-                inv.limits.max_output_bytes >> 10
-            ),
-        });
+        problems.push(stopped(stop, inv));
     }
     match out.status {
         Status::Exit(code) if code == test.exit_code => {}
@@ -209,11 +206,35 @@ pub fn check(test: &CommandTest, inv: &Invocation, out: &Outcome) -> Vec<String>
     problems
 }
 
+/// Why the sandbox stopped the program, said as a problem of the test.
+pub(super) fn stopped(stop: StopReason, inv: &Invocation) -> String {
+    match stop {
+        StopReason::Timeout => format!(
+            "stopped: still running after the timeout of {:.1}s",
+            inv.limits.wall_time.as_secs_f64()
+        ),
+        StopReason::Memory => format!(
+            "stopped: went over the memory limit of {} MiB",
+            inv.limits.memory_bytes >> 20
+        ),
+        StopReason::Cancelled => "stopped: the run was interrupted".to_owned(),
+        StopReason::OutputLimit => format!(
+            "stopped: wrote more than the output limit of {} KiB",
+            inv.limits.max_output_bytes >> 10
+        ),
+    }
+}
+
 /// Texts larger than this are compared by size and first difference rather
 /// than shown as a diff.
 const MAX_DIFF_BYTES: usize = 16 << 10;
 
-fn check_output(stream: &str, expect: &OutputExpect, actual: &[u8], problems: &mut Vec<String>) {
+pub(super) fn check_output(
+    stream: &str,
+    expect: &OutputExpect,
+    actual: &[u8],
+    problems: &mut Vec<String>,
+) {
     let actual = String::from_utf8_lossy(actual);
     if let Some(equals) = &expect.equals
         && *equals != actual
@@ -251,7 +272,7 @@ fn check_output(stream: &str, expect: &OutputExpect, actual: &[u8], problems: &m
     }
 }
 
-fn indent(text: &str) -> String {
+pub(super) fn indent(text: &str) -> String {
     let mut out = String::new();
     for line in text.lines() {
         let _ = writeln!(out, "    {line}");

@@ -1,7 +1,8 @@
 //! JUnit XML reports of image test runs, in the shape CI systems read
 //! (the Ant JUnit schema): one `testsuite` per image and platform, one
 //! `testcase` per test, a `failure` element and the captured output in
-//! `system-out` for each failure.
+//! `system-out` for each failure, and a service's output for each service
+//! test.
 
 use std::fmt::Write as _;
 
@@ -72,6 +73,14 @@ pub fn render(reports: &[TestReport]) -> String {
                         xml,
                         ">\n      <skipped message=\"{}\"/>\n    </testcase>",
                         escape(reason.as_deref().unwrap_or("skipped"))
+                    );
+                }
+                // A service's output is kept when it passed too.
+                (Verdict::Passed, _) if !r.output.is_empty() => {
+                    let _ = writeln!(
+                        xml,
+                        ">\n      <system-out>{}</system-out>\n    </testcase>",
+                        escape(&r.output)
                     );
                 }
                 (Verdict::Passed, _) => xml.push_str("/>\n"),

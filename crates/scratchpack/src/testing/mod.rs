@@ -1,12 +1,15 @@
 //! Image tests, as images.toml declares them under
 //! `[images.<name>.tests.<test>]`: each image's layers are unpacked into a
 //! private root, command tests run in the namespace sandbox (the `sandbox`
-//! crate) and structure tests read the layers and config; results are cached
+//! crate), service tests start their program there, ask it and stop it, and
+//! structure tests read the layers and config; results are cached
 //! per test like Bazel's test cache and reported per test and as JUnit XML.
 
 pub mod command;
 pub mod diff;
+pub mod http;
 pub mod junit;
+pub mod service;
 pub mod structure;
 
 use std::collections::VecDeque;
@@ -56,7 +59,8 @@ pub struct TestReport {
     pub duration: Duration,
     /// What went wrong, for a failure: one paragraph per problem.
     pub failure: Option<String>,
-    /// The program's stdout and stderr, for a failed command test.
+    /// The program's stdout and stderr, for a failed command test and for
+    /// every service test.
     pub output: String,
 }
 
@@ -243,17 +247,26 @@ fn run_one(
                     }
                     (Ok(_), Err(e)) => problems.push(chain(&e)),
                     (Ok(inv), Ok(emulator)) => {
-                        match command::run(root.root(), emulator, &inv, opts.helper.as_deref()) {
-                            Err(e) => problems.push(format!("running {inv}: {}", chain(&e))),
-                            Ok(out) => {
-                                let p = command::check(c, &inv, &out);
-                                if !p.is_empty() {
-                                    problems.push(format!("command: {inv}"));
-                                    problems.extend(p);
-                                    output = captured(&out);
-                                }
-                            }
+                        let run = Run {
+                            root: root.root(),
+                            emulator,
+                            inv: &inv,
+                            helper: opts.helper.as_deref(),
+                        };
+                        let (p, out) = match &test.service {
+                            None => run.command(c),
+                            Some(service) => run.service(c, service, config),
+                        };
+                        if !p.is_empty() {
+                            let kind = if test.service.is_some() {
+                                "service"
+                            } else {
+                                "command"
+                            };
+                            problems.push(format!("{kind}: {inv}"));
+                            problems.extend(p);
                         }
+                        output = out;
                     }
                 }
             }
@@ -272,6 +285,52 @@ fn run_one(
         duration: started.elapsed(),
         failure,
         output,
+    }
+}
+
+/// One test's program, ready to run in its unpacked image.
+struct Run<'a> {
+    root: &'a std::path::Path,
+    emulator: Option<PathBuf>,
+    inv: &'a command::Invocation,
+    helper: Option<&'a std::path::Path>,
+}
+
+impl Run<'_> {
+    /// Runs a command test: its problems, and its output when it failed.
+    fn command(self, c: &crate::manifest::CommandTest) -> (Vec<String>, String) {
+        let inv = self.inv;
+        match command::run(self.root, self.emulator, inv, self.helper) {
+            Err(e) => (vec![format!("running {inv}: {}", chain(&e))], String::new()),
+            Ok(out) => {
+                let problems = command::check(c, inv, &out);
+                let output = if problems.is_empty() {
+                    String::new()
+                } else {
+                    captured(&out)
+                };
+                (problems, output)
+            }
+        }
+    }
+
+    /// Runs a service test: its problems, and the service's output, which
+    /// the report keeps whether it passed or not.
+    fn service(
+        self,
+        c: &crate::manifest::CommandTest,
+        s: &crate::manifest::ServiceTest,
+        config: &crate::oci::spec::Config,
+    ) -> (Vec<String>, String) {
+        let stop = match service::stop_signal(config) {
+            Ok(stop) => stop,
+            Err(e) => return (vec![e], String::new()),
+        };
+        let inv = self.inv;
+        match service::run(self.root, self.emulator, inv, (c, s), stop, self.helper) {
+            Err(e) => (vec![format!("running {inv}: {}", chain(&e))], String::new()),
+            Ok(result) => (result.problems, captured(&result.outcome)),
+        }
     }
 }
 

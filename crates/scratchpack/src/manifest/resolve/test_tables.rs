@@ -1,5 +1,6 @@
 //! Resolution of an image's `[images.<name>.tests.<test>]` tables into
-//! command and structure tests (README's "Image tests").
+//! command and structure tests (README's "Image tests"); the service keys
+//! are `service_tables.rs`'s.
 
 use std::collections::BTreeMap;
 
@@ -27,16 +28,18 @@ impl Resolver<'_> {
         if t.keys.is_empty() {
             self.error(
                 Diagnostic::new(format!("test `{}` checks nothing", name.get_ref()), name_span)
-                    .help("give a command test `exit-code`, `stdout` or `args`, or a structure test `files`, `absent` or `config`"),
+                    .help("give a command test `exit-code`, `stdout` or `args`, a service test `service`, or a structure test `files`, `absent` or `config`"),
             );
             return None;
         }
-        let command = is_command.then(|| self.command_test(name, t));
+        let mut command = is_command.then(|| self.command_test(name, t));
+        let service = self.service_keys(name, t, command.as_mut());
         let structure = is_structure.then(|| self.structure_test(t, binary_path));
         Some(TestPlan {
             name: name.get_ref().clone(),
             command,
             structure,
+            service,
         })
     }
 
