@@ -72,6 +72,9 @@ rustup toolchain install "$msrv" --profile minimal
 RUSTFLAGS="-D warnings" CARGO_TARGET_DIR=target/msrv \
   cargo "+$msrv" check --workspace --all-targets --locked
 cargo test --workspace --locked
+# The engine and the sandbox as crates.io would have them: packed, then
+# used by an xtask in a workspace outside this one.
+scripts/check-package.sh
 # The commands a build without `push` and `sign` leaves out still answer,
 # naming the feature that brings them back; so does a manifest asking for
 # zstd layers without `zstd`.
