@@ -87,7 +87,7 @@ fn a_feature_only_tests_enable_adds_no_crate() {
     assert!(
         linked.edges[&linked.root]
             .iter()
-            .any(|k| k.starts_with("sandbox@"))
+            .any(|k| k.starts_with("scratchpack-sandbox@"))
     );
 }
 
