@@ -27,7 +27,7 @@ use crate::toolchain::Env;
 use crate::toolchain::workspace::Workspace;
 
 #[cfg(feature = "push")]
-pub use registry::{Hit, Pulled, RemoteCache, is_loopback, pulled_dir, request};
+pub use registry::{Hit, Pulled, RemoteCache, is_loopback, pulled_dir};
 
 /// Where the cache is read from and written to.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -25,8 +25,9 @@ use crate::build::{BuildOptions, BuiltImage};
 use crate::compile::Cargo;
 use crate::manifest::ImagePlan;
 
+use crate::build::assemble;
 use crate::diagnostic::SourceErrors;
-use crate::manifest::{self, LoadError, Plan, PlatformTarget};
+use crate::manifest::{self, GitField, LoadError, Plan, PlatformTarget, Tag, TagInputs};
 use crate::oci::Digest;
 use crate::release::documents::{BuildInputs, DocumentError, Facts};
 #[cfg(feature = "sign")]
@@ -37,6 +38,7 @@ use crate::release::publish::{self, LocateError, LocateOptions, Located, Publish
 use crate::release::sign::KeySigner;
 use crate::shell::Shell;
 use crate::toolchain::crates::LinkedCrates;
+use crate::toolchain::git::{Checkout, GitSource};
 use crate::toolchain::workspace::{Origin, Workspace};
 use crate::toolchain::{self, Env};
 
@@ -144,12 +146,29 @@ pub struct Common {
     no_cache: bool,
 }
 
+/// `--tag TAG` of the commands that build or name images.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct TagFlags {
+    /// Tag every selected image TAG in this run instead of with images.toml's
+    /// `tags` (repeatable)
+    #[arg(long = "tag", value_name = "TAG", value_parser = parse_tag)]
+    pub(super) tags: Vec<Tag>,
+}
+
+fn parse_tag(s: &str) -> Result<Tag, String> {
+    Tag::parse(s).ok_or_else(|| {
+        format!("`{s}` is not a tag: tags match [A-Za-z0-9_][A-Za-z0-9_.-]{{0,127}}")
+    })
+}
+
 /// The loaded context of a command: environment, workspace, plan and
 /// settings.
 pub struct Context {
     /// The process's environment, read once here and passed down.
     pub env: Env,
     pub workspace: Workspace,
+    /// The git checkout the workspace is in, asked only what a run needs.
+    pub checkout: Checkout,
     pub plan: Plan,
     pub out_dir: PathBuf,
     pub shell: Shell,
@@ -174,9 +193,45 @@ impl<E: Into<anyhow::Error>> From<E> for Failure {
     }
 }
 
+/// The `git.*` fields of tag templates, from the checkout. A commit is
+/// named only by a clean checkout: an image built from changes not
+/// committed is no build of that commit.
+struct CheckoutValues<'a>(&'a Checkout);
+
+impl manifest::GitValues for CheckoutValues<'_> {
+    fn value(&self, field: GitField) -> Result<String, String> {
+        let head = self.0.head().ok_or("the workspace is not a git checkout")?;
+        if field == GitField::Branch {
+            return head
+                .branch
+                .clone()
+                .ok_or_else(|| "HEAD is detached".to_owned());
+        }
+        if self.0.dirty() != Some(false) {
+            return Err("tracked files have changes not committed".to_owned());
+        }
+        match field {
+            GitField::Commit => Ok(head.commit.clone()),
+            GitField::Short => Ok(head.commit.chars().take(7).collect()),
+            GitField::Tag => self
+                .0
+                .tags_at_head()
+                .first()
+                .cloned()
+                .ok_or_else(|| "HEAD has no tag".to_owned()),
+            GitField::Branch => unreachable!("answered above"),
+        }
+    }
+}
+
 impl Common {
     fn load(&self) -> Result<Context, Failure> {
-        let env = Env::from_process();
+        self.load_with(Env::from_process(), &[])
+    }
+
+    /// Loads the context with `env` (read once, by the caller) and `tags`
+    /// in place of images.toml's when there are any.
+    fn load_with(&self, env: Env, tags: &[Tag]) -> Result<Context, Failure> {
         let shell = Shell::new(self.quiet);
         let cwd = std::env::current_dir().map_err(|e| Failure::Build(e.into()))?;
         let start = self
@@ -198,13 +253,22 @@ impl Common {
             .manifest_path
             .clone()
             .unwrap_or_else(|| workspace.root.join(manifest::FILE_NAME));
-        let mut plan = manifest::load(&manifest_path, &workspace);
+        let checkout = Checkout::new(
+            &env,
+            &workspace.root,
+            &toolchain::answers::dir(&workspace.target_dir),
+        );
+        let inputs = TagInputs {
+            git: &CheckoutValues(&checkout),
+            replace: (!tags.is_empty()).then_some(tags),
+        };
+        let mut plan = manifest::load_with(&manifest_path, &workspace, inputs);
         // A record is as current as the files it hashed, not as the toolchain
         // (whose target list it may hold): a manifest it finds wrong is checked
         // again against what cargo and rustc say now before anything is reported.
         if plan.is_err() && kept.as_ref().is_some_and(|k| k.origin() == Origin::Record) {
             (workspace, kept) = load_workspace(false).map_err(|e| Failure::Usage(e.into()))?;
-            plan = manifest::load(&manifest_path, &workspace);
+            plan = manifest::load_with(&manifest_path, &workspace, inputs);
         }
         let plan = match plan {
             Ok(plan) => plan,
@@ -213,6 +277,9 @@ impl Common {
         };
         if let Some(kept) = &kept {
             kept.keep(&workspace);
+        }
+        for notice in &plan.notices {
+            shell.status("Skipping", notice);
         }
         let epoch = source_date_epoch(
             self.source_date_epoch.as_deref(),
@@ -236,6 +303,7 @@ impl Common {
         Ok(Context {
             env,
             cache,
+            checkout,
             workspace,
             plan,
             out_dir,
@@ -267,7 +335,7 @@ impl Facts for Context {
                 }
             })?;
         Ok(BuildInputs {
-            source: toolchain::git::source(&self.env, root, &answers),
+            source: self.checkout.head().map(GitSource::from),
             toolchain: versions,
             cargo_lock: Digest::of(&lock),
         })
@@ -493,6 +561,7 @@ pub fn build_selected(ctx: &Context, names: &[String]) -> Result<Vec<BuiltImage>
         epoch: ctx.epoch,
         jobs: ctx.jobs,
         proofs: Some(toolchain::answers::dir(&ctx.workspace.target_dir).join("proven.json")),
+        source: source_annotations(ctx, &selected),
     };
     let started = std::time::Instant::now();
     let built = crate::action_cache::build_cached(
@@ -515,6 +584,45 @@ pub fn build_selected(ctx: &Context, names: &[String]) -> Result<Vec<BuiltImage>
         ),
     );
     Ok(built)
+}
+
+/// Where the images come from, for their source annotations: asked of git
+/// only when one of `images` carries them. A checkout with changes not
+/// committed records no revision, and says so.
+fn source_annotations(ctx: &Context, images: &[&ImagePlan]) -> assemble::Source {
+    if !images.iter().any(|i| i.source_annotations) {
+        return assemble::Source::default();
+    }
+    let Some(head) = ctx.checkout.head() else {
+        return assemble::Source::default();
+    };
+    let clean = ctx.checkout.dirty() == Some(false);
+    if !clean {
+        ctx.shell.warn(format!(
+            "tracked files have changes not committed: the images record no \
+             `{}` (HEAD is {})",
+            assemble::ANNOTATION_REVISION,
+            head.commit
+        ));
+    }
+    assemble::Source {
+        revision: clean.then(|| head.commit.clone()),
+        url: head.origin.as_deref().and_then(assemble::source_url),
+    }
+}
+
+/// Writes `--image-refs FILE`: one `registry/repository@sha256:…` per line,
+/// in plan order (ko's format), written aside and renamed into place, so a
+/// deploy step never reads half a list.
+pub fn write_image_refs(path: &Path, references: &[String]) -> Result<(), Failure> {
+    let mut text = String::new();
+    for r in references {
+        text.push_str(r);
+        text.push('\n');
+    }
+    crate::output::write_atomic(path, text.as_bytes()).map_err(|e| {
+        Failure::Build(anyhow::Error::new(e).context(format!("writing {}", path.display())))
+    })
 }
 
 /// The names a partitioned run builds; `None` when its share is empty (said

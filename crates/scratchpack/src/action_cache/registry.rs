@@ -48,8 +48,8 @@ fn options() -> PushOptions<'static> {
     }
 }
 
-/// A verified hit: the binary of each of the image's platforms, in plan
-/// order.
+/// A verified hit: the binaries of each of the image's platforms, in the
+/// order the build asks for them ([`build::requests`]).
 #[derive(Debug, Clone)]
 pub struct Hit {
     pub binaries: Vec<Vec<u8>>,
@@ -121,7 +121,7 @@ impl<'c> RemoteCache<'c> {
             return None;
         }
         let key = self.key(image)?;
-        if let Some(hit) = self.held(&key) {
+        if let Some(hit) = self.held(&key, build::requests(image).len()) {
             return Some(hit);
         }
         let repo = self.settings.from.as_ref()?;
@@ -171,10 +171,10 @@ impl<'c> RemoteCache<'c> {
         self.held_dir.join(format!("{}.json", key.image))
     }
 
-    /// The binaries this machine already made or pulled for `key`, when each
-    /// is still where it was, with the same digest: a run with nothing new
-    /// asks neither the registry nor cargo.
-    fn held(&self, key: &ImageKey) -> Option<Hit> {
+    /// The binaries this machine already made or pulled for `key` (`count`
+    /// of them), when each is still where it was, with the same digest: a
+    /// run with nothing new asks neither the registry nor cargo.
+    fn held(&self, key: &ImageKey, count: usize) -> Option<Hit> {
         let held: Vec<(PathBuf, Digest)> = record::lookup(&self.held_path(key), &key.image)?;
         let binaries = held
             .iter()
@@ -183,7 +183,7 @@ impl<'c> RemoteCache<'c> {
                 (Digest::of(&bytes) == *digest).then_some(bytes)
             })
             .collect::<Option<Vec<_>>>()?;
-        (binaries.len() == key.platforms.len()).then_some(Hit { binaries })
+        (binaries.len() == count).then_some(Hit { binaries })
     }
 
     /// Notes which binaries `built` was made from, for [`Self::held`].
@@ -192,12 +192,8 @@ impl<'c> RemoteCache<'c> {
         let held: Option<Vec<(PathBuf, Digest)>> = built
             .platforms
             .iter()
-            .map(|p| {
-                Some((
-                    p.binary.clone(),
-                    Digest::of(&std::fs::read(&p.binary).ok()?),
-                ))
-            })
+            .flat_map(|p| std::iter::once(&p.binary).chain(&p.extra_binaries))
+            .map(|path| Some((path.clone(), Digest::of(&std::fs::read(path).ok()?))))
             .collect();
         let Some(held) = held else { return };
         let path = self.held_path(&key);
@@ -311,6 +307,11 @@ fn is_manifest(media_type: &str) -> bool {
 
 /// Reads and checks the entry under `tag`: `Ok(None)` when there is none,
 /// `Err` with the reason when it is not exactly what this run would build.
+///
+/// What an entry vouches for is its binaries, built from the inputs of its
+/// key: the image is reassembled from them under this run's plan, with the
+/// entry's own source annotations (the commit and origin it was built at,
+/// which no key covers), and must give exactly the entry's digest.
 fn pull(
     session: &mut Session<'_, 'static>,
     image: &ImagePlan,
@@ -329,6 +330,7 @@ fn pull(
         top.digest.clone(),
         top.bytes.len() as u64,
     );
+    let source = entry_source(&top.bytes)?;
     let src = Remote {
         session: RefCell::new(session),
     };
@@ -353,44 +355,20 @@ fn pull(
     let mut binaries = Vec::new();
     let mut assembled = Vec::new();
     for (pulled, target) in resolved.images.iter().zip(&image.targets) {
-        let platform = target.platform.to_string();
-        if pulled.platform != assemble::oci_platform(target.platform) {
-            return Err(format!("it holds {}, not {platform}", pulled.platform));
-        }
-        let [layer] = pulled.layers() else {
-            return Err(format!(
-                "its {platform} image has {} layers, not one",
-                pulled.layers().len()
-            ));
-        };
-        // An entry holds what the build writes, and it writes no other layer.
-        if !matches!(
-            layer.media_type.as_str(),
-            MEDIA_TYPE_LAYER_GZIP | MEDIA_TYPE_LAYER_ZSTD
-        ) {
-            return Err(format!("its layer is `{}`", layer.media_type));
-        }
-        let blob = LayerBlob::read(&src, layer, MAX_BLOB_IN_MEMORY).map_err(|e| chain(&e))?;
-        let (tar, diff_id) = decompress(&blob)?;
-        if pulled.config.rootfs.diff_ids.first() != Some(&diff_id) {
-            return Err(format!(
-                "its layer's diff_id is {diff_id}, not what its config says"
-            ));
-        }
-        let path = image.binary_path.relative();
-        let binary = entry(&tar, path)?.ok_or_else(|| format!("its layer has no /{path}"))?;
-        check_static(&binary, target.platform.elf_machine(), &platform)
-            .map_err(|e| format!("/{path} for {platform} is not a static executable: {e}"))?;
+        let platform_binaries = platform_binaries(&src, image, pulled, target)?;
         let contents = Contents {
-            binary: crate::oci::layer::EntryKind::File(&binary),
+            binaries: platform_binaries
+                .iter()
+                .map(|b| crate::oci::layer::EntryKind::File(b))
+                .collect(),
             files: &files,
         };
-        let img = assemble::image(image, target.platform, &contents, epoch)
-            .map_err(|e| format!("assembling the image from its binary: {e}"))?;
+        let img = assemble::image(image, target.platform, &contents, &source, epoch)
+            .map_err(|e| format!("assembling the image from its binaries: {e}"))?;
         assembled.push(img);
-        binaries.push(binary);
+        binaries.extend(platform_binaries);
     }
-    let set = assemble::image_set(image, assembled);
+    let set = assemble::image_set(image, assembled, &source, epoch);
     let rebuilt = set.top().digest;
     if rebuilt != top.digest {
         return Err(format!(
@@ -399,6 +377,62 @@ fn pull(
         ));
     }
     Ok(Some(Hit { binaries }))
+}
+
+/// The source annotations of an entry's top manifest or index.
+fn entry_source(bytes: &[u8]) -> Result<assemble::Source, String> {
+    #[derive(serde::Deserialize)]
+    struct Annotated {
+        #[serde(default)]
+        annotations: BTreeMap<String, String>,
+    }
+    let top: Annotated =
+        serde_json::from_slice(bytes).map_err(|e| format!("its manifest is not JSON: {e}"))?;
+    Ok(assemble::Source::of_annotations(&top.annotations))
+}
+
+/// The binaries of one platform of an entry, each at its path in the
+/// layer and proven static: the image's own, then its `binaries`.
+fn platform_binaries(
+    src: &Remote<'_, '_>,
+    image: &ImagePlan,
+    pulled: &crate::oci::ResolvedImage,
+    target: &crate::manifest::PlatformTarget,
+) -> Result<Vec<Vec<u8>>, String> {
+    let platform = target.platform.to_string();
+    if pulled.platform != assemble::oci_platform(target.platform) {
+        return Err(format!("it holds {}, not {platform}", pulled.platform));
+    }
+    let [layer] = pulled.layers() else {
+        return Err(format!(
+            "its {platform} image has {} layers, not one",
+            pulled.layers().len()
+        ));
+    };
+    // An entry holds what the build writes, and it writes no other layer.
+    if !matches!(
+        layer.media_type.as_str(),
+        MEDIA_TYPE_LAYER_GZIP | MEDIA_TYPE_LAYER_ZSTD
+    ) {
+        return Err(format!("its layer is `{}`", layer.media_type));
+    }
+    let blob = LayerBlob::read(src, layer, MAX_BLOB_IN_MEMORY).map_err(|e| chain(&e))?;
+    let (tar, diff_id) = decompress(&blob)?;
+    if pulled.config.rootfs.diff_ids.first() != Some(&diff_id) {
+        return Err(format!(
+            "its layer's diff_id is {diff_id}, not what its config says"
+        ));
+    }
+    let paths = std::iter::once(&image.binary_path).chain(image.binaries.iter().map(|b| &b.path));
+    paths
+        .map(|p| {
+            let path = p.relative();
+            let binary = entry(&tar, path)?.ok_or_else(|| format!("its layer has no /{path}"))?;
+            check_static(&binary, target.platform.elf_machine(), &platform)
+                .map_err(|e| format!("/{path} for {platform} is not a static executable: {e}"))?;
+            Ok(binary)
+        })
+        .collect()
 }
 
 /// The layer's tar, held whole so the binary can be taken out of it, and
@@ -453,8 +487,8 @@ impl<'a> Pulled<'a> {
 
     /// Adds the binaries of `image` from `hit`.
     pub fn add(&mut self, image: &ImagePlan, hit: Hit) {
-        for (t, bytes) in image.targets.iter().zip(hit.binaries) {
-            self.binaries.insert(request(image, &t.triple), bytes);
+        for (request, bytes) in build::requests(image).into_iter().zip(hit.binaries) {
+            self.binaries.insert(request, bytes);
         }
     }
 
@@ -473,16 +507,6 @@ impl<'a> Pulled<'a> {
         std::fs::write(&tmp, bytes).map_err(err)?;
         std::fs::rename(&tmp, &path).map_err(err)?;
         Ok(path)
-    }
-}
-
-/// The request the build makes for `image`'s binary for `triple`.
-pub fn request(image: &ImagePlan, triple: &str) -> Request {
-    Request {
-        package: image.package.clone(),
-        bin: image.bin.clone(),
-        triple: triple.to_owned(),
-        settings: image.build.clone(),
     }
 }
 
