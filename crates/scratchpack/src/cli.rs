@@ -345,16 +345,23 @@ impl Facts for Context {
         &self,
         image: &ImagePlan,
         target: &PlatformTarget,
-    ) -> Result<LinkedCrates, DocumentError> {
-        Ok(toolchain::crates::load(
-            &self.env,
-            &self.workspace.root,
-            &self.workspace.target_dir,
-            &image.package,
-            &target.triple,
-            &image.build.features,
-            image.build.default_features,
-        )?)
+    ) -> Result<Vec<LinkedCrates>, DocumentError> {
+        let own = (&image.package, &image.build);
+        let extras = image.binaries.iter().map(|b| (&b.package, &b.build));
+        std::iter::once(own)
+            .chain(extras)
+            .map(|(package, build)| {
+                Ok(toolchain::crates::load(
+                    &self.env,
+                    &self.workspace.root,
+                    &self.workspace.target_dir,
+                    package,
+                    &target.triple,
+                    &build.features,
+                    build.default_features,
+                )?)
+            })
+            .collect()
     }
 }
 

@@ -963,7 +963,10 @@ mod tests {
         assert_eq!(requests(&image).len(), 2);
         let compiler = Prebuilt(bin.clone(), Default::default());
         let built = build(&[&image], &compiler, &options(dir.path()), Shell::new(true)).unwrap();
-        assert_eq!(built[0].platforms[0].extra_binaries, std::slice::from_ref(&bin));
+        assert_eq!(
+            built[0].platforms[0].extra_binaries,
+            std::slice::from_ref(&bin)
+        );
         let history = std::fs::read_to_string(
             built[0].layout.join("blobs/sha256").join(
                 built[0].platforms[0]

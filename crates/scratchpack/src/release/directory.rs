@@ -302,7 +302,7 @@ mod tests {
             &self,
             _: &ImagePlan,
             _: &PlatformTarget,
-        ) -> Result<LinkedCrates, DocumentError> {
+        ) -> Result<Vec<LinkedCrates>, DocumentError> {
             panic!("no SBOM is made, so no crate list is needed")
         }
     }
