@@ -4,12 +4,17 @@
 mod images;
 #[cfg(feature = "sign")]
 mod keygen;
+mod load;
 #[cfg(feature = "push")]
 mod push;
+#[cfg(feature = "push")]
+mod resolve;
 #[cfg(target_os = "linux")]
 mod run;
 #[cfg(feature = "sign")]
 mod sign;
+#[cfg(feature = "push")]
+mod tag;
 #[cfg(target_os = "linux")]
 mod test_images;
 #[cfg(feature = "sign")]
@@ -29,6 +34,7 @@ use crate::build::assemble;
 use crate::diagnostic::SourceErrors;
 use crate::manifest::{self, GitField, LoadError, Plan, PlatformTarget, Tag, TagInputs};
 use crate::oci::Digest;
+use crate::registry::Repository;
 use crate::release::documents::{BuildInputs, DocumentError, Facts};
 #[cfg(feature = "sign")]
 use crate::release::keys::{self, PrivateKey};
@@ -60,6 +66,8 @@ pub struct Cli {
 enum Command {
     /// Build the images declared in images.toml (all, or those named)
     Images(images::Args),
+    /// Build what is out of date, then load the images into the local podman or docker
+    Load(load::Args),
     /// Write a new signing key pair (cosign.key, cosign.pub) in cosign's formats
     #[cfg(feature = "sign")]
     Keygen(keygen::Args),
@@ -72,6 +80,18 @@ enum Command {
     /// Push images to their registries (needs the `push` feature)
     #[cfg(not(feature = "push"))]
     Push(NeedsFeature),
+    /// Build and push the images YAML names as scratchpack://NAME, and print the YAML with their digests
+    #[cfg(feature = "push")]
+    Resolve(resolve::Args),
+    /// Resolve scratchpack:// references in YAML (needs the `push` feature)
+    #[cfg(not(feature = "push"))]
+    Resolve(NeedsFeature),
+    /// Add tags to an image already in its registry, without rebuilding it
+    #[cfg(feature = "push")]
+    Tag(tag::Args),
+    /// Add tags to an image in its registry (needs the `push` feature)
+    #[cfg(not(feature = "push"))]
+    Tag(NeedsFeature),
     /// Sign pushed images and attach their SBOMs and provenance (cosign's formats)
     #[cfg(feature = "sign")]
     Sign(sign::Args),
@@ -145,6 +165,13 @@ pub struct Common {
     #[arg(skip)]
     no_cache: bool,
 }
+
+/// How `resolve` builds and pushes the images it names, giving each name's
+/// pinned reference: `push`'s own push, handed to it by [`dispatch`], since
+/// no file of `cli/` imports another.
+#[cfg(feature = "push")]
+pub type PushImages =
+    dyn Fn(&Context, &[String], &Target) -> Result<Vec<(String, String)>, Failure>;
 
 /// `--tag TAG` of the commands that build or name images.
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -421,6 +448,26 @@ pub struct Target {
 }
 
 impl Target {
+    /// Where `image` is in a registry: under `--registry` (plain HTTP only
+    /// with `--insecure`), else where images.toml says.
+    pub fn repository(&self, image: &ImagePlan) -> Result<(Repository, bool), Failure> {
+        let repository = image
+            .push
+            .as_ref()
+            .map_or(image.name.as_str(), |p| p.repository.as_str());
+        match (&self.registry, &image.push) {
+            (Some(r), _) => Repository::parse(&format!("{r}/{repository}"))
+                .map(|repo| (repo, self.insecure))
+                .map_err(|e| Failure::Usage(anyhow!("--registry `{r}`: {e}"))),
+            (None, Some(p)) => Ok((p.reference.clone(), self.insecure || p.insecure)),
+            (None, None) => Err(Failure::Usage(anyhow!(
+                "image `{}` has no registry: set `registry` in images.toml or pass \
+                 `--registry HOST[/NAMESPACE]`",
+                image.name
+            ))),
+        }
+    }
+
     /// `images` takes these flags only together with `--push`.
     pub fn require_push(&self, push: bool) -> Result<(), Failure> {
         if !push && (self.registry.is_some() || self.insecure) {
@@ -632,6 +679,14 @@ pub fn write_image_refs(path: &Path, references: &[String]) -> Result<(), Failur
     })
 }
 
+/// `(name, reference)` pairs sorted by where their image is in images.toml,
+/// whatever order they were named or built in; only the references.
+pub fn in_plan_order(ctx: &Context, mut pairs: Vec<(String, String)>) -> Vec<String> {
+    let place = |name: &str| ctx.plan.images.iter().position(|i| i.name == name);
+    pairs.sort_by_key(|(name, _)| place(name));
+    pairs.into_iter().map(|(_, r)| r).collect()
+}
+
 /// The names a partitioned run builds; `None` when its share is empty (said
 /// on stderr), since no names would mean every image.
 pub fn partitioned(
@@ -824,6 +879,8 @@ fn dispatch(command: Command) -> Result<(), Failure> {
                 names: args.names,
                 target: args.push_target,
                 message_format: args.message_format,
+                tags: args.tags,
+                image_refs: args.image_refs,
                 #[cfg(feature = "sign")]
                 sign: args.sign,
                 common: args.common,
@@ -832,6 +889,7 @@ fn dispatch(command: Command) -> Result<(), Failure> {
         #[cfg(not(feature = "push"))]
         Command::Images(args) if args.push => Err(NeedsFeature::refusal("--push", "push")),
         Command::Images(args) => images::run(args),
+        Command::Load(args) => load::run(args),
         #[cfg(target_os = "linux")]
         Command::TestImages(args) => test_images::run(args),
         #[cfg(not(target_os = "linux"))]
@@ -840,6 +898,14 @@ fn dispatch(command: Command) -> Result<(), Failure> {
         Command::Push(args) => push::run(args),
         #[cfg(not(feature = "push"))]
         Command::Push(_) => Err(NeedsFeature::refusal("push", "push")),
+        #[cfg(feature = "push")]
+        Command::Resolve(args) => resolve::run(args, &push::push_quietly),
+        #[cfg(not(feature = "push"))]
+        Command::Resolve(_) => Err(NeedsFeature::refusal("resolve", "push")),
+        #[cfg(feature = "push")]
+        Command::Tag(args) => tag::run(args),
+        #[cfg(not(feature = "push"))]
+        Command::Tag(_) => Err(NeedsFeature::refusal("tag", "push")),
         #[cfg(feature = "sign")]
         Command::Keygen(args) => keygen::run(args),
         #[cfg(feature = "sign")]
