@@ -228,16 +228,14 @@ struct CheckoutValues<'a>(&'a Checkout);
 impl manifest::GitValues for CheckoutValues<'_> {
     fn value(&self, field: GitField) -> Result<String, String> {
         let head = self.0.head().ok_or("the workspace is not a git checkout")?;
-        if field == GitField::Branch {
-            return head
+        match field {
+            GitField::Branch => head
                 .branch
                 .clone()
-                .ok_or_else(|| "HEAD is detached".to_owned());
-        }
-        if self.0.dirty() != Some(false) {
-            return Err("tracked files have changes not committed".to_owned());
-        }
-        match field {
+                .ok_or_else(|| "HEAD is detached".to_owned()),
+            _ if self.0.dirty() != Some(false) => {
+                Err("tracked files have changes not committed".to_owned())
+            }
             GitField::Commit => Ok(head.commit.clone()),
             GitField::Short => Ok(head.commit.chars().take(7).collect()),
             GitField::Tag => self
@@ -246,7 +244,6 @@ impl manifest::GitValues for CheckoutValues<'_> {
                 .first()
                 .cloned()
                 .ok_or_else(|| "HEAD has no tag".to_owned()),
-            GitField::Branch => unreachable!("answered above"),
         }
     }
 }

@@ -75,6 +75,8 @@ pub enum TemplateError {
     Character(char),
     #[error("a tag cannot start with `{0}`, only with a letter, a digit or `_`")]
     Start(char),
+    #[error("a tag cannot be empty")]
+    Empty,
 }
 
 /// What filling in a template gave.
@@ -96,6 +98,9 @@ fn tag_char(c: char) -> bool {
 
 impl TagTemplate {
     pub fn parse(text: &str) -> Result<TagTemplate, TemplateError> {
+        if text.is_empty() {
+            return Err(TemplateError::Empty);
+        }
         let mut parts = Vec::new();
         let mut rest = text;
         while !rest.is_empty() {
@@ -305,6 +310,7 @@ mod tests {
             TagTemplate::parse("-{version}"),
             Err(TemplateError::Start('-'))
         );
+        assert_eq!(TagTemplate::parse(""), Err(TemplateError::Empty));
         assert_eq!(
             TagTemplate::parse("x{git.tag}").unwrap().as_str(),
             "x{git.tag}"
