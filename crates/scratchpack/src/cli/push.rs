@@ -72,8 +72,8 @@ struct Destination<'p> {
 
 /// Builds and pushes the images `names` selects, printing nothing on
 /// stdout, and gives each image's name with its pinned reference
-/// (`registry/repository@sha256:…`): the push of `resolve`, which `main`
-/// hands it.
+/// (`registry/repository@sha256:…`): the push of `resolve`, which
+/// `dispatch` hands it.
 pub(super) fn push_quietly(
     ctx: &Context,
     names: &[String],

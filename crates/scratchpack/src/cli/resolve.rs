@@ -219,12 +219,12 @@ fn references(text: &str) -> Result<Vec<Ref>, String> {
 
 /// The bytes `span` (in characters) covers in `text`.
 fn byte_range(text: &str, span: Span) -> Range<usize> {
-    let mut at = text.char_indices().map(|(i, _)| i).chain([text.len()]);
-    let start = at.nth(span.start.index()).unwrap_or(text.len());
-    let end = at
-        .nth(span.end.index() - span.start.index() - 1)
-        .unwrap_or(text.len());
-    start..end
+    let byte = |chars: usize| {
+        text.char_indices()
+            .nth(chars)
+            .map_or(text.len(), |(i, _)| i)
+    };
+    byte(span.start.index())..byte(span.end.index())
 }
 
 /// The references in `slice`, which starts at byte `offset` of its text,
