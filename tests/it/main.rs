@@ -2,6 +2,7 @@
 
 mod compression;
 mod cross;
+mod deploy;
 mod errors;
 mod examples;
 mod hostile_registry;

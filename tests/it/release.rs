@@ -258,7 +258,9 @@ fn slsa_provenance_validates_and_its_envelope_verifies() {
         profile: "release".into(),
         features: vec![],
         default_features: true,
-        source: git::source(&env, &root, work.path()),
+        source: git::Checkout::new(&env, &root, work.path())
+            .head()
+            .map(git::GitSource::from),
         cargo_lock: scratchpack::oci::Digest::of(&std::fs::read(root.join("Cargo.lock")).unwrap()),
         toolchain: versions::toolchain(&env, &root, work.path()).unwrap(),
         builder_id: DEFAULT_BUILDER_ID.into(),

@@ -61,7 +61,7 @@ fn build(fx: &Fixture) -> std::process::Output {
 }
 
 /// The names in a binary's `.dep-v0` list, or `None` without the section.
-fn embedded_names(binary: &Path) -> Option<Vec<String>> {
+pub(crate) fn embedded_names(binary: &Path) -> Option<Vec<String>> {
     let bytes = std::fs::read(binary).unwrap();
     let section = crate_list::read_section(&bytes)?;
     let json: serde_json::Value = serde_json::from_slice(&zlib_inflate(&section)).unwrap();

@@ -98,12 +98,12 @@ fn spdx_and_cyclonedx_validate_and_are_reproducible() {
     let kept = tempfile::tempdir().unwrap();
     let linked = resolve(kept.path(), "scratchpack", TRIPLES[0]);
     let info = image("scratchpack", "amd64");
-    let spdx = sbom::spdx(&linked, &info);
-    let cdx = sbom::cyclonedx(&linked, &info);
+    let spdx = sbom::spdx(std::slice::from_ref(&linked), &info);
+    let cdx = sbom::cyclonedx(std::slice::from_ref(&linked), &info);
     // A second resolve gives the same bytes.
     let again = resolve(kept.path(), "scratchpack", TRIPLES[0]);
-    assert_eq!(sbom::spdx(&again, &info), spdx);
-    assert_eq!(sbom::cyclonedx(&again, &info), cdx);
+    assert_eq!(sbom::spdx(std::slice::from_ref(&again), &info), spdx);
+    assert_eq!(sbom::cyclonedx(std::slice::from_ref(&again), &info), cdx);
 
     let spdx_path = work.path().join("scratchpack.spdx.json");
     std::fs::write(&spdx_path, &spdx).unwrap();

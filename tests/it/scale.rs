@@ -21,7 +21,7 @@ fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-fn git(dir: &Path, args: &[&str]) {
+pub(crate) fn git(dir: &Path, args: &[&str]) {
     let out = run(Command::new("git")
         .args(["-c", "user.name=t", "-c", "user.email=t@t"])
         .args(args)
@@ -30,7 +30,7 @@ fn git(dir: &Path, args: &[&str]) {
 }
 
 /// A git repository holding the fixture workspace.
-fn repository(images_toml: &str) -> Fixture {
+pub(crate) fn repository(images_toml: &str) -> Fixture {
     let fx = Fixture::new(&[("a", MAIN_A), ("b", MAIN_B)], images_toml);
     // The lock file is committed, as in any workspace that ships binaries:
     // it is an input of every key.
@@ -46,7 +46,7 @@ fn repository(images_toml: &str) -> Fixture {
 
 /// A clone of `from` at a fresh path of its own (one level deeper each
 /// time, so no two clones share a path length either).
-fn clone(from: &Path, depth: usize) -> (tempfile::TempDir, PathBuf) {
+pub(crate) fn clone(from: &Path, depth: usize) -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::Builder::new()
         .prefix("scratchpack-clone-")
         .tempdir()
@@ -65,7 +65,7 @@ fn clone(from: &Path, depth: usize) -> (tempfile::TempDir, PathBuf) {
 }
 
 /// A `RUSTC_WRAPPER` that logs every rustc invocation to `log`, then runs it.
-fn logging_wrapper(dir: &Path, log: &Path) -> PathBuf {
+pub(crate) fn logging_wrapper(dir: &Path, log: &Path) -> PathBuf {
     use std::os::unix::fs::PermissionsExt;
     let path = dir.join("log-rustc.sh");
     std::fs::write(
@@ -81,7 +81,7 @@ fn logging_wrapper(dir: &Path, log: &Path) -> PathBuf {
 }
 
 /// The crates rustc compiled, from the wrapper's log.
-fn compiled(log: &Path) -> Vec<String> {
+pub(crate) fn compiled(log: &Path) -> Vec<String> {
     let text = std::fs::read_to_string(log).unwrap_or_default();
     let mut crates: Vec<String> = text
         .lines()
@@ -98,7 +98,7 @@ fn compiled(log: &Path) -> Vec<String> {
 }
 
 /// Runs the CLI in `dir` (its own `target/`), rustc wrapped to log to `log`.
-fn xtask(dir: &Path, wrapper: &Path, args: &[&str]) -> (Output, Duration) {
+pub(crate) fn xtask(dir: &Path, wrapper: &Path, args: &[&str]) -> (Output, Duration) {
     let started = Instant::now();
     let out = run(support::cli()
         .current_dir(dir)

@@ -6,6 +6,7 @@
     check.py statement STATEMENT_JSON
     check.py provenance STATEMENT_JSON
     check.py cyclonedx BOM_JSON
+    check.py yaml FILE       (prints its documents as one JSON list, then ok)
 
 Exit 0 when the artefact verifies or validates, 1 with the reason otherwise.
 """
@@ -134,8 +135,20 @@ def cyclonedx(path):
         fail(f"invalid CycloneDX 1.6: {errors}")
 
 
+def yaml_documents(path):
+    """Parses every document of a YAML stream with PyYAML (libyaml's
+    grammar) and prints them as JSON, for the test to compare."""
+    import yaml
+
+    try:
+        docs = list(yaml.safe_load_all(open(path)))
+    except yaml.YAMLError as e:
+        fail(f"not YAML: {e}")
+    print(json.dumps(docs))
+
+
 if __name__ == "__main__":
     command, *args = sys.argv[1:]
     {"key": key, "sig": sig, "dsse": dsse, "statement": statement, "provenance": provenance,
-     "cyclonedx": cyclonedx}[command](*args)
+     "cyclonedx": cyclonedx, "yaml": yaml_documents}[command](*args)
     print("ok")

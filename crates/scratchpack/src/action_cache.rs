@@ -8,10 +8,11 @@
 //! [`crate::oci::source`] walk as a layout on disk (every manifest and config
 //! checked against its digest and size, within the registry's walk limits),
 //! each layer streamed to disk and checked against its digest, size and the
-//! config's `diff_id` as it is decompressed, never held in memory, the
-//! binary taken from the layer must pass the static proof, and the image reassembled from that binary
-//! under this run's plan must have exactly the pulled digest. Only then is
-//! the binary handed to the build in place of cargo's, so the outputs are
+//! config's `diff_id` as it is decompressed, never held in memory, each
+//! binary taken from the layer must pass the static proof, and the image
+//! reassembled from those binaries under this run's plan (with the entry's
+//! own source annotations) must have exactly the pulled digest. Only then
+//! are the binaries handed to the build in place of cargo's, so the outputs are
 //! written by the same code, with the same bytes, as a local build's.
 //! A miss, an unreachable registry or a corrupt entry is one status line and
 //! a local build: the cache never fails a build nor changes its bytes.
@@ -40,7 +41,7 @@ use crate::toolchain::Env;
 use crate::toolchain::workspace::Workspace;
 
 #[cfg(feature = "push")]
-pub use registry::{Hit, MAX_LAYER, Pulled, RemoteCache, is_loopback, pulled_dir, request};
+pub use registry::{Hit, MAX_LAYER, Pulled, RemoteCache, is_loopback, pulled_dir};
 
 /// Where the cache is read from and written to, and how far its entries
 /// are trusted.

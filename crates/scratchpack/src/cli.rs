@@ -4,12 +4,17 @@
 mod images;
 #[cfg(feature = "sign")]
 mod keygen;
+mod load;
 #[cfg(feature = "push")]
 mod push;
+#[cfg(feature = "push")]
+mod resolve;
 #[cfg(target_os = "linux")]
 mod run;
 #[cfg(feature = "sign")]
 mod sign;
+#[cfg(feature = "push")]
+mod tag;
 #[cfg(target_os = "linux")]
 mod test_images;
 #[cfg(feature = "sign")]
@@ -25,9 +30,11 @@ use crate::build::{BuildOptions, BuiltImage};
 use crate::compile::Cargo;
 use crate::manifest::ImagePlan;
 
+use crate::build::assemble;
 use crate::diagnostic::SourceErrors;
-use crate::manifest::{self, LoadError, Plan, PlatformTarget};
+use crate::manifest::{self, GitField, LoadError, Plan, PlatformTarget, Tag, TagInputs};
 use crate::oci::Digest;
+use crate::registry::Repository;
 use crate::release::documents::{BuildInputs, DocumentError, Facts};
 #[cfg(feature = "sign")]
 use crate::release::keys::{self, PrivateKey};
@@ -37,6 +44,7 @@ use crate::release::publish::{self, LocateError, LocateOptions, Located, Publish
 use crate::release::sign::KeySigner;
 use crate::shell::Shell;
 use crate::toolchain::crates::LinkedCrates;
+use crate::toolchain::git::{Checkout, GitSource};
 use crate::toolchain::workspace::{Origin, Workspace};
 use crate::toolchain::{self, Env};
 
@@ -58,6 +66,8 @@ pub struct Cli {
 enum Command {
     /// Build the images declared in images.toml (all, or those named)
     Images(images::Args),
+    /// Build what is out of date, then load the images into the local podman or docker
+    Load(load::Args),
     /// Write a new signing key pair (cosign.key, cosign.pub) in cosign's formats
     #[cfg(feature = "sign")]
     Keygen(keygen::Args),
@@ -70,6 +80,18 @@ enum Command {
     /// Push images to their registries (needs the `push` feature)
     #[cfg(not(feature = "push"))]
     Push(NeedsFeature),
+    /// Build and push the images YAML names as scratchpack://NAME, and print the YAML with their digests
+    #[cfg(feature = "push")]
+    Resolve(resolve::Args),
+    /// Resolve scratchpack:// references in YAML (needs the `push` feature)
+    #[cfg(not(feature = "push"))]
+    Resolve(NeedsFeature),
+    /// Add tags to an image already in its registry, without rebuilding it
+    #[cfg(feature = "push")]
+    Tag(tag::Args),
+    /// Add tags to an image in its registry (needs the `push` feature)
+    #[cfg(not(feature = "push"))]
+    Tag(NeedsFeature),
     /// Sign pushed images and attach their SBOMs and provenance (cosign's formats)
     #[cfg(feature = "sign")]
     Sign(sign::Args),
@@ -161,12 +183,36 @@ pub struct Common {
     no_cache: bool,
 }
 
+/// How `resolve` builds and pushes the images it names, giving each name's
+/// pinned reference: `push`'s own push, handed to it by [`dispatch`], since
+/// no file of `cli/` imports another.
+#[cfg(feature = "push")]
+pub type PushImages =
+    dyn Fn(&Context, &[String], &Target) -> Result<Vec<(String, String)>, Failure>;
+
+/// `--tag TAG` of the commands that build or name images.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct TagFlags {
+    /// Tag every selected image TAG in this run instead of with images.toml's
+    /// `tags` (repeatable)
+    #[arg(long = "tag", value_name = "TAG", value_parser = parse_tag)]
+    pub(super) tags: Vec<Tag>,
+}
+
+fn parse_tag(s: &str) -> Result<Tag, String> {
+    Tag::parse(s).ok_or_else(|| {
+        format!("`{s}` is not a tag: tags match [A-Za-z0-9_][A-Za-z0-9_.-]{{0,127}}")
+    })
+}
+
 /// The loaded context of a command: environment, workspace, plan and
 /// settings.
 pub struct Context {
     /// The process's environment, read once here and passed down.
     pub env: Env,
     pub workspace: Workspace,
+    /// The git checkout the workspace is in, asked only what a run needs.
+    pub checkout: Checkout,
     pub plan: Plan,
     pub out_dir: PathBuf,
     pub shell: Shell,
@@ -197,8 +243,42 @@ impl<E: Into<anyhow::Error>> From<E> for Failure {
     }
 }
 
+/// The `git.*` fields of tag templates, from the checkout. A commit is
+/// named only by a clean checkout: an image built from changes not
+/// committed is no build of that commit.
+struct CheckoutValues<'a>(&'a Checkout);
+
+impl manifest::GitValues for CheckoutValues<'_> {
+    fn value(&self, field: GitField) -> Result<String, String> {
+        let head = self.0.head().ok_or("the workspace is not a git checkout")?;
+        match field {
+            GitField::Branch => head
+                .branch
+                .clone()
+                .ok_or_else(|| "HEAD is detached".to_owned()),
+            _ if self.0.dirty() != Some(false) => {
+                Err("tracked files have changes not committed".to_owned())
+            }
+            GitField::Commit => Ok(head.commit.clone()),
+            GitField::Short => Ok(head.commit.chars().take(7).collect()),
+            GitField::Tag => self
+                .0
+                .tags_at_head()
+                .first()
+                .cloned()
+                .ok_or_else(|| "HEAD has no tag".to_owned()),
+        }
+    }
+}
+
 impl Common {
     fn load(&self) -> Result<Context, Failure> {
+        self.load_with(Env::from_process(), &[])
+    }
+
+    /// Loads the context with `env` (read once, by the caller) and `tags`
+    /// in place of images.toml's when there are any.
+    fn load_with(&self, env: Env, tags: &[Tag]) -> Result<Context, Failure> {
         // Refused before anything is read, as every flag of a feature left
         // out of the build is.
         #[cfg(not(feature = "sign"))]
@@ -210,7 +290,6 @@ impl Common {
                 return Err(NeedsFeature::refusal(flag, "sign"));
             }
         }
-        let env = Env::from_process();
         let shell = Shell::new(self.quiet);
         let cwd = std::env::current_dir().map_err(|e| Failure::Build(e.into()))?;
         let start = self
@@ -232,13 +311,22 @@ impl Common {
             .manifest_path
             .clone()
             .unwrap_or_else(|| workspace.root.join(manifest::FILE_NAME));
-        let mut plan = manifest::load(&manifest_path, &workspace);
+        let checkout = Checkout::new(
+            &env,
+            &workspace.root,
+            &toolchain::answers::dir(&workspace.target_dir),
+        );
+        let inputs = TagInputs {
+            git: &CheckoutValues(&checkout),
+            replace: (!tags.is_empty()).then_some(tags),
+        };
+        let mut plan = manifest::load_with(&manifest_path, &workspace, inputs);
         // A record is as current as the files it hashed, not as the toolchain
         // (whose target list it may hold): a manifest it finds wrong is checked
         // again against what cargo and rustc say now before anything is reported.
         if plan.is_err() && kept.as_ref().is_some_and(|k| k.origin() == Origin::Record) {
             (workspace, kept) = load_workspace(false).map_err(|e| Failure::Usage(e.into()))?;
-            plan = manifest::load(&manifest_path, &workspace);
+            plan = manifest::load_with(&manifest_path, &workspace, inputs);
         }
         let plan = match plan {
             Ok(plan) => plan,
@@ -247,6 +335,9 @@ impl Common {
         };
         if let Some(kept) = &kept {
             kept.keep(&workspace);
+        }
+        for notice in &plan.notices {
+            shell.status("Skipping", notice);
         }
         let epoch = source_date_epoch(
             self.source_date_epoch.as_deref(),
@@ -272,6 +363,7 @@ impl Common {
             env,
             cache,
             registry,
+            checkout,
             workspace,
             plan,
             out_dir,
@@ -303,7 +395,7 @@ impl Facts for Context {
                 }
             })?;
         Ok(BuildInputs {
-            source: toolchain::git::source(&self.env, root, &answers),
+            source: self.checkout.head().map(GitSource::from),
             toolchain: versions,
             cargo_lock: Digest::of(&lock),
         })
@@ -313,16 +405,23 @@ impl Facts for Context {
         &self,
         image: &ImagePlan,
         target: &PlatformTarget,
-    ) -> Result<LinkedCrates, DocumentError> {
-        Ok(toolchain::crates::load(
-            &self.env,
-            &self.workspace.root,
-            &self.workspace.target_dir,
-            &image.package,
-            &target.triple,
-            &image.build.features,
-            image.build.default_features,
-        )?)
+    ) -> Result<Vec<LinkedCrates>, DocumentError> {
+        let own = (&image.package, &image.build);
+        let extras = image.binaries.iter().map(|b| (&b.package, &b.build));
+        std::iter::once(own)
+            .chain(extras)
+            .map(|(package, build)| {
+                Ok(toolchain::crates::load(
+                    &self.env,
+                    &self.workspace.root,
+                    &self.workspace.target_dir,
+                    package,
+                    &target.triple,
+                    &build.features,
+                    build.default_features,
+                )?)
+            })
+            .collect()
     }
 }
 
@@ -472,6 +571,26 @@ pub struct Target {
 }
 
 impl Target {
+    /// Where `image` is in a registry: under `--registry` (plain HTTP only
+    /// with `--insecure`), else where images.toml says.
+    pub fn repository(&self, image: &ImagePlan) -> Result<(Repository, bool), Failure> {
+        let repository = image
+            .push
+            .as_ref()
+            .map_or(image.name.as_str(), |p| p.repository.as_str());
+        match (&self.registry, &image.push) {
+            (Some(r), _) => Repository::parse(&format!("{r}/{repository}"))
+                .map(|repo| (repo, self.insecure))
+                .map_err(|e| Failure::Usage(anyhow!("--registry `{r}`: {e}"))),
+            (None, Some(p)) => Ok((p.reference.clone(), self.insecure || p.insecure)),
+            (None, None) => Err(Failure::Usage(anyhow!(
+                "image `{}` has no registry: set `registry` in images.toml or pass \
+                 `--registry HOST[/NAMESPACE]`",
+                image.name
+            ))),
+        }
+    }
+
     /// `images` takes these flags only together with `--push`.
     pub fn require_push(&self, push: bool) -> Result<(), Failure> {
         if !push && (self.registry.is_some() || self.insecure) {
@@ -620,6 +739,7 @@ pub fn build_selected(ctx: &Context, names: &[String]) -> Result<Vec<BuiltImage>
         epoch: ctx.epoch,
         jobs: ctx.jobs,
         proofs: Some(toolchain::answers::dir(&ctx.workspace.target_dir).join("proven.json")),
+        source: source_annotations(ctx, &selected),
     };
     let started = std::time::Instant::now();
     let built = crate::action_cache::build_cached(
@@ -648,6 +768,53 @@ pub fn build_selected(ctx: &Context, names: &[String]) -> Result<Vec<BuiltImage>
         ),
     );
     Ok(built)
+}
+
+/// Where the images come from, for their source annotations: asked of git
+/// only when one of `images` carries them. A checkout with changes not
+/// committed records no revision, and says so.
+fn source_annotations(ctx: &Context, images: &[&ImagePlan]) -> assemble::Source {
+    if !images.iter().any(|i| i.source_annotations) {
+        return assemble::Source::default();
+    }
+    let Some(head) = ctx.checkout.head() else {
+        return assemble::Source::default();
+    };
+    let clean = ctx.checkout.dirty() == Some(false);
+    if !clean {
+        ctx.shell.warn(format!(
+            "tracked files have changes not committed: the images record no \
+             `{}` (HEAD is {})",
+            assemble::ANNOTATION_REVISION,
+            head.commit
+        ));
+    }
+    assemble::Source {
+        revision: clean.then(|| head.commit.clone()),
+        url: head.origin.as_deref().and_then(assemble::source_url),
+    }
+}
+
+/// Writes `--image-refs FILE`: one `registry/repository@sha256:…` per line,
+/// in plan order (ko's format), written aside and renamed into place, so a
+/// deploy step never reads half a list.
+pub fn write_image_refs(path: &Path, references: &[String]) -> Result<(), Failure> {
+    let mut text = String::new();
+    for r in references {
+        text.push_str(r);
+        text.push('\n');
+    }
+    crate::output::write_atomic(path, text.as_bytes()).map_err(|e| {
+        Failure::Build(anyhow::Error::new(e).context(format!("writing {}", path.display())))
+    })
+}
+
+/// `(name, reference)` pairs sorted by where their image is in images.toml,
+/// whatever order they were named or built in; only the references.
+pub fn in_plan_order(ctx: &Context, mut pairs: Vec<(String, String)>) -> Vec<String> {
+    let place = |name: &str| ctx.plan.images.iter().position(|i| i.name == name);
+    pairs.sort_by_key(|(name, _)| place(name));
+    pairs.into_iter().map(|(_, r)| r).collect()
 }
 
 /// The names a partitioned run builds; `None` when its share is empty (said
@@ -879,6 +1046,8 @@ fn dispatch(command: Command) -> Result<(), Failure> {
                 names: args.names,
                 target: args.push_target,
                 message_format: args.message_format,
+                tags: args.tags,
+                image_refs: args.image_refs,
                 #[cfg(feature = "sign")]
                 sign: args.sign,
                 common: args.common,
@@ -887,6 +1056,7 @@ fn dispatch(command: Command) -> Result<(), Failure> {
         #[cfg(not(feature = "push"))]
         Command::Images(args) if args.push => Err(NeedsFeature::refusal("--push", "push")),
         Command::Images(args) => images::run(args),
+        Command::Load(args) => load::run(args),
         #[cfg(target_os = "linux")]
         Command::TestImages(args) => test_images::run(args),
         #[cfg(not(target_os = "linux"))]
@@ -895,6 +1065,14 @@ fn dispatch(command: Command) -> Result<(), Failure> {
         Command::Push(args) => push::run(args),
         #[cfg(not(feature = "push"))]
         Command::Push(_) => Err(NeedsFeature::refusal("push", "push")),
+        #[cfg(feature = "push")]
+        Command::Resolve(args) => resolve::run(args, &push::push_quietly),
+        #[cfg(not(feature = "push"))]
+        Command::Resolve(_) => Err(NeedsFeature::refusal("resolve", "push")),
+        #[cfg(feature = "push")]
+        Command::Tag(args) => tag::run(args),
+        #[cfg(not(feature = "push"))]
+        Command::Tag(_) => Err(NeedsFeature::refusal("tag", "push")),
         #[cfg(feature = "sign")]
         Command::Keygen(args) => keygen::run(args),
         #[cfg(feature = "sign")]

@@ -8,6 +8,7 @@ mod plan;
 mod raw;
 mod release;
 mod resolve;
+mod tags;
 
 use std::path::{Path, PathBuf};
 
@@ -16,20 +17,54 @@ pub use release::*;
 pub use resolve::LATEST_EPOCH;
 #[cfg(target_os = "linux")]
 pub(crate) use resolve::parse_user;
+pub use tags::{
+    FIELDS, GitField, GitValues, NoGit, Rendered, TagTemplate, TemplateError, sanitise,
+};
 
 use crate::diagnostic::{Diagnostic, SourceErrors};
 use crate::toolchain::workspace::Workspace;
 
 pub const FILE_NAME: &str = "images.toml";
 
-/// Reads and resolves `images.toml` at `path` against `workspace`.
+/// What the tags of a run are made from: the checkout's values for the
+/// templates of images.toml, or the tags the command line gives instead.
+#[derive(Clone, Copy)]
+pub struct TagInputs<'a> {
+    pub git: &'a dyn GitValues,
+    /// `--tag`: every image gets these instead of its own `tags`, whose
+    /// templates are then checked but not filled in (nor is git asked).
+    pub replace: Option<&'a [Tag]>,
+}
+
+impl TagInputs<'static> {
+    /// No checkout: templates that name a git field are skipped.
+    pub fn none() -> TagInputs<'static> {
+        TagInputs {
+            git: &NoGit,
+            replace: None,
+        }
+    }
+}
+
+/// Reads and resolves `images.toml` at `path` against `workspace`, with no
+/// checkout to fill in tag templates from (see [`load_with`]).
 pub fn load(path: &Path, workspace: &Workspace) -> Result<Plan, LoadError> {
+    load_with(path, workspace, TagInputs::none())
+}
+
+/// Reads and resolves `images.toml` at `path` against `workspace`, its tags
+/// made from `tags`.
+pub fn load_with(
+    path: &Path,
+    workspace: &Workspace,
+    tags: TagInputs<'_>,
+) -> Result<Plan, LoadError> {
     let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
         path: path.to_owned(),
         source,
     })?;
     match String::from_utf8(bytes) {
-        Ok(text) => parse(path, &text, workspace).map_err(LoadError::Invalid),
+        Ok(text) => parse_with(path, &text, workspace, tags).map_err(LoadError::Invalid),
         Err(e) => {
             // The bytes before the first bad one are valid UTF-8, so the lossy
             // text has the same offsets up to there, and the bad byte becomes
@@ -68,6 +103,16 @@ pub enum LoadError {
 /// Parses and resolves manifest text; `path` is used for messages and to find
 /// `src` files relative to the workspace root.
 pub fn parse(path: &Path, text: &str, workspace: &Workspace) -> Result<Plan, SourceErrors> {
+    parse_with(path, text, workspace, TagInputs::none())
+}
+
+/// [`parse`], its tags made from `tags`.
+pub fn parse_with(
+    path: &Path,
+    text: &str,
+    workspace: &Workspace,
+    tags: TagInputs<'_>,
+) -> Result<Plan, SourceErrors> {
     let mut diagnostics = Vec::new();
     let raw = raw::read(text, &mut diagnostics);
     // A file TOML cannot read may have lost tables to the parser's recovery;
@@ -76,7 +121,7 @@ pub fn parse(path: &Path, text: &str, workspace: &Workspace) -> Result<Plan, Sou
         .iter()
         .any(|d| d.message.starts_with(raw::SYNTAX))
     {
-        let plan = resolve::resolve(raw, text.len(), workspace, &mut diagnostics);
+        let plan = resolve::resolve(raw, text.len(), workspace, tags, &mut diagnostics);
         if diagnostics.is_empty() {
             return Ok(plan);
         }

@@ -323,26 +323,6 @@ fn no_unsafe_in_the_engine() {
     problems.check("`unsafe` in the engine: every unsafe call lives in `crates/sandbox`");
 }
 
-/// The longest functions of the engine's production code, longest first:
-/// `cargo test -p scratchpack --test tidy -- --ignored --nocapture`.
-#[test]
-#[ignore = "prints a listing and checks nothing"]
-fn longest_functions() {
-    let tree = tree();
-    let mut all = Vec::new();
-    for file in &tree.files {
-        for function in functions(file) {
-            if !file.is_test(function.at) {
-                all.push((function.lines, &file.name, function.name));
-            }
-        }
-    }
-    all.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(b.1)));
-    for (lines, file, name) in all.iter().take(20) {
-        println!("{lines:4} {file} fn {name}");
-    }
-}
-
 fn rank(module: &str) -> Option<u32> {
     RANKS.iter().find(|(m, _)| *m == module).map(|(_, r)| *r)
 }

@@ -65,8 +65,9 @@ fn options(settings: &CacheSettings, repo: &crate::registry::Repository) -> Push
     }
 }
 
-/// A verified hit: the binary of each of the image's platforms, in plan
-/// order, each a file in the target directory's place for pulled binaries.
+/// A verified hit: the binaries of each of the image's platforms, in the
+/// order the build asks for them ([`build::requests`]), each a file in the
+/// target directory's place for pulled binaries.
 #[derive(Debug, Clone)]
 pub struct Hit {
     pub binaries: Vec<PathBuf>,
@@ -141,7 +142,7 @@ impl<'c> RemoteCache<'c> {
             return None;
         }
         let key = self.key(image)?;
-        if let Some(hit) = self.held(&key) {
+        if let Some(hit) = self.held(&key, build::requests(image).len()) {
             return Some(hit);
         }
         let repo = self.settings.from.as_ref()?;
@@ -222,16 +223,16 @@ impl<'c> RemoteCache<'c> {
         self.held_dir.join(format!("{}.json", key.image))
     }
 
-    /// The binaries this machine already made or pulled for `key`, when each
-    /// is still where it was, with the same digest: a run with nothing new
-    /// asks neither the registry nor cargo.
-    fn held(&self, key: &ImageKey) -> Option<Hit> {
+    /// The binaries this machine already made or pulled for `key` (`count`
+    /// of them), when each is still where it was, with the same digest: a
+    /// run with nothing new asks neither the registry nor cargo.
+    fn held(&self, key: &ImageKey, count: usize) -> Option<Hit> {
         let held: Vec<(PathBuf, Digest)> = record::lookup(&self.held_path(key), &key.image)?;
         let binaries = held
             .into_iter()
             .map(|(path, digest)| (file_digest(&path).ok()? == digest).then_some(path))
             .collect::<Option<Vec<_>>>()?;
-        (binaries.len() == key.platforms.len()).then_some(Hit { binaries })
+        (binaries.len() == count).then_some(Hit { binaries })
     }
 
     /// Notes which binaries `built` was made from, for [`Self::held`].
@@ -240,7 +241,8 @@ impl<'c> RemoteCache<'c> {
         let held: Option<Vec<(PathBuf, Digest)>> = built
             .platforms
             .iter()
-            .map(|p| Some((p.binary.clone(), file_digest(&p.binary).ok()?)))
+            .flat_map(|p| std::iter::once(&p.binary).chain(&p.extra_binaries))
+            .map(|path| Some((path.clone(), file_digest(path).ok()?)))
             .collect();
         let Some(held) = held else { return };
         let path = self.held_path(&key);
@@ -391,6 +393,11 @@ impl Pull<'_> {
     /// Reads and checks the entry whose top manifest or index is `top`: it
     /// must be exactly what this run would build. Then its binaries are put
     /// in place.
+    ///
+    /// What an entry vouches for is its binaries, built from the inputs of
+    /// its key: the image is reassembled from them under this run's plan,
+    /// with the entry's own source annotations (the commit and origin it was
+    /// built at, which no key covers), and must give exactly its digest.
     fn run(&self, session: &mut Session<'_, 'static>, top: &RemoteManifest) -> Result<Hit, String> {
         let image = self.image;
         let descriptor = Descriptor::new(
@@ -400,6 +407,7 @@ impl Pull<'_> {
             top.digest.clone(),
             top.bytes.len() as u64,
         );
+        let source = entry_source(&top.bytes)?;
         let src = Remote {
             session: RefCell::new(session),
         };
@@ -426,65 +434,32 @@ impl Pull<'_> {
         let mut binaries = Vec::new();
         let mut assembled = Vec::new();
         for (pulled, target) in resolved.images.iter().zip(&image.targets) {
-            let platform = target.platform.to_string();
-            if pulled.platform != assemble::oci_platform(target.platform) {
-                return Err(format!("it holds {}, not {platform}", pulled.platform));
-            }
-            let [layer] = pulled.layers() else {
-                return Err(format!(
-                    "its {platform} image has {} layers, not one",
-                    pulled.layers().len()
-                ));
-            };
-            // An entry holds what the build writes, and it writes no other layer.
-            if !matches!(
-                layer.media_type.as_str(),
-                MEDIA_TYPE_LAYER_GZIP | MEDIA_TYPE_LAYER_ZSTD
-            ) {
-                return Err(format!("its layer is `{}`", layer.media_type));
-            }
-            if layer.size > MAX_LAYER {
-                return Err(format!(
-                    "its layer is {} bytes, more than the {MAX_LAYER} a cached layer may be",
-                    layer.size
-                ));
-            }
-            let mut file = tempfile::tempfile_in(&tmp)
-                .map_err(|e| format!("making a file in {}: {e}", tmp.display()))?;
-            src.session
-                .borrow_mut()
-                .get_blob_to(&layer.digest, layer.size, &mut file)
-                .map_err(|e| chain(&e))?;
-            let blob = LayerBlob::from_file(layer.clone(), file).map_err(|e| chain(&e))?;
-            let (extracted, diff_id) = self.extract(&blob, target.platform, &tmp)?;
-            if pulled.config.rootfs.diff_ids.first() != Some(&diff_id) {
-                return Err(format!(
-                    "its layer's diff_id is {diff_id}, not what its config says"
-                ));
-            }
-            let path = image.binary_path.relative();
-            let extracted = extracted.ok_or_else(|| format!("its layer has no /{path}"))?;
-            // Proven as the build proves its own binaries: read whole, once
-            // the header has shown it is an executable for the platform.
-            let bytes = std::fs::read(extracted.file.path())
-                .map_err(|e| format!("reading /{path} back: {e}"))?;
-            check_static(&bytes, target.platform.elf_machine(), &platform)
-                .map_err(|e| format!("/{path} for {platform} is not a static executable: {e}"))?;
-            drop(bytes);
+            let extracted = self.platform_binaries(&src, pulled, target, &tmp)?;
             let contents = Contents {
-                binary: EntryKind::Streamed(Streamed {
-                    path: extracted.file.path(),
-                    size: extracted.size,
-                    digest: &extracted.digest,
-                }),
+                binaries: extracted
+                    .iter()
+                    .map(|b| {
+                        EntryKind::Streamed(Streamed {
+                            path: b.file.path(),
+                            size: b.size,
+                            digest: &b.digest,
+                        })
+                    })
+                    .collect(),
                 files: &files,
             };
-            let img = assemble::image(image, target.platform, &contents, self.epoch)
-                .map_err(|e| format!("assembling the image from its binary: {e}"))?;
+            let img = assemble::image(image, target.platform, &contents, &source, self.epoch)
+                .map_err(|e| format!("assembling the image from its binaries: {e}"))?;
             assembled.push(img);
-            binaries.push(extracted);
+            let bins = std::iter::once(&image.bin).chain(image.binaries.iter().map(|b| &b.bin));
+            binaries.extend(
+                extracted
+                    .into_iter()
+                    .zip(bins)
+                    .map(|(b, bin)| (b, &target.triple, bin)),
+            );
         }
-        let set = assemble::image_set(image, assembled);
+        let set = assemble::image_set(image, assembled, &source, self.epoch);
         let rebuilt = set.top().digest;
         if rebuilt != top.digest {
             return Err(format!(
@@ -494,29 +469,101 @@ impl Pull<'_> {
         }
         let placed = binaries
             .into_iter()
-            .zip(&image.targets)
-            .map(|(b, t)| self.place(b, &t.triple))
+            .map(|(b, triple, bin)| self.place(b, triple, bin))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Hit { binaries: placed })
     }
 
-    /// Streams the layer's tar once: its diff_id, and the binary's entry
-    /// written to a temporary file, after its ELF header has shown it is an
-    /// executable for `platform`. The tar is read in raw mode, every
-    /// metadata entry bounded, so no entry is ever held whole.
+    /// The binaries of one platform of an entry, each at its path in the
+    /// layer and proven static: the image's own, then its `binaries`.
+    fn platform_binaries(
+        &self,
+        src: &Remote<'_, '_>,
+        pulled: &crate::oci::ResolvedImage,
+        target: &crate::manifest::PlatformTarget,
+        tmp: &Path,
+    ) -> Result<Vec<Extracted>, String> {
+        let platform = target.platform.to_string();
+        if pulled.platform != assemble::oci_platform(target.platform) {
+            return Err(format!("it holds {}, not {platform}", pulled.platform));
+        }
+        let [layer] = pulled.layers() else {
+            return Err(format!(
+                "its {platform} image has {} layers, not one",
+                pulled.layers().len()
+            ));
+        };
+        // An entry holds what the build writes, and it writes no other layer.
+        if !matches!(
+            layer.media_type.as_str(),
+            MEDIA_TYPE_LAYER_GZIP | MEDIA_TYPE_LAYER_ZSTD
+        ) {
+            return Err(format!("its layer is `{}`", layer.media_type));
+        }
+        if layer.size > MAX_LAYER {
+            return Err(format!(
+                "its layer is {} bytes, more than the {MAX_LAYER} a cached layer may be",
+                layer.size
+            ));
+        }
+        let mut file = tempfile::tempfile_in(tmp)
+            .map_err(|e| format!("making a file in {}: {e}", tmp.display()))?;
+        src.session
+            .borrow_mut()
+            .get_blob_to(&layer.digest, layer.size, &mut file)
+            .map_err(|e| chain(&e))?;
+        let blob = LayerBlob::from_file(layer.clone(), file).map_err(|e| chain(&e))?;
+        let (extracted, diff_id) = self.extract(&blob, target.platform, tmp)?;
+        if pulled.config.rootfs.diff_ids.first() != Some(&diff_id) {
+            return Err(format!(
+                "its layer's diff_id is {diff_id}, not what its config says"
+            ));
+        }
+        let paths = self.paths();
+        paths
+            .iter()
+            .zip(extracted)
+            .map(|(path, extracted)| {
+                let extracted = extracted.ok_or_else(|| format!("its layer has no /{path}"))?;
+                // Proven as the build proves its own binaries: read whole,
+                // once the header has shown it is an executable for the
+                // platform.
+                let bytes = std::fs::read(extracted.file.path())
+                    .map_err(|e| format!("reading /{path} back: {e}"))?;
+                check_static(&bytes, target.platform.elf_machine(), &platform).map_err(|e| {
+                    format!("/{path} for {platform} is not a static executable: {e}")
+                })?;
+                Ok(extracted)
+            })
+            .collect()
+    }
+
+    /// The paths in the layer of the image's binary, then of its `binaries`.
+    fn paths(&self) -> Vec<&str> {
+        std::iter::once(&self.image.binary_path)
+            .chain(self.image.binaries.iter().map(|b| &b.path))
+            .map(|p| p.relative())
+            .collect()
+    }
+
+    /// Streams the layer's tar once: its diff_id, and each binary's entry
+    /// (in [`Self::paths`] order) written to a temporary file, after its ELF
+    /// header has shown it is an executable for `platform`. The tar is read
+    /// in raw mode, every metadata entry bounded, so no entry is ever held
+    /// whole.
     fn extract(
         &self,
         blob: &LayerBlob,
         platform: Platform,
         tmp: &Path,
-    ) -> Result<(Option<Extracted>, Digest), String> {
+    ) -> Result<(Vec<Option<Extracted>>, Digest), String> {
         let failed = |e: std::io::Error| format!("decompressing its layer: {e}");
         let tar = blob.tar(MAX_LAYER, |limit| {
             format!("more than {limit} bytes uncompressed")
         });
-        let wanted = self.image.binary_path.relative();
+        let wanted = self.paths();
         let mut archive = tar::Archive::new(tar);
-        let mut found = None;
+        let mut found: Vec<Option<Extracted>> = wanted.iter().map(|_| None).collect();
         let mut pax_path: Option<Vec<u8>> = None;
         for entry in archive.entries().map_err(failed)?.raw(true) {
             let mut entry = entry.map_err(failed)?;
@@ -528,8 +575,13 @@ impl Pull<'_> {
             let name = pax_path
                 .take()
                 .unwrap_or_else(|| entry.path_bytes().into_owned());
-            if found.is_none() && kind.is_file() && name == wanted.as_bytes() {
-                found = Some(binary_entry(&mut entry, platform, wanted, tmp)?);
+            if !kind.is_file() {
+                continue;
+            }
+            if let Some(i) = wanted.iter().position(|w| name == w.as_bytes())
+                && found[i].is_none()
+            {
+                found[i] = Some(binary_entry(&mut entry, platform, wanted[i], tmp)?);
             }
         }
         let (diff_id, _) = archive.into_inner().finish().map_err(failed)?;
@@ -537,10 +589,10 @@ impl Pull<'_> {
     }
 
     /// Moves a checked binary to where pulled binaries are kept for its
-    /// triple and digest.
-    fn place(&self, binary: Extracted, triple: &str) -> Result<PathBuf, String> {
+    /// triple and digest, under its cargo name `bin`.
+    fn place(&self, binary: Extracted, triple: &str, bin: &str) -> Result<PathBuf, String> {
         let dir = self.dir.join(triple).join(binary.digest.hex());
-        let path = dir.join(&self.image.bin);
+        let path = dir.join(bin);
         let failed =
             |e: std::io::Error| format!("putting the pulled binary at {}: {e}", path.display());
         std::fs::create_dir_all(&dir).map_err(failed)?;
@@ -548,6 +600,18 @@ impl Pull<'_> {
         binary.file.persist(&path).map_err(|e| failed(e.error))?;
         Ok(path)
     }
+}
+
+/// The source annotations of an entry's top manifest or index.
+fn entry_source(bytes: &[u8]) -> Result<assemble::Source, String> {
+    #[derive(serde::Deserialize)]
+    struct Annotated {
+        #[serde(default)]
+        annotations: BTreeMap<String, String>,
+    }
+    let top: Annotated =
+        serde_json::from_slice(bytes).map_err(|e| format!("its manifest is not JSON: {e}"))?;
+    Ok(assemble::Source::of_annotations(&top.annotations))
 }
 
 /// The `path` a PAX header gives the entry after it (the only record the
@@ -645,19 +709,9 @@ impl<'a> Pulled<'a> {
 
     /// Adds the binaries of `image` from `hit`.
     pub fn add(&mut self, image: &ImagePlan, hit: Hit) {
-        for (t, path) in image.targets.iter().zip(hit.binaries) {
-            self.binaries.insert(request(image, &t.triple), path);
+        for (request, path) in build::requests(image).into_iter().zip(hit.binaries) {
+            self.binaries.insert(request, path);
         }
-    }
-}
-
-/// The request the build makes for `image`'s binary for `triple`.
-pub fn request(image: &ImagePlan, triple: &str) -> Request {
-    Request {
-        package: image.package.clone(),
-        bin: image.bin.clone(),
-        triple: triple.to_owned(),
-        settings: image.build.clone(),
     }
 }
 

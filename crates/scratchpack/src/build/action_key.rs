@@ -2,8 +2,9 @@
 //! anything is compiled, so a shared cache can be asked for them (the way
 //! Bazel keys an action by its inputs rather than by its outputs).
 //!
-//! A platform's key covers the tracked source files of the image's package
-//! and of the workspace packages it depends on by path, the workspace's
+//! A platform's key covers the tracked source files of the image's packages
+//! (its own and those of its `binaries`) and of the workspace packages they
+//! depend on by path, the workspace's
 //! `Cargo.toml`, `Cargo.lock` and `.cargo/config.toml`, the resolved build
 //! settings (profile, features, the image's rustflags, the caller's
 //! `RUSTFLAGS` and cargo's `CARGO_*` build variables, the target triple and
@@ -194,8 +195,12 @@ impl KeyContext {
         files: &[Digest],
     ) -> Result<String, KeyError> {
         let mut sources = BTreeMap::new();
-        for p in self.closure(&image.package) {
-            sources.extend(self.package_sources(&p)?);
+        let packages =
+            std::iter::once(&image.package).chain(image.binaries.iter().map(|b| &b.package));
+        for package in packages {
+            for p in self.closure(package) {
+                sources.extend(self.package_sources(&p)?);
+            }
         }
         let mut plan = serde_json::to_value(image).expect("plans serialize");
         if let Some(obj) = plan.as_object_mut() {

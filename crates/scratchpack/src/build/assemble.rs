@@ -4,6 +4,10 @@
 //! values and knows nothing of plans, as go-containerregistry's `pkg/v1`
 //! knows nothing of ko, which assembles images from its own build settings.
 
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
 use crate::manifest::{ImagePlan, RunConfig};
 use crate::oci::image::{ImageMeta, rfc3339};
 use crate::oci::layer::{Entry, EntryKind, Layer, LayerError};
@@ -13,10 +17,84 @@ use crate::platform::Platform;
 
 /// The bytes that go into one platform's layer.
 pub struct Contents<'a> {
-    /// The binary: bytes, or a host file streamed while packing.
-    pub binary: EntryKind<'a>,
+    /// The image's binary, then each of its `binaries` in plan order: bytes,
+    /// or host files streamed while packing.
+    pub binaries: Vec<EntryKind<'a>>,
     /// The data of each of the plan's `files`, in the same order.
     pub files: &'a [Vec<u8>],
+}
+
+/// Where the images of a run come from, as their annotations say it: HEAD's
+/// commit (none when tracked files have changes not committed, so no image
+/// names a commit it was not built from) and the origin as a URL. Outside
+/// every action key: a cache entry made at another commit is as good.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Source {
+    pub revision: Option<String>,
+    pub url: Option<String>,
+}
+
+pub const ANNOTATION_CREATED: &str = "org.opencontainers.image.created";
+pub const ANNOTATION_REVISION: &str = "org.opencontainers.image.revision";
+pub const ANNOTATION_SOURCE: &str = "org.opencontainers.image.source";
+pub const ANNOTATION_VERSION: &str = "org.opencontainers.image.version";
+
+impl Source {
+    /// What an image's own annotations say of its source: how a cache
+    /// entry built elsewhere is reassembled as it was.
+    pub fn of_annotations(annotations: &BTreeMap<String, String>) -> Source {
+        Source {
+            revision: annotations.get(ANNOTATION_REVISION).cloned(),
+            url: annotations.get(ANNOTATION_SOURCE).cloned(),
+        }
+    }
+}
+
+/// The origin of a checkout as `org.opencontainers.image.source` gives it:
+/// a URL with any credentials taken out (`https://user:token@host/x` is
+/// `https://host/x`), an scp-like `git@host:path` as `https://host/path`
+/// (the form registries link to a repository by); `None` for a local path
+/// or `file:` URL, which is a path on this host and no source anyone else
+/// can fetch.
+pub fn source_url(origin: &str) -> Option<String> {
+    let origin = origin.trim();
+    if let Some((scheme, rest)) = origin.split_once("://") {
+        if scheme.eq_ignore_ascii_case("file") || scheme.is_empty() {
+            return None;
+        }
+        let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+        let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+        return (!host.is_empty()).then(|| format!("{scheme}://{host}{path}"));
+    }
+    // scp-like syntax: `[user@]host:path`, where the host has no `/` (git
+    // reads `./a:b` or `/a:b` as a path).
+    let (before, path) = origin.split_once(':')?;
+    if before.contains('/') || path.is_empty() {
+        return None;
+    }
+    let host = before.rsplit_once('@').map_or(before, |(_, h)| h);
+    (!host.is_empty()).then(|| format!("https://{host}/{}", path.trim_start_matches('/')))
+}
+
+/// The manifest's and index's annotations: those that say where the image
+/// came from (unless `source-annotations = false`), under the image's own
+/// `annotations`, which win.
+pub fn annotations(plan: &ImagePlan, source: &Source, epoch: u64) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    if plan.source_annotations {
+        out.insert(ANNOTATION_CREATED.to_owned(), rfc3339(epoch));
+        if !plan.version.is_empty() {
+            out.insert(ANNOTATION_VERSION.to_owned(), plan.version.clone());
+        }
+        if let Some(r) = &source.revision {
+            out.insert(ANNOTATION_REVISION.to_owned(), r.clone());
+        }
+        if let Some(u) = &source.url {
+            out.insert(ANNOTATION_SOURCE.to_owned(), u.clone());
+        }
+    }
+    out.extend(plan.annotations.clone());
+    out
 }
 
 /// Mode of the binary in the image.
@@ -28,13 +106,18 @@ pub fn image(
     plan: &ImagePlan,
     platform: Platform,
     contents: &Contents<'_>,
+    source: &Source,
     epoch: u64,
 ) -> Result<Image, LayerError> {
-    let mut entries = vec![Entry {
-        path: plan.binary_path.relative().to_owned(),
-        mode: BINARY_MODE,
-        kind: contents.binary.clone(),
-    }];
+    let paths = std::iter::once(&plan.binary_path).chain(plan.binaries.iter().map(|b| &b.path));
+    let mut entries: Vec<Entry<'_>> = paths
+        .zip(&contents.binaries)
+        .map(|(path, kind)| Entry {
+            path: path.relative().to_owned(),
+            mode: BINARY_MODE,
+            kind: kind.clone(),
+        })
+        .collect();
     for (file, data) in plan.files.iter().zip(contents.files) {
         entries.push(Entry {
             path: file.dst.relative().to_owned(),
@@ -50,23 +133,28 @@ pub fn image(
         });
     }
     let layer = Layer::build(entries, epoch, plan.compression)?;
+    let mut comment = format!("{} binary `{}`", plan.package, plan.bin);
+    for b in &plan.binaries {
+        comment.push_str(&format!(", {} binary `{}`", b.package, b.bin));
+    }
     let meta = ImageMeta {
         exec: exec_config(&plan.config),
-        annotations: plan.annotations.clone(),
+        annotations: annotations(plan, source, epoch),
         created: rfc3339(epoch),
-        comment: format!("{} binary `{}`", plan.package, plan.bin),
+        comment,
     };
     Ok(Image::new(oci_platform(platform), layer, &meta))
 }
 
-/// Groups the plan's per-platform images; several platforms get an index.
-pub fn image_set(plan: &ImagePlan, images: Vec<Image>) -> ImageSet {
+/// Groups the plan's per-platform images; several platforms get an index,
+/// annotated as each manifest is.
+pub fn image_set(plan: &ImagePlan, images: Vec<Image>, source: &Source, epoch: u64) -> ImageSet {
     ImageSet::new(
         plan.name.clone(),
         plan.tags.iter().map(ToString::to_string).collect(),
         repository(plan),
         images,
-        &plan.annotations,
+        &annotations(plan, source, epoch),
     )
 }
 
@@ -139,6 +227,7 @@ cmd = ["world"]
 env = { B = "2", A = "1" }
 labels = { "org.example.team" = "core" }
 annotations = { "org.opencontainers.image.version" = "1.0" }
+source-annotations = false
 ports = ["8080"]
 stop-signal = "SIGINT"
 files = [{ src = "motd", dst = "/etc/motd/today", mode = "0444" }]
@@ -158,13 +247,13 @@ tags = ["1.0", "latest"]
             .iter()
             .map(|t| {
                 let contents = Contents {
-                    binary: EntryKind::File(b"\x7fELF not really"),
+                    binaries: vec![EntryKind::File(b"\x7fELF not really")],
                     files: &files,
                 };
-                image(plan, t.platform, &contents, epoch).unwrap()
+                image(plan, t.platform, &contents, &Source::default(), epoch).unwrap()
             })
             .collect();
-        image_set(plan, images)
+        image_set(plan, images, &Source::default(), epoch)
     }
 
     /// The plan gives exactly the values whose bytes `oci`'s snapshots pin.
@@ -189,6 +278,69 @@ tags = ["1.0", "latest"]
             insecure: false,
         });
         assert_eq!(repository(&plan), "registry.example:5000/acme/hello");
+    }
+
+    #[test]
+    fn origins_become_source_urls_without_credentials() {
+        for (origin, url) in [
+            (
+                "https://github.com/acme/api.git",
+                Some("https://github.com/acme/api.git"),
+            ),
+            (
+                "https://user:token@host.example/x",
+                Some("https://host.example/x"),
+            ),
+            (
+                "ssh://git@host.example:2222/x.git",
+                Some("ssh://host.example:2222/x.git"),
+            ),
+            (
+                "git@github.com:acme/api.git",
+                Some("https://github.com/acme/api.git"),
+            ),
+            ("host.example:team/x", Some("https://host.example/team/x")),
+            ("/srv/git/x.git", None),
+            ("./a:b", None),
+            ("file:///srv/git/x", None),
+            ("", None),
+        ] {
+            assert_eq!(source_url(origin).as_deref(), url, "{origin}");
+        }
+    }
+
+    /// The source annotations go under the image's own, which win, and
+    /// `source-annotations = false` leaves them out.
+    #[test]
+    fn source_annotations_are_under_the_image_s_own() {
+        let mut plan = plan();
+        let source = Source {
+            revision: Some("0123456789abcdef0123456789abcdef01234567".into()),
+            url: Some("https://host.example/x".into()),
+        };
+        assert_eq!(
+            annotations(&plan, &source, 0),
+            plan.annotations,
+            "switched off"
+        );
+        plan.source_annotations = true;
+        plan.version = "0.3.1".into();
+        let got = annotations(&plan, &source, 1_700_000_000);
+        assert_eq!(got[ANNOTATION_CREATED], "2023-11-14T22:13:20Z");
+        assert_eq!(got[ANNOTATION_REVISION], source.revision.clone().unwrap());
+        assert_eq!(got[ANNOTATION_SOURCE], "https://host.example/x");
+        assert_eq!(got[ANNOTATION_VERSION], "1.0", "the image's own wins");
+        assert_eq!(Source::of_annotations(&got), source);
+        let set = assemble(&plan, 0);
+        let index: serde_json::Value =
+            serde_json::from_slice(&set.index.as_ref().unwrap().bytes).unwrap();
+        let manifest: serde_json::Value =
+            serde_json::from_slice(&set.images[0].manifest.bytes).unwrap();
+        assert_eq!(index["annotations"], manifest["annotations"]);
+        assert_eq!(
+            manifest["annotations"][ANNOTATION_CREATED],
+            "1970-01-01T00:00:00Z"
+        );
     }
 
     #[test]

@@ -37,6 +37,8 @@ pub struct BuildOptions {
     /// binaries, in the target directory: the output holds no host path);
     /// `None` proves every binary every run.
     pub proofs: Option<PathBuf>,
+    /// Where the images come from, for their source annotations.
+    pub source: assemble::Source,
 }
 
 /// What was built for one image, as printed and recorded. The record holds
@@ -59,6 +61,10 @@ pub struct BuiltImage {
     /// True when nothing had to be packed.
     #[serde(skip)]
     pub fresh: bool,
+    /// True when only the tags changed: the layout's `index.json` and the
+    /// archive were written again, and nothing was packed.
+    #[serde(skip)]
+    pub retagged: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -72,6 +78,9 @@ pub struct BuiltPlatform {
     pub unpacked_size: u64,
     /// Host path of the binary that went in.
     pub binary: PathBuf,
+    /// Host paths of the image's `binaries`, in plan order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_binaries: Vec<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -147,23 +156,37 @@ pub fn build(
     for image in images {
         crate::output::check_replaceable(&opts.out_dir, &image.name)?;
     }
-    let requests: Vec<Request> = images
-        .iter()
-        .flat_map(|image| {
-            image.targets.iter().map(|t| Request {
-                package: image.package.clone(),
-                bin: image.bin.clone(),
-                triple: t.triple.clone(),
-                settings: image.build.clone(),
-            })
-        })
-        .collect();
+    let requests: Vec<Request> = images.iter().flat_map(|image| requests(image)).collect();
     let executables = compiler.compile(&requests)?;
 
     // One pool compresses the blocks of every layer; its size is the -j
     // bound for the threads that prove, read and pack as well.
     let pool = Pool::new(opts.jobs);
     pack_all(images, executables, opts, &pool, shell)
+}
+
+/// What `image` asks the compiler for: per platform, its own binary, then
+/// each of its `binaries`, in that order.
+pub fn requests(image: &ImagePlan) -> Vec<Request> {
+    image
+        .targets
+        .iter()
+        .flat_map(|t| {
+            let own = (&image.package, &image.bin, &image.build);
+            let extras = image
+                .binaries
+                .iter()
+                .map(|b| (&b.package, &b.bin, &b.build));
+            std::iter::once(own)
+                .chain(extras)
+                .map(|(package, bin, settings)| Request {
+                    package: package.clone(),
+                    bin: bin.clone(),
+                    triple: t.triple.clone(),
+                    settings: settings.clone(),
+                })
+        })
+        .collect()
 }
 
 /// Calls `f` on every item, on at most `threads` threads at once (each
@@ -229,15 +252,17 @@ fn pack_all(
     // Prove every binary first, in parallel; the first refusal in plan order
     // is the one reported.
     let mut exes = executables.into_iter();
+    let per_platform = |image: &ImagePlan| 1 + image.binaries.len();
     let jobs: Vec<(&ImagePlan, Platform, PathBuf)> = images
         .iter()
         .flat_map(|image| {
             image
                 .targets
                 .iter()
-                .map(|t| {
+                .flat_map(|t| std::iter::repeat_n(t.platform, per_platform(image)))
+                .map(|platform| {
                     let path = exes.next().expect("one executable per request");
-                    (*image, t.platform, path)
+                    (*image, platform, path)
                 })
                 .collect::<Vec<_>>()
         })
@@ -270,10 +295,17 @@ fn pack_all(
     })
     .into_iter()
     .collect::<Result<_, _>>()?;
+    // Per image, per platform: its own binary, then its `binaries`.
     let mut proven = proven.into_iter();
-    let binaries: Vec<Vec<Proven>> = images
+    let binaries: Vec<Vec<Vec<Proven>>> = images
         .iter()
-        .map(|image| proven.by_ref().take(image.targets.len()).collect())
+        .map(|image| {
+            image
+                .targets
+                .iter()
+                .map(|_| proven.by_ref().take(per_platform(image)).collect())
+                .collect()
+        })
         .collect();
 
     let lock = OutputLock::acquire(&opts.out_dir)?;
@@ -419,7 +451,11 @@ impl Progress {
     /// reported by the caller) and prints every line now in order.
     fn done(&self, i: usize, built: Option<&BuiltImage>) {
         let line = built.map(|b| {
-            let verb = if b.fresh { "Fresh" } else { "Packed" };
+            let verb = match (b.fresh, b.retagged) {
+                (true, true) => "Tagged",
+                (true, false) => "Fresh",
+                (false, _) => "Packed",
+            };
             let platforms = b
                 .platforms
                 .iter()
@@ -445,6 +481,9 @@ impl Progress {
 /// Everything that shapes an image's outputs, and nothing about where they
 /// or the workspace are: a file's host path is left out (its bytes and its
 /// place in the image are in), so checkouts at different paths share keys.
+/// The tags are left out too: they only name the image, so a run that
+/// changes them rewrites the layout's `index.json` and the archive, and
+/// packs nothing.
 #[derive(Serialize)]
 struct KeyInputs {
     plan: serde_json::Value,
@@ -452,6 +491,7 @@ struct KeyInputs {
     binaries: Vec<Digest>,
     files: Vec<Digest>,
     epoch: u64,
+    annotations: std::collections::BTreeMap<String, String>,
 }
 
 fn key_plan(image: &ImagePlan) -> serde_json::Value {
@@ -466,10 +506,13 @@ fn key_plan(image: &ImagePlan) -> serde_json::Value {
     plan
 }
 
+/// Writes one image, unless its record says the outputs are there: then
+/// they are used as they are, or, when only the tags changed, renamed.
+/// `binaries` are per platform: the image's own, then its `binaries`.
 fn write_image(
     lock: &OutputLock,
     image: &ImagePlan,
-    binaries: &[Proven],
+    binaries: &[Vec<Proven>],
     files: &[Vec<u8>],
     opts: &BuildOptions,
     (pool, platform_threads): (&Pool, usize),
@@ -477,9 +520,14 @@ fn write_image(
     let key = record::key(&KeyInputs {
         plan: key_plan(image),
         repository: assemble::repository(image),
-        binaries: binaries.iter().map(|b| b.digest.clone()).collect(),
+        binaries: binaries
+            .iter()
+            .flatten()
+            .map(|b| b.digest.clone())
+            .collect(),
         files: files.iter().map(|f| Digest::of(f)).collect(),
         epoch: opts.epoch,
+        annotations: assemble::annotations(image, &opts.source, opts.epoch),
     });
     let record = record::record_path(&opts.out_dir, "images", &image.name);
     if let Some(recorded) = record::lookup::<BuiltImage>(&record, &key)
@@ -487,36 +535,43 @@ fn write_image(
         && outputs_intact(&done)
     {
         done.fresh = true;
+        let tags: Vec<String> = image.tags.iter().map(ToString::to_string).collect();
+        if done.tags != tags {
+            retag(lock, image, &mut done, tags, opts.epoch)?;
+            lock.write_state(&record, &record::encode(&key, &done.recorded()))
+                .map_err(write_err(&record))?;
+        }
         return Ok(done);
     }
 
-    let per_platform = in_parallel(pool, platform_threads, binaries, |_, b| {
+    let per_platform = in_parallel(pool, platform_threads, binaries, |_, bins| {
         let contents = assemble::Contents {
-            binary: EntryKind::Streamed(Streamed {
-                path: &b.path,
-                size: b.size,
-                digest: &b.digest,
-            }),
+            binaries: bins
+                .iter()
+                .map(|b| {
+                    EntryKind::Streamed(Streamed {
+                        path: &b.path,
+                        size: b.size,
+                        digest: &b.digest,
+                    })
+                })
+                .collect(),
             files,
         };
-        assemble::image(image, b.platform, &contents, opts.epoch).map_err(|source| {
-            BuildError::Layer {
+        assemble::image(image, bins[0].platform, &contents, &opts.source, opts.epoch).map_err(
+            |source| BuildError::Layer {
                 image: image.name.clone(),
                 source,
-            }
-        })
+            },
+        )
     })
     .into_iter()
     .collect::<Result<Vec<_>, _>>()?;
-    let set = assemble::image_set(image, per_platform);
+    let set = assemble::image_set(image, per_platform, &opts.source, opts.epoch);
 
     let layout = opts.out_dir.join(&image.name);
     let archive_path = opts.out_dir.join(format!("{}.tar", image.name));
     let meta = LayoutMeta::new(&set);
-    let write_err = |path: &Path| {
-        let path = path.to_owned();
-        move |source| BuildError::Write { path, source }
-    };
     // Both temporaries are removed on every failure (a full disk included)
     // when their guards drop.
     let tmp = lock.temp(&image.name);
@@ -538,35 +593,98 @@ fn write_image(
     lock.publish_file(tmp_tar, &archive_path)
         .map_err(write_err(&archive_path))?;
 
+    let done = built_image(image, &set, binaries, (layout, archive_path), &meta, &tar);
+    lock.write_state(&record, &record::encode(&key, &done.recorded()))
+        .map_err(write_err(&record))?;
+    Ok(done)
+}
+
+fn write_err(path: &Path) -> impl FnOnce(std::io::Error) -> BuildError + use<> {
+    let path = path.to_owned();
+    move |source| BuildError::Write { path, source }
+}
+
+/// What was written for `set`, as printed and (in its recorded form) kept.
+fn built_image(
+    image: &ImagePlan,
+    set: &crate::oci::ImageSet,
+    binaries: &[Vec<Proven>],
+    (layout, archive): (PathBuf, PathBuf),
+    meta: &LayoutMeta,
+    tar: &[u8],
+) -> BuiltImage {
     let top = set.top();
-    let done = BuiltImage {
+    BuiltImage {
         name: image.name.clone(),
         digest: top.digest.to_string(),
         media_type: top.media_type.clone(),
         tags: image.tags.iter().map(ToString::to_string).collect(),
         layout,
-        archive: archive_path,
+        archive,
         platforms: set
             .images
             .iter()
             .zip(binaries)
-            .map(|(img, b)| BuiltPlatform {
+            .map(|(img, bins)| BuiltPlatform {
                 platform: img.platform.to_string(),
                 manifest: img.manifest.digest.to_string(),
                 config: img.config.digest.to_string(),
                 layer: img.layer.blob.digest.to_string(),
                 layer_size: img.layer.blob.bytes.len() as u64,
                 unpacked_size: img.layer.tar_size,
-                binary: b.path.clone(),
+                binary: bins[0].path.clone(),
+                extra_binaries: bins[1..].iter().map(|b| b.path.clone()).collect(),
             })
             .collect(),
         index_json: Digest::of(meta.index_json()).to_string(),
         archive_size: tar.len() as u64,
         fresh: false,
+        retagged: false,
+    }
+}
+
+/// Names the outputs of `done` by `tags`: the layout's `index.json` lists
+/// them, and the archive is made again from the layout's blobs (read back
+/// as any layout is, and checked), so no layer is packed again. Each file
+/// is written aside and renamed over the old one.
+fn retag(
+    lock: &OutputLock,
+    image: &ImagePlan,
+    done: &mut BuiltImage,
+    tags: Vec<String>,
+    epoch: u64,
+) -> Result<(), BuildError> {
+    use crate::oci::archive::{ReadBack, archive_of};
+    use crate::oci::source::{index, resolve, select};
+    let unreadable = |e: crate::oci::ReadError| BuildError::Write {
+        path: done.layout.clone(),
+        source: std::io::Error::other(e),
     };
-    lock.write_state(&record, &record::encode(&key, &done.recorded()))
-        .map_err(write_err(&record))?;
-    Ok(done)
+    let layout = LayoutDir::open(&done.layout).map_err(unreadable)?;
+    let (_, old_index) = index(&layout).map_err(unreadable)?;
+    let mut top = select(&old_index, None).map_err(unreadable)?.clone();
+    top.annotations.clear();
+    let resolved = resolve(&layout, &top).map_err(unreadable)?;
+    let first = resolved.images[0].platform.clone();
+    let loaded = ReadBack::read(&layout, &resolved, &first)
+        .map_err(unreadable)?
+        .ok_or_else(|| unreadable(crate::oci::ReadError::Empty))?;
+    let repository = assemble::repository(image);
+    let names: Vec<String> = tags.iter().map(|t| format!("{repository}:{t}")).collect();
+    let tar = archive_of(&loaded.loaded(), &names, epoch);
+    let index_json = crate::oci::layout::index_json(&top, tags.iter().map(String::as_str));
+
+    let tmp_tar = lock.temp(&format!("{}.tar", image.name));
+    write_synced(tmp_tar.path(), &tar).map_err(write_err(&done.archive))?;
+    let index_path = done.layout.join("index.json");
+    crate::output::write_atomic(&index_path, &index_json).map_err(write_err(&index_path))?;
+    lock.publish_file(tmp_tar, &done.archive)
+        .map_err(write_err(&done.archive))?;
+    done.tags = tags;
+    done.index_json = Digest::of(&index_json).to_string();
+    done.archive_size = tar.len() as u64;
+    done.retagged = true;
+    Ok(())
 }
 
 impl BuiltImage {
@@ -579,6 +697,7 @@ impl BuiltImage {
         r.archive = name(&self.archive);
         for p in &mut r.platforms {
             p.binary = PathBuf::new();
+            p.extra_binaries = Vec::new();
         }
         r
     }
@@ -586,7 +705,7 @@ impl BuiltImage {
     /// A record read back, placed in `out_dir` with this run's binaries;
     /// `None` when the record does not fit them (a record is a cache, and
     /// is never trusted further than that).
-    fn located(mut self, out_dir: &Path, binaries: &[Proven]) -> Option<BuiltImage> {
+    fn located(mut self, out_dir: &Path, binaries: &[Vec<Proven>]) -> Option<BuiltImage> {
         let plain = |p: &Path| {
             let mut c = p.components();
             matches!(c.next(), Some(std::path::Component::Normal(_))) && c.next().is_none()
@@ -596,11 +715,12 @@ impl BuiltImage {
         }
         self.layout = out_dir.join(&self.layout);
         self.archive = out_dir.join(&self.archive);
-        for (p, b) in self.platforms.iter_mut().zip(binaries) {
-            if p.platform != b.platform.to_string() {
+        for (p, bins) in self.platforms.iter_mut().zip(binaries) {
+            if p.platform != bins[0].platform.to_string() {
                 return None;
             }
-            p.binary = b.path.clone();
+            p.binary = bins[0].path.clone();
+            p.extra_binaries = bins[1..].iter().map(|b| b.path.clone()).collect();
         }
         Some(self)
     }
@@ -682,6 +802,7 @@ mod tests {
             epoch: 0,
             jobs: 2,
             proofs: None,
+            source: assemble::Source::default(),
         }
     }
 
@@ -766,6 +887,128 @@ mod tests {
         assert!(!third[0].fresh);
         assert_eq!(third[0].digest, first[0].digest);
         assert_eq!(compiler.1.get(), 3);
+    }
+
+    /// A run that changes only the tags names the outputs anew (the
+    /// layout's `index.json`, the archive's names) and packs nothing: the
+    /// layer blob on disk is the one the first run wrote.
+    #[test]
+    fn new_tags_rename_the_outputs_and_pack_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let bin = dir.path().join("app");
+        std::fs::write(&bin, elf64(ET_DYN, EM_X86_64.0, None, &[], true)).unwrap();
+        let compiler = Prebuilt(bin, Default::default());
+        let mut image = plan(dir.path());
+        let opts = options(dir.path());
+        let first = build(&[&image], &compiler, &opts, Shell::new(true)).unwrap();
+        let layer = first[0]
+            .layout
+            .join("blobs/sha256")
+            .join(first[0].platforms[0].layer.strip_prefix("sha256:").unwrap());
+        let inode = |p: &Path| std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(p).unwrap());
+        let layer_inode = inode(&layer);
+        image.tags = vec![
+            crate::manifest::Tag::parse("v2").unwrap(),
+            crate::manifest::Tag::parse("sha-0123456").unwrap(),
+        ];
+        let again = build(&[&image], &compiler, &opts, Shell::new(true)).unwrap();
+        assert!(again[0].fresh && again[0].retagged);
+        assert_eq!(again[0].digest, first[0].digest);
+        assert_eq!(
+            inode(&layer),
+            layer_inode,
+            "the layer was not written again"
+        );
+        let index = std::fs::read_to_string(again[0].layout.join("index.json")).unwrap();
+        assert!(
+            index.contains("\"v2\"") && index.contains("sha-0123456"),
+            "{index}"
+        );
+        assert!(!index.contains("latest"), "{index}");
+        let archive = crate::oci::archive::ArchiveFile::open(&again[0].archive).unwrap();
+        assert_eq!(
+            archive.docker_manifest().unwrap()[0].repo_tags,
+            ["app:v2", "app:sha-0123456"]
+        );
+        let third = build(&[&image], &compiler, &opts, Shell::new(true)).unwrap();
+        assert!(
+            third[0].fresh && !third[0].retagged,
+            "the new names were recorded"
+        );
+    }
+
+    /// `binaries` go into the layer beside the image's own, each proven.
+    #[test]
+    fn extra_binaries_are_proven_and_packed() {
+        let dir = tempfile::tempdir().unwrap();
+        let bin = dir.path().join("app");
+        std::fs::write(&bin, elf64(ET_DYN, EM_X86_64.0, None, &[], true)).unwrap();
+        let mut packages = BTreeMap::new();
+        packages.insert(
+            "app".to_owned(),
+            vec!["app".to_owned(), "migrate".to_owned()],
+        );
+        let ws = Workspace {
+            root: dir.path().to_owned(),
+            target_dir: dir.path().join("target"),
+            packages,
+            ..Workspace::default()
+        };
+        let text = "[images.app]\npackage = \"app\"\nbin = \"app\"\n\
+                    binaries = [{ bin = \"migrate\", path = \"/usr/bin/migrate\" }]\n";
+        let image = parse(&dir.path().join("images.toml"), text, &ws)
+            .unwrap()
+            .images
+            .remove(0);
+        assert_eq!(requests(&image).len(), 2);
+        let compiler = Prebuilt(bin.clone(), Default::default());
+        let built = build(&[&image], &compiler, &options(dir.path()), Shell::new(true)).unwrap();
+        assert_eq!(
+            built[0].platforms[0].extra_binaries,
+            std::slice::from_ref(&bin)
+        );
+        let history = std::fs::read_to_string(
+            built[0].layout.join("blobs/sha256").join(
+                built[0].platforms[0]
+                    .config
+                    .strip_prefix("sha256:")
+                    .unwrap(),
+            ),
+        )
+        .unwrap();
+        assert!(
+            history.contains("app binary `app`, app binary `migrate`"),
+            "{history}"
+        );
+
+        let dynamic = dir.path().join("dynamic");
+        std::fs::write(
+            &dynamic,
+            elf64(ET_DYN, EM_X86_64.0, Some("/lib/ld.so"), &["libc.so"], true),
+        )
+        .unwrap();
+        struct Second(PathBuf, PathBuf);
+        impl Compiler for Second {
+            fn compile(&self, requests: &[Request]) -> Result<Vec<PathBuf>, CompileError> {
+                Ok(requests
+                    .iter()
+                    .map(|r| {
+                        if r.bin == "migrate" {
+                            self.1.clone()
+                        } else {
+                            self.0.clone()
+                        }
+                    })
+                    .collect())
+            }
+        }
+        let opts = BuildOptions {
+            out_dir: dir.path().join("out2"),
+            ..options(dir.path())
+        };
+        let err = build(&[&image], &Second(bin, dynamic), &opts, Shell::new(true)).unwrap_err();
+        assert!(matches!(err, BuildError::NotStatic { .. }), "{err}");
+        assert!(!opts.out_dir.exists(), "nothing is written");
     }
 
     #[test]

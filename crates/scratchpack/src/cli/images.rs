@@ -4,10 +4,10 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use super::{
-    Common, Context, Failure, MessageFormat, SignFlags, Target, build_selected,
-    relative_manifest_path,
+    Common, Context, Failure, MessageFormat, SignFlags, TagFlags, Target, build_selected,
+    in_plan_order, relative_manifest_path, write_image_refs,
 };
-use crate::build::{BuiltImage, short};
+use crate::build::{BuiltImage, assemble, short};
 use crate::release::directory::{self, BundleSigner};
 use crate::shell::table::{human_size, render};
 
@@ -33,19 +33,30 @@ pub(super) struct Args {
     #[command(flatten)]
     pub(super) sign: SignFlags,
     #[command(flatten)]
+    pub(super) tags: TagFlags,
+    /// Write `repository@sha256:…` of every built image to FILE, one per
+    /// line, in images.toml's order (with `--push`, the pushed references)
+    #[arg(long, value_name = "FILE")]
+    pub(super) image_refs: Option<PathBuf>,
+    #[command(flatten)]
     pub(super) common: Common,
 }
 
 /// Builds; `images --push` is dispatched to `push` by [`super::main`].
 pub(super) fn run(args: Args) -> Result<(), Failure> {
     args.push_target.require_push(args.push)?;
-    let ctx = args.common.load()?;
+    let ctx = args
+        .common
+        .load_with(crate::toolchain::Env::from_process(), &args.tags.tags)?;
     let signer = signer(&args.sign)?;
     let Some(names) = super::partitioned(&ctx, &args.names, args.partition)? else {
         return Ok(());
     };
     let built = build_selected(&ctx, &names)?;
     write_release_files(&ctx, &args.common, &built, signer.as_deref())?;
+    if let Some(path) = &args.image_refs {
+        write_image_refs(path, &in_plan_order(&ctx, references(&ctx, &built)))?;
+    }
     let mut out = std::io::stdout().lock();
     match args.message_format {
         MessageFormat::Json => {
@@ -58,6 +69,19 @@ pub(super) fn run(args: Args) -> Result<(), Failure> {
         MessageFormat::Human => write!(out, "{}", table(&built))?,
     }
     Ok(())
+}
+
+/// Each built image's name and `repository@digest`, the repository as
+/// loaders name it (`registry/repository`, or the image's name).
+fn references(ctx: &Context, built: &[BuiltImage]) -> Vec<(String, String)> {
+    built
+        .iter()
+        .filter_map(|b| {
+            let plan = ctx.plan.images.iter().find(|i| i.name == b.name)?;
+            let repository = assemble::repository(plan);
+            Some((b.name.clone(), format!("{repository}@{}", b.digest)))
+        })
+        .collect()
 }
 
 /// The key `--sign` names, read before anything is built so that a wrong

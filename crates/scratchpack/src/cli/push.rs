@@ -5,12 +5,16 @@
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::anyhow;
 use serde::Serialize;
 
-use super::{Common, Context, Failure, MessageFormat, Target, build_selected, select};
+use super::{
+    Common, Context, Failure, MessageFormat, TagFlags, Target, build_selected, in_plan_order,
+    select, write_image_refs,
+};
 use crate::build::{BuiltImage, short};
 use crate::manifest::ImagePlan;
 use crate::registry::{self, CredentialSource, ProgressEvent, PushOptions, PushReport, Repository};
@@ -27,6 +31,12 @@ pub(super) struct Args {
     /// How to print results: a table, or one JSON object per image
     #[arg(long, value_enum, default_value_t = MessageFormat::Human)]
     pub(super) message_format: MessageFormat,
+    #[command(flatten)]
+    pub(super) tags: TagFlags,
+    /// Write `registry/repository@sha256:…` of every pushed image to FILE,
+    /// one per line, in images.toml's order
+    #[arg(long, value_name = "FILE")]
+    pub(super) image_refs: Option<PathBuf>,
     #[cfg(feature = "sign")]
     #[command(flatten)]
     pub(super) sign: super::SignFlags,
@@ -35,10 +45,15 @@ pub(super) struct Args {
 }
 
 pub(super) fn run(args: Args) -> Result<(), Failure> {
-    let ctx = args.common.load()?;
+    let ctx = args
+        .common
+        .load_with(crate::toolchain::Env::from_process(), &args.tags.tags)?;
     #[cfg(feature = "sign")]
     let signer = args.sign.signer()?;
-    build_and_push(&ctx, &args.names, &args.target, args.message_format)?;
+    let pushed = build_and_push(&ctx, &args.names, &args.target, Some(args.message_format))?;
+    if let Some(path) = &args.image_refs {
+        write_image_refs(path, &in_plan_order(&ctx, pushed))?;
+    }
     // What was pushed is signed where the push records say it went.
     #[cfg(feature = "sign")]
     if let Some(signer) = &signer {
@@ -55,16 +70,29 @@ struct Destination<'p> {
     insecure: bool,
 }
 
+/// Builds and pushes the images `names` selects, printing nothing on
+/// stdout, and gives each image's name with its pinned reference
+/// (`registry/repository@sha256:…`): the push of `resolve`, which
+/// `dispatch` hands it.
+pub(super) fn push_quietly(
+    ctx: &Context,
+    names: &[String],
+    target: &Target,
+) -> Result<Vec<(String, String)>, Failure> {
+    build_and_push(ctx, names, target, None)
+}
+
 /// Selects images by name (all when `names` is empty), builds those that have
-/// somewhere to go, pushes them one after the other and prints the results.
-/// The first failed push stops the run; what was pushed before it is still
-/// printed.
+/// somewhere to go, pushes them one after the other and prints the results
+/// in `format` (nothing without one). The first failed push stops the run;
+/// what was pushed before it is still printed. Gives each pushed image's
+/// name and pinned reference.
 fn build_and_push(
     ctx: &Context,
     names: &[String],
     target: &Target,
-    format: MessageFormat,
-) -> Result<(), Failure> {
+    format: Option<MessageFormat>,
+) -> Result<Vec<(String, String)>, Failure> {
     let selected = select(&ctx.plan.images, names)?;
     let destinations = destinations(&selected, !names.is_empty(), target, ctx.shell)?;
     let to_build: Vec<String> = destinations.iter().map(|d| d.image.name.clone()).collect();
@@ -103,7 +131,7 @@ fn build_and_push(
                 first_on_registry
                     .entry(dest.repository.registry().to_owned())
                     .or_insert_with(|| dest.repository.name().to_owned());
-                if format == MessageFormat::Json {
+                if format == Some(MessageFormat::Json) {
                     writeln!(stdout, "{}", serde_json::to_string(&p)?)?;
                 }
                 pushed.push(p);
@@ -114,12 +142,12 @@ fn build_and_push(
             }
         }
     }
-    if format == MessageFormat::Human && !pushed.is_empty() {
+    if format == Some(MessageFormat::Human) && !pushed.is_empty() {
         write!(stdout, "{}", table(&pushed))?;
     }
     match failure {
         Some(e) => Err(Failure::Build(e)),
-        None => Ok(()),
+        None => Ok(pushed.into_iter().map(|p| (p.name, p.reference)).collect()),
     }
 }
 

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context as _, anyhow};
 
-use super::{Common, Failure, Selection, locate};
+use super::{Common, Failure, Selection, TagFlags, locate};
 use crate::registry;
 use crate::release::directory;
 use crate::release::keys;
@@ -30,11 +30,15 @@ pub(super) struct Args {
     #[command(flatten)]
     select: Selection,
     #[command(flatten)]
+    tags: TagFlags,
+    #[command(flatten)]
     common: Common,
 }
 
 pub(super) fn run(args: Args) -> Result<(), Failure> {
-    let ctx = args.common.load()?;
+    let ctx = args
+        .common
+        .load_with(crate::toolchain::Env::from_process(), &args.tags.tags)?;
     let key = keys::read_public_key(&args.key)
         .map_err(|e| Failure::Usage(anyhow::Error::new(e).context("reading the public key")))?;
     let mut results: Vec<(String, Vec<Check>)> = Vec::new();

@@ -33,6 +33,10 @@ pub struct Plan {
     /// `[defaults]`' `registry-limits` over the defaults.
     #[serde(skip)]
     pub registry_limits: crate::registry::RegistryLimits,
+    /// One line per tag template that had no value in this checkout and
+    /// was skipped, for the command line to show.
+    #[serde(skip)]
+    pub notices: Vec<String>,
 }
 
 /// `cache-sign-key` and `cache-verify-key`, as paths from the workspace
@@ -59,6 +63,11 @@ pub struct ImagePlan {
     pub name: String,
     pub package: String,
     pub bin: String,
+    /// The package's version (`org.opencontainers.image.version`, `{version}`).
+    pub version: String,
+    /// The binaries `binaries` adds beside the image's own, in the order
+    /// images.toml lists them.
+    pub binaries: Vec<ExtraBinary>,
     /// One entry per platform, in the order images.toml lists them.
     pub targets: Vec<PlatformTarget>,
     pub build: BuildSettings,
@@ -69,6 +78,12 @@ pub struct ImagePlan {
     pub annotations: BTreeMap<String, String>,
     /// How the layer is compressed (`gzip` unless images.toml says).
     pub compression: Compression,
+    /// Whether manifests and the index carry the annotations that say
+    /// where the image came from (revision, source, version, created).
+    pub source_annotations: bool,
+    /// Names of the image, never part of what is built or of any key: a
+    /// run that changes only tags packs nothing.
+    #[serde(skip)]
     pub tags: Vec<Tag>,
     /// Where `push` sends the image, when a registry is configured. Not part
     /// of what is built, so left out of the image's cache key.
@@ -85,6 +100,19 @@ pub struct ImagePlan {
     /// How the tests run: not part of the image either.
     #[serde(skip)]
     pub test_settings: TestSettings,
+}
+
+/// A binary an image holds beside its own (`binaries`): built for every
+/// platform of the image, proven static and listed in its SBOMs like the
+/// image's own.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ExtraBinary {
+    pub package: String,
+    pub bin: String,
+    pub path: ImagePath,
+    /// The image's own settings for a binary of its package; for another
+    /// package, the same but with that package's default features.
+    pub build: BuildSettings,
 }
 
 /// How an image's tests are run, beyond the tests themselves.

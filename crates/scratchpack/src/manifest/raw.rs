@@ -52,6 +52,8 @@ pub(crate) struct RawImage {
     pub files: Option<Vec<RawFile>>,
     pub dirs: Option<Vec<RawDir>>,
     pub tags: Option<S<Vec<S<String>>>>,
+    pub source_annotations: Option<S<bool>>,
+    pub binaries: Option<Vec<RawBinary>>,
     pub registry: Option<S<String>>,
     pub repository: Option<S<String>>,
     pub insecure: Option<S<bool>>,
@@ -166,6 +168,16 @@ pub(crate) struct RawFile {
     pub mode: Option<S<RawMode>>,
 }
 
+/// One entry of `binaries`: a binary beside the image's own.
+#[derive(Debug)]
+pub(crate) struct RawBinary {
+    pub package: Option<S<String>>,
+    pub bin: Option<S<String>>,
+    pub path: Option<S<String>>,
+    /// The whole entry, for problems of the entry as such.
+    pub span: Range<usize>,
+}
+
 #[derive(Debug)]
 pub(crate) struct RawDir {
     pub path: S<String>,
@@ -183,6 +195,7 @@ pub(crate) enum RawMode {
 pub(crate) const IMAGE_KEYS: &[&str] = &[
     "package",
     "bin",
+    "binaries",
     "platforms",
     "targets",
     "profile",
@@ -206,6 +219,7 @@ pub(crate) const IMAGE_KEYS: &[&str] = &[
     "ca-certificates",
     "passwd",
     "tags",
+    "source-annotations",
     "registry",
     "repository",
     "insecure",
@@ -231,6 +245,7 @@ pub(crate) const DEFAULTS_ONLY_KEYS: &[&str] = &[
 pub(crate) const IMAGE_ONLY_KEYS: &[&str] = &[
     "package",
     "bin",
+    "binaries",
     "binary-path",
     "entrypoint",
     "repository",
@@ -262,6 +277,7 @@ const FILE_CHECK_KEYS: &[&str] = &["path", "mode", "type"];
 const CONFIG_CHECK_KEYS: &[&str] = &["entrypoint", "cmd", "user", "workdir", "env", "ports"];
 const FILE_KEYS: &[&str] = &["src", "dst", "mode"];
 const DIR_KEYS: &[&str] = &["path", "mode"];
+const BINARY_KEYS: &[&str] = &["package", "bin", "path"];
 const UNPACK_LIMIT_KEYS: &[&str] = &["max-bytes", "max-entries", "max-depth", "max-name-bytes"];
 const REGISTRY_LIMIT_KEYS: &[&str] = &["idle-timeout", "timeout", "max-documents", "max-bytes"];
 
@@ -554,6 +570,8 @@ impl Walker<'_> {
                 "files" => r.files = self.files(what, v),
                 "dirs" => r.dirs = self.dirs(what, v),
                 "tags" => r.tags = self.strings(what, v),
+                "source-annotations" => r.source_annotations = self.boolean(what, v),
+                "binaries" => r.binaries = self.binaries(what, v),
                 "registry" => r.registry = self.string(what, v),
                 "repository" => r.repository = self.string(what, v),
                 "insecure" => r.insecure = self.boolean(what, v),
@@ -660,6 +678,29 @@ impl Walker<'_> {
             if let (Some(src), Some(dst)) = (src, dst) {
                 out.push(RawFile { src, dst, mode });
             }
+        }
+        Some(out)
+    }
+
+    fn binaries(&mut self, what: &str, v: &V<'_>) -> Option<Vec<RawBinary>> {
+        let mut out = Vec::new();
+        for (place, span, t) in self.entries(what, v)? {
+            let mut b = RawBinary {
+                package: None,
+                bin: None,
+                path: None,
+                span,
+            };
+            for (key, v) in t.iter() {
+                let what = format!("`{}` in {place}", key.get_ref());
+                match key.get_ref().as_ref() {
+                    "package" => b.package = self.string(&what, v),
+                    "bin" => b.bin = self.string(&what, v),
+                    "path" => b.path = self.string(&what, v),
+                    _ => self.unknown_key(key, &place, BINARY_KEYS),
+                }
+            }
+            out.push(b);
         }
         Some(out)
     }

@@ -6,17 +6,20 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
 use std::path::{Component, Path, PathBuf};
 
+use super::TagInputs;
 use super::os_files;
 use super::plan::*;
 use super::raw::{
     DEFAULTS_ONLY_KEYS, IMAGE_ONLY_KEYS, RawConfigCheck, RawEpoch, RawImage, RawManifest, RawMode,
     RawOutput, RawTest, RawUnpackLimits, S, STRUCTURE_KEYS,
 };
+use super::tags::{Rendered, TagTemplate};
 use crate::diagnostic::Diagnostic;
 use crate::oci::Compression;
 use crate::platform::Platform;
 use crate::toolchain::workspace::Workspace;
 
+mod binaries;
 mod registry;
 mod release;
 mod service_tables;
@@ -37,11 +40,14 @@ pub(crate) fn resolve(
     raw: RawManifest,
     text_len: usize,
     workspace: &Workspace,
+    tags: TagInputs<'_>,
     diagnostics: &mut Vec<Diagnostic>,
 ) -> Plan {
     let mut r = Resolver {
         workspace,
         canonical_root: workspace.root.canonicalize().ok(),
+        tag_inputs: tags,
+        skipped: BTreeMap::new(),
         diagnostics,
     };
     r.resolve(raw, text_len)
@@ -52,6 +58,10 @@ struct Resolver<'w> {
     /// The workspace root with its own symlinks resolved, which every `src`
     /// must stay under once its symlinks are resolved too.
     canonical_root: Option<PathBuf>,
+    tag_inputs: TagInputs<'w>,
+    /// Tag templates skipped for want of a value, with why, and the images
+    /// they were skipped for.
+    skipped: BTreeMap<(String, String), Vec<String>>,
     diagnostics: &'w mut Vec<Diagnostic>,
 }
 
@@ -148,6 +158,19 @@ impl Resolver<'_> {
                 images.push(plan);
             }
         }
+        let notices = std::mem::take(&mut self.skipped)
+            .into_iter()
+            .map(|((template, why), images)| {
+                format!(
+                    "tag `{template}` of {} ({why})",
+                    images
+                        .iter()
+                        .map(|i| format!("`{i}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            })
+            .collect();
         Plan {
             workspace_root: self.workspace.root.clone(),
             target_dir: self.workspace.target_dir.clone(),
@@ -156,6 +179,7 @@ impl Resolver<'_> {
             cache,
             cache_keys,
             registry_limits,
+            notices,
         }
     }
 
@@ -317,6 +341,7 @@ impl Resolver<'_> {
         let build = self.build_settings(member, raw, defaults);
         let bin = chosen.as_ref().map(|(_, bin)| bin.as_str());
         let binary_path = self.binary_path(raw, &name_span, bin);
+        let binaries = self.binaries(name, raw, chosen.as_ref(), binary_path.as_ref(), &build);
 
         // The user is the run configuration's, and `passwd` names it too.
         let user = raw
@@ -325,7 +350,16 @@ impl Resolver<'_> {
             .or(defaults.user.as_ref())
             .and_then(|u| self.user(u))
             .unwrap_or(DEFAULT_USER);
-        let contents = self.contents(name, &name_span, raw, defaults, binary_path.as_ref(), user);
+        let binary_paths: Vec<(&ImagePath, String)> = binary_path
+            .iter()
+            .map(|p| (p, "the binary".to_owned()))
+            .chain(
+                binaries
+                    .iter()
+                    .map(|b| (&b.path, format!("the binary `{}` from `binaries`", b.bin))),
+            )
+            .collect();
+        let contents = self.contents(name, &name_span, raw, defaults, &binary_paths, user);
         let config = self.run_config(raw, defaults, binary_path.as_ref(), user, contents.labels);
         let compression = self.compression(raw, defaults);
         let annotations = self.string_table(
@@ -333,7 +367,11 @@ impl Resolver<'_> {
             defaults.annotations.as_ref(),
             raw.annotations.as_ref(),
         );
-        let tags = self.tags(raw.tags.as_ref().or(defaults.tags.as_ref()));
+        let version = member
+            .and_then(|p| self.workspace.versions.get(p.get_ref()))
+            .cloned()
+            .unwrap_or_default();
+        let tags = self.tags(name, raw.tags.as_ref().or(defaults.tags.as_ref()), &version);
         let push = self.push(name, raw, defaults);
         let release = self.release(raw, defaults);
 
@@ -352,6 +390,8 @@ impl Resolver<'_> {
             name: name.to_owned(),
             package: package.get_ref().clone(),
             bin,
+            version,
+            binaries,
             targets,
             build,
             binary_path,
@@ -360,6 +400,11 @@ impl Resolver<'_> {
             config,
             annotations,
             compression,
+            source_annotations: raw
+                .source_annotations
+                .as_ref()
+                .or(defaults.source_annotations.as_ref())
+                .is_none_or(|s| *s.get_ref()),
             tags,
             push,
             release,
@@ -406,19 +451,20 @@ impl Resolver<'_> {
         name_span: &Range<usize>,
         raw: &RawImage,
         defaults: &RawImage,
-        binary_path: Option<&ImagePath>,
+        binary_paths: &[(&ImagePath, String)],
         user: User,
     ) -> Contents {
         let mut taken = Taken::default();
-        if let Some(b) = binary_path {
-            taken.paths.insert(b.clone(), "the binary".to_owned());
+        for (path, what) in binary_paths {
+            taken.paths.insert((*path).clone(), what.clone());
         }
         // Files scratchpack writes itself come first, so a `files` entry
         // with the same destination is named as the one that collides.
         let (mut files, labels) = self.generated_files(name, raw, defaults, user, &mut taken);
         files.extend(self.listed_files(name, raw, defaults, &mut taken));
         let dirs = self.listed_dirs(name, raw, defaults, &mut taken);
-        self.inside_files(name, name_span, binary_path, &files, &taken);
+        let binary_paths: Vec<&ImagePath> = binary_paths.iter().map(|(p, _)| *p).collect();
+        self.inside_files(name, name_span, &binary_paths, &files, &taken);
         Contents {
             files,
             dirs,
@@ -580,13 +626,13 @@ impl Resolver<'_> {
         &mut self,
         name: &str,
         name_span: &Range<usize>,
-        binary_path: Option<&ImagePath>,
+        binary_paths: &[&ImagePath],
         files: &[FileEntry],
         taken: &Taken,
     ) {
-        let file_paths: BTreeSet<&str> = binary_path
-            .into_iter()
-            .map(ImagePath::relative)
+        let file_paths: BTreeSet<&str> = binary_paths
+            .iter()
+            .map(|p| p.relative())
             .chain(files.iter().map(|f| f.dst.relative()))
             .collect();
         for path in taken.paths.keys() {
@@ -1035,9 +1081,15 @@ impl Resolver<'_> {
         }
     }
 
-    fn tags(&mut self, raw: Option<&S<Vec<S<String>>>>) -> Vec<Tag> {
+    /// The image's tags: `--tag`'s when the command line gives some, else
+    /// its `tags` (each a template, filled in for its package's `version`
+    /// and the checkout; one with no value here is skipped and noted).
+    fn tags(&mut self, name: &str, raw: Option<&S<Vec<S<String>>>>, version: &str) -> Vec<Tag> {
         let Some(raw) = raw else {
-            return vec![Tag::parse("latest").expect("a valid tag")];
+            return match self.tag_inputs.replace {
+                Some(given) => given.to_vec(),
+                None => vec![Tag::parse("latest").expect("a valid tag")],
+            };
         };
         if raw.get_ref().is_empty() {
             self.error(
@@ -1047,15 +1099,23 @@ impl Resolver<'_> {
             );
         }
         let mut tags: Vec<Tag> = Vec::new();
+        let mut seen = BTreeSet::new();
+        let mut skipped = 0;
         for tag in raw.get_ref() {
-            let Some(parsed) = Tag::parse(tag.get_ref()) else {
-                self.error(
-                    Diagnostic::new(format!("invalid tag `{}`", tag.get_ref()), span_of(tag))
-                        .help("tags match [A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"),
-                );
-                continue;
+            let template = match TagTemplate::parse(tag.get_ref()) {
+                Ok(t) => t,
+                Err(e) => {
+                    self.error(
+                        Diagnostic::new(format!("invalid tag `{}`: {e}", tag.get_ref()), span_of(tag))
+                            .help(format!(
+                                "tags match [A-Za-z0-9_][A-Za-z0-9_.-]{{0,127}} and may name the fields {}",
+                                super::tags::FIELDS
+                            )),
+                    );
+                    continue;
+                }
             };
-            if tags.contains(&parsed) {
+            if !seen.insert(tag.get_ref().clone()) {
                 self.error(
                     Diagnostic::new(
                         format!("tag `{}` is listed twice", tag.get_ref()),
@@ -1063,9 +1123,49 @@ impl Resolver<'_> {
                     )
                     .label("duplicate"),
                 );
-            } else {
-                tags.push(parsed);
+                continue;
             }
+            if self.tag_inputs.replace.is_some() {
+                continue;
+            }
+            match template.render(version, self.tag_inputs.git) {
+                // Two templates may give one tag (`{version}` and `{git.tag}`
+                // on a release): it names the image once.
+                Rendered::Tag(t) if tags.contains(&t) => {}
+                Rendered::Tag(t) => tags.push(t),
+                Rendered::Skipped(why) => {
+                    skipped += 1;
+                    self.skipped
+                        .entry((template.to_string(), why))
+                        .or_default()
+                        .push(name.to_owned());
+                }
+                Rendered::Invalid(made) => {
+                    let message = if made == template.as_str() {
+                        format!("invalid tag `{made}`: longer than 128 characters")
+                    } else {
+                        format!("invalid tag `{made}`, made from `{template}` for image `{name}`")
+                    };
+                    self.error(
+                        Diagnostic::new(message, span_of(tag))
+                            .label("not a valid tag")
+                            .help("tags match [A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"),
+                    );
+                }
+            }
+        }
+        if let Some(given) = self.tag_inputs.replace {
+            return given.to_vec();
+        }
+        if skipped > 0 && skipped == raw.get_ref().len() {
+            self.error(
+                Diagnostic::new(
+                    format!("image `{name}` has no tag in this checkout"),
+                    span_of(raw),
+                )
+                .label("every tag here was skipped")
+                .help("add a tag every checkout has, such as `sha-{git.short}` or `latest`"),
+            );
         }
         tags
     }

@@ -689,3 +689,91 @@ service = { port = 9000 }
     assert!(service.requests.is_empty() && service.ready_http.is_none());
     assert_eq!(plain.command.as_ref().unwrap().exit_code, 0);
 }
+
+/// A checkout with a commit and a branch, and no tag on HEAD.
+struct Untagged;
+
+impl GitValues for Untagged {
+    fn value(&self, field: GitField) -> Result<String, String> {
+        match field {
+            GitField::Commit => Ok("0123456789abcdef0123456789abcdef01234567".into()),
+            GitField::Short => Ok("0123456".into()),
+            GitField::Tag => Err("HEAD has no tag".into()),
+            GitField::Branch => Ok("feature/x".into()),
+        }
+    }
+}
+
+fn tagged(text: &str, replace: Option<&[Tag]>) -> Result<Plan, Vec<String>> {
+    let dir = fixture();
+    let mut ws = workspace(dir.path());
+    ws.versions.insert("hello".into(), "0.3.1".into());
+    let inputs = TagInputs {
+        git: &Untagged,
+        replace,
+    };
+    parse_with(Path::new("images.toml"), text, &ws, inputs).map_err(|e| {
+        e.diagnostics
+            .iter()
+            .map(|d| {
+                let (line, col) = e.line_column(d.span.start);
+                format!("{line}:{col}: {}", d.message)
+            })
+            .collect()
+    })
+}
+
+#[test]
+fn tag_templates_are_filled_in_and_skipped_with_a_notice() {
+    let text = "[images.hello]\npackage = \"hello\"\n\
+                tags = [\"latest\", \"{version}\", \"sha-{git.short}\", \"{git.tag}\", \"{git.branch}\"]\n";
+    let p = tagged(text, None).unwrap();
+    let img = &p.images[0];
+    assert_eq!(img.version, "0.3.1");
+    assert_eq!(
+        img.tags,
+        vec!["latest", "0.3.1", "sha-0123456", "feature-x"]
+    );
+    assert_eq!(p.notices, ["tag `{git.tag}` of `hello` (HEAD has no tag)"]);
+    // `--tag` replaces them all, and nothing is filled in.
+    let given = [Tag::parse("dev").unwrap()];
+    let p = tagged(text, Some(&given)).unwrap();
+    assert_eq!(p.images[0].tags, vec!["dev"]);
+    assert!(p.notices.is_empty());
+    // An image none of whose tags this checkout can fill in is refused.
+    let none = "[images.hello]\npackage = \"hello\"\ntags = [\"{git.tag}\"]\n";
+    assert_eq!(
+        tagged(none, None).unwrap_err(),
+        ["3:8: image `hello` has no tag in this checkout"]
+    );
+    // A value that makes no tag is an error where the template is written.
+    let bad = "[images.hello]\npackage = \"hello\"\ntags = [\"{version}+x\"]\n";
+    let e = tagged(bad, None).unwrap_err();
+    assert!(e[0].starts_with("3:9: invalid tag `{version}+x`"), "{e:?}");
+}
+
+#[test]
+fn source_annotations_are_on_unless_switched_off() {
+    let on = plan("[images.hello]\npackage = \"hello\"\n");
+    assert!(on.images[0].source_annotations);
+    let off = plan("[defaults]\nsource-annotations = false\n[images.hello]\npackage = \"hello\"\n");
+    assert!(!off.images[0].source_annotations);
+}
+
+#[test]
+fn extra_binaries_resolve_with_their_packages_settings() {
+    let p = plan(
+        "[images.hello]\npackage = \"hello\"\nfeatures = [\"loud\"]\n\
+         binaries = [{ package = \"tools\", bin = \"migrate\" }, \
+         { package = \"tools\", bin = \"serve\", path = \"/usr/bin/serve\" }]\n",
+    );
+    let b = &p.images[0].binaries;
+    assert_eq!(b.len(), 2);
+    assert_eq!(b[0].path.as_str(), "/migrate");
+    assert_eq!(b[1].path.as_str(), "/usr/bin/serve");
+    assert!(
+        b[0].build.features.is_empty(),
+        "the image's features are its own package's"
+    );
+    assert_eq!(p.images[0].build.features, ["loud"]);
+}

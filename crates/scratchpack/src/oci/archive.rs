@@ -26,11 +26,13 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::error::{MAX_JSON, ReadError, blob_path, check_size, read_bounded, verify};
-use super::image::ImageSet;
-use super::layout::{blob_file, index_json, oci_layout};
-use super::source::Source;
-use super::{Descriptor, Digest, canonical_json, tar};
+use super::error::{
+    MAX_BLOB_IN_MEMORY, MAX_JSON, ReadError, blob_path, check_size, read_bounded, verify,
+};
+use super::image::{Image, ImageSet};
+use super::layout::{index_json, oci_layout};
+use super::source::{Resolved, Source};
+use super::{Blob, Descriptor, Digest, PlatformSpec, canonical_json, tar};
 
 /// docker's `manifest.json` entry (docker image spec, "save" format).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -42,15 +44,98 @@ pub struct DockerEntry {
     pub layers: Vec<String>,
 }
 
-/// The archive's bytes: a deterministic tar whose entries all carry `mtime`.
+/// The one platform image an archive holds: its manifest's descriptor
+/// (with its platform), and the bytes of the manifest, the config and each
+/// layer with their digests.
+pub struct Loaded<'a> {
+    pub descriptor: Descriptor,
+    pub manifest: (&'a Digest, &'a [u8]),
+    pub config: (&'a Digest, &'a [u8]),
+    pub layers: Vec<(&'a Digest, &'a [u8])>,
+}
+
+impl<'a> Loaded<'a> {
+    /// One image of a set just built.
+    pub fn of(image: &'a Image) -> Loaded<'a> {
+        let blob = |b: &'a Blob| (&b.digest, b.bytes.as_slice());
+        Loaded {
+            descriptor: image.descriptor(),
+            manifest: blob(&image.manifest),
+            config: blob(&image.config),
+            layers: vec![blob(&image.layer.blob)],
+        }
+    }
+}
+
+/// One platform's image read back from a [`Source`], every blob verified,
+/// to make an archive of another platform than the one written.
+pub struct ReadBack {
+    pub descriptor: Descriptor,
+    manifest: (Digest, Vec<u8>),
+    config: (Digest, Vec<u8>),
+    layers: Vec<(Digest, Vec<u8>)>,
+}
+
+impl ReadBack {
+    /// The image of `resolved` for `platform`, or `None` when it has none.
+    pub fn read(
+        src: &dyn Source,
+        resolved: &Resolved,
+        platform: &PlatformSpec,
+    ) -> Result<Option<ReadBack>, ReadError> {
+        let Some(image) = resolved.images.iter().find(|i| &i.platform == platform) else {
+            return Ok(None);
+        };
+        let doc = std::iter::once(&resolved.top)
+            .chain(&resolved.children)
+            .find(|d| d.descriptor.digest == image.manifest_digest)
+            .ok_or_else(|| ReadError::Missing(blob_path(&image.manifest_digest)))?;
+        let read = |d: &Descriptor, limit| -> Result<(Digest, Vec<u8>), ReadError> {
+            Ok((d.digest.clone(), src.blob(d, limit)?))
+        };
+        let layers = image
+            .layers()
+            .iter()
+            .map(|l| read(l, MAX_BLOB_IN_MEMORY))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Some(ReadBack {
+            descriptor: Descriptor {
+                platform: Some(image.platform.clone()),
+                annotations: Default::default(),
+                ..doc.descriptor.clone()
+            },
+            manifest: (image.manifest_digest.clone(), doc.bytes.clone()),
+            config: read(&image.manifest.config, MAX_JSON)?,
+            layers,
+        }))
+    }
+
+    pub fn loaded(&self) -> Loaded<'_> {
+        fn part((d, b): &(Digest, Vec<u8>)) -> (&Digest, &[u8]) {
+            (d, b)
+        }
+        Loaded {
+            descriptor: self.descriptor.clone(),
+            manifest: part(&self.manifest),
+            config: part(&self.config),
+            layers: self.layers.iter().map(part).collect(),
+        }
+    }
+}
+
+/// The archive of a set: its first platform, named by every tag.
 pub fn archive(set: &ImageSet, mtime: u64) -> Vec<u8> {
-    let loaded = &set.images[0];
-    let names = set.references();
-    let index = index_json(&loaded.descriptor(), names.iter().map(String::as_str));
+    archive_of(&Loaded::of(&set.images[0]), &set.references(), mtime)
+}
+
+/// The archive's bytes: a deterministic tar whose entries all carry
+/// `mtime`, holding `image` under each of `names` (full references).
+pub fn archive_of(image: &Loaded<'_>, names: &[String], mtime: u64) -> Vec<u8> {
+    let index = index_json(&image.descriptor, names.iter().map(String::as_str));
     let docker = [DockerEntry {
-        config: blob_path(&loaded.config.digest),
-        repo_tags: names.clone(),
-        layers: vec![blob_path(&loaded.layer.blob.digest)],
+        config: blob_path(image.config.0),
+        repo_tags: names.to_vec(),
+        layers: image.layers.iter().map(|(d, _)| blob_path(d)).collect(),
     }];
     let manifest_json = canonical_json(&docker);
     let oci_layout = oci_layout();
@@ -61,10 +146,9 @@ pub fn archive(set: &ImageSet, mtime: u64) -> Vec<u8> {
         ("manifest.json".to_owned(), manifest_json.as_slice()),
     ];
     let mut seen = std::collections::BTreeSet::new();
-    for blob in [&loaded.layer.blob, &loaded.config, &loaded.manifest] {
-        if seen.insert(&blob.digest) {
-            let f = blob_file(blob);
-            entries.push((f.path, f.bytes));
+    for (digest, bytes) in image.layers.iter().chain([&image.config, &image.manifest]) {
+        if seen.insert(*digest) {
+            entries.push((blob_path(digest), bytes));
         }
     }
     entries.sort_by(|a, b| a.0.cmp(&b.0));

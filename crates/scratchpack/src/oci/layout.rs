@@ -24,10 +24,7 @@ pub struct LayoutMeta {
 }
 
 /// `index.json` listing `target` once per name, in the order given.
-pub(crate) fn index_json<'a>(
-    target: &Descriptor,
-    names: impl IntoIterator<Item = &'a str>,
-) -> Vec<u8> {
+pub fn index_json<'a>(target: &Descriptor, names: impl IntoIterator<Item = &'a str>) -> Vec<u8> {
     let manifests = names
         .into_iter()
         .map(|name| {
@@ -85,7 +82,7 @@ pub fn layout_files<'a>(set: &'a ImageSet, meta: &'a LayoutMeta) -> Vec<LayoutFi
     files
 }
 
-pub(crate) fn blob_file(blob: &Blob) -> LayoutFile<'_> {
+fn blob_file(blob: &Blob) -> LayoutFile<'_> {
     LayoutFile {
         path: blob_path(&blob.digest),
         bytes: &blob.bytes,

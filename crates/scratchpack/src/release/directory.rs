@@ -302,7 +302,7 @@ mod tests {
             &self,
             _: &ImagePlan,
             _: &PlatformTarget,
-        ) -> Result<LinkedCrates, DocumentError> {
+        ) -> Result<Vec<LinkedCrates>, DocumentError> {
             panic!("no SBOM is made, so no crate list is needed")
         }
     }
@@ -347,10 +347,12 @@ mod tests {
                 layer_size: 5,
                 unpacked_size: 5,
                 binary: PathBuf::new(),
+                extra_binaries: Vec::new(),
             }],
             index_json: Digest::of(b"index").to_string(),
             archive_size: 0,
             fresh: false,
+            retagged: false,
         }
     }
 

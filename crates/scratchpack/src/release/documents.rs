@@ -43,13 +43,13 @@ pub struct BuildInputs {
 pub trait Facts {
     /// Cargo.lock's digest, rustc's and cargo's versions and the git commit.
     fn build_inputs(&self) -> Result<BuildInputs, DocumentError>;
-    /// The crates the binary of `image` links when built for `target`: what
-    /// its SBOMs list.
+    /// The crates each binary of `image` (its own, then its `binaries`)
+    /// links when built for `target`: what its SBOMs list.
     fn linked_crates(
         &self,
         image: &ImagePlan,
         target: &PlatformTarget,
-    ) -> Result<LinkedCrates, DocumentError>;
+    ) -> Result<Vec<LinkedCrates>, DocumentError>;
 }
 
 /// One document about one platform manifest.

@@ -1,6 +1,6 @@
-//! SBOMs for one platform of an image, from the crates its binary links
+//! SBOMs for one platform of an image, from the crates its binaries link
 //! ([`LinkedCrates`], the build's own resolve for the image's target triple
-//! and features), written as
+//! and features, one per binary, merged), written as
 //! SPDX 2.3 JSON (spdx-spec v2.3) and CycloneDX 1.6 JSON (ECMA-424), with
 //! `pkg:cargo` purls (purl-spec), Cargo.lock checksums and the image itself
 //! as the described package (`pkg:oci`). The bytes depend on nothing but the
@@ -72,8 +72,38 @@ fn spdx_id(c: &Crate) -> String {
     format!("SPDXRef-Crate-{}-{}", clean(&c.name), clean(&c.version))
 }
 
-/// SPDX 2.3 JSON, canonical bytes.
-pub fn spdx(crates: &LinkedCrates, image: &ImageInfo) -> Vec<u8> {
+/// The crates of every binary of an image as one graph: each crate once,
+/// edges joined, and the binaries' packages as its roots (in the order of
+/// the binaries, each once).
+struct Merged {
+    roots: Vec<String>,
+    crates: std::collections::BTreeMap<String, Crate>,
+    edges: std::collections::BTreeMap<String, std::collections::BTreeSet<String>>,
+}
+
+impl Merged {
+    fn of(binaries: &[LinkedCrates]) -> Merged {
+        let mut m = Merged {
+            roots: Vec::new(),
+            crates: Default::default(),
+            edges: Default::default(),
+        };
+        for b in binaries {
+            if !m.roots.contains(&b.root) {
+                m.roots.push(b.root.clone());
+            }
+            m.crates.extend(b.crates.clone());
+            for (from, tos) in &b.edges {
+                m.edges.entry(from.clone()).or_default().extend(tos.clone());
+            }
+        }
+        m
+    }
+}
+
+/// SPDX 2.3 JSON, canonical bytes, listing what every binary links.
+pub fn spdx(binaries: &[LinkedCrates], image: &ImageInfo) -> Vec<u8> {
+    let crates = Merged::of(binaries);
     let noassertion = "NOASSERTION";
     let mut packages = vec![json!({
         "SPDXID": "SPDXRef-Image",
@@ -103,7 +133,7 @@ pub fn spdx(crates: &LinkedCrates, image: &ImageInfo) -> Vec<u8> {
                 noassertion.to_owned()
             },
             "filesAnalyzed": false,
-            "primaryPackagePurpose": if *key == crates.root { "APPLICATION" } else { "LIBRARY" },
+            "primaryPackagePurpose": if crates.roots.contains(key) { "APPLICATION" } else { "LIBRARY" },
             "externalRefs": [{
                 "referenceCategory": "PACKAGE-MANAGER",
                 "referenceType": "purl",
@@ -120,8 +150,10 @@ pub fn spdx(crates: &LinkedCrates, image: &ImageInfo) -> Vec<u8> {
     }
     let mut relationships = vec![
         json!({"spdxElementId": "SPDXRef-DOCUMENT", "relationshipType": "DESCRIBES", "relatedSpdxElement": "SPDXRef-Image"}),
-        json!({"spdxElementId": "SPDXRef-Image", "relationshipType": "CONTAINS", "relatedSpdxElement": spdx_id(&crates.crates[&crates.root])}),
     ];
+    for root in &crates.roots {
+        relationships.push(json!({"spdxElementId": "SPDXRef-Image", "relationshipType": "CONTAINS", "relatedSpdxElement": spdx_id(&crates.crates[root])}));
+    }
     for (from, tos) in &crates.edges {
         for to in tos {
             relationships.push(json!({
@@ -153,15 +185,16 @@ pub fn spdx(crates: &LinkedCrates, image: &ImageInfo) -> Vec<u8> {
     }))
 }
 
-/// CycloneDX 1.6 JSON, canonical bytes.
-pub fn cyclonedx(crates: &LinkedCrates, image: &ImageInfo) -> Vec<u8> {
+/// CycloneDX 1.6 JSON, canonical bytes, listing what every binary links.
+pub fn cyclonedx(binaries: &[LinkedCrates], image: &ImageInfo) -> Vec<u8> {
+    let crates = Merged::of(binaries);
     let image_ref = image.purl();
     let components: Vec<Value> = crates
         .crates
         .iter()
         .map(|(key, c)| {
             let mut v = json!({
-                "type": if *key == crates.root { "application" } else { "library" },
+                "type": if crates.roots.contains(key) { "application" } else { "library" },
                 "bom-ref": purl(c),
                 "name": c.name,
                 "version": c.version,
@@ -178,7 +211,7 @@ pub fn cyclonedx(crates: &LinkedCrates, image: &ImageInfo) -> Vec<u8> {
         .collect();
     let mut dependencies = vec![json!({
         "ref": image_ref,
-        "dependsOn": [purl(&crates.crates[&crates.root])],
+        "dependsOn": crates.roots.iter().map(|r| purl(&crates.crates[r])).collect::<Vec<_>>(),
     })];
     for (from, tos) in &crates.edges {
         dependencies.push(json!({

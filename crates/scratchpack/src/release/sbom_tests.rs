@@ -57,7 +57,7 @@ fn the_image_purl_names_digest_arch_and_repository() {
 #[test]
 fn spdx_describes_the_image_containing_the_crates() {
     let (crates, image) = sample();
-    let doc: Value = serde_json::from_slice(&spdx(&crates, &image)).unwrap();
+    let doc: Value = serde_json::from_slice(&spdx(std::slice::from_ref(&crates), &image)).unwrap();
     assert_eq!(doc["creationInfo"]["created"], "1970-01-02T00:00:00Z");
     assert!(
         doc["documentNamespace"]
@@ -86,7 +86,8 @@ fn spdx_describes_the_image_containing_the_crates() {
 #[test]
 fn cyclonedx_serial_numbers_follow_the_digest() {
     let (crates, mut image) = sample();
-    let a: Value = serde_json::from_slice(&cyclonedx(&crates, &image)).unwrap();
+    let a: Value =
+        serde_json::from_slice(&cyclonedx(std::slice::from_ref(&crates), &image)).unwrap();
     let serial = a["serialNumber"].as_str().unwrap().to_owned();
     assert!(
         regex_lite::Regex::new(
@@ -96,10 +97,71 @@ fn cyclonedx_serial_numbers_follow_the_digest() {
         .is_match(&serial),
         "{serial}"
     );
-    assert_eq!(cyclonedx(&crates, &image), cyclonedx(&crates, &image));
+    assert_eq!(
+        cyclonedx(std::slice::from_ref(&crates), &image),
+        cyclonedx(std::slice::from_ref(&crates), &image)
+    );
     image.digest = Digest::of(b"other");
-    let b: Value = serde_json::from_slice(&cyclonedx(&crates, &image)).unwrap();
+    let b: Value =
+        serde_json::from_slice(&cyclonedx(std::slice::from_ref(&crates), &image)).unwrap();
     assert_ne!(b["serialNumber"], serial);
     assert_eq!(a["components"][1]["hashes"][0]["content"], "aa");
     assert_eq!(a["dependencies"][0]["dependsOn"][0], "pkg:cargo/app@1.0.0");
+}
+
+/// An image with a second binary lists both binaries' crates, each once,
+/// and contains both binaries' packages.
+#[test]
+fn every_binary_of_an_image_is_in_its_sboms() {
+    let (app, image) = sample();
+    let tool = LinkedCrates {
+        root: "tool@1.0.0".into(),
+        crates: BTreeMap::from([
+            (
+                "tool@1.0.0".to_owned(),
+                Crate {
+                    name: "tool".into(),
+                    ..app.crates["app@1.0.0"].clone()
+                },
+            ),
+            ("dep_a@1.0.0".to_owned(), app.crates["dep_a@1.0.0"].clone()),
+        ]),
+        edges: BTreeMap::from([(
+            "tool@1.0.0".to_owned(),
+            BTreeSet::from(["dep_a@1.0.0".to_owned()]),
+        )]),
+    };
+    let both = [app.clone(), tool];
+    let doc: Value = serde_json::from_slice(&spdx(&both, &image)).unwrap();
+    let names: Vec<&str> = doc["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["app", "app", "dep_a", "tool"]);
+    let contained: Vec<&str> = doc["relationships"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["relationshipType"] == "CONTAINS")
+        .map(|r| r["relatedSpdxElement"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        contained,
+        ["SPDXRef-Crate-app-1.0.0", "SPDXRef-Crate-tool-1.0.0"]
+    );
+    let bom: Value = serde_json::from_slice(&cyclonedx(&both, &image)).unwrap();
+    assert_eq!(
+        bom["dependencies"][0]["dependsOn"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    // One binary gives the bytes it always gave.
+    assert_eq!(
+        spdx(&[app.clone(), app.clone()], &image),
+        spdx(std::slice::from_ref(&app), &image)
+    );
 }

@@ -1,9 +1,14 @@
 //! What git says about the workspace's checkout: the files it tracks (for
 //! action keys), the last commit's time (for `source-date-epoch = "git"`),
-//! and the commit and origin provenance records.
+//! HEAD's commit, branch and tags and the origin (for provenance, tag
+//! templates and the images' source annotations), and whether tracked files
+//! have changes not committed. Every answer but the first two is kept
+//! between runs under a stamp of the files git reads for it, so a run where
+//! none of them changed starts no git.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::OnceLock;
 
 use super::{Env, answers};
 
@@ -65,7 +70,7 @@ pub fn last_commit_time(root: &Path) -> Result<u64, CommitTimeError> {
         .map_err(|_| CommitTimeError::NotATime(text.trim().to_owned()))
 }
 
-/// The commit the workspace was checked out at.
+/// The commit the workspace was checked out at, as provenance records it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct GitSource {
     /// The `origin` remote, when there is one.
@@ -73,42 +78,213 @@ pub struct GitSource {
     pub commit: String,
 }
 
-/// The workspace's git commit and origin, when it is a git checkout with a
-/// commit; `None` otherwise (a source tarball has no commit to record).
-/// git's answer is kept in `answers_dir` under a stamp of the files it reads
-/// (HEAD, the branch's ref, packed refs, the repository's and the user's
-/// config), so it is asked again only after a commit, a checkout or a change
-/// of remote.
-pub fn source(env: &Env, workspace_root: &Path, answers_dir: &Path) -> Option<GitSource> {
+/// HEAD: its commit, the branch it is on, and the `origin` remote.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Head {
+    pub commit: String,
+    /// `None` when HEAD is detached.
+    pub branch: Option<String>,
+    /// The `origin` remote as git has it, credentials and all.
+    pub origin: Option<String>,
+}
+
+impl From<&Head> for GitSource {
+    fn from(head: &Head) -> GitSource {
+        GitSource {
+            uri: head.origin.clone(),
+            commit: head.commit.clone(),
+        }
+    }
+}
+
+/// The checkout a run builds from. Each fact is asked on first use (of
+/// git, or of the record an earlier run kept) and then kept for the run, so
+/// provenance, tag templates and annotations share one answer, and a run
+/// that needs none asks nothing.
+pub struct Checkout {
+    env: Env,
+    root: PathBuf,
+    answers: PathBuf,
+    head: OnceLock<Option<Head>>,
+    tags: OnceLock<Vec<String>>,
+    dirty: OnceLock<Option<bool>>,
+}
+
+impl Checkout {
+    /// The checkout `root` is in; answers are kept in `answers_dir`.
+    pub fn new(env: &Env, root: &Path, answers_dir: &Path) -> Checkout {
+        Checkout {
+            env: env.clone(),
+            root: root.to_owned(),
+            answers: answers_dir.to_owned(),
+            head: OnceLock::new(),
+            tags: OnceLock::new(),
+            dirty: OnceLock::new(),
+        }
+    }
+
+    /// HEAD, when the workspace is a git checkout with a commit (a source
+    /// tarball has none).
+    pub fn head(&self) -> Option<&Head> {
+        self.head
+            .get_or_init(|| head(&self.env, &self.root, &self.answers))
+            .as_ref()
+    }
+
+    /// The tags that point at HEAD, the highest version first.
+    pub fn tags_at_head(&self) -> &[String] {
+        self.tags
+            .get_or_init(|| tags_at_head(&self.env, &self.root, &self.answers))
+    }
+
+    /// Whether files git tracks in the workspace differ from HEAD (untracked
+    /// files, which no build key covers either, do not count); `None`
+    /// outside a git checkout.
+    pub fn dirty(&self) -> Option<bool> {
+        *self
+            .dirty
+            .get_or_init(|| dirty(&self.env, &self.root, &self.answers))
+    }
+}
+
+/// HEAD of the checkout `workspace_root` is in. git's answer is kept in
+/// `answers_dir` under a stamp of the files it reads (HEAD, the branch's
+/// ref, packed refs, the repository's and the user's config), so it is asked
+/// again only after a commit, a checkout or a change of remote.
+fn head(env: &Env, workspace_root: &Path, answers_dir: &Path) -> Option<Head> {
     let stamp = match stamp(env, workspace_root) {
         Stamp::NoRepository => return None,
         Stamp::Unknown => None,
-        Stamp::Files(stamp) => Some(stamp),
+        Stamp::Files { text, .. } => Some(text),
     };
-    answers::remembered(&answers_dir.join("git-source"), stamp.as_deref(), || {
-        ask(workspace_root).ok_or(())
+    answers::remembered(&answers_dir.join("git-head"), stamp.as_deref(), || {
+        ask_head(workspace_root).ok_or(())
     })
     .ok()
 }
 
-fn ask(workspace_root: &Path) -> Option<GitSource> {
-    let git = |args: &[&str]| {
-        let out = Command::new("git")
-            .arg("-C")
-            .arg(workspace_root)
-            .args(args)
-            .output()
-            .ok()?;
-        out.status
-            .success()
-            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
-            .filter(|s| !s.is_empty())
-    };
-    let commit = git(&["rev-parse", "--verify", "HEAD"])?;
-    Some(GitSource {
-        uri: git(&["remote", "get-url", "origin"]),
+/// Runs `git -C root ARGS` and gives its trimmed output when it succeeded
+/// and printed something.
+fn git_output(root: &Path, args: &[&str]) -> Option<String> {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(root)
+        .args(args)
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+        .filter(|s| !s.is_empty())
+}
+
+fn ask_head(workspace_root: &Path) -> Option<Head> {
+    let commit = git_output(workspace_root, &["rev-parse", "--verify", "HEAD"])?;
+    Some(Head {
+        branch: git_output(
+            workspace_root,
+            &["symbolic-ref", "--quiet", "--short", "HEAD"],
+        ),
+        origin: git_output(workspace_root, &["remote", "get-url", "origin"]),
         commit,
     })
+}
+
+/// The tags pointing at HEAD, kept under the stamp of [`head`] and every
+/// loose tag ref (a new tag writes one; packed ones are in the stamp).
+fn tags_at_head(env: &Env, root: &Path, answers_dir: &Path) -> Vec<String> {
+    let stamp = match stamp(env, root) {
+        Stamp::NoRepository => return Vec::new(),
+        Stamp::Unknown => None,
+        Stamp::Files {
+            mut text, common, ..
+        } => {
+            let mut refs = Vec::new();
+            list_files(&common.join("refs/tags"), &mut refs);
+            refs.sort();
+            for r in refs {
+                let digest = std::fs::read(&r)
+                    .map(|b| crate::digest::Digest::of(&b).to_string())
+                    .unwrap_or_default();
+                text.push_str(&format!("{} {digest}\n", r.display()));
+            }
+            Some(text)
+        }
+    };
+    answers::remembered(&answers_dir.join("git-tags"), stamp.as_deref(), || {
+        let listed = git_output(
+            root,
+            &["tag", "--points-at", "HEAD", "--sort=-version:refname"],
+        )
+        .unwrap_or_default();
+        Ok::<_, ()>(listed.lines().map(str::to_owned).collect::<Vec<_>>())
+    })
+    .unwrap_or_default()
+}
+
+/// Every file under `dir`, recursively.
+fn list_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let path = e.path();
+        match e.file_type() {
+            Ok(t) if t.is_dir() => list_files(&path, out),
+            Ok(_) => out.push(path),
+            Err(_) => {}
+        }
+    }
+}
+
+/// Whether tracked files under `root` differ from HEAD. The answer is kept
+/// under the stamp of [`head`], the index's bytes and the stamp (inode,
+/// size, times) of every tracked file, which git itself compares before it
+/// reads a file; so a run that changed nothing starts no git. git is asked
+/// without optional locks, so asking does not rewrite the index and spoil
+/// the stamp just taken.
+fn dirty(env: &Env, root: &Path, answers_dir: &Path) -> Option<bool> {
+    let (text, git_dir) = match stamp(env, root) {
+        Stamp::NoRepository => return None,
+        Stamp::Unknown => return ask_dirty(root),
+        Stamp::Files { text, git_dir, .. } => (text, git_dir),
+    };
+    let index = std::fs::read(git_dir.join("index"))
+        .map(|b| crate::digest::Digest::of(&b).to_string())
+        .unwrap_or_default();
+    let listed = format!("{text}index {index}\n");
+    let tracked: Vec<String> =
+        answers::remembered(&answers_dir.join("git-tracked"), Some(&listed), || {
+            ls_files(root).ok_or(())
+        })
+        .ok()?;
+    let mut files = listed;
+    for f in &tracked {
+        let path = root.join(f);
+        files.push_str(&answers::file_stamp(&path).unwrap_or_else(|| format!("{f} missing")));
+        files.push('\n');
+    }
+    answers::remembered(&answers_dir.join("git-dirty"), Some(&files), || {
+        ask_dirty(root).ok_or(())
+    })
+    .ok()
+}
+
+fn ask_dirty(root: &Path) -> Option<bool> {
+    let out = Command::new("git")
+        .args([
+            "--no-optional-locks",
+            "status",
+            "--porcelain",
+            "-z",
+            "--untracked-files=no",
+            "--",
+            ".",
+        ])
+        .current_dir(root)
+        .output()
+        .ok()?;
+    out.status.success().then_some(!out.stdout.is_empty())
 }
 
 enum Stamp {
@@ -117,7 +293,13 @@ enum Stamp {
     NoRepository,
     /// git's answer may depend on more than the files read here.
     Unknown,
-    Files(String),
+    Files {
+        text: String,
+        /// The repository's git directory (a linked worktree's own).
+        git_dir: PathBuf,
+        /// The directory refs are shared in.
+        common: PathBuf,
+    },
 }
 
 /// The files `git rev-parse HEAD` and `git remote get-url origin` read, for
@@ -214,7 +396,11 @@ fn stamp(env: &Env, dir: &Path) -> Stamp {
         };
         stamp.push_str(&format!("{} {digest}\n", f.display()));
     }
-    Stamp::Files(stamp)
+    Stamp::Files {
+        text: stamp,
+        git_dir,
+        common,
+    }
 }
 
 #[cfg(test)]
@@ -229,11 +415,11 @@ mod tests {
     fn the_workspace_s_own_commit_is_found() {
         let answers = tempfile::tempdir().unwrap();
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-        if let Some(source) = source(&env(), &root, answers.path()) {
-            assert_eq!(source.commit.len(), 40);
+        if let Some(head) = head(&env(), &root, answers.path()) {
+            assert_eq!(head.commit.len(), 40);
         }
         let none = tempfile::tempdir().unwrap();
-        assert!(source(&env(), none.path(), answers.path()).is_none());
+        assert!(head(&env(), none.path(), answers.path()).is_none());
     }
 
     /// Where the files read do not say everything git reads, nothing is
@@ -247,7 +433,7 @@ mod tests {
         std::fs::write(git.join("HEAD"), "ref: refs/heads/.invalid\n").unwrap();
         assert!(matches!(stamp(&env(), repo.path()), Stamp::Unknown));
         std::fs::remove_dir_all(git.join("reftable")).unwrap();
-        assert!(matches!(stamp(&env(), repo.path()), Stamp::Files(_)));
+        assert!(matches!(stamp(&env(), repo.path()), Stamp::Files { .. }));
         let elsewhere = Env::from_vars([("GIT_DIR", "/elsewhere")]);
         assert!(matches!(stamp(&elsewhere, repo.path()), Stamp::Unknown));
 
@@ -288,32 +474,91 @@ mod tests {
             assert!(out.status.success(), "git {args:?}: {out:?}");
             String::from_utf8_lossy(&out.stdout).trim().to_owned()
         };
-        let asked = |root: &Path| source(&env(), root, answers.path());
+        let asked = |root: &Path| head(&env(), root, answers.path());
         git(&["init", "-q", "-b", "main"]);
         assert!(asked(repo.path()).is_none(), "no commit yet");
         git(&["commit", "-q", "--allow-empty", "-m", "one"]);
         let first = asked(repo.path()).unwrap();
         assert_eq!(first.commit, git(&["rev-parse", "HEAD"]));
-        assert_eq!(first.uri, None);
+        assert_eq!(first.origin, None);
+        assert_eq!(first.branch.as_deref(), Some("main"));
         git(&["commit", "-q", "--allow-empty", "-m", "two"]);
         let second = asked(repo.path()).unwrap();
         assert_eq!(second.commit, git(&["rev-parse", "HEAD"]));
         assert_ne!(second.commit, first.commit);
         git(&["remote", "add", "origin", "https://example.invalid/r.git"]);
         let third = asked(repo.path()).unwrap();
-        assert_eq!(third.uri.as_deref(), Some("https://example.invalid/r.git"));
+        assert_eq!(
+            third.origin.as_deref(),
+            Some("https://example.invalid/r.git")
+        );
         git(&["pack-refs", "--all"]);
         git(&["checkout", "-q", "--detach", &first.commit]);
-        assert_eq!(asked(repo.path()).unwrap().commit, first.commit);
+        let detached = asked(repo.path()).unwrap();
+        assert_eq!(detached.commit, first.commit);
+        assert_eq!(detached.branch, None);
         git(&["checkout", "-q", "main"]);
         assert_eq!(asked(repo.path()).unwrap().commit, second.commit);
         // With nothing changed the record answers, not git: a record edited
         // under its own stamp is what comes back.
-        let record = answers.path().join("git-source");
+        let record = answers.path().join("git-head");
         let text = std::fs::read_to_string(&record).unwrap();
         let mut edited: serde_json::Value = serde_json::from_str(&text).unwrap();
         edited["value"]["commit"] = "feed".into();
         std::fs::write(&record, edited.to_string()).unwrap();
         assert_eq!(asked(repo.path()).unwrap().commit, "feed");
+    }
+
+    /// Tags on HEAD and uncommitted changes are seen as soon as they are
+    /// made, and kept while nothing changes.
+    #[test]
+    fn tags_and_changes_are_seen_and_kept() {
+        let repo = tempfile::tempdir().unwrap();
+        let answers = tempfile::tempdir().unwrap();
+        let git = |args: &[&str]| {
+            let out = Command::new("git")
+                .args(["-c", "user.name=t", "-c", "user.email=t@t"])
+                .args(args)
+                .current_dir(repo.path())
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "git {args:?}: {out:?}");
+        };
+        git(&["init", "-q", "-b", "main"]);
+        std::fs::write(repo.path().join("a.txt"), "one\n").unwrap();
+        std::fs::write(repo.path().join("untracked.txt"), "x\n").unwrap();
+        git(&["add", "a.txt"]);
+        git(&["commit", "-q", "-m", "one"]);
+        let check = || {
+            let c = Checkout::new(&env(), repo.path(), answers.path());
+            (c.tags_at_head().to_vec(), c.dirty())
+        };
+        assert_eq!(
+            check(),
+            (vec![], Some(false)),
+            "untracked files do not count"
+        );
+        git(&["tag", "v1.0.0"]);
+        git(&["tag", "-a", "-m", "r", "v1.10.0"]);
+        assert_eq!(
+            check(),
+            (vec!["v1.10.0".to_owned(), "v1.0.0".to_owned()], Some(false))
+        );
+        std::fs::write(repo.path().join("a.txt"), "two\n").unwrap();
+        assert_eq!(check().1, Some(true));
+        assert_eq!(check().1, Some(true));
+        std::fs::write(repo.path().join("a.txt"), "one\n").unwrap();
+        assert_eq!(check().1, Some(false));
+        git(&["rm", "-q", "--cached", "a.txt"]);
+        assert_eq!(check().1, Some(true), "a staged removal is a change");
+        let none = tempfile::tempdir().unwrap();
+        if !std::env::temp_dir()
+            .ancestors()
+            .any(|d| d.join(".git").exists())
+        {
+            let c = Checkout::new(&Env::default(), none.path(), answers.path());
+            assert_eq!(c.dirty(), None);
+            assert!(c.head().is_none());
+        }
     }
 }

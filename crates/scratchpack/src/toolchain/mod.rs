@@ -1,5 +1,6 @@
-//! Every program the engine runs (cargo, rustc, rustup, git) and the
-//! environment they and the engine read. The environment is read once, at
+//! Every program the engine runs (cargo, rustc, rustup, git, and the
+//! container runtimes images are loaded into) and the environment they and
+//! the engine read. The environment is read once, at
 //! the command line's edge ([`Env::from_process`]), into a value that is
 //! passed down: nothing below the command line asks the process for a
 //! variable, so what a run depends on is what it was handed, and a test
@@ -12,6 +13,7 @@ pub mod cargo;
 pub mod crates;
 pub mod git;
 pub mod metadata;
+pub mod runtime;
 pub mod rustc;
 pub mod rustup;
 pub mod versions;
@@ -48,6 +50,8 @@ const NAMED: &[&str] = &[
     // platforms are.
     "SOURCE_DATE_EPOCH",
     "SCRATCHPACK_EMULATOR_DIR",
+    // Where the container runtimes images are loaded into are found.
+    "PATH",
 ];
 
 /// Whether an environment variable changes what cargo and rustc build.
@@ -197,7 +201,7 @@ mod tests {
             ("RUSTFLAGS", "-Copt-level=s"),
             ("CARGO_TARGET_X86_64_UNKNOWN_LINUX_MUSL_LINKER", "cc"),
             ("GIT_DIR", "/elsewhere"),
-            ("PATH", "/usr/bin"),
+            ("LANG", "C.UTF-8"),
             ("TERM", "dumb"),
         ]);
         let names: Vec<&str> = env.vars.keys().map(String::as_str).collect();

@@ -26,6 +26,9 @@ pub struct Workspace {
     pub packages: BTreeMap<String, Vec<String>>,
     /// Member package name -> its `Cargo.toml`.
     pub manifests: BTreeMap<String, PathBuf>,
+    /// Member package name -> its version, as cargo resolved it (a version
+    /// the workspace's `Cargo.toml` gives included).
+    pub versions: BTreeMap<String, String>,
     /// Member package name -> the features it declares, the implicit features
     /// of its optional dependencies included.
     pub features: BTreeMap<String, BTreeSet<String>>,
@@ -127,6 +130,7 @@ impl Workspace {
             let name = package.name.to_string();
             ws.manifests
                 .insert(name.clone(), package.manifest_path.clone());
+            ws.versions.insert(name.clone(), package.version.clone());
             let mut bins: Vec<String> = package
                 .targets
                 .iter()
@@ -456,6 +460,7 @@ struct Facts {
     target_dir: PathBuf,
     packages: BTreeMap<String, Vec<String>>,
     manifests: BTreeMap<String, PathBuf>,
+    versions: BTreeMap<String, String>,
     features: BTreeMap<String, BTreeSet<String>>,
     dependencies: BTreeMap<String, BTreeSet<String>>,
     profiles: BTreeMap<String, bool>,
@@ -470,6 +475,7 @@ impl From<&Workspace> for Facts {
             target_dir: ws.target_dir.clone(),
             packages: ws.packages.clone(),
             manifests: ws.manifests.clone(),
+            versions: ws.versions.clone(),
             features: ws.features.clone(),
             dependencies: ws.dependencies.clone(),
             profiles: ws.profiles.clone(),
@@ -485,6 +491,7 @@ impl Facts {
             target_dir: self.target_dir,
             packages: self.packages,
             manifests: self.manifests,
+            versions: self.versions,
             features: self.features,
             dependencies: self.dependencies,
             profiles: self.profiles,
