@@ -15,9 +15,12 @@ use crate::shell::Shell;
 use crate::toolchain::rustup::TargetError;
 use crate::toolchain::{self, Env, answers, crates};
 
+pub mod c_compilers;
 pub mod crate_list;
 pub mod dep_v0;
 
+use crate::toolchain::cc::{C_SOURCE_DATE_EPOCH, Wrappers, ZigError};
+pub use c_compilers::CCompilers;
 use crate_list::Linker;
 
 /// One binary to compile.
@@ -64,6 +67,8 @@ pub enum CompileError {
     },
     #[error(transparent)]
     TargetMissing(#[from] TargetError),
+    #[error(transparent)]
+    Zig(ZigError),
 }
 
 /// The real compiler: cargo, run in the workspace.
@@ -73,6 +78,8 @@ pub struct Cargo<'a> {
     pub target_dir: &'a Path,
     /// Package name -> its `Cargo.toml`, to tell artifacts apart.
     pub manifests: &'a BTreeMap<String, PathBuf>,
+    /// Who compiles C, decided for the whole run.
+    pub c_compilers: &'a CCompilers,
     pub shell: Shell,
 }
 
@@ -184,8 +191,19 @@ impl Compiler for Cargo<'_> {
                 &answers::dir(self.target_dir).join("rustc-commit"),
             )
         });
+        let wrappers = match self.c_compilers {
+            CCompilers::Zig(zig) => Some(c_compilers::prepare(
+                zig,
+                self.env,
+                self.target_dir,
+                self.path_maps(),
+                &triples,
+                self.shell,
+            )?),
+            CCompilers::NotNeeded | CCompilers::Declined => None,
+        };
         for call in &calls {
-            for artifact in self.build(call, toolchain_remap.as_deref())? {
+            for artifact in self.build(call, toolchain_remap.as_deref(), wrappers.as_ref())? {
                 let Some(&(package, bin)) = call.binaries.iter().find(|(package, bin)| {
                     self.manifests.get(*package) == Some(&artifact.manifest) && *bin == artifact.bin
                 }) else {
@@ -305,9 +323,10 @@ impl Cargo<'_> {
         &self,
         call: &Invocation<'_>,
         toolchain_remap: Option<&str>,
+        wrappers: Option<&Wrappers>,
     ) -> Result<Vec<Artifact>, CompileError> {
         let mut cmd = self.command(call);
-        self.set_environment(&mut cmd, call, toolchain_remap)?;
+        self.set_environment(&mut cmd, call, toolchain_remap, wrappers)?;
         self.run(cmd, call)
     }
 
@@ -357,13 +376,14 @@ impl Cargo<'_> {
     }
 
     /// The variables of `call`'s build: this program as rustc's wrapper
-    /// (with the crate lists it links in), the rustflags, and rust-lld as
-    /// the linker of foreign triples.
+    /// (with the crate lists it links in), the rustflags, rust-lld as the
+    /// linker of foreign triples, and the C compilers.
     fn set_environment(
         &self,
         cmd: &mut Command,
         call: &Invocation<'_>,
         toolchain_remap: Option<&str>,
+        wrappers: Option<&Wrappers>,
     ) -> Result<(), CompileError> {
         // Every build goes through the wrapper, auditable or not: the
         // variable it records for each binary is then set or unset, and
@@ -384,11 +404,20 @@ impl Cargo<'_> {
                 cmd.env(var, digest);
             }
         }
-        cmd.env(
-            "CARGO_ENCODED_RUSTFLAGS",
-            self.rustflags(call.settings, call.triple_flags, toolchain_remap)
-                .join("\x1f"),
-        );
+        let mut flags = self.rustflags(call.settings, call.triple_flags, toolchain_remap);
+        if let Some(w) = wrappers {
+            // Where the C++ runtime and the empty libatomic.a are.
+            flags.push(format!("-Lnative={}", w.lib_dir().display()));
+            for triple in &call.triples {
+                cmd.envs(w.variables(self.env, triple));
+            }
+        }
+        cmd.env("CARGO_ENCODED_RUSTFLAGS", flags.join("\x1f"));
+        // Build scripts see this epoch, never the image's: clang writes it
+        // into `__DATE__`, and cc-rs (like shadow-rs) reruns its build
+        // script when it changes, so the image's epoch changes the image's
+        // timestamps and nothing that is compiled.
+        cmd.env("SOURCE_DATE_EPOCH", C_SOURCE_DATE_EPOCH);
         for triple in call.triples.iter().filter(|t| is_foreign(t)) {
             // rust-lld ships with rustc and links musl's self-contained objects,
             // so no C cross toolchain is needed for pure-Rust crates.
@@ -443,7 +472,7 @@ impl Cargo<'_> {
                 command,
                 status: status.to_string(),
                 hint: missing_tool
-                    .map(|tool| c_compiler_hint(&tool, triples))
+                    .map(|tool| c_compilers::hint(&tool, triples, self.c_compilers))
                     .unwrap_or_default(),
             });
         }
@@ -452,6 +481,11 @@ impl Cargo<'_> {
 
     fn build_dir(&self) -> PathBuf {
         build_dir(self.target_dir)
+    }
+
+    /// The host paths rustc and the C compiler map out of what they write.
+    fn path_maps(&self) -> Vec<(PathBuf, String)> {
+        c_compilers::path_maps(self.env, self.workspace_root, &self.build_dir())
     }
 
     fn dep_v0_dir(&self) -> PathBuf {
@@ -629,16 +663,7 @@ impl Cargo<'_> {
         // Where the checkout, the target directory and cargo's registry live
         // must not show in the binary: panic locations and debug info would
         // otherwise make two checkouts give different bytes.
-        // The build directory comes after the checkout: of two prefixes
-        // that match, rustc applies the one given last.
-        let mut remaps = vec![
-            (self.workspace_root.to_owned(), "/workspace"),
-            (self.build_dir(), "/target"),
-        ];
-        if let Some(home) = self.env.cargo_home() {
-            remaps.push((home, "/cargo"));
-        }
-        for (from, to) in remaps {
+        for (from, to) in self.path_maps() {
             flags.push(format!("--remap-path-prefix={}={to}", from.display()));
         }
         flags.extend(toolchain_remap.map(str::to_owned));
@@ -675,21 +700,6 @@ fn missing_tool(line: &str) -> Option<String> {
             .then(|| between("linker `", '`'))
             .flatten()
     })
-}
-
-fn c_compiler_hint(tool: &str, triples: &[&str]) -> String {
-    let foreign: Vec<&str> = triples.iter().copied().filter(|t| is_foreign(t)).collect();
-    let Some(triple) = foreign.first() else {
-        return format!("\nhelp: a build script needs `{tool}`, which is not installed");
-    };
-    let var = format!("CC_{}", triple.replace(['-', '.'], "_"));
-    format!(
-        "\nhelp: a crate compiles C code for {triple}, which needs the C cross compiler \
-         `{tool}`: install one (a musl cross toolchain that provides `{tool}`), or point \
-         {var} at a C compiler for that target (for example `clang --target={}`); \
-         pure-Rust crates need none, rust-lld links them",
-        triple.replace("-unknown-", "-")
-    )
 }
 
 /// How the link of `triple` is driven: the linker set for it in the
@@ -737,9 +747,6 @@ mod tests {
             Some("aarch64-linux-musl-gcc")
         );
         assert_eq!(missing_tool("error[E0425]: cannot find value `x`"), None);
-        let hint = c_compiler_hint("aarch64-linux-musl-gcc", &["aarch64-unknown-linux-musl"]);
-        assert!(hint.contains("CC_aarch64_unknown_linux_musl"), "{hint}");
-        assert!(hint.contains("clang --target=aarch64-linux-musl"), "{hint}");
     }
 
     fn settings(profile: &str) -> BuildSettings {

@@ -92,6 +92,7 @@ struct Setup {
     env: BTreeMap<String, String>,
     epoch: u64,
     images: String,
+    c_compiler: Option<String>,
 }
 
 impl Default for Setup {
@@ -101,6 +102,7 @@ impl Default for Setup {
             env: BTreeMap::new(),
             epoch: 0,
             images: IMAGES.to_owned(),
+            c_compiler: None,
         }
     }
 }
@@ -110,7 +112,9 @@ fn key(dir: &Path, setup: &Setup) -> ImageKey {
     let plan = parse(&dir.join("images.toml"), &setup.images, &ws)
         .unwrap_or_else(|e| panic!("{}", e.render(false)));
     let env = Env::from_vars(setup.env.clone());
-    let ctx = KeyContext::with(&ws, setup.rustc.clone(), &env, setup.epoch).unwrap();
+    let ctx = KeyContext::with(&ws, setup.rustc.clone(), &env, setup.epoch)
+        .unwrap()
+        .compiling_c_with(setup.c_compiler.clone());
     ctx.image_key(&plan.images[0]).unwrap()
 }
 
@@ -226,6 +230,25 @@ fn the_image_plan_and_its_files_are_inputs() {
         &d.join("crates/app/assets/a.txt"),
         "b\n"
     )));
+}
+
+#[test]
+fn the_c_compiler_is_an_input() {
+    assert!(changes(
+        |_, s| s.c_compiler = Some("zig 0.15.2 (wrappers 1)".into())
+    ));
+    let zig = |version: &str| {
+        let (dir, _) = checkout();
+        let c_compiler = Some(format!("zig {version} (wrappers 1)"));
+        key(
+            dir.path(),
+            &Setup {
+                c_compiler,
+                ..Setup::default()
+            },
+        )
+    };
+    assert_ne!(zig("0.15.2"), zig("0.16.0"));
 }
 
 #[test]

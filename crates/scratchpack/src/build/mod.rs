@@ -37,6 +37,9 @@ pub struct BuildOptions {
     /// binaries, in the target directory: the output holds no host path);
     /// `None` proves every binary every run.
     pub proofs: Option<PathBuf>,
+    /// What compiles the C of image builds (zig and its version), which
+    /// action keys record; `None` when nothing does.
+    pub c_compiler: Option<String>,
 }
 
 /// What was built for one image, as printed and recorded. The record holds
@@ -682,6 +685,7 @@ mod tests {
             epoch: 0,
             jobs: 2,
             proofs: None,
+            c_compiler: None,
         }
     }
 

@@ -27,6 +27,22 @@ pub struct Plan {
     /// The registry build cache `[defaults]` names (`cache`), checked.
     #[serde(skip)]
     pub cache: Option<crate::registry::Repository>,
+    /// Who compiles the C and C++ of image builds (`c-compiler` in
+    /// `[defaults]`). What it shapes, action keys record from the compiler
+    /// itself.
+    #[serde(skip)]
+    pub c_compiler: CCompiler,
+}
+
+/// `c-compiler`: zig when a crate of the images compiles C (no key),
+/// zig always (`"zig"`), or only what the caller's `CC_<triple>`
+/// variables name (`"none"`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum CCompiler {
+    #[default]
+    ZigWhenNeeded,
+    Zig,
+    None,
 }
 
 /// `source-date-epoch` in `[defaults]`, checked but not yet looked up.

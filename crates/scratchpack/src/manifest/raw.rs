@@ -62,6 +62,8 @@ pub(crate) struct RawImage {
     pub require_all_platforms: Option<S<bool>>,
     /// `cache = "REGISTRY/REPOSITORY"`: the registry build cache.
     pub cache: Option<S<String>>,
+    /// `c-compiler = "zig" | "none"`: who compiles C for image builds.
+    pub c_compiler: Option<S<String>>,
     pub tests: Option<Vec<(S<String>, RawTest)>>,
     /// Where each key was written, for keys that are allowed only in one of
     /// `[defaults]` and an image.
@@ -190,7 +192,7 @@ pub(crate) const IMAGE_KEYS: &[&str] = &[
 ];
 
 /// Keys `[defaults]` accepts on top of the image keys it shares.
-pub(crate) const DEFAULTS_ONLY_KEYS: &[&str] = &["source-date-epoch", "cache"];
+pub(crate) const DEFAULTS_ONLY_KEYS: &[&str] = &["source-date-epoch", "cache", "c-compiler"];
 
 /// Image keys that name one image's own things and so make no sense as a default.
 pub(crate) const IMAGE_ONLY_KEYS: &[&str] = &[
@@ -524,6 +526,7 @@ impl Walker<'_> {
                     }
                 }
                 "cache" => r.cache = self.string(what, v),
+                "c-compiler" => r.c_compiler = self.string(what, v),
                 "tests" => {
                     let Some(tests) = self.table(what, v) else {
                         continue;

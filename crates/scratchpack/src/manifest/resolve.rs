@@ -110,6 +110,10 @@ impl Resolver<'_> {
             .as_ref()
             .and_then(|e| self.epoch(e));
         let cache = defaults.cache.as_ref().and_then(|c| self.cache(c));
+        let c_compiler = defaults
+            .c_compiler
+            .as_ref()
+            .map_or(CCompiler::ZigWhenNeeded, |c| self.c_compiler(c));
         if !raw.declares_images {
             self.error(
                 Diagnostic::new("no images are declared", 0..text_len.min(1))
@@ -150,6 +154,28 @@ impl Resolver<'_> {
             images,
             source_date_epoch,
             cache,
+            c_compiler,
+        }
+    }
+
+    fn c_compiler(&mut self, c: &S<String>) -> CCompiler {
+        match c.get_ref().as_str() {
+            "zig" => CCompiler::Zig,
+            "none" => CCompiler::None,
+            other => {
+                self.error(
+                    Diagnostic::new(
+                        format!("`c-compiler` is `{other}`, neither `\"zig\"` nor `\"none\"`"),
+                        span_of(c),
+                    )
+                    .label("expected `\"zig\"` or `\"none\"`")
+                    .help(
+                        "leave the key out to compile C with zig when a crate needs it; \
+                         `\"none\"` leaves C to the compilers CC_<triple> names",
+                    ),
+                );
+                CCompiler::ZigWhenNeeded
+            }
         }
     }
 
