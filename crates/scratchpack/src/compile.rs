@@ -19,6 +19,7 @@ pub mod c_compilers;
 pub mod crate_list;
 pub mod dep_v0;
 
+use crate::toolchain::cargo_config::CargoConfig;
 use crate::toolchain::cc::{C_SOURCE_DATE_EPOCH, Wrappers, ZigError};
 pub use c_compilers::CCompilers;
 use crate_list::Linker;
@@ -89,6 +90,9 @@ pub struct Cargo<'a> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Invocation<'r> {
     pub settings: &'r BuildSettings,
+    /// The rustflags cargo's configuration or the caller's environment
+    /// give these triples (see [`CargoConfig`]): the same for each.
+    pub user_flags: Vec<String>,
     /// Flags every triple of the call needs (see [`triple_rustflags`]);
     /// cargo takes one set of rustflags per call, so triples that need
     /// different ones go to different calls.
@@ -118,8 +122,13 @@ impl Invocation<'_> {
 /// building any binary for a triple none of its images asked for: cargo
 /// builds every selected package for every `--target` of one call, so an
 /// amd64-only image sharing a call with an arm64 one would be compiled (and
-/// could fail to link) for arm64.
-pub fn invocations(requests: &[Request]) -> Vec<Invocation<'_>> {
+/// could fail to link) for arm64. `user_flags` are each triple's rustflags
+/// from cargo's configuration or the environment (none when absent):
+/// triples whose flags differ go to calls of their own.
+pub fn invocations<'r>(
+    requests: &'r [Request],
+    user_flags: &BTreeMap<String, Vec<String>>,
+) -> Vec<Invocation<'r>> {
     // Each binary (under given settings) and the triples it is wanted for.
     let mut wanted: BTreeMap<(&BuildSettings, &str, &str), Vec<&str>> = BTreeMap::new();
     for r in requests {
@@ -128,14 +137,17 @@ pub fn invocations(requests: &[Request]) -> Vec<Invocation<'_>> {
             .or_default()
             .push(&r.triple);
     }
-    let mut calls: BTreeMap<(&BuildSettings, Flags, Vec<&str>), Binaries<'_>> = BTreeMap::new();
+    let mut calls: BTreeMap<(&BuildSettings, TripleFlags<'_>, Vec<&str>), Binaries<'_>> =
+        BTreeMap::new();
+    let none = Vec::new();
     for ((settings, package, bin), mut triples) in wanted {
         triples.sort_unstable();
         triples.dedup();
-        let mut by_flags: BTreeMap<Flags, Vec<&str>> = BTreeMap::new();
+        let mut by_flags: BTreeMap<TripleFlags<'_>, Vec<&str>> = BTreeMap::new();
         for triple in triples {
+            let user = user_flags.get(triple).unwrap_or(&none);
             by_flags
-                .entry(triple_rustflags(triple))
+                .entry((user, triple_rustflags(triple)))
                 .or_default()
                 .push(triple);
         }
@@ -148,16 +160,21 @@ pub fn invocations(requests: &[Request]) -> Vec<Invocation<'_>> {
     }
     calls
         .into_iter()
-        .map(|((settings, triple_flags, triples), binaries)| Invocation {
-            settings,
-            triple_flags,
-            triples,
-            binaries,
-        })
+        .map(
+            |((settings, (user_flags, triple_flags), triples), binaries)| Invocation {
+                settings,
+                user_flags: user_flags.clone(),
+                triple_flags,
+                triples,
+                binaries,
+            },
+        )
         .collect()
 }
 
-type Flags = &'static [&'static str];
+/// A triple's flags from cargo's configuration, and those it needs to
+/// link statically.
+type TripleFlags<'f> = (&'f Vec<String>, &'static [&'static str]);
 type Binaries<'r> = Vec<(&'r str, &'r str)>;
 
 /// Flags a triple needs for a static executable beyond its defaults. Every
@@ -178,10 +195,10 @@ pub fn triple_rustflags(triple: &str) -> &'static [&'static str] {
 impl Compiler for Cargo<'_> {
     fn compile(&self, requests: &[Request]) -> Result<Vec<PathBuf>, CompileError> {
         let mut built: BTreeMap<(&str, &BuildSettings, &str, &str), PathBuf> = BTreeMap::new();
-        let calls = invocations(requests);
-        let mut triples: Vec<&str> = calls.iter().flat_map(|c| c.triples.clone()).collect();
+        let mut triples: Vec<&str> = requests.iter().map(|r| r.triple.as_str()).collect();
         triples.sort_unstable();
         triples.dedup();
+        let calls = invocations(requests, &self.user_flags(&triples));
         let sysroot =
             toolchain::rustup::ensure_targets(self.env, self.workspace_root, &triples, self.shell)?;
         let toolchain_remap = sysroot.as_deref().and_then(|s| {
@@ -404,7 +421,7 @@ impl Cargo<'_> {
                 cmd.env(var, digest);
             }
         }
-        let mut flags = self.rustflags(call.settings, call.triple_flags, toolchain_remap);
+        let mut flags = self.rustflags(call, toolchain_remap);
         if let Some(w) = wrappers {
             // Where the C++ runtime and the empty libatomic.a are.
             flags.push(format!("-Lnative={}", w.lib_dir().display()));
@@ -649,17 +666,13 @@ impl Cargo<'_> {
         Ok((vars, written))
     }
 
-    /// The flags every image build gets: the caller's own `RUSTFLAGS` (cargo
-    /// ignores them once the encoded form is set), the host paths remapped,
-    /// what the triples need to link statically, and the image's extra flags
-    /// last so they win.
-    fn rustflags(
-        &self,
-        settings: &BuildSettings,
-        triple_flags: &[&str],
-        toolchain_remap: Option<&str>,
-    ) -> Vec<String> {
-        let mut flags = self.env.rustflags();
+    /// The flags every image build gets: those the caller's environment or
+    /// cargo's configuration give the call's triples (cargo ignores both
+    /// once the encoded form is set, so they are worked out here), the host
+    /// paths remapped, what the triples need to link statically, and the
+    /// image's extra flags last so they win.
+    fn rustflags(&self, call: &Invocation<'_>, toolchain_remap: Option<&str>) -> Vec<String> {
+        let mut flags = call.user_flags.clone();
         // Where the checkout, the target directory and cargo's registry live
         // must not show in the binary: panic locations and debug info would
         // otherwise make two checkouts give different bytes.
@@ -667,9 +680,24 @@ impl Cargo<'_> {
             flags.push(format!("--remap-path-prefix={}={to}", from.display()));
         }
         flags.extend(toolchain_remap.map(str::to_owned));
-        flags.extend(triple_flags.iter().map(|f| (*f).to_owned()));
-        flags.extend(settings.rustflags.iter().cloned());
+        flags.extend(call.triple_flags.iter().map(|f| (*f).to_owned()));
+        flags.extend(call.settings.rustflags.iter().cloned());
         flags
+    }
+
+    /// Each triple's rustflags from the caller's environment or cargo's
+    /// configuration, as cargo run in the workspace would give them.
+    fn user_flags(&self, triples: &[&str]) -> BTreeMap<String, Vec<String>> {
+        let config = CargoConfig::read(self.env, self.workspace_root);
+        triples
+            .iter()
+            .map(|triple| {
+                let flags = config.rustflags(self.env, triple, |flags| {
+                    toolchain::rustc::cfg(self.env, self.workspace_root, triple, flags)
+                });
+                ((*triple).to_owned(), flags)
+            })
+            .collect()
     }
 }
 
@@ -799,7 +827,7 @@ mod tests {
             request("hello", "hello", ARM64, &release),
             request("native", "native", AMD64, &release),
         ];
-        let calls = invocations(&requests);
+        let calls = invocations(&requests, &BTreeMap::new());
         assert_eq!(
             built(&calls),
             vec![
@@ -823,7 +851,7 @@ mod tests {
             // Two images of one binary: asked twice, built once.
             request("hello", "hello", AMD64, &release),
         ];
-        let calls = invocations(&requests);
+        let calls = invocations(&requests, &BTreeMap::new());
         assert_eq!(calls.len(), 1, "{calls:?}");
         assert_eq!(calls[0].triples, vec![ARM64, AMD64]);
         assert_eq!(calls[0].packages(), vec!["greeter", "hello"]);
@@ -841,7 +869,7 @@ mod tests {
             request("c", "c", AMD64, &dev),
             request("c", "c", ARMV7, &dev),
         ];
-        let calls = invocations(&requests);
+        let calls = invocations(&requests, &BTreeMap::new());
         assert_eq!(calls.len(), 3, "{calls:?}");
         for call in &calls {
             for (package, bin) in &call.binaries {
@@ -874,13 +902,40 @@ mod tests {
             request("hello", "hello", RISCV64, &release),
             request("hello", "hello", GNU, &release),
         ];
-        let calls = invocations(&requests);
+        let calls = invocations(&requests, &BTreeMap::new());
         assert_eq!(calls.len(), 2, "{calls:?}");
         let musl = calls.iter().find(|c| c.triples.contains(&RISCV64)).unwrap();
         assert!(musl.triples.contains(&AMD64), "{calls:?}");
         assert_eq!(musl.triple_flags, ["-Ctarget-feature=+crt-static"]);
         let gnu = calls.iter().find(|c| c.triples == [GNU]).unwrap();
         assert!(gnu.triple_flags.is_empty());
+    }
+
+    #[test]
+    fn triples_whose_configured_flags_differ_go_to_calls_of_their_own() {
+        let release = settings("release");
+        let requests = vec![
+            request("hello", "hello", AMD64, &release),
+            request("hello", "hello", ARM64, &release),
+            request("hello", "hello", ARMV7, &release),
+        ];
+        let cfg = vec!["--cfg".to_owned(), "x".to_owned()];
+        let same: BTreeMap<String, Vec<String>> = [AMD64, ARM64, ARMV7]
+            .iter()
+            .map(|t| ((*t).to_owned(), cfg.clone()))
+            .collect();
+        let calls = invocations(&requests, &same);
+        assert_eq!(calls.len(), 1, "{calls:?}");
+        assert_eq!(calls[0].user_flags, cfg);
+        let mut one_differs = same.clone();
+        one_differs.insert(
+            ARM64.to_owned(),
+            vec!["-Ctarget-cpu=neoverse-n1".to_owned()],
+        );
+        let calls = invocations(&requests, &one_differs);
+        assert_eq!(calls.len(), 2, "{calls:?}");
+        let arm = calls.iter().find(|c| c.triples == [ARM64]).unwrap();
+        assert_eq!(arm.user_flags, ["-Ctarget-cpu=neoverse-n1"]);
     }
 
     #[test]

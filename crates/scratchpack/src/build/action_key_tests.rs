@@ -252,6 +252,32 @@ fn the_c_compiler_is_an_input() {
 }
 
 #[test]
+fn rustflags_from_cargo_configuration_are_an_input() {
+    // Above the workspace as well as in it: cargo reads both.
+    assert!(changes(|d, _| {
+        std::fs::create_dir_all(d.join(".cargo")).unwrap();
+        std::fs::write(
+            d.join(".cargo/config.toml"),
+            "[target.x86_64-unknown-linux-musl]\nrustflags = [\"--cfg\", \"x\"]\n",
+        )
+        .unwrap();
+    }));
+    let (dir, before) = checkout();
+    let ws = workspace(dir.path());
+    let home = tempfile::tempdir().unwrap();
+    std::fs::write(
+        home.path().join("config.toml"),
+        "[build]\nrustflags = [\"-Ctarget-cpu=native\"]\n",
+    )
+    .unwrap();
+    let env = Env::from_vars([("CARGO_HOME", home.path())]);
+    let s = Setup::default();
+    let ctx = KeyContext::with(&ws, s.rustc, &env, s.epoch).unwrap();
+    let plan = parse(&dir.path().join("images.toml"), IMAGES, &ws).unwrap();
+    assert_ne!(ctx.image_key(&plan.images[0]).unwrap(), before);
+}
+
+#[test]
 fn the_epoch_is_an_input() {
     assert!(changes(|_, s| s.epoch = 1));
 }

@@ -9,6 +9,7 @@
 
 pub mod answers;
 pub mod cargo;
+pub mod cargo_config;
 pub mod cc;
 pub mod crates;
 pub mod git;
@@ -108,6 +109,11 @@ pub(crate) fn lock_file(path: &std::path::Path) -> std::io::Result<std::fs::File
     Ok(file)
 }
 
+/// Flags written in one string, as cargo splits them: on whitespace.
+fn split_flags(s: &str) -> Vec<String> {
+    s.split_whitespace().map(str::to_owned).collect()
+}
+
 /// Whether [`Env`] holds a variable of this name.
 fn holds(name: &str) -> bool {
     NAMED.contains(&name) || shapes_build(name) || name.starts_with("GIT_")
@@ -172,13 +178,31 @@ impl Env {
     /// (separated by 0x1f) when it is set and not empty, else `RUSTFLAGS`
     /// split on whitespace.
     pub fn rustflags(&self) -> Vec<String> {
+        self.env_rustflags().unwrap_or_default()
+    }
+
+    /// The rustflags the environment sets, if it sets any: then cargo
+    /// takes none from its configuration files.
+    pub fn env_rustflags(&self) -> Option<Vec<String>> {
         match self.var("CARGO_ENCODED_RUSTFLAGS") {
-            Some(s) if !s.is_empty() => s.split('\x1f').map(str::to_owned).collect(),
-            _ => self
-                .var("RUSTFLAGS")
-                .map(|s| s.split_whitespace().map(str::to_owned).collect())
-                .unwrap_or_default(),
+            Some(s) if !s.is_empty() => Some(s.split('\x1f').map(str::to_owned).collect()),
+            _ => self.var("RUSTFLAGS").map(split_flags),
         }
+    }
+
+    /// `CARGO_TARGET_<TRIPLE>_RUSTFLAGS`, cargo's variable for its
+    /// `target.<triple>.rustflags`.
+    pub fn target_rustflags(&self, triple: &str) -> Vec<String> {
+        let name = format!(
+            "CARGO_TARGET_{}_RUSTFLAGS",
+            triple.to_uppercase().replace(['-', '.'], "_")
+        );
+        self.var(&name).map(split_flags).unwrap_or_default()
+    }
+
+    /// `CARGO_BUILD_RUSTFLAGS`, cargo's variable for `build.rustflags`.
+    pub fn build_rustflags(&self) -> Option<Vec<String>> {
+        self.var("CARGO_BUILD_RUSTFLAGS").map(split_flags)
     }
 
     /// Cargo's home: `CARGO_HOME`, else `.cargo` in the user's home.
