@@ -26,6 +26,9 @@ fn logging_wrapper(dir: &Path, log: &Path) -> std::path::PathBuf {
     path
 }
 
+/// A form of the flag: its name, the config file, and a variable instead.
+type Form = (&'static str, &'static str, Option<(&'static str, &'static str)>);
+
 #[test]
 fn every_form_of_configured_rustflags_applies_with_scratchpacks_own() {
     let fx = Fixture::new(
@@ -42,7 +45,7 @@ fn every_form_of_configured_rustflags_applies_with_scratchpacks_own() {
     let logs = tempfile::tempdir().unwrap();
     // Each form in turn, alone: written in the workspace's config file, or
     // given as cargo's variable for it.
-    let forms: [(&str, &str, Option<(&str, &str)>); 6] = [
+    let forms: [Form; 6] = [
         (
             "build, array",
             "[build]\nrustflags = [\"--cfg\", \"x\"]\n",
