@@ -2,32 +2,18 @@
 //! image builds, as `cargo build` would apply them, with scratchpack's own
 //! flags (path remaps, static linking) still added.
 
-use std::path::Path;
-
-use crate::support::{Fixture, run};
+use crate::support::{Fixture, logging_wrapper, run};
 
 /// Refuses to compile unless `--cfg x` was given.
 const GUARDED_MAIN: &str = "#[cfg(not(x))]\ncompile_error!(\"built without --cfg x\");\n\
                             fn main() { println!(\"built with --cfg x\"); }\n";
 
-/// A `RUSTC_WRAPPER` that logs each rustc command line to `log`.
-fn logging_wrapper(dir: &Path, log: &Path) -> std::path::PathBuf {
-    use std::os::unix::fs::PermissionsExt as _;
-    let path = dir.join("log-rustc.sh");
-    std::fs::write(
-        &path,
-        format!(
-            "#!/bin/sh\nprintf '%s\\n' \"$*\" >> '{}'\nexec \"$@\"\n",
-            log.display()
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-    path
-}
-
 /// A form of the flag: its name, the config file, and a variable instead.
-type Form = (&'static str, &'static str, Option<(&'static str, &'static str)>);
+type Form = (
+    &'static str,
+    &'static str,
+    Option<(&'static str, &'static str)>,
+);
 
 #[test]
 fn every_form_of_configured_rustflags_applies_with_scratchpacks_own() {

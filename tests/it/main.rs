@@ -5,6 +5,7 @@ mod compression;
 mod cross;
 mod errors;
 mod examples;
+mod generated_code;
 mod hostile_registry;
 mod nonroot;
 mod os_files;

@@ -15,6 +15,7 @@ use crate::shell::Shell;
 use crate::toolchain::rustup::TargetError;
 use crate::toolchain::{self, Env, answers, crates};
 
+mod build_scripts;
 pub mod c_compilers;
 pub mod crate_list;
 pub mod dep_v0;
@@ -471,7 +472,9 @@ impl Cargo<'_> {
         let stderr = child.stderr.take().expect("stderr is piped");
         let watcher = std::thread::spawn(move || relay_stderr(BufReader::new(stderr)));
         let stdout = child.stdout.take().expect("stdout is piped");
-        let artifacts: Vec<Artifact> = toolchain::cargo::built_binaries(BufReader::new(stdout))
+        let messages = toolchain::cargo::read_messages(BufReader::new(stdout));
+        let artifacts: Vec<Artifact> = messages
+            .binaries
             .into_iter()
             .map(|b| Artifact {
                 manifest: b.manifest_path,
@@ -493,6 +496,7 @@ impl Cargo<'_> {
                     .unwrap_or_default(),
             });
         }
+        build_scripts::settle(&messages.out_dirs);
         Ok(artifacts)
     }
 

@@ -9,7 +9,7 @@ use super::{CompileError, is_foreign};
 use crate::manifest::{CCompiler, Plan};
 use crate::shell::Shell;
 use crate::toolchain::cc::{self, Settings, Wrappers, Zig, ZigError};
-use crate::toolchain::{Env, answers};
+use crate::toolchain::{Env, answers, crates};
 
 /// The C and C++ compilers of a run's image builds.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,9 +34,21 @@ impl CCompilers {
             CCompiler::None => return Ok(CCompilers::Declined),
             CCompiler::Zig => true,
             CCompiler::ZigWhenNeeded => {
-                let lock = std::fs::read_to_string(plan.workspace_root.join("Cargo.lock")).ok();
                 let packages: Vec<&str> = plan.images.iter().map(|i| i.package.as_str()).collect();
-                cc::lock_compiles_c(lock.as_deref(), &packages)
+                let answer = || {
+                    let lock = std::fs::read_to_string(plan.workspace_root.join("Cargo.lock"));
+                    cc::lock_compiles_c(lock.ok().as_deref(), &packages)
+                };
+                // A workspace without a lock, or with one older than its
+                // packages, has cargo resolve it (writing the lock) first:
+                // the build would, moments later, and the answer must not
+                // change between the first run and the next. A lock that
+                // still cannot tell means yes: a build that compiles C must
+                // never fall back to the host's compiler.
+                answer().unwrap_or_else(|| {
+                    let _ = crates::inputs(env, &plan.workspace_root, &plan.target_dir);
+                    answer().unwrap_or(true)
+                })
             }
         };
         if !wanted {

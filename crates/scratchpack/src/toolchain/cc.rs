@@ -203,10 +203,9 @@ pub fn wrappers_dir(target_dir: &Path, zig_version: &str) -> PathBuf {
 /// name) depends, directly or not and in any kind or for any platform, on
 /// a crate that runs a C compiler: `cc` or `cmake`. The lock lists every
 /// optional dependency too, so this is true whenever some feature could
-/// compile C. No lock file (or one that cannot be read, or that does not
-/// list a package) is taken to mean yes: a build that needs a C compiler
-/// must never fall back to the host's.
-pub fn lock_compiles_c(lock: Option<&str>, packages: &[&str]) -> bool {
+/// compile C. `None` when the lock cannot tell: there is none, it does not
+/// parse, or it does not list a package (it is older than the workspace).
+pub fn lock_compiles_c(lock: Option<&str>, packages: &[&str]) -> Option<bool> {
     #[derive(Deserialize)]
     struct Lock {
         #[serde(default)]
@@ -218,9 +217,7 @@ pub fn lock_compiles_c(lock: Option<&str>, packages: &[&str]) -> bool {
         #[serde(default)]
         dependencies: Vec<String>,
     }
-    let Some(lock) = lock.and_then(|text| toml::from_str::<Lock>(text).ok()) else {
-        return true;
-    };
+    let lock = toml::from_str::<Lock>(lock?).ok()?;
     // A dependency is written `name`, or `name version [(source)]` when
     // several versions are locked: its name is the first word either way.
     // Versions are not told apart, which can only say yes more often.
@@ -236,22 +233,20 @@ pub fn lock_compiles_c(lock: Option<&str>, packages: &[&str]) -> bool {
             (p.name.as_str(), names)
         })
         .collect();
-    // A package the lock does not list means the lock is older than the
-    // workspace: cargo will resolve anew, so nothing can be ruled out.
     if packages.iter().any(|p| !deps.contains_key(p)) {
-        return true;
+        return None;
     }
     let mut seen = std::collections::BTreeSet::new();
     let mut todo: Vec<&str> = packages.to_vec();
     while let Some(name) = todo.pop() {
         if matches!(name, "cc" | "cmake") {
-            return true;
+            return Some(true);
         }
         if seen.insert(name) {
             todo.extend(deps.get(name).into_iter().flatten());
         }
     }
-    false
+    Some(false)
 }
 
 #[cfg(test)]
@@ -337,16 +332,14 @@ version = "1.2.0"
 
     #[test]
     fn c_is_compiled_when_a_package_reaches_cc_or_cmake_in_the_lock() {
-        assert!(lock_compiles_c(Some(LOCK), &["app"]));
-        assert!(!lock_compiles_c(Some(LOCK), &["pure"]));
-        assert!(lock_compiles_c(Some(LOCK), &["pure", "app"]));
-        assert!(lock_compiles_c(
-            Some(&LOCK.replace("cc 1.2.0", "cmake 0.1.0")),
-            &["app"]
-        ));
-        // Without a lock that can be read, the answer is the safe one.
-        assert!(lock_compiles_c(None, &["pure"]));
-        assert!(lock_compiles_c(Some("[[package]"), &["pure"]));
-        assert!(lock_compiles_c(Some(LOCK), &["pure", "new"]));
+        assert_eq!(lock_compiles_c(Some(LOCK), &["app"]), Some(true));
+        assert_eq!(lock_compiles_c(Some(LOCK), &["pure"]), Some(false));
+        assert_eq!(lock_compiles_c(Some(LOCK), &["pure", "app"]), Some(true));
+        let cmake = LOCK.replace("cc 1.2.0", "cmake 0.1.0");
+        assert_eq!(lock_compiles_c(Some(&cmake), &["app"]), Some(true));
+        // No lock, one that does not parse or one older than the package.
+        assert_eq!(lock_compiles_c(None, &["pure"]), None);
+        assert_eq!(lock_compiles_c(Some("[[package]"), &["pure"]), None);
+        assert_eq!(lock_compiles_c(Some(LOCK), &["pure", "new"]), None);
     }
 }
