@@ -1,5 +1,6 @@
 //! End-to-end tests: real builds, checked with tools nobody here wrote.
 
+mod c_toolchain;
 mod cargo_config;
 mod compression;
 mod cross;

@@ -321,6 +321,172 @@ mod tests {
         assert_eq!(parse_env("nothing here"), None);
     }
 
+    use std::os::unix::fs::PermissionsExt as _;
+
+    /// An executable script at `path`.
+    fn script(path: &Path, text: &str) {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+
+    /// A stand-in for zig that answers `zig env` as zig `version` would.
+    fn fake_zig(path: &Path, version: &str) {
+        script(
+            path,
+            &format!(
+                "#!/bin/sh\n[ \"$1\" = env ] || exit 1\n\
+                 printf '.{{\\n    .lib_dir = \"%s/lib\",\\n    .version = \"{version}\",\\n}}\\n' \"$(dirname \"$0\")\"\n"
+            ),
+        );
+    }
+
+    fn env(vars: &[(&str, &Path)]) -> Env {
+        Env::from_vars(vars.iter().map(|(k, v)| (*k, v.as_os_str())))
+    }
+
+    #[test]
+    fn the_named_zig_then_one_on_path_of_0_15_or_later_then_the_pinned_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let memo = d.join("memo");
+        fake_zig(&d.join("old/zig"), "0.13.0");
+        fake_zig(&d.join("new/zig"), "0.16.0-dev.7+abc");
+        let cache = d.join("cache");
+        // An old zig on PATH is passed over for the pinned release, and the
+        // notice says why.
+        let found = Zig::find(
+            &env(&[("PATH", &d.join("old")), ("XDG_CACHE_HOME", &cache)]),
+            &memo,
+        )
+        .unwrap();
+        assert_eq!(found.version, PINNED);
+        assert_eq!(
+            found.program,
+            cache.join("scratchpack/zig/0.15.2/ziglang/zig")
+        );
+        let Origin::Pinned { passed_over, .. } = &found.origin else {
+            panic!("{found:?}");
+        };
+        assert!(
+            passed_over
+                .as_deref()
+                .unwrap()
+                .contains("is zig 0.13.0, older than 0.15"),
+            "{passed_over:?}"
+        );
+        // A new enough one is used.
+        let found = Zig::find(
+            &env(&[("PATH", &d.join("new")), ("XDG_CACHE_HOME", &cache)]),
+            &memo,
+        )
+        .unwrap();
+        assert_eq!(
+            (found.origin, found.version.as_str()),
+            (Origin::Path, "0.16.0-dev.7+abc")
+        );
+        assert_eq!(found.lib_dir, d.join("new/lib"));
+        // The named one wins over both, whatever its version.
+        let named = env(&[
+            ("SCRATCHPACK_ZIG", &d.join("old/zig")),
+            ("PATH", &d.join("new")),
+        ]);
+        let found = Zig::find(&named, &memo).unwrap();
+        assert_eq!(
+            (found.origin, found.version.as_str()),
+            (Origin::Named, "0.13.0")
+        );
+        let broken = env(&[("SCRATCHPACK_ZIG", &d.join("none/zig"))]);
+        let e = Zig::find(&broken, &memo).unwrap_err().to_string();
+        assert!(
+            e.contains("SCRATCHPACK_ZIG names") && e.contains("help:"),
+            "{e}"
+        );
+        // No zig and no home: nowhere to install one.
+        assert!(matches!(
+            Zig::find(&Env::default(), &memo),
+            Err(ZigError::NoCache)
+        ));
+    }
+
+    #[test]
+    fn the_pinned_release_is_installed_once_through_pip_with_its_hashes() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        // A stand-in for python3 -m pip: it logs its arguments and the
+        // requirements, and installs a zig into --target, slowly, so that
+        // two installs at once overlap.
+        script(
+            &d.join("bin/python3"),
+            &format!(
+                "#!/bin/sh\nlog='{log}'\necho \"$*\" >> \"$log/args\"\n\
+                 while [ $# -gt 0 ]; do case $1 in --target) t=$2; shift;; -r) cp \"$2\" \"$log/req\"; shift;; esac; shift; done\n\
+                 sleep 0.3\nmkdir -p \"$t/ziglang\"\ncp '{zig}' \"$t/ziglang/zig\"\n",
+                log = d.display(),
+                zig = d.join("template/zig").display(),
+            ),
+        );
+        fake_zig(&d.join("template/zig"), PINNED);
+        let vars = env(&[
+            ("PATH", &d.join("bin")),
+            ("XDG_CACHE_HOME", &d.join("cache")),
+        ]);
+        let zig = Zig::find(&vars, &d.join("memo")).unwrap();
+        assert!(!zig.program.exists());
+        std::thread::scope(|s| {
+            let a = s.spawn(|| zig.install(&vars, Shell::new(true)));
+            let b = s.spawn(|| zig.install(&vars, Shell::new(true)));
+            a.join().unwrap().unwrap();
+            b.join().unwrap().unwrap();
+        });
+        assert!(zig.program.is_file());
+        let args = std::fs::read_to_string(d.join("args")).unwrap();
+        assert_eq!(args.lines().count(), 1, "pip ran once: {args}");
+        for a in [
+            "-m pip install",
+            "--require-hashes",
+            "--no-deps",
+            "--only-binary=:all:",
+        ] {
+            assert!(args.contains(a), "{a}: {args}");
+        }
+        let req = std::fs::read_to_string(d.join("req")).unwrap();
+        assert!(req.starts_with("ziglang==0.15.2 "), "{req}");
+        for h in WHEEL_SHA256 {
+            assert!(req.contains(&format!("--hash=sha256:{h}")), "{req}");
+        }
+        // Installed, it is found and used as it is.
+        zig.install(&vars, Shell::new(true)).unwrap();
+        assert_eq!(std::fs::read_to_string(d.join("args")).unwrap(), args);
+        // Nothing but the installation is left in the cache.
+        let mut left: Vec<String> = std::fs::read_dir(d.join("cache/scratchpack/zig"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, [".0.15.2.lock", "0.15.2"]);
+    }
+
+    #[test]
+    fn without_python3_the_error_says_what_to_install() {
+        let dir = tempfile::tempdir().unwrap();
+        let vars = env(&[("PATH", dir.path()), ("HOME", dir.path())]);
+        let zig = Zig::find(&vars, &dir.path().join("memo")).unwrap();
+        let e = zig
+            .install(&vars, Shell::new(true))
+            .unwrap_err()
+            .to_string();
+        for words in [
+            "installing zig 0.15.2 from PyPI's ziglang package",
+            "python3 was not found on PATH",
+            "apt-get install python3-pip",
+            "SCRATCHPACK_ZIG",
+            "CC_<triple>",
+        ] {
+            assert!(e.contains(words), "{words}: {e}");
+        }
+    }
+
     #[test]
     fn only_zig_0_15_or_later_is_taken_from_path() {
         assert!(at_least("0.15.2", MINIMUM));
