@@ -20,6 +20,7 @@ mod release_publish;
 mod release_sbom;
 mod reproducible;
 mod run;
+mod rust_std;
 mod scale;
 mod static_check;
 mod support;

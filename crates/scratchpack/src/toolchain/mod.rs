@@ -14,6 +14,7 @@ pub mod cc;
 pub mod crates;
 pub mod git;
 pub mod metadata;
+pub mod rust_std;
 pub mod rustc;
 pub mod rustup;
 pub mod versions;
