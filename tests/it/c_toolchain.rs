@@ -1,8 +1,10 @@
 //! Crates that compile C and C++, with nothing installed but what
 //! scratchpack provides (zig, found or installed into the user's cache on
-//! first need): every platform builds and runs, each of zig's traps is
-//! shown failing without the wrapper and passing through it, two checkouts
-//! give the same objects and binaries, and C++ links its runtime.
+//! first need): every platform builds and runs with no object of the
+//! host's gcc, each of zig's traps is shown failing without the wrapper and
+//! passing through it, two checkouts give the same objects and binaries,
+//! C++ links its runtime, and a `CC_<triple>` the caller sets is used for
+//! that triple alone.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -157,13 +159,76 @@ fn c_compiles_for_every_platform_with_nothing_installed() {
         assert!(out.status.success(), "{platform}");
         assert_eq!(String::from_utf8_lossy(&out.stdout), want, "{platform}");
     }
+    // zig compiled every object, the host's own target (x86_64, where
+    // cc-rs would take the host's gcc) included: gcc's objects say so in
+    // their `.comment` section.
+    for (name, bytes) in outputs(fx.path(), &PLATFORMS.map(|p| p.1)) {
+        if name.ends_with(".o") || name.ends_with(".a") {
+            assert!(!gcc_made(&bytes), "{name} was compiled by gcc");
+        }
+    }
+}
+
+/// Whether `bytes` hold gcc's mark (the `.comment` of what it compiles).
+fn gcc_made(bytes: &[u8]) -> bool {
+    let gcc = b"GCC: (";
+    bytes.windows(gcc.len()).any(|w| w == gcc)
+}
+
+#[test]
+fn the_callers_own_compiler_wins_for_its_triple() {
+    if !zig_can_be_had() || require_tool("gcc", "gcc").is_none() {
+        return;
+    }
+    let fx = native(&["linux/amd64", "linux/arm64"]);
+    // The caller's compiler for amd64: the host's gcc, logging its calls.
+    let log = fx.path().join("cc.log");
+    let cc = fx.path().join("my-cc");
+    std::fs::write(
+        &cc,
+        format!(
+            "#!/bin/sh\nprintf '%s\\n' \"$*\" >> '{}'\nexec gcc \"$@\"\n",
+            log.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&cc, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = fx.cli_env(
+        &["images"],
+        &[("CC_x86_64_unknown_linux_musl", cc.to_str().unwrap())],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let calls = std::fs::read_to_string(&log).unwrap();
+    assert!(calls.contains("add.c") && calls.contains("ub.c"), "{calls}");
+    let triples = ["x86_64-unknown-linux-musl", "aarch64-unknown-linux-musl"];
+    let objects: Vec<(String, Vec<u8>)> = outputs(fx.path(), &triples)
+        .into_iter()
+        .filter(|(n, _)| n.ends_with(".o") || n.ends_with(".a"))
+        .collect();
+    for triple in triples {
+        let mine: Vec<_> = objects
+            .iter()
+            .filter(|(n, _)| n.starts_with(triple))
+            .collect();
+        assert!(!mine.is_empty(), "{triple}: no objects");
+        for (name, bytes) in mine {
+            // amd64's are gcc's; arm64 is still zig's.
+            assert_eq!(gcc_made(bytes), triple.starts_with("x86_64"), "{name}");
+        }
+    }
 }
 
 /// Every `.o` and `.a` the build scripts wrote, by crate and name (cargo's
-/// hash of the build directory left out), and each binary, as bytes.
-fn outputs(root: &Path) -> Vec<(String, Vec<u8>)> {
+/// hash of the build directory left out), and each binary, as bytes, for
+/// `triples`.
+fn outputs(root: &Path, triples: &[&str]) -> Vec<(String, Vec<u8>)> {
     let mut all = Vec::new();
-    for (_, triple, _, _) in PLATFORMS {
+    for &triple in triples {
         let build = binary(root, triple).parent().unwrap().join("build");
         for run_dir in std::fs::read_dir(&build)
             .unwrap()
@@ -218,7 +283,8 @@ fn two_checkouts_at_different_paths_give_the_same_objects_and_binaries() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    let (ours, theirs) = (outputs(a.path()), outputs(&deeper));
+    let triples = PLATFORMS.map(|p| p.1);
+    let (ours, theirs) = (outputs(a.path(), &triples), outputs(&deeper, &triples));
     let names: Vec<&String> = ours.iter().map(|(n, _)| n).collect();
     assert_eq!(names, theirs.iter().map(|(n, _)| n).collect::<Vec<_>>());
     assert!(

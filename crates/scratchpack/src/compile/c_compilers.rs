@@ -163,6 +163,46 @@ pub(super) fn hint(tool: &str, triples: &[&str], compilers: &CCompilers) -> Stri
 mod tests {
     use super::*;
 
+    /// Every host path an object could name is mapped: the workspace, the
+    /// build directory, cargo's home (the registry's sources) and zig's own
+    /// sources, the last after all others so it wins where zig lives inside
+    /// one of them.
+    #[test]
+    fn zig_is_keyed_by_version_and_maps_every_host_path_with_its_own_last() {
+        let tmp = tempfile::tempdir().unwrap();
+        let ws = tmp.path().join("ws");
+        let target = ws.join("target");
+        let build = target.join("scratchpack/cargo");
+        let env = Env::from_vars([
+            ("CARGO_HOME", ws.join(".cargo").as_os_str()),
+            ("XDG_CACHE_HOME", tmp.path().join("cache").as_os_str()),
+        ]);
+        let zig = Zig {
+            program: ws.join(".cargo/zig/zig"),
+            version: "0.15.2".into(),
+            lib_dir: ws.join(".cargo/zig/lib"),
+            origin: cc::zig::Origin::Path,
+        };
+        // Action keys record zig's version; no zig, no entry.
+        let key = CCompilers::Zig(zig.clone()).key().unwrap();
+        assert!(key.starts_with("zig 0.15.2 "), "{key}");
+        assert_eq!(CCompilers::NotNeeded.key(), None);
+        let maps = path_maps(&env, &ws, &build);
+        let triples = ["aarch64-unknown-linux-musl"];
+        let wrappers = prepare(&zig, &env, &target, maps, &triples, Shell::new(true)).unwrap();
+        let settings: Settings =
+            serde_json::from_slice(&std::fs::read(wrappers.settings_path()).unwrap()).unwrap();
+        assert_eq!(
+            settings.maps,
+            [
+                (ws.clone(), "/workspace".to_owned()),
+                (build, "/target".to_owned()),
+                (ws.join(".cargo"), "/cargo".to_owned()),
+                (ws.join(".cargo/zig/lib"), "/zig/lib".to_owned()),
+            ]
+        );
+    }
+
     #[test]
     fn the_hint_says_what_to_do_for_each_choice() {
         let arm64 = ["aarch64-unknown-linux-musl"];
