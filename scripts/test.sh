@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it, on a fresh machine: installs what the
-# tests need (Rust targets, and Debian packages when run as root), checks
-# formatting and lints, runs every test, then tests the example images.
+# tests need (Debian packages when run as root, Rust targets through the
+# README's first command), checks formatting and lints, runs every test,
+# then tests the example images.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Oracles the tests check our output with, and the tools they run images with.
 debian_packages=(skopeo umoci crun bubblewrap docker-registry qemu-user-static util-linux file tar podman diffutils python3-venv sccache redis-server curl)
+# The C tests have scratchpack install zig with pip on first use.
+debian_packages+=(python3-pip)
 # The release tests install their Python and npm checkers themselves (into
 # target/oracles); they need python3-venv, and node with npm. A node from
 # elsewhere that already brings npm is kept.
@@ -27,14 +30,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   fi
 fi
 
-# Every platform's default target. Where rustup cannot download a target's
-# standard library (a mirror without it), it is built from rust-src with
-# musl from Debian's packages, laid out as rustup would install it.
-for triple in x86_64-unknown-linux-musl aarch64-unknown-linux-musl \
-  armv7-unknown-linux-musleabihf i686-unknown-linux-musl \
-  riscv64gc-unknown-linux-musl powerpc64le-unknown-linux-musl; do
-  rustup target add "$triple" >/dev/null 2>&1 || scripts/rust-target-from-source.sh "$triple"
-done
+# The README's first command, as on a fresh machine: it installs every
+# platform's Rust target, building a standard library from the toolchain's
+# sources where rustup cannot download it.
+cargo xtask images
 rustup component add rustfmt clippy
 
 # The sccache test needs sccache's redis backend, which Debian's sccache is

@@ -1,8 +1,8 @@
 //! Cross-compiling for a foreign platform: pure-Rust crates link with
 //! rust-lld alone, for every platform, and run in the sandbox under
 //! qemu-user-static; a binary that asks for a loader is refused on
-//! each; a crate that compiles C code gets a clear error naming the C cross
-//! compiler it needs.
+//! each; a crate that compiles C code with no C compiler to be had (images.toml
+//! declines zig) gets a clear error saying what to do.
 
 use std::path::Path;
 use std::process::Command;
@@ -147,10 +147,12 @@ fn a_binary_asking_for_a_loader_is_refused_on_every_new_platform() {
 }
 
 #[test]
-fn a_crate_with_c_code_names_the_cross_compiler_it_needs() {
+fn a_crate_with_c_code_and_no_c_compiler_is_told_what_to_do() {
+    // zig compiles C unless images.toml says otherwise (tests/it/c_toolchain.rs).
     let fx = Fixture::new(
         &[("native", HELLO_MAIN)],
-        "[images.native]\npackage = \"native\"\nplatforms = [\"linux/arm64\"]\n",
+        "[defaults]\nc-compiler = \"none\"\n\n\
+         [images.native]\npackage = \"native\"\nplatforms = [\"linux/arm64\"]\n",
     );
     let krate = fx.path().join("crates/native");
     // cc pinned to the version this workspace locks, whose message about a
@@ -183,10 +185,16 @@ fn a_crate_with_c_code_names_the_cross_compiler_it_needs() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
-        stderr.contains("needs the C cross compiler `aarch64-linux-musl-gcc`"),
+        stderr.contains(
+            "needs the C compiler `aarch64-linux-musl-gcc` for aarch64-unknown-linux-musl, \
+             and images.toml says `c-compiler = \"none\"`"
+        ),
         "{stderr}"
     );
-    assert!(stderr.contains("CC_aarch64_unknown_linux_musl"), "{stderr}");
+    assert!(
+        stderr.contains("set CC_aarch64_unknown_linux_musl"),
+        "{stderr}"
+    );
     assert!(!fx.path().join("target/images/native").exists());
 }
 

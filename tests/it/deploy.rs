@@ -9,8 +9,8 @@ use std::process::{Command, Output};
 
 use crate::registry::server::{Registry, have_tool, have_tools, skopeo};
 use crate::release_oracles::oracles;
-use crate::scale::{clone, compiled, git, logging_wrapper, repository, xtask};
-use crate::support::{self, Fixture, HELLO_MAIN, Podman, run};
+use crate::scale::{clone, git, repository, xtask};
+use crate::support::{self, Fixture, HELLO_MAIN, Podman, compiled, logging_wrapper, run};
 use crate::validate;
 
 const TOOL_MAIN: &str = "fn main() { println!(\"a tool beside the server\"); }\n";

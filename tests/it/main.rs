@@ -1,10 +1,13 @@
 //! End-to-end tests: real builds, checked with tools nobody here wrote.
 
+mod c_toolchain;
+mod cargo_config;
 mod compression;
 mod cross;
 mod deploy;
 mod errors;
 mod examples;
+mod generated_code;
 mod hostile_registry;
 mod nonroot;
 mod os_files;
@@ -18,6 +21,7 @@ mod release_publish;
 mod release_sbom;
 mod reproducible;
 mod run;
+mod rust_std;
 mod scale;
 mod service;
 mod static_check;

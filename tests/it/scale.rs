@@ -11,7 +11,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::registry::server::{Registry, free_port, have_tool};
-use crate::support::{self, Fixture, built_images, require_tool, run};
+use crate::support::{self, Fixture, built_images, compiled, logging_wrapper, require_tool, run};
 use crate::validate;
 
 const MAIN_A: &str = "fn main() { println!(\"hello from a\"); }\n";
@@ -62,39 +62,6 @@ pub(crate) fn clone(from: &Path, depth: usize) -> (tempfile::TempDir, PathBuf) {
         .arg(&path));
     assert!(out.status.success());
     (dir, path)
-}
-
-/// A `RUSTC_WRAPPER` that logs every rustc invocation to `log`, then runs it.
-pub(crate) fn logging_wrapper(dir: &Path, log: &Path) -> PathBuf {
-    use std::os::unix::fs::PermissionsExt;
-    let path = dir.join("log-rustc.sh");
-    std::fs::write(
-        &path,
-        format!(
-            "#!/bin/sh\nprintf '%s\\n' \"$*\" >> '{}'\nexec \"$@\"\n",
-            log.display()
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-    path
-}
-
-/// The crates rustc compiled, from the wrapper's log.
-pub(crate) fn compiled(log: &Path) -> Vec<String> {
-    let text = std::fs::read_to_string(log).unwrap_or_default();
-    let mut crates: Vec<String> = text
-        .lines()
-        .filter_map(|l| {
-            let rest = &l[l.find("--crate-name ")? + "--crate-name ".len()..];
-            Some(rest.split(' ').next()?.to_owned())
-        })
-        // Cargo's probe of what rustc prints, not a crate.
-        .filter(|c| c != "___")
-        .collect();
-    crates.sort();
-    crates.dedup();
-    crates
 }
 
 /// Runs the CLI in `dir` (its own `target/`), rustc wrapped to log to `log`.

@@ -63,6 +63,39 @@ pub(crate) fn require_tool(tool: &str, package: &str) -> Option<PathBuf> {
     found
 }
 
+/// A `RUSTC_WRAPPER` that logs every rustc invocation to `log`, then runs it.
+pub(crate) fn logging_wrapper(dir: &Path, log: &Path) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join("log-rustc.sh");
+    std::fs::write(
+        &path,
+        format!(
+            "#!/bin/sh\nprintf '%s\\n' \"$*\" >> '{}'\nexec \"$@\"\n",
+            log.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
+/// The crates rustc compiled, from the wrapper's log.
+pub(crate) fn compiled(log: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let mut crates: Vec<String> = text
+        .lines()
+        .filter_map(|l| {
+            let rest = &l[l.find("--crate-name ")? + "--crate-name ".len()..];
+            Some(rest.split(' ').next()?.to_owned())
+        })
+        // Cargo's probe of what rustc prints, not a crate.
+        .filter(|c| c != "___")
+        .collect();
+    crates.sort();
+    crates.dedup();
+    crates
+}
+
 /// The JSON objects `images --message-format json` printed, one per image.
 pub(crate) fn built_images(out: &Output) -> Vec<serde_json::Value> {
     String::from_utf8_lossy(&out.stdout)

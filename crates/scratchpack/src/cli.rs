@@ -27,7 +27,7 @@ use anyhow::anyhow;
 use clap::{Parser, Subcommand};
 
 use crate::build::{BuildOptions, BuiltImage};
-use crate::compile::Cargo;
+use crate::compile::{CCompilers, Cargo};
 use crate::manifest::ImagePlan;
 
 use crate::build::assemble;
@@ -727,11 +727,13 @@ pub fn relative_manifest_path(common: &Common, ctx: &Context) -> String {
 /// with the commands that need images built first.
 pub fn build_selected(ctx: &Context, names: &[String]) -> Result<Vec<BuiltImage>, Failure> {
     let selected = select(&ctx.plan.images, names)?;
+    let c_compilers = CCompilers::decide(&ctx.env, &ctx.plan)?;
     let compiler = Cargo {
         env: &ctx.env,
         workspace_root: &ctx.workspace.root,
         target_dir: &ctx.workspace.target_dir,
         manifests: &ctx.workspace.manifests,
+        c_compilers: &c_compilers,
         shell: ctx.shell,
     };
     let opts = BuildOptions {
@@ -740,6 +742,7 @@ pub fn build_selected(ctx: &Context, names: &[String]) -> Result<Vec<BuiltImage>
         jobs: ctx.jobs,
         proofs: Some(toolchain::answers::dir(&ctx.workspace.target_dir).join("proven.json")),
         source: source_annotations(ctx, &selected),
+        c_compiler: c_compilers.key(),
     };
     let started = std::time::Instant::now();
     let built = crate::action_cache::build_cached(
@@ -990,6 +993,10 @@ pub fn main() -> ExitCode {
     // become the helper before anything else runs, threads above all.
     #[cfg(target_os = "linux")]
     sandbox::helper::run_if_requested();
+    // Build scripts run this program as their C compiler, with cargo's
+    // variables, those of rustc's wrapper below among them: it is asked
+    // first.
+    toolchain::cc::wrapper::run_if_requested();
     // Cargo runs this program as rustc's wrapper to link crate lists in.
     crate::compile::dep_v0::run_if_requested();
     let command = Cli::parse().command;

@@ -15,10 +15,15 @@ use crate::shell::Shell;
 use crate::toolchain::rustup::TargetError;
 use crate::toolchain::{self, Env, answers, crates};
 
+mod build_scripts;
+pub mod c_compilers;
 pub mod crate_list;
 pub mod dep_v0;
 pub mod interrupt;
 
+use crate::toolchain::cargo_config::CargoConfig;
+use crate::toolchain::cc::{C_SOURCE_DATE_EPOCH, Wrappers, ZigError};
+pub use c_compilers::CCompilers;
 use crate_list::Linker;
 
 /// One binary to compile.
@@ -65,6 +70,8 @@ pub enum CompileError {
     },
     #[error(transparent)]
     TargetMissing(#[from] TargetError),
+    #[error(transparent)]
+    Zig(ZigError),
     #[error("the build was interrupted")]
     Interrupted,
 }
@@ -76,6 +83,8 @@ pub struct Cargo<'a> {
     pub target_dir: &'a Path,
     /// Package name -> its `Cargo.toml`, to tell artifacts apart.
     pub manifests: &'a BTreeMap<String, PathBuf>,
+    /// Who compiles C, decided for the whole run.
+    pub c_compilers: &'a CCompilers,
     pub shell: Shell,
 }
 
@@ -85,6 +94,9 @@ pub struct Cargo<'a> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Invocation<'r> {
     pub settings: &'r BuildSettings,
+    /// The rustflags cargo's configuration or the caller's environment
+    /// give these triples (see [`CargoConfig`]): the same for each.
+    pub user_flags: Vec<String>,
     /// Flags every triple of the call needs (see [`triple_rustflags`]);
     /// cargo takes one set of rustflags per call, so triples that need
     /// different ones go to different calls.
@@ -114,8 +126,13 @@ impl Invocation<'_> {
 /// building any binary for a triple none of its images asked for: cargo
 /// builds every selected package for every `--target` of one call, so an
 /// amd64-only image sharing a call with an arm64 one would be compiled (and
-/// could fail to link) for arm64.
-pub fn invocations(requests: &[Request]) -> Vec<Invocation<'_>> {
+/// could fail to link) for arm64. `user_flags` are each triple's rustflags
+/// from cargo's configuration or the environment (none when absent):
+/// triples whose flags differ go to calls of their own.
+pub fn invocations<'r>(
+    requests: &'r [Request],
+    user_flags: &BTreeMap<String, Vec<String>>,
+) -> Vec<Invocation<'r>> {
     // Each binary (under given settings) and the triples it is wanted for.
     let mut wanted: BTreeMap<(&BuildSettings, &str, &str), Vec<&str>> = BTreeMap::new();
     for r in requests {
@@ -124,14 +141,17 @@ pub fn invocations(requests: &[Request]) -> Vec<Invocation<'_>> {
             .or_default()
             .push(&r.triple);
     }
-    let mut calls: BTreeMap<(&BuildSettings, Flags, Vec<&str>), Binaries<'_>> = BTreeMap::new();
+    let mut calls: BTreeMap<(&BuildSettings, TripleFlags<'_>, Vec<&str>), Binaries<'_>> =
+        BTreeMap::new();
+    let none = Vec::new();
     for ((settings, package, bin), mut triples) in wanted {
         triples.sort_unstable();
         triples.dedup();
-        let mut by_flags: BTreeMap<Flags, Vec<&str>> = BTreeMap::new();
+        let mut by_flags: BTreeMap<TripleFlags<'_>, Vec<&str>> = BTreeMap::new();
         for triple in triples {
+            let user = user_flags.get(triple).unwrap_or(&none);
             by_flags
-                .entry(triple_rustflags(triple))
+                .entry((user, triple_rustflags(triple)))
                 .or_default()
                 .push(triple);
         }
@@ -144,16 +164,21 @@ pub fn invocations(requests: &[Request]) -> Vec<Invocation<'_>> {
     }
     calls
         .into_iter()
-        .map(|((settings, triple_flags, triples), binaries)| Invocation {
-            settings,
-            triple_flags,
-            triples,
-            binaries,
-        })
+        .map(
+            |((settings, (user_flags, triple_flags), triples), binaries)| Invocation {
+                settings,
+                user_flags: user_flags.clone(),
+                triple_flags,
+                triples,
+                binaries,
+            },
+        )
         .collect()
 }
 
-type Flags = &'static [&'static str];
+/// A triple's flags from cargo's configuration, and those it needs to
+/// link statically.
+type TripleFlags<'f> = (&'f Vec<String>, &'static [&'static str]);
 type Binaries<'r> = Vec<(&'r str, &'r str)>;
 
 /// Flags a triple needs for a static executable beyond its defaults. Every
@@ -174,10 +199,10 @@ pub fn triple_rustflags(triple: &str) -> &'static [&'static str] {
 impl Compiler for Cargo<'_> {
     fn compile(&self, requests: &[Request]) -> Result<Vec<PathBuf>, CompileError> {
         let mut built: BTreeMap<(&str, &BuildSettings, &str, &str), PathBuf> = BTreeMap::new();
-        let calls = invocations(requests);
-        let mut triples: Vec<&str> = calls.iter().flat_map(|c| c.triples.clone()).collect();
+        let mut triples: Vec<&str> = requests.iter().map(|r| r.triple.as_str()).collect();
         triples.sort_unstable();
         triples.dedup();
+        let calls = invocations(requests, &self.user_flags(&triples));
         let sysroot =
             toolchain::rustup::ensure_targets(self.env, self.workspace_root, &triples, self.shell)?;
         let toolchain_remap = sysroot.as_deref().and_then(|s| {
@@ -187,8 +212,19 @@ impl Compiler for Cargo<'_> {
                 &answers::dir(self.target_dir).join("rustc-commit"),
             )
         });
+        let wrappers = match self.c_compilers {
+            CCompilers::Zig(zig) => Some(c_compilers::prepare(
+                zig,
+                self.env,
+                self.target_dir,
+                self.path_maps(),
+                &triples,
+                self.shell,
+            )?),
+            CCompilers::NotNeeded | CCompilers::Declined => None,
+        };
         for call in &calls {
-            for artifact in self.build(call, toolchain_remap.as_deref())? {
+            for artifact in self.build(call, toolchain_remap.as_deref(), wrappers.as_ref())? {
                 let Some(&(package, bin)) = call.binaries.iter().find(|(package, bin)| {
                     self.manifests.get(*package) == Some(&artifact.manifest) && *bin == artifact.bin
                 }) else {
@@ -308,9 +344,10 @@ impl Cargo<'_> {
         &self,
         call: &Invocation<'_>,
         toolchain_remap: Option<&str>,
+        wrappers: Option<&Wrappers>,
     ) -> Result<Vec<Artifact>, CompileError> {
         let mut cmd = self.command(call);
-        self.set_environment(&mut cmd, call, toolchain_remap)?;
+        self.set_environment(&mut cmd, call, toolchain_remap, wrappers)?;
         self.run(cmd, call)
     }
 
@@ -360,13 +397,14 @@ impl Cargo<'_> {
     }
 
     /// The variables of `call`'s build: this program as rustc's wrapper
-    /// (with the crate lists it links in), the rustflags, and rust-lld as
-    /// the linker of foreign triples.
+    /// (with the crate lists it links in), the rustflags, rust-lld as the
+    /// linker of foreign triples, and the C compilers.
     fn set_environment(
         &self,
         cmd: &mut Command,
         call: &Invocation<'_>,
         toolchain_remap: Option<&str>,
+        wrappers: Option<&Wrappers>,
     ) -> Result<(), CompileError> {
         // Every build goes through the wrapper, auditable or not: the
         // variable it records for each binary is then set or unset, and
@@ -387,11 +425,20 @@ impl Cargo<'_> {
                 cmd.env(var, digest);
             }
         }
-        cmd.env(
-            "CARGO_ENCODED_RUSTFLAGS",
-            self.rustflags(call.settings, call.triple_flags, toolchain_remap)
-                .join("\x1f"),
-        );
+        let mut flags = self.rustflags(call, toolchain_remap);
+        if let Some(w) = wrappers {
+            // Where the C++ runtime and the empty libatomic.a are.
+            flags.push(format!("-Lnative={}", w.lib_dir().display()));
+            for triple in &call.triples {
+                cmd.envs(w.variables(self.env, triple));
+            }
+        }
+        cmd.env("CARGO_ENCODED_RUSTFLAGS", flags.join("\x1f"));
+        // Build scripts see this epoch, never the image's: clang writes it
+        // into `__DATE__`, and cc-rs (like shadow-rs) reruns its build
+        // script when it changes, so the image's epoch changes the image's
+        // timestamps and nothing that is compiled.
+        cmd.env("SOURCE_DATE_EPOCH", C_SOURCE_DATE_EPOCH);
         for triple in call.triples.iter().filter(|t| is_foreign(t)) {
             // rust-lld ships with rustc and links musl's self-contained objects,
             // so no C cross toolchain is needed for pure-Rust crates.
@@ -432,7 +479,9 @@ impl Cargo<'_> {
         let stderr = child.stderr.take().expect("stderr is piped");
         let watcher = std::thread::spawn(move || relay_stderr(BufReader::new(stderr)));
         let stdout = child.stdout.take().expect("stdout is piped");
-        let artifacts: Vec<Artifact> = toolchain::cargo::built_binaries(BufReader::new(stdout))
+        let messages = toolchain::cargo::read_messages(BufReader::new(stdout));
+        let artifacts: Vec<Artifact> = messages
+            .binaries
             .into_iter()
             .map(|b| Artifact {
                 manifest: b.manifest_path,
@@ -454,15 +503,21 @@ impl Cargo<'_> {
                 command,
                 status: status.to_string(),
                 hint: missing_tool
-                    .map(|tool| c_compiler_hint(&tool, triples))
+                    .map(|tool| c_compilers::hint(&tool, triples, self.c_compilers))
                     .unwrap_or_default(),
             });
         }
+        build_scripts::settle(&messages.out_dirs);
         Ok(artifacts)
     }
 
     fn build_dir(&self) -> PathBuf {
         build_dir(self.target_dir)
+    }
+
+    /// The host paths rustc and the C compiler map out of what they write.
+    fn path_maps(&self) -> Vec<(PathBuf, String)> {
+        c_compilers::path_maps(self.env, self.workspace_root, &self.build_dir())
     }
 
     fn dep_v0_dir(&self) -> PathBuf {
@@ -626,36 +681,38 @@ impl Cargo<'_> {
         Ok((vars, written))
     }
 
-    /// The flags every image build gets: the caller's own `RUSTFLAGS` (cargo
-    /// ignores them once the encoded form is set), the host paths remapped,
-    /// what the triples need to link statically, and the image's extra flags
-    /// last so they win.
-    fn rustflags(
-        &self,
-        settings: &BuildSettings,
-        triple_flags: &[&str],
-        toolchain_remap: Option<&str>,
-    ) -> Vec<String> {
-        let mut flags = self.env.rustflags();
+    /// The flags every image build gets: those the caller's environment or
+    /// cargo's configuration give the call's triples (cargo ignores both
+    /// once the encoded form is set, so they are worked out here), the host
+    /// paths remapped, what the triples need to link statically, and the
+    /// image's extra flags last so they win.
+    fn rustflags(&self, call: &Invocation<'_>, toolchain_remap: Option<&str>) -> Vec<String> {
+        let mut flags = call.user_flags.clone();
         // Where the checkout, the target directory and cargo's registry live
         // must not show in the binary: panic locations and debug info would
         // otherwise make two checkouts give different bytes.
-        // The build directory comes after the checkout: of two prefixes
-        // that match, rustc applies the one given last.
-        let mut remaps = vec![
-            (self.workspace_root.to_owned(), "/workspace"),
-            (self.build_dir(), "/target"),
-        ];
-        if let Some(home) = self.env.cargo_home() {
-            remaps.push((home, "/cargo"));
-        }
-        for (from, to) in remaps {
+        for (from, to) in self.path_maps() {
             flags.push(format!("--remap-path-prefix={}={to}", from.display()));
         }
         flags.extend(toolchain_remap.map(str::to_owned));
-        flags.extend(triple_flags.iter().map(|f| (*f).to_owned()));
-        flags.extend(settings.rustflags.iter().cloned());
+        flags.extend(call.triple_flags.iter().map(|f| (*f).to_owned()));
+        flags.extend(call.settings.rustflags.iter().cloned());
         flags
+    }
+
+    /// Each triple's rustflags from the caller's environment or cargo's
+    /// configuration, as cargo run in the workspace would give them.
+    fn user_flags(&self, triples: &[&str]) -> BTreeMap<String, Vec<String>> {
+        let config = CargoConfig::read(self.env, self.workspace_root);
+        triples
+            .iter()
+            .map(|triple| {
+                let flags = config.rustflags(self.env, triple, |flags| {
+                    toolchain::rustc::cfg(self.env, self.workspace_root, triple, flags)
+                });
+                ((*triple).to_owned(), flags)
+            })
+            .collect()
     }
 }
 
@@ -686,21 +743,6 @@ fn missing_tool(line: &str) -> Option<String> {
             .then(|| between("linker `", '`'))
             .flatten()
     })
-}
-
-fn c_compiler_hint(tool: &str, triples: &[&str]) -> String {
-    let foreign: Vec<&str> = triples.iter().copied().filter(|t| is_foreign(t)).collect();
-    let Some(triple) = foreign.first() else {
-        return format!("\nhelp: a build script needs `{tool}`, which is not installed");
-    };
-    let var = format!("CC_{}", triple.replace(['-', '.'], "_"));
-    format!(
-        "\nhelp: a crate compiles C code for {triple}, which needs the C cross compiler \
-         `{tool}`: install one (a musl cross toolchain that provides `{tool}`), or point \
-         {var} at a C compiler for that target (for example `clang --target={}`); \
-         pure-Rust crates need none, rust-lld links them",
-        triple.replace("-unknown-", "-")
-    )
 }
 
 /// How the link of `triple` is driven: the linker set for it in the
@@ -748,9 +790,6 @@ mod tests {
             Some("aarch64-linux-musl-gcc")
         );
         assert_eq!(missing_tool("error[E0425]: cannot find value `x`"), None);
-        let hint = c_compiler_hint("aarch64-linux-musl-gcc", &["aarch64-unknown-linux-musl"]);
-        assert!(hint.contains("CC_aarch64_unknown_linux_musl"), "{hint}");
-        assert!(hint.contains("clang --target=aarch64-linux-musl"), "{hint}");
     }
 
     fn settings(profile: &str) -> BuildSettings {
@@ -803,7 +842,7 @@ mod tests {
             request("hello", "hello", ARM64, &release),
             request("native", "native", AMD64, &release),
         ];
-        let calls = invocations(&requests);
+        let calls = invocations(&requests, &BTreeMap::new());
         assert_eq!(
             built(&calls),
             vec![
@@ -827,7 +866,7 @@ mod tests {
             // Two images of one binary: asked twice, built once.
             request("hello", "hello", AMD64, &release),
         ];
-        let calls = invocations(&requests);
+        let calls = invocations(&requests, &BTreeMap::new());
         assert_eq!(calls.len(), 1, "{calls:?}");
         assert_eq!(calls[0].triples, vec![ARM64, AMD64]);
         assert_eq!(calls[0].packages(), vec!["greeter", "hello"]);
@@ -845,7 +884,7 @@ mod tests {
             request("c", "c", AMD64, &dev),
             request("c", "c", ARMV7, &dev),
         ];
-        let calls = invocations(&requests);
+        let calls = invocations(&requests, &BTreeMap::new());
         assert_eq!(calls.len(), 3, "{calls:?}");
         for call in &calls {
             for (package, bin) in &call.binaries {
@@ -878,13 +917,40 @@ mod tests {
             request("hello", "hello", RISCV64, &release),
             request("hello", "hello", GNU, &release),
         ];
-        let calls = invocations(&requests);
+        let calls = invocations(&requests, &BTreeMap::new());
         assert_eq!(calls.len(), 2, "{calls:?}");
         let musl = calls.iter().find(|c| c.triples.contains(&RISCV64)).unwrap();
         assert!(musl.triples.contains(&AMD64), "{calls:?}");
         assert_eq!(musl.triple_flags, ["-Ctarget-feature=+crt-static"]);
         let gnu = calls.iter().find(|c| c.triples == [GNU]).unwrap();
         assert!(gnu.triple_flags.is_empty());
+    }
+
+    #[test]
+    fn triples_whose_configured_flags_differ_go_to_calls_of_their_own() {
+        let release = settings("release");
+        let requests = vec![
+            request("hello", "hello", AMD64, &release),
+            request("hello", "hello", ARM64, &release),
+            request("hello", "hello", ARMV7, &release),
+        ];
+        let cfg = vec!["--cfg".to_owned(), "x".to_owned()];
+        let same: BTreeMap<String, Vec<String>> = [AMD64, ARM64, ARMV7]
+            .iter()
+            .map(|t| ((*t).to_owned(), cfg.clone()))
+            .collect();
+        let calls = invocations(&requests, &same);
+        assert_eq!(calls.len(), 1, "{calls:?}");
+        assert_eq!(calls[0].user_flags, cfg);
+        let mut one_differs = same.clone();
+        one_differs.insert(
+            ARM64.to_owned(),
+            vec!["-Ctarget-cpu=neoverse-n1".to_owned()],
+        );
+        let calls = invocations(&requests, &one_differs);
+        assert_eq!(calls.len(), 2, "{calls:?}");
+        let arm = calls.iter().find(|c| c.triples == [ARM64]).unwrap();
+        assert_eq!(arm.user_flags, ["-Ctarget-cpu=neoverse-n1"]);
     }
 
     #[test]

@@ -751,7 +751,7 @@ pub(super) fn build_cached(
     shell: Shell,
 ) -> Result<Vec<BuiltImage>, BuildError> {
     let keys = match KeyContext::new(workspace, env, opts.epoch) {
-        Ok(k) => k,
+        Ok(k) => k.compiling_c_with(opts.c_compiler.clone()),
         Err(e) => {
             shell.warn(format!(
                 "cache: no action keys ({}); building without the cache",

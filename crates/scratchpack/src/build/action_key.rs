@@ -7,9 +7,10 @@
 //! depend on by path, the workspace's
 //! `Cargo.toml`, `Cargo.lock` and `.cargo/config.toml`, the resolved build
 //! settings (profile, features, the image's rustflags, the caller's
-//! `RUSTFLAGS` and cargo's `CARGO_*` build variables, the target triple and
-//! the linker), `rustc -vV`, the image's plan and the bytes of its files, the
-//! epoch, and the format version of these keys. Files are named by their path
+//! `RUSTFLAGS` and cargo's `CARGO_*` build variables, the rustflags of
+//! cargo's configuration files, the target triple and the linker), `rustc -vV`, the C compiler (zig's version, when zig
+//! compiles C), the image's plan and the bytes of its files, the epoch, and
+//! the format version of these keys. Files are named by their path
 //! relative to the workspace root, never by where the checkout is.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -20,6 +21,7 @@ use sha2::{Digest as _, Sha256};
 
 use crate::manifest::{FileSource, ImagePlan, PlatformTarget};
 use crate::oci::{Digest, canonical_json};
+use crate::toolchain::cargo_config::CargoConfig;
 use crate::toolchain::workspace::Workspace;
 use crate::toolchain::{Env, git, rustc};
 
@@ -65,6 +67,11 @@ pub struct KeyContext {
     /// `.cargo/config.toml`, toolchain files (path -> digest).
     workspace_files: BTreeMap<String, Option<Digest>>,
     rustc: String,
+    /// What compiles C, when anything does: zig and its version.
+    c_compiler: Option<String>,
+    /// The rustflags of cargo's configuration files, the workspace's and
+    /// those above it and in cargo's home, which image builds apply.
+    cargo_config: CargoConfig,
     /// The build variables of the environment that change what cargo builds.
     env: BTreeMap<String, String>,
     epoch: u64,
@@ -122,12 +129,20 @@ impl KeyContext {
             dependencies: ws.dependencies.clone(),
             workspace_files,
             rustc,
+            c_compiler: None,
+            cargo_config: CargoConfig::read(env, &ws.root),
             env: env.build_variables(),
             epoch,
             version: format!("{}/{FORMAT_VERSION}", env!("CARGO_PKG_VERSION")),
             target_dir: ws.target_dir.clone(),
             sources: Default::default(),
         })
+    }
+
+    /// The context with what compiles C for image builds (the compiler's
+    /// description, `None` when nothing does).
+    pub fn compiling_c_with(self, c_compiler: Option<String>) -> KeyContext {
+        KeyContext { c_compiler, ..self }
     }
 
     /// The package and every workspace package it depends on, directly or
@@ -224,6 +239,11 @@ impl KeyContext {
             sources: BTreeMap<String, Digest>,
             workspace_files: &'a BTreeMap<String, Option<Digest>>,
             rustc: &'a str,
+            // Left out when nothing compiles C, so that pure-Rust keys are
+            // what they were.
+            #[serde(skip_serializing_if = "Option::is_none")]
+            c_compiler: Option<&'a str>,
+            cargo_config: &'a CargoConfig,
             env: &'a BTreeMap<String, String>,
             platform: String,
             triple: &'a str,
@@ -238,6 +258,8 @@ impl KeyContext {
             sources,
             workspace_files: &self.workspace_files,
             rustc: &self.rustc,
+            c_compiler: self.c_compiler.as_deref(),
+            cargo_config: &self.cargo_config,
             env: &self.env,
             platform: target.platform.to_string(),
             triple: &target.triple,

@@ -92,6 +92,7 @@ struct Setup {
     env: BTreeMap<String, String>,
     epoch: u64,
     images: String,
+    c_compiler: Option<String>,
 }
 
 impl Default for Setup {
@@ -101,6 +102,7 @@ impl Default for Setup {
             env: BTreeMap::new(),
             epoch: 0,
             images: IMAGES.to_owned(),
+            c_compiler: None,
         }
     }
 }
@@ -110,7 +112,9 @@ fn key(dir: &Path, setup: &Setup) -> ImageKey {
     let plan = parse(&dir.join("images.toml"), &setup.images, &ws)
         .unwrap_or_else(|e| panic!("{}", e.render(false)));
     let env = Env::from_vars(setup.env.clone());
-    let ctx = KeyContext::with(&ws, setup.rustc.clone(), &env, setup.epoch).unwrap();
+    let ctx = KeyContext::with(&ws, setup.rustc.clone(), &env, setup.epoch)
+        .unwrap()
+        .compiling_c_with(setup.c_compiler.clone());
     ctx.image_key(&plan.images[0]).unwrap()
 }
 
@@ -226,6 +230,51 @@ fn the_image_plan_and_its_files_are_inputs() {
         &d.join("crates/app/assets/a.txt"),
         "b\n"
     )));
+}
+
+#[test]
+fn the_c_compiler_is_an_input() {
+    assert!(changes(
+        |_, s| s.c_compiler = Some("zig 0.15.2 (wrappers 1)".into())
+    ));
+    let zig = |version: &str| {
+        let (dir, _) = checkout();
+        let c_compiler = Some(format!("zig {version} (wrappers 1)"));
+        key(
+            dir.path(),
+            &Setup {
+                c_compiler,
+                ..Setup::default()
+            },
+        )
+    };
+    assert_ne!(zig("0.15.2"), zig("0.16.0"));
+}
+
+#[test]
+fn rustflags_from_cargo_configuration_are_an_input() {
+    // Above the workspace as well as in it: cargo reads both.
+    assert!(changes(|d, _| {
+        std::fs::create_dir_all(d.join(".cargo")).unwrap();
+        std::fs::write(
+            d.join(".cargo/config.toml"),
+            "[target.x86_64-unknown-linux-musl]\nrustflags = [\"--cfg\", \"x\"]\n",
+        )
+        .unwrap();
+    }));
+    let (dir, before) = checkout();
+    let ws = workspace(dir.path());
+    let home = tempfile::tempdir().unwrap();
+    std::fs::write(
+        home.path().join("config.toml"),
+        "[build]\nrustflags = [\"-Ctarget-cpu=native\"]\n",
+    )
+    .unwrap();
+    let env = Env::from_vars([("CARGO_HOME", home.path())]);
+    let s = Setup::default();
+    let ctx = KeyContext::with(&ws, s.rustc, &env, s.epoch).unwrap();
+    let plan = parse(&dir.path().join("images.toml"), IMAGES, &ws).unwrap();
+    assert_ne!(ctx.image_key(&plan.images[0]).unwrap(), before);
 }
 
 #[test]

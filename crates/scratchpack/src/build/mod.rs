@@ -39,6 +39,9 @@ pub struct BuildOptions {
     pub proofs: Option<PathBuf>,
     /// Where the images come from, for their source annotations.
     pub source: assemble::Source,
+    /// What compiles the C of image builds (zig and its version), which
+    /// action keys record; `None` when nothing does.
+    pub c_compiler: Option<String>,
 }
 
 /// What was built for one image, as printed and recorded. The record holds
@@ -803,6 +806,7 @@ mod tests {
             jobs: 2,
             proofs: None,
             source: assemble::Source::default(),
+            c_compiler: None,
         }
     }
 

@@ -37,6 +37,11 @@ pub struct Plan {
     /// was skipped, for the command line to show.
     #[serde(skip)]
     pub notices: Vec<String>,
+    /// Who compiles the C and C++ of image builds (`c-compiler` in
+    /// `[defaults]`). What it shapes, action keys record from the compiler
+    /// itself.
+    #[serde(skip)]
+    pub c_compiler: CCompiler,
 }
 
 /// `cache-sign-key` and `cache-verify-key`, as paths from the workspace
@@ -47,6 +52,17 @@ pub struct CacheKeyFiles {
     pub sign: Option<PathBuf>,
     /// A PEM public key: only entries it verifies are used.
     pub verify: Option<PathBuf>,
+}
+
+/// `c-compiler`: zig when a crate of the images compiles C (no key),
+/// zig always (`"zig"`), or only what the caller's `CC_<triple>`
+/// variables name (`"none"`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum CCompiler {
+    #[default]
+    ZigWhenNeeded,
+    Zig,
+    None,
 }
 
 /// `source-date-epoch` in `[defaults]`, checked but not yet looked up.

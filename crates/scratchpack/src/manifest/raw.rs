@@ -73,6 +73,8 @@ pub(crate) struct RawImage {
     /// `cache-verify-key = "FILE"`: the public key entries must be signed by.
     pub cache_verify_key: Option<S<String>>,
     pub registry_limits: Option<S<RawRegistryLimits>>,
+    /// `c-compiler = "zig" | "none"`: who compiles C for image builds.
+    pub c_compiler: Option<S<String>>,
     pub tests: Option<Vec<(S<String>, RawTest)>>,
     /// Where each key was written, for keys that are allowed only in one of
     /// `[defaults]` and an image.
@@ -239,6 +241,7 @@ pub(crate) const DEFAULTS_ONLY_KEYS: &[&str] = &[
     "cache-sign-key",
     "cache-verify-key",
     "registry-limits",
+    "c-compiler",
 ];
 
 /// Image keys that name one image's own things and so make no sense as a default.
@@ -601,6 +604,7 @@ impl Walker<'_> {
                 "cache-sign-key" => r.cache_sign_key = self.string(what, v),
                 "cache-verify-key" => r.cache_verify_key = self.string(what, v),
                 "registry-limits" => r.registry_limits = self.registry_limits(what, v),
+                "c-compiler" => r.c_compiler = self.string(what, v),
                 "tests" => {
                     let Some(tests) = self.table(what, v) else {
                         continue;

@@ -124,6 +124,10 @@ impl Resolver<'_> {
         let cache = defaults.cache.as_ref().and_then(|c| self.cache(c));
         let cache_keys = self.cache_keys(&defaults);
         let registry_limits = self.registry_limits(defaults.registry_limits.as_ref());
+        let c_compiler = defaults
+            .c_compiler
+            .as_ref()
+            .map_or(CCompiler::ZigWhenNeeded, |c| self.c_compiler(c));
         if !raw.declares_images {
             self.error(
                 Diagnostic::new("no images are declared", 0..text_len.min(1))
@@ -180,6 +184,28 @@ impl Resolver<'_> {
             cache_keys,
             registry_limits,
             notices,
+            c_compiler,
+        }
+    }
+
+    fn c_compiler(&mut self, c: &S<String>) -> CCompiler {
+        match c.get_ref().as_str() {
+            "zig" => CCompiler::Zig,
+            "none" => CCompiler::None,
+            other => {
+                self.error(
+                    Diagnostic::new(
+                        format!("`c-compiler` is `{other}`, neither `\"zig\"` nor `\"none\"`"),
+                        span_of(c),
+                    )
+                    .label("expected `\"zig\"` or `\"none\"`")
+                    .help(
+                        "leave the key out to compile C with zig when a crate needs it; \
+                         `\"none\"` leaves C to the compilers CC_<triple> names",
+                    ),
+                );
+                CCompiler::ZigWhenNeeded
+            }
         }
     }
 

@@ -1,5 +1,6 @@
 //! Running cargo, and what scratchpack reads of the `compiler-artifact`
-//! messages of `cargo build --message-format=json`. Only the fields used are
+//! and `build-script-executed` messages of `cargo build
+//! --message-format=json`. Only the fields used are
 //! declared; cargo's documented format adds fields freely, and unknown ones
 //! are ignored.
 
@@ -47,10 +48,18 @@ pub struct BuiltBinary {
     pub executable: PathBuf,
 }
 
-/// The binaries among the messages of a `cargo build
-/// --message-format=json` on `stdout`; lines that are not JSON messages, and
-/// messages of other kinds, are passed over.
-pub fn built_binaries(stdout: impl BufRead) -> Vec<BuiltBinary> {
+/// What a build reported: the binaries it built, and the `OUT_DIR` of
+/// each build script it ran or found fresh.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Messages {
+    pub binaries: Vec<BuiltBinary>,
+    pub out_dirs: Vec<PathBuf>,
+}
+
+/// Reads the messages of a `cargo build --message-format=json` on
+/// `stdout`; lines that are not JSON messages, and messages of other
+/// kinds, are passed over.
+pub fn read_messages(stdout: impl BufRead) -> Messages {
     #[derive(Deserialize)]
     struct Message {
         reason: String,
@@ -60,21 +69,35 @@ pub fn built_binaries(stdout: impl BufRead) -> Vec<BuiltBinary> {
         target: Option<CargoTarget>,
         #[serde(default)]
         executable: Option<PathBuf>,
+        #[serde(default)]
+        out_dir: Option<PathBuf>,
     }
-    stdout
+    let mut messages = Messages::default();
+    for m in stdout
         .lines()
         .map_while(Result::ok)
         .filter_map(|line| serde_json::from_str::<Message>(&line).ok())
-        .filter(|m| m.reason == "compiler-artifact")
-        .filter_map(|m| {
-            let target = m.target.filter(CargoTarget::is_bin)?;
-            Some(BuiltBinary {
-                manifest_path: m.manifest_path?,
-                name: target.name,
-                executable: m.executable?,
-            })
-        })
-        .collect()
+    {
+        match m.reason.as_str() {
+            "compiler-artifact" => {
+                let (Some(target), Some(manifest_path), Some(executable)) = (
+                    m.target.filter(CargoTarget::is_bin),
+                    m.manifest_path,
+                    m.executable,
+                ) else {
+                    continue;
+                };
+                messages.binaries.push(BuiltBinary {
+                    manifest_path,
+                    name: target.name,
+                    executable,
+                });
+            }
+            "build-script-executed" => messages.out_dirs.extend(m.out_dir),
+            _ => {}
+        }
+    }
+    messages
 }
 
 #[cfg(test)]
@@ -91,17 +114,23 @@ mod tests {
             "\n",
             r#"{"reason":"compiler-artifact","manifest_path":"/w/a/Cargo.toml","target":{"name":"tool","kind":["bin"],"src_path":"/w/a/src/main.rs"},"executable":"/t/release/tool","fresh":false}"#,
             "\n",
+            r#"{"reason":"build-script-executed","package_id":"p","linked_libs":[],"linked_paths":[],"cfgs":[],"env":[],"out_dir":"/t/release/build/a-1/out"}"#,
+            "\n",
             r#"{"reason":"build-finished","success":true}"#,
             "\n",
         );
-        let bins = built_binaries(stdout.as_bytes());
+        let messages = read_messages(stdout.as_bytes());
         assert_eq!(
-            bins,
+            messages.binaries,
             [BuiltBinary {
                 manifest_path: "/w/a/Cargo.toml".into(),
                 name: "tool".into(),
                 executable: "/t/release/tool".into(),
             }]
+        );
+        assert_eq!(
+            messages.out_dirs,
+            [PathBuf::from("/t/release/build/a-1/out")]
         );
     }
 

@@ -10,10 +10,13 @@
 
 pub mod answers;
 pub mod cargo;
+pub mod cargo_config;
+pub mod cc;
 pub mod crates;
 pub mod git;
 pub mod metadata;
 pub mod runtime;
+pub mod rust_std;
 pub mod rustc;
 pub mod rustup;
 pub mod versions;
@@ -50,8 +53,11 @@ const NAMED: &[&str] = &[
     // platforms are.
     "SOURCE_DATE_EPOCH",
     "SCRATCHPACK_EMULATOR_DIR",
-    // Where the container runtimes images are loaded into are found.
+    // Where zig is found ([`cc::zig`]): the one the caller names, else one
+    // on the search path, else the one installed into the user's cache.
+    "SCRATCHPACK_ZIG",
     "PATH",
+    "XDG_CACHE_HOME",
 ];
 
 /// Whether an environment variable changes what cargo and rustc build.
@@ -65,9 +71,24 @@ pub fn shapes_build(name: &str) -> bool {
     ) || name.starts_with("CARGO_TARGET_")
         || name.starts_with("CARGO_PROFILE_")
         || (name.starts_with("CARGO_BUILD_") && name != "CARGO_BUILD_TARGET_DIR")
-        || name.starts_with("CC_")
-        || name.starts_with("CFLAGS")
+        || C_TOOLCHAIN_PREFIXES.iter().any(|p| name.starts_with(p))
 }
+
+/// The variables by which a caller names its own C toolchain for a target
+/// (`CC_<triple>` and the like, as cc-rs, the cmake crate and bindgen read
+/// them), and its flags. Each one the caller sets for a triple is left as
+/// it is ([`Env::sets_for_triple`]) and changes what is built.
+const C_TOOLCHAIN_PREFIXES: &[&str] = &[
+    "CC_",
+    "CFLAGS",
+    "CXX_",
+    "CXXFLAGS",
+    "AR_",
+    "RANLIB_",
+    "CXXSTDLIB_",
+    "CMAKE_TOOLCHAIN_FILE_",
+    "BINDGEN_EXTRA_CLANG_ARGS",
+];
 
 /// The variable that names the linker cargo uses for `triple`.
 pub fn linker_var(triple: &str) -> String {
@@ -75,6 +96,25 @@ pub fn linker_var(triple: &str) -> String {
         "CARGO_TARGET_{}_LINKER",
         triple.to_uppercase().replace(['-', '.'], "_")
     )
+}
+
+/// Opens (creating it) and locks `path` for this process alone, waiting
+/// for any other holder: what is installed once for a toolchain or a user
+/// (zig, a C++ runtime, a standard library) is made under such a lock, so
+/// that two builds at once make it once. The lock goes with the file.
+pub(crate) fn lock_file(path: &std::path::Path) -> std::io::Result<std::fs::File> {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)?;
+    rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)?;
+    Ok(file)
+}
+
+/// Flags written in one string, as cargo splits them: on whitespace.
+fn split_flags(s: &str) -> Vec<String> {
+    s.split_whitespace().map(str::to_owned).collect()
 }
 
 /// Whether [`Env`] holds a variable of this name.
@@ -141,13 +181,31 @@ impl Env {
     /// (separated by 0x1f) when it is set and not empty, else `RUSTFLAGS`
     /// split on whitespace.
     pub fn rustflags(&self) -> Vec<String> {
+        self.env_rustflags().unwrap_or_default()
+    }
+
+    /// The rustflags the environment sets, if it sets any: then cargo
+    /// takes none from its configuration files.
+    pub fn env_rustflags(&self) -> Option<Vec<String>> {
         match self.var("CARGO_ENCODED_RUSTFLAGS") {
-            Some(s) if !s.is_empty() => s.split('\x1f').map(str::to_owned).collect(),
-            _ => self
-                .var("RUSTFLAGS")
-                .map(|s| s.split_whitespace().map(str::to_owned).collect())
-                .unwrap_or_default(),
+            Some(s) if !s.is_empty() => Some(s.split('\x1f').map(str::to_owned).collect()),
+            _ => self.var("RUSTFLAGS").map(split_flags),
         }
+    }
+
+    /// `CARGO_TARGET_<TRIPLE>_RUSTFLAGS`, cargo's variable for its
+    /// `target.<triple>.rustflags`.
+    pub fn target_rustflags(&self, triple: &str) -> Vec<String> {
+        let name = format!(
+            "CARGO_TARGET_{}_RUSTFLAGS",
+            triple.to_uppercase().replace(['-', '.'], "_")
+        );
+        self.var(&name).map(split_flags).unwrap_or_default()
+    }
+
+    /// `CARGO_BUILD_RUSTFLAGS`, cargo's variable for `build.rustflags`.
+    pub fn build_rustflags(&self) -> Option<Vec<String>> {
+        self.var("CARGO_BUILD_RUSTFLAGS").map(split_flags)
     }
 
     /// Cargo's home: `CARGO_HOME`, else `.cargo` in the user's home.
@@ -178,6 +236,40 @@ impl Env {
         self.var_os("SCRATCHPACK_EMULATOR_DIR")
             .filter(|d| !d.is_empty())
             .map_or_else(|| PathBuf::from("/usr/bin"), PathBuf::from)
+    }
+
+    /// The directory of scratchpack's own cache for the user, shared by
+    /// every workspace: `$XDG_CACHE_HOME/scratchpack`, else
+    /// `~/.cache/scratchpack` (the XDG base directory rules: a relative
+    /// `XDG_CACHE_HOME` is ignored).
+    pub fn user_cache_dir(&self) -> Option<PathBuf> {
+        self.var_os("XDG_CACHE_HOME")
+            .map(PathBuf::from)
+            .filter(|d| d.is_absolute())
+            .or_else(|| self.home().map(|h| h.join(".cache")))
+            .map(|d| d.join("scratchpack"))
+    }
+
+    /// The first executable file named `name` in a directory of `PATH`.
+    pub fn on_path(&self, name: &str) -> Option<PathBuf> {
+        use std::os::unix::fs::PermissionsExt as _;
+        let paths = self.var_os("PATH")?;
+        std::env::split_paths(paths)
+            .filter(|dir| dir.is_absolute())
+            .map(|dir| dir.join(name))
+            .find(|p| {
+                std::fs::metadata(p)
+                    .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+            })
+    }
+
+    /// Whether the caller set `<prefix>_<triple>` in either spelling cc-rs
+    /// reads (the triple as written, or with `-` and `.` as `_`).
+    pub fn sets_for_triple(&self, prefix: &str, triple: &str) -> bool {
+        debug_assert!(holds(&format!("{prefix}_")), "`{prefix}_` is not held");
+        let underscored = triple.replace(['-', '.'], "_");
+        self.vars.contains_key(&format!("{prefix}_{triple}"))
+            || self.vars.contains_key(&format!("{prefix}_{underscored}"))
     }
 
     /// The variables that change what cargo and rustc build
@@ -255,6 +347,41 @@ mod tests {
         let empty = env(&[("RUSTFLAGS", "-Ca"), ("CARGO_ENCODED_RUSTFLAGS", "")]);
         assert_eq!(empty.rustflags(), ["-Ca"]);
         assert!(env(&[]).rustflags().is_empty());
+    }
+
+    #[test]
+    fn the_users_cache_and_programs_on_the_path() {
+        let env = |vars: &[(&str, &str)]| Env::from_vars(vars.iter().copied());
+        assert_eq!(
+            env(&[("HOME", "/home/u")]).user_cache_dir(),
+            Some(PathBuf::from("/home/u/.cache/scratchpack"))
+        );
+        let xdg = env(&[("HOME", "/home/u"), ("XDG_CACHE_HOME", "/c")]);
+        assert_eq!(xdg.user_cache_dir(), Some(PathBuf::from("/c/scratchpack")));
+        // A relative XDG_CACHE_HOME is not one (the XDG rules).
+        let relative = env(&[("HOME", "/home/u"), ("XDG_CACHE_HOME", "c")]);
+        assert_eq!(
+            relative.user_cache_dir(),
+            Some(PathBuf::from("/home/u/.cache/scratchpack"))
+        );
+        assert_eq!(Env::default().user_cache_dir(), None);
+
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        for d in [&a, &b] {
+            std::fs::create_dir(d).unwrap();
+        }
+        std::fs::write(a.join("tool"), "").unwrap();
+        std::fs::write(b.join("tool"), "").unwrap();
+        std::fs::set_permissions(b.join("tool"), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let path = std::env::join_paths([&a, &b]).unwrap();
+        let found = Env::from_vars([("PATH", path)]).on_path("tool");
+        assert_eq!(found, Some(b.join("tool")), "the first executable one");
+        let sets = Env::from_vars([("CC_aarch64-unknown-linux-musl", "clang")]);
+        assert!(sets.sets_for_triple("CC", "aarch64-unknown-linux-musl"));
+        assert!(!sets.sets_for_triple("CXX", "aarch64-unknown-linux-musl"));
+        assert!(!sets.sets_for_triple("CC", "x86_64-unknown-linux-musl"));
     }
 
     #[test]

@@ -52,10 +52,7 @@ pub enum RuntimeError {
 impl Runtime {
     /// `kind`'s program in a directory of `PATH`, the first one that has it.
     pub fn find(env: &Env, kind: Kind) -> Option<Runtime> {
-        let path = env.var_os("PATH")?;
-        std::env::split_paths(path)
-            .map(|dir| dir.join(kind.program()))
-            .find(|p| is_executable(p))
+        env.on_path(kind.program())
             .map(|program| Runtime { kind, program })
     }
 
@@ -137,12 +134,6 @@ impl Runtime {
             Err(_) => Err(spawn(std::io::Error::other("writing the archive panicked"))),
         }
     }
-}
-
-/// Whether `path` is a file someone may execute.
-fn is_executable(path: &std::path::Path) -> bool {
-    use std::os::unix::fs::PermissionsExt as _;
-    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
 /// The program names, for messages.

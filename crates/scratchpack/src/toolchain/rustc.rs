@@ -67,6 +67,25 @@ pub fn commit(env: &Env, sysroot: &Path, record: &Path) -> Option<String> {
     .ok()
 }
 
+/// rustc's cfg values for `triple` under `flags` (`rustc --print cfg` in
+/// `dir`), one `name` or `name="value"` a line; none when rustc cannot be
+/// asked, so that no `cfg(…)` table matches.
+pub fn cfg(env: &Env, dir: &Path, triple: &str, flags: &[String]) -> Vec<String> {
+    let out = Command::new(program(env))
+        .args(["--print", "cfg", "--target", triple])
+        .args(flags)
+        .current_dir(dir)
+        .output();
+    match out {
+        Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| l.trim().to_owned())
+            .filter(|l| !l.is_empty())
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
 /// The targets `program` knows (`rustc --print target-list` in `dir`, so
 /// the workspace's own toolchain answers); `None` when it cannot be asked.
 pub fn target_list(program: &OsStr, dir: &Path) -> Option<BTreeSet<String>> {

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use super::{Env, rustc};
+use super::{Env, rust_std, rustc};
 use crate::shell::Shell;
 
 #[derive(Debug, thiserror::Error)]
@@ -51,8 +51,23 @@ pub fn ensure_targets(
         let installed = sysroot
             .as_ref()
             .is_some_and(|s| s.join("lib/rustlib").join(triple).is_dir());
-        if !installed {
-            install_target(workspace_root, triple, shell)?;
+        if installed {
+            continue;
+        }
+        match (install_target(workspace_root, triple, shell), &sysroot) {
+            (Ok(()), _) => {}
+            // A mirror without the target's std (armv7, riscv64 and
+            // ppc64le on some): it is built from the toolchain's sources.
+            (Err(e), Some(sysroot)) if rust_std::can_build(triple) => {
+                shell.warn(format!("{e}; building it from source instead"));
+                rust_std::install(env, workspace_root, sysroot, triple, shell).map_err(|s| {
+                    TargetError {
+                        triple: (*triple).to_owned(),
+                        hint: format!(", and {s}"),
+                    }
+                })?;
+            }
+            (Err(e), _) => return Err(e),
         }
     }
     Ok(sysroot)

@@ -1,0 +1,345 @@
+//! The C and C++ compilers of image builds: zig, as the compiler only, for
+//! every musl target (its own musl 1.2.5 headers, the release Rust's musl
+//! targets link). The linker stays rustc's (rust-lld for foreign targets),
+//! so linking, the crate list and the static proof are what they are for
+//! pure-Rust crates.
+//!
+//! cc-rs, the cmake crate and bindgen are pointed at zig per target through
+//! the variables [`Wrappers::variables`] names: small generated scripts under
+//! the target directory run this program again ([`wrapper`]), which drops or
+//! translates the arguments zig rejects ([`args`]), pins the target's CPU,
+//! maps host paths out of the objects and runs zig. [`zig`] finds zig, or
+//! installs a pinned release into the user's cache; [`runtime`] builds the
+//! C++ runtime a target links when a crate compiles C++.
+
+pub mod args;
+mod files;
+pub mod runtime;
+pub mod wrapper;
+pub mod zig;
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+pub use files::Wrappers;
+pub use zig::{Zig, ZigError};
+
+/// Bumped whenever what the wrappers hand zig changes. It names the
+/// wrappers' directory, and so the `CC_<triple>` cargo sees: cargo re-runs
+/// the build scripts that compiled C under other rules, which it would not
+/// for a change of the scripts' contents alone.
+pub const WRAPPER_VERSION: u32 = 1;
+
+/// The first argument that makes this program a compiler wrapper
+/// ([`wrapper::run_if_requested`]), which the generated scripts pass.
+pub const MARKER: &str = "--scratchpack-zig-wrapper";
+
+/// The `SOURCE_DATE_EPOCH` C is compiled with, whatever the image's epoch:
+/// clang reads it for `__DATE__` and `__TIME__`, and the image's epoch
+/// changes only the image's timestamps, never a compiled byte.
+pub const C_SOURCE_DATE_EPOCH: &str = "0";
+
+/// The architectures zig compiles C for, as the argument rules tell them
+/// apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arch {
+    X86_64,
+    Aarch64,
+    Arm,
+    X86,
+    Riscv64,
+    Powerpc64le,
+}
+
+/// A musl target zig compiles C for: the names and CPU zig is given, and
+/// what the toolchain files for cmake and bindgen say of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ZigTarget {
+    pub arch: Arch,
+    /// zig's `-target`.
+    pub zig: &'static str,
+    /// zig's `-mcpu`, pinned to rustc's baseline where zig's default
+    /// differs: zig's arm has NEON and 32 double registers, rustc's armv7
+    /// neither; zig's x86 default is the same pentium4, pinned anyway.
+    pub cpu: Option<&'static str>,
+    /// zig's musl header directories under `lib/libc/include`, the
+    /// architecture's own and the one shared across its family, as `zig cc
+    /// -v` lists them.
+    pub include: [&'static str; 2],
+    /// `CMAKE_SYSTEM_PROCESSOR`.
+    pub processor: &'static str,
+}
+
+const TARGETS: [(&str, &str, ZigTarget); 6] = [
+    (
+        "x86_64-",
+        "-linux-musl",
+        ZigTarget {
+            arch: Arch::X86_64,
+            zig: "x86_64-linux-musl",
+            cpu: None,
+            include: ["x86_64-linux-musl", "x86-linux-any"],
+            processor: "x86_64",
+        },
+    ),
+    (
+        "aarch64-",
+        "-linux-musl",
+        ZigTarget {
+            arch: Arch::Aarch64,
+            zig: "aarch64-linux-musl",
+            cpu: None,
+            include: ["aarch64-linux-musl", "aarch64-linux-any"],
+            processor: "aarch64",
+        },
+    ),
+    (
+        "armv7-",
+        "-linux-musleabihf",
+        ZigTarget {
+            arch: Arch::Arm,
+            zig: "arm-linux-musleabihf",
+            cpu: Some("generic+v7a+vfp3-d32+thumb2-neon"),
+            include: ["arm-linux-musl", "arm-linux-any"],
+            processor: "armv7",
+        },
+    ),
+    (
+        "i686-",
+        "-linux-musl",
+        ZigTarget {
+            arch: Arch::X86,
+            zig: "x86-linux-musl",
+            cpu: Some("pentium4"),
+            include: ["x86-linux-musl", "x86-linux-any"],
+            processor: "i686",
+        },
+    ),
+    (
+        "riscv64gc-",
+        "-linux-musl",
+        ZigTarget {
+            arch: Arch::Riscv64,
+            zig: "riscv64-linux-musl",
+            cpu: Some("generic_rv64+m+a+f+d+c"),
+            include: ["riscv64-linux-musl", "riscv-linux-any"],
+            processor: "riscv64",
+        },
+    ),
+    (
+        "powerpc64le-",
+        "-linux-musl",
+        ZigTarget {
+            arch: Arch::Powerpc64le,
+            zig: "powerpc64le-linux-musl",
+            cpu: None,
+            include: ["powerpc64-linux-musl", "powerpc-linux-any"],
+            processor: "ppc64le",
+        },
+    ),
+];
+
+/// The zig target of a Rust triple, when it is one of the musl targets
+/// zig compiles C for here (whatever its vendor).
+pub fn zig_target(triple: &str) -> Option<&'static ZigTarget> {
+    TARGETS
+        .iter()
+        .find(|(arch, suffix, _)| triple.starts_with(arch) && triple.ends_with(suffix))
+        .map(|(_, _, t)| t)
+}
+
+/// A triple as cc-rs spells it in variable names: `-` and `.` as `_`.
+pub fn underscored(triple: &str) -> String {
+    triple.replace(['-', '.'], "_")
+}
+
+/// What a compiler wrapper needs to run zig, written beside the wrappers as
+/// JSON and read by each wrapper process.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Settings {
+    pub zig: PathBuf,
+    /// Where zig's own headers and sources are (`zig env`'s `lib_dir`).
+    pub zig_lib: PathBuf,
+    /// Host paths and what they are written as in objects, in the order
+    /// given to the compiler: of two that match, the last given wins, as
+    /// for rustc's `--remap-path-prefix`.
+    pub maps: Vec<(PathBuf, String)>,
+    /// zig's cache of its own builds (libc++ for each target), shared by
+    /// every workspace of the user.
+    pub global_cache: PathBuf,
+    /// zig's cache of the objects a build compiles, in the target
+    /// directory, so `cargo clean` clears it.
+    pub local_cache: PathBuf,
+    /// The directory rustc searches for the C++ runtime and `libatomic.a`.
+    pub lib_dir: PathBuf,
+}
+
+impl Settings {
+    /// The variables a zig process runs with: its caches, and the fixed
+    /// `SOURCE_DATE_EPOCH` of C.
+    pub fn zig_environment(&self) -> [(&'static str, OsString); 3] {
+        [
+            ("ZIG_GLOBAL_CACHE_DIR", self.global_cache.clone().into()),
+            ("ZIG_LOCAL_CACHE_DIR", self.local_cache.clone().into()),
+            ("SOURCE_DATE_EPOCH", C_SOURCE_DATE_EPOCH.into()),
+        ]
+    }
+}
+
+/// Where the generated wrappers of a zig version live in a target
+/// directory: the path names zig's version and the wrappers' rules, so
+/// either changing changes `CC_<triple>` (and cargo re-runs the build
+/// scripts that compiled C), while a rebuild of this program does not.
+pub fn wrappers_dir(target_dir: &Path, zig_version: &str) -> PathBuf {
+    target_dir
+        .join("scratchpack")
+        .join("cc")
+        .join(format!("zig-{zig_version}-w{WRAPPER_VERSION}"))
+}
+
+/// Whether Cargo.lock says that any of `packages` (workspace members, by
+/// name) depends, directly or not and in any kind or for any platform, on
+/// a crate that runs a C compiler: `cc` or `cmake`. The lock lists every
+/// optional dependency too, so this is true whenever some feature could
+/// compile C. `None` when the lock cannot tell: there is none, it does not
+/// parse, or it does not list a package (it is older than the workspace).
+pub fn lock_compiles_c(lock: Option<&str>, packages: &[&str]) -> Option<bool> {
+    #[derive(Deserialize)]
+    struct Lock {
+        #[serde(default)]
+        package: Vec<LockPackage>,
+    }
+    #[derive(Deserialize)]
+    struct LockPackage {
+        name: String,
+        #[serde(default)]
+        dependencies: Vec<String>,
+    }
+    let lock = toml::from_str::<Lock>(lock?).ok()?;
+    // A dependency is written `name`, or `name version [(source)]` when
+    // several versions are locked: its name is the first word either way.
+    // Versions are not told apart, which can only say yes more often.
+    let deps: std::collections::BTreeMap<&str, Vec<&str>> = lock
+        .package
+        .iter()
+        .map(|p| {
+            let names = p
+                .dependencies
+                .iter()
+                .filter_map(|d| d.split_whitespace().next())
+                .collect();
+            (p.name.as_str(), names)
+        })
+        .collect();
+    if packages.iter().any(|p| !deps.contains_key(p)) {
+        return None;
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    let mut todo: Vec<&str> = packages.to_vec();
+    while let Some(name) = todo.pop() {
+        if matches!(name, "cc" | "cmake") {
+            return Some(true);
+        }
+        if seen.insert(name) {
+            todo.extend(deps.get(name).into_iter().flatten());
+        }
+    }
+    Some(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_six_musl_targets_have_a_zig_target_and_others_none() {
+        let zig = |t| zig_target(t).map(|z| z.zig);
+        assert_eq!(zig("x86_64-unknown-linux-musl"), Some("x86_64-linux-musl"));
+        assert_eq!(
+            zig("aarch64-unknown-linux-musl"),
+            Some("aarch64-linux-musl")
+        );
+        assert_eq!(
+            zig("armv7-unknown-linux-musleabihf"),
+            Some("arm-linux-musleabihf")
+        );
+        assert_eq!(zig("i686-unknown-linux-musl"), Some("x86-linux-musl"));
+        assert_eq!(
+            zig("riscv64gc-unknown-linux-musl"),
+            Some("riscv64-linux-musl")
+        );
+        assert_eq!(
+            zig("powerpc64le-unknown-linux-musl"),
+            Some("powerpc64le-linux-musl")
+        );
+        assert_eq!(zig("aarch64-alpine-linux-musl"), Some("aarch64-linux-musl"));
+        for other in [
+            "x86_64-unknown-linux-gnu",
+            "armv7-unknown-linux-gnueabihf",
+            "arm-unknown-linux-musleabi",
+            "s390x-unknown-linux-musl",
+        ] {
+            assert_eq!(zig(other), None, "{other}");
+        }
+        assert_eq!(
+            underscored("armv7-unknown-linux-musleabihf"),
+            "armv7_unknown_linux_musleabihf"
+        );
+    }
+
+    #[test]
+    fn the_wrappers_directory_names_the_zig_version_and_the_rules() {
+        let dir = wrappers_dir(Path::new("/t"), "0.15.2");
+        assert_eq!(
+            dir,
+            PathBuf::from(format!("/t/scratchpack/cc/zig-0.15.2-w{WRAPPER_VERSION}"))
+        );
+        assert_ne!(dir, wrappers_dir(Path::new("/t"), "0.16.0"));
+    }
+
+    const LOCK: &str = r#"
+version = 4
+
+[[package]]
+name = "app"
+version = "0.1.0"
+dependencies = ["ring", "serde"]
+
+[[package]]
+name = "pure"
+version = "0.1.0"
+dependencies = ["serde", "itoa 1.0.0"]
+
+[[package]]
+name = "ring"
+version = "0.17.14"
+dependencies = ["cc 1.2.0 (registry+https://github.com/rust-lang/crates.io-index)", "untrusted"]
+
+[[package]]
+name = "serde"
+version = "1.0.0"
+
+[[package]]
+name = "itoa"
+version = "1.0.0"
+
+[[package]]
+name = "cc"
+version = "1.2.0"
+"#;
+
+    #[test]
+    fn c_is_compiled_when_a_package_reaches_cc_or_cmake_in_the_lock() {
+        assert_eq!(lock_compiles_c(Some(LOCK), &["app"]), Some(true));
+        assert_eq!(lock_compiles_c(Some(LOCK), &["pure"]), Some(false));
+        assert_eq!(lock_compiles_c(Some(LOCK), &["pure", "app"]), Some(true));
+        let cmake = LOCK.replace("cc 1.2.0", "cmake 0.1.0");
+        assert_eq!(lock_compiles_c(Some(&cmake), &["app"]), Some(true));
+        // No lock, one that does not parse or one older than the package.
+        assert_eq!(lock_compiles_c(None, &["pure"]), None);
+        assert_eq!(lock_compiles_c(Some("[[package]"), &["pure"]), None);
+        assert_eq!(lock_compiles_c(Some(LOCK), &["pure", "new"]), None);
+    }
+}
