@@ -36,15 +36,19 @@ for side in old new; do
   done
 done
 
-# One build: "WALL CPU" in seconds.
+# One build: "WALL CPU" in seconds; a failed build prints cargo's output
+# and ends the run.
 build() {
-  local dir=$1 target
-  target=$(mktemp -d "$work/target.XXXX")
-  local out
-  out=$(cd "$dir" && CARGO_TARGET_DIR=$target /usr/bin/time -f '%e %U %S' \
-    cargo build -q -p xtask 2>&1 >/dev/null | tail -1)
+  local dir=$1 target=$work/target times=$work/times log=$work/build.log
   rm -rf "$target"
-  awk '{ printf "%.1f %.1f", $1, $2 + $3 }' <<<"$out"
+  if ! (cd "$dir" && CARGO_TARGET_DIR=$target /usr/bin/time -o "$times" -f '%e %U %S' \
+    cargo build -q -p xtask >"$log" 2>&1); then
+    echo "cargo build -p xtask failed in $dir:" >&2
+    cat "$log" >&2
+    exit 1
+  fi
+  rm -rf "$target"
+  awk '{ printf "%.1f %.1f\n", $1, $2 + $3 }' "$times"
 }
 
 median() { sort -n | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
@@ -54,7 +58,8 @@ for kind in default full; do
   for side in old new; do : >"$work/$kind.$side"; done
   for round in $(seq "$rounds"); do
     for side in old new; do
-      read -r wall cpu < <(build "$work/$kind.$side.src")
+      result=$(build "$work/$kind.$side.src")
+      read -r wall cpu <<<"$result"
       echo "$kind $side round $round: ${wall} s wall, ${cpu} s cpu"
       echo "$wall $cpu" >>"$work/$kind.$side"
     done
