@@ -170,3 +170,37 @@ fn a_binary_changed_behind_cargos_back_is_proven_again() {
     assert!(stderr.contains("refusing image `fine`"), "{stderr}");
     assert!(stderr.contains("dynamically linked"), "{stderr}");
 }
+
+/// Two images of one package, built with other features in one run: cargo
+/// writes both executables to one path, so each image must still get the
+/// binary of its own features, in this run and in the next.
+#[test]
+fn two_images_of_one_package_with_other_features_get_their_own_binaries() {
+    let main = "fn main() { println!(\"{}\", if cfg!(feature = \"loud\") { \"LOUD\" } else { \"quiet\" }); }\n";
+    let fx = Fixture::new(
+        &[("app", main)],
+        "[images.quiet]\npackage = \"app\"\n\n\
+         [images.loud]\npackage = \"app\"\nfeatures = [\"loud\"]\n",
+    );
+    let toml = fx.path().join("crates/app/Cargo.toml");
+    let mut text = std::fs::read_to_string(&toml).unwrap();
+    text.push_str("\n[features]\nloud = []\n");
+    std::fs::write(&toml, text).unwrap();
+    for round in ["first", "no-op"] {
+        let out = fx.cli(&["images"]);
+        assert!(
+            out.status.success(),
+            "{round}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        for (image, says) in [("quiet", "quiet"), ("loud", "LOUD")] {
+            let out = fx.cli(&["run", image]);
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                out.status.success() && stdout.trim() == says,
+                "{round}: {image} said {stdout:?}; {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+}
