@@ -120,20 +120,7 @@ impl Resolver<'_> {
         let Some(stop) = stop else {
             return (0, DEFAULT_SERVICE_TIMEOUT_MS);
         };
-        let exit_code = match &stop.exit_code {
-            Some(code) if (0..=255).contains(code.get_ref()) => *code.get_ref() as i32,
-            Some(code) => {
-                self.error(
-                    Diagnostic::new(
-                        format!("exit code {} can never happen", code.get_ref()),
-                        span_of(code),
-                    )
-                    .label("exit codes are 0 to 255"),
-                );
-                0
-            }
-            None => 0,
-        };
+        let exit_code = self.exit_code(stop.exit_code.as_ref());
         (exit_code, self.milliseconds(stop.timeout.as_ref()))
     }
 

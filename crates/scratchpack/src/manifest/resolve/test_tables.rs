@@ -7,6 +7,25 @@ use std::collections::BTreeMap;
 use super::*;
 
 impl Resolver<'_> {
+    /// An expected exit code (0 when none is given); one no process can
+    /// end with is an error at its place.
+    pub(super) fn exit_code(&mut self, code: Option<&S<i64>>) -> i32 {
+        match code {
+            Some(code) if (0..=255).contains(code.get_ref()) => *code.get_ref() as i32,
+            Some(code) => {
+                self.error(
+                    Diagnostic::new(
+                        format!("exit code {} can never happen", code.get_ref()),
+                        span_of(code),
+                    )
+                    .label("exit codes are 0 to 255"),
+                );
+                0
+            }
+            None => 0,
+        }
+    }
+
     pub(super) fn test(
         &mut self,
         name: &S<String>,
@@ -75,20 +94,7 @@ impl Resolver<'_> {
             .workdir
             .as_ref()
             .and_then(|w| self.image_path(w, "workdir"));
-        let exit_code = match &t.exit_code {
-            Some(code) if (0..=255).contains(code.get_ref()) => *code.get_ref() as i32,
-            Some(code) => {
-                self.error(
-                    Diagnostic::new(
-                        format!("exit code {} can never happen", code.get_ref()),
-                        span_of(code),
-                    )
-                    .label("exit codes are 0 to 255"),
-                );
-                0
-            }
-            None => 0,
-        };
+        let exit_code = self.exit_code(t.exit_code.as_ref());
         CommandTest {
             args: t.args.as_ref().map(strings),
             env,
