@@ -23,6 +23,10 @@ use crate::toolchain::Env;
 /// What a reference starts with.
 const SCHEME: &str = "scratchpack://";
 
+/// The most YAML `resolve` reads from one file or standard input: far more
+/// than any deployment's, and a bound on a mistaken `-f /dev/zero`.
+const MAX_YAML: u64 = 64 << 20;
+
 #[derive(Debug, clap::Args)]
 pub(super) struct Args {
     /// A YAML file, a directory (its `*.yaml` and `*.yml` files, in path
@@ -146,12 +150,11 @@ fn read_inputs(path: &Path) -> Result<Vec<(String, String)>, Failure> {
         }
     };
     if path == Path::new("-") {
-        let mut bytes = Vec::new();
-        std::io::stdin().read_to_end(&mut bytes).map_err(io(path))?;
+        let bytes = read_within(std::io::stdin().lock()).map_err(io(path))?;
         return Ok(vec![text("<stdin>".to_owned(), bytes)?]);
     }
     if !path.is_dir() {
-        let bytes = std::fs::read(path).map_err(io(path))?;
+        let bytes = read_yaml_file(path).map_err(io(path))?;
         return Ok(vec![text(path.display().to_string(), bytes)?]);
     }
     let mut files = Vec::new();
@@ -160,10 +163,38 @@ fn read_inputs(path: &Path) -> Result<Vec<(String, String)>, Failure> {
     files
         .into_iter()
         .map(|f| {
-            let bytes = std::fs::read(&f).map_err(io(&f))?;
+            let bytes = read_yaml_file(&f).map_err(io(&f))?;
             text(f.display().to_string(), bytes)
         })
         .collect()
+}
+
+/// A YAML file's bytes: a regular file (a link to one is followed) of at
+/// most [`MAX_YAML`] bytes. A FIFO or a device is refused without waiting
+/// on it.
+fn read_yaml_file(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let file = std::fs::File::options()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+        .open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    read_within(file)
+}
+
+/// Everything `from` gives, refused past [`MAX_YAML`] bytes.
+fn read_within(from: impl std::io::Read) -> std::io::Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    from.take(MAX_YAML + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_YAML {
+        return Err(std::io::Error::other(format!(
+            "more than {} MiB of YAML",
+            MAX_YAML >> 20
+        )));
+    }
+    Ok(bytes)
 }
 
 /// Every `*.yaml` and `*.yml` file under `dir`.
@@ -277,6 +308,45 @@ fn replaced(text: &str, refs: &[Ref], pushed: &BTreeMap<String, String>) -> Stri
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The message of a usage error (exit 2), with its causes.
+    fn usage(result: Result<Vec<(String, String)>, Failure>) -> String {
+        match result {
+            Err(Failure::Usage(e)) => format!("{e:#}"),
+            Err(_) => panic!("not a usage error"),
+            Ok(files) => panic!("read {} files", files.len()),
+        }
+    }
+
+    #[test]
+    fn fifos_devices_and_endless_input_are_refused_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("deploy.yaml");
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o644),
+            0,
+        )
+        .unwrap();
+        // Read as a file named on its own and as one found in a directory.
+        for path in [fifo.as_path(), dir.path()] {
+            let err = usage(read_inputs(path));
+            assert!(err.contains("deploy.yaml: not a regular file"), "{err}");
+        }
+        let err = usage(read_inputs(Path::new("/dev/zero")));
+        assert!(err.contains("not a regular file"), "{err}");
+        let err = read_within(std::io::repeat(b'a')).unwrap_err();
+        assert!(err.to_string().contains("more than 64 MiB"), "{err}");
+        let plain = dir.path().join("plain.yml");
+        std::fs::write(&plain, "image: x\n").unwrap();
+        std::fs::remove_file(&fifo).unwrap();
+        let Ok(files) = read_inputs(dir.path()) else {
+            panic!("the plain file is read")
+        };
+        assert_eq!(files[0].1, "image: x\n");
+    }
 
     const DEPLOYMENT: &str = r#"# The web tier.
 apiVersion: apps/v1
