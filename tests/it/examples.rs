@@ -10,7 +10,7 @@ use crate::validate;
 #[test]
 fn every_example_is_a_valid_layout_for_every_platform() {
     let ex = examples();
-    assert_eq!(ex.images.len(), 3);
+    assert_eq!(ex.images.len(), 4);
     for image in &ex.images {
         let layout = Path::new(image["layout"].as_str().unwrap());
         let v = validate::layout(layout);
@@ -162,6 +162,7 @@ fn layers_hold_exactly_the_declared_entries() {
                 ("greeter", 0o755, '-'),
             ],
         ),
+        ("notes", vec![("notes", 0o755, '-'), ("tmp/", 0o1777, 'd')]),
     ];
     for (name, entries) in expected {
         let v = validate::layout(Path::new(ex.image(name)["layout"].as_str().unwrap()));

@@ -1,12 +1,21 @@
 //! Reproducibility as a user sees it: two checkouts in different directories,
 //! built at different times, give the same digests; so does a rebuild after
-//! `cargo clean`; `SOURCE_DATE_EPOCH` changes timestamps and nothing else.
+//! `cargo clean`; `SOURCE_DATE_EPOCH` changes timestamps and nothing else;
+//! the example that compiles C gives the same bytes from another checkout.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use crate::support::{self, built_images, run};
 use crate::validate;
+
+/// The example crates a checkout holds.
+const EXAMPLES: [&str; 4] = ["hello", "greeter", "web", "notes"];
+
+/// The pure-Rust examples: built from clean three times below. `notes`
+/// compiles aws-lc, SQLite, zstd and mimalloc for every platform, minutes
+/// of C per platform, and has a test of its own.
+const PURE_RUST: [&str; 3] = ["hello", "greeter", "web"];
 
 /// A copy of the repository's example workspace (the example crates, their
 /// images.toml and lock file) at a fresh path.
@@ -23,13 +32,13 @@ fn checkout() -> tempfile::TempDir {
         .unwrap();
     let cargo_toml = cargo_toml.replace(
         members_line,
-        "members = [\"crates/hello\", \"crates/greeter\", \"crates/web\"]",
+        "members = [\"crates/hello\", \"crates/greeter\", \"crates/web\", \"crates/notes\"]",
     );
     std::fs::write(dir.path().join("Cargo.toml"), cargo_toml).unwrap();
     for file in ["Cargo.lock", "images.toml"] {
         std::fs::copy(root.join(file), dir.path().join(file)).unwrap();
     }
-    for krate in ["hello", "greeter", "web"] {
+    for krate in EXAMPLES {
         copy_tree(
             &root.join("crates").join(krate),
             &dir.path().join("crates").join(krate),
@@ -51,15 +60,15 @@ fn copy_tree(from: &Path, to: &Path) {
     }
 }
 
-/// Builds every image in `dir` and returns name -> (top digest, per-platform
-/// manifest digests, archive digest), checking each layout on the way.
+/// Builds the pure-Rust images in `dir` and returns name -> (top digest,
+/// per-platform manifest digests, archive digest), checking each layout on
+/// the way.
 fn build(dir: &Path, epoch: Option<&str>) -> BTreeMap<String, (String, Vec<String>, String)> {
     let mut cmd = support::cli();
-    cmd.current_dir(dir).env_remove("CARGO_TARGET_DIR").args([
-        "images",
-        "--message-format",
-        "json",
-    ]);
+    cmd.current_dir(dir)
+        .env_remove("CARGO_TARGET_DIR")
+        .args(["images", "--message-format", "json"])
+        .args(PURE_RUST);
     if let Some(e) = epoch {
         cmd.env("SOURCE_DATE_EPOCH", e);
     }
@@ -147,7 +156,7 @@ fn two_checkouts_a_clean_rebuild_and_the_epoch() {
     // SOURCE_DATE_EPOCH: only `created` and mtimes change.
     let layouts = |dir: &Path| {
         let out = dir.join("target/images");
-        ["hello", "greeter", "web"].map(|n| validate::layout(&out.join(n)))
+        PURE_RUST.map(|n| validate::layout(&out.join(n)))
     };
     let before = layouts(a.path());
     let dated = build(a.path(), Some("1700000000"));
@@ -179,4 +188,74 @@ fn two_checkouts_a_clean_rebuild_and_the_epoch() {
             assert_eq!(&cx, cy);
         }
     }
+}
+
+/// `notes` links the C of aws-lc, SQLite, zstd and mimalloc. Built in a
+/// checkout at another path, with a target directory of its own, its image
+/// is the one the repository's examples build has: the same binary (every C
+/// object in it), manifest and release files. One platform, linux/arm64
+/// (cross-compiled, its C by zig for aarch64), is built here: all six are
+/// what the examples build compiles once, and compiling them all again would
+/// add minutes of C per platform to the test command.
+#[test]
+fn the_c_example_from_another_checkout_is_the_same() {
+    let ex = support::examples();
+    let theirs = ex.image("notes");
+    let their_platform = theirs["platforms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["platform"] == "linux/arm64")
+        .expect("the examples build notes for linux/arm64");
+
+    let a = checkout();
+    let images = a.path().join("images.toml");
+    let toml = std::fs::read_to_string(&images).unwrap();
+    assert!(toml.contains("[images.notes]\n"));
+    let toml = toml.replace(
+        "[images.notes]\n",
+        "[images.notes]\nplatforms = [\"linux/arm64\"]\n",
+    );
+    std::fs::write(&images, toml).unwrap();
+    let out = run(support::cli()
+        .current_dir(a.path())
+        .env_remove("CARGO_TARGET_DIR")
+        .args(["images", "notes", "--message-format", "json"]));
+    assert!(out.status.success());
+    let built = built_images(&out);
+    let ours = &built[0]["platforms"][0];
+    validate::layout(Path::new(built[0]["layout"].as_str().unwrap()));
+    assert_eq!(ours["platform"], "linux/arm64");
+
+    let bytes = |p: &serde_json::Value| std::fs::read(p["binary"].as_str().unwrap()).unwrap();
+    let (mine, other) = (bytes(ours), bytes(their_platform));
+    assert!(
+        mine == other,
+        "the notes binaries differ ({} and {} bytes): {} and {}",
+        mine.len(),
+        other.len(),
+        ours["binary"],
+        their_platform["binary"]
+    );
+    for key in ["layer", "config", "manifest"] {
+        assert_eq!(ours[key], their_platform[key], "{key}");
+    }
+    // The release files of that platform, SBOM and provenance, byte for byte.
+    let release = |root: &Path| root.join("notes.release");
+    let mine = release(&a.path().join("target/images"));
+    let other = release(&ex.out_dir);
+    let mut compared = 0;
+    for e in std::fs::read_dir(&mine).unwrap() {
+        let name = e.unwrap().file_name();
+        let diff = run(std::process::Command::new("diff")
+            .arg(mine.join(&name))
+            .arg(other.join(&name)));
+        assert!(
+            diff.status.success(),
+            "{name:?} differs:\n{}",
+            String::from_utf8_lossy(&diff.stdout)
+        );
+        compared += 1;
+    }
+    assert!(compared >= 2, "only {compared} release files");
 }
