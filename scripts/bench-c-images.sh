@@ -39,7 +39,7 @@ elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 
 cargo build -q -p xtask
-cargo zigbuild -V
+cargo-zigbuild --version
 
 echo "== cargo zigbuild --release (6 targets) + tar | pigz =="
 t0=$(now)
