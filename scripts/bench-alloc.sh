@@ -51,8 +51,13 @@ package = "notes"
 package = "notes"
 default-features = false
 EOF
-(cd "$work/ws" && CARGO_TARGET_DIR="$src/target/bench-alloc" \
-  cargo xtask images -q --manifest-path "$manifest" --out "$work/out" >/dev/null)
+# One run per image: two images of one package under different features in
+# one run are both packed with the binary built last (cargo writes both to
+# the same path), so each is built and packed on its own.
+for variant in mimalloc musl; do
+  (cd "$work/ws" && CARGO_TARGET_DIR="$src/target/bench-alloc" \
+    cargo xtask images -q "notes-$variant" --manifest-path "$manifest" --out "$work/out" >/dev/null)
+done
 
 # Each layout's one layer holds the binary, /notes.
 for variant in mimalloc musl; do
