@@ -134,8 +134,10 @@ fn the_examples_pass_on_every_platform_then_come_from_the_cache() {
         "one suite per image and platform"
     );
     // A service test keeps what the service printed, passed or not.
-    let serves = doc
-        .descendants()
+    let serves = suites
+        .iter()
+        .filter(|n| n.attribute("name") == Some("web [linux/amd64]"))
+        .flat_map(|n| n.children())
         .find(|n| n.attribute("name") == Some("serves"))
         .expect("the web example's service test");
     let out = serves
