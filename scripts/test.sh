@@ -36,8 +36,8 @@ fi
 # Image builds go to the target directory the end-to-end tests build the
 # examples in (tests/it/support.rs), so each example, notes' C among them,
 # compiles once for the whole command.
-export SCRATCHPACK_IT_TARGET="$PWD/target/it"
-CARGO_TARGET_DIR="$SCRATCHPACK_IT_TARGET" cargo xtask images
+it_target="$PWD/target/it"
+CARGO_TARGET_DIR="$it_target" cargo xtask images
 rustup component add rustfmt clippy
 
 # The sccache test needs sccache's redis backend, which Debian's sccache is
@@ -84,4 +84,4 @@ scripts/check-package.sh
 cargo test --package scratchpack --no-default-features --lib --locked -- cli:: without_zstd
 # The example images' own tests, as a user runs them.
 # Every platform must run: a host without an emulator fails rather than skips.
-CARGO_TARGET_DIR="$SCRATCHPACK_IT_TARGET" cargo xtask test-images --require-all-platforms
+CARGO_TARGET_DIR="$it_target" cargo xtask test-images --require-all-platforms
