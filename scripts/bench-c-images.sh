@@ -26,6 +26,9 @@ command -v pigz >/dev/null || {
 python3 -m venv "$work/venv"
 "$work/venv/bin/pip" install -q cargo-zigbuild==0.24.1 ziglang==0.15.2
 export PATH="$work/venv/bin:$PATH"
+# zig caches what it compiles: each side starts from an empty cache
+# (scratchpack's lives in its target directory, removed below).
+export ZIG_GLOBAL_CACHE_DIR="$work/zig-cache" ZIG_LOCAL_CACHE_DIR="$work/zig-cache"
 
 git clone -q "$src" "$work/ws"
 cd "$work/ws"
