@@ -451,7 +451,8 @@ fn podman_names(podman: &Podman) -> Vec<String> {
 }
 
 /// `load` puts every tag of every image into podman, without a tar on
-/// disk; a second `load` is a no-op; another platform is made in memory.
+/// disk; a second `load` is a no-op; another platform is built alone;
+/// under another registry's name, the archive is made in memory.
 #[test]
 fn load_puts_every_tag_into_podman_once() {
     let Some(podman) = Podman::new() else { return };
@@ -493,6 +494,23 @@ fn load_puts_every_tag_into_podman_once() {
     assert!(arm.status.success(), "{}", stderr(&arm));
     let (platform, _) = podman.inspect("app:arm");
     assert_eq!(platform, "linux/arm64");
+    // Only the platform loaded was built.
+    let built = crate::validate::layout(&fx.path().join("target/images/app"));
+    let platforms: Vec<&str> = built.images.iter().map(|i| i.platform.as_str()).collect();
+    assert_eq!(platforms, ["linux/arm64"]);
+
+    // Named for another registry: the archive is made in memory.
+    let renamed = cli_in(
+        fx.path(),
+        &["load", "tool", "--registry", "registry.example/team"],
+        &[("PATH", &path)],
+    );
+    assert!(renamed.status.success(), "{}", stderr(&renamed));
+    let names = podman_names(&podman);
+    for tag in ["latest", "1.0"] {
+        let name = format!("registry.example/team/tool:{tag}");
+        assert!(names.contains(&name), "no {name} in {names:?}");
+    }
 }
 
 /// Without podman or docker on `PATH`, `load` says what to install and

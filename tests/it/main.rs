@@ -12,6 +12,7 @@ mod hostile_registry;
 mod nonroot;
 mod os_files;
 mod outputs;
+mod platforms;
 mod push;
 mod registry;
 mod release;

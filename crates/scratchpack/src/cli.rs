@@ -34,6 +34,7 @@ use crate::build::assemble;
 use crate::diagnostic::SourceErrors;
 use crate::manifest::{self, GitField, LoadError, Plan, PlatformTarget, Tag, TagInputs};
 use crate::oci::Digest;
+use crate::platform::Platform;
 use crate::registry::Repository;
 use crate::release::documents::{BuildInputs, DocumentError, Facts};
 #[cfg(feature = "sign")]
@@ -840,6 +841,71 @@ pub fn partitioned(
     Ok(Some(mine.into_iter().map(|i| i.name.clone()).collect()))
 }
 
+/// `--platform` of `images` and `test-images`: only these platforms of each
+/// selected image are built (and tested).
+#[derive(Debug, Default, clap::Args)]
+pub struct PlatformFlags {
+    /// Only this platform of each image, e.g. linux/arm64 (repeatable, or
+    /// comma-separated) [default: every platform images.toml gives it]
+    #[arg(
+        long = "platform",
+        value_name = "OS/ARCH[/VARIANT]",
+        value_delimiter = ',',
+        value_parser = parse_platform
+    )]
+    pub(super) platforms: Vec<Platform>,
+}
+
+fn parse_platform(s: &str) -> Result<Platform, String> {
+    Platform::parse(s).ok_or_else(|| {
+        format!(
+            "`{s}` is not a supported platform; platforms: {}",
+            Platform::supported_list()
+        )
+    })
+}
+
+impl Context {
+    /// Keeps only `platforms` of the images `names` selects (every image
+    /// when none are named), so that a build compiles and packs those alone
+    /// and writes images of those platforms. An image with none of them is
+    /// an error naming the platforms it has; no platforms keeps everything.
+    pub fn keep_platforms(
+        &mut self,
+        names: &[String],
+        platforms: &[Platform],
+    ) -> Result<(), Failure> {
+        if platforms.is_empty() {
+            return Ok(());
+        }
+        let selected: Vec<String> = select(&self.plan.images, names)?
+            .into_iter()
+            .map(|i| i.name.clone())
+            .collect();
+        for image in &mut self.plan.images {
+            if !selected.contains(&image.name) {
+                continue;
+            }
+            let has: Vec<String> = image
+                .targets
+                .iter()
+                .map(|t| t.platform.to_string())
+                .collect();
+            image.targets.retain(|t| platforms.contains(&t.platform));
+            if image.targets.is_empty() {
+                let wanted: Vec<String> = platforms.iter().map(ToString::to_string).collect();
+                return Err(Failure::Usage(anyhow!(
+                    "image `{}` is not built for {} (images.toml gives it {})",
+                    image.name,
+                    wanted.join(", "),
+                    has.join(", ")
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
 pub fn select<'p>(
     images: &'p [ImagePlan],
     names: &[String],
@@ -1044,6 +1110,12 @@ fn dispatch(command: Command) -> Result<(), Failure> {
         Command::Images(args) if args.push && args.partition.is_some() => {
             Err(Failure::Usage(anyhow!(
                 "--partition does not apply with --push: push once, after the partitioned builds"
+            )))
+        }
+        Command::Images(args) if args.push && !args.platforms.platforms.is_empty() => {
+            Err(Failure::Usage(anyhow!(
+                "--platform does not apply with --push: a tag in a registry names the whole \
+                 image, every platform images.toml gives it"
             )))
         }
         // `images --push` is `push` with the same selection and format.

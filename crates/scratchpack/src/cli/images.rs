@@ -4,8 +4,8 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use super::{
-    Common, Context, Failure, MessageFormat, SignFlags, TagFlags, Target, build_selected,
-    in_plan_order, relative_manifest_path, write_image_refs,
+    Common, Context, Failure, MessageFormat, PlatformFlags, SignFlags, TagFlags, Target,
+    build_selected, in_plan_order, relative_manifest_path, write_image_refs,
 };
 use crate::build::{BuiltImage, assemble, short};
 use crate::release::directory::{self, BundleSigner};
@@ -31,6 +31,8 @@ pub(super) struct Args {
     #[arg(long, value_name = "hash:I/N")]
     pub(super) partition: Option<crate::partition::Partition>,
     #[command(flatten)]
+    pub(super) platforms: PlatformFlags,
+    #[command(flatten)]
     pub(super) sign: SignFlags,
     #[command(flatten)]
     pub(super) tags: TagFlags,
@@ -45,13 +47,14 @@ pub(super) struct Args {
 /// Builds; `images --push` is dispatched to `push` by [`super::main`].
 pub(super) fn run(args: Args) -> Result<(), Failure> {
     args.push_target.require_push(args.push)?;
-    let ctx = args
+    let mut ctx = args
         .common
         .load_with(crate::toolchain::Env::from_process(), &args.tags.tags)?;
     let signer = signer(&args.sign)?;
     let Some(names) = super::partitioned(&ctx, &args.names, args.partition)? else {
         return Ok(());
     };
+    ctx.keep_platforms(&names, &args.platforms.platforms)?;
     let built = build_selected(&ctx, &names)?;
     write_release_files(&ctx, &args.common, &built, signer.as_deref())?;
     if let Some(path) = &args.image_refs {

@@ -1,10 +1,11 @@
 //! `cargo xtask load [NAME…]`: builds what is out of date, then puts the
 //! images into the local podman or docker (as `docker load` of the archive
 //! would), each under every tag, for one platform: the host's unless
-//! `--platform` names another. The archive is handed to the runtime's
-//! `load` through a pipe: the output's archive for the first platform, one
-//! made in memory from the layout's blobs for any other. An image the
-//! runtime already has under every name is left alone.
+//! `--platform` names another. Only that platform is built, so the output
+//! holds images of that platform alone. The archive is handed to the
+//! runtime's `load` through a pipe: the output's own archive, or one made
+//! in memory from the layout's blobs when `--registry` renames the image.
+//! An image the runtime already has under every name is left alone.
 
 use anyhow::anyhow;
 
@@ -57,7 +58,7 @@ pub(super) fn run(args: Args) -> Result<(), Failure> {
             ))
         })?,
     };
-    let ctx = args.common.load_with(env, &args.tags.tags)?;
+    let mut ctx = args.common.load_with(env, &args.tags.tags)?;
     let selected = super::select(&ctx.plan.images, &args.names)?;
     // Checked before building: an image without the platform cannot load.
     for image in &selected {
@@ -74,6 +75,9 @@ pub(super) fn run(args: Args) -> Result<(), Failure> {
             )));
         }
     }
+    // Only the platform loaded is compiled and packed.
+    ctx.keep_platforms(&args.names, &[platform])?;
+    let selected = super::select(&ctx.plan.images, &args.names)?;
     let built = build_selected(&ctx, &args.names)?;
     for (image, done) in selected.iter().zip(&built) {
         let names = names(image, done, args.registry.as_deref())?;

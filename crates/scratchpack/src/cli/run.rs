@@ -17,6 +17,7 @@ use std::time::Duration;
 use anyhow::{Context as _, anyhow};
 
 use super::{Common, Context, Failure};
+use crate::build::assemble::oci_platform;
 use crate::manifest::User;
 use crate::oci::PlatformSpec;
 use crate::output::OutputLock;
@@ -102,7 +103,17 @@ fn run_image(args: Args) -> Result<i32, Failure> {
     })?;
     let overrides = Overrides::of(&args)?;
 
-    let ctx = args.common.load()?;
+    let mut ctx = args.common.load()?;
+    // Only the platform that runs is compiled and packed.
+    let plan = super::select(&ctx.plan.images, std::slice::from_ref(&args.name))?[0];
+    let specs: Vec<PlatformSpec> = plan
+        .targets
+        .iter()
+        .map(|t| oci_platform(t.platform))
+        .collect();
+    let chosen =
+        plan.targets[choose_platform(&specs, &args.name, args.platform.as_ref())?].platform;
+    ctx.keep_platforms(std::slice::from_ref(&args.name), &[chosen])?;
     let (image, unpacked) = build_and_unpack(&ctx, &args)?;
     let program = Program::of(&image, &args, overrides)?;
     let emulator = sandbox::emulator_in_dir(&image.platform.architecture, &ctx.env.emulator_dir())
@@ -353,7 +364,9 @@ fn build_and_unpack(ctx: &Context, args: &Args) -> Result<(PlatformImage, Unpack
         .with_context(|| format!("locking {}", ctx.out_dir.display()))?;
     let images = unpack::read_layout(&built.layout)
         .with_context(|| format!("reading the image layout {}", built.layout.display()))?;
-    let image = choose_platform(images, &args.name, args.platform.as_ref())?;
+    let specs: Vec<PlatformSpec> = images.iter().map(|i| i.platform.clone()).collect();
+    let chosen = choose_platform(&specs, &args.name, args.platform.as_ref())?;
+    let image = images.into_iter().nth(chosen).expect("chosen among them");
     let limits = UnpackLimits::from_keys(&plan.test_settings.unpack_limits);
     let unpacked = unpack::unpack(&built.layout, &image, &limits)
         .with_context(|| format!("unpacking image `{}` ({})", args.name, image.platform))?;
@@ -361,12 +374,13 @@ fn build_and_unpack(ctx: &Context, args: &Args) -> Result<(PlatformImage, Unpack
     Ok((image, unpacked))
 }
 
-/// The platform asked for; without one, the host's, else the first.
+/// Which of `platforms` runs: the one asked for; without one, the host's,
+/// else the first.
 fn choose_platform(
-    images: Vec<PlatformImage>,
+    platforms: &[PlatformSpec],
     name: &str,
     wanted: Option<&PlatformSpec>,
-) -> Result<PlatformImage, Failure> {
+) -> Result<usize, Failure> {
     // The host's own platform is named without a variant: an image that
     // names one runs only when asked for.
     let host = crate::platform::Platform::host().map(|p| PlatformSpec {
@@ -374,24 +388,23 @@ fn choose_platform(
         os: p.os().to_owned(),
         variant: None,
     });
-    let available: Vec<String> = images.iter().map(|i| i.platform.to_string()).collect();
     let position = match wanted {
-        Some(wanted) => images.iter().position(|i| i.platform == *wanted),
+        Some(wanted) => platforms.iter().position(|p| p == wanted),
         None => Some(
-            images
+            platforms
                 .iter()
-                .position(|i| Some(&i.platform) == host.as_ref())
+                .position(|p| Some(p) == host.as_ref())
                 .unwrap_or(0),
         ),
     };
-    match position.and_then(|p| images.into_iter().nth(p)) {
-        Some(image) => Ok(image),
-        None => Err(Failure::Usage(anyhow!(
+    position.filter(|p| *p < platforms.len()).ok_or_else(|| {
+        let available: Vec<String> = platforms.iter().map(ToString::to_string).collect();
+        Failure::Usage(anyhow!(
             "image `{name}` has no platform {}; it has {}",
             wanted.map(ToString::to_string).unwrap_or_default(),
             available.join(", ")
-        ))),
-    }
+        ))
+    })
 }
 
 /// The program as it runs: the image's config with the command line's

@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 
 use anyhow::{Context as _, anyhow};
 
-use super::{Common, Context, Failure};
+use super::{Common, Context, Failure, PlatformFlags};
 use crate::build::BuiltImage;
 use crate::output::OutputLock;
 use crate::testing::{self, Subject, TestReport, Verdict, junit};
@@ -34,6 +34,8 @@ pub(super) struct Args {
     #[arg(long)]
     require_all_platforms: bool,
     #[command(flatten)]
+    platforms: PlatformFlags,
+    #[command(flatten)]
     pub(super) common: Common,
 }
 
@@ -42,10 +44,11 @@ pub(super) fn run(args: Args) -> Result<(), Failure> {
     // removed before the process ends (a second signal ends it at once).
     // Nothing has started a thread yet.
     let cancelled = super::stop_sandboxes_on_termination()?;
-    let ctx = args.common.load()?;
+    let mut ctx = args.common.load()?;
     let Some(names) = super::partitioned(&ctx, &args.names, args.partition)? else {
         return Ok(());
     };
+    ctx.keep_platforms(&names, &args.platforms.platforms)?;
     let built = super::build_selected(&ctx, &names)?;
     // Held while tests read the layouts, so another run cannot replace an
     // image under them.
