@@ -187,12 +187,35 @@ fn two_images_of_one_package_with_other_features_get_their_own_binaries() {
     text.push_str("\n[features]\nloud = []\n");
     std::fs::write(&toml, text).unwrap();
     for round in ["first", "no-op"] {
-        let out = fx.cli(&["images"]);
+        let out = fx.cli(&["images", "--message-format", "json"]);
         assert!(
             out.status.success(),
             "{round}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        // The binaries this one run packed: each image's own.
+        let built = crate::support::built_images(&out);
+        let mut layers = Vec::new();
+        for image in &built {
+            let platform = &image["platforms"][0];
+            let bin = platform["binary"].as_str().unwrap();
+            let said = crate::support::run(&mut std::process::Command::new(bin));
+            let says = if image["name"] == "loud" {
+                "LOUD"
+            } else {
+                "quiet"
+            };
+            assert_eq!(
+                String::from_utf8_lossy(&said.stdout).trim(),
+                says,
+                "{round}: image {} packed {bin}",
+                image["name"]
+            );
+            layers.push(platform["layer"].clone());
+        }
+        assert_eq!(built.len(), 2);
+        assert_ne!(layers[0], layers[1], "{round}: one layer for both images");
+        // Each built alone, as `run` builds it, says the same.
         for (image, says) in [("quiet", "quiet"), ("loud", "LOUD")] {
             let out = fx.cli(&["run", image]);
             let stdout = String::from_utf8_lossy(&out.stdout);

@@ -5,7 +5,7 @@
 //! linker for foreign triples. Behind the [`Compiler`] trait so image assembly
 //! can be tested without running cargo.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -74,6 +74,12 @@ pub enum CompileError {
     Zig(ZigError),
     #[error("the build was interrupted")]
     Interrupted,
+    #[error("keeping {} apart from the same binary built under other settings", path.display())]
+    Keep {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// The real compiler: cargo, run in the workspace.
@@ -176,6 +182,23 @@ pub fn invocations<'r>(
         .collect()
 }
 
+/// The binaries (triple, package, bin) that requests want under more than
+/// one set of build settings: cargo writes each of their builds to one path.
+fn built_twice(requests: &[Request]) -> BTreeSet<(&str, &str, &str)> {
+    let mut settings: BTreeMap<(&str, &str, &str), BTreeSet<&BuildSettings>> = BTreeMap::new();
+    for r in requests {
+        settings
+            .entry((&r.triple, &r.package, &r.bin))
+            .or_default()
+            .insert(&r.settings);
+    }
+    settings
+        .into_iter()
+        .filter(|(_, s)| s.len() > 1)
+        .map(|(binary, _)| binary)
+        .collect()
+}
+
 /// A triple's flags from cargo's configuration, and those it needs to
 /// link statically.
 type TripleFlags<'f> = (&'f Vec<String>, &'static [&'static str]);
@@ -223,6 +246,7 @@ impl Compiler for Cargo<'_> {
             )?),
             CCompilers::NotNeeded | CCompilers::Declined => None,
         };
+        let shared = built_twice(requests);
         for call in &calls {
             for artifact in self.build(call, toolchain_remap.as_deref(), wrappers.as_ref())? {
                 let Some(&(package, bin)) = call.binaries.iter().find(|(package, bin)| {
@@ -237,7 +261,12 @@ impl Compiler for Cargo<'_> {
                 else {
                     continue;
                 };
-                built.insert((triple, call.settings, package, bin), artifact.exe);
+                let exe = if shared.contains(&(*triple, package, bin)) {
+                    self.keep_apart(call.settings, triple, &artifact.exe)?
+                } else {
+                    artifact.exe
+                };
+                built.insert((triple, call.settings, package, bin), exe);
             }
         }
         requests
@@ -513,6 +542,41 @@ impl Cargo<'_> {
 
     fn build_dir(&self) -> PathBuf {
         build_dir(self.target_dir)
+    }
+
+    /// A second name for `exe`, the binary cargo just built under
+    /// `settings`, that the next call cannot replace: cargo writes a binary
+    /// built under other features or flags to the same path. A hard link
+    /// (cargo replaces its file rather than writing into it), else a copy.
+    fn keep_apart(
+        &self,
+        settings: &BuildSettings,
+        triple: &str,
+        exe: &Path,
+    ) -> Result<PathBuf, CompileError> {
+        let key = crate::oci::hex(&<sha2::Sha256 as sha2::Digest>::digest(
+            format!("{settings:?}").as_bytes(),
+        ));
+        let dir = self
+            .target_dir
+            .join("scratchpack")
+            .join("binaries")
+            .join(&key[..16])
+            .join(triple);
+        let kept = dir.join(exe.file_name().unwrap_or_default());
+        let keep = || -> std::io::Result<()> {
+            std::fs::create_dir_all(&dir)?;
+            match std::fs::remove_file(&kept) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+            std::fs::hard_link(exe, &kept).or_else(|_| std::fs::copy(exe, &kept).map(drop))
+        };
+        keep().map_err(|source| CompileError::Keep {
+            path: kept.clone(),
+            source,
+        })?;
+        Ok(kept)
     }
 
     /// The host paths rustc and the C compiler map out of what they write.
