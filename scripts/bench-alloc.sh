@@ -5,8 +5,8 @@
 # connections, each served by a thread of its own, reading a 16 KiB note that
 # SQLite holds zstd-compressed. Both binaries are the linux/amd64 image
 # binaries `cargo xtask images` builds (static, musl), run on this machine,
-# alternated round by round. Prints requests per second and the ratio;
-# asserts nothing.
+# alternated round by round. Prints requests per second, the server's cpu
+# time per request, and the ratios; asserts nothing.
 #
 #   scripts/bench-alloc.sh [SECONDS] [CONNECTIONS] [ROUNDS]
 set -euo pipefail
@@ -51,13 +51,8 @@ package = "notes"
 package = "notes"
 default-features = false
 EOF
-# One run per image: two images of one package under different features in
-# one run are both packed with the binary built last (cargo writes both to
-# the same path), so each is built and packed on its own.
-for variant in mimalloc musl; do
-  (cd "$work/ws" && CARGO_TARGET_DIR="$src/target/bench-alloc" \
-    cargo xtask images -q "notes-$variant" --manifest-path "$manifest" --out "$work/out" >/dev/null)
-done
+(cd "$work/ws" && CARGO_TARGET_DIR="$src/target/bench-alloc" \
+  cargo xtask images -q notes-mimalloc notes-musl --manifest-path "$manifest" --out "$work/out" >/dev/null)
 
 # Each layout's one layer holds the binary, /notes.
 for variant in mimalloc musl; do
@@ -96,25 +91,44 @@ start() {
     *) echo "error: $variant reports $about" >&2; exit 1 ;;
   esac
 }
-rps() {
-  wrk -t2 -c"$conns" -d"${secs}s" "http://127.0.0.1:$1/notes/1" |
-    awk '/^Requests\/sec:/ { print $2 }'
+# One wrk run against a variant: "REQUESTS_PER_SECOND CPU_MICROSECONDS_PER_REQUEST",
+# the second from the server process's own user and system time, which a
+# busy machine disturbs less than the rate.
+tick=$(getconf CLK_TCK)
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+measure() {
+  local port=$1 pid=$2 before after out
+  before=$(cpu_ticks "$pid")
+  out=$(wrk -t2 -c"$conns" -d"${secs}s" "http://127.0.0.1:$port/notes/1")
+  after=$(cpu_ticks "$pid")
+  awk -v b="$before" -v a="$after" -v hz="$tick" '
+    /requests in/ { n = $1 }
+    /^Requests\/sec:/ { r = $2 }
+    END { printf "%s %.1f\n", r, (a - b) / hz * 1e6 / n }' <<<"$out"
 }
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 
-start mimalloc; mi_port=$port
-start musl; musl_port=$port
+start mimalloc; mi_port=$port; mi_pid=${pids[-1]}
+start musl; musl_port=$port; musl_pid=${pids[-1]}
 # Warm both up (threads, the page cache, the CPU's frequency).
 wrk -t2 -c"$conns" -d2s "http://127.0.0.1:$mi_port/notes/1" >/dev/null
 wrk -t2 -c"$conns" -d2s "http://127.0.0.1:$musl_port/notes/1" >/dev/null
 
-mi=(); mu=()
+mi=(); mu=(); mi_cpu=(); mu_cpu=()
 for round in $(seq "$rounds"); do
-  a=$(rps "$mi_port"); b=$(rps "$musl_port")
-  printf 'round %d: mimalloc %10.0f req/s   musl malloc %10.0f req/s\n' "$round" "$a" "$b"
-  mi+=("$a"); mu+=("$b")
+  read -r a ac < <(measure "$mi_port" "$mi_pid")
+  read -r b bc < <(measure "$musl_port" "$musl_pid")
+  printf 'round %d: mimalloc %8.0f req/s %6.1f us cpu/req   musl malloc %8.0f req/s %6.1f us cpu/req\n' \
+    "$round" "$a" "$ac" "$b" "$bc"
+  mi+=("$a"); mu+=("$b"); mi_cpu+=("$ac"); mu_cpu+=("$bc")
 done
 ma=$(printf '%s\n' "${mi[@]}" | median)
 mb=$(printf '%s\n' "${mu[@]}" | median)
-printf 'median:  mimalloc %10.0f req/s   musl malloc %10.0f req/s   mimalloc/musl %.2fx (%d connections, %ss, load %s)\n' \
-  "$ma" "$mb" "$(awk -v a="$ma" -v b="$mb" 'BEGIN { print a / b }')" "$conns" "$secs" "$(cut -d' ' -f1-3 /proc/loadavg)"
+mac=$(printf '%s\n' "${mi_cpu[@]}" | median)
+mbc=$(printf '%s\n' "${mu_cpu[@]}" | median)
+printf 'median:  mimalloc %8.0f req/s %6.1f us cpu/req   musl malloc %8.0f req/s %6.1f us cpu/req\n' \
+  "$ma" "$mac" "$mb" "$mbc"
+printf 'mimalloc/musl: %.2fx the requests per second, %.2fx the cpu per request (%d connections, %ss, %d cores, load %s)\n' \
+  "$(awk -v a="$ma" -v b="$mb" 'BEGIN { print a / b }')" \
+  "$(awk -v a="$mac" -v b="$mbc" 'BEGIN { print a / b }')" \
+  "$conns" "$secs" "$(nproc)" "$(cut -d' ' -f1-3 /proc/loadavg)"
