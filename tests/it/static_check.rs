@@ -226,4 +226,16 @@ fn two_images_of_one_package_with_other_features_get_their_own_binaries() {
             );
         }
     }
+    // Each settings' binary is kept once, under its own name; nothing
+    // staged is left beside it.
+    let kept = fx.path().join("target/scratchpack/binaries");
+    let mut names = Vec::new();
+    for settings in std::fs::read_dir(&kept).unwrap() {
+        for triple in std::fs::read_dir(settings.unwrap().path()).unwrap() {
+            for file in std::fs::read_dir(triple.unwrap().path()).unwrap() {
+                names.push(file.unwrap().file_name().into_string().unwrap());
+            }
+        }
+    }
+    assert_eq!(names, ["app", "app"]);
 }

@@ -547,7 +547,9 @@ impl Cargo<'_> {
     /// A second name for `exe`, the binary cargo just built under
     /// `settings`, that the next call cannot replace: cargo writes a binary
     /// built under other features or flags to the same path. A hard link
-    /// (cargo replaces its file rather than writing into it), else a copy.
+    /// (cargo replaces its file rather than writing into it), else a copy,
+    /// made under a name of this process and renamed into place, so that a
+    /// run reading the kept binary never sees it half written.
     fn keep_apart(
         &self,
         settings: &BuildSettings,
@@ -563,14 +565,25 @@ impl Cargo<'_> {
             .join("binaries")
             .join(&key[..16])
             .join(triple);
-        let kept = dir.join(exe.file_name().unwrap_or_default());
+        let name = exe.file_name().unwrap_or_default();
+        let kept = dir.join(name);
+        let mut staged = std::ffi::OsString::from(format!(".{}.", std::process::id()));
+        staged.push(name);
+        let staged = dir.join(staged);
         let keep = || -> std::io::Result<()> {
             std::fs::create_dir_all(&dir)?;
-            match std::fs::remove_file(&kept) {
+            match std::fs::remove_file(&staged) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
                 _ => {}
             }
-            std::fs::hard_link(exe, &kept).or_else(|_| std::fs::copy(exe, &kept).map(drop))
+            std::fs::hard_link(exe, &staged).or_else(|_| std::fs::copy(exe, &staged).map(drop))?;
+            std::fs::rename(&staged, &kept)?;
+            // rename(2) leaves both names when they are one file already
+            // (a run where cargo rebuilt nothing).
+            match std::fs::remove_file(&staged) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+                _ => Ok(()),
+            }
         };
         keep().map_err(|source| CompileError::Keep {
             path: kept.clone(),
