@@ -52,20 +52,47 @@ pub fn lookup<T: for<'de> Deserialize<'de>>(path: &Path, key: &str) -> Option<T>
 /// opened without following a link at its last component and without
 /// blocking (a FIFO put in its place gives `None`, not a hang).
 pub fn read_record(path: &Path, max: u64) -> Option<Vec<u8>> {
-    use std::io::Read;
+    read_regular(path, max, false).ok()
+}
+
+/// The bytes of a regular file of at most `max` bytes, following a link at
+/// its last component only when `follow` says so. It is opened without
+/// blocking: a FIFO or a device is refused at once, not waited on.
+pub fn read_regular(path: &Path, max: u64, follow: bool) -> std::io::Result<Vec<u8>> {
     use std::os::unix::fs::OpenOptionsExt;
+    let mut flags = rustix::fs::OFlags::NONBLOCK;
+    if !follow {
+        flags |= rustix::fs::OFlags::NOFOLLOW;
+    }
     let file = std::fs::File::options()
         .read(true)
-        .custom_flags((rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK).bits() as i32)
-        .open(path)
-        .ok()?;
-    let meta = file.metadata().ok()?;
-    if !meta.is_file() || meta.len() > max {
-        return None;
+        .custom_flags(flags.bits() as i32)
+        .open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
     }
+    // Refused before reading when its size already says so.
+    if meta.len() > max {
+        return Err(too_big(max));
+    }
+    read_within(file, max)
+}
+
+/// Everything `from` gives, refused past `max` bytes without reading
+/// further.
+pub fn read_within(from: impl std::io::Read, max: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
     let mut bytes = Vec::new();
-    file.take(max).read_to_end(&mut bytes).ok()?;
-    Some(bytes)
+    from.take(max + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > max {
+        return Err(too_big(max));
+    }
+    Ok(bytes)
+}
+
+fn too_big(max: u64) -> std::io::Error {
+    std::io::Error::other(format!("more than {} MiB", max.div_ceil(1 << 20)))
 }
 
 /// The bytes of a record, to be written atomically by the caller.

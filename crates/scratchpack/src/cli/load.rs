@@ -59,23 +59,8 @@ pub(super) fn run(args: Args) -> Result<(), Failure> {
         })?,
     };
     let mut ctx = args.common.load_with(env, &args.tags.tags)?;
-    let selected = super::select(&ctx.plan.images, &args.names)?;
-    // Checked before building: an image without the platform cannot load.
-    for image in &selected {
-        if !image.targets.iter().any(|t| t.platform == platform) {
-            let has: Vec<String> = image
-                .targets
-                .iter()
-                .map(|t| t.platform.to_string())
-                .collect();
-            return Err(Failure::Usage(anyhow!(
-                "image `{}` has no {platform} image (it has {}); pass --platform",
-                image.name,
-                has.join(", ")
-            )));
-        }
-    }
-    // Only the platform loaded is compiled and packed.
+    // Only the platform loaded is compiled and packed; an image without it
+    // is refused before anything is built.
     ctx.keep_platforms(&args.names, &[platform])?;
     let selected = super::select(&ctx.plan.images, &args.names)?;
     let built = build_selected(&ctx, &args.names)?;
@@ -211,9 +196,9 @@ fn load_one(
     Ok(())
 }
 
-/// The archive to load: the output's own when it holds `platform` under
-/// `names`, else one made in memory from the layout's blobs (read back and
-/// checked as any layout is).
+/// The archive to load: the output's own when it names the image `names`,
+/// else one made in memory from the layout's blobs (read back and checked
+/// as any layout is).
 fn archive_bytes(
     image: &ImagePlan,
     done: &BuiltImage,
@@ -221,8 +206,8 @@ fn archive_bytes(
     names: &[String],
     epoch: u64,
 ) -> Result<Vec<u8>, Failure> {
-    let first = image.targets[0].platform;
-    if platform == first && names == self::names(image, done, None)? {
+    // The output's archive holds the one platform built, under its own names.
+    if names == self::names(image, done, None)? {
         return std::fs::read(&done.archive).map_err(|e| {
             Failure::Build(
                 anyhow::Error::new(e).context(format!("reading {}", done.archive.display())),

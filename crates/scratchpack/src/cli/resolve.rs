@@ -9,7 +9,7 @@
 //! re-serialised. Nothing is printed unless everything was read and pushed.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{Read as _, Write as _};
+use std::io::Write as _;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
@@ -150,7 +150,8 @@ fn read_inputs(path: &Path) -> Result<Vec<(String, String)>, Failure> {
         }
     };
     if path == Path::new("-") {
-        let bytes = read_within(std::io::stdin().lock()).map_err(io(path))?;
+        let bytes =
+            crate::record::read_within(std::io::stdin().lock(), MAX_YAML).map_err(io(path))?;
         return Ok(vec![text("<stdin>".to_owned(), bytes)?]);
     }
     if !path.is_dir() {
@@ -173,28 +174,7 @@ fn read_inputs(path: &Path) -> Result<Vec<(String, String)>, Failure> {
 /// most [`MAX_YAML`] bytes. A FIFO or a device is refused without waiting
 /// on it.
 fn read_yaml_file(path: &Path) -> std::io::Result<Vec<u8>> {
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let file = std::fs::File::options()
-        .read(true)
-        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
-        .open(path)?;
-    if !file.metadata()?.is_file() {
-        return Err(std::io::Error::other("not a regular file"));
-    }
-    read_within(file)
-}
-
-/// Everything `from` gives, refused past [`MAX_YAML`] bytes.
-fn read_within(from: impl std::io::Read) -> std::io::Result<Vec<u8>> {
-    let mut bytes = Vec::new();
-    from.take(MAX_YAML + 1).read_to_end(&mut bytes)?;
-    if bytes.len() as u64 > MAX_YAML {
-        return Err(std::io::Error::other(format!(
-            "more than {} MiB of YAML",
-            MAX_YAML >> 20
-        )));
-    }
-    Ok(bytes)
+    crate::record::read_regular(path, MAX_YAML, true)
 }
 
 /// Every `*.yaml` and `*.yml` file under `dir`.
@@ -337,7 +317,7 @@ mod tests {
         }
         let err = usage(read_inputs(Path::new("/dev/zero")));
         assert!(err.contains("not a regular file"), "{err}");
-        let err = read_within(std::io::repeat(b'a')).unwrap_err();
+        let err = crate::record::read_within(std::io::repeat(b'a'), MAX_YAML).unwrap_err();
         assert!(err.to_string().contains("more than 64 MiB"), "{err}");
         let plain = dir.path().join("plain.yml");
         std::fs::write(&plain, "image: x\n").unwrap();

@@ -111,10 +111,12 @@ fn run_image(args: Args) -> Result<i32, Failure> {
         .iter()
         .map(|t| oci_platform(t.platform))
         .collect();
-    let chosen =
-        plan.targets[choose_platform(&specs, &args.name, args.platform.as_ref())?].platform;
-    ctx.keep_platforms(std::slice::from_ref(&args.name), &[chosen])?;
-    let (image, unpacked) = build_and_unpack(&ctx, &args)?;
+    let chosen = choose_platform(&specs, &args.name, args.platform.as_ref())?;
+    ctx.keep_platforms(
+        std::slice::from_ref(&args.name),
+        &[plan.targets[chosen].platform],
+    )?;
+    let (image, unpacked) = build_and_unpack(&ctx, &args.name, &specs[chosen])?;
     let program = Program::of(&image, &args, overrides)?;
     let emulator = sandbox::emulator_in_dir(&image.platform.architecture, &ctx.env.emulator_dir())
         .with_context(|| format!("running the {} image on this host", image.platform))?;
@@ -345,31 +347,36 @@ impl Overrides {
     }
 }
 
-/// Builds the image if it is out of date and unpacks the platform to run,
-/// within the image's `unpack-limits`.
-fn build_and_unpack(ctx: &Context, args: &Args) -> Result<(PlatformImage, Unpacked), Failure> {
-    let built = super::build_selected(ctx, std::slice::from_ref(&args.name))?;
+/// Builds image `name` (its plan cut to `platform`), then unpacks that
+/// platform's image within the image's `unpack-limits`.
+fn build_and_unpack(
+    ctx: &Context,
+    name: &str,
+    platform: &PlatformSpec,
+) -> Result<(PlatformImage, Unpacked), Failure> {
+    let built = super::build_selected(ctx, &[name.to_owned()])?;
     let built = built
         .into_iter()
-        .find(|b| b.name == args.name)
-        .ok_or_else(|| anyhow!("image `{}` was not built", args.name))?;
+        .find(|b| b.name == name)
+        .ok_or_else(|| anyhow!("image `{name}` was not built"))?;
     let plan = ctx
         .plan
         .images
         .iter()
-        .find(|i| i.name == args.name)
-        .ok_or_else(|| anyhow!("built image `{}` is not in the plan", args.name))?;
+        .find(|i| i.name == name)
+        .ok_or_else(|| anyhow!("built image `{name}` is not in the plan"))?;
     // Held while the image is read, so another run cannot replace it.
     let lock = OutputLock::acquire(&ctx.out_dir)
         .with_context(|| format!("locking {}", ctx.out_dir.display()))?;
     let images = unpack::read_layout(&built.layout)
         .with_context(|| format!("reading the image layout {}", built.layout.display()))?;
-    let specs: Vec<PlatformSpec> = images.iter().map(|i| i.platform.clone()).collect();
-    let chosen = choose_platform(&specs, &args.name, args.platform.as_ref())?;
-    let image = images.into_iter().nth(chosen).expect("chosen among them");
+    let image = images
+        .into_iter()
+        .find(|i| i.platform == *platform)
+        .ok_or_else(|| anyhow!("the built image `{name}` has no {platform} image"))?;
     let limits = UnpackLimits::from_keys(&plan.test_settings.unpack_limits);
     let unpacked = unpack::unpack(&built.layout, &image, &limits)
-        .with_context(|| format!("unpacking image `{}` ({})", args.name, image.platform))?;
+        .with_context(|| format!("unpacking image `{name}` ({})", image.platform))?;
     drop(lock);
     Ok((image, unpacked))
 }
