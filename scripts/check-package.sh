@@ -4,9 +4,13 @@
 # makes a workspace outside this repository whose xtask depends on
 # `scratchpack` from the registry, as "Using scratchpack from another
 # workspace" in the README says, with [patch.crates-io] pointing at the
-# unpacked .crate files; builds its image and runs its test there.
-# The other workspace's target directory is kept under target/, so a second
-# run on a machine compiles nothing again.
+# unpacked .crate files; builds its image and runs its test there. Then
+# checks the unpacked crates with every direct dependency at the lowest
+# version their Cargo.toml allows (cargo's `-Z direct-minimal-versions`):
+# what a workspace whose lock file holds older versions compiles, so a
+# requirement below an API the code uses fails here.
+# The target directories are kept under target/, so a second run on a
+# machine compiles nothing again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -61,3 +65,27 @@ export CARGO_TARGET_DIR="$root/target/package-check"
 (cd "$ws" && cargo xtask images -q && cargo xtask test-images -q)
 test -f "$CARGO_TARGET_DIR/images/hello/index.json"
 echo "the packed crates build and test an image in a workspace of their own"
+
+# The lowest versions: the unpacked crates as the members of a workspace of
+# their own, so that their dependencies are its direct ones. The resolver
+# option is unstable; RUSTC_BOOTSTRAP lets this stable cargo take it.
+lowest="$work/lowest"
+mkdir -p "$lowest"
+for crate in scratchpack-sandbox scratchpack; do
+  tar -xzf "target/package/$crate-$version.crate" -C "$lowest"
+done
+cat >"$lowest/Cargo.toml" <<EOF
+[workspace]
+resolver = "3"
+members = ["scratchpack-$version", "scratchpack-sandbox-$version"]
+
+[patch.crates-io]
+scratchpack-sandbox = { path = "scratchpack-sandbox-$version" }
+EOF
+export CARGO_TARGET_DIR="$root/target/package-lowest"
+(
+  cd "$lowest"
+  RUSTC_BOOTSTRAP=1 cargo update -q -Z direct-minimal-versions
+  cargo check -q --workspace --all-features --all-targets
+)
+echo "the packed crates build with their dependencies at the lowest versions they allow"
