@@ -29,3 +29,4 @@ mod static_check;
 mod support;
 mod test_images;
 mod validate;
+mod volumes;

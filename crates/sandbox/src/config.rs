@@ -25,6 +25,8 @@ pub(crate) struct Config {
     pub emulator: Option<PathBuf>,
     pub seccomp: bool,
     pub host_network: bool,
+    /// Directories of the image that get an empty writable tmpfs each.
+    pub volumes: Vec<PathBuf>,
 }
 
 /// A malformed configuration message.
@@ -120,6 +122,10 @@ impl Config {
             }
             None => e.u64(0),
         }
+        e.u64(self.volumes.len() as u64);
+        for v in &self.volumes {
+            e.bytes(v.as_os_str().as_bytes());
+        }
         e.0
     }
 
@@ -156,6 +162,10 @@ impl Config {
             1 => Some(PathBuf::from(d.os()?)),
             _ => return Err(DecodeError("bad emulator tag")),
         };
+        let volumec = d.u64()?;
+        let volumes = (0..volumec)
+            .map(|_| d.os().map(PathBuf::from))
+            .collect::<Result<_, _>>()?;
         if !d.0.is_empty() {
             return Err(DecodeError("trailing bytes"));
         }
@@ -171,6 +181,7 @@ impl Config {
             emulator,
             seccomp,
             host_network,
+            volumes,
         })
     }
 }
@@ -196,6 +207,7 @@ mod tests {
             emulator: Some("/usr/bin/qemu-aarch64-static".into()),
             seccomp: false,
             host_network: true,
+            volumes: vec!["/data".into(), "/var/cache/app".into()],
         }
     }
 

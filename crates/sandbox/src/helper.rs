@@ -546,6 +546,7 @@ fn resolve(config: &Config) -> Result<(Plan, Vec<OwnedFd>), StepError> {
         tmp_bytes: config.limits.tmp_bytes,
         tmp_inodes: config.limits.tmp_inodes,
         host_network: config.host_network,
+        volumes: config.volumes.clone(),
     };
     Ok((plan, fds))
 }
@@ -940,6 +941,7 @@ mod tests {
                 emulator: None,
                 seccomp: true,
                 host_network: false,
+                volumes: Vec::new(),
             }
             .encode(),
         )

@@ -245,6 +245,7 @@ pub struct Sandbox {
     helper: Option<PathBuf>,
     seccomp: bool,
     host_network: bool,
+    volumes: Vec<PathBuf>,
     attach: bool,
 }
 
@@ -268,6 +269,7 @@ impl Sandbox {
             helper: None,
             seccomp: true,
             host_network: false,
+            volumes: Vec::new(),
             attach: false,
         }
     }
@@ -348,6 +350,21 @@ impl Sandbox {
     /// only a loopback interface, as `docker run --network host` does.
     pub fn host_network(mut self, on: bool) -> Sandbox {
         self.host_network = on;
+        self
+    }
+
+    /// Directories of the image (absolute paths, each an existing directory
+    /// of the root, none at or under `/proc` or `/dev`) that get an empty
+    /// writable tmpfs each, mode 1777 and as large as `/tmp`, over whatever
+    /// the image has there: the volumes of the image's config, as a runtime
+    /// gives each a new anonymous volume. The rest of the root stays
+    /// read-only; `/tmp` is always writable and needs no volume.
+    pub fn volumes<I, P>(mut self, paths: I) -> Sandbox
+    where
+        I: IntoIterator<Item = P>,
+        P: Into<PathBuf>,
+    {
+        self.volumes = paths.into_iter().map(Into::into).collect();
         self
     }
 

@@ -5,7 +5,7 @@
 //! scratchpack-sandbox [--user UID:GID] [--env K=V]... [--workdir DIR]
 //!                     [--hostname NAME] [--timeout SECS] [--memory BYTES]
 //!                     [--processes N] [--output BYTES] [--emulator PATH]
-//!                     [--no-seccomp] [--host-network]
+//!                     [--no-seccomp] [--host-network] [--volume DIR]...
 //!                     [--publish [IP:]HOST_PORT:CONTAINER_PORT[/tcp]]...
 //!                     ROOTFS ARGV...
 //! ```
@@ -18,6 +18,8 @@
 //! when no IP is given, as `docker run -p` does; port 0 picks a free one)
 //! into the sandbox, and says where on stderr:
 //! `scratchpack-sandbox: publishing HOST_IP:HOST_PORT -> CONTAINER_PORT/tcp`.
+//! Each `--volume` is a directory of the image made writable (an empty
+//! tmpfs); the rest of the root is read-only.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
 use std::process::ExitCode;
@@ -52,6 +54,7 @@ fn run(args: Vec<String>) -> Result<ExitCode, String> {
     let mut seccomp = true;
     let mut host_network = false;
     let mut publish = Vec::new();
+    let mut volumes = Vec::new();
     let rootfs = loop {
         let arg = args.next().ok_or("missing ROOTFS")?;
         match arg.as_str() {
@@ -77,6 +80,7 @@ fn run(args: Vec<String>) -> Result<ExitCode, String> {
             "--emulator" => emulator = Some(parse::<String>("--emulator", args.next())?.into()),
             "--no-seccomp" => seccomp = false,
             "--host-network" => host_network = true,
+            "--volume" => volumes.push(parse::<String>("--volume", args.next())?),
             "--publish" => {
                 publish.push(parse_publish(&parse::<String>("--publish", args.next())?)?)
             }
@@ -104,6 +108,7 @@ fn run(args: Vec<String>) -> Result<ExitCode, String> {
         .emulator(emulator)
         .seccomp(seccomp)
         .host_network(host_network)
+        .volumes(volumes)
         .spawn()
         .map_err(|e| error_chain(&e))?;
     let outcome = std::thread::scope(|scope| {

@@ -110,6 +110,7 @@ pub(crate) fn spawn(sandbox: &Sandbox) -> Result<Running, Error> {
         emulator: sandbox.emulator.clone(),
         seccomp: sandbox.seccomp,
         host_network: sandbox.host_network,
+        volumes: sandbox.volumes.clone(),
     };
     let helper = match &sandbox.helper {
         Some(path) => path.clone(),

@@ -96,6 +96,8 @@ pub struct Plan {
     pub tmp_inodes: u64,
     /// The host's network namespace is shared: no loopback of its own.
     pub host_network: bool,
+    /// Directories of the image that get an empty writable tmpfs each.
+    pub volumes: Vec<PathBuf>,
 }
 
 /// Names the image may contain at its top level that the sandbox provides
@@ -109,8 +111,9 @@ pub fn is_reserved(name: &std::ffi::OsStr) -> bool {
 /// `/proc/self/mountinfo` inside shows nothing of the host), or where the
 /// kernel refuses an overlay, a tmpfs holding read-only binds of the image's
 /// entries; then `/proc`, a minimal `/dev`, a writable `/tmp`; `pivot_root`,
-/// a read-only `/`, host name and loopback. Runs in the sandbox's first
-/// process, after the id maps exist.
+/// a read-only `/`, a writable tmpfs on each volume (mounted once the new
+/// root is `/`, so no path of the image can lead out of it), host name and
+/// loopback. Runs in the sandbox's first process, after the id maps exist.
 pub fn build_root(sys: &dyn Syscalls, plan: &Plan) -> Result<(), StepError> {
     let staging = &plan.staging;
     sys.mount(&MountOp::MakePrivate)
@@ -219,11 +222,7 @@ pub fn build_root(sys: &dyn Syscalls, plan: &Plan) -> Result<(), StepError> {
     }
     sys.mount(&MountOp::Tmpfs {
         target: tmp,
-        options: format!(
-            "mode=1777,size={},nr_inodes={}",
-            plan.tmp_bytes.max(4096),
-            plan.tmp_inodes.clamp(16, u64::from(u32::MAX))
-        ),
+        options: tmp_options(plan),
         noexec: false,
     })
     .step(|| "mounting /tmp".into())?;
@@ -235,6 +234,17 @@ pub fn build_root(sys: &dyn Syscalls, plan: &Plan) -> Result<(), StepError> {
         recursive: false,
     })
     .step(|| "making / read-only".into())?;
+    for volume in &plan.volumes {
+        let Some(target) = volume_target(volume)? else {
+            continue;
+        };
+        sys.mount(&MountOp::Tmpfs {
+            target,
+            options: tmp_options(plan),
+            noexec: false,
+        })
+        .step(|| format!("mounting the volume {}", volume.display()))?;
+    }
     sys.sethostname(&plan.hostname)
         .step(|| format!("setting the host name to {}", plan.hostname))?;
     if !plan.host_network {
@@ -242,6 +252,42 @@ pub fn build_root(sys: &dyn Syscalls, plan: &Plan) -> Result<(), StepError> {
             .step(|| "bringing the loopback interface up".into())?;
     }
     Ok(())
+}
+
+/// The options of `/tmp`'s tmpfs, which each volume's shares.
+fn tmp_options(plan: &Plan) -> String {
+    format!(
+        "mode=1777,size={},nr_inodes={}",
+        plan.tmp_bytes.max(4096),
+        plan.tmp_inodes.clamp(16, u64::from(u32::MAX))
+    )
+}
+
+/// Where a volume is mounted: an absolute, normal path of the image that is
+/// neither `/` nor at or under `/proc` or `/dev`; `None` for `/tmp`, which is
+/// a tmpfs already. Under `/tmp` the image's directories are hidden by it,
+/// so there is nothing to mount on.
+fn volume_target(volume: &Path) -> Result<Option<PathBuf>, StepError> {
+    use std::path::Component;
+    let refuse = |why: &str| StepError {
+        what: format!("mounting the volume {}", volume.display()),
+        source: std::io::Error::new(std::io::ErrorKind::InvalidInput, why.to_owned()),
+    };
+    let mut names = Vec::new();
+    for (i, component) in volume.components().enumerate() {
+        match component {
+            Component::RootDir if i == 0 => {}
+            Component::Normal(name) if i > 0 => names.push(name),
+            _ => return Err(refuse("not an absolute path of plain names")),
+        }
+    }
+    match names.first().and_then(|n| n.to_str()) {
+        None => Err(refuse("the root cannot be a volume")),
+        Some("proc" | "dev") => Err(refuse("the sandbox provides /proc and /dev")),
+        Some("tmp") if names.len() == 1 => Ok(None),
+        Some("tmp") => Err(refuse("under /tmp, which is writable already")),
+        Some(_) => Ok(Some(volume.to_owned())),
+    }
 }
 
 /// The root without an overlay: a tmpfs at `root` with each of the image's
@@ -367,6 +413,7 @@ mod tests {
             tmp_bytes: 1 << 20,
             tmp_inodes: 100,
             host_network: false,
+            volumes: Vec::new(),
         }
     }
 
@@ -613,5 +660,56 @@ mod tests {
             ]
             .map(OsString::from)
         );
+    }
+
+    #[test]
+    fn volumes_are_writable_tmpfs_mounted_inside_the_read_only_root() {
+        let sys = Recorder::default();
+        let plan = Plan {
+            rootfs: Some("/proc/self/fd/4".into()),
+            volumes: vec!["/data".into(), "/tmp".into(), "/var/cache/app".into()],
+            ..plan()
+        };
+        build_root(&sys, &plan).unwrap();
+        let calls = sys.calls();
+        let read_only = calls
+            .iter()
+            .position(|c| c == "mount readonly / recursive=false")
+            .unwrap();
+        // After `/` is read-only and the new root is `/`; `/tmp` is a tmpfs
+        // already and gets no second one.
+        assert_eq!(
+            calls[read_only + 1..read_only + 3],
+            [
+                "mount tmpfs /data mode=1777,size=1048576,nr_inodes=100 noexec=false",
+                "mount tmpfs /var/cache/app mode=1777,size=1048576,nr_inodes=100 noexec=false",
+            ]
+        );
+        assert_eq!(calls[read_only + 3], "sethostname sandbox");
+    }
+
+    #[test]
+    fn a_volume_that_is_not_a_plain_directory_of_the_image_is_refused() {
+        for (volume, why) in [
+            ("data", "not an absolute path"),
+            ("/data/../etc", "not an absolute path"),
+            ("/", "the root cannot be a volume"),
+            ("/proc/sys", "the sandbox provides /proc and /dev"),
+            ("/dev", "the sandbox provides /proc and /dev"),
+            ("/tmp/cache", "under /tmp"),
+        ] {
+            let sys = Recorder::default();
+            let plan = Plan {
+                volumes: vec![volume.into()],
+                ..plan()
+            };
+            let err = build_root(&sys, &plan).unwrap_err();
+            assert_eq!(err.what, format!("mounting the volume {volume}"));
+            assert!(err.source.to_string().contains(why), "{volume}: {err:?}");
+            assert!(
+                !sys.calls().iter().any(|c| c.starts_with("sethostname")),
+                "{volume}: the setup went on"
+            );
+        }
     }
 }

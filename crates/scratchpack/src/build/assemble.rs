@@ -191,6 +191,12 @@ fn exec_config(c: &RunConfig) -> ExecConfig {
         env: some(c.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
         entrypoint: Some(c.entrypoint.clone()),
         cmd: some(c.cmd.clone()),
+        volumes: (!c.volumes.is_empty()).then(|| {
+            c.volumes
+                .iter()
+                .map(|v| (v.as_str().to_owned(), serde_json::json!({})))
+                .collect()
+        }),
         working_dir: Some(c.workdir.as_str().to_owned()),
         labels: (!c.labels.is_empty()).then(|| c.labels.clone()),
         stop_signal: c.stop_signal.clone(),

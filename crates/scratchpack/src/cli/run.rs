@@ -154,6 +154,7 @@ fn run_image(args: Args) -> Result<i32, Failure> {
         .env(&program.env)
         .user(program.user.uid, program.user.gid)
         .workdir(&program.workdir)
+        .volumes(&program.volumes)
         .limits(limits)
         .emulator(emulator)
         .host_network(args.network == Network::Host)
@@ -421,6 +422,7 @@ struct Program {
     env: BTreeMap<String, String>,
     user: User,
     workdir: String,
+    volumes: Vec<String>,
     timeout: Option<Duration>,
     publish: Vec<Published>,
 }
@@ -458,6 +460,7 @@ impl Program {
             env,
             user,
             workdir,
+            volumes: command::config_volumes(config),
             timeout: overrides.timeout,
             publish: overrides.publish,
         })

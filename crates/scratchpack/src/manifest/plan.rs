@@ -307,6 +307,11 @@ pub struct RunConfig {
     /// `port/proto`, e.g. `8080/tcp`.
     pub exposed_ports: BTreeSet<String>,
     pub stop_signal: Option<String>,
+    /// Directories where the program writes (the config's `Volumes`); each
+    /// is also a directory of the image. Left out of the plan's JSON when
+    /// empty, so the action keys of images without volumes stay as they were.
+    #[serde(skip_serializing_if = "BTreeSet::is_empty")]
+    pub volumes: BTreeSet<ImagePath>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

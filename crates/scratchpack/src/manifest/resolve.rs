@@ -73,6 +73,7 @@ type StringPair = (S<String>, S<String>);
 struct Contents {
     files: Vec<FileEntry>,
     dirs: Vec<DirEntry>,
+    volumes: BTreeSet<ImagePath>,
     labels: BTreeMap<String, String>,
 }
 
@@ -386,7 +387,9 @@ impl Resolver<'_> {
             )
             .collect();
         let contents = self.contents(name, &name_span, raw, defaults, &binary_paths, user);
-        let config = self.run_config(raw, defaults, binary_path.as_ref(), user, contents.labels);
+        let mut config =
+            self.run_config(raw, defaults, binary_path.as_ref(), user, contents.labels);
+        config.volumes = contents.volumes;
         let compression = self.compression(raw, defaults);
         let annotations = self.string_table(
             "annotation",
@@ -488,12 +491,14 @@ impl Resolver<'_> {
         // with the same destination is named as the one that collides.
         let (mut files, labels) = self.generated_files(name, raw, defaults, user, &mut taken);
         files.extend(self.listed_files(name, raw, defaults, &mut taken));
-        let dirs = self.listed_dirs(name, raw, defaults, &mut taken);
+        let mut dirs = self.listed_dirs(name, raw, defaults, &mut taken);
+        let volumes = self.volumes(name, raw, defaults, &mut taken, &mut dirs);
         let binary_paths: Vec<&ImagePath> = binary_paths.iter().map(|(p, _)| *p).collect();
         self.inside_files(name, name_span, &binary_paths, &files, &taken);
         Contents {
             files,
             dirs,
+            volumes,
             labels,
         }
     }
@@ -647,6 +652,105 @@ impl Resolver<'_> {
         dirs
     }
 
+    /// The `volumes` of `[defaults]` and of the image: directories where the
+    /// program writes, each a directory of the image (mode 1777 unless `dirs`
+    /// gives it), holding nothing of the image, since a runtime mounts a
+    /// volume over it.
+    fn volumes(
+        &mut self,
+        name: &str,
+        raw: &RawImage,
+        defaults: &RawImage,
+        taken: &mut Taken,
+        dirs: &mut Vec<DirEntry>,
+    ) -> BTreeSet<ImagePath> {
+        let mut volumes: BTreeMap<ImagePath, Range<usize>> = BTreeMap::new();
+        for v in [defaults.volumes.as_ref(), raw.volumes.as_ref()]
+            .into_iter()
+            .flatten()
+            .flat_map(|v| v.get_ref())
+        {
+            let Some(path) = self.image_path(v, "volumes") else {
+                continue;
+            };
+            let span = span_of(v);
+            let top = path.relative().split('/').next().unwrap_or_default();
+            let refused = if path.is_root() {
+                Some("the root cannot be a volume")
+            } else if top == "proc" || top == "dev" {
+                Some("runtimes mount their own `/proc` and `/dev`")
+            } else if top == "tmp" && path.as_str() != "/tmp" {
+                Some("the test sandbox and `run` mount a tmpfs on `/tmp`, which hides it")
+            } else {
+                None
+            };
+            if let Some(why) = refused {
+                self.error(
+                    Diagnostic::new(format!("`{path}` cannot be a volume"), span)
+                        .label(why)
+                        .help("name a directory of the image, such as `/data`"),
+                );
+                continue;
+            }
+            if let Some(outer) = volumes.keys().find(|o| {
+                path.ancestors().any(|a| a == o.relative())
+                    || o.ancestors().any(|a| a == path.relative())
+            }) {
+                self.error(
+                    Diagnostic::new(format!("volumes `{outer}` and `{path}` are nested"), span)
+                        .label("a volume inside another"),
+                );
+                continue;
+            }
+            if volumes.contains_key(&path) {
+                continue;
+            }
+            match taken.paths.get(&path) {
+                Some(what) if what.starts_with("a directory") => {}
+                Some(what) => {
+                    self.error(
+                        Diagnostic::new(
+                            format!("volume `{path}` collides with {what} in image `{name}`"),
+                            span,
+                        )
+                        .label("a volume is a directory"),
+                    );
+                    continue;
+                }
+                None => {
+                    taken
+                        .paths
+                        .insert(path.clone(), "a directory of `volumes`".to_owned());
+                    dirs.push(DirEntry {
+                        path: path.clone(),
+                        mode: 0o1777,
+                    });
+                }
+            }
+            volumes.insert(path, span);
+        }
+        // A runtime mounts an empty volume over the directory: anything the
+        // image puts inside would be hidden.
+        for (path, what) in &taken.paths {
+            if let Some((volume, span)) = volumes
+                .iter()
+                .find(|(v, _)| path.ancestors().any(|a| a == v.relative()))
+            {
+                self.error(
+                    Diagnostic::new(
+                        format!(
+                            "`{path}` ({what}) is inside the volume `{volume}` of image `{name}`"
+                        ),
+                        span.clone(),
+                    )
+                    .label("an empty volume is mounted here")
+                    .help("put the entry outside the volume, or write it when the program starts"),
+                );
+            }
+        }
+        volumes.into_keys().collect()
+    }
+
     /// A file cannot also be the parent of another entry.
     fn inside_files(
         &mut self,
@@ -755,6 +859,7 @@ impl Resolver<'_> {
             labels,
             exposed_ports,
             stop_signal,
+            volumes: BTreeSet::new(),
         }
     }
 

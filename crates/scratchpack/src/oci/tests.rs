@@ -20,6 +20,7 @@ pub(crate) fn sample_set(epoch: u64) -> ImageSet {
             env: Some(vec!["A=1".to_owned(), "B=2".to_owned()]),
             entrypoint: Some(vec!["/hello".to_owned()]),
             cmd: Some(vec!["world".to_owned()]),
+            volumes: None,
             working_dir: Some("/".to_owned()),
             labels: Some(BTreeMap::from([(
                 "org.example.team".to_owned(),

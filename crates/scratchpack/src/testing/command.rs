@@ -61,6 +61,8 @@ pub struct Invocation {
     pub limits: Limits,
     /// Whether the sandbox's seccomp filter is installed.
     pub seccomp: bool,
+    /// The config's `Volumes`: each gets an empty writable tmpfs.
+    pub volumes: Vec<String>,
 }
 
 impl std::fmt::Display for Invocation {
@@ -96,6 +98,17 @@ pub fn config_env(config: &ImageConfig) -> BTreeMap<String, String> {
             Some((k, v)) => (k.to_owned(), v.to_owned()),
             None => (kv.clone(), String::new()),
         })
+        .collect()
+}
+
+/// The config's `Volumes`, the directories the program may write to.
+pub fn config_volumes(config: &ImageConfig) -> Vec<String> {
+    config
+        .config
+        .volumes
+        .iter()
+        .flatten()
+        .map(|(v, _)| v.clone())
         .collect()
 }
 
@@ -136,6 +149,7 @@ pub fn invocation(config: &ImageConfig, test: &CommandTest) -> Result<Invocation
             ..LIMITS
         },
         seccomp: test.seccomp,
+        volumes: config_volumes(config),
     })
 }
 
@@ -173,7 +187,8 @@ pub fn sandbox(
         .workdir(&inv.workdir)
         .limits(limits)
         .emulator(emulator)
-        .seccomp(inv.seccomp);
+        .seccomp(inv.seccomp)
+        .volumes(&inv.volumes);
     if let Some(stdin) = &inv.stdin {
         sb = sb.stdin(stdin.as_bytes());
     }
