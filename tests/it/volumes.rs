@@ -39,8 +39,15 @@ stdout = { contains = ['"ok":false', "Read-only file system"] }
 args = ["list", "/data"]
 stdout = { equals = "[]\n" }
 
+[images.writer.tests.structure]
+files = [{ path = "/data", type = "dir", mode = "1777" }]
+config = { volumes = ["/data", "/var/cache/app"] }
+
 [images.plain]
 package = "isoprobe"
+
+[images.plain.tests.structure]
+config = { volumes = [] }
 
 [images.plain.tests.has-no-volume]
 args = ["write", "/data/note"]
@@ -103,7 +110,9 @@ fn volumes_are_in_the_config_and_the_layer_and_writable_in_tests_and_run() {
         "writer/writes-its-other-volume-as-another-user",
         "writer/writes-nothing-else",
         "writer/each-test-starts-empty",
+        "writer/structure",
         "plain/has-no-volume",
+        "plain/structure",
     ] {
         assert!(
             stdout.contains(&format!("test {test} [linux/amd64] ... ok")),

@@ -235,6 +235,10 @@ pub struct ConfigCheck {
     pub workdir: Option<ImagePath>,
     pub env: BTreeMap<String, String>,
     pub ports: Option<BTreeSet<String>>,
+    /// Left out of the test's JSON when absent, so the cache keys of the
+    /// tests that do not check volumes stay as they were.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub volumes: Option<BTreeSet<String>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

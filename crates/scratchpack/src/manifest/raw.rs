@@ -162,6 +162,7 @@ pub(crate) struct RawConfigCheck {
     pub workdir: Option<S<String>>,
     pub env: Option<Vec<(S<String>, S<String>)>>,
     pub ports: Option<S<Vec<S<String>>>>,
+    pub volumes: Option<S<Vec<S<String>>>>,
 }
 
 #[derive(Debug)]
@@ -279,7 +280,15 @@ pub(crate) const TEST_KEYS: &[&str] = &[
 pub(crate) const STRUCTURE_KEYS: &[&str] = &["files", "absent", "config"];
 const OUTPUT_KEYS: &[&str] = &["equals", "contains", "regex"];
 const FILE_CHECK_KEYS: &[&str] = &["path", "mode", "type"];
-const CONFIG_CHECK_KEYS: &[&str] = &["entrypoint", "cmd", "user", "workdir", "env", "ports"];
+const CONFIG_CHECK_KEYS: &[&str] = &[
+    "entrypoint",
+    "cmd",
+    "user",
+    "workdir",
+    "env",
+    "ports",
+    "volumes",
+];
 const FILE_KEYS: &[&str] = &["src", "dst", "mode"];
 const DIR_KEYS: &[&str] = &["path", "mode"];
 const BINARY_KEYS: &[&str] = &["package", "bin", "path"];
@@ -810,6 +819,7 @@ impl Walker<'_> {
                             "workdir" => c.workdir = self.string(what, v),
                             "env" => c.env = self.string_table(what, v),
                             "ports" => c.ports = self.strings(what, v),
+                            "volumes" => c.volumes = self.strings(what, v),
                             _ => self.unknown_key(key, &cplace, CONFIG_CHECK_KEYS),
                         }
                     }

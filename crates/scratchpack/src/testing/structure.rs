@@ -5,7 +5,7 @@
 
 use std::collections::BTreeSet;
 
-use super::command::{config_env, parse_user};
+use super::command::{config_env, config_volumes, parse_user};
 use crate::manifest::{FileKind, StructureTest};
 use crate::oci::spec::Config as ImageConfig;
 use crate::unpack::Tree;
@@ -114,6 +114,10 @@ fn check_config(config: &ImageConfig, test: &StructureTest, problems: &mut Vec<S
             .map(|(p, _)| p.clone())
             .collect();
         differ("exposed ports", format!("{ports:?}"), format!("{actual:?}"));
+    }
+    if let Some(volumes) = &want.volumes {
+        let actual: BTreeSet<String> = config_volumes(config).into_iter().collect();
+        differ("volumes", format!("{volumes:?}"), format!("{actual:?}"));
     }
 }
 
@@ -238,6 +242,7 @@ mod tests {
                 workdir: Some(path("/")),
                 env: [("A".to_owned(), "1".to_owned())].into(),
                 ports: Some(["8080/tcp".to_owned()].into()),
+                volumes: Some(BTreeSet::new()),
             },
         };
         assert_eq!(check(&tree(), &config(), &test), Vec::<String>::new());
@@ -263,6 +268,7 @@ mod tests {
                 user: Some(User { uid: 0, gid: 0 }),
                 env: [("B".to_owned(), "2".to_owned())].into(),
                 ports: Some(BTreeSet::new()),
+                volumes: Some(["/data".to_owned()].into()),
                 ..ConfigCheck::default()
             },
         };
@@ -275,6 +281,7 @@ mod tests {
             "config user: expected 0:0, found 65532:65532",
             "config env B",
             "config exposed ports",
+            "config volumes: expected {\"/data\"}, found {}",
         ] {
             assert!(text.contains(needle), "{needle} not in:\n{text}");
         }

@@ -180,6 +180,14 @@ impl Resolver<'_> {
                     .filter_map(|p| self.port(p))
                     .collect()
             }),
+            volumes: c.volumes.as_ref().map(|volumes| {
+                volumes
+                    .get_ref()
+                    .iter()
+                    .filter_map(|v| self.image_path(v, "volumes"))
+                    .map(|v| v.as_str().to_owned())
+                    .collect()
+            }),
         }
     }
 
