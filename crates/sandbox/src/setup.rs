@@ -234,6 +234,15 @@ pub fn build_root(sys: &dyn Syscalls, plan: &Plan) -> Result<(), StepError> {
         recursive: false,
     })
     .step(|| "making / read-only".into())?;
+    if plan.volumes.len() > MAX_VOLUMES {
+        return Err(StepError {
+            what: "mounting the volumes".into(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("{} volumes, more than {MAX_VOLUMES}", plan.volumes.len()),
+            ),
+        });
+    }
     for volume in &plan.volumes {
         let Some(target) = volume_target(volume)? else {
             continue;
@@ -253,6 +262,10 @@ pub fn build_root(sys: &dyn Syscalls, plan: &Plan) -> Result<(), StepError> {
     }
     Ok(())
 }
+
+/// The most volumes one sandbox mounts: each is a tmpfs of its own, and an
+/// image's config (one from a registry cache too) names them.
+pub const MAX_VOLUMES: usize = 64;
 
 /// The options of `/tmp`'s tmpfs, which each volume's shares.
 fn tmp_options(plan: &Plan) -> String {
@@ -711,5 +724,21 @@ mod tests {
                 "{volume}: the setup went on"
             );
         }
+    }
+
+    #[test]
+    fn more_volumes_than_the_bound_are_refused_before_any_is_mounted() {
+        let sys = Recorder::default();
+        let plan = Plan {
+            volumes: (0..=MAX_VOLUMES).map(|i| format!("/v{i}").into()).collect(),
+            ..plan()
+        };
+        let err = build_root(&sys, &plan).unwrap_err();
+        assert_eq!(err.what, "mounting the volumes");
+        assert!(
+            err.source.to_string().contains("65 volumes, more than 64"),
+            "{err:?}"
+        );
+        assert!(!sys.calls().iter().any(|c| c.starts_with("mount tmpfs /v")));
     }
 }

@@ -16,7 +16,7 @@ pub use plan::*;
 pub use release::*;
 pub use resolve::LATEST_EPOCH;
 #[cfg(target_os = "linux")]
-pub(crate) use resolve::parse_user;
+pub(crate) use resolve::{MAX_VOLUMES, parse_user};
 pub use tags::{
     FIELDS, GitField, GitValues, NoGit, Rendered, TagTemplate, TemplateError, sanitise,
 };

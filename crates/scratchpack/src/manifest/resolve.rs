@@ -77,6 +77,10 @@ struct Contents {
     labels: BTreeMap<String, String>,
 }
 
+/// The most volumes an image may have: the test sandbox mounts a tmpfs on
+/// each and refuses more (`sandbox::setup::MAX_VOLUMES`).
+pub(crate) const MAX_VOLUMES: usize = 64;
+
 /// The paths an image's entries take, each with what took it (for the
 /// message of a collision), and where the user's entries were written.
 #[derive(Default)]
@@ -728,6 +732,18 @@ impl Resolver<'_> {
                 }
             }
             volumes.insert(path, span);
+        }
+        if volumes.len() > MAX_VOLUMES {
+            let list = raw.volumes.as_ref().or(defaults.volumes.as_ref());
+            if let Some(list) = list {
+                self.error(
+                    Diagnostic::new(
+                        format!("{} volumes, more than {MAX_VOLUMES}", volumes.len()),
+                        span_of(list),
+                    )
+                    .label("each is a tmpfs of its own in the test sandbox"),
+                );
+            }
         }
         // A runtime mounts an empty volume over the directory: anything the
         // image puts inside would be hidden.

@@ -301,6 +301,11 @@ mod tests {
     use crate::manifest::DEFAULT_TEST_TIMEOUT_MS;
     use crate::oci::spec::ExecConfig;
 
+    #[test]
+    fn images_toml_allows_no_more_volumes_than_the_sandbox_mounts() {
+        assert_eq!(crate::manifest::MAX_VOLUMES, sandbox::setup::MAX_VOLUMES);
+    }
+
     fn config() -> ImageConfig {
         ImageConfig {
             architecture: "amd64".into(),
