@@ -14,6 +14,7 @@
 
 pub mod args;
 mod files;
+mod pypi;
 pub mod runtime;
 pub mod wrapper;
 pub mod zig;

@@ -8,6 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use super::pypi::{self, Wheel};
 use crate::shell::Shell;
 use crate::toolchain::{Env, answers};
 
@@ -17,16 +18,18 @@ pub const PINNED: &str = "0.15.2";
 /// The oldest zig taken from `PATH`: older ones carry an older musl.
 const MINIMUM: (u64, u64) = (0, 15);
 
-/// The sha256 of each of PyPI's `ziglang` 0.15.2 wheels for the hosts it
-/// is installed on (pip takes the one for its host and checks it against
-/// these): Linux x86_64 and aarch64 (manylinux and musllinux alike), macOS
-/// arm64 and x86_64.
-const WHEEL_SHA256: [&str; 4] = [
-    "806316453d1ede7174ed3fefb8e5348154629089c3bb5fe812dfd0e172fac130",
-    "edc0aa60ec964a4cf462d40f68d7de242ddf37fd9a80f2afaee6397059463230",
-    "acae2a9ce67ed249ad68d42c21bc73b5f9d51a33ba5ea42f609f78683e8d9bb7",
-    "47af4f85e3e59bd672126cc026d3a01b516cad24b9a9ea075abfe8532f4c6bc1",
-];
+/// PyPI's `ziglang` release, with the sha256 of its wheels for Linux x86_64
+/// and aarch64 (manylinux and musllinux alike), macOS arm64 and x86_64.
+const WHEEL: Wheel = Wheel {
+    package: "ziglang",
+    version: PINNED,
+    sha256: &[
+        "806316453d1ede7174ed3fefb8e5348154629089c3bb5fe812dfd0e172fac130",
+        "edc0aa60ec964a4cf462d40f68d7de242ddf37fd9a80f2afaee6397059463230",
+        "acae2a9ce67ed249ad68d42c21bc73b5f9d51a33ba5ea42f609f78683e8d9bb7",
+        "47af4f85e3e59bd672126cc026d3a01b516cad24b9a9ea075abfe8532f4c6bc1",
+    ],
+};
 
 /// What to do when no zig can be had, said after every error below.
 const HELP: &str = "help: crates of these images compile C, which scratchpack compiles with zig: \
@@ -150,103 +153,37 @@ impl Zig {
 
     /// Makes sure the program is there: installs the pinned release into
     /// the user's cache when that is the one and it is not yet installed.
-    /// Two runs at once install it once: the second waits on the lock and
-    /// finds it in place.
     pub fn install(&self, env: &Env, shell: Shell) -> Result<(), ZigError> {
         let Origin::Pinned { dir, passed_over } = &self.origin else {
             return Ok(());
         };
-        if self.program.is_file() {
-            return Ok(());
-        }
-        let failed = |message: String| ZigError::Install {
-            dir: dir.clone(),
-            message,
-        };
-        let parent = dir.parent().expect("the install directory has a parent");
-        std::fs::create_dir_all(parent)
-            .map_err(|e| failed(format!("creating {}: {e}", parent.display())))?;
-        let lock_path = parent.join(format!(".{PINNED}.lock"));
-        let _lock = super::super::lock_file(&lock_path)
-            .map_err(|e| failed(format!("locking {}: {e}", lock_path.display())))?;
-        if self.program.is_file() {
-            return Ok(());
-        }
         let why = passed_over
             .as_ref()
             .map(|p| format!(" ({p})"))
             .unwrap_or_default();
-        shell.status(
-            "Installing",
-            format!(
-                "zig {PINNED}, the C compiler of crates that compile C, from PyPI \
-                 (python3 -m pip install ziglang=={PINNED}) into {}{why}",
-                dir.display()
-            ),
-        );
-        let staging = tempfile::Builder::new()
-            .prefix(&format!(".{PINNED}-"))
-            .tempdir_in(parent)
-            .map_err(|e| failed(format!("making a directory in {}: {e}", parent.display())))?;
-        let python = env
-            .on_path("python3")
-            .ok_or_else(|| failed("python3 was not found on PATH".to_owned()))?;
-        pip_install(&python, staging.path()).map_err(failed)?;
-        let installed = staging.path().join("package");
-        let program = installed.join("ziglang").join("zig");
-        match describe_now(&program) {
-            Ok((version, _)) if version == PINNED => {}
-            Ok((version, _)) => {
-                return Err(failed(format!("pip installed zig {version}, not {PINNED}")));
+        let announce = || {
+            shell.status(
+                "Installing",
+                format!(
+                    "zig {PINNED}, the C compiler of crates that compile C, from PyPI \
+                     (python3 -m pip install ziglang=={PINNED}) into {}{why}",
+                    dir.display()
+                ),
+            )
+        };
+        let check = |program: &Path| match describe_now(program) {
+            Ok((version, _)) if version == PINNED => Ok(()),
+            Ok((version, _)) => Err(format!("pip installed zig {version}, not {PINNED}")),
+            Err(e) => Err(format!("the installed zig does not run: {e}")),
+        };
+        let program = Path::new("ziglang").join("zig");
+        pypi::install(&WHEEL, env, dir, &program, announce, check).map_err(|message| {
+            ZigError::Install {
+                dir: dir.clone(),
+                message,
             }
-            Err(e) => return Err(failed(format!("the installed zig does not run: {e}"))),
-        }
-        std::fs::rename(&installed, dir)
-            .map_err(|e| failed(format!("moving it into {}: {e}", dir.display())))
+        })
     }
-}
-
-/// `python3 -m pip install` of the pinned wheel into `staging/package`,
-/// its hash checked against [`WHEEL_SHA256`]; the error is what pip said.
-fn pip_install(python: &Path, staging: &Path) -> Result<(), String> {
-    let requirements = staging.join("requirements.txt");
-    let hashes: String = WHEEL_SHA256
-        .iter()
-        .map(|h| format!(" --hash=sha256:{h}"))
-        .collect();
-    std::fs::write(&requirements, format!("ziglang=={PINNED}{hashes}\n"))
-        .map_err(|e| format!("writing {}: {e}", requirements.display()))?;
-    let out = Command::new(python)
-        .args([
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-        ])
-        .args([
-            "--no-deps",
-            "--only-binary=:all:",
-            "--require-hashes",
-            "--no-compile",
-        ])
-        .arg("--target")
-        .arg(staging.join("package"))
-        .arg("-r")
-        .arg(&requirements)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("running {}: {e}", python.display()))?;
-    if out.status.success() {
-        return Ok(());
-    }
-    let said = String::from_utf8_lossy(&out.stderr);
-    let said: Vec<&str> = said.lines().filter(|l| !l.trim().is_empty()).collect();
-    let tail = said[said.len().saturating_sub(6)..].join("\n  ");
-    Err(format!(
-        "`python3 -m pip install` failed ({}):\n  {tail}",
-        out.status
-    ))
 }
 
 /// The version and library directory `zig env` gives for `program`, kept
@@ -452,7 +389,7 @@ mod tests {
         }
         let req = std::fs::read_to_string(d.join("req")).unwrap();
         assert!(req.starts_with("ziglang==0.15.2 "), "{req}");
-        for h in WHEEL_SHA256 {
+        for h in WHEEL.sha256 {
             assert!(req.contains(&format!("--hash=sha256:{h}")), "{req}");
         }
         // Installed, it is found and used as it is.
