@@ -22,7 +22,7 @@ pub mod dep_v0;
 pub mod interrupt;
 
 use crate::toolchain::cargo_config::CargoConfig;
-use crate::toolchain::cc::{C_SOURCE_DATE_EPOCH, Wrappers, ZigError};
+use crate::toolchain::cc::{C_SOURCE_DATE_EPOCH, CmakeError, Wrappers, ZigError};
 pub use c_compilers::CCompilers;
 use crate_list::Linker;
 
@@ -72,6 +72,8 @@ pub enum CompileError {
     TargetMissing(#[from] TargetError),
     #[error(transparent)]
     Zig(ZigError),
+    #[error(transparent)]
+    Cmake(CmakeError),
     #[error("the build was interrupted")]
     Interrupted,
     #[error("keeping {} apart from the same binary built under other settings", path.display())]
@@ -236,8 +238,8 @@ impl Compiler for Cargo<'_> {
             )
         });
         let wrappers = match self.c_compilers {
-            CCompilers::Zig(zig) => Some(c_compilers::prepare(
-                zig,
+            CCompilers::Zig(zig, cmake) => Some(c_compilers::prepare(
+                (zig, cmake.as_ref()),
                 self.env,
                 self.target_dir,
                 self.path_maps(),
@@ -461,6 +463,9 @@ impl Cargo<'_> {
             for triple in &call.triples {
                 cmd.envs(w.variables(self.env, triple));
             }
+        }
+        if let CCompilers::Zig(_, Some(cmake)) = self.c_compilers {
+            cmd.envs(cmake.variables(self.env));
         }
         cmd.env("CARGO_ENCODED_RUSTFLAGS", flags.join("\x1f"));
         // Build scripts see this epoch, never the image's: clang writes it

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use super::{CompileError, is_foreign};
 use crate::manifest::{CCompiler, Plan};
 use crate::shell::Shell;
-use crate::toolchain::cc::{self, Settings, Wrappers, Zig, ZigError};
+use crate::toolchain::cc::{self, Cmake, Settings, Wrappers, Zig, ZigError};
 use crate::toolchain::{Env, answers, crates};
 
 /// The C and C++ compilers of a run's image builds.
@@ -16,7 +16,9 @@ use crate::toolchain::{Env, answers, crates};
 pub enum CCompilers {
     /// zig, for every musl target built: no crate falls back to the host's
     /// compiler, whose glibc headers and fortified calls do not fit musl.
-    Zig(Zig),
+    /// With it, cmake when a package of an image depends on the `cmake`
+    /// crate.
+    Zig(Zig, Option<Cmake>),
     /// No crate of the images compiles C, as Cargo.lock tells: nothing is
     /// provided, and zig is never fetched.
     NotNeeded,
@@ -29,38 +31,45 @@ impl CCompilers {
     /// so that building some images and then all gives every crate the
     /// same flags): zig when images.toml asks for it, or leaves the key out
     /// and a package of an image depends on `cc` or `cmake` in Cargo.lock.
-    pub fn decide(env: &Env, plan: &Plan) -> Result<CCompilers, ZigError> {
-        let wanted = match plan.c_compiler {
-            CCompiler::None => return Ok(CCompilers::Declined),
-            CCompiler::Zig => true,
-            CCompiler::ZigWhenNeeded => {
-                let packages: Vec<&str> = plan.images.iter().map(|i| i.package.as_str()).collect();
-                let answer = || {
-                    let lock = std::fs::read_to_string(plan.workspace_root.join("Cargo.lock"));
-                    cc::lock_compiles_c(lock.ok().as_deref(), &packages)
-                };
-                // A workspace without a lock, or with one older than its
-                // packages, has cargo resolve it (writing the lock) first:
-                // the build would, moments later, and the answer must not
-                // change between the first run and the next. A lock that
-                // still cannot tell means yes: a build that compiles C must
-                // never fall back to the host's compiler.
-                answer().unwrap_or_else(|| {
-                    let _ = crates::inputs(env, &plan.workspace_root, &plan.target_dir);
-                    answer().unwrap_or(true)
-                })
-            }
+    pub fn decide(env: &Env, plan: &Plan) -> Result<CCompilers, CompileError> {
+        if plan.c_compiler == CCompiler::None {
+            return Ok(CCompilers::Declined);
+        }
+        let packages: Vec<&str> = plan.images.iter().map(|i| i.package.as_str()).collect();
+        let depends_on = |wanted: &[&str]| {
+            let lock = std::fs::read_to_string(plan.workspace_root.join("Cargo.lock"));
+            cc::lock_depends_on(lock.ok().as_deref(), &packages, wanted)
         };
+        // A workspace without a lock, or with one older than its packages,
+        // has cargo resolve it (writing the lock) first: the build would,
+        // moments later, and the answer must not change between the first
+        // run and the next. A lock that still cannot tell means yes: a
+        // build that compiles C must never fall back to the host's compiler.
+        let resolved = |wanted: &[&str]| {
+            depends_on(wanted).unwrap_or_else(|| {
+                let _ = crates::inputs(env, &plan.workspace_root, &plan.target_dir);
+                depends_on(wanted).unwrap_or(true)
+            })
+        };
+        let wanted = plan.c_compiler == CCompiler::Zig || resolved(&["cc", "cmake"]);
         if !wanted {
             return Ok(CCompilers::NotNeeded);
         }
-        Zig::find(env, &answers::dir(&plan.target_dir)).map(CCompilers::Zig)
+        let memo = answers::dir(&plan.target_dir);
+        let zig = Zig::find(env, &memo).map_err(CompileError::Zig)?;
+        let cmake = if resolved(&["cmake"]) {
+            Some(Cmake::find(env, &memo).map_err(CompileError::Cmake)?)
+        } else {
+            None
+        };
+        Ok(CCompilers::Zig(zig, cmake))
     }
 
-    /// What action keys record: the zig in use, if any.
+    /// What action keys record: the zig in use, if any, and cmake.
     pub fn key(&self) -> Option<String> {
         match self {
-            CCompilers::Zig(zig) => Some(zig.key()),
+            CCompilers::Zig(zig, None) => Some(zig.key()),
+            CCompilers::Zig(zig, Some(cmake)) => Some(format!("{}, {}", zig.key(), cmake.key())),
             CCompilers::NotNeeded | CCompilers::Declined => None,
         }
     }
@@ -84,10 +93,10 @@ pub(super) fn path_maps(
     maps
 }
 
-/// Installs zig if it must be, and writes the wrappers for `triples`
-/// into the target directory.
+/// Installs zig (and cmake) if it must be, and writes the wrappers for
+/// `triples` into the target directory.
 pub(super) fn prepare(
-    zig: &Zig,
+    (zig, cmake): (&Zig, Option<&Cmake>),
     env: &Env,
     target_dir: &Path,
     mut maps: Vec<(PathBuf, String)>,
@@ -95,6 +104,9 @@ pub(super) fn prepare(
     shell: Shell,
 ) -> Result<Wrappers, CompileError> {
     zig.install(env, shell).map_err(CompileError::Zig)?;
+    if let Some(cmake) = cmake {
+        cmake.install(env, shell).map_err(CompileError::Cmake)?;
+    }
     let failed = |source: std::io::Error| CompileError::Spawn {
         command: "writing the C compiler wrappers".to_owned(),
         source,
@@ -114,6 +126,7 @@ pub(super) fn prepare(
         global_cache,
         local_cache: dir.join("cache"),
         lib_dir: dir.join("lib"),
+        make_program: cmake.and_then(Cmake::make_program),
     };
     Wrappers::write(&dir, settings, &program, triples).map_err(failed)
 }
@@ -146,11 +159,11 @@ pub(super) fn hint(tool: &str, triples: &[&str], compilers: &CCompilers) -> Stri
              provides zig when a crate depends on cc or cmake, and Cargo.lock shows none: set \
              `c-compiler = \"zig\"` in [defaults] of images.toml to have it always, or {own}"
         ),
-        CCompilers::Zig(_) if cc::zig_target(triple).is_none() => format!(
+        CCompilers::Zig(..) if cc::zig_target(triple).is_none() => format!(
             "\nhelp: a build script needs the C compiler `{tool}` for {triple}, a target \
              scratchpack's zig does not compile for (only the six musl targets): {own}"
         ),
-        CCompilers::Zig(_) => format!(
+        CCompilers::Zig(..) => format!(
             "\nhelp: a build script needs `{tool}` for {triple}, which is not installed; \
              scratchpack compiles C with zig unless {var} or CXX_{} names a compiler of your \
              own, as it does here",
@@ -184,12 +197,20 @@ mod tests {
             origin: cc::zig::Origin::Path,
         };
         // Action keys record zig's version; no zig, no entry.
-        let key = CCompilers::Zig(zig.clone()).key().unwrap();
+        let key = CCompilers::Zig(zig.clone(), None).key().unwrap();
         assert!(key.starts_with("zig 0.15.2 "), "{key}");
         assert_eq!(CCompilers::NotNeeded.key(), None);
         let maps = path_maps(&env, &ws, &build);
         let triples = ["aarch64-unknown-linux-musl"];
-        let wrappers = prepare(&zig, &env, &target, maps, &triples, Shell::new(true)).unwrap();
+        let wrappers = prepare(
+            (&zig, None),
+            &env,
+            &target,
+            maps,
+            &triples,
+            Shell::new(true),
+        )
+        .unwrap();
         let settings: Settings =
             serde_json::from_slice(&std::fs::read(wrappers.settings_path()).unwrap()).unwrap();
         assert_eq!(
@@ -226,10 +247,10 @@ mod tests {
         let gnu = hint(
             "cc",
             &["x86_64-unknown-linux-gnu"],
-            &CCompilers::Zig(zig.clone()),
+            &CCompilers::Zig(zig.clone(), None),
         );
         assert!(gnu.contains("does not compile for"), "{gnu}");
-        let own = hint("my-cc", &arm64, &CCompilers::Zig(zig));
+        let own = hint("my-cc", &arm64, &CCompilers::Zig(zig, None));
         assert!(own.contains("names a compiler of your own"), "{own}");
         assert_eq!(
             hint("cmake", &[], &CCompilers::NotNeeded),

@@ -9,10 +9,12 @@
 //! the target directory run this program again ([`wrapper`]), which drops or
 //! translates the arguments zig rejects ([`args`]), pins the target's CPU,
 //! maps host paths out of the objects and runs zig. [`zig`] finds zig, or
-//! installs a pinned release into the user's cache; [`runtime`] builds the
-//! C++ runtime a target links when a crate compiles C++.
+//! installs a pinned release into the user's cache, as [`cmake`] does for
+//! cmake and ninja when a crate runs cmake; [`runtime`] builds the C++
+//! runtime a target links when a crate compiles C++.
 
 pub mod args;
+pub mod cmake;
 mod files;
 mod pypi;
 pub mod runtime;
@@ -24,6 +26,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub use cmake::{Cmake, CmakeError};
 pub use files::Wrappers;
 pub use zig::{Zig, ZigError};
 
@@ -175,6 +178,10 @@ pub struct Settings {
     pub local_cache: PathBuf,
     /// The directory rustc searches for the C++ runtime and `libatomic.a`.
     pub lib_dir: PathBuf,
+    /// The build tool cmake toolchain files name (the ninja scratchpack
+    /// installed), when cmake is scratchpack's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub make_program: Option<PathBuf>,
 }
 
 impl Settings {
@@ -207,6 +214,13 @@ pub fn wrappers_dir(target_dir: &Path, zig_version: &str) -> PathBuf {
 /// compile C. `None` when the lock cannot tell: there is none, it does not
 /// parse, or it does not list a package (it is older than the workspace).
 pub fn lock_compiles_c(lock: Option<&str>, packages: &[&str]) -> Option<bool> {
+    lock_depends_on(lock, packages, &["cc", "cmake"])
+}
+
+/// Whether Cargo.lock says that any of `packages` depends, directly or not
+/// and in any kind or for any platform, on one of the crates `wanted`;
+/// `None` when the lock cannot tell, as for [`lock_compiles_c`].
+pub fn lock_depends_on(lock: Option<&str>, packages: &[&str], wanted: &[&str]) -> Option<bool> {
     #[derive(Deserialize)]
     struct Lock {
         #[serde(default)]
@@ -240,7 +254,7 @@ pub fn lock_compiles_c(lock: Option<&str>, packages: &[&str]) -> Option<bool> {
     let mut seen = std::collections::BTreeSet::new();
     let mut todo: Vec<&str> = packages.to_vec();
     while let Some(name) = todo.pop() {
-        if matches!(name, "cc" | "cmake") {
+        if wanted.contains(&name) {
             return Some(true);
         }
         if seen.insert(name) {
@@ -338,6 +352,15 @@ version = "1.2.0"
         assert_eq!(lock_compiles_c(Some(LOCK), &["pure", "app"]), Some(true));
         let cmake = LOCK.replace("cc 1.2.0", "cmake 0.1.0");
         assert_eq!(lock_compiles_c(Some(&cmake), &["app"]), Some(true));
+        // cmake itself is provided only where a package reaches the crate.
+        assert_eq!(
+            lock_depends_on(Some(&cmake), &["app"], &["cmake"]),
+            Some(true)
+        );
+        assert_eq!(
+            lock_depends_on(Some(LOCK), &["app"], &["cmake"]),
+            Some(false)
+        );
         // No lock, one that does not parse or one older than the package.
         assert_eq!(lock_compiles_c(None, &["pure"]), None);
         assert_eq!(lock_compiles_c(Some("[[package]"), &["pure"]), None);

@@ -58,6 +58,10 @@ const NAMED: &[&str] = &[
     "SCRATCHPACK_ZIG",
     "PATH",
     "XDG_CACHE_HOME",
+    // The cmake the caller names, and its generator ([`cc::cmake`]): left
+    // as they are, and without them scratchpack's cmake runs ninja.
+    "CMAKE",
+    "CMAKE_GENERATOR",
 ];
 
 /// Whether an environment variable changes what cargo and rustc build.

@@ -142,6 +142,11 @@ impl Wrappers {
             out.extend(cmake_quoted(path.as_os_str()));
             out.extend_from_slice(b")\n");
         }
+        if let Some(ninja) = &self.settings.make_program {
+            out.extend_from_slice(b"set(CMAKE_MAKE_PROGRAM ");
+            out.extend(cmake_quoted(ninja.as_os_str()));
+            out.extend_from_slice(b" CACHE FILEPATH \"ninja\")\n");
+        }
         out.extend_from_slice(
             b"set(CMAKE_FIND_ROOT_PATH_MODE_PROGRAM NEVER)\n\
               set(CMAKE_FIND_ROOT_PATH_MODE_LIBRARY ONLY)\n\
@@ -272,6 +277,7 @@ mod tests {
             global_cache: dir.join("global"),
             local_cache: dir.join("local"),
             lib_dir: dir.join("lib"),
+            make_program: None,
         }
     }
 
@@ -328,6 +334,21 @@ mod tests {
             cmake.contains("and \\$HOME/zigcc-aarch64-unknown-linux-musl\")"),
             "{cmake}"
         );
+        // The caller's cmake keeps its own build tool; scratchpack's runs
+        // the ninja installed beside it.
+        assert!(!cmake.contains("CMAKE_MAKE_PROGRAM"), "{cmake}");
+        let with_ninja = Settings {
+            make_program: Some(dir.join("ninja dir/bin/ninja")),
+            ..settings(&dir)
+        };
+        Wrappers::write(&dir, with_ninja, Path::new("/p"), &[triple]).unwrap();
+        let cmake = std::fs::read_to_string(dir.join(format!("{triple}.cmake"))).unwrap();
+        let ninja = cmake_quoted(dir.join("ninja dir/bin/ninja").as_os_str());
+        let line = format!(
+            "set(CMAKE_MAKE_PROGRAM {} CACHE FILEPATH \"ninja\")",
+            String::from_utf8(ninja).unwrap()
+        );
+        assert!(cmake.contains(&line), "{cmake}");
     }
 
     #[test]
