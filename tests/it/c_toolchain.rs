@@ -3,8 +3,9 @@
 //! first need): every platform builds and runs with no object of the
 //! host's gcc, each of zig's traps is shown failing without the wrapper and
 //! passing through it, two checkouts give the same objects and binaries,
-//! C++ links its runtime, and a `CC_<triple>` the caller sets is used for
-//! that triple alone.
+//! C++ links its runtime, a `CC_<triple>` the caller sets is used for
+//! that triple alone, and a crate whose build script runs cmake builds on a
+//! machine without cmake or make.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -500,6 +501,85 @@ fn cpp_links_the_runtime_built_for_its_target() {
             String::from_utf8_lossy(&out.stdout),
             "c++ caught\n",
             "{triple}"
+        );
+    }
+}
+
+/// A C library built by cmake, declaring the old minimum many vendored
+/// libraries still do, and saying which generator built it.
+const CMAKE_LISTS: &str = "cmake_minimum_required(VERSION 3.1)\n\
+                           project(mul C)\n\
+                           add_library(mul STATIC mul.c)\n\
+                           target_compile_definitions(mul PRIVATE \"GENERATOR=\\\"${CMAKE_GENERATOR}\\\"\")\n\
+                           install(TARGETS mul ARCHIVE DESTINATION lib)\n";
+const MUL_C: &str = "const char *generator(void) { return GENERATOR; }\n\
+                     int mul(int a, int b) { return a * b; }\n";
+
+#[test]
+fn a_crate_that_runs_cmake_builds_on_a_machine_without_cmake() {
+    if !zig_can_be_had() || require_tool("qemu-aarch64-static", "qemu-user-static").is_none() {
+        return;
+    }
+    let main = "use std::ffi::{CStr, c_char, c_int};\n\
+                unsafe extern \"C\" { fn mul(a: c_int, b: c_int) -> c_int; fn generator() -> *const c_char; }\n\
+                fn main() {\n    let g = unsafe { CStr::from_ptr(generator()) };\n    \
+                println!(\"{} {}\", unsafe { mul(6, 7) }, g.to_string_lossy());\n}\n";
+    let fx = Fixture::new(
+        &[("cm", main)],
+        "[images.cm]\npackage = \"cm\"\nplatforms = [\"linux/amd64\", \"linux/arm64\"]\n",
+    );
+    let krate = fx.path().join("crates/cm");
+    std::fs::write(
+        krate.join("Cargo.toml"),
+        "[package]\nname = \"cm\"\nversion = \"0.1.0\"\nedition = \"2024\"\n\n\
+         [build-dependencies]\ncmake = \"=0.1.58\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        krate.join("build.rs"),
+        "fn main() {\n    let dst = cmake::build(\"lib\");\n    \
+         println!(\"cargo:rustc-link-search=native={}/lib\", dst.display());\n    \
+         println!(\"cargo:rustc-link-lib=static=mul\");\n    \
+         println!(\"cargo:rerun-if-changed=lib\");\n}\n",
+    )
+    .unwrap();
+    std::fs::create_dir_all(krate.join("lib")).unwrap();
+    std::fs::write(krate.join("lib/CMakeLists.txt"), CMAKE_LISTS).unwrap();
+    std::fs::write(krate.join("lib/mul.c"), MUL_C).unwrap();
+    let host_cmake = std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("cmake").is_file()));
+    let out = fx.cli(&["images"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    for (triple, qemu) in [
+        ("x86_64-unknown-linux-musl", None),
+        ("aarch64-unknown-linux-musl", Some("qemu-aarch64-static")),
+    ] {
+        let bin = scratchpack::compile::build_dir(&fx.path().join("target"))
+            .join(triple)
+            .join("release/cm");
+        let out = match qemu {
+            Some(q) => run(Command::new(q).arg(&bin)),
+            None => run(&mut Command::new(&bin)),
+        };
+        let said = String::from_utf8_lossy(&out.stdout);
+        assert!(said.starts_with("42 "), "{triple}: {said}");
+        // Without a cmake of the machine's, scratchpack's ran, with ninja
+        // as its build tool: no `make` was needed either.
+        if !host_cmake {
+            assert_eq!(said, "42 Ninja\n", "{triple}");
+        }
+    }
+    if !host_cmake {
+        let cache = std::env::var_os("XDG_CACHE_HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache"));
+        let cmake = cache.join("scratchpack/cmake/3.31.10/cmake/data/bin/cmake");
+        let version = run(&mut Command::new(&cmake).arg("--version"));
+        assert!(
+            String::from_utf8_lossy(&version.stdout).starts_with("cmake version 3.31.10"),
+            "{}",
+            cmake.display()
         );
     }
 }
