@@ -16,6 +16,14 @@ cd "$(dirname "$0")/.."
 root=$PWD
 
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
+# cargo verifies the engine against the sandbox it just packed, through a
+# local registry it unpacks into $CARGO_HOME once per version: a copy left
+# by an earlier run of this script, of an older sandbox of the same
+# version, would be used instead. Only those copies are removed (the
+# unnamed, local registries' directories start with `-`).
+for stale in "${CARGO_HOME:-$HOME/.cargo}"/registry/src/-*/scratchpack-sandbox-"$version"; do
+  rm -rf "$stale"
+done
 cargo package --locked --quiet -p scratchpack-sandbox -p scratchpack
 
 work=$(mktemp -d)
