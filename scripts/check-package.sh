@@ -17,20 +17,24 @@ root=$PWD
 
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
 # cargo verifies the engine against the sandbox it just packed, through a
-# local registry it unpacks into $CARGO_HOME once per version: a copy left
-# by an earlier run of this script, of an older sandbox of the same
-# version, would be used instead. Only those copies are removed (the
-# unnamed, local registries' directories start with `-`).
-for stale in "${CARGO_HOME:-$HOME/.cargo}"/registry/src/-*/scratchpack-sandbox-"$version"; do
+# local registry it unpacks into $CARGO_HOME once per version, and builds
+# it in the target directory, where a registry crate of a version already
+# built is not built again: what an earlier run of this script left of an
+# older sandbox of the same version would be used instead. The packing has
+# a target directory of its own, and both are removed first (the unnamed,
+# local registries' directories start with `-`).
+packed="$root/target/package-verify"
+for stale in "${CARGO_HOME:-$HOME/.cargo}"/registry/src/-*/scratchpack-sandbox-"$version" \
+  "$packed"/debug/.fingerprint/scratchpack-sandbox-*; do
   rm -rf "$stale"
 done
-cargo package --locked --quiet -p scratchpack-sandbox -p scratchpack
+CARGO_TARGET_DIR="$packed" cargo package --locked --quiet -p scratchpack-sandbox -p scratchpack
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 mkdir -p "$work/crates"
 for crate in scratchpack-sandbox scratchpack; do
-  tar -xzf "target/package/$crate-$version.crate" -C "$work/crates"
+  tar -xzf "$packed/package/$crate-$version.crate" -C "$work/crates"
 done
 
 ws="$work/app"
@@ -80,7 +84,7 @@ echo "the packed crates build and test an image in a workspace of their own"
 lowest="$work/lowest"
 mkdir -p "$lowest"
 for crate in scratchpack-sandbox scratchpack; do
-  tar -xzf "target/package/$crate-$version.crate" -C "$lowest"
+  tar -xzf "$packed/package/$crate-$version.crate" -C "$lowest"
 done
 cat >"$lowest/Cargo.toml" <<EOF
 [workspace]
