@@ -48,7 +48,6 @@ fn main() {
         "ignore-term" => ignore_term(),
         "sleep-child" => sleep_child(),
         "write" => write_file(rest.first().map_or("/probe-write", String::as_str)),
-        "list" => list_dir(rest.first().map_or("/", String::as_str)),
         "exit" => std::process::exit(rest.first().and_then(|c| c.parse().ok()).unwrap_or(1)),
         "cat" => {
             let mut input = Vec::new();
@@ -399,29 +398,6 @@ fn write_file(path: &str) {
                 js(path),
                 js(&e.to_string())
             );
-            std::process::exit(1);
-        }
-    }
-}
-
-/// The names in a directory, sorted, as a JSON array; exit code 1 when it
-/// cannot be read.
-fn list_dir(path: &str) {
-    match std::fs::read_dir(path) {
-        Ok(entries) => {
-            let mut names: Vec<String> = entries
-                .map(|e| {
-                    js(&e
-                        .expect("reading the directory")
-                        .file_name()
-                        .to_string_lossy())
-                })
-                .collect();
-            names.sort();
-            println!("[{}]", names.join(","));
-        }
-        Err(e) => {
-            println!("{{\"path\":{},\"error\":{}}}", js(path), js(&e.to_string()));
             std::process::exit(1);
         }
     }

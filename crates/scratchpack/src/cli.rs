@@ -1063,6 +1063,7 @@ pub fn main() -> ExitCode {
     // variables, those of rustc's wrapper below among them: it is asked
     // first.
     toolchain::cc::wrapper::run_if_requested();
+    toolchain::cc::cmake::run_if_requested();
     // Cargo runs this program as rustc's wrapper to link crate lists in.
     crate::compile::dep_v0::run_if_requested();
     let command = Cli::parse().command;

@@ -464,8 +464,8 @@ impl Cargo<'_> {
                 cmd.envs(w.variables(self.env, triple));
             }
         }
-        if let CCompilers::Zig(_, Some(cmake)) = self.c_compilers {
-            cmd.envs(cmake.variables(self.env));
+        if let (CCompilers::Zig(_, Some(cmake)), Some(w)) = (self.c_compilers, wrappers) {
+            cmd.envs(cmake.variables(self.env, &w.cmake_shim()));
         }
         cmd.env("CARGO_ENCODED_RUSTFLAGS", flags.join("\x1f"));
         // Build scripts see this epoch, never the image's: clang writes it

@@ -93,8 +93,9 @@ pub(super) fn path_maps(
     maps
 }
 
-/// Installs zig (and cmake) if it must be, and writes the wrappers for
-/// `triples` into the target directory.
+/// Installs zig if it must be, and writes the wrappers for `triples` into
+/// the target directory, with the script that installs scratchpack's cmake
+/// on first use when that is the cmake.
 pub(super) fn prepare(
     (zig, cmake): (&Zig, Option<&Cmake>),
     env: &Env,
@@ -104,9 +105,6 @@ pub(super) fn prepare(
     shell: Shell,
 ) -> Result<Wrappers, CompileError> {
     zig.install(env, shell).map_err(CompileError::Zig)?;
-    if let Some(cmake) = cmake {
-        cmake.install(env, shell).map_err(CompileError::Cmake)?;
-    }
     let failed = |source: std::io::Error| CompileError::Spawn {
         command: "writing the C compiler wrappers".to_owned(),
         source,
@@ -126,9 +124,12 @@ pub(super) fn prepare(
         global_cache,
         local_cache: dir.join("cache"),
         lib_dir: dir.join("lib"),
-        make_program: cmake.and_then(Cmake::make_program),
     };
-    Wrappers::write(&dir, settings, &program, triples).map_err(failed)
+    let wrappers = Wrappers::write(&dir, settings, &program, triples).map_err(failed)?;
+    if let Some(dirs) = cmake.and_then(Cmake::pinned_dirs) {
+        wrappers.write_cmake_shim(&program, dirs).map_err(failed)?;
+    }
+    Ok(wrappers)
 }
 
 /// What to do when a build script found no C compiler `tool` for one of

@@ -657,9 +657,9 @@ impl Resolver<'_> {
     }
 
     /// The `volumes` of `[defaults]` and of the image: directories where the
-    /// program writes, each a directory of the image (mode 1777 unless `dirs`
-    /// gives it), holding nothing of the image, since a runtime mounts a
-    /// volume over it.
+    /// program writes, each a directory of the image of mode 1777 (a `dirs`
+    /// entry may list it, with no other mode), holding nothing of the
+    /// image, since a runtime mounts a volume over it.
     fn volumes(
         &mut self,
         name: &str,
@@ -710,7 +710,26 @@ impl Resolver<'_> {
                 continue;
             }
             match taken.paths.get(&path) {
-                Some(what) if what.starts_with("a directory") => {}
+                Some(what) if what.starts_with("a directory") => {
+                    // What a runtime copies into a new volume is the mode
+                    // the test sandbox's tmpfs has: they must agree.
+                    let mode = dirs.iter().find(|d| d.path == path).map(|d| d.mode);
+                    if let Some(mode) = mode.filter(|m| *m != 0o1777) {
+                        self.error(
+                            Diagnostic::new(
+                                format!("volume `{path}` has mode {mode:04o} in `dirs`"),
+                                span,
+                            )
+                            .label("a volume's directory is mode 1777")
+                            .help(
+                                "tests mount an empty tmpfs of mode 1777 there, and a runtime \
+                                 gives a new volume its directory's mode: leave the mode out \
+                                 of `dirs`, or give it \"1777\"",
+                            ),
+                        );
+                        continue;
+                    }
+                }
                 Some(what) => {
                     self.error(
                         Diagnostic::new(
@@ -725,6 +744,7 @@ impl Resolver<'_> {
                     taken
                         .paths
                         .insert(path.clone(), "a directory of `volumes`".to_owned());
+                    taken.spans.push((path.clone(), span.clone()));
                     dirs.push(DirEntry {
                         path: path.clone(),
                         mode: 0o1777,

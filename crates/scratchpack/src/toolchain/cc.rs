@@ -178,10 +178,6 @@ pub struct Settings {
     pub local_cache: PathBuf,
     /// The directory rustc searches for the C++ runtime and `libatomic.a`.
     pub lib_dir: PathBuf,
-    /// The build tool cmake toolchain files name (the ninja scratchpack
-    /// installed), when cmake is scratchpack's.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub make_program: Option<PathBuf>,
 }
 
 impl Settings {

@@ -240,7 +240,6 @@ mod tests {
             global_cache: "/home/u/.cache/scratchpack/zig/cache".into(),
             local_cache: "/src/ws/target/scratchpack/cc/cache".into(),
             lib_dir: "/src/ws/target/scratchpack/cc/lib".into(),
-            make_program: None,
         }
     }
 

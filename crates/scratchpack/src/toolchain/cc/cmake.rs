@@ -2,18 +2,25 @@
 //! (zlib-ng, BoringSSL, gRPC, snmalloc…). The caller's is used when there
 //! is one (`CMAKE` names it, or `cmake` is on `PATH`); else a pinned
 //! release of PyPI's `cmake` package, with `ninja` from PyPI as its build
-//! tool so no `make` is needed either, installed into the user's cache the
-//! first time a build needs it, as zig is. cmake 3.31 is the last release
-//! that still configures projects declaring a `cmake_minimum_required`
-//! below 3.5, which many vendored C libraries do.
+//! tool so no `make` is needed either. That one is installed into the
+//! user's cache the first time a build script runs it, through a script
+//! `CMAKE` names ([`run_if_requested`]): a crate that only lists the
+//! `cmake` crate (aws-lc-sys builds with cc unless asked) installs nothing.
+//! cmake 3.31 is the last release that still configures projects declaring
+//! a `cmake_minimum_required` below 3.5, which many vendored C libraries do.
 
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use super::pypi::{self, Wheel};
 use crate::shell::Shell;
 use crate::toolchain::{Env, answers};
+
+/// The first argument of this program when a build script runs it as
+/// scratchpack's cmake.
+pub const SHIM_MARKER: &str = "--scratchpack-cmake";
 
 /// The cmake release installed when the machine has none.
 pub const PINNED: &str = "3.31.10";
@@ -88,9 +95,15 @@ impl Cmake {
     /// the caller's says of itself is kept in `memo_dir` under a stamp of
     /// its program, so a run asks it once.
     pub fn find(env: &Env, memo_dir: &Path) -> Result<Cmake, CmakeError> {
-        let named = env.var_os("CMAKE").filter(|p| !p.is_empty());
+        // A bare name is looked up on PATH, as the cmake crate runs it.
+        let named = env.var_os("CMAKE").filter(|p| !p.is_empty()).map(|p| {
+            let p = PathBuf::from(p);
+            match p.components().count() {
+                1 => env.on_path(&p.to_string_lossy()).unwrap_or(p),
+                _ => p,
+            }
+        });
         let own = named
-            .map(PathBuf::from)
             .map(|p| (p, true))
             .or_else(|| env.on_path("cmake").map(|p| (p, false)));
         if let Some((program, named)) = own {
@@ -115,41 +128,37 @@ impl Cmake {
         })
     }
 
-    /// What action keys record of it: the version, and the build tool.
+    /// What action keys record of it: its version, whoever's it is.
     pub fn key(&self) -> String {
         match self {
-            Cmake::Own { version, .. } => format!("cmake {version} (the caller's)"),
-            Cmake::Pinned { .. } => format!("cmake {PINNED} with ninja {NINJA}"),
+            Cmake::Own { version, .. } => format!("cmake {version}"),
+            Cmake::Pinned { .. } => format!("cmake {PINNED}"),
         }
     }
 
-    /// The cmake program.
-    pub fn program(&self) -> PathBuf {
-        match self {
-            Cmake::Own { program, .. } => program.clone(),
-            Cmake::Pinned { cmake_dir, .. } => cmake_dir.join(CMAKE_PROGRAM),
-        }
-    }
-
-    /// The build tool a cmake toolchain file names: the pinned ninja, or
-    /// none, for the caller's cmake and whatever generator it uses.
-    pub fn make_program(&self) -> Option<PathBuf> {
+    /// The programs' directories when they are scratchpack's: what the
+    /// script `CMAKE` names is given, to install them on first use.
+    pub fn pinned_dirs(&self) -> Option<(&Path, &Path)> {
         match self {
             Cmake::Own { .. } => None,
-            Cmake::Pinned { ninja_dir, .. } => Some(ninja_dir.join(NINJA_PROGRAM)),
+            Cmake::Pinned {
+                cmake_dir,
+                ninja_dir,
+            } => Some((cmake_dir, ninja_dir)),
         }
     }
 
-    /// The variables that point the `cmake` crate at it: `CMAKE`, and for
-    /// the pinned one `CMAKE_GENERATOR=Ninja`. Nothing the caller set is
-    /// replaced.
-    pub fn variables(&self, env: &Env) -> Vec<(&'static str, OsString)> {
+    /// The variables that point the `cmake` crate at scratchpack's cmake:
+    /// `CMAKE` naming `shim`, the script that installs it on first use, and
+    /// `CMAKE_GENERATOR=Ninja` unless the caller chose a generator. None
+    /// for the caller's cmake, which the crate finds as it always does.
+    pub fn variables(&self, env: &Env, shim: &Path) -> Vec<(&'static str, OsString)> {
         let mut vars = Vec::new();
-        if env.var_os("CMAKE").is_none() {
-            vars.push(("CMAKE", self.program().into_os_string()));
-        }
-        if matches!(self, Cmake::Pinned { .. }) && env.var_os("CMAKE_GENERATOR").is_none() {
-            vars.push(("CMAKE_GENERATOR", "Ninja".into()));
+        if matches!(self, Cmake::Pinned { .. }) {
+            vars.push(("CMAKE", shim.as_os_str().to_owned()));
+            if env.var_os("CMAKE_GENERATOR").is_none() {
+                vars.push(("CMAKE_GENERATOR", "Ninja".into()));
+            }
         }
         vars
     }
@@ -210,6 +219,58 @@ impl Cmake {
     }
 }
 
+/// Becomes scratchpack's cmake when this program was started by the script
+/// `CMAKE` names (`<program> SHIM_MARKER <cmake dir> <ninja dir> <args…>`):
+/// installs cmake and ninja if they are not yet, and runs cmake with
+/// ninja's directory first on its search path; never returns then.
+/// Returns otherwise.
+pub fn run_if_requested() {
+    let mut args = std::env::args_os().skip(1);
+    if args.next().as_deref() != Some(OsStr::new(SHIM_MARKER)) {
+        return;
+    }
+    let (Some(cmake_dir), Some(ninja_dir)) = (args.next(), args.next()) else {
+        eprintln!("error: scratchpack's cmake: expected the cmake and ninja directories");
+        std::process::exit(1);
+    };
+    let cmake = Cmake::Pinned {
+        cmake_dir: cmake_dir.into(),
+        ninja_dir: ninja_dir.into(),
+    };
+    let env = Env::from_process();
+    if let Err(e) = cmake.install(&env, Shell::new(false)) {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+    let Cmake::Pinned {
+        cmake_dir,
+        ninja_dir,
+    } = &cmake
+    else {
+        unreachable!("made pinned above")
+    };
+    let ninja_bin = ninja_dir.join(NINJA_PROGRAM);
+    let mut path = vec![
+        ninja_bin
+            .parent()
+            .expect("ninja is in a directory")
+            .to_owned(),
+    ];
+    path.extend(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    ));
+    let program = cmake_dir.join(CMAKE_PROGRAM);
+    let error = Command::new(&program)
+        .args(args)
+        .env("PATH", std::env::join_paths(path).unwrap_or_default())
+        .exec();
+    eprintln!(
+        "error: scratchpack's cmake: running {}: {error}",
+        program.display()
+    );
+    std::process::exit(1);
+}
+
 /// Where pip's `--target` puts each program: cmake's own binary (the
 /// wheel's `bin/cmake` is a Python launcher), and ninja's.
 const CMAKE_PROGRAM: &str = "cmake/data/bin/cmake";
@@ -222,9 +283,11 @@ fn version(program: &Path, memo_dir: &Path) -> Result<String, String> {
         std::fs::canonicalize(program).map_err(|e| format!("{}: {e}", program.display()))?;
     let stamp = answers::file_stamp(&resolved);
     answers::remembered(&memo_dir.join("cmake-version"), stamp.as_deref(), || {
+        // `cmake version 3.31.10`, or `cmake3 version …` of a renamed one.
         let said = run_version(program)?;
-        said.strip_prefix("cmake version ")
-            .map(str::to_owned)
+        said.split_once(" version ")
+            .map(|(_, v)| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
             .ok_or_else(|| format!("it answered {said:?}"))
     })
 }
@@ -252,12 +315,16 @@ mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt as _;
 
-    /// A cmake that answers `--version` as `version`.
+    /// A cmake that answers `--version` as `version`, under its own name
+    /// (`cmake3 version …` for a `cmake3`).
     fn fake_cmake(path: &Path, version: &str) {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(
             path,
-            format!("#!/bin/sh\necho 'cmake version {version}'\necho\n"),
+            format!(
+                "#!/bin/sh\necho '{} version {version}'\necho\n",
+                path.file_name().unwrap().to_string_lossy()
+            ),
         )
         .unwrap();
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -269,51 +336,63 @@ mod tests {
         let d = dir.path();
         let memo = d.join("memo");
         fake_cmake(&d.join("bin/cmake"), "3.28.3");
+        fake_cmake(&d.join("bin/cmake3"), "3.31.10");
         fake_cmake(&d.join("named/cmake"), "4.1.0");
+        let shim = d.join("shim/cmake");
 
-        // On PATH: its version keys the build; nothing is set but CMAKE.
+        // On PATH: its version keys the build, and nothing is set.
         let on_path = Env::from_vars([("PATH", d.join("bin")), ("HOME", d.to_owned())]);
         let found = Cmake::find(&on_path, &memo).unwrap();
-        assert_eq!(found.key(), "cmake 3.28.3 (the caller's)");
-        assert_eq!(found.make_program(), None);
-        assert_eq!(
-            found.variables(&on_path),
-            [("CMAKE", d.join("bin/cmake").into_os_string())]
-        );
-        // Named by CMAKE: that one, and CMAKE is left as the caller set it.
-        let named = Env::from_vars([
-            ("PATH", d.join("bin").into_os_string()),
-            ("CMAKE", d.join("named/cmake").into_os_string()),
-        ]);
-        let found = Cmake::find(&named, &memo).unwrap();
-        assert_eq!(found.key(), "cmake 4.1.0 (the caller's)");
-        assert!(found.variables(&named).is_empty());
+        assert_eq!(found.key(), "cmake 3.28.3");
+        assert_eq!(found.pinned_dirs(), None);
+        assert!(found.variables(&on_path, &shim).is_empty());
+        // Named by CMAKE, by path or by a name on PATH.
+        for (named, version) in [
+            (d.join("named/cmake"), "4.1.0"),
+            ("cmake3".into(), "3.31.10"),
+        ] {
+            let vars = Env::from_vars([
+                ("PATH", d.join("bin").into_os_string()),
+                ("CMAKE", named.into_os_string()),
+            ]);
+            let found = Cmake::find(&vars, &memo).unwrap();
+            assert_eq!(found.key(), format!("cmake {version}"));
+            assert!(found.variables(&vars, &shim).is_empty());
+        }
         let broken = Env::from_vars([("CMAKE", d.join("none/cmake"))]);
         let e = Cmake::find(&broken, &memo).unwrap_err().to_string();
         assert!(e.contains("CMAKE names") && e.contains("help:"), "{e}");
 
-        // None: the pinned release and ninja, from the user's cache.
+        // None: the pinned release and ninja, from the user's cache, run
+        // through the script that installs them on first use.
         let none = Env::from_vars([("PATH", d.join("empty")), ("XDG_CACHE_HOME", d.join("c"))]);
         let found = Cmake::find(&none, &memo).unwrap();
-        assert_eq!(found.key(), format!("cmake {PINNED} with ninja {NINJA}"));
-        assert_eq!(
-            found.program(),
-            d.join("c/scratchpack/cmake")
-                .join(PINNED)
-                .join(CMAKE_PROGRAM)
+        assert_eq!(found.key(), format!("cmake {PINNED}"));
+        let cache = d.join("c/scratchpack");
+        let (cmake_dir, ninja_dir) = (
+            cache.join("cmake").join(PINNED),
+            cache.join("ninja").join(NINJA),
         );
         assert_eq!(
-            found.make_program(),
-            Some(d.join("c/scratchpack/ninja").join(NINJA).join("bin/ninja"))
+            found.pinned_dirs(),
+            Some((cmake_dir.as_path(), ninja_dir.as_path()))
         );
-        let vars = found.variables(&none);
-        assert_eq!(vars[1], ("CMAKE_GENERATOR", "Ninja".into()));
+        assert_eq!(
+            found.variables(&none, &shim),
+            [
+                ("CMAKE", shim.clone().into_os_string()),
+                ("CMAKE_GENERATOR", "Ninja".into())
+            ]
+        );
         // A generator the caller chose stays.
         let own_generator = Env::from_vars([
             ("XDG_CACHE_HOME", d.join("c").into_os_string()),
             ("CMAKE_GENERATOR", "Unix Makefiles".into()),
         ]);
-        assert_eq!(found.variables(&own_generator).len(), 1);
+        assert_eq!(
+            found.variables(&own_generator, &shim),
+            [("CMAKE", shim.into_os_string())]
+        );
         // No cache directory: nowhere to install one.
         assert!(matches!(
             Cmake::find(&Env::default(), &memo),

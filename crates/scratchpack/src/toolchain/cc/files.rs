@@ -65,6 +65,37 @@ impl Wrappers {
         Ok(wrappers)
     }
 
+    /// Writes the script the `cmake` crate runs as cmake when cmake is
+    /// scratchpack's (`CMAKE` names it): it runs this program, which
+    /// installs cmake and ninja on first use and becomes cmake with ninja
+    /// on its search path. Returns its path.
+    pub fn write_cmake_shim(
+        &self,
+        program: &Path,
+        dirs: (&Path, &Path),
+    ) -> std::io::Result<PathBuf> {
+        let path = self.cmake_shim();
+        let mut script = b"#!/bin/sh\n# cmake, installed on first use. Generated; rewritten on every build.\nexec "
+            .to_vec();
+        for word in [
+            program.as_os_str(),
+            OsStr::new(super::cmake::SHIM_MARKER),
+            dirs.0.as_os_str(),
+            dirs.1.as_os_str(),
+        ] {
+            script.extend(sh_quoted(word));
+            script.push(b' ');
+        }
+        script.extend_from_slice(b"\"$@\"\n");
+        write_if_changed(&path, &script, true)?;
+        Ok(path)
+    }
+
+    /// Where the script that runs scratchpack's cmake is.
+    pub fn cmake_shim(&self) -> PathBuf {
+        self.dir.join("cmake")
+    }
+
     /// Where the wrappers' settings are.
     pub fn settings_path(&self) -> PathBuf {
         self.dir.join("settings.json")
@@ -141,11 +172,6 @@ impl Wrappers {
             out.extend_from_slice(format!("set({name} ").as_bytes());
             out.extend(cmake_quoted(path.as_os_str()));
             out.extend_from_slice(b")\n");
-        }
-        if let Some(ninja) = &self.settings.make_program {
-            out.extend_from_slice(b"set(CMAKE_MAKE_PROGRAM ");
-            out.extend(cmake_quoted(ninja.as_os_str()));
-            out.extend_from_slice(b" CACHE FILEPATH \"ninja\")\n");
         }
         out.extend_from_slice(
             b"set(CMAKE_FIND_ROOT_PATH_MODE_PROGRAM NEVER)\n\
@@ -277,7 +303,6 @@ mod tests {
             global_cache: dir.join("global"),
             local_cache: dir.join("local"),
             lib_dir: dir.join("lib"),
-            make_program: None,
         }
     }
 
@@ -334,21 +359,6 @@ mod tests {
             cmake.contains("and \\$HOME/zigcc-aarch64-unknown-linux-musl\")"),
             "{cmake}"
         );
-        // The caller's cmake keeps its own build tool; scratchpack's runs
-        // the ninja installed beside it.
-        assert!(!cmake.contains("CMAKE_MAKE_PROGRAM"), "{cmake}");
-        let with_ninja = Settings {
-            make_program: Some(dir.join("ninja dir/bin/ninja")),
-            ..settings(&dir)
-        };
-        Wrappers::write(&dir, with_ninja, Path::new("/p"), &[triple]).unwrap();
-        let cmake = std::fs::read_to_string(dir.join(format!("{triple}.cmake"))).unwrap();
-        let ninja = cmake_quoted(dir.join("ninja dir/bin/ninja").as_os_str());
-        let line = format!(
-            "set(CMAKE_MAKE_PROGRAM {} CACHE FILEPATH \"ninja\")",
-            String::from_utf8(ninja).unwrap()
-        );
-        assert!(cmake.contains(&line), "{cmake}");
     }
 
     #[test]
