@@ -394,6 +394,7 @@ impl Resolver<'_> {
         let mut config =
             self.run_config(raw, defaults, binary_path.as_ref(), user, contents.labels);
         config.volumes = contents.volumes;
+        self.workdir_outside_volumes(&config, raw, defaults);
         let compression = self.compression(raw, defaults);
         let annotations = self.string_table(
             "annotation",
@@ -785,6 +786,29 @@ impl Resolver<'_> {
             }
         }
         volumes.into_keys().collect()
+    }
+
+    /// A working directory inside a volume does not exist when the program
+    /// starts: the volume mounted there is empty.
+    fn workdir_outside_volumes(&mut self, config: &RunConfig, raw: &RawImage, defaults: &RawImage) {
+        let workdir = &config.workdir;
+        let Some(volume) = config
+            .volumes
+            .iter()
+            .find(|v| workdir.ancestors().any(|a| a == v.relative()))
+        else {
+            return;
+        };
+        if let Some(w) = raw.workdir.as_ref().or(defaults.workdir.as_ref()) {
+            self.error(
+                Diagnostic::new(
+                    format!("`workdir` `{workdir}` is inside the volume `{volume}`"),
+                    span_of(w),
+                )
+                .label("an empty volume is mounted there")
+                .help("use the volume itself, or a directory outside it"),
+            );
+        }
     }
 
     /// A file cannot also be the parent of another entry.
