@@ -77,6 +77,20 @@ struct Contents {
     labels: BTreeMap<String, String>,
 }
 
+/// Why `path` cannot be a volume, if it cannot.
+fn volume_refusal(path: &ImagePath) -> Option<&'static str> {
+    let top = path.relative().split('/').next().unwrap_or_default();
+    if path.is_root() {
+        Some("the root cannot be a volume")
+    } else if top == "proc" || top == "dev" {
+        Some("runtimes mount their own `/proc` and `/dev`")
+    } else if top == "tmp" && path.as_str() != "/tmp" {
+        Some("the test sandbox and `run` mount a tmpfs on `/tmp`, which hides it")
+    } else {
+        None
+    }
+}
+
 /// The most volumes an image may have: the test sandbox mounts a tmpfs on
 /// each and refuses more (`sandbox::setup::MAX_VOLUMES`).
 pub(crate) const MAX_VOLUMES: usize = 64;
@@ -679,17 +693,7 @@ impl Resolver<'_> {
                 continue;
             };
             let span = span_of(v);
-            let top = path.relative().split('/').next().unwrap_or_default();
-            let refused = if path.is_root() {
-                Some("the root cannot be a volume")
-            } else if top == "proc" || top == "dev" {
-                Some("runtimes mount their own `/proc` and `/dev`")
-            } else if top == "tmp" && path.as_str() != "/tmp" {
-                Some("the test sandbox and `run` mount a tmpfs on `/tmp`, which hides it")
-            } else {
-                None
-            };
-            if let Some(why) = refused {
+            if let Some(why) = volume_refusal(&path) {
                 self.error(
                     Diagnostic::new(format!("`{path}` cannot be a volume"), span)
                         .label(why)
@@ -766,8 +770,18 @@ impl Resolver<'_> {
                 );
             }
         }
-        // A runtime mounts an empty volume over the directory: anything the
-        // image puts inside would be hidden.
+        self.inside_volumes(name, &volumes, taken);
+        volumes.into_keys().collect()
+    }
+
+    /// A runtime mounts an empty volume over the directory: anything the
+    /// image puts inside would be hidden.
+    fn inside_volumes(
+        &mut self,
+        name: &str,
+        volumes: &BTreeMap<ImagePath, Range<usize>>,
+        taken: &Taken,
+    ) {
         for (path, what) in &taken.paths {
             if let Some((volume, span)) = volumes
                 .iter()
@@ -785,7 +799,6 @@ impl Resolver<'_> {
                 );
             }
         }
-        volumes.into_keys().collect()
     }
 
     /// A working directory inside a volume does not exist when the program
