@@ -454,6 +454,43 @@ extern "C" int cxx_demo(char *out, unsigned long cap) {
 }
 "#;
 
+/// A fixture workspace of one package `name` with `main`, images for amd64
+/// and arm64, the build dependency `dependency` (a Cargo.toml line) and
+/// `build_rs` as its build script.
+fn build_script_crate((name, main): (&str, &str), dependency: &str, build_rs: &str) -> Fixture {
+    let fx = Fixture::new(
+        &[(name, main)],
+        &format!(
+            "[images.{name}]\npackage = \"{name}\"\nplatforms = [\"linux/amd64\", \"linux/arm64\"]\n"
+        ),
+    );
+    let krate = fx.path().join("crates").join(name);
+    std::fs::write(
+        krate.join("Cargo.toml"),
+        format!(
+            "[package]\nname = \"{name}\"\nversion = \"0.1.0\"\nedition = \"2024\"\n\n\
+             [build-dependencies]\n{dependency}\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(krate.join("build.rs"), build_rs).unwrap();
+    fx
+}
+
+/// What the binary of package `name` built for `triple` prints, run under
+/// `qemu` when it is foreign.
+fn run_built(fx: &Fixture, name: &str, triple: &str, qemu: Option<&str>) -> String {
+    let bin = scratchpack::compile::build_dir(&fx.path().join("target"))
+        .join(triple)
+        .join("release")
+        .join(name);
+    let out = match qemu {
+        Some(q) => run(Command::new(q).arg(&bin)),
+        None => run(&mut Command::new(&bin)),
+    };
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 #[test]
 fn cpp_links_the_runtime_built_for_its_target() {
     if !zig_can_be_had() || require_tool("qemu-aarch64-static", "qemu-user-static").is_none() {
@@ -463,23 +500,12 @@ fn cpp_links_the_runtime_built_for_its_target() {
                 fn main() {\n    let mut buf = [0u8; 64];\n    \
                 let n = unsafe { cxx_demo(buf.as_mut_ptr(), 64) };\n    \
                 println!(\"{}\", String::from_utf8_lossy(&buf[..n as usize]));\n}\n";
-    let fx = Fixture::new(
-        &[("cxx", main)],
-        "[images.cxx]\npackage = \"cxx\"\nplatforms = [\"linux/amd64\", \"linux/arm64\"]\n",
-    );
-    let krate = fx.path().join("crates/cxx");
-    std::fs::write(
-        krate.join("Cargo.toml"),
-        "[package]\nname = \"cxx\"\nversion = \"0.1.0\"\nedition = \"2024\"\n\n\
-         [build-dependencies]\ncc = \"=1.11.1\"\n",
-    )
-    .unwrap();
-    std::fs::write(
-        krate.join("build.rs"),
+    let fx = build_script_crate(
+        ("cxx", main),
+        "cc = \"=1.11.1\"",
         "fn main() { cc::Build::new().cpp(true).file(\"demo.cpp\").compile(\"demo\"); }\n",
-    )
-    .unwrap();
-    std::fs::write(krate.join("demo.cpp"), DEMO_CPP).unwrap();
+    );
+    std::fs::write(fx.path().join("crates/cxx/demo.cpp"), DEMO_CPP).unwrap();
     let out = fx.cli(&["images"]);
     assert!(
         out.status.success(),
@@ -490,15 +516,8 @@ fn cpp_links_the_runtime_built_for_its_target() {
         ("x86_64-unknown-linux-musl", None),
         ("aarch64-unknown-linux-musl", Some("qemu-aarch64-static")),
     ] {
-        let bin = scratchpack::compile::build_dir(&fx.path().join("target"))
-            .join(triple)
-            .join("release/cxx");
-        let out = match qemu {
-            Some(q) => run(Command::new(q).arg(&bin)),
-            None => run(&mut Command::new(&bin)),
-        };
         assert_eq!(
-            String::from_utf8_lossy(&out.stdout),
+            run_built(&fx, "cxx", triple, qemu),
             "c++ caught\n",
             "{triple}"
         );
@@ -531,25 +550,15 @@ fn a_crate_that_runs_cmake_builds_on_a_machine_without_cmake() {
                 unsafe extern \"C\" { fn mul(a: c_int, b: c_int) -> c_int; fn generator() -> *const c_char; }\n\
                 fn main() {\n    let g = unsafe { CStr::from_ptr(generator()) };\n    \
                 println!(\"{} {}\", unsafe { mul(6, 7) }, g.to_string_lossy());\n}\n";
-    let fx = Fixture::new(
-        &[("cm", main)],
-        "[images.cm]\npackage = \"cm\"\nplatforms = [\"linux/amd64\", \"linux/arm64\"]\n",
-    );
-    let krate = fx.path().join("crates/cm");
-    std::fs::write(
-        krate.join("Cargo.toml"),
-        "[package]\nname = \"cm\"\nversion = \"0.1.0\"\nedition = \"2024\"\n\n\
-         [build-dependencies]\ncmake = \"=0.1.58\"\n",
-    )
-    .unwrap();
-    std::fs::write(
-        krate.join("build.rs"),
+    let fx = build_script_crate(
+        ("cm", main),
+        "cmake = \"=0.1.58\"",
         "fn main() {\n    let dst = cmake::build(\"lib\");\n    \
          println!(\"cargo:rustc-link-search=native={}/lib\", dst.display());\n    \
          println!(\"cargo:rustc-link-lib=static=mul\");\n    \
          println!(\"cargo:rerun-if-changed=lib\");\n}\n",
-    )
-    .unwrap();
+    );
+    let krate = fx.path().join("crates/cm");
     std::fs::create_dir_all(krate.join("lib")).unwrap();
     std::fs::write(krate.join("lib/CMakeLists.txt"), CMAKE_LISTS).unwrap();
     std::fs::write(krate.join("lib/mul.c"), MUL_C).unwrap();
@@ -560,14 +569,7 @@ fn a_crate_that_runs_cmake_builds_on_a_machine_without_cmake() {
         ("x86_64-unknown-linux-musl", None),
         ("aarch64-unknown-linux-musl", Some("qemu-aarch64-static")),
     ] {
-        let bin = scratchpack::compile::build_dir(&fx.path().join("target"))
-            .join(triple)
-            .join("release/cm");
-        let out = match qemu {
-            Some(q) => run(Command::new(q).arg(&bin)),
-            None => run(&mut Command::new(&bin)),
-        };
-        let said = String::from_utf8_lossy(&out.stdout);
+        let said = run_built(&fx, "cm", triple, qemu);
         assert!(said.starts_with("42 "), "{triple}: {said}");
         // Without a cmake of the machine's, scratchpack's ran, with ninja
         // as its build tool: no `make` was needed either.
