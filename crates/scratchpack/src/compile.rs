@@ -561,14 +561,12 @@ impl Cargo<'_> {
         triple: &str,
         exe: &Path,
     ) -> Result<PathBuf, CompileError> {
-        let key = crate::oci::hex(&<sha2::Sha256 as sha2::Digest>::digest(
-            format!("{settings:?}").as_bytes(),
-        ));
+        let key = crate::digest::Digest::of(format!("{settings:?}").as_bytes());
         let dir = self
             .target_dir
             .join("scratchpack")
             .join("binaries")
-            .join(&key[..16])
+            .join(&key.hex()[..16])
             .join(triple);
         let name = exe.file_name().unwrap_or_default();
         let kept = dir.join(name);

@@ -36,28 +36,31 @@ impl CCompilers {
             return Ok(CCompilers::Declined);
         }
         let packages: Vec<&str> = plan.images.iter().map(|i| i.package.as_str()).collect();
-        let depends_on = |wanted: &[&str]| {
+        let read = || {
             let lock = std::fs::read_to_string(plan.workspace_root.join("Cargo.lock"));
-            cc::lock_depends_on(lock.ok().as_deref(), &packages, wanted)
+            cc::lock_tools(lock.ok().as_deref(), &packages)
         };
         // A workspace without a lock, or with one older than its packages,
         // has cargo resolve it (writing the lock) first: the build would,
         // moments later, and the answer must not change between the first
-        // run and the next. A lock that still cannot tell means yes: a
-        // build that compiles C must never fall back to the host's compiler.
-        let resolved = |wanted: &[&str]| {
-            depends_on(wanted).unwrap_or_else(|| {
+        // run and the next. A lock that still cannot tell means yes to
+        // both: a build that compiles C must never fall back to the host's
+        // compiler, nor one that runs cmake find none.
+        let tools = read()
+            .or_else(|| {
                 let _ = crates::inputs(env, &plan.workspace_root, &plan.target_dir);
-                depends_on(wanted).unwrap_or(true)
+                read()
             })
-        };
-        let wanted = plan.c_compiler == CCompiler::Zig || resolved(&["cc", "cmake"]);
-        if !wanted {
+            .unwrap_or(cc::LockTools {
+                cc: true,
+                cmake: true,
+            });
+        if plan.c_compiler != CCompiler::Zig && !tools.compiles_c() {
             return Ok(CCompilers::NotNeeded);
         }
         let memo = answers::dir(&plan.target_dir);
         let zig = Zig::find(env, &memo).map_err(CompileError::Zig)?;
-        let cmake = if resolved(&["cmake"]) {
+        let cmake = if tools.cmake {
             Some(Cmake::find(env, &memo).map_err(CompileError::Cmake)?)
         } else {
             None

@@ -203,20 +203,43 @@ pub fn wrappers_dir(target_dir: &Path, zig_version: &str) -> PathBuf {
         .join(format!("zig-{zig_version}-w{WRAPPER_VERSION}"))
 }
 
-/// Whether Cargo.lock says that any of `packages` (workspace members, by
-/// name) depends, directly or not and in any kind or for any platform, on
-/// a crate that runs a C compiler: `cc` or `cmake`. The lock lists every
-/// optional dependency too, so this is true whenever some feature could
-/// compile C. `None` when the lock cannot tell: there is none, it does not
-/// parse, or it does not list a package (it is older than the workspace).
-pub fn lock_compiles_c(lock: Option<&str>, packages: &[&str]) -> Option<bool> {
-    lock_depends_on(lock, packages, &["cc", "cmake"])
+/// What `program arg` prints when it succeeds; else what it said on stderr,
+/// or why it could not be run: how zig and cmake are asked what they are.
+fn answer(program: &Path, arg: &str) -> Result<String, String> {
+    let out = std::process::Command::new(program)
+        .arg(arg)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| e.to_string())?;
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).trim().to_owned());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// Whether Cargo.lock says that any of `packages` depends, directly or not
-/// and in any kind or for any platform, on one of the crates `wanted`;
-/// `None` when the lock cannot tell, as for [`lock_compiles_c`].
-pub fn lock_depends_on(lock: Option<&str>, packages: &[&str], wanted: &[&str]) -> Option<bool> {
+/// The build tools `packages` reach in Cargo.lock: whether any of them
+/// (workspace members, by name) depends, directly or not and in any kind or
+/// for any platform, on `cc` or on `cmake`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LockTools {
+    pub cc: bool,
+    pub cmake: bool,
+}
+
+impl LockTools {
+    /// Whether C is compiled: a crate runs a C compiler, itself or
+    /// through cmake.
+    pub fn compiles_c(self) -> bool {
+        self.cc || self.cmake
+    }
+}
+
+/// What Cargo.lock says `packages` reach ([`LockTools`]), read once. The
+/// lock lists every optional dependency too, so a tool counts whenever some
+/// feature could run it. `None` when the lock cannot tell: there is none,
+/// it does not parse, or it does not list a package (it is older than the
+/// workspace).
+pub fn lock_tools(lock: Option<&str>, packages: &[&str]) -> Option<LockTools> {
     #[derive(Deserialize)]
     struct Lock {
         #[serde(default)]
@@ -247,17 +270,20 @@ pub fn lock_depends_on(lock: Option<&str>, packages: &[&str], wanted: &[&str]) -
     if packages.iter().any(|p| !deps.contains_key(p)) {
         return None;
     }
+    let mut tools = LockTools::default();
     let mut seen = std::collections::BTreeSet::new();
     let mut todo: Vec<&str> = packages.to_vec();
     while let Some(name) = todo.pop() {
-        if wanted.contains(&name) {
-            return Some(true);
+        match name {
+            "cc" => tools.cc = true,
+            "cmake" => tools.cmake = true,
+            _ => {}
         }
         if seen.insert(name) {
             todo.extend(deps.get(name).into_iter().flatten());
         }
     }
-    Some(false)
+    Some(tools)
 }
 
 #[cfg(test)]
@@ -343,23 +369,22 @@ version = "1.2.0"
 
     #[test]
     fn c_is_compiled_when_a_package_reaches_cc_or_cmake_in_the_lock() {
-        assert_eq!(lock_compiles_c(Some(LOCK), &["app"]), Some(true));
-        assert_eq!(lock_compiles_c(Some(LOCK), &["pure"]), Some(false));
-        assert_eq!(lock_compiles_c(Some(LOCK), &["pure", "app"]), Some(true));
-        let cmake = LOCK.replace("cc 1.2.0", "cmake 0.1.0");
-        assert_eq!(lock_compiles_c(Some(&cmake), &["app"]), Some(true));
+        let tools = |lock: &str, packages: &[&str]| lock_tools(Some(lock), packages);
+        let cc = LockTools {
+            cc: true,
+            cmake: false,
+        };
+        assert_eq!(tools(LOCK, &["app"]), Some(cc));
+        assert_eq!(tools(LOCK, &["pure"]), Some(LockTools::default()));
+        assert!(!LockTools::default().compiles_c());
+        assert_eq!(tools(LOCK, &["pure", "app"]), Some(cc));
         // cmake itself is provided only where a package reaches the crate.
-        assert_eq!(
-            lock_depends_on(Some(&cmake), &["app"], &["cmake"]),
-            Some(true)
-        );
-        assert_eq!(
-            lock_depends_on(Some(LOCK), &["app"], &["cmake"]),
-            Some(false)
-        );
+        let cmake = LOCK.replace("cc 1.2.0", "cmake 0.1.0");
+        let reached = tools(&cmake, &["app"]).unwrap();
+        assert!(reached.cmake && reached.compiles_c() && !reached.cc);
         // No lock, one that does not parse or one older than the package.
-        assert_eq!(lock_compiles_c(None, &["pure"]), None);
-        assert_eq!(lock_compiles_c(Some("[[package]"), &["pure"]), None);
-        assert_eq!(lock_compiles_c(Some(LOCK), &["pure", "new"]), None);
+        assert_eq!(lock_tools(None, &["pure"]), None);
+        assert_eq!(tools("[[package]", &["pure"]), None);
+        assert_eq!(tools(LOCK, &["pure", "new"]), None);
     }
 }

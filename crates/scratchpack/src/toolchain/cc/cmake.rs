@@ -12,7 +12,7 @@
 use std::ffi::{OsStr, OsString};
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use super::pypi::{self, Wheel};
 use crate::shell::Shell;
@@ -233,33 +233,21 @@ pub fn run_if_requested() {
         eprintln!("error: scratchpack's cmake: expected the cmake and ninja directories");
         std::process::exit(1);
     };
+    let (cmake_dir, ninja_dir) = (PathBuf::from(cmake_dir), PathBuf::from(ninja_dir));
+    let program = cmake_dir.join(CMAKE_PROGRAM);
+    // ninja's directory, first on cmake's search path.
+    let ninja = ninja_dir.join(NINJA_PROGRAM);
+    let ninja_bin = ninja.parent().expect("ninja is in a directory").to_owned();
     let cmake = Cmake::Pinned {
-        cmake_dir: cmake_dir.into(),
-        ninja_dir: ninja_dir.into(),
+        cmake_dir,
+        ninja_dir,
     };
-    let env = Env::from_process();
-    if let Err(e) = cmake.install(&env, Shell::new(false)) {
+    if let Err(e) = cmake.install(&Env::from_process(), Shell::new(false)) {
         eprintln!("error: {e}");
         std::process::exit(1);
     }
-    let Cmake::Pinned {
-        cmake_dir,
-        ninja_dir,
-    } = &cmake
-    else {
-        unreachable!("made pinned above")
-    };
-    let ninja_bin = ninja_dir.join(NINJA_PROGRAM);
-    let mut path = vec![
-        ninja_bin
-            .parent()
-            .expect("ninja is in a directory")
-            .to_owned(),
-    ];
-    path.extend(std::env::split_paths(
-        &std::env::var_os("PATH").unwrap_or_default(),
-    ));
-    let program = cmake_dir.join(CMAKE_PROGRAM);
+    let inherited = std::env::var_os("PATH").unwrap_or_default();
+    let path = std::iter::once(ninja_bin).chain(std::env::split_paths(&inherited));
     let error = Command::new(&program)
         .args(args)
         .env("PATH", std::env::join_paths(path).unwrap_or_default())
@@ -294,20 +282,8 @@ fn version(program: &Path, memo_dir: &Path) -> Result<String, String> {
 
 /// The first line `PROGRAM --version` prints.
 fn run_version(program: &Path) -> Result<String, String> {
-    let out = Command::new(program)
-        .arg("--version")
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| e.to_string())?;
-    if !out.status.success() {
-        return Err(String::from_utf8_lossy(&out.stderr).trim().to_owned());
-    }
-    Ok(String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_owned())
+    let said = super::answer(program, "--version")?;
+    Ok(said.lines().next().unwrap_or_default().trim().to_owned())
 }
 
 #[cfg(test)]

@@ -6,7 +6,6 @@
 //! wheels' hashes pinned.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use super::pypi::{self, Wheel};
 use crate::shell::Shell;
@@ -198,15 +197,7 @@ fn describe(program: &Path, memo_dir: &Path) -> Result<(String, PathBuf), String
 }
 
 fn describe_now(program: &Path) -> Result<(String, PathBuf), String> {
-    let out = Command::new(program)
-        .arg("env")
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| e.to_string())?;
-    if !out.status.success() {
-        return Err(String::from_utf8_lossy(&out.stderr).trim().to_owned());
-    }
-    parse_env(&String::from_utf8_lossy(&out.stdout))
+    parse_env(&super::answer(program, "env")?)
         .ok_or_else(|| "its answer names no version and library directory".to_owned())
 }
 
