@@ -43,9 +43,17 @@ pub(super) fn install(
     if dir.join(program).is_file() {
         return Ok(());
     }
+    // What an install stopped midway (Ctrl-C, a dropped connection) left:
+    // no other install runs while the lock is held.
+    let prefix = format!(".{}-", wheel.version);
+    for entry in std::fs::read_dir(parent).into_iter().flatten().flatten() {
+        if entry.file_name().to_string_lossy().starts_with(&prefix) {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
     announce();
     let staging = tempfile::Builder::new()
-        .prefix(&format!(".{}-", wheel.version))
+        .prefix(&prefix)
         .tempdir_in(parent)
         .map_err(|e| format!("making a directory in {}: {e}", parent.display()))?;
     let python = env
