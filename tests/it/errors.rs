@@ -1,5 +1,6 @@
-//! Manifest errors through the command line: each names the file, line and
-//! column, exits with code 2, and leaves the output directory as it was.
+//! Errors through the command line. Manifest errors each name the file,
+//! line and column, exit with code 2, and leave the output directory as it
+//! was; a failed build says what scratchpack saw of its cause.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -191,4 +192,51 @@ fn usage_errors_exit_2_and_help_works() {
         assert!(out.status.success());
         assert!(String::from_utf8_lossy(&out.stdout).contains("Usage"));
     }
+}
+
+/// A build on a nearly full disk fails with a word on the space left: a
+/// compiler that cannot write does not always say so (zig aborts), so the
+/// build's own messages may not name the cause. A build that fails for
+/// another reason, with room to spare, gets no such word.
+#[test]
+fn a_build_on_a_full_disk_says_how_much_space_is_left() {
+    let Some(unshare) = crate::support::require_tool("unshare", "util-linux") else {
+        return;
+    };
+    let fx = Fixture::new(&[("app", HELLO_MAIN)], GOOD);
+    // A 100 KiB filesystem for the target directory, in a mount namespace
+    // of this test's own: the link of the binary cannot fit.
+    let target = fx.path().join("small-target");
+    std::fs::create_dir(&target).unwrap();
+    let out = crate::support::run(
+        std::process::Command::new(unshare)
+            .args(["--user", "--map-root-user", "--mount", "sh", "-c"])
+            .arg(r#"mount -t tmpfs -o size=100k tmpfs "$1" && shift && exec "$@""#)
+            .arg("sh")
+            .arg(&target)
+            .arg(crate::support::cli().get_program())
+            .arg("images")
+            .env("NO_COLOR", "1")
+            .env_remove("SOURCE_DATE_EPOCH")
+            .env("CARGO_TARGET_DIR", &target)
+            .current_dir(fx.path()),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("No space left on device"), "{stderr}");
+    let hint = format!("hint: the filesystem of {} has ", target.display());
+    assert!(stderr.contains(&hint), "no hint on space in:\n{stderr}");
+    assert!(stderr.contains("free some space and run again"), "{stderr}");
+
+    // The same crate failing to compile, on a disk with room.
+    std::fs::write(
+        fx.path().join("crates/app/src/main.rs"),
+        "fn main() { let x: u8 = \"not a number\"; }\n",
+    )
+    .unwrap();
+    let out = fx.cli(&["images"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("mismatched types"), "{stderr}");
+    assert!(!stderr.contains("hint: the filesystem"), "{stderr}");
 }

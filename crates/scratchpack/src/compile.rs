@@ -533,11 +533,13 @@ impl Cargo<'_> {
             return Err(CompileError::Interrupted);
         }
         if !status.success() {
+            let written = [Some(self.target_dir.to_owned()), self.env.user_cache_dir()];
             return Err(CompileError::Failed {
                 command,
                 status: status.to_string(),
                 hint: missing_tool
                     .map(|tool| c_compilers::hint(&tool, triples, self.c_compilers))
+                    .or_else(|| low_space_hint(written.iter().flatten()))
                     .unwrap_or_default(),
             });
         }
@@ -811,6 +813,31 @@ fn relay_stderr(reader: impl BufRead) -> Option<String> {
         let _ = out.write_all(&line);
     }
     missing
+}
+
+/// Below this much free space, a failed build is said to have likely run
+/// out of it.
+const LOW_SPACE: u64 = 256 << 20;
+
+/// Why a build may have failed when its own messages may not say: the
+/// filesystem of a directory it writes to (the target directory; the
+/// user's cache, where zig and cmake keep their builds) is nearly full.
+/// Compilers that cannot write do not all say so: zig aborts on a full
+/// disk, and cargo then reports only the signal.
+fn low_space_hint<'p>(dirs: impl IntoIterator<Item = &'p PathBuf>) -> Option<String> {
+    dirs.into_iter().find_map(|dir| {
+        let existing = dir.ancestors().find(|d| d.exists())?;
+        let fs = rustix::fs::statvfs(existing).ok()?;
+        let free = fs.f_bavail.saturating_mul(fs.f_frsize);
+        (free < LOW_SPACE).then(|| {
+            format!(
+                "\nhint: the filesystem of {} has {} free; a compiler that cannot write \
+                 its output fails, and may not say why: free some space and run again",
+                dir.display(),
+                crate::shell::table::human_size(free)
+            )
+        })
+    })
 }
 
 fn missing_tool(line: &str) -> Option<String> {
