@@ -4,8 +4,9 @@
 //! host's gcc, each of zig's traps is shown failing without the wrapper and
 //! passing through it, two checkouts give the same objects and binaries,
 //! C++ links its runtime, a `CC_<triple>` the caller sets is used for
-//! that triple alone, and a crate whose build script runs cmake builds on a
-//! machine without cmake or make.
+//! that triple alone, a crate whose build script runs cmake builds on a
+//! machine without cmake or make, and openssl-sys without its vendored
+//! OpenSSL fails with the way out.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -588,5 +589,41 @@ fn a_crate_that_runs_cmake_builds_on_a_machine_without_cmake() {
             "{}",
             cmake.display()
         );
+    }
+}
+
+/// openssl-sys without its `vendored` feature finds no OpenSSL for a musl
+/// target, and its own message asks for the host's libssl-dev, which
+/// cannot serve; the build's error says what can (the `vendored` feature,
+/// with the package named, rustls, or an OpenSSL of the caller's own).
+#[test]
+fn openssl_without_vendored_fails_with_the_way_out() {
+    if !zig_can_be_had() {
+        return;
+    }
+    let fx = Fixture::new(
+        &[("tls", "fn main() { openssl_sys::init(); }\n")],
+        "[images.tls]\npackage = \"tls\"\nplatforms = [\"linux/amd64\", \"linux/arm64\"]\n",
+    );
+    std::fs::write(
+        fx.path().join("crates/tls/Cargo.toml"),
+        "[package]\nname = \"tls\"\nversion = \"0.1.0\"\nedition = \"2024\"\n\n\
+         [dependencies]\nopenssl-sys = \"=0.9.118\"\n",
+    )
+    .unwrap();
+    let out = fx.cli(&["images"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("Could not find directory of OpenSSL installation"),
+        "{stderr}"
+    );
+    for wanted in [
+        "help: openssl-sys found no OpenSSL built for aarch64-unknown-linux-musl",
+        "`cargo add --package tls openssl --features vendored`",
+        "rustls",
+        "AARCH64_UNKNOWN_LINUX_MUSL_OPENSSL_DIR",
+    ] {
+        assert!(stderr.contains(wanted), "no {wanted:?} in:\n{stderr}");
     }
 }

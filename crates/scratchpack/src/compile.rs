@@ -527,20 +527,24 @@ impl Cargo<'_> {
             command: command.clone(),
             source,
         })?;
-        let missing_tool = watcher.join().unwrap_or(None);
+        let recognised = watcher.join().unwrap_or(None);
         drop(build);
         if interrupt::interrupted() {
             return Err(CompileError::Interrupted);
         }
         if !status.success() {
             let written = [Some(self.target_dir.to_owned()), self.env.user_cache_dir()];
+            let cause = recognised.map(|cause| match cause {
+                Recognised::MissingTool(tool) => {
+                    c_compilers::hint(&tool, triples, self.c_compilers)
+                }
+                Recognised::NoOpenSsl => c_compilers::openssl_hint(triples, &packages),
+            });
+            let space = low_space_hint(written.iter().flatten());
             return Err(CompileError::Failed {
                 command,
                 status: status.to_string(),
-                hint: missing_tool
-                    .map(|tool| c_compilers::hint(&tool, triples, self.c_compilers))
-                    .or_else(|| low_space_hint(written.iter().flatten()))
-                    .unwrap_or_default(),
+                hint: cause.into_iter().chain(space).collect(),
             });
         }
         build_scripts::settle(&messages.out_dirs);
@@ -798,21 +802,38 @@ impl Cargo<'_> {
     }
 }
 
-/// Copies cargo's stderr to ours, returning the first C compiler or linker a
-/// build reported missing (cc-rs says `failed to find tool "<name>"`, rustc
-/// says ``linker `<name>` not found``).
-fn relay_stderr(reader: impl BufRead) -> Option<String> {
-    let mut missing = None;
+/// A cause of a failed build that scratchpack recognises in cargo's
+/// messages, and has a word on.
+#[derive(Debug, PartialEq, Eq)]
+enum Recognised {
+    /// A C compiler or linker that is not installed: cc-rs says `failed to
+    /// find tool "<name>"`, rustc says ``linker `<name>` not found``.
+    MissingTool(String),
+    /// openssl-sys found no OpenSSL for the target, and told the user to
+    /// install the host's development package, which cannot serve.
+    NoOpenSsl,
+}
+
+/// Copies cargo's stderr to ours, returning the first cause recognised.
+fn relay_stderr(reader: impl BufRead) -> Option<Recognised> {
+    let mut recognised = None;
     let mut out = std::io::stderr();
     for line in reader.split(b'\n') {
         let Ok(mut line) = line else { break };
-        if missing.is_none() {
-            missing = missing_tool(&String::from_utf8_lossy(&line));
+        if recognised.is_none() {
+            recognised = recognise(&String::from_utf8_lossy(&line));
         }
         line.push(b'\n');
         let _ = out.write_all(&line);
     }
-    missing
+    recognised
+}
+
+fn recognise(line: &str) -> Option<Recognised> {
+    missing_tool(line).map(Recognised::MissingTool).or_else(|| {
+        line.contains("Could not find directory of OpenSSL installation")
+            .then_some(Recognised::NoOpenSsl)
+    })
 }
 
 /// Below this much free space, a failed build is said to have likely run
@@ -897,6 +918,13 @@ mod tests {
             Some("aarch64-linux-musl-gcc")
         );
         assert_eq!(missing_tool("error[E0425]: cannot find value `x`"), None);
+        assert_eq!(recognise("error[E0425]: cannot find value `x`"), None);
+        assert_eq!(
+            recognise(
+                "  Could not find directory of OpenSSL installation, and this `-sys` crate cannot"
+            ),
+            Some(Recognised::NoOpenSsl)
+        );
     }
 
     fn settings(profile: &str) -> BuildSettings {

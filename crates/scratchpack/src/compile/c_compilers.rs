@@ -176,6 +176,34 @@ pub(super) fn hint(tool: &str, triples: &[&str], compilers: &CCompilers) -> Stri
     }
 }
 
+/// What to do when openssl-sys found no OpenSSL for one of `triples` in a
+/// build of `packages`: its own message asks for the host's development
+/// package, which is for the host's libc and links dynamically, so it
+/// cannot serve a static musl binary.
+pub(super) fn openssl_hint(triples: &[&str], packages: &[&str]) -> String {
+    let package = match packages {
+        [one] => *one,
+        _ => "<package>",
+    };
+    let triple = triples
+        .iter()
+        .copied()
+        .find(|t| is_foreign(t))
+        .or_else(|| triples.first().copied())
+        .unwrap_or("<triple>");
+    format!(
+        "\nhelp: openssl-sys found no OpenSSL built for {triple}, and a system's (libssl-dev) \
+         cannot serve: it is built for the host's libc, to be linked dynamically. Have \
+         OpenSSL built from source for each platform, statically, with the C compiler \
+         scratchpack provides: `cargo add --package {package} openssl --features vendored` \
+         (the feature reaches openssl-sys wherever it sits in the dependency graph; \
+         OpenSSL's build runs the host's perl and make). Or use rustls where the crates \
+         offer it (reqwest's `rustls-tls`, say), or name a static musl OpenSSL of your own \
+         with {}_OPENSSL_DIR",
+        cc::underscored(triple).to_uppercase()
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
