@@ -135,15 +135,20 @@ pub(super) fn prepare(
     Ok(wrappers)
 }
 
-/// What to do when a build script found no C compiler `tool` for one of
-/// `triples`, for the compilers this run provided.
-pub(super) fn hint(tool: &str, triples: &[&str], compilers: &CCompilers) -> String {
-    let triple = triples
+/// The triple a hint names: a foreign one, which is where a build that
+/// worked for the host fails, else the first.
+fn shown_triple<'t>(triples: &[&'t str]) -> Option<&'t str> {
+    triples
         .iter()
         .copied()
         .find(|t| is_foreign(t))
-        .or_else(|| triples.first().copied());
-    let Some(triple) = triple else {
+        .or_else(|| triples.first().copied())
+}
+
+/// What to do when a build script found no C compiler `tool` for one of
+/// `triples`, for the compilers this run provided.
+pub(super) fn hint(tool: &str, triples: &[&str], compilers: &CCompilers) -> String {
+    let Some(triple) = shown_triple(triples) else {
         return format!("\nhelp: a build script needs `{tool}`, which is not installed");
     };
     let var = format!("CC_{}", cc::underscored(triple));
@@ -185,12 +190,7 @@ pub(super) fn openssl_hint(triples: &[&str], packages: &[&str]) -> String {
         [one] => *one,
         _ => "<package>",
     };
-    let triple = triples
-        .iter()
-        .copied()
-        .find(|t| is_foreign(t))
-        .or_else(|| triples.first().copied())
-        .unwrap_or("<triple>");
+    let triple = shown_triple(triples).unwrap_or("<triple>");
     format!(
         "\nhelp: openssl-sys found no OpenSSL built for {triple}, and a system's (libssl-dev) \
          cannot serve: it is built for the host's libc, to be linked dynamically. Have \
