@@ -619,7 +619,7 @@ fn openssl_without_vendored_fails_with_the_way_out() {
         "{stderr}"
     );
     for wanted in [
-        "help: openssl-sys found no OpenSSL built for aarch64-unknown-linux-musl",
+        "help: openssl-sys found no C library built for aarch64-unknown-linux-musl",
         "`cargo add --package tls openssl --features vendored`",
         "rustls",
         "AARCH64_UNKNOWN_LINUX_MUSL_OPENSSL_DIR",

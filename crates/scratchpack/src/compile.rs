@@ -538,7 +538,9 @@ impl Cargo<'_> {
                 Recognised::MissingTool(tool) => {
                     c_compilers::hint(&tool, triples, self.c_compilers)
                 }
-                Recognised::NoOpenSsl => c_compilers::openssl_hint(triples, &packages),
+                Recognised::NoSystemLibrary { krate } => {
+                    c_compilers::system_library_hint(&krate, triples, &packages)
+                }
             });
             let space = low_space_hint(written.iter().flatten());
             return Err(CompileError::Failed {
@@ -809,31 +811,81 @@ enum Recognised {
     /// A C compiler or linker that is not installed: cc-rs says `failed to
     /// find tool "<name>"`, rustc says ``linker `<name>` not found``.
     MissingTool(String),
-    /// openssl-sys found no OpenSSL for the target, and told the user to
-    /// install the host's development package, which cannot serve.
-    NoOpenSsl,
+    /// The `-sys` crate `krate` looked for its C library on the machine
+    /// (its build script, with pkg-config or a search of its own) or had
+    /// the linker look for it, and none was there for the target; what it
+    /// advises (a host's development package) cannot serve a static musl
+    /// binary.
+    NoSystemLibrary { krate: String },
+}
+
+/// Reads cargo's stderr line by line for the first cause it recognises.
+#[derive(Default)]
+struct Recogniser {
+    /// The crate of the last build script cargo reported failing.
+    failing: Option<String>,
+    found: Option<Recognised>,
+}
+
+impl Recogniser {
+    fn line(&mut self, line: &str) {
+        if self.found.is_some() {
+            return;
+        }
+        if let Some(rest) = line
+            .split("failed to run custom build command for `")
+            .nth(1)
+        {
+            self.failing = rest.split([' ', '`']).next().map(str::to_owned);
+        }
+        let no_library = line.contains("pkg-config has not been configured to support cross")
+            || line.contains("Could not find directory of OpenSSL installation");
+        self.found = missing_tool(line)
+            .map(Recognised::MissingTool)
+            .or_else(|| {
+                no_library.then(|| Recognised::NoSystemLibrary {
+                    krate: self
+                        .failing
+                        .clone()
+                        .unwrap_or_else(|| "openssl-sys".to_owned()),
+                })
+            })
+            .or_else(|| {
+                let lib = unlinked_library(line)?;
+                let krate = c_compilers::crate_linking(lib).map_or_else(
+                    || format!("the `-sys` crate that links `{lib}`"),
+                    str::to_owned,
+                );
+                Some(Recognised::NoSystemLibrary { krate })
+            });
+    }
+}
+
+/// The C library a link did not find: rust-lld and ld.lld say `unable to
+/// find library -l<name>`, GNU ld `cannot find -l<name>`. The C and C++
+/// runtimes are the toolchain's, not a `-sys` crate's, and are left out.
+fn unlinked_library(line: &str) -> Option<&str> {
+    const RUNTIMES: &[&str] = &[
+        "c", "m", "gcc", "gcc_s", "gcc_eh", "unwind", "atomic", "c++", "stdc++",
+    ];
+    let rest = ["unable to find library -l", "cannot find -l"]
+        .iter()
+        .find_map(|start| line.split(start).nth(1))?;
+    let lib = rest.split([':', ' ', '\'', '"']).next()?;
+    (!lib.is_empty() && !RUNTIMES.contains(&lib)).then_some(lib)
 }
 
 /// Copies cargo's stderr to ours, returning the first cause recognised.
 fn relay_stderr(reader: impl BufRead) -> Option<Recognised> {
-    let mut recognised = None;
+    let mut recogniser = Recogniser::default();
     let mut out = std::io::stderr();
     for line in reader.split(b'\n') {
         let Ok(mut line) = line else { break };
-        if recognised.is_none() {
-            recognised = recognise(&String::from_utf8_lossy(&line));
-        }
+        recogniser.line(&String::from_utf8_lossy(&line));
         line.push(b'\n');
         let _ = out.write_all(&line);
     }
-    recognised
-}
-
-fn recognise(line: &str) -> Option<Recognised> {
-    missing_tool(line).map(Recognised::MissingTool).or_else(|| {
-        line.contains("Could not find directory of OpenSSL installation")
-            .then_some(Recognised::NoOpenSsl)
-    })
+    recogniser.found
 }
 
 /// Below this much free space, a failed build is said to have likely run
@@ -918,12 +970,63 @@ mod tests {
             Some("aarch64-linux-musl-gcc")
         );
         assert_eq!(missing_tool("error[E0425]: cannot find value `x`"), None);
-        assert_eq!(recognise("error[E0425]: cannot find value `x`"), None);
+    }
+
+    fn recognised(lines: &str) -> Option<Recognised> {
+        let mut recogniser = Recogniser::default();
+        lines.lines().for_each(|l| recogniser.line(l));
+        recogniser.found
+    }
+
+    /// A -sys crate that found no C library for the target is named as
+    /// cargo named it; openssl-sys says so after pkg-config did.
+    #[test]
+    fn recognises_a_missing_system_library_and_names_its_crate() {
+        assert_eq!(recognised("error[E0425]: cannot find value `x`"), None);
+        let sqlite = "error: failed to run custom build command for `libsqlite3-sys v0.30.1`\n\
+                      \n  --- stderr\n  \
+                      pkg-config has not been configured to support cross-compilation.\n";
         assert_eq!(
-            recognise(
-                "  Could not find directory of OpenSSL installation, and this `-sys` crate cannot"
-            ),
-            Some(Recognised::NoOpenSsl)
+            recognised(sqlite),
+            Some(Recognised::NoSystemLibrary {
+                krate: "libsqlite3-sys".into()
+            })
+        );
+        let openssl = "error: failed to run custom build command for `openssl-sys v0.9.118`\n  \
+                       Could not find openssl via pkg-config:\n  \
+                       pkg-config has not been configured to support cross-compilation.\n  \
+                       Could not find directory of OpenSSL installation, and this `-sys` crate\n";
+        assert_eq!(
+            recognised(openssl),
+            Some(Recognised::NoSystemLibrary {
+                krate: "openssl-sys".into()
+            })
+        );
+        // A link that found no library: the crate known to link it, or a
+        // description of it.
+        assert_eq!(
+            recognised("          rust-lld: error: unable to find library -lsqlite3"),
+            Some(Recognised::NoSystemLibrary {
+                krate: "libsqlite3-sys".into()
+            })
+        );
+        assert_eq!(
+            recognised("/usr/bin/ld: cannot find -lfoo: No such file or directory"),
+            Some(Recognised::NoSystemLibrary {
+                krate: "the `-sys` crate that links `foo`".into()
+            })
+        );
+        assert_eq!(
+            recognised("rust-lld: error: unable to find library -lgcc_s"),
+            None
+        );
+        // The first cause wins: a later failing crate does not rename it.
+        let two = format!("{sqlite}error: failed to run custom build command for `x v1`\n");
+        assert_eq!(
+            recognised(&two),
+            Some(Recognised::NoSystemLibrary {
+                krate: "libsqlite3-sys".into()
+            })
         );
     }
 

@@ -181,26 +181,68 @@ pub(super) fn hint(tool: &str, triples: &[&str], compilers: &CCompilers) -> Stri
     }
 }
 
-/// What to do when openssl-sys found no OpenSSL for one of `triples` in a
-/// build of `packages`: its own message asks for the host's development
-/// package, which is for the host's libc and links dynamically, so it
-/// cannot serve a static musl binary.
-pub(super) fn openssl_hint(triples: &[&str], packages: &[&str]) -> String {
+/// `-sys` crates with a feature that builds their C library from source
+/// (statically, with the C compiler scratchpack provides): the crate, the
+/// libraries it links (`-l` names), and the crate and feature usually
+/// added, which reaches the `-sys` crate wherever it sits in the graph.
+const FROM_SOURCE: &[(&str, &[&str], &str, &str)] = &[
+    ("openssl-sys", &["ssl", "crypto"], "openssl", "vendored"),
+    ("libsqlite3-sys", &["sqlite3"], "libsqlite3-sys", "bundled"),
+    ("libgit2-sys", &["git2"], "git2", "vendored-libgit2"),
+    ("curl-sys", &["curl"], "curl", "static-curl"),
+    ("pq-sys", &["pq"], "pq-sys", "bundled"),
+    (
+        "mysqlclient-sys",
+        &["mysqlclient"],
+        "mysqlclient-sys",
+        "bundled",
+    ),
+];
+
+/// The `-sys` crate known to link the C library `lib`, named as a link
+/// failure names it (`-lsqlite3`: `sqlite3`).
+pub(super) fn crate_linking(lib: &str) -> Option<&'static str> {
+    FROM_SOURCE
+        .iter()
+        .find(|(_, libs, ..)| libs.contains(&lib))
+        .map(|(krate, ..)| *krate)
+}
+
+/// What to do when the build script of `krate` found no C library for one
+/// of `triples` in a build of `packages`: its own message asks for the
+/// host's development package, which is built for the host's libc, to be
+/// linked dynamically, so it cannot serve a static musl binary.
+pub(super) fn system_library_hint(krate: &str, triples: &[&str], packages: &[&str]) -> String {
     let package = match packages {
         [one] => *one,
         _ => "<package>",
     };
     let triple = shown_triple(triples).unwrap_or("<triple>");
+    let build = match FROM_SOURCE.iter().find(|(sys, ..)| *sys == krate) {
+        Some((_, _, add, feature)) => format!(
+            "`cargo add --package {package} {add} --features {feature}` (the feature \
+             reaches {krate} wherever it sits in the dependency graph)"
+        ),
+        None => format!(
+            "turn on the feature of {krate} (or of the crate that brings it) that builds \
+             the library from source, often named `vendored`, `bundled` or `static`"
+        ),
+    };
+    let own = if krate == "openssl-sys" {
+        format!(
+            "; OpenSSL's build runs the machine's perl and make. Or use rustls where the \
+             crates offer it (reqwest's `rustls-tls`, say), or name a static musl OpenSSL \
+             of your own with {}_OPENSSL_DIR",
+            cc::underscored(triple).to_uppercase()
+        )
+    } else {
+        String::new()
+    };
     format!(
-        "\nhelp: openssl-sys found no OpenSSL built for {triple}, and a system's (libssl-dev) \
-         cannot serve: it is built for the host's libc, to be linked dynamically. Have \
-         OpenSSL built from source for each platform, statically, with the C compiler \
-         scratchpack provides: `cargo add --package {package} openssl --features vendored` \
-         (the feature reaches openssl-sys wherever it sits in the dependency graph; \
-         OpenSSL's build runs the host's perl and make). Or use rustls where the crates \
-         offer it (reqwest's `rustls-tls`, say), or name a static musl OpenSSL of your own \
-         with {}_OPENSSL_DIR",
-        cc::underscored(triple).to_uppercase()
+        "\nhelp: {krate} found no C library built for {triple}, and a system's (its \
+         development package) cannot serve: it is built for the host's libc, to be linked \
+         dynamically. Have it built from source for each platform, statically, with the C \
+         compiler scratchpack provides: {build}{own}"
     )
 }
 
