@@ -5,8 +5,9 @@
 //! passing through it, two checkouts give the same objects and binaries,
 //! C++ links its runtime, a `CC_<triple>` the caller sets is used for
 //! that triple alone, a crate whose build script runs cmake builds on a
-//! machine without cmake or make, and openssl-sys without its vendored
-//! OpenSSL fails with the way out.
+//! machine without cmake or make, one whose build script runs bindgen
+//! builds on a machine without libclang, and openssl-sys without its
+//! vendored OpenSSL fails with the way out.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -625,5 +626,68 @@ fn openssl_without_vendored_fails_with_the_way_out() {
         "AARCH64_UNKNOWN_LINUX_MUSL_OPENSSL_DIR",
     ] {
         assert!(stderr.contains(wanted), "no {wanted:?} in:\n{stderr}");
+    }
+}
+
+/// The header the bindgen fixture binds: musl's types, whose sizes differ
+/// by target, and a constant.
+const POINT_H: &str = "#include <stdint.h>\n#include <stddef.h>\n\
+                       struct point { int32_t x; int64_t y; size_t n; };\n\
+                       #define POINT_MAGIC 42\n";
+
+/// A crate whose build script runs bindgen builds for amd64 and arm64 with
+/// nothing installed: bindgen parses zig's musl headers for each target
+/// with the libclang scratchpack installed from PyPI (or the caller's,
+/// when LIBCLANG_PATH names one).
+#[test]
+fn a_crate_that_runs_bindgen_builds_on_a_machine_without_libclang() {
+    if !zig_can_be_had()
+        || require_tool("qemu-aarch64-static", "qemu-user-static").is_none()
+        || require_tool("python3", "python3-pip").is_none()
+    {
+        return;
+    }
+    let main = "#![allow(non_camel_case_types, dead_code)]\n\
+                include!(concat!(env!(\"OUT_DIR\"), \"/point.rs\"));\n\
+                fn main() {\n    println!(\"{} {} {}\", std::mem::size_of::<point>(), POINT_MAGIC, \
+                env!(\"CLANG_VERSION\"));\n}\n";
+    let fx = build_script_crate(
+        ("bg", main),
+        "bindgen = { version = \"=0.72.1\", default-features = false, features = [\"runtime\"] }",
+        // max_align_t is left out, as crates do: bindgen cannot lay out
+        // i386's (its long double) as clang does.
+        "fn main() {\n    let b = bindgen::Builder::default().header(\"point.h\")\n        \
+         .blocklist_type(\"max_align_t\").generate().unwrap();\n    \
+         let out = std::path::PathBuf::from(std::env::var(\"OUT_DIR\").unwrap());\n    \
+         b.write_to_file(out.join(\"point.rs\")).unwrap();\n    \
+         println!(\"cargo:rustc-env=CLANG_VERSION={}\", bindgen::clang_version().full);\n}\n",
+    );
+    std::fs::write(fx.path().join("crates/bg/point.h"), POINT_H).unwrap();
+    // i686 too: its layout differs, so the bindings were made for each
+    // target, not once for the host.
+    std::fs::write(
+        fx.path().join("images.toml"),
+        "[images.bg]\npackage = \"bg\"\nplatforms = [\"linux/amd64\", \"linux/arm64\", \"linux/386\"]\n",
+    )
+    .unwrap();
+    let callers = std::env::var_os("LIBCLANG_PATH").is_some();
+    let out = fx.cli(&["images"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    for (triple, qemu, size) in [
+        ("x86_64-unknown-linux-musl", None, 24),
+        (
+            "aarch64-unknown-linux-musl",
+            Some("qemu-aarch64-static"),
+            24,
+        ),
+        // i386 aligns int64_t to 4 in a struct, and size_t is 4 bytes.
+        ("i686-unknown-linux-musl", None, 16),
+    ] {
+        let said = run_built(&fx, "bg", triple, qemu);
+        assert!(said.starts_with(&format!("{size} 42 ")), "{triple}: {said}");
+        if !callers {
+            assert!(said.contains("clang version 18.1.1"), "{triple}: {said}");
+        }
     }
 }

@@ -22,7 +22,7 @@ pub mod dep_v0;
 pub mod interrupt;
 
 use crate::toolchain::cargo_config::CargoConfig;
-use crate::toolchain::cc::{C_SOURCE_DATE_EPOCH, CmakeError, Wrappers, ZigError};
+use crate::toolchain::cc::{C_SOURCE_DATE_EPOCH, CmakeError, LibclangError, Wrappers, ZigError};
 pub use c_compilers::CCompilers;
 use crate_list::Linker;
 
@@ -74,6 +74,8 @@ pub enum CompileError {
     Zig(ZigError),
     #[error(transparent)]
     Cmake(CmakeError),
+    #[error(transparent)]
+    Libclang(LibclangError),
     #[error("the build was interrupted")]
     Interrupted,
     #[error("keeping {} apart from the same binary built under other settings", path.display())]
@@ -238,8 +240,8 @@ impl Compiler for Cargo<'_> {
             )
         });
         let wrappers = match self.c_compilers {
-            CCompilers::Zig(zig, cmake) => Some(c_compilers::prepare(
-                (zig, cmake.as_ref()),
+            CCompilers::Zig(zig, cmake, libclang) => Some(c_compilers::prepare(
+                (zig, cmake.as_ref(), libclang.as_ref()),
                 self.env,
                 self.target_dir,
                 self.path_maps(),
@@ -464,8 +466,13 @@ impl Cargo<'_> {
                 cmd.envs(w.variables(self.env, triple));
             }
         }
-        if let (CCompilers::Zig(_, Some(cmake)), Some(w)) = (self.c_compilers, wrappers) {
-            cmd.envs(cmake.variables(self.env, &w.cmake_shim()));
+        if let (CCompilers::Zig(_, cmake, libclang), Some(w)) = (self.c_compilers, wrappers) {
+            if let Some(cmake) = cmake {
+                cmd.envs(cmake.variables(self.env, &w.cmake_shim()));
+            }
+            if let Some(libclang) = libclang {
+                cmd.envs(libclang.variables());
+            }
         }
         cmd.env("CARGO_ENCODED_RUSTFLAGS", flags.join("\x1f"));
         // Build scripts see this epoch, never the image's: clang writes it

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use super::{CompileError, is_foreign};
 use crate::manifest::{CCompiler, Plan};
 use crate::shell::Shell;
-use crate::toolchain::cc::{self, Cmake, Settings, Wrappers, Zig, ZigError};
+use crate::toolchain::cc::{self, Cmake, Libclang, Settings, Wrappers, Zig, ZigError};
 use crate::toolchain::{Env, answers, crates};
 
 /// The C and C++ compilers of a run's image builds.
@@ -17,8 +17,8 @@ pub enum CCompilers {
     /// zig, for every musl target built: no crate falls back to the host's
     /// compiler, whose glibc headers and fortified calls do not fit musl.
     /// With it, cmake when a package of an image depends on the `cmake`
-    /// crate.
-    Zig(Zig, Option<Cmake>),
+    /// crate, and libclang when one depends on `bindgen`.
+    Zig(Zig, Option<Cmake>, Option<Libclang>),
     /// No crate of the images compiles C, as Cargo.lock tells: nothing is
     /// provided, and zig is never fetched.
     NotNeeded,
@@ -54,6 +54,7 @@ impl CCompilers {
             .unwrap_or(cc::LockTools {
                 cc: true,
                 cmake: true,
+                bindgen: true,
             });
         if plan.c_compiler != CCompiler::Zig && !tools.compiles_c() {
             return Ok(CCompilers::NotNeeded);
@@ -65,14 +66,30 @@ impl CCompilers {
         } else {
             None
         };
-        Ok(CCompilers::Zig(zig, cmake))
+        let libclang = if tools.bindgen {
+            Some(Libclang::find(env).map_err(CompileError::Libclang)?)
+        } else {
+            None
+        };
+        Ok(CCompilers::Zig(zig, cmake, libclang))
     }
 
-    /// What action keys record: the zig in use, if any, and cmake.
+    /// What action keys record: the zig in use, if any, cmake and libclang.
     pub fn key(&self) -> Option<String> {
         match self {
-            CCompilers::Zig(zig, None) => Some(zig.key()),
-            CCompilers::Zig(zig, Some(cmake)) => Some(format!("{}, {}", zig.key(), cmake.key())),
+            CCompilers::Zig(zig, cmake, libclang) => {
+                let mut key = zig.key();
+                for tool in [
+                    cmake.as_ref().map(Cmake::key),
+                    libclang.as_ref().map(Libclang::key),
+                ]
+                .into_iter()
+                .flatten()
+                {
+                    key = format!("{key}, {tool}");
+                }
+                Some(key)
+            }
             CCompilers::NotNeeded | CCompilers::Declined => None,
         }
     }
@@ -98,9 +115,10 @@ pub(super) fn path_maps(
 
 /// Installs zig if it must be, and writes the wrappers for `triples` into
 /// the target directory, with the script that installs scratchpack's cmake
-/// on first use when that is the cmake.
+/// on first use when that is the cmake; installs libclang when bindgen
+/// needs it and it must be.
 pub(super) fn prepare(
-    (zig, cmake): (&Zig, Option<&Cmake>),
+    (zig, cmake, libclang): (&Zig, Option<&Cmake>, Option<&Libclang>),
     env: &Env,
     target_dir: &Path,
     mut maps: Vec<(PathBuf, String)>,
@@ -108,6 +126,11 @@ pub(super) fn prepare(
     shell: Shell,
 ) -> Result<Wrappers, CompileError> {
     zig.install(env, shell).map_err(CompileError::Zig)?;
+    if let Some(libclang) = libclang {
+        libclang
+            .install(env, shell)
+            .map_err(CompileError::Libclang)?;
+    }
     let failed = |source: std::io::Error| CompileError::Spawn {
         command: "writing the C compiler wrappers".to_owned(),
         source,
@@ -271,13 +294,13 @@ mod tests {
             origin: cc::zig::Origin::Path,
         };
         // Action keys record zig's version; no zig, no entry.
-        let key = CCompilers::Zig(zig.clone(), None).key().unwrap();
+        let key = CCompilers::Zig(zig.clone(), None, None).key().unwrap();
         assert!(key.starts_with("zig 0.15.2 "), "{key}");
         assert_eq!(CCompilers::NotNeeded.key(), None);
         let maps = path_maps(&env, &ws, &build);
         let triples = ["aarch64-unknown-linux-musl"];
         let wrappers = prepare(
-            (&zig, None),
+            (&zig, None, None),
             &env,
             &target,
             maps,
@@ -321,10 +344,10 @@ mod tests {
         let gnu = hint(
             "cc",
             &["x86_64-unknown-linux-gnu"],
-            &CCompilers::Zig(zig.clone(), None),
+            &CCompilers::Zig(zig.clone(), None, None),
         );
         assert!(gnu.contains("does not compile for"), "{gnu}");
-        let own = hint("my-cc", &arm64, &CCompilers::Zig(zig, None));
+        let own = hint("my-cc", &arm64, &CCompilers::Zig(zig, None, None));
         assert!(own.contains("names a compiler of your own"), "{own}");
         assert_eq!(
             hint("cmake", &[], &CCompilers::NotNeeded),

@@ -16,6 +16,7 @@
 pub mod args;
 pub mod cmake;
 mod files;
+pub mod libclang;
 mod pypi;
 pub mod runtime;
 pub mod wrapper;
@@ -28,6 +29,7 @@ use serde::{Deserialize, Serialize};
 
 pub use cmake::{Cmake, CmakeError};
 pub use files::Wrappers;
+pub use libclang::{Libclang, LibclangError};
 pub use zig::{Zig, ZigError};
 
 /// Bumped whenever what the wrappers hand zig changes. It names the
@@ -219,18 +221,21 @@ fn answer(program: &Path, arg: &str) -> Result<String, String> {
 
 /// The build tools `packages` reach in Cargo.lock: whether any of them
 /// (workspace members, by name) depends, directly or not and in any kind or
-/// for any platform, on `cc` or on `cmake`.
+/// for any platform, on `cc`, on `cmake`, or on `bindgen` (or `clang-sys`,
+/// which loads libclang).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct LockTools {
     pub cc: bool,
     pub cmake: bool,
+    pub bindgen: bool,
 }
 
 impl LockTools {
-    /// Whether C is compiled: a crate runs a C compiler, itself or
-    /// through cmake.
+    /// Whether zig is needed: a crate runs a C compiler, itself or
+    /// through cmake, or parses C headers with bindgen (zig's musl headers
+    /// are the ones for the target).
     pub fn compiles_c(self) -> bool {
-        self.cc || self.cmake
+        self.cc || self.cmake || self.bindgen
     }
 }
 
@@ -277,6 +282,7 @@ pub fn lock_tools(lock: Option<&str>, packages: &[&str]) -> Option<LockTools> {
         match name {
             "cc" => tools.cc = true,
             "cmake" => tools.cmake = true,
+            "bindgen" | "clang-sys" => tools.bindgen = true,
             _ => {}
         }
         if seen.insert(name) {
@@ -368,11 +374,11 @@ version = "1.2.0"
 "#;
 
     #[test]
-    fn c_is_compiled_when_a_package_reaches_cc_or_cmake_in_the_lock() {
+    fn c_is_compiled_when_a_package_reaches_cc_cmake_or_bindgen_in_the_lock() {
         let tools = |lock: &str, packages: &[&str]| lock_tools(Some(lock), packages);
         let cc = LockTools {
             cc: true,
-            cmake: false,
+            ..LockTools::default()
         };
         assert_eq!(tools(LOCK, &["app"]), Some(cc));
         assert_eq!(tools(LOCK, &["pure"]), Some(LockTools::default()));
@@ -382,6 +388,15 @@ version = "1.2.0"
         let cmake = LOCK.replace("cc 1.2.0", "cmake 0.1.0");
         let reached = tools(&cmake, &["app"]).unwrap();
         assert!(reached.cmake && reached.compiles_c() && !reached.cc);
+        // bindgen, or clang-sys alone, needs zig's headers and libclang.
+        for crate_name in ["bindgen 0.72.1", "clang-sys 1.8.1"] {
+            let bindgen = LOCK.replace("cc 1.2.0", crate_name);
+            let reached = tools(&bindgen, &["app"]).unwrap();
+            assert!(
+                reached.bindgen && reached.compiles_c() && !reached.cc,
+                "{crate_name}"
+            );
+        }
         // No lock, one that does not parse or one older than the package.
         assert_eq!(lock_tools(None, &["pure"]), None);
         assert_eq!(tools("[[package]", &["pure"]), None);

@@ -62,6 +62,9 @@ const NAMED: &[&str] = &[
     // as they are, and without them scratchpack's cmake runs ninja.
     "CMAKE",
     "CMAKE_GENERATOR",
+    // The libclang the caller names for bindgen ([`cc::libclang`]): left
+    // as it is, and without it scratchpack's is used.
+    "LIBCLANG_PATH",
 ];
 
 /// Whether an environment variable changes what cargo and rustc build.
