@@ -224,7 +224,7 @@ fn a_build_on_a_full_disk_says_how_much_space_is_left() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("No space left on device"), "{stderr}");
-    let hint = format!("hint: the filesystem of {} has ", target.display());
+    let hint = format!("help: the filesystem of {} has ", target.display());
     assert!(stderr.contains(&hint), "no hint on space in:\n{stderr}");
     assert!(stderr.contains("free some space and run again"), "{stderr}");
 
@@ -238,5 +238,5 @@ fn a_build_on_a_full_disk_says_how_much_space_is_left() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("mismatched types"), "{stderr}");
-    assert!(!stderr.contains("hint: the filesystem"), "{stderr}");
+    assert!(!stderr.contains("help: the filesystem"), "{stderr}");
 }

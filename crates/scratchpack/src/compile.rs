@@ -911,7 +911,7 @@ fn low_space_hint<'p>(dirs: impl IntoIterator<Item = &'p PathBuf>) -> Option<Str
         let free = fs.f_bavail.saturating_mul(fs.f_frsize);
         (free < LOW_SPACE).then(|| {
             format!(
-                "\nhint: the filesystem of {} has {} free; a compiler that cannot write \
+                "\nhelp: the filesystem of {} has {} free; a compiler that cannot write \
                  its output fails, and may not say why: free some space and run again",
                 dir.display(),
                 crate::shell::table::human_size(free)
