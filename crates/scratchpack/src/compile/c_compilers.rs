@@ -18,7 +18,7 @@ pub enum CCompilers {
     /// compiler, whose glibc headers and fortified calls do not fit musl.
     /// With it, cmake when a package of an image depends on the `cmake`
     /// crate, and libclang when one depends on `bindgen`.
-    Zig(Zig, Option<Cmake>, Option<Libclang>),
+    Zig(Box<Zig>, Option<Cmake>, Option<Libclang>),
     /// No crate of the images compiles C, as Cargo.lock tells: nothing is
     /// provided, and zig is never fetched.
     NotNeeded,
@@ -71,7 +71,7 @@ impl CCompilers {
         } else {
             None
         };
-        Ok(CCompilers::Zig(zig, cmake, libclang))
+        Ok(CCompilers::Zig(Box::new(zig), cmake, libclang))
     }
 
     /// What action keys record: the zig in use, if any, cmake and libclang.
@@ -294,7 +294,9 @@ mod tests {
             origin: cc::zig::Origin::Path,
         };
         // Action keys record zig's version; no zig, no entry.
-        let key = CCompilers::Zig(zig.clone(), None, None).key().unwrap();
+        let key = CCompilers::Zig(Box::new(zig.clone()), None, None)
+            .key()
+            .unwrap();
         assert!(key.starts_with("zig 0.15.2 "), "{key}");
         assert_eq!(CCompilers::NotNeeded.key(), None);
         let maps = path_maps(&env, &ws, &build);
@@ -344,10 +346,10 @@ mod tests {
         let gnu = hint(
             "cc",
             &["x86_64-unknown-linux-gnu"],
-            &CCompilers::Zig(zig.clone(), None, None),
+            &CCompilers::Zig(Box::new(zig.clone()), None, None),
         );
         assert!(gnu.contains("does not compile for"), "{gnu}");
-        let own = hint("my-cc", &arm64, &CCompilers::Zig(zig, None, None));
+        let own = hint("my-cc", &arm64, &CCompilers::Zig(Box::new(zig), None, None));
         assert!(own.contains("names a compiler of your own"), "{own}");
         assert_eq!(
             hint("cmake", &[], &CCompilers::NotNeeded),

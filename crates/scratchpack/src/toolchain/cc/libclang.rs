@@ -61,7 +61,7 @@ pub enum LibclangError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Libclang {
     /// The directory the caller's `LIBCLANG_PATH` names: left as it is.
-    Callers,
+    Callers(OsString),
     /// The pinned release in `dir` (`<cache>/libclang/<version>`),
     /// installed or not yet.
     Pinned { dir: PathBuf },
@@ -70,8 +70,8 @@ pub enum Libclang {
 impl Libclang {
     /// The caller's when `LIBCLANG_PATH` is set, else the pinned release.
     pub fn find(env: &Env) -> Result<Libclang, LibclangError> {
-        if env.var_os("LIBCLANG_PATH").is_some() {
-            return Ok(Libclang::Callers);
+        if let Some(path) = env.var_os("LIBCLANG_PATH") {
+            return Ok(Libclang::Callers(path.to_owned()));
         }
         let dir = env
             .user_cache_dir()
@@ -81,13 +81,14 @@ impl Libclang {
         Ok(Libclang::Pinned { dir })
     }
 
-    /// What action keys record of it: the pinned release's version, or that
-    /// the caller named one (whose version cannot be asked without loading
-    /// it; cargo reruns a build script when `LIBCLANG_PATH` changes only if
-    /// the script says so).
+    /// What action keys record of it: the pinned release's version, or the
+    /// directory the caller named (its version cannot be asked without
+    /// loading it), as the caller's `CC_<triple>` is recorded.
     pub fn key(&self) -> String {
         match self {
-            Libclang::Callers => "libclang of LIBCLANG_PATH".to_owned(),
+            Libclang::Callers(path) => {
+                format!("libclang of LIBCLANG_PATH={}", path.to_string_lossy())
+            }
             Libclang::Pinned { .. } => format!("libclang {PINNED}"),
         }
     }
@@ -128,7 +129,7 @@ impl Libclang {
     /// pinned release, nothing for the caller's.
     pub fn variables(&self) -> Vec<(&'static str, OsString)> {
         match self {
-            Libclang::Callers => Vec::new(),
+            Libclang::Callers(_) => Vec::new(),
             Libclang::Pinned { dir } => {
                 vec![("LIBCLANG_PATH", dir.join(NATIVE_DIR).into_os_string())]
             }
@@ -147,9 +148,9 @@ mod tests {
     fn the_callers_libclang_wins_else_the_pinned_one_in_the_cache() {
         let callers = Env::from_vars([("LIBCLANG_PATH", "/opt/llvm/lib"), ("HOME", "/home/u")]);
         let found = Libclang::find(&callers).unwrap();
-        assert_eq!(found, Libclang::Callers);
+        assert_eq!(found, Libclang::Callers("/opt/llvm/lib".into()));
         assert!(found.variables().is_empty());
-        assert_eq!(found.key(), "libclang of LIBCLANG_PATH");
+        assert_eq!(found.key(), "libclang of LIBCLANG_PATH=/opt/llvm/lib");
 
         let pinned = Libclang::find(&Env::from_vars([("HOME", "/home/u")])).unwrap();
         assert_eq!(
