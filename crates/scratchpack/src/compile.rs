@@ -548,6 +548,7 @@ impl Cargo<'_> {
                 Recognised::NoSystemLibrary { krate } => {
                     c_compilers::system_library_hint(&krate, triples, &packages)
                 }
+                Recognised::GnuCxxLibrary => c_compilers::GNU_CXX_HINT.to_owned(),
             });
             let space = low_space_hint(written.iter().flatten());
             return Err(CompileError::Failed {
@@ -824,6 +825,10 @@ enum Recognised {
     /// advises (a host's development package) cannot serve a static musl
     /// binary.
     NoSystemLibrary { krate: String },
+    /// A build script named the GNU C++ library (`stdc++`) as the one to
+    /// link, over the runtime scratchpack gives cc-rs: no musl target has
+    /// it, and the host's is for glibc.
+    GnuCxxLibrary,
 }
 
 /// Reads cargo's stderr line by line for the first cause it recognises.
@@ -847,8 +852,12 @@ impl Recogniser {
         }
         let no_library = line.contains("pkg-config has not been configured to support cross")
             || line.contains("Could not find directory of OpenSSL installation");
-        self.found = missing_tool(line)
-            .map(Recognised::MissingTool)
+        let gnu_cxx = ["library -lstdc++", "cannot find -lstdc++", "/libstdc++.a("]
+            .iter()
+            .any(|said| line.contains(said));
+        self.found = gnu_cxx
+            .then_some(Recognised::GnuCxxLibrary)
+            .or_else(|| missing_tool(line).map(Recognised::MissingTool))
             .or_else(|| {
                 no_library.then(|| Recognised::NoSystemLibrary {
                     krate: self
@@ -1027,6 +1036,14 @@ mod tests {
             recognised("rust-lld: error: unable to find library -lgcc_s"),
             None
         );
+        // libstdc++ named by a build script: missing for a foreign target,
+        // the host's glibc one taken for the host's.
+        for said in [
+            "rust-lld: error: unable to find library -lstdc++",
+            "/usr/bin/ld: /usr/lib/gcc/x86_64-linux-gnu/12/libstdc++.a(eh_catch.o): in function",
+        ] {
+            assert_eq!(recognised(said), Some(Recognised::GnuCxxLibrary), "{said}");
+        }
         // The first cause wins: a later failing crate does not rename it.
         let two = format!("{sqlite}error: failed to run custom build command for `x v1`\n");
         assert_eq!(

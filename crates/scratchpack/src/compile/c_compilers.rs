@@ -204,6 +204,14 @@ pub(super) fn hint(tool: &str, triples: &[&str], compilers: &CCompilers) -> Stri
     }
 }
 
+/// What to say when a build script named libstdc++ as its C++ library
+/// (`cc::Build::cpp_link_stdlib("stdc++")`), over `CXXSTDLIB_<triple>`.
+pub(super) const GNU_CXX_HINT: &str = "\nhelp: a build script links the GNU C++ library \
+     (libstdc++) by name (librocksdb-sys does on Linux): no musl target has it, and the host's \
+     is built for glibc. scratchpack's C++ runtime is zig's libc++, which cc-rs links as \
+     `zigcxx_<triple>` unless a build script names its own, as this one does: such crates are \
+     not supported yet";
+
 /// `-sys` crates with a feature that builds their C library from source
 /// (statically, with the C compiler scratchpack provides): the crate, the
 /// libraries it links (`-l` names), and the crate and feature usually
