@@ -1,5 +1,5 @@
 //! libclang, for crates whose build scripts run bindgen (librocksdb-sys,
-//! libbpf-sys, aws-lc-sys with its `bindgen` feature…): bindgen loads it
+//! zstd-sys or aws-lc-sys with their `bindgen` feature…): bindgen loads it
 //! while the build script runs, and few machines have it (Debian's
 //! libclang-dev). The caller's is used when `LIBCLANG_PATH` names it; else
 //! a pinned release of PyPI's `libclang` package (one self-contained
