@@ -840,10 +840,11 @@ struct Recogniser {
 }
 
 impl Recogniser {
-    fn line(&mut self, line: &str) {
+    fn line(&mut self, line: &[u8]) {
         if self.found.is_some() {
             return;
         }
+        let line = &String::from_utf8_lossy(line);
         if let Some(rest) = line
             .split("failed to run custom build command for `")
             .nth(1)
@@ -897,7 +898,7 @@ fn relay_stderr(reader: impl BufRead) -> Option<Recognised> {
     let mut out = std::io::stderr();
     for line in reader.split(b'\n') {
         let Ok(mut line) = line else { break };
-        recogniser.line(&String::from_utf8_lossy(&line));
+        recogniser.line(&line);
         line.push(b'\n');
         let _ = out.write_all(&line);
     }
@@ -990,7 +991,7 @@ mod tests {
 
     fn recognised(lines: &str) -> Option<Recognised> {
         let mut recogniser = Recogniser::default();
-        lines.lines().for_each(|l| recogniser.line(l));
+        lines.lines().for_each(|l| recogniser.line(l.as_bytes()));
         recogniser.found
     }
 

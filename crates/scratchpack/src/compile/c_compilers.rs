@@ -78,17 +78,12 @@ impl CCompilers {
     pub fn key(&self) -> Option<String> {
         match self {
             CCompilers::Zig(zig, cmake, libclang) => {
-                let mut key = zig.key();
-                for tool in [
+                let tools = [
+                    Some(zig.key()),
                     cmake.as_ref().map(Cmake::key),
                     libclang.as_ref().map(Libclang::key),
-                ]
-                .into_iter()
-                .flatten()
-                {
-                    key = format!("{key}, {tool}");
-                }
-                Some(key)
+                ];
+                Some(tools.into_iter().flatten().collect::<Vec<_>>().join(", "))
             }
             CCompilers::NotNeeded | CCompilers::Declined => None,
         }

@@ -240,8 +240,11 @@ impl LockTools {
 }
 
 /// What Cargo.lock says `packages` reach ([`LockTools`]), read once. The
-/// lock lists every optional dependency too, so a tool counts whenever some
-/// feature could run it. `None` when the lock cannot tell: there is none,
+/// lock is resolved with every feature of the workspace's members (and
+/// the features of dependencies those turn on), so a tool counts whenever
+/// some member's feature could run it; a dependency's optional dependency
+/// that nothing turns on is not in it (aws-lc-sys's `bindgen`). `None`
+/// when the lock cannot tell: there is none,
 /// it does not parse, or it does not list a package (it is older than the
 /// workspace).
 pub fn lock_tools(lock: Option<&str>, packages: &[&str]) -> Option<LockTools> {
