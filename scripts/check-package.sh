@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The published crates as another workspace gets them: packs the engine and
-# the sandbox (cargo verifies that each builds from its .crate alone), then
+# The published crates as another workspace gets them: packs the engine, its
+# lower layers (scratchpack-base) and the sandbox (cargo verifies that each
+# builds from its .crate alone), then
 # makes a workspace outside this repository whose xtask depends on
 # `scratchpack` from the registry, as "Using scratchpack from another
 # workspace" in the README says, with [patch.crates-io] pointing at the
@@ -16,24 +17,27 @@ cd "$(dirname "$0")/.."
 root=$PWD
 
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
-# cargo verifies the engine against the sandbox it just packed, through a
-# local registry it unpacks into $CARGO_HOME once per version, and builds
-# it in the target directory, where a registry crate of a version already
-# built is not built again: what an earlier run of this script left of an
-# older sandbox of the same version would be used instead. The packing has
-# a target directory of its own, and both are removed first (the unnamed,
-# local registries' directories start with `-`).
+# cargo verifies the engine against the sandbox and base it just packed,
+# through a local registry it unpacks into $CARGO_HOME once per version, and
+# builds them in the target directory, where a registry crate of a version
+# already built is not built again: what an earlier run of this script left
+# of an older crate of the same version would be used instead. The packing
+# has a target directory of its own, and both are removed first (the
+# unnamed, local registries' directories start with `-`).
 packed="$root/target/package-verify"
-for stale in "${CARGO_HOME:-$HOME/.cargo}"/registry/src/-*/scratchpack-sandbox-"$version" \
-  "$packed"/debug/.fingerprint/scratchpack-sandbox-*; do
-  rm -rf "$stale"
+crates=(scratchpack-sandbox scratchpack-base scratchpack)
+for crate in scratchpack-sandbox scratchpack-base; do
+  for stale in "${CARGO_HOME:-$HOME/.cargo}"/registry/src/-*/"$crate-$version" \
+    "$packed"/debug/.fingerprint/"$crate"-*; do
+    rm -rf "$stale"
+  done
 done
-CARGO_TARGET_DIR="$packed" cargo package --locked --quiet -p scratchpack-sandbox -p scratchpack
+CARGO_TARGET_DIR="$packed" cargo package --locked --quiet "${crates[@]/#/-p}"
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 mkdir -p "$work/crates"
-for crate in scratchpack-sandbox scratchpack; do
+for crate in "${crates[@]}"; do
   tar -xzf "$packed/package/$crate-$version.crate" -C "$work/crates"
 done
 
@@ -46,6 +50,7 @@ members = ["xtask", "hello"]
 
 [patch.crates-io]
 scratchpack = { path = "$work/crates/scratchpack-$version" }
+scratchpack-base = { path = "$work/crates/scratchpack-base-$version" }
 scratchpack-sandbox = { path = "$work/crates/scratchpack-sandbox-$version" }
 EOF
 cat >"$ws/xtask/Cargo.toml" <<EOF
@@ -83,15 +88,16 @@ echo "the packed crates build and test an image in a workspace of their own"
 # option is unstable; RUSTC_BOOTSTRAP lets this stable cargo take it.
 lowest="$work/lowest"
 mkdir -p "$lowest"
-for crate in scratchpack-sandbox scratchpack; do
+for crate in "${crates[@]}"; do
   tar -xzf "$packed/package/$crate-$version.crate" -C "$lowest"
 done
 cat >"$lowest/Cargo.toml" <<EOF
 [workspace]
 resolver = "3"
-members = ["scratchpack-$version", "scratchpack-sandbox-$version"]
+members = ["scratchpack-$version", "scratchpack-base-$version", "scratchpack-sandbox-$version"]
 
 [patch.crates-io]
+scratchpack-base = { path = "scratchpack-base-$version" }
 scratchpack-sandbox = { path = "scratchpack-sandbox-$version" }
 EOF
 export CARGO_TARGET_DIR="$root/target/package-lowest"

@@ -6,25 +6,19 @@
 
 #![forbid(unsafe_code)]
 
+// The lower layers, from `scratchpack-base`, under the same names.
+pub use scratchpack_base::{
+    diagnostic, digest, elf, gunzip, oci, output, platform, record, registry, shell, toolchain,
+};
+
 pub mod action_cache;
 pub mod build;
 pub mod cli;
 pub mod compile;
-pub mod diagnostic;
-pub mod digest;
-pub mod elf;
-pub mod gunzip;
 pub mod manifest;
-pub mod oci;
-pub mod output;
 pub mod partition;
-pub mod platform;
-pub mod record;
-pub mod registry;
 pub mod release;
-pub mod shell;
 #[cfg(target_os = "linux")]
 pub mod testing;
-pub mod toolchain;
 #[cfg(target_os = "linux")]
 pub mod unpack;

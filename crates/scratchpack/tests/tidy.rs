@@ -1,8 +1,12 @@
 //! The engine's architecture invariants (ARCHITECTURE.md, "Architecture
 //! invariants"), checked on the source text of every `.rs` file under
-//! `crates/scratchpack/src`, as rust-analyzer's `xtask/src/tidy.rs` checks
-//! its own code. Each rule is a test of its own, and a failure names the
-//! file and line of every place that breaks it.
+//! `crates/base/src` and `crates/scratchpack/src`, as rust-analyzer's
+//! `xtask/src/tidy.rs` checks its own code. Each rule is a test of its own,
+//! and a failure names the file and line of every place that breaks it.
+//!
+//! The engine is two crates read as one tree: `scratchpack` re-exports every
+//! module of `scratchpack-base` under its own name, so `crate::oci` in the
+//! one is `crate::oci` in the other, and the ranks run across both.
 //!
 //! The files are read as text, not compiled. Comments and the contents of
 //! string and character literals are blanked first, so that only code is
@@ -27,6 +31,12 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
+/// The engine's crates, the lower first: `scratchpack` depends on
+/// `scratchpack-base` (in `crates/base`), so cargo refuses an import the
+/// other way, and every module of the lower one ranks below every module of
+/// the upper one.
+const CRATES: &[&str] = &["base", "scratchpack"];
+
 /// The layers of the engine, bottom to top. A module may import a module of
 /// a lower rank, or anything inside itself, and nothing else, so two modules
 /// of one rank never import each other. ARCHITECTURE.md has the same table
@@ -47,6 +57,9 @@ const RANKS: &[(&str, u32)] = &[
     ("oci", 3),
     // The distribution protocol sends and reads what `oci` describes.
     ("registry", 4),
+    // Test fixtures both crates' tests share: hand-built ELF files and
+    // images.
+    ("testkit", 4),
     // Plans hold registry references and OCI compressions.
     ("manifest", 5),
     ("compile", 6),
@@ -68,30 +81,30 @@ const RANKS: &[(&str, u32)] = &[
 /// down as a value (`toolchain::Env`), so that a test hands it what it
 /// wants. The command line's edge needs no entry: `cli` reads the
 /// environment through `Env::from_process`, which is `toolchain`'s. A path
-/// ending in `/` is a directory. Test code is not checked.
+/// (under `crates/`) ending in `/` is a directory. Test code is not checked.
 const ENV_AND_PROGRAMS: &[(&str, &str)] = &[
     (
-        "toolchain/",
+        "base/src/toolchain/",
         "every program the engine runs, and the environment they and the engine read, read \
          once into `Env`",
     ),
     (
-        "shell.rs",
+        "base/src/shell.rs",
         "`NO_COLOR` decides how errors look, and an error is printed whether or not an `Env` \
          was ever read",
     ),
     (
-        "compile/dep_v0.rs",
+        "scratchpack/src/compile/dep_v0.rs",
         "runs as cargo's `RUSTC_WRAPPER`, a process of its own that reads what cargo sets and \
          runs rustc",
     ),
     (
-        "registry/credentials.rs",
+        "base/src/registry/credentials.rs",
         "secrets: the registry credential variables, the docker config and its credential \
          helpers, read and run only when a registry asks, and kept out of `Env`",
     ),
     (
-        "release/keys.rs",
+        "scratchpack/src/release/keys.rs",
         "a secret: the key's password (`COSIGN_PASSWORD`), read only when a key is loaded, \
          and kept out of `Env`",
     ),
@@ -150,6 +163,45 @@ fn imports_point_down_the_ranks() {
         "imports against the ranks (RANKS here, the table in ARCHITECTURE.md): an import \
          points only to a lower rank; move the code to the layer it belongs to, or let the \
          caller hand the value down",
+    );
+}
+
+/// The crate boundary is a cut through the ranks: a module of `base` ranks
+/// below every module of `scratchpack`, so what cargo enforces (the lower
+/// crate cannot name the upper) is what the ranks say.
+#[test]
+fn the_lower_crate_holds_the_lower_ranks() {
+    let tree = tree();
+    let tops: Vec<(usize, usize, &str, u32)> = (0..tree.files.len())
+        .filter(|&i| tree.files[i].module.len() == 1)
+        .filter_map(|i| {
+            let file = &tree.files[i];
+            let krate = CRATES
+                .iter()
+                .position(|k| file.name.starts_with(&format!("{k}/")))?;
+            let module = file.module[0].as_str();
+            Some((i, krate, module, rank(module)?))
+        })
+        .collect();
+    let mut problems = Problems::default();
+    for &(file, lower, module, at) in &tops {
+        for &(_, upper, other, above) in &tops {
+            if lower < upper && at >= above {
+                problems.add(
+                    file,
+                    1,
+                    format!(
+                        "`{module}` (rank {at}) is in crates/{}, `{other}` (rank {above}) in \
+                         crates/{}",
+                        CRATES[lower], CRATES[upper]
+                    ),
+                );
+            }
+        }
+    }
+    problems.check(
+        "modules on the wrong side of the crate boundary: a module of the lower crate ranks \
+         below every module of the upper one; move it, or change its rank",
     );
 }
 
@@ -352,9 +404,7 @@ impl Problems {
         }
         let mut text = format!("{rule}:\n");
         for (file, line, message) in &self.found {
-            text.push_str(&format!(
-                "  crates/scratchpack/src/{file}:{line}: {message}\n"
-            ));
+            text.push_str(&format!("  crates/{file}:{line}: {message}\n"));
         }
         text.push_str("ARCHITECTURE.md, \"Architecture invariants\", says why the rule holds.");
         panic!("{text}");
@@ -372,7 +422,7 @@ struct Tree {
 }
 
 struct SourceFile {
-    /// The path under `src`, with `/`.
+    /// The path under `crates`, with `/` (`base/src/oci/mod.rs`).
     name: String,
     /// The module the file is, from the crate root.
     module: Vec<String>,
@@ -462,14 +512,17 @@ impl SourceFile {
 fn tree() -> &'static Tree {
     static TREE: OnceLock<Tree> = OnceLock::new();
     TREE.get_or_init(|| {
-        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let crates = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
         let mut files = Vec::new();
-        load(&src, &src.join("lib.rs"), Vec::new(), false, &mut files);
-        let undeclared = undeclared(&src, &files);
-        assert!(
-            undeclared.is_empty(),
-            "files no `mod` declares, which the compiler never reads: {undeclared:?}"
-        );
+        for krate in CRATES {
+            let src = crates.join(krate).join("src");
+            load(&crates, &src.join("lib.rs"), Vec::new(), false, &mut files);
+            let undeclared = undeclared(&crates, &src, &files);
+            assert!(
+                undeclared.is_empty(),
+                "files no `mod` declares, which the compiler never reads: {undeclared:?}"
+            );
+        }
         let mut modules = BTreeMap::new();
         for (index, file) in files.iter().enumerate() {
             modules.insert(file.module.clone(), index);
@@ -499,8 +552,9 @@ fn tree() -> &'static Tree {
     })
 }
 
-/// Reads `path` as `module`, then every file its `mod` declarations name.
-fn load(src: &Path, path: &Path, module: Vec<String>, test: bool, files: &mut Vec<SourceFile>) {
+/// Reads `path` as `module`, then every file its `mod` declarations name;
+/// files are named by their path under `crates`.
+fn load(crates: &Path, path: &Path, module: Vec<String>, test: bool, files: &mut Vec<SourceFile>) {
     let raw =
         std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
     let code = blank(&raw);
@@ -525,7 +579,7 @@ fn load(src: &Path, path: &Path, module: Vec<String>, test: bool, files: &mut Ve
         path.with_extension("")
     };
     let file = SourceFile {
-        name: relative(src, path),
+        name: relative(crates, path),
         module: module.clone(),
         inline: inline_modules(bytes),
         line_starts,
@@ -553,12 +607,12 @@ fn load(src: &Path, path: &Path, module: Vec<String>, test: bool, files: &mut Ve
     }
     files.push(file);
     for (child_path, child, test) in child_files {
-        load(src, &child_path, child, test, files);
+        load(crates, &child_path, child, test, files);
     }
 }
 
 /// Every `.rs` file under `src` that the walk from `lib.rs` did not reach.
-fn undeclared(src: &Path, files: &[SourceFile]) -> Vec<String> {
+fn undeclared(crates: &Path, src: &Path, files: &[SourceFile]) -> Vec<String> {
     let reached: BTreeSet<&str> = files.iter().map(|f| f.name.as_str()).collect();
     let mut all = Vec::new();
     let mut stack = vec![src.to_owned()];
@@ -568,7 +622,7 @@ fn undeclared(src: &Path, files: &[SourceFile]) -> Vec<String> {
             if path.is_dir() {
                 stack.push(path);
             } else if path.extension().is_some_and(|e| e == "rs") {
-                all.push(relative(src, &path));
+                all.push(relative(crates, &path));
             }
         }
     }
@@ -577,8 +631,8 @@ fn undeclared(src: &Path, files: &[SourceFile]) -> Vec<String> {
     all
 }
 
-fn relative(src: &Path, path: &Path) -> String {
-    let relative = path.strip_prefix(src).unwrap();
+fn relative(crates: &Path, path: &Path) -> String {
+    let relative = path.strip_prefix(crates).unwrap();
     relative.to_string_lossy().replace('\\', "/")
 }
 
@@ -1022,8 +1076,9 @@ fn doc_links(raw: &str) -> Vec<(usize, String)> {
     found
 }
 
-/// Resolves `segments`, named in `scope`, to a path from the crate root;
-/// `None` for another crate's path.
+/// Resolves `segments`, named in `scope`, to a path from the crate root
+/// (`scratchpack_base`'s root is the engine's, which re-exports it); `None`
+/// for another crate's path.
 fn absolute(
     tree: &Tree,
     scope: &[String],
@@ -1032,7 +1087,7 @@ fn absolute(
 ) -> Option<Vec<String>> {
     let (first, mut rest) = segments.split_first()?;
     let mut out = match first.as_str() {
-        "crate" => Vec::new(),
+        "crate" | "scratchpack_base" => Vec::new(),
         "self" => scope.to_vec(),
         "super" => {
             let mut out = scope.to_vec();

@@ -267,7 +267,10 @@ tags = ["1.0", "latest"]
     fn a_plan_assembles_to_the_pinned_image() {
         let plan = plan();
         for epoch in [0, 1_700_000_000] {
-            assert_eq!(assemble(&plan, epoch), crate::oci::tests::sample_set(epoch));
+            assert_eq!(
+                assemble(&plan, epoch),
+                scratchpack_base::testkit::oci::sample_set(epoch)
+            );
         }
     }
 

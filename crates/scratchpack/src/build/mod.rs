@@ -764,9 +764,9 @@ mod tests {
     use crate::elf::{EM_X86_64, ET_DYN};
 
     use super::*;
-    use crate::elf::tests::elf64;
     use crate::manifest::parse;
     use crate::toolchain::workspace::Workspace;
+    use scratchpack_base::testkit::elf::elf64;
 
     /// Hands out a prepared file for every request, and counts the calls: the
     /// test seam that lets assembly and writing run without cargo.

@@ -357,15 +357,15 @@ fn not_elf(data: &[u8]) -> NotStatic {
 /// An ELF file's bytes with its class and byte order: every read is
 /// bounds-checked and answers `None` outside the bytes.
 #[derive(Clone, Copy)]
-pub(crate) struct File<'a> {
-    pub(crate) data: &'a [u8],
-    pub(crate) class: Class,
-    pub(crate) endian: Endian,
+pub struct File<'a> {
+    pub data: &'a [u8],
+    pub class: Class,
+    pub endian: Endian,
 }
 
 impl<'a> File<'a> {
     /// `len` bytes at `offset`, if they are all inside the file.
-    pub(crate) fn bytes(&self, offset: u64, len: u64) -> Option<&'a [u8]> {
+    pub fn bytes(&self, offset: u64, len: u64) -> Option<&'a [u8]> {
         let start = usize::try_from(offset).ok()?;
         let end = start.checked_add(usize::try_from(len).ok()?)?;
         self.data.get(start..end)
@@ -375,7 +375,8 @@ impl<'a> File<'a> {
         self.bytes(offset, N as u64)?.try_into().ok()
     }
 
-    pub(crate) fn u16(&self, offset: u64) -> Option<u16> {
+    /// The two bytes at `offset` as an integer of the file's byte order.
+    pub fn u16(&self, offset: u64) -> Option<u16> {
         let b = self.array(offset)?;
         Some(match self.endian {
             Endian::Little => u16::from_le_bytes(b),
@@ -383,7 +384,8 @@ impl<'a> File<'a> {
         })
     }
 
-    pub(crate) fn u32(&self, offset: u64) -> Option<u32> {
+    /// The four bytes at `offset` as an integer of the file's byte order.
+    pub fn u32(&self, offset: u64) -> Option<u32> {
         let b = self.array(offset)?;
         Some(match self.endian {
             Endian::Little => u32::from_le_bytes(b),
@@ -391,7 +393,8 @@ impl<'a> File<'a> {
         })
     }
 
-    pub(crate) fn u64(&self, offset: u64) -> Option<u64> {
+    /// The eight bytes at `offset` as an integer of the file's byte order.
+    pub fn u64(&self, offset: u64) -> Option<u64> {
         let b = self.array(offset)?;
         Some(match self.endian {
             Endian::Little => u64::from_le_bytes(b),

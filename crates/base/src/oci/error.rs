@@ -108,7 +108,9 @@ pub(crate) fn check_size(d: &Descriptor, size: u64) -> Result<(), ReadError> {
     })
 }
 
-pub(crate) fn verify(d: &Descriptor, size: u64, actual: Digest) -> Result<(), ReadError> {
+/// Refuses bytes read for a descriptor whose size or digest is not the
+/// descriptor's.
+pub fn verify(d: &Descriptor, size: u64, actual: Digest) -> Result<(), ReadError> {
     if size == d.size && actual == d.digest {
         return Ok(());
     }
