@@ -91,6 +91,10 @@ mkdir -p "$lowest"
 for crate in "${crates[@]}"; do
   tar -xzf "$packed/package/$crate-$version.crate" -C "$lowest"
 done
+# The files keep their mtimes from the checkout, and this workspace's
+# members have the same relative paths on every run: cargo would take an
+# older build of them in the kept target directory for current.
+find "$lowest" -type f -exec touch {} +
 cat >"$lowest/Cargo.toml" <<EOF
 [workspace]
 resolver = "3"

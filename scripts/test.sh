@@ -56,7 +56,8 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 # reused.
 for features in "" "--features push"; do
   # shellcheck disable=SC2086 # the features are separate words
-  cargo clippy --package scratchpack --all-targets --no-default-features $features \
+  cargo clippy --package scratchpack --package scratchpack-base --all-targets \
+    --no-default-features $features \
     --locked -- -D warnings
 done
 
@@ -75,8 +76,8 @@ rustup toolchain install "$msrv" --profile minimal
 RUSTFLAGS="-D warnings" CARGO_TARGET_DIR=target/msrv \
   cargo "+$msrv" check --workspace --all-targets --locked
 cargo test --workspace --locked
-# The engine and the sandbox as crates.io would have them: packed, then
-# used by an xtask in a workspace outside this one.
+# The engine, its lower layers and the sandbox as crates.io would have them:
+# packed, then used by an xtask in a workspace outside this one.
 scripts/check-package.sh
 # The commands a build without `push` and `sign` leaves out still answer,
 # naming the feature that brings them back; so does a manifest asking for
