@@ -39,10 +39,11 @@ pub struct PushReport {
 
 /// Pushes the image named `ref_name` in the layout's `index.json` (or its only
 /// image when `None`) to `target`, tagging it with each of `tags`. With no tags the
-/// image is pushed by digest only.
+/// image is pushed by digest only. A workspace's xtask reaches it as
+/// `scratchpack::registry::push_layout`.
 ///
 /// ```no_run
-/// use scratchpack::registry::{PushOptions, Repository, default_credentials, push_layout};
+/// use scratchpack_base::registry::{PushOptions, Repository, default_credentials, push_layout};
 ///
 /// let target = Repository::parse("localhost:5000/team/hello")?;
 /// let opts = PushOptions { insecure: true, ..PushOptions::default() };
