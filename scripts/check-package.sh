@@ -1,7 +1,6 @@
 #!/usr/bin/env bash
 # The published crates as another workspace gets them: packs the engine, its
-# lower layers (scratchpack-base) and the sandbox (cargo verifies that each
-# builds from its .crate alone), then
+# lower layers (scratchpack-base) and the sandbox, then
 # makes a workspace outside this repository whose xtask depends on
 # `scratchpack` from the registry, as "Using scratchpack from another
 # workspace" in the README says, with [patch.crates-io] pointing at the
@@ -17,22 +16,14 @@ cd "$(dirname "$0")/.."
 root=$PWD
 
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
-# cargo verifies the engine against the sandbox and base it just packed,
-# through a local registry it unpacks into $CARGO_HOME once per version, and
-# builds them in the target directory, where a registry crate of a version
-# already built is not built again: what an earlier run of this script left
-# of an older crate of the same version would be used instead. The packing
-# has a target directory of its own, and both are removed first (the
-# unnamed, local registries' directories start with `-`).
-packed="$root/target/package-verify"
+# Packed without cargo's own verification build: the workspace below builds
+# the engine from the unpacked .crate files alone, and the lowest-versions
+# check compiles all three with every feature and none, so a file left out
+# of a package fails there.
+packed="$root/target/packed"
 crates=(scratchpack-sandbox scratchpack-base scratchpack)
-for crate in scratchpack-sandbox scratchpack-base; do
-  for stale in "${CARGO_HOME:-$HOME/.cargo}"/registry/src/-*/"$crate-$version" \
-    "$packed"/debug/.fingerprint/"$crate"-*; do
-    rm -rf "$stale"
-  done
-done
-CARGO_TARGET_DIR="$packed" cargo package --locked --quiet "${crates[@]/#/-p}"
+rm -rf "$packed/package"
+CARGO_TARGET_DIR="$packed" cargo package --locked --quiet --no-verify "${crates[@]/#/-p}"
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
