@@ -80,6 +80,12 @@ impl PartialEq<&Digest> for &str {
     }
 }
 
+/// The sha256 of `bytes` as lower-case hexadecimal, for keys and file
+/// names where the `sha256:` prefix of a [`Digest`] would be noise.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
+}
+
 /// Bytes as lower-case hexadecimal, two digits each.
 pub fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;

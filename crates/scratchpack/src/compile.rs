@@ -633,8 +633,7 @@ impl Cargo<'_> {
         &self,
         call: &Invocation<'_>,
     ) -> Result<Vec<(String, String)>, CompileError> {
-        let digest =
-            |text: &str| crate::oci::hex(&<sha2::Sha256 as sha2::Digest>::digest(text.as_bytes()));
+        let digest = |text: &str| crate::digest::sha256_hex(text.as_bytes());
         let call_text = format!(
             "{}\n{:?}\n{:?}\n{:?}\n{}",
             self.workspace_root.display(),
@@ -770,7 +769,7 @@ impl Cargo<'_> {
             let mut bytes = std::fs::read(&object)
                 .map_err(|e| failed(format!("reading {}: {e}", object.display())))?;
             bytes.extend_from_slice(text.as_bytes());
-            let digest = crate::oci::hex(&<sha2::Sha256 as sha2::Digest>::digest(&bytes));
+            let digest = crate::digest::sha256_hex(&bytes);
             vars.push((dep_v0::digest_var(triple, package, &name), digest));
             written.extend([object, args_path]);
         }

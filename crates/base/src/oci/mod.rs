@@ -16,7 +16,6 @@ mod tar;
 
 use serde::Serialize;
 
-pub use crate::digest::hex;
 pub use crate::digest::{Digest, canonical_json};
 pub use compress::Compression;
 pub use error::ReadError;

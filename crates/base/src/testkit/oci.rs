@@ -1,5 +1,4 @@
-//! An image set for two platforms with every kind of entry and every
-//! config field the engine writes: `oci`'s snapshots pin its bytes.
+//! The image set `oci`'s snapshots pin.
 
 use std::collections::BTreeMap;
 

@@ -163,7 +163,7 @@ impl Packages {
         }
         Ok(Packages {
             tool: TOOL.to_owned(),
-            lock: hex_digest(lock.as_bytes()),
+            lock: crate::digest::sha256_hex(lock.as_bytes()),
             on_disk,
             packages: metadata
                 .packages
@@ -196,15 +196,11 @@ fn unchanged(on_disk: &BTreeMap<PathBuf, String>) -> bool {
         .all(|(path, digest)| file_digest(path) == *digest)
 }
 
-fn hex_digest(bytes: &[u8]) -> String {
-    crate::digest::hex(&Sha256::digest(bytes))
-}
-
 /// The digest of a file's bytes; a file that cannot be read has the empty
 /// string, which no digest equals, so a record naming it is not trusted.
 fn file_digest(path: &Path) -> String {
     std::fs::read(path)
-        .map(|b| hex_digest(&b))
+        .map(|b| crate::digest::sha256_hex(&b))
         .unwrap_or_default()
 }
 
@@ -219,7 +215,7 @@ fn workspace_packages(
 ) -> Result<Arc<Packages>, CratesError> {
     // No lock file yet: cargo metadata writes one.
     let lock = match std::fs::read(workspace_root.join("Cargo.lock")) {
-        Ok(bytes) => hex_digest(&bytes),
+        Ok(bytes) => crate::digest::sha256_hex(&bytes),
         Err(_) => String::new(),
     };
     type Known = BTreeMap<PathBuf, Arc<Packages>>;
@@ -235,7 +231,7 @@ fn workspace_packages(
     }
     let record = target_dir.join("scratchpack/crate-trees").join(format!(
         "packages-{}.json",
-        &hex_digest(workspace_root.as_os_str().as_encoded_bytes())[..32]
+        &crate::digest::sha256_hex(workspace_root.as_os_str().as_encoded_bytes())[..32]
     ));
     let packages = match Packages::recorded(&record, &lock) {
         Some(p) => p,

@@ -12,7 +12,6 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest as _, Sha256};
 
 use super::Env;
 use super::metadata::{Metadata, MetadataError};
@@ -246,9 +245,8 @@ impl Kept {
 /// The record of one directory's workspace: in a file named by a hash of the
 /// directory, so each directory a program is run from has its own.
 fn record_path(dir: &Path, record_dir: &Path) -> PathBuf {
-    let hash = Sha256::digest(dir.as_os_str().as_encoded_bytes());
-    let hex: String = hash[..16].iter().map(|b| format!("{b:02x}")).collect();
-    record_dir.join(format!("workspace-{hex}.json"))
+    let hex = crate::digest::sha256_hex(dir.as_os_str().as_encoded_bytes());
+    record_dir.join(format!("workspace-{}.json", &hex[..32]))
 }
 
 /// The largest record read back; a workspace of thousands of members fits.
@@ -363,12 +361,9 @@ impl Inputs {
         if self.files.contains_key(path) {
             return;
         }
-        let hash = std::fs::read(path).ok().map(|bytes| {
-            Sha256::digest(&bytes)
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect()
-        });
+        let hash = std::fs::read(path)
+            .ok()
+            .map(|bytes| crate::digest::sha256_hex(&bytes));
         self.files.insert(path.to_owned(), hash);
     }
 
@@ -414,10 +409,7 @@ impl Inputs {
 /// here) or cannot be read.
 fn member_globs(hash: &str, root_toml: &Path) -> Option<Vec<String>> {
     let bytes = std::fs::read(root_toml).ok()?;
-    let now: String = Sha256::digest(&bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let now = crate::digest::sha256_hex(&bytes);
     if now != hash {
         return None;
     }

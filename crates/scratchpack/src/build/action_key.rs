@@ -273,7 +273,7 @@ impl KeyContext {
             files,
             epoch: self.epoch,
         };
-        Ok(sha256_hex(&canonical_json(&inputs)))
+        Ok(crate::digest::sha256_hex(&canonical_json(&inputs)))
     }
 
     /// The keys of every platform of `image`, and the image's key over them.
@@ -303,14 +303,10 @@ impl KeyContext {
             h.update(p.as_bytes());
         }
         Ok(ImageKey {
-            image: crate::oci::hex(&h.finalize()),
+            image: crate::digest::hex(&h.finalize()),
             platforms,
         })
     }
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    crate::oci::hex(&Sha256::digest(bytes))
 }
 
 /// A file's digest (a symlink's is that of its target's name, as git

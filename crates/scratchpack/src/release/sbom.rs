@@ -249,7 +249,7 @@ fn serial_number(digest: &Digest) -> String {
     b.copy_from_slice(&h[..16]);
     b[6] = (b[6] & 0x0f) | 0x50;
     b[8] = (b[8] & 0x3f) | 0x80;
-    let hex = crate::oci::hex(&b);
+    let hex = crate::digest::hex(&b);
     format!(
         "urn:uuid:{}-{}-{}-{}-{}",
         &hex[0..8],
