@@ -17,7 +17,10 @@ use sha2::{Digest as _, Sha256};
 use super::Env;
 use super::metadata::Metadata;
 
-const TOOL: &str = concat!("scratchpack-", env!("CARGO_PKG_VERSION"));
+/// Whose records of [`Packages`] are read back: this crate's version, and
+/// after the slash how the answer was asked (2: `cargo metadata
+/// --all-features`; 1 described only what default features reach).
+const TOOL: &str = concat!("scratchpack-", env!("CARGO_PKG_VERSION"), "/2");
 
 #[derive(Debug, thiserror::Error)]
 pub enum CratesError {
@@ -464,6 +467,50 @@ fn normalise_license(license: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A crate only a non-default feature reaches is described: the
+    /// packages are asked of cargo with every feature on, the tree with the
+    /// image's.
+    #[test]
+    fn a_crate_only_a_feature_reaches_is_described() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |path: &str, text: &str| {
+            let path = dir.path().join(path);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        };
+        write(
+            "ws/Cargo.toml",
+            "[package]\nname = \"app\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\
+             [features]\nmore = [\"dep:extra\"]\n\
+             [dependencies]\nextra = { path = \"../extra\", optional = true }\n",
+        );
+        write("ws/src/main.rs", "fn main() {}\n");
+        // Outside the workspace's directory, so not a member of it.
+        write(
+            "extra/Cargo.toml",
+            "[package]\nname = \"extra\"\nversion = \"0.1.0\"\nedition = \"2021\"\nlicense = \"MIT\"\n",
+        );
+        write("extra/src/lib.rs", "");
+        let ws = dir.path().join("ws");
+        let env = Env::from_process();
+        let triple = "x86_64-unknown-linux-gnu";
+        let with = load(
+            &env,
+            &ws,
+            &ws.join("target"),
+            "app",
+            triple,
+            &["more".into()],
+            true,
+        )
+        .unwrap();
+        assert_eq!(with.root, "app@0.1.0");
+        assert_eq!(with.crates["extra@0.1.0"].license.as_deref(), Some("MIT"));
+        assert!(with.edges["app@0.1.0"].contains("extra@0.1.0"));
+        let without = load(&env, &ws, &ws.join("target"), "app", triple, &[], true).unwrap();
+        assert_eq!(without.crates.keys().collect::<Vec<_>>(), ["app@0.1.0"]);
+    }
 
     #[test]
     fn licenses_use_spdx_operators() {

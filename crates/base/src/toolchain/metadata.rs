@@ -61,13 +61,19 @@ pub enum MetadataError {
 impl Metadata {
     /// Runs `cargo metadata` in `dir`; with `no_deps`, only the workspace's
     /// own packages are described (and nothing is resolved or downloaded).
+    /// Otherwise every package any feature of any member can reach is
+    /// described (`--all-features`): without it cargo leaves out the optional
+    /// dependencies only a non-default feature enables, which an image's
+    /// `features` may well select.
     pub fn read(env: &Env, dir: &Path, no_deps: bool) -> Result<Metadata, MetadataError> {
         let mut cmd = super::cargo::command(env);
         cmd.current_dir(dir)
             .args(["metadata", "--format-version", "1"]);
-        if no_deps {
-            cmd.arg("--no-deps");
-        }
+        cmd.arg(if no_deps {
+            "--no-deps"
+        } else {
+            "--all-features"
+        });
         let out = cmd.output().map_err(MetadataError::Spawn)?;
         if !out.status.success() {
             return Err(MetadataError::Failed {
