@@ -56,6 +56,10 @@ requests = [
   { path = "/status/404", status = 404, body = { equals = "status 404\n" } },
   { method = "POST", path = "/echo", headers = { "content-type" = "application/json" }, body-text = '{"a":1}', response-headers = { "content-type" = "application/json" }, body = { equals = '{"a":1}' } },
   { tcp = { send = "GET / HTTP/1.0\r\n\r\n", expect = { contains = ["HTTP/1.1 200 OK", "hello from probe"] } } },
+  # POST /echo HTTP/1.0 with a body of four bytes that are not UTF-8, echoed back
+  { tcp = { send-hex = """
+      50 4f 53 54 20 2f 65 63 68 6f 20 48 54 54 50 2f 31 2e 30 0d 0a 63 6f 6e 74 65 6e 74 2d 6c 65 6e 67 74 68 3a 20 34 0d 0a 0d 0a
+      81 80 ff 00""", expect = { contains = ["HTTP/1.1 200 OK"], contains-hex = ["81 80 ff 00"] } } },
 ]
 stop = { exit-code = 0, timeout = 10 }
 stdout = { contains = ["probe: listening on port 8080", "probe: stopping on SIGTERM"] }
@@ -67,7 +71,10 @@ stop = { exit-code = 143 }
 
 [images.svc.tests.wrong-status]
 service = { port = 8080, ready-timeout = 20 }
-requests = [{ path = "/status/503", status = 200 }]
+requests = [
+  { path = "/status/503", status = 200 },
+  { tcp = { send-hex = "50 4f 53 54 20 2f 65 63 68 6f 20 48 54 54 50 2f 31 2e 30 0d 0a 63 6f 6e 74 65 6e 74 2d 6c 65 6e 67 74 68 3a 20 34 0d 0a 0d 0a 81 80 ff 00", expect = { contains-hex = ["81 80 fe"] } } },
+]
 
 [images.svc.tests.never-listens]
 args = ["serve", "8080", "--never-listen"]
@@ -142,6 +149,16 @@ fn services_answer_fail_readably_and_report_what_the_program_did() {
             "{wrong}"
         );
         assert!(wrong.contains("body: \"status 503\\n\""), "{wrong}");
+        // An answer that is not text is shown exactly, and in hex.
+        assert!(
+            wrong.contains("request 2 (tcp):\n    answer does not contain the bytes 81 80 fe\n"),
+            "{wrong}"
+        );
+        assert!(
+            wrong
+                .contains("\\r\\n\\x81\\x80\\xff\\x00\" (hex: 48 54 54 50 2f 31 2e 31 20 32 30 30"),
+            "{wrong}"
+        );
 
         // Never ready: the ready timeout, and what the program printed.
         let never = at("never-listens");

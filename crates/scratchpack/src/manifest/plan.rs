@@ -201,6 +201,11 @@ pub const DEFAULT_TEST_TIMEOUT_MS: u64 = 10_000;
 pub struct OutputExpect {
     pub equals: Option<String>,
     pub contains: Vec<String>,
+    /// Byte sequences (`contains-hex`) the output must hold, for binary
+    /// protocols and output. Left out of the serialised form when empty, so
+    /// tests without them keep their cache keys.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub contains_bytes: Vec<Vec<u8>>,
     /// A pattern already checked to compile with `regex_lite`.
     pub regex: Option<String>,
 }
@@ -465,6 +470,7 @@ pub struct HttpRequest {
 /// before it closes the connection or the request's time is up.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TcpExchange {
-    pub send: String,
+    /// `send`'s UTF-8 or `send-hex`'s bytes.
+    pub send: Vec<u8>,
     pub expect: OutputExpect,
 }

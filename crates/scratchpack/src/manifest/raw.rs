@@ -144,6 +144,7 @@ pub(crate) struct RawRequests {
 pub(crate) struct RawOutput {
     pub equals: Option<S<String>>,
     pub contains: Option<S<Vec<S<String>>>>,
+    pub contains_hex: Option<S<Vec<S<String>>>>,
     pub regex: Option<S<String>>,
 }
 
@@ -278,7 +279,7 @@ pub(crate) const TEST_KEYS: &[&str] = &[
 ];
 /// Test keys that make a test a structure test; the others make it a command test.
 pub(crate) const STRUCTURE_KEYS: &[&str] = &["files", "absent", "config"];
-const OUTPUT_KEYS: &[&str] = &["equals", "contains", "regex"];
+const OUTPUT_KEYS: &[&str] = &["equals", "contains", "contains-hex", "regex"];
 const FILE_CHECK_KEYS: &[&str] = &["path", "mode", "type"];
 const CONFIG_CHECK_KEYS: &[&str] = &[
     "entrypoint",
@@ -891,6 +892,7 @@ impl Walker<'_> {
             match key.get_ref().as_ref() {
                 "equals" => o.equals = self.string(&w, v),
                 "contains" => o.contains = self.strings(&w, v),
+                "contains-hex" => o.contains_hex = self.strings(&w, v),
                 "regex" => o.regex = self.string(&w, v),
                 _ => self.unknown_key(key, what, OUTPUT_KEYS),
             }

@@ -635,6 +635,7 @@ requests = [
   { method = "POST", path = "/api", headers = { "Content-Type" = "application/json" },
     body-text = "{}", status = 201, response-headers = { "Content-Type" = "application/json" } },
   { tcp = { send = "PING\r\n", expect = { equals = "+PONG\r\n" } } },
+  { tcp = { send-hex = "00 1d 12 34\n81 80", expect = { contains-hex = ["7f000001", "C0 a8"], contains = ["ok"] } } },
 ]
 stop = { exit-code = 143, timeout = 3 }
 stderr = { contains = ["stopping"] }
@@ -672,15 +673,25 @@ service = { port = 9000 }
     let ServiceRequest::Tcp(tcp) = &service.requests[2] else {
         panic!("{:?}", service.requests[2])
     };
-    assert_eq!(tcp.send, "PING\r\n");
+    assert_eq!(tcp.send, b"PING\r\n");
     assert_eq!(tcp.expect.equals.as_deref(), Some("+PONG\r\n"));
+    assert!(tcp.expect.contains_bytes.is_empty());
+    let ServiceRequest::Tcp(binary) = &service.requests[3] else {
+        panic!("{:?}", service.requests[3])
+    };
+    assert_eq!(binary.send, [0x00, 0x1d, 0x12, 0x34, 0x81, 0x80]);
+    assert_eq!(
+        binary.expect.contains_bytes,
+        [vec![0x7f, 0, 0, 1], vec![0xc0, 0xa8]]
+    );
+    assert_eq!(binary.expect.contains, ["ok"]);
     // The command says how it runs; its exit code is the stop's, and its
     // timeout covers readiness, every request and the stop.
     let command = serves.command.as_ref().unwrap();
     assert_eq!(command.args.as_deref(), Some(&["serve".to_owned()][..]));
     assert_eq!(command.exit_code, 143);
     assert_eq!(command.stderr.contains, ["stopping"]);
-    assert_eq!(command.timeout_ms, 2500 + 3000 + 4 * REQUEST_TIMEOUT_MS);
+    assert_eq!(command.timeout_ms, 2500 + 3000 + 5 * REQUEST_TIMEOUT_MS);
 
     let plain = tests.iter().find(|t| t.name == "plain").unwrap();
     let service = plain.service.as_ref().unwrap();

@@ -247,10 +247,18 @@ const MAX_DIFF_BYTES: usize = 16 << 10;
 pub(super) fn check_output(
     stream: &str,
     expect: &OutputExpect,
-    actual: &[u8],
+    bytes: &[u8],
     problems: &mut Vec<String>,
 ) {
-    let actual = String::from_utf8_lossy(actual);
+    for needle in &expect.contains_bytes {
+        if !holds(bytes, needle) {
+            problems.push(format!(
+                "{stream} does not contain the bytes {}",
+                hex(needle)
+            ));
+        }
+    }
+    let actual = String::from_utf8_lossy(bytes);
     if let Some(equals) = &expect.equals
         && *equals != actual
     {
@@ -273,7 +281,8 @@ pub(super) fn check_output(
         }
     }
     for needle in &expect.contains {
-        if !actual.contains(needle.as_str()) {
+        // On the bytes: output that is not UTF-8 can still hold the text.
+        if !holds(bytes, needle.as_bytes()) {
             problems.push(format!("{stream} does not contain {needle:?}"));
         }
     }
@@ -285,6 +294,24 @@ pub(super) fn check_output(
             Err(e) => problems.push(format!("{stream} regex /{pattern}/ is invalid: {e}")),
         }
     }
+}
+
+/// Whether `needle` occurs in `haystack` (an empty needle always does).
+pub(super) fn holds(haystack: &[u8], needle: &[u8]) -> bool {
+    needle.is_empty() || haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Bytes as lowercase hex pairs separated by spaces, as `contains-hex` and
+/// `send-hex` take them.
+pub(super) fn hex(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len() * 3);
+    for (i, b) in bytes.iter().enumerate() {
+        if i > 0 {
+            out.push(' ');
+        }
+        let _ = write!(out, "{b:02x}");
+    }
+    out
 }
 
 pub(super) fn indent(text: &str) -> String {
@@ -397,6 +424,7 @@ mod tests {
             stdout: OutputExpect {
                 equals: Some("hello\nworld\n".into()),
                 contains: vec!["planet".into()],
+                contains_bytes: vec![vec![0xff, 0x00], b"hello".to_vec()],
                 regex: Some("^h".into()),
             },
             ..test()
@@ -407,6 +435,11 @@ mod tests {
         assert!(text.contains("exit code: expected 3, got 0"), "{text}");
         assert!(text.contains("-world") && text.contains("+there"), "{text}");
         assert!(text.contains("does not contain \"planet\""), "{text}");
+        assert!(
+            text.contains("stdout does not contain the bytes ff 00"),
+            "{text}"
+        );
+        assert!(!text.contains("68 65 6c 6c 6f"), "{text}");
         assert!(!text.contains("regex"), "{text}");
         assert!(check(&test(), &inv, &outcome(0, "anything")).is_empty());
     }

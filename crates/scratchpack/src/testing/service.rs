@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use rustix::process::Signal;
 use sandbox::{Outcome, Running, Status, StopReason};
 
-use super::command::{self, CommandError, Invocation, check_output, indent};
+use super::command::{self, CommandError, Invocation, check_output, holds, indent};
 use super::diff;
 use super::http::{self, HttpError, MAX_BODY_BYTES, Response, Timed};
 use crate::manifest::{
@@ -320,10 +320,22 @@ pub fn check_http(r: &HttpRequest, response: &Response) -> Vec<String> {
     problems
 }
 
-/// The start of `bytes` as a quoted string, for a failure's message.
+/// The start of `bytes` as a quoted string, for a failure's message; bytes
+/// that are not UTF-8 are shown exactly, as a byte string (`b"\x81\x80"`),
+/// and in hex, the way `contains-hex` takes them.
 fn quoted(bytes: &[u8]) -> String {
     let shown = &bytes[..bytes.len().min(QUOTED_BODY_BYTES)];
-    let mut text = format!("{:?}", String::from_utf8_lossy(shown));
+    // Cut through the middle of a character, it is still text.
+    let is_text = std::str::from_utf8(shown).map_or_else(|e| e.error_len().is_none(), |_| true);
+    let mut text = if is_text {
+        format!("{:?}", String::from_utf8_lossy(shown))
+    } else {
+        format!(
+            "b\"{}\" (hex: {})",
+            shown.escape_ascii(),
+            command::hex(shown)
+        )
+    };
     if bytes.len() > shown.len() {
         let _ = write!(text, " and {} more bytes", bytes.len() - shown.len());
     }
@@ -335,7 +347,8 @@ fn quoted(bytes: &[u8]) -> String {
 fn satisfied(expect: &OutputExpect, got: &[u8]) -> bool {
     let text = String::from_utf8_lossy(got);
     let equals = expect.equals.as_ref().is_none_or(|e| got.len() >= e.len());
-    let contains = expect.contains.iter().all(|c| text.contains(c.as_str()));
+    let contains = expect.contains.iter().all(|c| holds(got, c.as_bytes()))
+        && expect.contains_bytes.iter().all(|c| holds(got, c));
     // The manifest has already compiled every pattern once.
     let regex = expect
         .regex
@@ -352,7 +365,7 @@ fn tcp_exchange(running: &Running, port: u16, t: &TcpExchange) -> Vec<String> {
         Err(e) => return vec![format!("connecting to port {port}: {e}")],
     };
     let mut timed = Timed::new(stream, Duration::from_millis(REQUEST_TIMEOUT_MS));
-    if let Err(e) = timed.send(t.send.as_bytes()) {
+    if let Err(e) = timed.send(&t.send) {
         return vec![format!("sending: {e}")];
     }
     let expects = t.expect != OutputExpect::default();
@@ -526,6 +539,7 @@ mod tests {
             equals: equals.map(str::to_owned),
             contains: contains.iter().map(|s| (*s).to_owned()).collect(),
             regex: regex.map(str::to_owned),
+            ..OutputExpect::default()
         };
         assert!(satisfied(
             &expect(Some("+PONG\r\n"), &[], None),
@@ -534,5 +548,28 @@ mod tests {
         assert!(!satisfied(&expect(Some("+PONG\r\n"), &[], None), b"+PO"));
         assert!(satisfied(&expect(None, &["PONG"], Some("^\\+")), b"+PONG"));
         assert!(!satisfied(&expect(None, &["PONG", "x"], None), b"+PONG"));
+        // Binary answers: bytes that are not UTF-8 are matched as they are.
+        let bytes = |b: &[&[u8]]| OutputExpect {
+            contains_bytes: b.iter().map(|b| b.to_vec()).collect(),
+            ..OutputExpect::default()
+        };
+        assert!(satisfied(
+            &bytes(&[b"\x81\x80", b"\x7f\0\0\x01"]),
+            b"\x12\x34\x81\x80\x7f\0\0\x01"
+        ));
+        assert!(!satisfied(&bytes(&[b"\x81\x80"]), b"\x12\x34\x81"));
+        assert!(satisfied(&expect(None, &["www"], None), b"\x81\x80\x03www"));
+    }
+
+    #[test]
+    fn answers_that_are_not_text_are_shown_exactly() {
+        assert_eq!(quoted(b"+PONG\r\n"), "\"+PONG\\r\\n\"");
+        assert_eq!(
+            quoted(b"\x12\x34\x81\x80\x03www"),
+            "b\"\\x124\\x81\\x80\\x03www\" (hex: 12 34 81 80 03 77 77 77)"
+        );
+        // Text cut in the middle of a character is still text.
+        let cut = "caf\u{e9}".as_bytes();
+        assert_eq!(quoted(&cut[..cut.len() - 1]), "\"caf\u{fffd}\"");
     }
 }

@@ -39,6 +39,7 @@ pub(crate) struct RawRequest {
 pub(crate) struct RawTcp {
     pub span: Range<usize>,
     pub send: Option<S<String>>,
+    pub send_hex: Option<S<String>>,
     pub expect: Option<RawOutput>,
 }
 
@@ -63,7 +64,7 @@ const REQUEST_KEYS: &[&str] = &[
     "body",
     "tcp",
 ];
-const TCP_KEYS: &[&str] = &["send", "expect"];
+const TCP_KEYS: &[&str] = &["send", "send-hex", "expect"];
 const STOP_KEYS: &[&str] = &["exit-code", "timeout"];
 
 impl Walker<'_> {
@@ -165,6 +166,7 @@ impl Walker<'_> {
             let w = format!("`{}` in {what}", key.get_ref());
             match key.get_ref().as_ref() {
                 "send" => tcp.send = self.string(&w, value),
+                "send-hex" => tcp.send_hex = self.string(&w, value),
                 "expect" => tcp.expect = self.output(&w, value),
                 _ => self.unknown_key(key, what, TCP_KEYS),
             }

@@ -282,7 +282,15 @@ impl Resolver<'_> {
     }
 
     fn tcp(&mut self, tcp: &RawTcp) -> Option<TcpExchange> {
-        if tcp.send.is_none() && tcp.expect.is_none() {
+        if let (Some(_), Some(hex)) = (&tcp.send, &tcp.send_hex) {
+            self.error(
+                Diagnostic::new("`send` and `send-hex` both given", span_of(hex))
+                    .label("a second thing to send")
+                    .help("an exchange sends text (`send`) or bytes (`send-hex`), not both"),
+            );
+            return None;
+        }
+        if tcp.send.is_none() && tcp.send_hex.is_none() && tcp.expect.is_none() {
             self.error(
                 Diagnostic::new(
                     "the `tcp` exchange sends and expects nothing",
@@ -293,12 +301,13 @@ impl Resolver<'_> {
             );
             return None;
         }
+        let send = match (&tcp.send, &tcp.send_hex) {
+            (Some(text), _) => text.get_ref().as_bytes().to_vec(),
+            (None, Some(hex)) => self.hex(hex)?,
+            (None, None) => Vec::new(),
+        };
         Some(TcpExchange {
-            send: tcp
-                .send
-                .as_ref()
-                .map(|s| s.get_ref().clone())
-                .unwrap_or_default(),
+            send,
             expect: self.output(tcp.expect.as_ref()),
         })
     }

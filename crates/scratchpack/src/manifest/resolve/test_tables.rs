@@ -203,10 +203,33 @@ impl Resolver<'_> {
                     .label("does not compile"),
             );
         }
+        let contains_bytes = raw
+            .contains_hex
+            .iter()
+            .flat_map(|list| list.get_ref())
+            .filter_map(|hex| self.hex(hex))
+            .collect();
         OutputExpect {
             equals: raw.equals.as_ref().map(|s| s.get_ref().clone()),
             contains: raw.contains.as_ref().map(strings).unwrap_or_default(),
+            contains_bytes,
             regex: raw.regex.as_ref().map(|r| r.get_ref().clone()),
+        }
+    }
+
+    /// The bytes a hex string (`send-hex`, `contains-hex`) stands for; an
+    /// error at its place when it is not one.
+    pub(super) fn hex(&mut self, hex: &S<String>) -> Option<Vec<u8>> {
+        match values::parse_hex(hex.get_ref()) {
+            Ok(bytes) => Some(bytes),
+            Err(e) => {
+                self.error(
+                    Diagnostic::new(format!("invalid hex bytes: {e}"), span_of(hex))
+                        .label("not hex bytes")
+                        .help("two hex digits per byte, spaces allowed: \"00 1d 12 34\""),
+                );
+                None
+            }
         }
     }
 }

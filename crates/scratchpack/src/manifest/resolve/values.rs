@@ -179,6 +179,33 @@ pub(crate) fn parse_user(s: &str) -> Result<User, &'static str> {
     })
 }
 
+/// Bytes written as hex digits, in pairs, with any ASCII whitespace between
+/// them (`"00 21 12 34"`). An error says what is wrong and at which
+/// character (counted from 1).
+pub(super) fn parse_hex(s: &str) -> Result<Vec<u8>, String> {
+    let mut bytes = Vec::new();
+    let mut high = None;
+    for (at, c) in s.chars().enumerate() {
+        if c.is_ascii_whitespace() {
+            continue;
+        }
+        let Some(digit) = c.to_digit(16) else {
+            return Err(format!("`{c}` at character {} is not a hex digit", at + 1));
+        };
+        match high.take() {
+            None => high = Some(digit as u8),
+            Some(h) => bytes.push(h << 4 | digit as u8),
+        }
+    }
+    if high.is_some() {
+        return Err("an odd number of hex digits: each byte is two".to_owned());
+    }
+    if bytes.is_empty() {
+        return Err("no bytes: give at least one pair of hex digits".to_owned());
+    }
+    Ok(bytes)
+}
+
 pub(super) fn parse_port(s: &str) -> Result<String, &'static str> {
     let (port, proto) = s.split_once('/').unwrap_or((s, "tcp"));
     if !matches!(proto, "tcp" | "udp" | "sctp") {
