@@ -4,6 +4,9 @@
 # README's first command), checks formatting and lints, runs every test,
 # then tests the example images.
 set -euo pipefail
+# Each step says when it starts and how long the command has run, so a
+# slow run shows where its time went.
+phase() { echo "== $(date -u +%H:%M:%S) (${SECONDS} s in) $*"; }
 cd "$(dirname "$0")/.."
 
 # Oracles the tests check our output with, and the tools they run images with.
@@ -37,6 +40,7 @@ fi
 # examples in (tests/it/support.rs), so each example, notes' C among them,
 # compiles once for the whole command.
 it_target="$PWD/target/it"
+phase "the README's first command: every example image"
 CARGO_TARGET_DIR="$it_target" cargo xtask images
 rustup component add rustfmt clippy
 
@@ -49,6 +53,7 @@ if [ ! -x "$SCRATCHPACK_TOOLS_DIR/bin/sccache" ]; then
     --no-default-features --features redis
 fi
 
+phase "format and lints"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 # The engine without its optional features (its default), as a workspace that
@@ -65,24 +70,31 @@ done
 # need Linux): checked, not linked, since there is no macOS linker or SDK
 # here. The `zstd` feature compiles C (libzstd), which needs Apple's SDK, so
 # it is left out of this check.
+phase "the engine checked for macOS"
 rustup target add aarch64-apple-darwin
 RUSTFLAGS="-D warnings" CARGO_TARGET_DIR=target/macos \
   cargo check --package scratchpack --no-default-features --features push,sign \
   --target aarch64-apple-darwin --locked
 
 # The oldest Rust the workspace says it builds with (`rust-version`) does.
+phase "the minimum Rust version"
 msrv=$(sed -n 's/^rust-version = "\(.*\)"/\1/p' Cargo.toml)
 rustup toolchain install "$msrv" --profile minimal
 RUSTFLAGS="-D warnings" CARGO_TARGET_DIR=target/msrv \
   cargo "+$msrv" check --workspace --all-targets --locked
+phase "unit and end-to-end tests"
 cargo test --workspace --locked
 # The engine, its lower layers and the sandbox as crates.io would have them:
 # packed, then used by an xtask in a workspace outside this one.
+phase "the published crates, packed"
 scripts/check-package.sh
 # The commands a build without `push` and `sign` leaves out still answer,
 # naming the feature that brings them back; so does a manifest asking for
 # zstd layers without `zstd`.
+phase "the engine without its features"
 cargo test --package scratchpack --no-default-features --lib --locked -- cli:: without_zstd
 # The example images' own tests, as a user runs them.
 # Every platform must run: a host without an emulator fails rather than skips.
+phase "the example images' tests"
 CARGO_TARGET_DIR="$it_target" cargo xtask test-images --require-all-platforms
+phase "done"
