@@ -304,14 +304,8 @@ pub(super) fn holds(haystack: &[u8], needle: &[u8]) -> bool {
 /// Bytes as lowercase hex pairs separated by spaces, as `contains-hex` and
 /// `send-hex` take them.
 pub(super) fn hex(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len() * 3);
-    for (i, b) in bytes.iter().enumerate() {
-        if i > 0 {
-            out.push(' ');
-        }
-        let _ = write!(out, "{b:02x}");
-    }
-    out
+    let pairs: Vec<String> = bytes.chunks(1).map(crate::digest::hex).collect();
+    pairs.join(" ")
 }
 
 pub(super) fn indent(text: &str) -> String {

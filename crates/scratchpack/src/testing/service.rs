@@ -345,16 +345,16 @@ fn quoted(bytes: &[u8]) -> String {
 /// Whether `got` already holds what `expect` asks for, so that reading can
 /// stop before the program closes the connection.
 fn satisfied(expect: &OutputExpect, got: &[u8]) -> bool {
-    let text = String::from_utf8_lossy(got);
     let equals = expect.equals.as_ref().is_none_or(|e| got.len() >= e.len());
     let contains = expect.contains.iter().all(|c| holds(got, c.as_bytes()))
         && expect.contains_bytes.iter().all(|c| holds(got, c));
-    // The manifest has already compiled every pattern once.
-    let regex = expect
-        .regex
-        .as_ref()
-        .is_none_or(|p| regex_lite::Regex::new(p).is_ok_and(|re| re.is_match(&text)));
-    equals && contains && regex
+    // The manifest has already compiled every pattern once; the answer is
+    // made text only for one.
+    equals
+        && contains
+        && expect.regex.as_ref().is_none_or(|p| {
+            regex_lite::Regex::new(p).is_ok_and(|re| re.is_match(&String::from_utf8_lossy(got)))
+        })
 }
 
 /// One TCP exchange: `send` written, then bytes read until what `expect`
