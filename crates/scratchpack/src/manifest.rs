@@ -55,6 +55,10 @@ pub fn load(path: &Path, workspace: &Workspace) -> Result<Plan, LoadError> {
     load_with(path, workspace, TagInputs::none())
 }
 
+/// The largest images.toml read: far beyond any real one (a thousand images
+/// with their tests take a few hundred KiB).
+const MAX_MANIFEST_BYTES: u64 = 16 << 20;
+
 /// Reads and resolves `images.toml` at `path` against `workspace`, its tags
 /// made from `tags`.
 pub fn load_with(
@@ -62,9 +66,13 @@ pub fn load_with(
     workspace: &Workspace,
     tags: TagInputs<'_>,
 ) -> Result<Plan, LoadError> {
-    let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
-        path: path.to_owned(),
-        source,
+    // A regular file of bounded size: a link to /dev/zero or a FIFO in its
+    // place is refused at once, not read until memory runs out or waited on.
+    let bytes = crate::record::read_regular(path, MAX_MANIFEST_BYTES, true).map_err(|source| {
+        LoadError::Read {
+            path: path.to_owned(),
+            source,
+        }
     })?;
     match String::from_utf8(bytes) {
         Ok(text) => parse_with(path, &text, workspace, tags).map_err(LoadError::Invalid),

@@ -788,3 +788,44 @@ fn extra_binaries_resolve_with_their_packages_settings() {
     );
     assert_eq!(p.images[0].build.features, ["loud"]);
 }
+
+/// images.toml is read only as a regular file of bounded size: a link to a
+/// device that never ends, a FIFO nobody writes and a file past the bound are
+/// refused at once, naming the file and why; a link to a regular file reads.
+#[test]
+fn an_images_toml_that_is_not_a_bounded_file_is_refused_at_once() {
+    let dir = fixture();
+    let ws = workspace(dir.path());
+    let reason = |path: &Path| match load(path, &ws) {
+        Err(LoadError::Read {
+            path: named,
+            source,
+        }) => {
+            assert_eq!(named, path);
+            source.to_string()
+        }
+        other => panic!("{path:?}: {other:?}"),
+    };
+    let zero = dir.path().join("zero.toml");
+    std::os::unix::fs::symlink("/dev/zero", &zero).unwrap();
+    assert_eq!(reason(&zero), "not a regular file");
+    let fifo = dir.path().join("fifo.toml");
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        &fifo,
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o600),
+        0,
+    )
+    .unwrap();
+    assert_eq!(reason(&fifo), "not a regular file");
+    let big = dir.path().join("big.toml");
+    let file = std::fs::File::create(&big).unwrap();
+    file.set_len(MAX_MANIFEST_BYTES + 1).unwrap();
+    assert_eq!(reason(&big), "more than 16 MiB");
+    let real = dir.path().join("real.toml");
+    std::fs::write(&real, "[images.hello]\npackage = \"hello\"\n").unwrap();
+    let link = dir.path().join("link.toml");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    assert_eq!(load(&link, &ws).unwrap().images[0].name, "hello");
+}
